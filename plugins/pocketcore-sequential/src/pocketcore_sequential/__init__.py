@@ -1,0 +1,56 @@
+"""The ``sequential`` executor: one item at a time, in input order.
+
+Useful for debugging (deterministic order, plain tracebacks) and as the
+baseline parallel executors are measured against. It runs on any backend;
+started on its own it uses asyncio. This module does not import pocketcore:
+it only needs pluggy's marker for the ``pocketcore`` project.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any, TypeVar
+
+import pluggy
+
+__all__ = ["SequentialExecutor", "pocketcore_register_executors"]
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+hookimpl = pluggy.HookimplMarker("pocketcore")
+
+
+class SequentialExecutor:
+    """Awaits each item's call before pulling the next item.
+
+    ``limit`` is accepted and has no effect: at most one call is ever in flight.
+    A failure stops the batch at once; later items are never pulled.
+    """
+
+    name = "sequential"
+    backend: str | None = None
+
+    def run(self, fn: Callable[[], Awaitable[T]]) -> T:
+        """Run ``fn()`` on a new asyncio event loop and return its result."""
+
+        async def main() -> T:
+            return await fn()
+
+        return asyncio.run(main())
+
+    async def map(
+        self, fn: Callable[[Any], Awaitable[R]], items: Iterable[Any], *, limit: int | None
+    ) -> list[R]:
+        """Return ``[await fn(item) for item in items]``."""
+        return [await fn(item) for item in items]
+
+    def __repr__(self) -> str:
+        return "SequentialExecutor()"
+
+
+@hookimpl
+def pocketcore_register_executors(register: Callable[[Any], None]) -> None:
+    """Register the ``sequential`` executor."""
+    register(SequentialExecutor())

@@ -1,0 +1,49 @@
+"""pocketcore: PocketFlow's API on a small kernel with pluggable executors.
+
+Code written for PocketFlow runs by changing ``import pocketflow`` to
+``import pocketcore``. How the items of a parallel batch are scheduled is
+supplied by executor plugins and chosen by configuration; see
+:func:`pocketcore.run`.
+"""
+
+from __future__ import annotations
+
+from ._errors import ConfigError, PluginError, PocketcoreError
+from ._executor import Executor
+from ._flows import AsyncBatchFlow, AsyncFlow, AsyncParallelBatchFlow, BatchFlow, Flow
+from ._nodes import (
+    AsyncBatchNode,
+    AsyncNode,
+    AsyncParallelBatchNode,
+    BaseNode,
+    BatchNode,
+    Node,
+)
+from ._plugins import ExecutorEntry, PluginFailure, Registry, get_registry, make_plugin_manager
+from ._run import run
+from .hookspecs import hookimpl
+
+__all__ = [
+    "AsyncBatchFlow",
+    "AsyncBatchNode",
+    "AsyncFlow",
+    "AsyncNode",
+    "AsyncParallelBatchFlow",
+    "AsyncParallelBatchNode",
+    "BaseNode",
+    "BatchFlow",
+    "BatchNode",
+    "ConfigError",
+    "Executor",
+    "ExecutorEntry",
+    "Flow",
+    "Node",
+    "PluginError",
+    "PluginFailure",
+    "PocketcoreError",
+    "Registry",
+    "get_registry",
+    "hookimpl",
+    "make_plugin_manager",
+    "run",
+]

@@ -1,0 +1,253 @@
+"""Configuration resolution: which executor and which limit a run uses.
+
+Most specific first: the node's or flow's own ``executor`` /
+``max_concurrency``; the arguments of :func:`pocketcore.run`; the environment
+(``POCKETCORE_EXECUTOR``, ``POCKETCORE_MAX_CONCURRENCY``); ``pocketcore.toml``
+in the working directory, else ``[tool.pocketcore]`` in its
+``pyproject.toml``; the default (the executor named after the running
+backend). Run-level settings are resolved once per run; node attributes are
+looked at when that node fans out.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import attrs
+
+from ._errors import ConfigError
+from ._executor import Executor
+from ._plugins import Registry
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - exercised on Python 3.10 only
+    import tomli as tomllib
+
+__all__ = ["RunConfig", "Setting", "check_executor_value", "check_limit", "resolve_run"]
+
+EXECUTOR_ENV = "POCKETCORE_EXECUTOR"
+LIMIT_ENV = "POCKETCORE_MAX_CONCURRENCY"
+FILE_KEYS = ("executor", "max_concurrency")
+
+
+@attrs.frozen
+class Setting:
+    """A configured value and a human-readable description of where it came from."""
+
+    value: Any
+    source: str
+
+
+def check_limit(value: object, source: str) -> int | None:
+    """Return ``value`` as a concurrency limit, or raise :class:`ConfigError`.
+
+    ``None`` means no limit; anything else must be an ``int`` >= 1 (``bool``
+    is rejected even though it is an ``int``).
+    """
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ConfigError(
+            f"max_concurrency must be an int >= 1 or None, got {value!r} "
+            f"({type(value).__name__}) from {source}"
+        )
+    if value < 1:
+        raise ConfigError(f"max_concurrency must be >= 1, got {value} from {source}")
+    return value
+
+
+def check_executor_value(value: object, source: str) -> str | Executor | None:
+    """Check that ``value`` can name an executor: ``None``, a name, or an executor object."""
+    if value is None or (isinstance(value, str) and value):
+        return value  # type: ignore[return-value]
+    if isinstance(value, Executor):
+        return value
+    raise ConfigError(
+        f"executor must be an executor name (str) or an executor object, got "
+        f"{value!r} ({type(value).__name__}) from {source}"
+    )
+
+
+def _env_settings() -> tuple[Setting | None, Setting | None]:
+    executor = limit = None
+    raw = os.environ.get(EXECUTOR_ENV, "").strip()
+    if raw:
+        executor = Setting(raw, f"environment variable {EXECUTOR_ENV}")
+    raw = os.environ.get(LIMIT_ENV, "").strip()
+    if raw:
+        source = f"environment variable {LIMIT_ENV}"
+        try:
+            value = int(raw)
+        except ValueError:
+            raise ConfigError(
+                f"max_concurrency must be an int >= 1, got {raw!r} from {source}"
+            ) from None
+        limit = Setting(check_limit(value, source), source)
+    return executor, limit
+
+
+_file_cache: dict[tuple[str, int, int], tuple[dict[str, Any], str] | None] = {}
+
+
+def _load_toml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as f:
+            return tomllib.load(f)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path.name} in {path.parent} is not valid TOML: {exc}") from None
+
+
+def _file_table(cwd: Path) -> tuple[dict[str, Any], str] | None:
+    """The pocketcore table of ``pocketcore.toml`` or ``pyproject.toml`` in ``cwd``."""
+    for name in ("pocketcore.toml", "pyproject.toml"):
+        path = cwd / name
+        try:
+            st = path.stat()
+        except OSError:
+            continue
+        key = (str(path), st.st_mtime_ns, st.st_size)
+        if key in _file_cache:
+            found = _file_cache[key]
+        else:
+            data = _load_toml(path)
+            if name == "pocketcore.toml":
+                found = (data, "pocketcore.toml")
+            else:
+                table = data.get("tool", {}).get("pocketcore")
+                found = None if table is None else (table, "pyproject.toml [tool.pocketcore]")
+                if table is not None and not isinstance(table, dict):
+                    raise ConfigError("[tool.pocketcore] in pyproject.toml must be a table")
+            _file_cache[key] = found
+        if found is not None:
+            return found
+    return None
+
+
+def _file_settings(cwd: Path) -> tuple[Setting | None, Setting | None]:
+    found = _file_table(cwd)
+    if found is None:
+        return None, None
+    table, where = found
+    for key, value in table.items():
+        # Sub-tables belong to plugins ([tool.pocketcore.<plugin>]).
+        if key not in FILE_KEYS and not isinstance(value, dict):
+            raise ConfigError(
+                f"unknown key {key!r} in {where}; known keys: {', '.join(FILE_KEYS)}"
+            )
+    executor = limit = None
+    if "executor" in table:
+        source = f"key 'executor' in {where}"
+        value = table["executor"]
+        if not isinstance(value, str) or not value:
+            raise ConfigError(
+                f"executor must be a non-empty string, got {value!r} from {source}"
+            )
+        executor = Setting(value, source)
+    if "max_concurrency" in table:
+        source = f"key 'max_concurrency' in {where}"
+        limit = Setting(check_limit(table["max_concurrency"], source), source)
+    return executor, limit
+
+
+@attrs.frozen
+class RunConfig:
+    """What one run resolved: its backend, its executor and its limit.
+
+    Attributes:
+        backend: The async library the run is on (``"asyncio"``, ``"trio"``)
+            or ``None`` for a run with no event loop (a sync flow).
+        executor: The run-level executor for parallel nodes without their own.
+        executor_source: Where the executor choice came from.
+        limit: The run-level concurrency limit (``None``: unlimited).
+        limit_source: Where the limit came from.
+        registry: The registry executor names are looked up in.
+    """
+
+    backend: str | None
+    executor: Executor
+    executor_source: str
+    limit: int | None
+    limit_source: str
+    registry: Registry
+    _by_name: dict[str, Executor] = attrs.field(factory=dict, eq=False, repr=False)
+
+    def lookup(self, value: str | Executor, source: str) -> Executor:
+        """Resolve an executor name or object and check it fits this run's backend."""
+        if isinstance(value, str):
+            cached = self._by_name.get(value)
+            if cached is None:
+                cached = self._by_name[value] = lookup_executor(
+                    value, source, self.backend, self.registry
+                )
+            return cached
+        return lookup_executor(value, source, self.backend, self.registry)
+
+
+def lookup_executor(
+    value: str | Executor, source: str, backend: str | None, registry: Registry
+) -> Executor:
+    """Resolve an executor name (or object) and check that it can run on ``backend``."""
+    executor = registry.get_executor(value, source=source) if isinstance(value, str) else value
+    check_backend(executor, backend, source)
+    return executor
+
+
+def check_backend(executor: Executor, backend: str | None, source: str) -> None:
+    """Raise :class:`ConfigError` if ``executor`` cannot run on ``backend``."""
+    needs = executor.backend
+    if needs is not None and backend is not None and needs != backend:
+        raise ConfigError(
+            f"executor {executor.name!r} (from {source}) needs the {needs} backend, "
+            f"but this run is on {backend}"
+        )
+
+
+def run_level_settings(
+    executor: object = None, max_concurrency: object = None, *, cwd: Path | None = None
+) -> tuple[Setting | None, Setting | None]:
+    """The run-level executor and limit, from arguments, environment and file.
+
+    Returns ``(executor, limit)`` settings, each ``None`` when nothing set it.
+    """
+    exe = lim = None
+    if executor is not None:
+        source = "argument executor= of pocketcore.run()"
+        exe = Setting(check_executor_value(executor, source), source)
+    if max_concurrency is not None:
+        source = "argument max_concurrency= of pocketcore.run()"
+        lim = Setting(check_limit(max_concurrency, source), source)
+    if exe is None or lim is None:
+        env_exe, env_lim = _env_settings()
+        exe, lim = exe or env_exe, lim or env_lim
+    if exe is None or lim is None:
+        file_exe, file_lim = _file_settings(Path.cwd() if cwd is None else cwd)
+        exe, lim = exe or file_exe, lim or file_lim
+    return exe, lim
+
+
+def resolve_run(
+    backend: str | None,
+    executor: Setting | None,
+    limit: Setting | None,
+    registry: Registry,
+) -> RunConfig:
+    """Build the :class:`RunConfig` of a run on ``backend``.
+
+    With no executor configured, the default is the executor named after the
+    backend (``asyncio`` on asyncio, ``trio`` on trio).
+    """
+    if executor is None:
+        name = backend or "asyncio"
+        executor = Setting(name, f"the default for the {name} backend")
+    return RunConfig(
+        backend=backend,
+        executor=lookup_executor(executor.value, executor.source, backend, registry),
+        executor_source=executor.source,
+        limit=None if limit is None else limit.value,
+        limit_source="no limit configured" if limit is None else limit.source,
+        registry=registry,
+    )

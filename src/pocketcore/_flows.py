@@ -1,0 +1,145 @@
+"""Flows: graphs of nodes joined by actions, themselves usable as nodes."""
+
+from __future__ import annotations
+
+import copy
+import warnings
+from typing import Any
+
+from ._context import executor_for
+from ._executor import Executor
+from ._nodes import AsyncNode, BaseNode
+
+__all__ = ["AsyncBatchFlow", "AsyncFlow", "AsyncParallelBatchFlow", "BatchFlow", "Flow"]
+
+
+class Flow(BaseNode):
+    """Runs nodes from ``start``, following the action each ``post`` returns.
+
+    Every step runs a shallow copy of the node, so one node object can appear
+    in several flows (or several passes of a batch flow) at once. All nodes of
+    one pass share one params dict: the flow's params, or a batch flow's
+    merged params. A flow is a node: it can be the successor of a node, or a
+    node inside another flow. Its ``post`` returns the last action by default.
+
+    Args:
+        start: The first node (also settable later with :meth:`start`).
+        executor: See :class:`BaseNode`.
+        max_concurrency: See :class:`BaseNode`.
+    """
+
+    def __init__(
+        self,
+        start: BaseNode | None = None,
+        *,
+        executor: str | Executor | None = None,
+        max_concurrency: int | None = None,
+    ) -> None:
+        super().__init__(executor=executor, max_concurrency=max_concurrency)
+        self.start_node = start
+
+    def start(self, start: BaseNode) -> BaseNode:
+        """Set the first node and return it (so ``flow.start(a) >> b`` chains)."""
+        self.start_node = start
+        return start
+
+    def get_next_node(self, curr: BaseNode, action: Any) -> BaseNode | None:
+        """The successor of ``curr`` for ``action`` (``None`` means ``"default"``).
+
+        Returns ``None`` when there is none; warns when ``curr`` has successors
+        but none for this action, since the flow then ends early.
+        """
+        nxt = curr.successors.get(action or "default")
+        if not nxt and curr.successors:
+            warnings.warn(
+                f"Flow ends: '{action}' not found in {list(curr.successors)}", stacklevel=2
+            )
+        return nxt
+
+    def _orch(self, shared: Any, params: dict[str, Any] | None = None) -> Any:
+        curr = copy.copy(self.start_node)
+        p = params or {**self.params}
+        last_action = None
+        while curr:
+            curr.set_params(p)
+            last_action = curr._run(shared)
+            curr = copy.copy(self.get_next_node(curr, last_action))
+        return last_action
+
+    def _run(self, shared: Any) -> Any:
+        p = self.prep(shared)
+        o = self._orch(shared)
+        return self.post(shared, p, o)
+
+    def post(self, shared: Any, prep_res: Any, exec_res: Any) -> Any:
+        """Return ``exec_res``: for a flow, the last action of its last node."""
+        return exec_res
+
+
+class BatchFlow(Flow):
+    """Runs the whole flow once per params dict that ``prep`` returns, in order.
+
+    Each pass sees ``{**flow.params, **item}`` as its params. ``post`` receives
+    the list from ``prep`` (``[]`` for ``None``) and ``None`` as ``exec_res``.
+    """
+
+    def _run(self, shared: Any) -> Any:
+        pr = self.prep(shared) or []
+        for bp in pr:
+            self._orch(shared, {**self.params, **bp})
+        return self.post(shared, pr, None)
+
+
+class AsyncFlow(Flow, AsyncNode):
+    """A flow that may hold async nodes (and sync ones, which run inline)."""
+
+    async def _orch_async(self, shared: Any, params: dict[str, Any] | None = None) -> Any:
+        curr = copy.copy(self.start_node)
+        p = params or {**self.params}
+        last_action = None
+        while curr:
+            curr.set_params(p)
+            if isinstance(curr, AsyncNode):
+                last_action = await curr._run_async(shared)
+            else:
+                last_action = curr._run(shared)
+            curr = copy.copy(self.get_next_node(curr, last_action))
+        return last_action
+
+    async def _run_async(self, shared: Any) -> Any:
+        p = await self.prep_async(shared)
+        o = await self._orch_async(shared)
+        return await self.post_async(shared, p, o)
+
+    async def post_async(self, shared: Any, prep_res: Any, exec_res: Any) -> Any:
+        """Return ``exec_res``: the last action of the flow's last node."""
+        return exec_res
+
+
+class AsyncBatchFlow(AsyncFlow, BatchFlow):
+    """An async :class:`BatchFlow`: one pass per params dict, one after another."""
+
+    async def _run_async(self, shared: Any) -> Any:
+        pr = await self.prep_async(shared) or []
+        for bp in pr:
+            await self._orch_async(shared, {**self.params, **bp})
+        return await self.post_async(shared, pr, None)
+
+
+class AsyncParallelBatchFlow(AsyncFlow, BatchFlow):
+    """An async batch flow whose passes run concurrently, through the run's executor.
+
+    Executor and limit come from the flow's own ``executor`` /
+    ``max_concurrency``, else the run's configuration. A failing pass cancels
+    the others before its exception propagates.
+    """
+
+    async def _run_async(self, shared: Any) -> Any:
+        pr = await self.prep_async(shared) or []
+        executor, limit = executor_for(self)
+
+        async def one_pass(bp: dict[str, Any]) -> Any:
+            return await self._orch_async(shared, {**self.params, **bp})
+
+        await executor.map(one_pass, pr, limit=limit)
+        return await self.post_async(shared, pr, None)

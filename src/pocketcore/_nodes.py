@@ -1,0 +1,316 @@
+"""Nodes: the steps of a flow, with PocketFlow's lifecycle and API.
+
+``prep`` reads the shared store, ``exec`` does the work (retried up to
+``max_retries`` times, with ``wait`` seconds between attempts, then handed to
+``exec_fallback``), and ``post`` writes results back and returns the action
+that picks the next node. Batch variants run ``exec`` once per item of what
+``prep`` returned; the *Parallel* variant hands the items to the run's executor.
+"""
+
+from __future__ import annotations
+
+import functools
+import time
+import warnings
+from typing import Any
+
+import anyio
+
+from ._config import check_executor_value, check_limit
+from ._context import CUR_RETRY, RUN, ambient_config, executor_for, validate_graph
+from ._executor import Executor
+
+__all__ = [
+    "AsyncBatchNode",
+    "AsyncNode",
+    "AsyncParallelBatchNode",
+    "BaseNode",
+    "BatchNode",
+    "Node",
+]
+
+
+class BaseNode:
+    """The smallest unit of a flow: ``prep`` -> ``exec`` -> ``post``.
+
+    Args:
+        executor: Keyword only. The executor this node (or flow) fans its items
+            out with, by name or as an executor object; overrides the run's.
+            Also settable as a class attribute.
+        max_concurrency: Keyword only. The most items of this node in flight at
+            once (an int >= 1, or ``None`` for the run's setting).
+
+    Raises:
+        ConfigError: ``executor`` or ``max_concurrency`` has the wrong type or
+            ``max_concurrency`` is < 1.
+
+    Attributes:
+        params: The node's parameters, set by :meth:`set_params` (a flow sets
+            the same dict on every node of one pass).
+        successors: Action name -> next node.
+    """
+
+    executor: str | Executor | None = None
+    max_concurrency: int | None = None
+
+    def __init__(
+        self, *, executor: str | Executor | None = None, max_concurrency: int | None = None
+    ) -> None:
+        self.params: dict[str, Any] = {}
+        self.successors: dict[str, BaseNode] = {}
+        if executor is not None:
+            self.executor = check_executor_value(
+                executor, f"argument executor= of {type(self).__name__}()"
+            )
+        if max_concurrency is not None:
+            self.max_concurrency = check_limit(
+                max_concurrency, f"argument max_concurrency= of {type(self).__name__}()"
+            )
+
+    def set_params(self, params: dict[str, Any]) -> None:
+        """Replace this node's parameters with ``params`` (the dict itself, not a copy)."""
+        self.params = params
+
+    def next(self, node: BaseNode, action: str = "default") -> BaseNode:
+        """Make ``node`` the successor for ``action`` and return ``node``.
+
+        Warns (``UserWarning``) when a successor for ``action`` is replaced.
+        """
+        if action in self.successors:
+            warnings.warn(f"Overwriting successor for action '{action}'", stacklevel=2)
+        self.successors[action] = node
+        return node
+
+    def prep(self, shared: Any) -> Any:
+        """Read what ``exec`` needs from the shared store. Returns ``None`` by default."""
+
+    def exec(self, prep_res: Any) -> Any:
+        """Do the node's work on the result of ``prep``. Returns ``None`` by default."""
+
+    def post(self, shared: Any, prep_res: Any, exec_res: Any) -> Any:
+        """Write results to the shared store and return the next action (``None``: default)."""
+
+    def _exec(self, prep_res: Any) -> Any:
+        return self.exec(prep_res)
+
+    def _run(self, shared: Any) -> Any:
+        p = self.prep(shared)
+        e = self._exec(p)
+        return self.post(shared, p, e)
+
+    def run(self, shared: Any) -> Any:
+        """Run this node alone and return what ``post`` returns.
+
+        Successors are not followed; a node that has some warns, as a reminder
+        that a :class:`~pocketcore.Flow` is what follows them.
+        """
+        if self.successors:
+            warnings.warn("Node won't run successors. Use Flow.", stacklevel=2)
+        return self._run(shared)
+
+    def __rshift__(self, other: BaseNode) -> BaseNode:
+        return self.next(other)
+
+    def __sub__(self, action: str) -> _ConditionalTransition:
+        if isinstance(action, str):
+            return _ConditionalTransition(self, action)
+        raise TypeError("Action must be a string")
+
+
+class _ConditionalTransition:
+    """The half-built edge of ``node - "action" >> other``."""
+
+    __slots__ = ("action", "src")
+
+    def __init__(self, src: BaseNode, action: str) -> None:
+        self.src, self.action = src, action
+
+    def __rshift__(self, tgt: BaseNode) -> BaseNode:
+        return self.src.next(tgt, self.action)
+
+
+class Node(BaseNode):
+    """A node whose ``exec`` is retried and can fall back.
+
+    Args:
+        max_retries: How many times ``exec`` is attempted in all (default 1).
+        wait: Seconds to sleep between attempts (default 0).
+        executor: See :class:`BaseNode`.
+        max_concurrency: See :class:`BaseNode`.
+
+    Attributes:
+        cur_retry: The 0-based attempt of the item being executed. Inside
+            ``exec`` it belongs to the current item, even when several items of
+            the same node run concurrently.
+    """
+
+    def __init__(
+        self,
+        max_retries: int = 1,
+        wait: float = 0,
+        *,
+        executor: str | Executor | None = None,
+        max_concurrency: int | None = None,
+    ) -> None:
+        super().__init__(executor=executor, max_concurrency=max_concurrency)
+        self.max_retries, self.wait = max_retries, wait
+
+    @property
+    def cur_retry(self) -> int:
+        """The attempt number (0-based) of the item executing in this context."""
+        state = CUR_RETRY.get()
+        if state is not None and state[0] is self:
+            return state[1]
+        try:
+            return self.__dict__["_cur_retry"]  # type: ignore[no-any-return]
+        except KeyError:
+            raise AttributeError(
+                f"{type(self).__name__!r} object has no attribute 'cur_retry'"
+            ) from None
+
+    @cur_retry.setter
+    def cur_retry(self, value: int) -> None:
+        self.__dict__["_cur_retry"] = value
+
+    def exec_fallback(self, prep_res: Any, exc: Exception) -> Any:
+        """Called with the last exception once every attempt failed; re-raises it by default."""
+        raise exc
+
+    def _exec(self, prep_res: Any) -> Any:
+        return _attempts(self, prep_res)
+
+
+def _attempts(node: Node, prep_res: Any) -> Any:
+    """The per-item pipeline, sync: attempts, waits, fallback."""
+    token = CUR_RETRY.set((node, 0))
+    try:
+        last = node.max_retries - 1
+        for attempt in range(node.max_retries):
+            node.__dict__["_cur_retry"] = attempt
+            if attempt:
+                CUR_RETRY.set((node, attempt))
+            try:
+                return node.exec(prep_res)
+            except Exception as exc:
+                if attempt == last:
+                    return node.exec_fallback(prep_res, exc)
+                if node.wait > 0:
+                    time.sleep(node.wait)
+        return None
+    finally:
+        CUR_RETRY.reset(token)
+
+
+class BatchNode(Node):
+    """A node whose ``prep`` returns an iterable of items; ``exec`` runs once per item.
+
+    Items run one after another, in order, whatever the executor. ``exec_res``
+    given to ``post`` is the list of per-item results.
+    """
+
+    def _exec(self, items: Any) -> Any:
+        return [_attempts(self, item) for item in (items or [])]
+
+
+class AsyncNode(Node):
+    """A node with async ``prep_async`` / ``exec_async`` / ``post_async``.
+
+    Run it with ``await node.run_async(shared)`` or :func:`pocketcore.run`;
+    calling :meth:`run` raises ``RuntimeError``.
+    """
+
+    async def prep_async(self, shared: Any) -> Any:
+        """Async :meth:`~BaseNode.prep`. Returns ``None`` by default."""
+
+    async def exec_async(self, prep_res: Any) -> Any:
+        """Async :meth:`~BaseNode.exec`. Returns ``None`` by default."""
+
+    async def exec_fallback_async(self, prep_res: Any, exc: Exception) -> Any:
+        """Async :meth:`~Node.exec_fallback`; re-raises ``exc`` by default."""
+        raise exc
+
+    async def post_async(self, shared: Any, prep_res: Any, exec_res: Any) -> Any:
+        """Async :meth:`~BaseNode.post`. Returns ``None`` (the default action)."""
+
+    async def _exec(self, prep_res: Any) -> Any:
+        return await _attempts_async(self, prep_res)
+
+    async def run_async(self, shared: Any) -> Any:
+        """Run this node (or flow) on the running event loop; return ``post_async``'s result.
+
+        Outside :func:`pocketcore.run`, the run's executor and limit come from
+        the environment, then the configuration file, then the default for the
+        running backend (``asyncio`` or ``trio``).
+
+        Raises:
+            ConfigError: The configuration is unusable on this event loop.
+        """
+        if self.successors:
+            warnings.warn("Node won't run successors. Use AsyncFlow.", stacklevel=2)
+        if RUN.get() is not None:
+            return await self._run_async(shared)
+        cfg = ambient_config()
+        validate_graph(self, cfg)
+        token = RUN.set(cfg)
+        try:
+            return await self._run_async(shared)
+        finally:
+            RUN.reset(token)
+
+    async def _run_async(self, shared: Any) -> Any:
+        p = await self.prep_async(shared)
+        e = await self._exec(p)
+        return await self.post_async(shared, p, e)
+
+    def _run(self, shared: Any) -> Any:
+        raise RuntimeError("Use run_async.")
+
+
+async def _attempts_async(node: AsyncNode, prep_res: Any) -> Any:
+    """The per-item pipeline, async: attempts, waits, fallback."""
+    token = CUR_RETRY.set((node, 0))
+    try:
+        last = node.max_retries - 1
+        for attempt in range(node.max_retries):
+            node.__dict__["_cur_retry"] = attempt
+            if attempt:
+                CUR_RETRY.set((node, attempt))
+            try:
+                return await node.exec_async(prep_res)
+            except Exception as exc:
+                if attempt == last:
+                    return await node.exec_fallback_async(prep_res, exc)
+                if node.wait > 0:
+                    await anyio.sleep(node.wait)
+        return None
+    finally:
+        CUR_RETRY.reset(token)
+
+
+class AsyncBatchNode(AsyncNode, BatchNode):
+    """An async batch node: ``exec_async`` runs once per item, one after another.
+
+    ``None`` from ``prep_async`` is an empty batch.
+    """
+
+    async def _exec(self, items: Any) -> Any:
+        return [await _attempts_async(self, item) for item in (() if items is None else items)]
+
+
+class AsyncParallelBatchNode(AsyncNode, BatchNode):
+    """An async batch node whose items run concurrently, through the run's executor.
+
+    The executor (``asyncio``, ``trio``, ``sequential`` or a plugin's) and the
+    limit come from the node's own ``executor`` / ``max_concurrency``, else the
+    run's configuration. Results reach ``post_async`` in input order. When an
+    item fails, the others are cancelled and awaited before the exception
+    (the item's own) propagates. ``None`` from ``prep_async`` is an empty batch.
+    """
+
+    async def _exec(self, items: Any) -> Any:
+        executor, limit = executor_for(self)
+        return await executor.map(
+            functools.partial(_attempts_async, self),
+            () if items is None else items,
+            limit=limit,
+        )

@@ -1,0 +1,94 @@
+"""``pocketcore.run``: run any node or flow from synchronous code."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import sniffio
+
+from ._config import check_executor_value, lookup_executor, resolve_run, run_level_settings
+from ._context import RUN, validate_graph
+from ._nodes import AsyncNode, BaseNode
+from ._plugins import get_registry
+
+__all__ = ["run"]
+
+
+def run(
+    target: BaseNode,
+    shared: Any = None,
+    *,
+    executor: Any = None,
+    max_concurrency: int | None = None,
+) -> Any:
+    """Run a node or flow, sync or async, and return what its ``run`` returns.
+
+    For an async target this starts the event loop the chosen executor needs
+    (asyncio for ``asyncio`` and ``sequential``, trio for ``trio``) and runs
+    ``target.run_async(shared)`` in it; a sync target runs directly.
+
+    The run's executor and limit are resolved once, most specific first: the
+    ``executor`` / ``max_concurrency`` arguments, then ``POCKETCORE_EXECUTOR``
+    / ``POCKETCORE_MAX_CONCURRENCY``, then ``pocketcore.toml`` or
+    ``[tool.pocketcore]`` in ``pyproject.toml`` of the working directory, then
+    the default for the backend. A node's or flow's own ``executor`` /
+    ``max_concurrency`` still wins for that node; the target's own executor
+    also decides which event loop is started.
+
+    Args:
+        target: The node or flow to run.
+        shared: The shared store; a new empty dict when ``None``.
+        executor: An executor name or executor object for the whole run.
+        max_concurrency: The most items of a parallel batch in flight at once.
+
+    Returns:
+        What ``target.run(shared)`` (or ``run_async``) returns: for a flow,
+        its last action unless its ``post`` says otherwise.
+
+    Raises:
+        TypeError: ``target`` is not a node or flow.
+        ConfigError: The configuration is unusable; the message names where
+            the bad value came from.
+        Exception: Whatever the flow itself raises, unchanged.
+    """
+    if not isinstance(target, BaseNode):
+        raise TypeError(
+            f"pocketcore.run() needs a node or flow, got {type(target).__name__}"
+        )
+    if shared is None:
+        shared = {}
+    registry = get_registry()
+    exe, limit = run_level_settings(executor, max_concurrency)
+
+    if not isinstance(target, AsyncNode):
+        cfg = resolve_run(None, exe, limit, registry)
+        validate_graph(target, cfg)
+        token = RUN.set(cfg)
+        try:
+            return target.run(shared)
+        finally:
+            RUN.reset(token)
+
+    own = target.executor
+    if own is not None:
+        source = f"attribute executor of {type(target).__name__} {target!r}"
+        loop_executor = lookup_executor(
+            check_executor_value(own, source), source, None, registry
+        )
+    elif exe is not None:
+        loop_executor = lookup_executor(exe.value, exe.source, None, registry)
+    else:
+        loop_executor = lookup_executor(
+            "asyncio", "the default for runs started by pocketcore.run()", None, registry
+        )
+
+    async def main() -> Any:
+        cfg = resolve_run(sniffio.current_async_library(), exe, limit, registry)
+        validate_graph(target, cfg)
+        token = RUN.set(cfg)
+        try:
+            return await target.run_async(shared)
+        finally:
+            RUN.reset(token)
+
+    return loop_executor.run(main)
