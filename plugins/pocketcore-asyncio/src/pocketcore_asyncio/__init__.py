@@ -19,6 +19,7 @@ T = TypeVar("T")
 R = TypeVar("R")
 
 hookimpl = pluggy.HookimplMarker("pocketcore")
+_END = object()
 
 
 def _attach(first: BaseException, others: Iterable[BaseException]) -> None:
@@ -98,7 +99,11 @@ class AsyncioExecutor:
 
         async def worker() -> None:
             nonlocal stop
-            for item in source:
+            # Check before pulling: once a call has failed, no item is taken.
+            while not stop:
+                item = next(source, _END)
+                if item is _END:
+                    return
                 index = len(results)
                 results.append(None)
                 try:
@@ -106,8 +111,6 @@ class AsyncioExecutor:
                 except BaseException:
                     stop = True
                     raise
-                if stop:
-                    return
 
         try:
             workers = min(limit, len(items))  # type: ignore[arg-type]

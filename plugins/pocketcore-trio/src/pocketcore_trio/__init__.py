@@ -24,6 +24,7 @@ T = TypeVar("T")
 R = TypeVar("R")
 
 hookimpl = pluggy.HookimplMarker("pocketcore")
+_END = object()
 
 
 def _attach(first: BaseException, others: Iterable[BaseException]) -> None:
@@ -88,7 +89,11 @@ class TrioExecutor:
                 source: Iterator[Any] = iter(items)
 
                 async def worker() -> None:
-                    for item in source:
+                    # Check before pulling: once a call has failed, no item is taken.
+                    while not failures:
+                        item = next(source, _END)
+                        if item is _END:
+                            return
                         index = len(results)
                         results.append(None)
                         try:
@@ -96,8 +101,6 @@ class TrioExecutor:
                         except Exception as exc:
                             failures.append(exc)
                             cancel()
-                            return
-                        if failures:
                             return
 
                 try:
