@@ -25,7 +25,7 @@ from ._plugins import Registry
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover - exercised on Python 3.10 only
-    import tomli as tomllib
+    import tomli as tomllib  # type: ignore[import-not-found, unused-ignore]
 
 __all__ = ["RunConfig", "Setting", "check_executor_value", "check_limit", "resolve_run"]
 
@@ -63,7 +63,7 @@ def check_limit(value: object, source: str) -> int | None:
 def check_executor_value(value: object, source: str) -> str | Executor | None:
     """Check that ``value`` can name an executor: ``None``, a name, or an executor object."""
     if value is None or (isinstance(value, str) and value):
-        return value  # type: ignore[return-value]
+        return value
     if isinstance(value, Executor):
         return value
     raise ConfigError(
@@ -96,7 +96,8 @@ _file_cache: dict[tuple[str, int, int], tuple[dict[str, Any], str] | None] = {}
 def _load_toml(path: Path) -> dict[str, Any]:
     try:
         with path.open("rb") as f:
-            return tomllib.load(f)
+            data: dict[str, Any] = tomllib.load(f)
+            return data
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path.name} in {path.parent} is not valid TOML: {exc}") from None
 
@@ -135,17 +136,13 @@ def _file_settings(cwd: Path) -> tuple[Setting | None, Setting | None]:
     for key, value in table.items():
         # Sub-tables belong to plugins ([tool.pocketcore.<plugin>]).
         if key not in FILE_KEYS and not isinstance(value, dict):
-            raise ConfigError(
-                f"unknown key {key!r} in {where}; known keys: {', '.join(FILE_KEYS)}"
-            )
+            raise ConfigError(f"unknown key {key!r} in {where}; known keys: {', '.join(FILE_KEYS)}")
     executor = limit = None
     if "executor" in table:
         source = f"key 'executor' in {where}"
         value = table["executor"]
         if not isinstance(value, str) or not value:
-            raise ConfigError(
-                f"executor must be a non-empty string, got {value!r} from {source}"
-            )
+            raise ConfigError(f"executor must be a non-empty string, got {value!r} from {source}")
         executor = Setting(value, source)
     if "max_concurrency" in table:
         source = f"key 'max_concurrency' in {where}"

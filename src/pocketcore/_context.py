@@ -24,9 +24,7 @@ __all__ = ["CUR_RETRY", "RUN", "ambient_config", "executor_for", "validate_graph
 RUN: ContextVar[RunConfig | None] = ContextVar("pocketcore_run", default=None)
 """The configuration of the run in progress, if any."""
 
-CUR_RETRY: ContextVar[tuple[object, int] | None] = ContextVar(
-    "pocketcore_cur_retry", default=None
-)
+CUR_RETRY: ContextVar[tuple[object, int] | None] = ContextVar("pocketcore_cur_retry", default=None)
 """``(node, attempt)`` of the item attempt executing in this context."""
 
 

@@ -52,9 +52,7 @@ def run(
         Exception: Whatever the flow itself raises, unchanged.
     """
     if not isinstance(target, BaseNode):
-        raise TypeError(
-            f"pocketcore.run() needs a node or flow, got {type(target).__name__}"
-        )
+        raise TypeError(f"pocketcore.run() needs a node or flow, got {type(target).__name__}")
     if shared is None:
         shared = {}
     registry = get_registry()
@@ -72,9 +70,9 @@ def run(
     own = target.executor
     if own is not None:
         source = f"attribute executor of {type(target).__name__} {target!r}"
-        loop_executor = lookup_executor(
-            check_executor_value(own, source), source, None, registry
-        )
+        checked = check_executor_value(own, source)
+        assert checked is not None
+        loop_executor = lookup_executor(checked, source, None, registry)
     elif exe is not None:
         loop_executor = lookup_executor(exe.value, exe.source, None, registry)
     else:

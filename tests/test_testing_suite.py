@@ -1,0 +1,130 @@
+"""The conformance suite can fail: it catches executors that break the contract.
+
+Each broken executor below breaks one clause the way a plausible
+implementation would; the suite's matching property must reject it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any
+
+import pytest
+
+from pocketcore.testing import ExecutorConformance, RecordingExecutor
+
+if sys.version_info < (3, 11):
+    from exceptiongroup import BaseExceptionGroup, ExceptionGroup
+
+
+class _AsyncioBase:
+    backend = "asyncio"
+
+    def run(self, fn: Callable[[], Awaitable[Any]]) -> Any:
+        async def main() -> Any:
+            return await fn()
+
+        return asyncio.run(main())
+
+
+class BareGather(_AsyncioBase):
+    """PocketFlow's strategy: gather everything, no limit, no cancellation."""
+
+    name = "bare-gather"
+
+    async def map(self, fn: Any, items: Iterable[Any], *, limit: int | None) -> list[Any]:
+        return list(await asyncio.gather(*(fn(i) for i in items)))
+
+
+class EagerSemaphore(_AsyncioBase):
+    """Honours the limit with a semaphore, but creates a task per item up front."""
+
+    name = "eager-semaphore"
+
+    async def map(self, fn: Any, items: Iterable[Any], *, limit: int | None) -> list[Any]:
+        sem = asyncio.Semaphore(limit or 10**9)
+
+        async def one(item: Any) -> Any:
+            async with sem:
+                return await fn(item)
+
+        tasks = [asyncio.ensure_future(one(i)) for i in items]
+        try:
+            return list(await asyncio.gather(*tasks))
+        except BaseException:
+            for t in tasks:
+                t.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            raise
+
+
+class CompletionOrder(_AsyncioBase):
+    """Returns results in the order they complete."""
+
+    name = "completion-order"
+
+    async def map(self, fn: Any, items: Iterable[Any], *, limit: int | None) -> list[Any]:
+        return [await f for f in asyncio.as_completed([fn(i) for i in items])]
+
+
+class CancelsButDoesNotWait(_AsyncioBase):
+    """Cancels the siblings of a failure, but raises before they have finished."""
+
+    name = "no-wait"
+
+    async def map(self, fn: Any, items: Iterable[Any], *, limit: int | None) -> list[Any]:
+        tasks = [asyncio.ensure_future(fn(i)) for i in items]
+        try:
+            return list(await asyncio.gather(*tasks))
+        except BaseException:
+            for t in tasks:
+                t.cancel()
+            raise
+
+
+class WrapsInAGroup(_AsyncioBase):
+    """Raises failures wrapped in an ExceptionGroup (as bare task groups do)."""
+
+    name = "group"
+
+    async def map(self, fn: Any, items: Iterable[Any], *, limit: int | None) -> list[Any]:
+        try:
+            return [await fn(i) for i in items]
+        except Exception as exc:
+            raise ExceptionGroup("wrapped", [exc]) from None
+
+
+class OneAtATime(_AsyncioBase):
+    """Runs items one by one while claiming to be parallel."""
+
+    name = "one-at-a-time"
+
+    async def map(self, fn: Any, items: Iterable[Any], *, limit: int | None) -> list[Any]:
+        return [await fn(i) for i in items]
+
+
+CASES = [
+    (BareGather(), "test_failure_stops_the_batch"),
+    (BareGather(), "test_limit_bounds_calls_and_pulls"),
+    (EagerSemaphore(), "test_huge_input_is_pulled_lazily"),
+    (CompletionOrder(), "test_results_in_input_order"),
+    (CancelsButDoesNotWait(), "test_failure_stops_the_batch"),
+    (WrapsInAGroup(), "test_failure_stops_the_batch"),
+    (OneAtATime(), "test_parallel_items_overlap"),
+]
+
+
+@pytest.mark.parametrize(("executor", "test_name"), CASES, ids=[f"{e.name}-{t}" for e, t in CASES])
+def test_the_suite_rejects_a_broken_executor(executor: Any, test_name: str) -> None:
+    suite_class = type("Suite", (ExecutorConformance,), {"executor": executor})
+    with pytest.raises((AssertionError, BaseExceptionGroup, TimeoutError)):
+        getattr(suite_class(), test_name)()
+
+
+class TestRecordingExecutorPassesTheSequentialContract(ExecutorConformance):
+    """The test double itself, without an inner executor, is a valid sequential executor."""
+
+    executor = RecordingExecutor()
+    parallel = False
