@@ -1,0 +1,1 @@
+"""The parallel-summaries example: summarise text files with a (simulated) slow LLM."""
