@@ -148,7 +148,8 @@ def site(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 def test_a_broken_plugin_is_reported_and_the_others_load(site: Path) -> None:
-    registry = Registry.from_environment()
+    with pytest.warns(pocketcore.PluginWarning, match=r"'broken' \(distribution pocketcore-broken"):
+        registry = Registry.from_environment()
     (failure,) = registry.failures
     assert failure.entry_point == "broken"
     assert failure.distribution == "pocketcore-broken 1.2.3"
@@ -173,7 +174,9 @@ def test_autoload_can_be_disabled(site: Path, monkeypatch: pytest.MonkeyPatch) -
 
 def test_disable_set_to_zero_keeps_autoload(site: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("POCKETCORE_DISABLE_PLUGIN_AUTOLOAD", "0")
-    assert "fake" in Registry.from_environment().executors
+    with pytest.warns(pocketcore.PluginWarning):
+        registry = Registry.from_environment()
+    assert "fake" in registry.executors
 
 
 @pytest.mark.parametrize("disabled", [False, True])
@@ -183,7 +186,8 @@ def test_only_the_named_plugins(
     if disabled:
         monkeypatch.setenv("POCKETCORE_DISABLE_PLUGIN_AUTOLOAD", "1")
     monkeypatch.setenv("POCKETCORE_PLUGINS", "fake, pocketcore-sequential,missing")
-    registry = Registry.from_environment()
+    with pytest.warns(pocketcore.PluginWarning, match="'missing'"):
+        registry = Registry.from_environment()
     assert sorted(registry.executors) == ["fake", "sequential"]
     (failure,) = registry.failures
     assert failure.entry_point == "missing"
@@ -192,7 +196,8 @@ def test_only_the_named_plugins(
 
 def test_a_duplicate_from_another_distribution(site: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     _fake_dist(site, "pocketcore-again", "again", "pocketcore_again_plugin", DUPLICATE)
-    registry = Registry.from_environment()
+    with pytest.warns(pocketcore.PluginWarning, match="broken on purpose"):
+        registry = Registry.from_environment()
     with pytest.raises(PluginError, match="'asyncio' is registered twice") as info:
         _ = registry.executors
     assert "'again'" in str(info.value)
@@ -223,3 +228,4 @@ def test_a_fresh_process_finds_and_runs_an_installed_plugin(site: Path) -> None:
     )
     expected = "[2, 4, 6] [\"plugin 'broken' (distribution pocketcore-broken 1.2.3)"
     assert out.stdout.startswith(expected)
+    assert "PluginWarning: plugin 'broken'" in out.stderr

@@ -8,7 +8,7 @@ supplied by executor plugins and chosen by configuration; see
 
 from __future__ import annotations
 
-from ._errors import ConfigError, PluginError, PocketcoreError
+from ._errors import ConfigError, PluginError, PluginWarning, PocketcoreError
 from ._executor import Executor
 from ._flows import AsyncBatchFlow, AsyncFlow, AsyncParallelBatchFlow, BatchFlow, Flow
 from ._nodes import (
@@ -40,6 +40,7 @@ __all__ = [
     "Node",
     "PluginError",
     "PluginFailure",
+    "PluginWarning",
     "PocketcoreError",
     "Registry",
     "get_registry",

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["ConfigError", "PluginError", "PocketcoreError"]
+__all__ = ["ConfigError", "PluginError", "PluginWarning", "PocketcoreError"]
 
 
 class PocketcoreError(Exception):
@@ -29,4 +29,13 @@ class PluginError(PocketcoreError):
 
     Raised, for example, when two plugins register an executor under the same
     name; the message names both plugins.
+    """
+
+
+class PluginWarning(UserWarning):
+    """An installed plugin failed to load; the others were loaded.
+
+    Emitted once per failing entry point when the plugins are loaded; the
+    message names the distribution, its version and the entry point. The same
+    failures are listed in :attr:`pocketcore.Registry.failures`.
     """

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import threading
+import warnings
 from collections.abc import Mapping
 from importlib import metadata
 from typing import Any
@@ -12,7 +13,7 @@ import attrs
 import pluggy
 
 from . import hookspecs
-from ._errors import ConfigError, PluginError
+from ._errors import ConfigError, PluginError, PluginWarning
 from ._executor import Executor
 
 __all__ = [
@@ -118,6 +119,10 @@ class Registry:
         ``POCKETCORE_PLUGINS=a,b`` loads only the entry points (or
         distributions) with those names, also when autoload is disabled; a
         name that matches nothing is recorded as a failure.
+
+        Warns:
+            PluginWarning: Once for each plugin that failed to load (also
+                recorded in :attr:`failures`); the other plugins still load.
         """
         registry = cls()
         autoload, only = _env_plugin_selection()
@@ -134,15 +139,15 @@ class Registry:
             try:
                 registry.pm.register(ep.load(), name=ep.name)
             except Exception as exc:  # a broken plugin must not take the others down
-                registry.failures.append(
-                    PluginFailure(_dist_label(ep), ep.name, f"{type(exc).__name__}: {exc}")
-                )
+                failure = PluginFailure(_dist_label(ep), ep.name, f"{type(exc).__name__}: {exc}")
+                registry.failures.append(failure)
+                warnings.warn(str(failure), PluginWarning, stacklevel=2)
             else:
                 registry.distributions[ep.name] = _dist_label(ep)
         for name in sorted((only or frozenset()) - seen):
-            registry.failures.append(
-                PluginFailure("?", name, f"not installed (named in {ONLY_ENV})")
-            )
+            failure = PluginFailure("?", name, f"not installed (named in {ONLY_ENV})")
+            registry.failures.append(failure)
+            warnings.warn(str(failure), PluginWarning, stacklevel=2)
         return registry
 
     def register(self, plugin: object, name: str | None = None) -> str:
