@@ -33,7 +33,8 @@ def tests(session: nox.Session, suite: str) -> None:
         session.install(*KERNEL, plugin_path("trio"), *TEST_DEPS, "pocketflow==0.0.3")
         session.run("pytest", *session.posargs)
     else:
-        session.install(*KERNEL, plugin_path(suite), *TEST_DEPS)
+        # dict.fromkeys: the kernel's own plugins are already in KERNEL.
+        session.install(*dict.fromkeys((*KERNEL, plugin_path(suite))), *TEST_DEPS)
         session.chdir(plugin_path(suite))
         session.run("pytest", *session.posargs)
 
