@@ -19,13 +19,39 @@ from ._plugins import get_registry
 if TYPE_CHECKING:
     from ._nodes import BaseNode
 
-__all__ = ["CUR_RETRY", "RUN", "ambient_config", "executor_for", "validate_graph"]
+__all__ = [
+    "CUR_RETRY",
+    "RUN",
+    "Attempt",
+    "ambient_config",
+    "executor_for",
+    "node_source",
+    "own_executor",
+]
 
 RUN: ContextVar[RunConfig | None] = ContextVar("pocketcore_run", default=None)
 """The configuration of the run in progress, if any."""
 
-CUR_RETRY: ContextVar[tuple[object, int] | None] = ContextVar("pocketcore_cur_retry", default=None)
-"""``(node, attempt)`` of the item attempt executing in this context."""
+
+class Attempt:
+    """The attempt counter of one item of a concurrently running batch.
+
+    Items of a parallel batch share one node object, so ``node.cur_retry``
+    cannot live on the node alone: each item's task carries its own counter in
+    :data:`CUR_RETRY`, and ``Node.cur_retry`` reads it when it belongs to that
+    node. Sequential paths skip this and keep the counter on the node, as
+    PocketFlow does.
+    """
+
+    __slots__ = ("n", "node")
+
+    def __init__(self, node: object) -> None:
+        self.node = node
+        self.n = 0
+
+
+CUR_RETRY: ContextVar[Attempt | None] = ContextVar("pocketcore_cur_retry", default=None)
+"""The :class:`Attempt` of the batch item executing in this context, if any."""
 
 
 def ambient_config() -> RunConfig:
@@ -44,8 +70,23 @@ def ambient_config() -> RunConfig:
     return resolve_run(backend, executor, limit, get_registry())
 
 
-def _source(node: BaseNode, attr: str) -> str:
+def node_source(node: BaseNode, attr: str) -> str:
+    """Describe a node attribute as the source of a setting, for error messages."""
     return f"attribute {attr} of {type(node).__name__} node {node!r}"
+
+
+def own_executor(node: BaseNode) -> str | Executor | None:
+    """The node's own executor setting: a name or an executor object, else ``None``.
+
+    A PocketFlow program may already use an attribute called ``executor`` for
+    its own purposes (a ``ThreadPoolExecutor``, say). Only names and objects
+    that satisfy :class:`~pocketcore.Executor` are taken as pocketcore's;
+    anything else is left alone, so such programs run unchanged.
+    """
+    own: Any = node.executor
+    if own is None or isinstance(own, str):
+        return own
+    return own if isinstance(own, Executor) else None
 
 
 def executor_for(node: BaseNode) -> tuple[Executor, int | None]:
@@ -60,38 +101,9 @@ def executor_for(node: BaseNode) -> tuple[Executor, int | None]:
     cfg = RUN.get()
     if cfg is None:
         cfg = ambient_config()
-    own: Any = node.executor
-    executor = cfg.executor if own is None else cfg.lookup(own, _source(node, "executor"))
+    own = own_executor(node)
+    executor = cfg.executor if own is None else cfg.lookup(own, node_source(node, "executor"))
     limit = node.max_concurrency
     if limit is None:
         return executor, cfg.limit
-    return executor, check_limit(limit, _source(node, "max_concurrency"))
-
-
-def iter_graph(start: BaseNode) -> list[BaseNode]:
-    """Every node reachable from ``start``: successors and nested flows, each once."""
-    seen: dict[int, BaseNode] = {}
-    stack = [start]
-    while stack:
-        node = stack.pop()
-        if id(node) in seen:
-            continue
-        seen[id(node)] = node
-        stack.extend(node.successors.values())
-        inner = getattr(node, "start_node", None)
-        if inner is not None:
-            stack.append(inner)
-    return list(seen.values())
-
-
-def validate_graph(target: BaseNode, cfg: RunConfig) -> None:
-    """Check every node's own executor and limit before anything runs.
-
-    Raises:
-        ConfigError: For the first node whose settings are unusable in ``cfg``.
-    """
-    for node in iter_graph(target):
-        if node.executor is not None:
-            cfg.lookup(node.executor, _source(node, "executor"))
-        if node.max_concurrency is not None:
-            check_limit(node.max_concurrency, _source(node, "max_concurrency"))
+    return executor, check_limit(limit, node_source(node, "max_concurrency"))

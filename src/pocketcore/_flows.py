@@ -12,6 +12,54 @@ from ._nodes import AsyncNode, BaseNode
 
 __all__ = ["AsyncBatchFlow", "AsyncFlow", "AsyncParallelBatchFlow", "BatchFlow", "Flow"]
 
+_plain: dict[type, bool] = {}
+
+
+_COPY_HOOKS = frozenset(
+    {
+        "__slots__",
+        "__new__",
+        "__copy__",
+        "__reduce__",
+        "__reduce_ex__",
+        "__getstate__",
+        "__setstate__",
+        "__getnewargs__",
+        "__getnewargs_ex__",
+    }
+)
+
+
+def _copies_plainly(cls: type) -> bool:
+    """Whether ``copy.copy`` of a ``cls`` instance is just new object + dict copy.
+
+    True unless a class of its MRO (other than ``object``) customises creation,
+    copying or pickling, or keeps state in ``__slots__``; then ``copy.copy`` is
+    used as is.
+    """
+    return not any(_COPY_HOOKS & vars(c).keys() for c in cls.__mro__[:-1])
+
+
+def _copy(node: BaseNode | None) -> Any:
+    """``copy.copy(node)``, without its generic machinery for plain node classes.
+
+    PocketFlow copies every node before running it; ``copy.copy`` spends most
+    of a step's time finding out how to copy. For the classes users write (no
+    copy or pickle hooks), a new instance with a copy of the ``__dict__`` is
+    exactly what ``copy.copy`` produces.
+    """
+    if node is None:
+        return None
+    cls = type(node)
+    plain = _plain.get(cls)
+    if plain is None:
+        plain = _plain[cls] = _copies_plainly(cls)
+    if not plain:
+        return copy.copy(node)
+    new = object.__new__(cls)
+    new.__dict__.update(node.__dict__)
+    return new
+
 
 class Flow(BaseNode):
     """Runs nodes from ``start``, following the action each ``post`` returns.
@@ -52,18 +100,18 @@ class Flow(BaseNode):
         nxt = curr.successors.get(action or "default")
         if not nxt and curr.successors:
             warnings.warn(
-                f"Flow ends: '{action}' not found in {list(curr.successors)}", stacklevel=2
+                f"Flow ends: '{action}' not found in {list(curr.successors)}", stacklevel=1
             )
         return nxt
 
     def _orch(self, shared: Any, params: dict[str, Any] | None = None) -> Any:
-        curr = copy.copy(self.start_node)
+        curr = _copy(self.start_node)
         p = params or {**self.params}
         last_action = None
         while curr:
             curr.set_params(p)
             last_action = curr._run(shared)
-            curr = copy.copy(self.get_next_node(curr, last_action))
+            curr = _copy(self.get_next_node(curr, last_action))
         return last_action
 
     def _run(self, shared: Any) -> Any:
@@ -94,7 +142,7 @@ class AsyncFlow(Flow, AsyncNode):
     """A flow that may hold async nodes (and sync ones, which run inline)."""
 
     async def _orch_async(self, shared: Any, params: dict[str, Any] | None = None) -> Any:
-        curr = copy.copy(self.start_node)
+        curr = _copy(self.start_node)
         p = params or {**self.params}
         last_action = None
         while curr:
@@ -103,7 +151,7 @@ class AsyncFlow(Flow, AsyncNode):
                 last_action = await curr._run_async(shared)
             else:
                 last_action = curr._run(shared)
-            curr = copy.copy(self.get_next_node(curr, last_action))
+            curr = _copy(self.get_next_node(curr, last_action))
         return last_action
 
     async def _run_async(self, shared: Any) -> Any:

@@ -16,8 +16,16 @@ from typing import Any
 
 import anyio
 
-from ._config import check_executor_value, check_limit
-from ._context import CUR_RETRY, RUN, ambient_config, executor_for, validate_graph
+from ._config import RunConfig, check_executor_value, check_limit
+from ._context import (
+    CUR_RETRY,
+    RUN,
+    Attempt,
+    ambient_config,
+    executor_for,
+    node_source,
+    own_executor,
+)
 from ._executor import Executor
 
 __all__ = [
@@ -28,6 +36,11 @@ __all__ = [
     "BatchNode",
     "Node",
 ]
+
+
+# The warnings PocketFlow emits are emitted with the same text and category,
+# and (stacklevel=1) from inside the library as PocketFlow does, so the
+# default filter shows each once per process, not once per calling line.
 
 
 class BaseNode:
@@ -77,7 +90,7 @@ class BaseNode:
         Warns (``UserWarning``) when a successor for ``action`` is replaced.
         """
         if action in self.successors:
-            warnings.warn(f"Overwriting successor for action '{action}'", stacklevel=2)
+            warnings.warn(f"Overwriting successor for action '{action}'", stacklevel=1)
         self.successors[action] = node
         return node
 
@@ -105,7 +118,7 @@ class BaseNode:
         that a :class:`~pocketcore.Flow` is what follows them.
         """
         if self.successors:
-            warnings.warn("Node won't run successors. Use Flow.", stacklevel=2)
+            warnings.warn("Node won't run successors. Use Flow.", stacklevel=1)
         return self._run(shared)
 
     def __rshift__(self, other: BaseNode) -> BaseNode:
@@ -158,11 +171,11 @@ class Node(BaseNode):
     @property
     def cur_retry(self) -> int:
         """The attempt number (0-based) of the item executing in this context."""
-        state = CUR_RETRY.get()
-        if state is not None and state[0] is self:
-            return state[1]
+        attempt = CUR_RETRY.get()
+        if attempt is not None and attempt.node is self:
+            return attempt.n
         try:
-            return self.__dict__["_cur_retry"]  # type: ignore[no-any-return]
+            return self.__dict__["cur_retry"]  # type: ignore[no-any-return]
         except KeyError:
             raise AttributeError(
                 f"{type(self).__name__!r} object has no attribute 'cur_retry'"
@@ -170,35 +183,37 @@ class Node(BaseNode):
 
     @cur_retry.setter
     def cur_retry(self, value: int) -> None:
-        self.__dict__["_cur_retry"] = value
+        attempt = CUR_RETRY.get()
+        if attempt is not None and attempt.node is self:
+            attempt.n = value
+        else:
+            self.__dict__["cur_retry"] = value
 
     def exec_fallback(self, prep_res: Any, exc: Exception) -> Any:
         """Called with the last exception once every attempt failed; re-raises it by default."""
         raise exc
 
-    def _exec(self, prep_res: Any) -> Any:
-        return _attempts(self, prep_res)
-
-
-def _attempts(node: Node, prep_res: Any) -> Any:
-    """The per-item pipeline, sync: attempts, waits, fallback."""
-    token = CUR_RETRY.set((node, 0))
-    try:
-        last = node.max_retries - 1
-        for attempt in range(node.max_retries):
-            node.__dict__["_cur_retry"] = attempt
-            if attempt:
-                CUR_RETRY.set((node, attempt))
+    def _exec(self, prep_res: Any, attempt: Attempt | None = None) -> Any:
+        # The per-item pipeline, sync: attempts, waits, fallback. ``attempt``
+        # is given when items of this node run concurrently (see Attempt).
+        # As in PocketFlow, the counter lives in the instance dict (so a class
+        # attribute ``cur_retry`` is shadowed, not used), and whether to give
+        # up is decided on ``cur_retry`` after the attempt, so an ``exec`` that
+        # assigns it steers the loop.
+        d = self.__dict__
+        for n in range(self.max_retries):
+            d["cur_retry"] = n
+            if attempt is not None:
+                attempt.n = n
             try:
-                return node.exec(prep_res)
+                return self.exec(prep_res)
             except Exception as exc:
-                if attempt == last:
-                    return node.exec_fallback(prep_res, exc)
-                if node.wait > 0:
-                    time.sleep(node.wait)
+                cur = d["cur_retry"] if attempt is None else attempt.n
+                if cur == self.max_retries - 1:
+                    return self.exec_fallback(prep_res, exc)
+                if self.wait > 0:
+                    time.sleep(self.wait)
         return None
-    finally:
-        CUR_RETRY.reset(token)
 
 
 class BatchNode(Node):
@@ -208,8 +223,8 @@ class BatchNode(Node):
     given to ``post`` is the list of per-item results.
     """
 
-    def _exec(self, items: Any) -> Any:
-        return [_attempts(self, item) for item in (items or [])]
+    def _exec(self, items: Any, attempt: Attempt | None = None) -> Any:
+        return [Node._exec(self, item) for item in (items or [])]
 
 
 class AsyncNode(Node):
@@ -232,8 +247,24 @@ class AsyncNode(Node):
     async def post_async(self, shared: Any, prep_res: Any, exec_res: Any) -> Any:
         """Async :meth:`~BaseNode.post`. Returns ``None`` (the default action)."""
 
-    async def _exec(self, prep_res: Any) -> Any:
-        return await _attempts_async(self, prep_res)
+    async def _exec(self, prep_res: Any, attempt: Attempt | None = None) -> Any:
+        # The per-item pipeline, async: attempts, waits, fallback. PocketFlow's
+        # async loop neither sets cur_retry nor reads it back; pocketcore sets
+        # it (so exec_async can read it) and, like PocketFlow, decides on the
+        # loop's own counter.
+        d = self.__dict__
+        for n in range(self.max_retries):
+            d["cur_retry"] = n
+            if attempt is not None:
+                attempt.n = n
+            try:
+                return await self.exec_async(prep_res)
+            except Exception as exc:
+                if n == self.max_retries - 1:
+                    return await self.exec_fallback_async(prep_res, exc)
+                if self.wait > 0:
+                    await anyio.sleep(self.wait)
+        return None
 
     async def run_async(self, shared: Any) -> Any:
         """Run this node (or flow) on the running event loop; return ``post_async``'s result.
@@ -246,7 +277,7 @@ class AsyncNode(Node):
             ConfigError: The configuration is unusable on this event loop.
         """
         if self.successors:
-            warnings.warn("Node won't run successors. Use AsyncFlow.", stacklevel=2)
+            warnings.warn("Node won't run successors. Use AsyncFlow.", stacklevel=1)
         if RUN.get() is not None:
             return await self._run_async(shared)
         cfg = ambient_config()
@@ -266,23 +297,12 @@ class AsyncNode(Node):
         raise RuntimeError("Use run_async.")
 
 
-async def _attempts_async(node: AsyncNode, prep_res: Any) -> Any:
-    """The per-item pipeline, async: attempts, waits, fallback."""
-    token = CUR_RETRY.set((node, 0))
+async def _parallel_item(node: AsyncNode, item: Any) -> Any:
+    """One item of a parallel batch: the async pipeline with its own ``cur_retry``."""
+    attempt = Attempt(node)
+    token = CUR_RETRY.set(attempt)
     try:
-        last = node.max_retries - 1
-        for attempt in range(node.max_retries):
-            node.__dict__["_cur_retry"] = attempt
-            if attempt:
-                CUR_RETRY.set((node, attempt))
-            try:
-                return await node.exec_async(prep_res)
-            except Exception as exc:
-                if attempt == last:
-                    return await node.exec_fallback_async(prep_res, exc)
-                if node.wait > 0:
-                    await anyio.sleep(node.wait)
-        return None
+        return await AsyncNode._exec(node, item, attempt)
     finally:
         CUR_RETRY.reset(token)
 
@@ -293,8 +313,8 @@ class AsyncBatchNode(AsyncNode, BatchNode):
     ``None`` from ``prep_async`` is an empty batch.
     """
 
-    async def _exec(self, items: Any) -> Any:
-        return [await _attempts_async(self, item) for item in (() if items is None else items)]
+    async def _exec(self, items: Any, attempt: Attempt | None = None) -> Any:
+        return [await AsyncNode._exec(self, item) for item in (() if items is None else items)]
 
 
 class AsyncParallelBatchNode(AsyncNode, BatchNode):
@@ -307,10 +327,35 @@ class AsyncParallelBatchNode(AsyncNode, BatchNode):
     (the item's own) propagates. ``None`` from ``prep_async`` is an empty batch.
     """
 
-    async def _exec(self, items: Any) -> Any:
+    async def _exec(self, items: Any, attempt: Attempt | None = None) -> Any:
         executor, limit = executor_for(self)
         return await executor.map(
-            functools.partial(_attempts_async, self),
+            functools.partial(_parallel_item, self),
             () if items is None else items,
             limit=limit,
         )
+
+
+def validate_graph(target: BaseNode, cfg: RunConfig) -> None:
+    """Check every reachable node's own executor and limit before anything runs.
+
+    Walks successors and nested flows once each (loops are fine); successors
+    that are not nodes end a flow, as in PocketFlow, and are skipped.
+
+    Raises:
+        ConfigError: For the first node whose settings are unusable in ``cfg``.
+    """
+    seen = {id(target)}
+    stack = [target]
+    while stack:
+        node = stack.pop()
+        own = own_executor(node)
+        if own is not None:
+            cfg.lookup(own, node_source(node, "executor"))
+        if node.max_concurrency is not None:
+            check_limit(node.max_concurrency, node_source(node, "max_concurrency"))
+        inner = getattr(node, "start_node", None)
+        for nxt in (*node.successors.values(), inner):
+            if isinstance(nxt, BaseNode) and id(nxt) not in seen:
+                seen.add(id(nxt))
+                stack.append(nxt)

@@ -6,9 +6,9 @@ from typing import Any
 
 import sniffio
 
-from ._config import check_executor_value, lookup_executor, resolve_run, run_level_settings
-from ._context import RUN, validate_graph
-from ._nodes import AsyncNode, BaseNode
+from ._config import lookup_executor, resolve_run, run_level_settings
+from ._context import RUN, own_executor
+from ._nodes import AsyncNode, BaseNode, validate_graph
 from ._plugins import get_registry
 
 __all__ = ["run"]
@@ -67,12 +67,10 @@ def run(
         finally:
             RUN.reset(token)
 
-    own = target.executor
+    own = own_executor(target)
     if own is not None:
         source = f"attribute executor of {type(target).__name__} {target!r}"
-        checked = check_executor_value(own, source)
-        assert checked is not None
-        loop_executor = lookup_executor(checked, source, None, registry)
+        loop_executor = lookup_executor(own, source, None, registry)
     elif exe is not None:
         loop_executor = lookup_executor(exe.value, exe.source, None, registry)
     else:
