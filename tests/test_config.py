@@ -330,3 +330,82 @@ def test_run_rejects_what_is_not_a_node() -> None:
 
 def test_shared_defaults_to_a_new_dict() -> None:
     assert pocketcore.run(Double()) == "done"
+
+
+# --- flows scope their settings; loops; runs without plugins ---------------------
+
+
+def test_nested_flows_innermost_setting_wins(recorders: RecorderPlugin) -> None:
+    class Go(Double):
+        async def post_async(self, shared: dict[str, Any], prep_res: Any, exec_res: Any) -> None:
+            shared.setdefault("outs", []).append(exec_res)
+
+    recorders.reset()
+    inner_start = Go()
+    inner_start >> Go(executor="rec-2", max_concurrency=9)
+    inner = pocketcore.AsyncFlow(start=inner_start, executor="rec-1")
+    outer_start = Go()
+    outer_start >> inner
+    outer = pocketcore.AsyncFlow(start=outer_start, executor="rec-0", max_concurrency=4)
+    shared: dict[str, Any] = {"items": [1, 2]}
+    pocketcore.run(outer, shared)
+    assert shared["outs"] == [[2, 4]] * 3
+    calls = {name: [c.limit for c in rec.calls] for name, rec in recorders.recorders.items()}
+    # outer node: the outer flow's executor and limit; inner node: the inner
+    # flow's executor, the outer limit; last node: its own settings.
+    assert calls == {"rec-0": [4], "rec-1": [4], "rec-2": [9], "rec-3": []}
+
+
+def test_the_loop_follows_the_choice_that_needs_a_backend() -> None:
+    shared: dict[str, Any] = {}
+    target = pocketcore.AsyncFlow(start=Double(), executor="sequential")
+    pocketcore.run(target, shared, executor="trio")
+    assert shared["backend"] == "trio"
+
+
+def test_run_inside_a_running_loop_says_what_to_do_instead() -> None:
+    async def main() -> None:
+        pocketcore.run(Double())
+
+    with pytest.raises(RuntimeError, match=r"use 'await target.run_async\(shared\)'"):
+        anyio.run(main)
+
+
+def test_an_executor_class_instead_of_an_instance() -> None:
+    from pocketcore_sequential import SequentialExecutor
+
+    with pytest.raises(ConfigError, match="is a class; pass an instance"):
+        pocketcore.run(Double(), executor=SequentialExecutor)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("text", ["tool = 3\n", "[tool]\npocketcore = 3\n"])
+def test_a_pyproject_with_odd_tool_values(text: str) -> None:
+    with configured(files={"pyproject.toml": text}):
+        if "pocketcore" in text:
+            with pytest.raises(ConfigError, match=r"\[tool.pocketcore\] in pyproject.toml"):
+                pocketcore.run(Double())
+        else:
+            assert pocketcore.run(Double()) == "done"
+
+
+def test_without_plugins_only_parallel_nodes_need_an_executor(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from pocketcore import _plugins
+
+    monkeypatch.setenv("POCKETCORE_DISABLE_PLUGIN_AUTOLOAD", "1")
+    monkeypatch.setattr(_plugins, "_registry", None)  # a fresh process, as far as loading goes
+
+    class Plain(pocketcore.AsyncNode):
+        async def exec_async(self, prep_res: Any) -> str:
+            return "ran"
+
+        async def post_async(self, shared: dict[str, Any], prep_res: Any, exec_res: Any) -> None:
+            shared["v"] = exec_res
+
+    shared: dict[str, Any] = {}
+    pocketcore.run(pocketcore.AsyncFlow(start=Plain()), shared)
+    assert shared == {"v": "ran"}
+    with pytest.raises(ConfigError, match="autoload is disabled") as info:
+        pocketcore.run(pocketcore.AsyncFlow(start=Double()))
+    assert "the default for the asyncio backend" in str(info.value)

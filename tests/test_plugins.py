@@ -58,6 +58,12 @@ def test_registering_something_that_is_not_an_executor(pm: Registry) -> None:
         _ = pm.executors
 
 
+def test_registering_a_name_twice_is_a_plugin_error(pm: Registry) -> None:
+    pm.register(ExecutorsPlugin("a"), name="dup")
+    with pytest.raises(PluginError, match="dup"):
+        pm.register(ExecutorsPlugin("b"), name="dup")
+
+
 def test_registering_later_recollects(pm: Registry) -> None:
     assert dict(pm.executors) == {}
     plugin = ExecutorsPlugin("late")

@@ -52,7 +52,7 @@ def check_limit(value: object, source: str) -> int | None:
         return None
     if isinstance(value, bool) or not isinstance(value, int):
         raise ConfigError(
-            f"max_concurrency must be an int >= 1 or None, got {value!r} "
+            f"max_concurrency must be an integer >= 1, got {value!r} "
             f"({type(value).__name__}) from {source}"
         )
     if value < 1:
@@ -64,6 +64,10 @@ def check_executor_value(value: object, source: str) -> str | Executor | None:
     """Check that ``value`` can name an executor: ``None``, a name, or an executor object."""
     if value is None or (isinstance(value, str) and value):
         return value
+    if isinstance(value, type):
+        raise ConfigError(
+            f"executor {value.__name__} (from {source}) is a class; pass an instance of it"
+        )
     if isinstance(value, Executor):
         return value
     raise ConfigError(
@@ -84,7 +88,7 @@ def _env_settings() -> tuple[Setting | None, Setting | None]:
             value = int(raw)
         except ValueError:
             raise ConfigError(
-                f"max_concurrency must be an int >= 1, got {raw!r} from {source}"
+                f"max_concurrency must be an integer >= 1, got {raw!r} from {source}"
             ) from None
         limit = Setting(check_limit(value, source), source)
     return executor, limit
@@ -118,10 +122,13 @@ def _file_table(cwd: Path) -> tuple[dict[str, Any], str] | None:
             if name == "pocketcore.toml":
                 found = (data, "pocketcore.toml")
             else:
-                table = data.get("tool", {}).get("pocketcore")
+                tool = data.get("tool", {})
+                table = tool.get("pocketcore") if isinstance(tool, dict) else None
                 found = None if table is None else (table, "pyproject.toml [tool.pocketcore]")
                 if table is not None and not isinstance(table, dict):
-                    raise ConfigError("[tool.pocketcore] in pyproject.toml must be a table")
+                    raise ConfigError(
+                        f"[tool.pocketcore] in pyproject.toml must be a table, got {table!r}"
+                    )
             _file_cache[key] = found
         if found is not None:
             return found
@@ -154,40 +161,83 @@ def _file_settings(cwd: Path) -> tuple[Setting | None, Setting | None]:
 class RunConfig:
     """What one run resolved: its backend, its executor and its limit.
 
+    A flow with settings of its own runs its nodes under a :meth:`scoped`
+    copy, so its ``executor`` / ``max_concurrency`` apply to everything inside
+    it that does not say otherwise.
+
     Attributes:
         backend: The async library the run is on (``"asyncio"``, ``"trio"``)
             or ``None`` for a run with no event loop (a sync flow).
-        executor: The run-level executor for parallel nodes without their own.
-        executor_source: Where the executor choice came from.
-        limit: The run-level concurrency limit (``None``: unlimited).
+        executor_value: The executor for parallel nodes without their own: a
+            name or an executor object.
+        executor_source: Where that choice came from.
+        limit: The concurrency limit (``None``: unlimited).
         limit_source: Where the limit came from.
         registry: The registry executor names are looked up in.
     """
 
     backend: str | None
-    executor: Executor
+    executor_value: str | Executor
     executor_source: str
     limit: int | None
     limit_source: str
     registry: Registry
-    _by_name: dict[str, Executor] = attrs.field(factory=dict, eq=False, repr=False)
+    # Shared by scoped copies: a name is looked up (and checked) once per run.
+    by_name: dict[str, Executor] = attrs.field(factory=dict, eq=False, repr=False)
+
+    @property
+    def executor(self) -> Executor:
+        """The executor object for ``executor_value``.
+
+        Raises:
+            ConfigError: The name is unknown or the executor cannot run on
+                this run's backend. An unusable *default* is only reported
+                here, when a parallel node needs it, so flows without
+                parallel nodes run even with no executor plugin loaded.
+        """
+        return self.lookup(self.executor_value, self.executor_source)
 
     def lookup(self, value: str | Executor, source: str) -> Executor:
         """Resolve an executor name or object and check it fits this run's backend."""
         if isinstance(value, str):
-            cached = self._by_name.get(value)
+            cached = self.by_name.get(value)
             if cached is None:
-                cached = self._by_name[value] = lookup_executor(
+                cached = self.by_name[value] = lookup_executor(
                     value, source, self.backend, self.registry
                 )
             return cached
         return lookup_executor(value, source, self.backend, self.registry)
+
+    def scoped(self, executor: str | Executor | None, limit: int | None, source: str) -> RunConfig:
+        """This configuration with a flow's own executor and/or limit in force.
+
+        Args:
+            executor: The flow's executor, or ``None`` to keep this one's.
+            limit: The flow's limit, or ``None`` to keep this one's.
+            source: Describes the flow, for error messages.
+
+        Raises:
+            ConfigError: The flow's executor is unusable in this run.
+        """
+        cfg = self
+        if executor is not None:
+            exe_source = f"attribute executor of {source}"
+            self.lookup(executor, exe_source)  # fail early, not at the first fan-out
+            cfg = attrs.evolve(cfg, executor_value=executor, executor_source=exe_source)
+        if limit is not None:
+            lim_source = f"attribute max_concurrency of {source}"
+            cfg = attrs.evolve(cfg, limit=check_limit(limit, lim_source), limit_source=lim_source)
+        return cfg
 
 
 def lookup_executor(
     value: str | Executor, source: str, backend: str | None, registry: Registry
 ) -> Executor:
     """Resolve an executor name (or object) and check that it can run on ``backend``."""
+    if isinstance(value, type):
+        raise ConfigError(
+            f"executor {value.__name__} (from {source}) is a class; pass an instance of it"
+        )
     executor = registry.get_executor(value, source=source) if isinstance(value, str) else value
     check_backend(executor, backend, source)
     return executor
@@ -234,17 +284,29 @@ def resolve_run(
 ) -> RunConfig:
     """Build the :class:`RunConfig` of a run on ``backend``.
 
-    With no executor configured, the default is the executor named after the
-    backend (``asyncio`` on asyncio, ``trio`` on trio).
+    A configured executor is looked up (and checked against the backend) at
+    once. With none configured, the default is the executor named after the
+    backend (``asyncio`` on asyncio, ``trio`` on trio), looked up only when a
+    parallel node needs it.
+
+    Raises:
+        ConfigError: The configured executor is unknown or cannot run on
+            ``backend``.
     """
     if executor is None:
         name = backend or "asyncio"
         executor = Setting(name, f"the default for the {name} backend")
-    return RunConfig(
+        explicit = False
+    else:
+        explicit = True
+    cfg = RunConfig(
         backend=backend,
-        executor=lookup_executor(executor.value, executor.source, backend, registry),
+        executor_value=executor.value,
         executor_source=executor.source,
         limit=None if limit is None else limit.value,
         limit_source="no limit configured" if limit is None else limit.source,
         registry=registry,
     )
+    if explicit:
+        _ = cfg.executor
+    return cfg

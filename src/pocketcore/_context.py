@@ -7,7 +7,7 @@ sees the run's configuration, on asyncio and trio alike.
 
 from __future__ import annotations
 
-from contextvars import ContextVar
+from contextvars import ContextVar, Token
 from typing import TYPE_CHECKING, Any
 
 import sniffio
@@ -24,6 +24,7 @@ __all__ = [
     "RUN",
     "Attempt",
     "ambient_config",
+    "enter_scope",
     "executor_for",
     "node_source",
     "own_executor",
@@ -72,7 +73,7 @@ def ambient_config() -> RunConfig:
 
 def node_source(node: BaseNode, attr: str) -> str:
     """Describe a node attribute as the source of a setting, for error messages."""
-    return f"attribute {attr} of {type(node).__name__} node {node!r}"
+    return f"attribute {attr} of {type(node).__name__}"
 
 
 def own_executor(node: BaseNode) -> str | Executor | None:
@@ -107,3 +108,23 @@ def executor_for(node: BaseNode) -> tuple[Executor, int | None]:
     if limit is None:
         return executor, cfg.limit
     return executor, check_limit(limit, node_source(node, "max_concurrency"))
+
+
+def enter_scope(flow: BaseNode) -> Token[RunConfig | None] | None:
+    """Put a flow's own executor / limit in force for the nodes inside it.
+
+    Returns the token to reset :data:`RUN` with, or ``None`` (and costs next
+    to nothing) when the flow has no settings of its own.
+
+    Raises:
+        ConfigError: The flow's settings are unusable in this run.
+    """
+    own = own_executor(flow)
+    limit = flow.max_concurrency
+    if own is None and limit is None:
+        return None
+    cfg = RUN.get()
+    if cfg is None:
+        cfg = ambient_config()
+    source = type(flow).__name__
+    return RUN.set(cfg.scoped(own, limit, source))

@@ -6,7 +6,7 @@ import copy
 import warnings
 from typing import Any
 
-from ._context import executor_for
+from ._context import RUN, enter_scope, executor_for
 from ._executor import Executor
 from ._nodes import AsyncNode, BaseNode
 
@@ -105,14 +105,19 @@ class Flow(BaseNode):
         return nxt
 
     def _orch(self, shared: Any, params: dict[str, Any] | None = None) -> Any:
-        curr = _copy(self.start_node)
-        p = params or {**self.params}
-        last_action = None
-        while curr:
-            curr.set_params(p)
-            last_action = curr._run(shared)
-            curr = _copy(self.get_next_node(curr, last_action))
-        return last_action
+        scope = enter_scope(self)
+        try:
+            curr = _copy(self.start_node)
+            p = params or {**self.params}
+            last_action = None
+            while curr:
+                curr.set_params(p)
+                last_action = curr._run(shared)
+                curr = _copy(self.get_next_node(curr, last_action))
+            return last_action
+        finally:
+            if scope is not None:
+                RUN.reset(scope)
 
     def _run(self, shared: Any) -> Any:
         p = self.prep(shared)
@@ -142,17 +147,22 @@ class AsyncFlow(Flow, AsyncNode):
     """A flow that may hold async nodes (and sync ones, which run inline)."""
 
     async def _orch_async(self, shared: Any, params: dict[str, Any] | None = None) -> Any:
-        curr = _copy(self.start_node)
-        p = params or {**self.params}
-        last_action = None
-        while curr:
-            curr.set_params(p)
-            if isinstance(curr, AsyncNode):
-                last_action = await curr._run_async(shared)
-            else:
-                last_action = curr._run(shared)
-            curr = _copy(self.get_next_node(curr, last_action))
-        return last_action
+        scope = enter_scope(self)
+        try:
+            curr = _copy(self.start_node)
+            p = params or {**self.params}
+            last_action = None
+            while curr:
+                curr.set_params(p)
+                if isinstance(curr, AsyncNode):
+                    last_action = await curr._run_async(shared)
+                else:
+                    last_action = curr._run(shared)
+                curr = _copy(self.get_next_node(curr, last_action))
+            return last_action
+        finally:
+            if scope is not None:
+                RUN.reset(scope)
 
     async def _run_async(self, shared: Any) -> Any:
         p = await self.prep_async(shared)

@@ -151,8 +151,16 @@ class Registry:
         return registry
 
     def register(self, plugin: object, name: str | None = None) -> str:
-        """Register ``plugin`` and return its name; contributions are re-collected."""
-        registered = self.pm.register(plugin, name=name)
+        """Register ``plugin`` and return its name; contributions are re-collected.
+
+        Raises:
+            PluginError: The plugin, or another under the same name, is
+                already registered.
+        """
+        try:
+            registered = self.pm.register(plugin, name=name)
+        except ValueError as exc:  # pluggy's "already registered"
+            raise PluginError(str(exc)) from None
         if registered is None:  # pragma: no cover - pluggy returns None only when blocked
             raise PluginError(f"plugin {name!r} is blocked")
         self._executors = None
@@ -220,7 +228,9 @@ class Registry:
         if self.failures:
             names += "; " + "; ".join(str(f) for f in self.failures)
         autoload, only = _env_plugin_selection()
-        if not autoload and only is None:
+        if only is not None:
+            names += f" (only the plugins named in {ONLY_ENV} were loaded)"
+        elif not autoload:
             names += f" (plugin autoload is disabled by {AUTOLOAD_ENV})"
         return names
 

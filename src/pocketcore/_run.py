@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any
 
+import anyio
 import sniffio
 
 from ._config import lookup_executor, resolve_run, run_level_settings
-from ._context import RUN, own_executor
+from ._context import RUN, node_source, own_executor
 from ._nodes import AsyncNode, BaseNode, validate_graph
 from ._plugins import get_registry
 
@@ -47,6 +49,8 @@ def run(
 
     Raises:
         TypeError: ``target`` is not a node or flow.
+        RuntimeError: Called with an event loop already running in this
+            thread (``await target.run_async(shared)`` is the way there).
         ConfigError: The configuration is unusable; the message names where
             the bad value came from.
         Exception: Whatever the flow itself raises, unchanged.
@@ -67,16 +71,31 @@ def run(
         finally:
             RUN.reset(token)
 
+    try:
+        running = sniffio.current_async_library()
+    except sniffio.AsyncLibraryNotFoundError:
+        pass
+    else:
+        raise RuntimeError(
+            f"pocketcore.run() cannot start an event loop inside a running {running} loop; "
+            "use 'await target.run_async(shared)' there"
+        )
+
+    # The loop to start: the first choice that needs a particular backend
+    # (the target's own executor, then the run's), else asyncio.
+    candidates = []
     own = own_executor(target)
     if own is not None:
-        source = f"attribute executor of {type(target).__name__} {target!r}"
-        loop_executor = lookup_executor(own, source, None, registry)
-    elif exe is not None:
-        loop_executor = lookup_executor(exe.value, exe.source, None, registry)
-    else:
-        loop_executor = lookup_executor(
-            "asyncio", "the default for runs started by pocketcore.run()", None, registry
-        )
+        source = node_source(target, "executor")
+        candidates.append(lookup_executor(own, source, None, registry))
+    if exe is not None:
+        candidates.append(lookup_executor(exe.value, exe.source, None, registry))
+    starter = next((c for c in candidates if c.backend is not None), None)
+    if starter is None and candidates:
+        starter = candidates[0]
+    if starter is None and "asyncio" in registry.executors:
+        starter = registry.executors["asyncio"].executor
+    start_loop = _start_asyncio if starter is None else starter.run
 
     async def main() -> Any:
         cfg = resolve_run(sniffio.current_async_library(), exe, limit, registry)
@@ -87,4 +106,17 @@ def run(
         finally:
             RUN.reset(token)
 
-    return loop_executor.run(main)
+    return start_loop(main)
+
+
+def _start_asyncio(fn: Callable[[], Awaitable[Any]]) -> Any:
+    """Start asyncio through anyio when no executor plugin is loaded at all.
+
+    Flows without parallel nodes need an event loop but no executor; this lets
+    them run with plugin autoload disabled.
+    """
+
+    async def main() -> Any:
+        return await fn()
+
+    return anyio.run(main)

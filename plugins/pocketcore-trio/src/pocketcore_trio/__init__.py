@@ -14,9 +14,10 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Iterable, Iterator
 from typing import Any, TypeVar
 
-import anyio
 import pluggy
-import trio
+
+# anyio and trio are imported where they are used: plugins are loaded in every
+# process that runs a flow, and most runs never touch trio.
 
 __all__ = ["TrioExecutor", "pocketcore_register_executors"]
 
@@ -55,6 +56,7 @@ class TrioExecutor:
 
     def run(self, fn: Callable[[], Awaitable[T]]) -> T:
         """Run ``fn()`` on a new trio event loop, started through anyio."""
+        import anyio
 
         async def main() -> T:
             return await fn()
@@ -65,6 +67,8 @@ class TrioExecutor:
         self, fn: Callable[[Any], Awaitable[R]], items: Iterable[Any], *, limit: int | None
     ) -> list[R]:
         """Await ``fn(item)`` for all items concurrently; results in input order."""
+        import trio
+
         results: list[Any] = []
         failures: list[Exception] = []
 
