@@ -20,7 +20,7 @@ import attrs
 
 from ._errors import ConfigError
 from ._executor import Executor
-from ._plugins import Registry
+from ._plugins import Observer, Registry
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -174,6 +174,7 @@ class RunConfig:
         limit: The concurrency limit (``None``: unlimited).
         limit_source: Where the limit came from.
         registry: The registry executor names are looked up in.
+        observer: Where lifecycle events go, or ``None`` when no plugin listens.
     """
 
     backend: str | None
@@ -182,6 +183,7 @@ class RunConfig:
     limit: int | None
     limit_source: str
     registry: Registry
+    observer: Observer | None = None
     # Shared by scoped copies: a name is looked up (and checked) once per run.
     by_name: dict[str, Executor] = attrs.field(factory=dict, eq=False, repr=False)
 
@@ -306,6 +308,7 @@ def resolve_run(
         limit=None if limit is None else limit.value,
         limit_source="no limit configured" if limit is None else limit.source,
         registry=registry,
+        observer=registry.observer,
     )
     if explicit:
         _ = cfg.executor

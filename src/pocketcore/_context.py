@@ -7,6 +7,7 @@ sees the run's configuration, on asyncio and trio alike.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable, Iterable
 from contextvars import ContextVar, Token
 from typing import TYPE_CHECKING, Any
 
@@ -14,7 +15,7 @@ import sniffio
 
 from ._config import RunConfig, check_limit, resolve_run, run_level_settings
 from ._executor import Executor
-from ._plugins import get_registry
+from ._plugins import Observer, get_registry
 
 if TYPE_CHECKING:
     from ._nodes import BaseNode
@@ -128,3 +129,127 @@ def enter_scope(flow: BaseNode) -> Token[RunConfig | None] | None:
         cfg = ambient_config()
     source = type(flow).__name__
     return RUN.set(cfg.scoped(own, limit, source))
+
+
+def current_observer() -> Observer | None:
+    """Where lifecycle events of the current run go; ``None`` when nobody listens."""
+    cfg = RUN.get()
+    return get_registry().observer if cfg is None else cfg.observer
+
+
+def batch_size(items: Any) -> int | None:
+    """The number of items, when the iterable knows it."""
+    try:
+        return len(items)
+    except TypeError:
+        return None
+
+
+def observed_items(
+    node: BaseNode, obs: Observer, items: Iterable[Any], run_one: Callable[[Any], Any]
+) -> list[Any]:
+    """Run ``run_one`` on each item in order, reporting the batch and each item."""
+    obs.batch_start(node=node, size=batch_size(items))
+    results = []
+    for index, item in enumerate(items):
+        try:
+            result = run_one(item)
+        except BaseException as exc:
+            obs.batch_item_done(node=node, index=index, result=None, exception=exc)
+            raise
+        obs.batch_item_done(node=node, index=index, result=result, exception=None)
+        results.append(result)
+    return results
+
+
+async def observed_items_async(
+    node: BaseNode,
+    obs: Observer,
+    items: Iterable[Any],
+    run_one: Callable[[Any], Awaitable[Any]],
+) -> list[Any]:
+    """:func:`observed_items` for an async ``run_one``."""
+    obs.batch_start(node=node, size=batch_size(items))
+    results = []
+    for index, item in enumerate(items):
+        try:
+            result = await run_one(item)
+        except BaseException as exc:
+            obs.batch_item_done(node=node, index=index, result=None, exception=exc)
+            raise
+        obs.batch_item_done(node=node, index=index, result=result, exception=None)
+        results.append(result)
+    return results
+
+
+def observed_parallel(
+    node: BaseNode, obs: Observer, items: Iterable[Any], run_one: Callable[[Any], Awaitable[Any]]
+) -> tuple[Iterable[Any], Callable[[Any], Awaitable[Any]]]:
+    """Wrap the items and the per-item function of a parallel batch to report them.
+
+    Returns what to hand the executor instead: ``(index, item)`` pairs and a
+    function that runs one pair and reports it from the item's own task.
+    """
+    obs.batch_start(node=node, size=batch_size(items))
+
+    async def run_indexed(pair: tuple[int, Any]) -> Any:
+        index, item = pair
+        try:
+            result = await run_one(item)
+        except BaseException as exc:
+            obs.batch_item_done(node=node, index=index, result=None, exception=exc)
+            raise
+        obs.batch_item_done(node=node, index=index, result=result, exception=None)
+        return result
+
+    return enumerate(items), run_indexed
+
+
+def observed_step(node: BaseNode, shared: Any, obs: Observer) -> Any:
+    """Run one flow step, reporting its start and end."""
+    obs.node_start(node=node, shared=shared)
+    try:
+        action = node._run(shared)
+    except BaseException as exc:
+        obs.node_end(node=node, shared=shared, action=None, exception=exc)
+        raise
+    obs.node_end(node=node, shared=shared, action=action, exception=None)
+    return action
+
+
+async def observed_step_async(node: Any, shared: Any, obs: Observer) -> Any:
+    """Run one async node's step, reporting its start and end."""
+    obs.node_start(node=node, shared=shared)
+    try:
+        action = await node._run_async(shared)
+    except BaseException as exc:
+        obs.node_end(node=node, shared=shared, action=None, exception=exc)
+        raise
+    obs.node_end(node=node, shared=shared, action=action, exception=None)
+    return action
+
+
+def observed_run(target: BaseNode, shared: Any, obs: Observer, run: Callable[[], Any]) -> Any:
+    """Run a whole run, reporting its start and end."""
+    obs.run_start(target=target, shared=shared)
+    try:
+        result = run()
+    except BaseException as exc:
+        obs.run_end(target=target, shared=shared, result=None, exception=exc)
+        raise
+    obs.run_end(target=target, shared=shared, result=result, exception=None)
+    return result
+
+
+async def observed_run_async(
+    target: BaseNode, shared: Any, obs: Observer, run: Callable[[], Awaitable[Any]]
+) -> Any:
+    """:func:`observed_run` for an async run."""
+    obs.run_start(target=target, shared=shared)
+    try:
+        result = await run()
+    except BaseException as exc:
+        obs.run_end(target=target, shared=shared, result=None, exception=exc)
+        raise
+    obs.run_end(target=target, shared=shared, result=result, exception=None)
+    return result

@@ -4,9 +4,20 @@ from __future__ import annotations
 
 import copy
 import warnings
+from collections.abc import Awaitable, Callable
 from typing import Any
 
-from ._context import RUN, enter_scope, executor_for
+from ._context import (
+    RUN,
+    current_observer,
+    enter_scope,
+    executor_for,
+    observed_items,
+    observed_items_async,
+    observed_parallel,
+    observed_step,
+    observed_step_async,
+)
 from ._executor import Executor
 from ._nodes import AsyncNode, BaseNode
 
@@ -107,12 +118,13 @@ class Flow(BaseNode):
     def _orch(self, shared: Any, params: dict[str, Any] | None = None) -> Any:
         scope = enter_scope(self)
         try:
+            obs = current_observer()
             curr = _copy(self.start_node)
             p = params or {**self.params}
             last_action = None
             while curr:
                 curr.set_params(p)
-                last_action = curr._run(shared)
+                last_action = curr._run(shared) if obs is None else observed_step(curr, shared, obs)
                 curr = _copy(self.get_next_node(curr, last_action))
             return last_action
         finally:
@@ -138,8 +150,12 @@ class BatchFlow(Flow):
 
     def _run(self, shared: Any) -> Any:
         pr = self.prep(shared) or []
-        for bp in pr:
-            self._orch(shared, {**self.params, **bp})
+        obs = current_observer()
+        if obs is None:
+            for bp in pr:
+                self._orch(shared, {**self.params, **bp})
+        else:
+            observed_items(self, obs, pr, lambda bp: self._orch(shared, {**self.params, **bp}))
         return self.post(shared, pr, None)
 
 
@@ -149,12 +165,18 @@ class AsyncFlow(Flow, AsyncNode):
     async def _orch_async(self, shared: Any, params: dict[str, Any] | None = None) -> Any:
         scope = enter_scope(self)
         try:
+            obs = current_observer()
             curr = _copy(self.start_node)
             p = params or {**self.params}
             last_action = None
             while curr:
                 curr.set_params(p)
-                if isinstance(curr, AsyncNode):
+                if obs is not None:
+                    if isinstance(curr, AsyncNode):
+                        last_action = await observed_step_async(curr, shared, obs)
+                    else:
+                        last_action = observed_step(curr, shared, obs)
+                elif isinstance(curr, AsyncNode):
                     last_action = await curr._run_async(shared)
                 else:
                     last_action = curr._run(shared)
@@ -179,8 +201,14 @@ class AsyncBatchFlow(AsyncFlow, BatchFlow):
 
     async def _run_async(self, shared: Any) -> Any:
         pr = await self.prep_async(shared) or []
-        for bp in pr:
-            await self._orch_async(shared, {**self.params, **bp})
+        obs = current_observer()
+        if obs is None:
+            for bp in pr:
+                await self._orch_async(shared, {**self.params, **bp})
+        else:
+            await observed_items_async(
+                self, obs, pr, lambda bp: self._orch_async(shared, {**self.params, **bp})
+            )
         return await self.post_async(shared, pr, None)
 
 
@@ -199,5 +227,10 @@ class AsyncParallelBatchFlow(AsyncFlow, BatchFlow):
         async def one_pass(bp: dict[str, Any]) -> Any:
             return await self._orch_async(shared, {**self.params, **bp})
 
-        await executor.map(one_pass, pr, limit=limit)
+        items: Any = pr
+        run_one: Callable[[Any], Awaitable[Any]] = one_pass
+        obs = current_observer()
+        if obs is not None:
+            items, run_one = observed_parallel(self, obs, pr, one_pass)
+        await executor.map(run_one, items, limit=limit)
         return await self.post_async(shared, pr, None)

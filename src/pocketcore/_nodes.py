@@ -12,6 +12,7 @@ from __future__ import annotations
 import functools
 import time
 import warnings
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import anyio
@@ -22,11 +23,18 @@ from ._context import (
     RUN,
     Attempt,
     ambient_config,
+    current_observer,
     executor_for,
     node_source,
+    observed_items,
+    observed_items_async,
+    observed_parallel,
+    observed_run,
+    observed_run_async,
     own_executor,
 )
 from ._executor import Executor
+from ._plugins import get_registry
 
 __all__ = [
     "AsyncBatchNode",
@@ -119,6 +127,10 @@ class BaseNode:
         """
         if self.successors:
             warnings.warn("Node won't run successors. Use Flow.", stacklevel=1)
+        if RUN.get() is None:  # a run of its own, not a nested call
+            obs = get_registry().observer
+            if obs is not None:
+                return observed_run(self, shared, obs, lambda: self._run(shared))
         return self._run(shared)
 
     def __rshift__(self, other: BaseNode) -> BaseNode:
@@ -224,6 +236,9 @@ class BatchNode(Node):
     """
 
     def _exec(self, items: Any, attempt: Attempt | None = None) -> Any:
+        obs = current_observer()
+        if obs is not None:
+            return observed_items(self, obs, items or [], lambda item: Node._exec(self, item))
         return [Node._exec(self, item) for item in (items or [])]
 
 
@@ -284,7 +299,11 @@ class AsyncNode(Node):
         validate_graph(self, cfg)
         token = RUN.set(cfg)
         try:
-            return await self._run_async(shared)
+            if cfg.observer is None:
+                return await self._run_async(shared)
+            return await observed_run_async(
+                self, shared, cfg.observer, lambda: self._run_async(shared)
+            )
         finally:
             RUN.reset(token)
 
@@ -314,7 +333,13 @@ class AsyncBatchNode(AsyncNode, BatchNode):
     """
 
     async def _exec(self, items: Any, attempt: Attempt | None = None) -> Any:
-        return [await AsyncNode._exec(self, item) for item in (() if items is None else items)]
+        items = () if items is None else items
+        obs = current_observer()
+        if obs is not None:
+            return await observed_items_async(
+                self, obs, items, lambda item: AsyncNode._exec(self, item)
+            )
+        return [await AsyncNode._exec(self, item) for item in items]
 
 
 class AsyncParallelBatchNode(AsyncNode, BatchNode):
@@ -329,11 +354,12 @@ class AsyncParallelBatchNode(AsyncNode, BatchNode):
 
     async def _exec(self, items: Any, attempt: Attempt | None = None) -> Any:
         executor, limit = executor_for(self)
-        return await executor.map(
-            functools.partial(_parallel_item, self),
-            () if items is None else items,
-            limit=limit,
-        )
+        run_one: Callable[[Any], Awaitable[Any]] = functools.partial(_parallel_item, self)
+        items = () if items is None else items
+        obs = current_observer()
+        if obs is not None:
+            items, run_one = observed_parallel(self, obs, items, run_one)
+        return await executor.map(run_one, items, limit=limit)
 
 
 def validate_graph(target: BaseNode, cfg: RunConfig) -> None:

@@ -9,7 +9,7 @@ import anyio
 import sniffio
 
 from ._config import lookup_executor, resolve_run, run_level_settings
-from ._context import RUN, node_source, own_executor
+from ._context import RUN, node_source, observed_run, observed_run_async, own_executor
 from ._nodes import AsyncNode, BaseNode, validate_graph
 from ._plugins import get_registry
 
@@ -67,7 +67,9 @@ def run(
         validate_graph(target, cfg)
         token = RUN.set(cfg)
         try:
-            return target.run(shared)
+            if cfg.observer is None:
+                return target.run(shared)
+            return observed_run(target, shared, cfg.observer, lambda: target.run(shared))
         finally:
             RUN.reset(token)
 
@@ -102,7 +104,11 @@ def run(
         validate_graph(target, cfg)
         token = RUN.set(cfg)
         try:
-            return await target.run_async(shared)
+            if cfg.observer is None:
+                return await target.run_async(shared)
+            return await observed_run_async(
+                target, shared, cfg.observer, lambda: target.run_async(shared)
+            )
         finally:
             RUN.reset(token)
 

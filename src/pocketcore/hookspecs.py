@@ -10,7 +10,19 @@ entry-point group ``pocketcore``::
     myexec = "my_package.plugin"
 
 Every spec's docstring says when it is called, what its arguments are and what
-its return value means.
+its return value means. An implementation may take any subset of a spec's
+arguments, by name.
+
+There are two kinds of hooks. *Registration* hooks
+(``pocketcore_register_*``) are called once, lazily, to collect what plugins
+contribute. *Lifecycle* hooks (``pocketcore_run_*``, ``pocketcore_node_*``,
+``pocketcore_batch_*``) let observers follow a run: progress bars, tracing,
+metrics. When no plugin implements any lifecycle hook the kernel never calls
+into pluggy at all, so they cost nothing; when one does, every event arrives
+exactly once, also under the parallel executors, where ``batch_item_done``
+is called from the item's own task. Lifecycle hooks are plain functions
+called synchronously: keep them quick, and do not raise from them (an
+exception propagates into the run like one raised by a node).
 """
 
 from __future__ import annotations
@@ -20,7 +32,20 @@ from typing import Any
 
 import pluggy
 
-__all__ = ["PROJECT_NAME", "hookimpl", "hookspec", "pocketcore_register_executors"]
+__all__ = [
+    "LIFECYCLE_HOOKS",
+    "PROJECT_NAME",
+    "hookimpl",
+    "hookspec",
+    "pocketcore_batch_item_done",
+    "pocketcore_batch_start",
+    "pocketcore_node_end",
+    "pocketcore_node_start",
+    "pocketcore_register_executors",
+    "pocketcore_register_nodes",
+    "pocketcore_run_end",
+    "pocketcore_run_start",
+]
 
 PROJECT_NAME = "pocketcore"
 """The pluggy project name and the entry-point group plugins are found in."""
@@ -50,3 +75,116 @@ def pocketcore_register_executors(register: Callable[[Any], None]) -> None:
     Returns:
         Nothing; the return value is ignored.
     """
+
+
+@hookspec
+def pocketcore_register_nodes(register: Callable[[str, type], None]) -> None:
+    """Contribute node (or flow) classes that can be created by name.
+
+    Called once per process, the first time the registered nodes are asked
+    for (a flow file is loaded, ``pocketcore nodes`` lists them, or
+    :meth:`pocketcore.Registry.create_node` is called). Call
+    ``register(name, cls)`` for each class, a subclass of
+    :class:`pocketcore.BaseNode`. Classes can also be declared without hook
+    code, in the entry-point group ``pocketcore.nodes``
+    (``summarize = "my_package.nodes:Summarize"``).
+
+    Args:
+        register: Records one class under a name, with the plugin that
+            registered it. A name registered twice (by this hook or by an
+            entry point) raises :class:`pocketcore.PluginError` naming both
+            suppliers.
+
+    Returns:
+        Nothing; the return value is ignored.
+    """
+
+
+@hookspec
+def pocketcore_run_start(target: Any, shared: Any) -> None:
+    """A run is starting.
+
+    Called once per run, before anything of it runs: by :func:`pocketcore.run`,
+    and by ``node.run(shared)`` / ``await node.run_async(shared)`` when called
+    outside a run (a flow nested in a run does not start a new run).
+
+    Args:
+        target: The node or flow being run.
+        shared: The shared store.
+    """
+
+
+@hookspec
+def pocketcore_run_end(target: Any, shared: Any, result: Any, exception: Any) -> None:
+    """A run has ended, normally or with an exception.
+
+    Args:
+        target: The node or flow that was run.
+        shared: The shared store.
+        result: What the run returned (``None`` when it raised).
+        exception: The exception it raised (including cancellation), or
+            ``None``. The exception still propagates to the caller.
+    """
+
+
+@hookspec
+def pocketcore_node_start(node: Any, shared: Any) -> None:
+    """A step of a flow is starting: ``node`` is about to run.
+
+    Args:
+        node: The per-step copy of the node (or nested flow) about to run;
+            its ``params`` are already set.
+        shared: The shared store.
+    """
+
+
+@hookspec
+def pocketcore_node_end(node: Any, shared: Any, action: Any, exception: Any) -> None:
+    """A step of a flow has ended.
+
+    Args:
+        node: The per-step copy that ran.
+        shared: The shared store.
+        action: The action its ``post`` returned (``None`` when it raised).
+        exception: The exception it raised, or ``None``.
+    """
+
+
+@hookspec
+def pocketcore_batch_start(node: Any, size: Any) -> None:
+    """A batch node or batch flow is about to run its items.
+
+    Args:
+        node: The batch node or batch flow.
+        size: The number of items, or ``None`` when ``prep`` returned an
+            iterable without a length.
+    """
+
+
+@hookspec
+def pocketcore_batch_item_done(node: Any, index: int, result: Any, exception: Any) -> None:
+    """One item of a batch has finished, successfully or not.
+
+    Called once for every item that started (items never started because a
+    sibling failed first are not reported). Under a parallel executor this
+    is called from the item's own task, in completion order.
+
+    Args:
+        node: The batch node or batch flow.
+        index: The item's position in the input.
+        result: The item's result (``None`` when it raised; for batch flows
+            the pass's last action).
+        exception: The exception it raised (including cancellation), or
+            ``None``.
+    """
+
+
+LIFECYCLE_HOOKS = (
+    "pocketcore_run_start",
+    "pocketcore_run_end",
+    "pocketcore_node_start",
+    "pocketcore_node_end",
+    "pocketcore_batch_start",
+    "pocketcore_batch_item_done",
+)
+"""The names of the lifecycle hooks (the ones observers implement)."""
