@@ -264,9 +264,19 @@ def test_the_targets_own_executor_picks_the_loop() -> None:
 
 
 def test_executor_for_another_backend_is_a_clear_error() -> None:
-    flow = pocketcore.AsyncFlow(start=Double(), executor="trio")
-    with pytest.raises(ConfigError, match=r"needs the asyncio backend, but this run is on trio"):
+    flow = pocketcore.AsyncFlow(start=Double(executor="trio"))
+    with pytest.raises(ConfigError, match=r"needs the trio backend, but this run is on asyncio"):
         pocketcore.run(flow, executor="asyncio")
+
+
+def test_an_unused_run_level_executor_is_not_held_against_the_run() -> None:
+    # The target's own executor picks trio and covers every node inside it;
+    # the run-level asyncio is never used, so it is not an error.
+    shared: dict[str, Any] = {}
+    pocketcore.run(
+        pocketcore.AsyncFlow(start=Double(), executor="trio"), shared, executor="asyncio"
+    )
+    assert shared["backend"] == "trio"
 
 
 def test_run_async_in_a_trio_loop_rejects_an_asyncio_executor_from_env() -> None:

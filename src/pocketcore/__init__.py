@@ -19,7 +19,14 @@ from ._nodes import (
     BatchNode,
     Node,
 )
-from ._plugins import ExecutorEntry, PluginFailure, Registry, get_registry, make_plugin_manager
+from ._plugins import (
+    ExecutorEntry,
+    NodeEntry,
+    PluginFailure,
+    Registry,
+    get_registry,
+    make_plugin_manager,
+)
 from ._run import run
 from .hookspecs import hookimpl
 
@@ -38,6 +45,7 @@ __all__ = [
     "ExecutorEntry",
     "Flow",
     "Node",
+    "NodeEntry",
     "PluginError",
     "PluginFailure",
     "PluginWarning",

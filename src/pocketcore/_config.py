@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import os
 import sys
-from pathlib import Path
 from typing import Any
 
 import attrs
@@ -94,52 +93,16 @@ def _env_settings() -> tuple[Setting | None, Setting | None]:
     return executor, limit
 
 
-_file_cache: dict[tuple[str, int, int], tuple[dict[str, Any], str] | None] = {}
-
-
-def _load_toml(path: Path) -> dict[str, Any]:
+def _load_toml(path: str) -> dict[str, Any]:
     try:
-        with path.open("rb") as f:
+        with open(path, "rb") as f:
             data: dict[str, Any] = tomllib.load(f)
             return data
     except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path.name} in {path.parent} is not valid TOML: {exc}") from None
+        raise ConfigError(f"{path} is not valid TOML: {exc}") from None
 
 
-def _file_table(cwd: Path) -> tuple[dict[str, Any], str] | None:
-    """The pocketcore table of ``pocketcore.toml`` or ``pyproject.toml`` in ``cwd``."""
-    for name in ("pocketcore.toml", "pyproject.toml"):
-        path = cwd / name
-        try:
-            st = path.stat()
-        except OSError:
-            continue
-        key = (str(path), st.st_mtime_ns, st.st_size)
-        if key in _file_cache:
-            found = _file_cache[key]
-        else:
-            data = _load_toml(path)
-            if name == "pocketcore.toml":
-                found = (data, "pocketcore.toml")
-            else:
-                tool = data.get("tool", {})
-                table = tool.get("pocketcore") if isinstance(tool, dict) else None
-                found = None if table is None else (table, "pyproject.toml [tool.pocketcore]")
-                if table is not None and not isinstance(table, dict):
-                    raise ConfigError(
-                        f"[tool.pocketcore] in pyproject.toml must be a table, got {table!r}"
-                    )
-            _file_cache[key] = found
-        if found is not None:
-            return found
-    return None
-
-
-def _file_settings(cwd: Path) -> tuple[Setting | None, Setting | None]:
-    found = _file_table(cwd)
-    if found is None:
-        return None, None
-    table, where = found
+def _table_settings(table: dict[str, Any], where: str) -> tuple[Setting | None, Setting | None]:
     for key, value in table.items():
         # Sub-tables belong to plugins ([tool.pocketcore.<plugin>]).
         if key not in FILE_KEYS and not isinstance(value, dict):
@@ -155,6 +118,46 @@ def _file_settings(cwd: Path) -> tuple[Setting | None, Setting | None]:
         source = f"key 'max_concurrency' in {where}"
         limit = Setting(check_limit(table["max_concurrency"], source), source)
     return executor, limit
+
+
+_NO_SETTINGS: tuple[Setting | None, Setting | None] = (None, None)
+# (path, mtime, size) -> the settings that file holds (None: it holds no table).
+_file_cache: dict[tuple[str, int, int], tuple[Setting | None, Setting | None] | None] = {}
+
+
+def _read_settings(path: str, name: str) -> tuple[Setting | None, Setting | None] | None:
+    data = _load_toml(path)
+    if name == "pocketcore.toml":
+        return _table_settings(data, "pocketcore.toml")
+    tool = data.get("tool", {})
+    table = tool.get("pocketcore") if isinstance(tool, dict) else None
+    if table is None:
+        return None
+    if not isinstance(table, dict):
+        raise ConfigError(f"[tool.pocketcore] in pyproject.toml must be a table, got {table!r}")
+    return _table_settings(table, "pyproject.toml [tool.pocketcore]")
+
+
+def _file_settings(cwd: str) -> tuple[Setting | None, Setting | None]:
+    """The settings of ``pocketcore.toml``, else of ``pyproject.toml``, in ``cwd``.
+
+    Files are parsed once and re-read only when they change (a ``stat`` per
+    run is all a run pays).
+    """
+    for name in ("pocketcore.toml", "pyproject.toml"):
+        path = os.path.join(cwd, name)
+        try:
+            st = os.stat(path)
+        except OSError:
+            continue
+        key = (path, st.st_mtime_ns, st.st_size)
+        try:
+            found = _file_cache[key]
+        except KeyError:
+            found = _file_cache[key] = _read_settings(path, name)
+        if found is not None:
+            return found
+    return _NO_SETTINGS
 
 
 @attrs.frozen
@@ -256,7 +259,7 @@ def check_backend(executor: Executor, backend: str | None, source: str) -> None:
 
 
 def run_level_settings(
-    executor: object = None, max_concurrency: object = None, *, cwd: Path | None = None
+    executor: object = None, max_concurrency: object = None, *, cwd: str | None = None
 ) -> tuple[Setting | None, Setting | None]:
     """The run-level executor and limit, from arguments, environment and file.
 
@@ -273,7 +276,7 @@ def run_level_settings(
         env_exe, env_lim = _env_settings()
         exe, lim = exe or env_exe, lim or env_lim
     if exe is None or lim is None:
-        file_exe, file_lim = _file_settings(Path.cwd() if cwd is None else cwd)
+        file_exe, file_lim = _file_settings(os.getcwd() if cwd is None else cwd)
         exe, lim = exe or file_exe, lim or file_lim
     return exe, lim
 
@@ -286,14 +289,13 @@ def resolve_run(
 ) -> RunConfig:
     """Build the :class:`RunConfig` of a run on ``backend``.
 
-    A configured executor is looked up (and checked against the backend) at
-    once. With none configured, the default is the executor named after the
-    backend (``asyncio`` on asyncio, ``trio`` on trio), looked up only when a
-    parallel node needs it.
+    A configured executor name must exist; whether the executor can run on
+    ``backend`` is checked when a node first uses it. With none configured,
+    the default is the executor named after the backend (``asyncio`` on
+    asyncio, ``trio`` on trio), looked up only when a parallel node needs it.
 
     Raises:
-        ConfigError: The configured executor is unknown or cannot run on
-            ``backend``.
+        ConfigError: The configured executor name is unknown.
     """
     if executor is None:
         name = backend or "asyncio"
@@ -310,6 +312,9 @@ def resolve_run(
         registry=registry,
         observer=registry.observer,
     )
-    if explicit:
-        _ = cfg.executor
+    if explicit and isinstance(executor.value, str):
+        # An unknown name is reported now. Whether the executor suits the
+        # backend is checked when a node uses it: a flow with an executor of
+        # its own may never fall back to the run's.
+        registry.get_executor(executor.value, source=executor.source)
     return cfg

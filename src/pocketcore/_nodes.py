@@ -34,7 +34,6 @@ from ._context import (
     own_executor,
 )
 from ._executor import Executor
-from ._plugins import get_registry
 
 __all__ = [
     "AsyncBatchNode",
@@ -127,11 +126,17 @@ class BaseNode:
         """
         if self.successors:
             warnings.warn("Node won't run successors. Use Flow.", stacklevel=1)
-        if RUN.get() is None:  # a run of its own, not a nested call
-            obs = get_registry().observer
-            if obs is not None:
-                return observed_run(self, shared, obs, lambda: self._run(shared))
-        return self._run(shared)
+        if RUN.get() is not None:  # nested in a run: part of it
+            return self._run(shared)
+        # A run of its own: resolve its configuration once, as run_async does.
+        cfg = ambient_config()
+        token = RUN.set(cfg)
+        try:
+            if cfg.observer is None:
+                return self._run(shared)
+            return observed_run(self, shared, cfg.observer, lambda: self._run(shared))
+        finally:
+            RUN.reset(token)
 
     def __rshift__(self, other: BaseNode) -> BaseNode:
         return self.next(other)
@@ -286,7 +291,8 @@ class AsyncNode(Node):
 
         Outside :func:`pocketcore.run`, the run's executor and limit come from
         the environment, then the configuration file, then the default for the
-        running backend (``asyncio`` or ``trio``).
+        running backend (``asyncio`` or ``trio``). Node settings are checked
+        when each node fans out (:func:`pocketcore.run` checks them all first).
 
         Raises:
             ConfigError: The configuration is unusable on this event loop.
@@ -296,7 +302,6 @@ class AsyncNode(Node):
         if RUN.get() is not None:
             return await self._run_async(shared)
         cfg = ambient_config()
-        validate_graph(self, cfg)
         token = RUN.set(cfg)
         try:
             if cfg.observer is None:

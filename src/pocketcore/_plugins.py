@@ -201,8 +201,12 @@ class Registry:
         """
         try:
             registered = self.pm.register(plugin, name=name)
-        except ValueError as exc:  # pluggy's "already registered"
-            raise PluginError(str(exc)) from None
+        except ValueError:  # pluggy's "already registered", with a dump of all plugins
+            shown = name or self.pm.get_canonical_name(plugin)
+            raise PluginError(
+                f"cannot register plugin {shown!r}: it, or another plugin of that name, "
+                "is already registered"
+            ) from None
         if registered is None:  # pragma: no cover - pluggy returns None only when blocked
             raise PluginError(f"plugin {name!r} is blocked")
         self._forget()
