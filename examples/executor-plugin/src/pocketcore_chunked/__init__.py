@@ -36,7 +36,7 @@ def _add_note(exc: BaseException, note: str) -> None:
     """``exc.add_note(note)``, also on Python 3.10 (which lacks the method)."""
     if sys.version_info >= (3, 11):
         exc.add_note(note)
-    else:  # pragma: no cover - Python 3.10 only; tracebacks print __notes__ there too
+    else:  # pragma: no cover - Python 3.10: the exceptiongroup backport prints __notes__
         notes = getattr(exc, "__notes__", None)
         if notes is None:
             notes = []
