@@ -1,4 +1,4 @@
-"""Development sessions: ``nox -s tests``, ``lint``, ``typecheck``, ``demo``.
+"""Development sessions: ``nox -s tests``, ``lint``, ``typecheck``, ``docs``, ``demo``, ``bench``.
 
 Every session installs what it needs into its own virtualenv, so a fresh
 machine with Python 3.10+ and nox is enough. ``tests`` runs the kernel suite
@@ -10,10 +10,13 @@ from __future__ import annotations
 
 import nox
 
-nox.options.sessions = ["tests", "lint", "typecheck"]
+nox.options.sessions = ["tests", "lint", "typecheck", "docs"]
 nox.options.error_on_missing_interpreters = True
 
 PLUGINS = ("sequential", "asyncio", "trio")
+# The example executor plugin of docs/writing-an-executor-plugin.md: tested
+# like the real ones, so the walkthrough stays true.
+EXAMPLE_PLUGIN = "./examples/executor-plugin"
 # The kernel depends on these two; they are not on PyPI yet, so pip is given
 # their folders together with the kernel's.
 KERNEL = ("./plugins/pocketcore-sequential", "./plugins/pocketcore-asyncio", ".")
@@ -25,18 +28,20 @@ def plugin_path(name: str) -> str:
 
 
 @nox.session
-@nox.parametrize("suite", ["kernel", *PLUGINS])
+@nox.parametrize("suite", ["kernel", *PLUGINS, "example-plugin"])
 def tests(session: nox.Session, suite: str) -> None:
     """The kernel's tests, then each plugin's tests against its own install."""
     if suite == "kernel":
         # pocketflow 0.0.3 is the reference the compatibility tests compare with.
         session.install(*KERNEL, plugin_path("trio"), *TEST_DEPS, "pocketflow==0.0.3")
         session.run("pytest", *session.posargs)
-    else:
-        # dict.fromkeys: the kernel's own plugins are already in KERNEL.
-        session.install(*dict.fromkeys((*KERNEL, plugin_path(suite))), *TEST_DEPS)
-        session.chdir(plugin_path(suite))
-        session.run("pytest", *session.posargs)
+        return
+    path = EXAMPLE_PLUGIN if suite == "example-plugin" else plugin_path(suite)
+    # dict.fromkeys: the kernel's own plugins are already in KERNEL. trio is
+    # there for the executors that run on any backend (checked on both).
+    session.install(*dict.fromkeys((*KERNEL, path)), *TEST_DEPS, "trio")
+    session.chdir(path)
+    session.run("pytest", *session.posargs)
 
 
 @nox.session
@@ -55,7 +60,29 @@ def typecheck(session: nox.Session) -> None:
 
 
 @nox.session
+def docs(session: nox.Session) -> None:
+    """Build the documentation site with mkdocs (material), failing on any warning."""
+    session.install("mkdocs>=1.6", "mkdocs-material>=9.5")
+    session.run("mkdocs", "build", "--strict", "--site-dir", "site")
+
+
+@nox.session
 def demo(session: nox.Session) -> None:
     """The parallel-summaries example with every executor, and each one's wall time."""
     session.install(*KERNEL, plugin_path("trio"))
     session.run("python", "-m", "examples.parallel_summaries.flow", *session.posargs)
+
+
+@nox.session
+def bench(session: nox.Session) -> None:
+    """Side-by-side benchmarks: pocketcore vs PocketFlow, raw asyncio/trio, anyio, LangGraph.
+
+    Options go after ``--``: ``nox -s bench -- --quick``, ``-- --json bench.json``
+    (see ``python -m benchmarks --help``). Not part of the default sessions.
+    """
+    session.install(*KERNEL, plugin_path("trio"), "pocketflow==0.0.3", "anyio", "trio")
+    try:
+        session.install("langgraph")
+    except nox.command.CommandFailed:
+        session.warn("LangGraph could not be installed: the benchmarks run without it.")
+    session.run("python", "-m", "benchmarks", *session.posargs)
