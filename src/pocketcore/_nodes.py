@@ -273,6 +273,12 @@ class AsyncNode(Node):
         # it (so exec_async can read it) and, like PocketFlow, decides on the
         # loop's own counter.
         d = self.__dict__
+        if self.max_retries == 1:  # the usual case, without the loop's overhead
+            d["cur_retry"] = 0
+            try:
+                return await self.exec_async(prep_res)
+            except Exception as exc:
+                return await self.exec_fallback_async(prep_res, exc)
         for n in range(self.max_retries):
             d["cur_retry"] = n
             if attempt is not None:
@@ -321,6 +327,21 @@ class AsyncNode(Node):
         raise RuntimeError("Use run_async.")
 
 
+def _item_function(node: AsyncNode) -> Callable[[Any], Awaitable[Any]]:
+    """What the executor awaits for each item of ``node``'s parallel batch.
+
+    In the usual case (one attempt, the default fallback, which re-raises)
+    the per-item pipeline is just ``exec_async`` itself: every item's
+    ``cur_retry`` is 0, so no per-item counter is needed, and handing the
+    executor the bound method saves two coroutine frames per item. Otherwise
+    each item runs the full pipeline with its own counter.
+    """
+    if node.max_retries == 1 and type(node).exec_fallback_async is _default_fallback_async:
+        node.__dict__["cur_retry"] = 0
+        return node.exec_async
+    return functools.partial(_parallel_item, node)
+
+
 async def _parallel_item(node: AsyncNode, item: Any) -> Any:
     """One item of a parallel batch: the async pipeline with its own ``cur_retry``."""
     attempt = Attempt(node)
@@ -329,6 +350,9 @@ async def _parallel_item(node: AsyncNode, item: Any) -> Any:
         return await AsyncNode._exec(node, item, attempt)
     finally:
         CUR_RETRY.reset(token)
+
+
+_default_fallback_async = AsyncNode.exec_fallback_async
 
 
 class AsyncBatchNode(AsyncNode, BatchNode):
@@ -359,7 +383,7 @@ class AsyncParallelBatchNode(AsyncNode, BatchNode):
 
     async def _exec(self, items: Any, attempt: Attempt | None = None) -> Any:
         executor, limit = executor_for(self)
-        run_one: Callable[[Any], Awaitable[Any]] = functools.partial(_parallel_item, self)
+        run_one = _item_function(self)
         items = () if items is None else items
         obs = current_observer()
         if obs is not None:
