@@ -10,7 +10,14 @@ from __future__ import annotations
 
 from ._errors import ConfigError, PluginError, PluginWarning, PocketcoreError
 from ._executor import Executor
-from ._flows import AsyncBatchFlow, AsyncFlow, AsyncParallelBatchFlow, BatchFlow, Flow
+from ._flows import (
+    AsyncBatchFlow,
+    AsyncFlow,
+    AsyncParallelBatchFlow,
+    BatchFlow,
+    Flow,
+    ParallelBatchFlow,
+)
 from ._nodes import (
     AsyncBatchNode,
     AsyncNode,
@@ -18,6 +25,7 @@ from ._nodes import (
     BaseNode,
     BatchNode,
     Node,
+    ParallelBatchNode,
 )
 from ._plugins import (
     ExecutorEntry,
@@ -46,6 +54,8 @@ __all__ = [
     "Flow",
     "Node",
     "NodeEntry",
+    "ParallelBatchFlow",
+    "ParallelBatchNode",
     "PluginError",
     "PluginFailure",
     "PluginWarning",

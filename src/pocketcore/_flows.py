@@ -19,9 +19,17 @@ from ._context import (
     observed_step_async,
 )
 from ._executor import Executor
-from ._nodes import AsyncNode, BaseNode
+from ._nodes import AsyncNode, BaseNode, ParallelBatchNode
+from ._threads import map_on_threads, run_blocking
 
-__all__ = ["AsyncBatchFlow", "AsyncFlow", "AsyncParallelBatchFlow", "BatchFlow", "Flow"]
+__all__ = [
+    "AsyncBatchFlow",
+    "AsyncFlow",
+    "AsyncParallelBatchFlow",
+    "BatchFlow",
+    "Flow",
+    "ParallelBatchFlow",
+]
 
 _plain: dict[type, bool] = {}
 
@@ -172,11 +180,11 @@ class AsyncFlow(Flow, AsyncNode):
             while curr:
                 curr.set_params(p)
                 if obs is not None:
-                    if isinstance(curr, AsyncNode):
+                    if isinstance(curr, _AWAITED):
                         last_action = await observed_step_async(curr, shared, obs)
                     else:
                         last_action = observed_step(curr, shared, obs)
-                elif isinstance(curr, AsyncNode):
+                elif isinstance(curr, _AWAITED):
                     last_action = await curr._run_async(shared)
                 else:
                     last_action = curr._run(shared)
@@ -234,3 +242,41 @@ class AsyncParallelBatchFlow(AsyncFlow, BatchFlow):
             items, run_one = observed_parallel(self, obs, pr, one_pass)
         await executor.map(run_one, items, limit=limit)
         return await self.post_async(shared, pr, None)
+
+
+class ParallelBatchFlow(BatchFlow):
+    """A sync batch flow whose passes run concurrently on worker threads.
+
+    Each params dict from ``prep`` runs one pass of the flow on a worker
+    thread, scheduled by the run's executor (``max_concurrency`` passes, and
+    threads, at once). Failure and cancellation behave as for
+    :class:`~pocketcore.ParallelBatchNode`: passes not started never start,
+    running passes finish their current step, then the first failure is
+    raised. Inside an async flow it is awaited without blocking the loop.
+    """
+
+    def _run(self, shared: Any) -> Any:
+        pr = self.prep(shared) or []
+        executor, _ = executor_for(self)
+        run_blocking(executor, lambda: self._passes(shared, pr))
+        return self.post(shared, pr, None)
+
+    async def _passes(self, shared: Any, pr: Any) -> None:
+        executor, limit = executor_for(self)
+        await map_on_threads(
+            self,
+            lambda bp: self._orch(shared, {**self.params, **bp}),
+            pr,
+            executor=executor,
+            limit=limit,
+        )
+
+    async def _run_async(self, shared: Any) -> Any:
+        pr = self.prep(shared) or []
+        await self._passes(shared, pr)
+        return self.post(shared, pr, None)
+
+
+# What an async flow awaits rather than calls: PocketFlow's async nodes, and
+# the thread-backed batches, which would otherwise block the loop.
+_AWAITED = (AsyncNode, ParallelBatchNode, ParallelBatchFlow)

@@ -34,6 +34,7 @@ from ._context import (
     own_executor,
 )
 from ._executor import Executor
+from ._threads import map_on_threads, run_blocking
 
 __all__ = [
     "AsyncBatchNode",
@@ -42,6 +43,7 @@ __all__ = [
     "BaseNode",
     "BatchNode",
     "Node",
+    "ParallelBatchNode",
 ]
 
 
@@ -389,6 +391,67 @@ class AsyncParallelBatchNode(AsyncNode, BatchNode):
         if obs is not None:
             items, run_one = observed_parallel(self, obs, items, run_one)
         return await executor.map(run_one, items, limit=limit)
+
+
+class ParallelBatchNode(BatchNode):
+    """A sync batch node whose items run concurrently on worker threads.
+
+    ``prep`` / ``exec`` / ``post`` are ordinary (blocking) methods, as in
+    :class:`BatchNode`; each item's ``exec`` (with its retries, waits and
+    fallback, and its own ``cur_retry``) runs on a worker thread, scheduled by
+    the run's executor: at most ``max_concurrency`` items at once, which is
+    also the number of threads. Results reach ``post`` in input order.
+
+    Threads cannot be interrupted: when an item fails, items not yet started
+    never start, the items already running finish their current attempt
+    (their results are dropped), and then the first failure is raised. The
+    same holds when the run is cancelled.
+
+    Run directly (``node.run(shared)``, a sync :class:`~pocketcore.Flow`,
+    :func:`pocketcore.run`), the node starts the executor's event loop for
+    the batch; inside an async flow it is awaited on the flow's loop, which
+    it does not block. ``None`` from ``prep`` is an empty batch.
+    """
+
+    def _exec(self, items: Any, attempt: Attempt | None = None) -> Any:
+        executor, _ = executor_for(self)
+        return run_blocking(executor, lambda: self._exec_on_threads(items))
+
+    async def _exec_on_threads(self, items: Any) -> list[Any]:
+        executor, limit = executor_for(self)
+        return await map_on_threads(
+            self,
+            _sync_item_function(self),
+            () if items is None else items,
+            executor=executor,
+            limit=limit,
+        )
+
+    async def _run_async(self, shared: Any) -> Any:
+        p = self.prep(shared)
+        e = await self._exec_on_threads(p)
+        return self.post(shared, p, e)
+
+
+def _sync_item_function(node: Node) -> Callable[[Any], Any]:
+    """What a worker thread runs for each item (see :func:`_item_function`)."""
+    if node.max_retries == 1 and type(node).exec_fallback is _default_fallback:
+        node.__dict__["cur_retry"] = 0
+        return node.exec
+    return functools.partial(_sync_parallel_item, node)
+
+
+def _sync_parallel_item(node: Node, item: Any) -> Any:
+    """One item of a threaded batch: the sync pipeline with its own ``cur_retry``."""
+    attempt = Attempt(node)
+    token = CUR_RETRY.set(attempt)
+    try:
+        return Node._exec(node, item, attempt)
+    finally:
+        CUR_RETRY.reset(token)
+
+
+_default_fallback = Node.exec_fallback
 
 
 def validate_graph(target: BaseNode, cfg: RunConfig) -> None:

@@ -1,0 +1,140 @@
+"""Running blocking (sync) per-item work concurrently, through the run's executor.
+
+The executor schedules; each call hands one item's sync pipeline to a worker
+thread with anyio, so every executor (on asyncio or trio) can drive blocking
+work. An executor may take over the whole batch instead by offering
+``map_blocking(fn, items, *, limit)`` (see :class:`pocketcore.Executor`).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Awaitable, Callable, Iterable
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import anyio
+import anyio.to_thread
+import sniffio
+
+from ._context import current_observer, observed_parallel
+from ._executor import Executor
+
+if TYPE_CHECKING:
+    from ._nodes import BaseNode
+
+__all__ = ["map_on_threads", "run_blocking"]
+
+T = TypeVar("T")
+
+
+async def map_on_threads(
+    node: BaseNode,
+    work: Callable[[Any], Any],
+    items: Iterable[Any],
+    *,
+    executor: Executor,
+    limit: int | None,
+) -> list[Any]:
+    """Run the sync ``work(item)`` for every item on worker threads; results in order.
+
+    At most ``limit`` threads work on the batch at once (without a limit,
+    anyio's default thread limiter, 40 threads, applies). Threads cannot be
+    cancelled: when an item fails, items not started never start, and the
+    failure is raised once the threads already running have returned (their
+    results are dropped).
+    """
+    blocking = getattr(executor, "map_blocking", None)
+    if blocking is not None:
+        result: list[Any] = await blocking(work, items, limit=limit)
+        return result
+    limiter = None if limit is None else anyio.CapacityLimiter(limit)
+
+    async def on_thread(item: Any) -> Any:
+        return await _ThreadCall(work, item).run(limiter)
+
+    run_one: Callable[[Any], Awaitable[Any]] = on_thread
+    obs = current_observer()
+    if obs is not None:
+        items, run_one = observed_parallel(node, obs, items, on_thread)
+    return await executor.map(run_one, items, limit=limit)
+
+
+class _ThreadCall:
+    """One item's work on a worker thread, which a cancellation waits for.
+
+    anyio shields a worker thread from anyio cancel scopes, but a plain
+    ``task.cancel()`` (what the asyncio executor, ``asyncio.wait_for`` or a
+    TaskGroup use) ends the await at once and leaves the thread running. The
+    contract says nothing of a batch may run on after ``map`` has raised, so
+    a cancelled call either stops the work from starting or waits for it.
+    """
+
+    __slots__ = ("abandoned", "args", "finished", "lock", "started", "work")
+
+    def __init__(self, work: Callable[[Any], Any], item: Any) -> None:
+        self.work, self.args = work, item
+        self.lock = threading.Lock()
+        self.finished = threading.Event()
+        self.started = self.abandoned = False
+
+    def _on_thread(self) -> Any:
+        with self.lock:
+            if self.abandoned:  # cancelled before a thread picked it up
+                return None
+            self.started = True
+        try:
+            return self.work(self.args)
+        finally:
+            self.finished.set()
+
+    async def run(self, limiter: anyio.CapacityLimiter | None) -> Any:
+        try:
+            return await anyio.to_thread.run_sync(self._on_thread, limiter=limiter)
+        except BaseException:
+            with self.lock:
+                self.abandoned = not self.started
+            if self.started:
+                await self._wait()
+            raise
+
+    async def _wait(self) -> None:
+        # Shielded from anyio scopes; a further native cancel is absorbed, as
+        # returning before the thread ends would orphan it.
+        delay = 0.0005
+        while not self.finished.is_set():
+            with anyio.CancelScope(shield=True):
+                try:
+                    await anyio.sleep(delay)
+                except anyio.get_cancelled_exc_class():
+                    pass
+            delay = min(delay * 2, 0.01)
+
+
+def run_blocking(executor: Executor, fn: Callable[[], Awaitable[T]]) -> T:
+    """Run ``fn()`` to completion from sync code, on the loop ``executor`` starts.
+
+    A sync node may run where an event loop is already running in this
+    thread (a sync node inside an async flow runs inline, as in PocketFlow).
+    A second loop cannot start there, so the batch then gets a loop of its
+    own on a helper thread, and this thread waits for it, as any sync node
+    blocks its caller.
+    """
+    try:
+        sniffio.current_async_library()
+    except sniffio.AsyncLibraryNotFoundError:
+        return executor.run(fn)
+    outcome: list[Any] = []
+
+    def target() -> None:
+        try:
+            outcome.append((True, executor.run(fn)))
+        except BaseException as exc:  # handed to the waiting thread below
+            outcome.append((False, exc))
+
+    helper = threading.Thread(target=target, name="pocketcore-batch")
+    helper.start()
+    helper.join()
+    ok, value = outcome[0]
+    if ok:
+        return value  # type: ignore[no-any-return]
+    raise value
