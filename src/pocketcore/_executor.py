@@ -23,6 +23,19 @@ class Executor(Protocol):
         name: The name users select it by (``executor="asyncio"``).
         backend: The async library it needs running: ``"asyncio"``,
             ``"trio"``, or ``None`` when it works on any backend.
+
+    Two optional members are looked for with ``getattr``:
+
+    * ``remote = True`` says items run in other processes. The kernel then
+      hands ``map`` work bound to a copy of the node without its successors,
+      checks that the work and each item pickle (naming the node and item
+      when not), and refuses to fan out batch *flows*, whose passes touch the
+      shared store.
+    * ``async def map_blocking(fn, items, *, limit)`` runs a *sync* ``fn``
+      per item (the items of :class:`pocketcore.ParallelBatchNode` and
+      :class:`pocketcore.ParallelBatchFlow`), with the same contract as
+      ``map``. Without it the kernel runs each call on a worker thread
+      through ``map``.
     """
 
     name: str

@@ -20,6 +20,7 @@ from ._context import (
 )
 from ._executor import Executor
 from ._nodes import AsyncNode, BaseNode, ParallelBatchNode
+from ._remote import refuse_batch_flow
 from ._threads import map_on_threads, run_blocking
 
 __all__ = [
@@ -231,6 +232,7 @@ class AsyncParallelBatchFlow(AsyncFlow, BatchFlow):
     async def _run_async(self, shared: Any) -> Any:
         pr = await self.prep_async(shared) or []
         executor, limit = executor_for(self)
+        refuse_batch_flow(self, executor)
 
         async def one_pass(bp: dict[str, Any]) -> Any:
             return await self._orch_async(shared, {**self.params, **bp})
@@ -263,6 +265,7 @@ class ParallelBatchFlow(BatchFlow):
 
     async def _passes(self, shared: Any, pr: Any) -> None:
         executor, limit = executor_for(self)
+        refuse_batch_flow(self, executor)
         await map_on_threads(
             self,
             lambda bp: self._orch(shared, {**self.params, **bp}),

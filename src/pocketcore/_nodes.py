@@ -34,6 +34,7 @@ from ._context import (
     own_executor,
 )
 from ._executor import Executor
+from ._remote import detached, is_remote, shippable
 from ._threads import map_on_threads, run_blocking
 
 __all__ = [
@@ -385,8 +386,12 @@ class AsyncParallelBatchNode(AsyncNode, BatchNode):
 
     async def _exec(self, items: Any, attempt: Attempt | None = None) -> Any:
         executor, limit = executor_for(self)
-        run_one = _item_function(self)
         items = () if items is None else items
+        if is_remote(executor):
+            run_one = _item_function(detached(self))
+            items = shippable(self, executor, run_one, items)
+        else:
+            run_one = _item_function(self)
         obs = current_observer()
         if obs is not None:
             items, run_one = observed_parallel(self, obs, items, run_one)
@@ -419,13 +424,13 @@ class ParallelBatchNode(BatchNode):
 
     async def _exec_on_threads(self, items: Any) -> list[Any]:
         executor, limit = executor_for(self)
-        return await map_on_threads(
-            self,
-            _sync_item_function(self),
-            () if items is None else items,
-            executor=executor,
-            limit=limit,
-        )
+        items = () if items is None else items
+        if is_remote(executor):
+            work = _sync_item_function(detached(self))
+            items = shippable(self, executor, work, items)
+        else:
+            work = _sync_item_function(self)
+        return await map_on_threads(self, work, items, executor=executor, limit=limit)
 
     async def _run_async(self, shared: Any) -> Any:
         p = self.prep(shared)

@@ -1,0 +1,99 @@
+"""Preparing a batch for an executor that runs items in other processes.
+
+An executor says so with a true ``remote`` attribute (the ``dask`` executor
+does). Only ``exec`` travels: ``prep`` and ``post`` touch the shared store
+and stay here. So the kernel sends a copy of the node without its
+successors (the rest of the graph stays home), and checks that the work and
+every item can be pickled, naming the node and the item, before the
+executor's own serialization would fail somewhere deep inside it.
+"""
+
+from __future__ import annotations
+
+import copy
+import importlib
+import pickle
+from collections.abc import Callable, Iterable, Iterator
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from ._errors import ConfigError, PocketcoreError
+from ._executor import Executor
+
+if TYPE_CHECKING:
+    from ._nodes import BaseNode
+
+__all__ = ["detached", "is_remote", "refuse_batch_flow", "shippable"]
+
+N = TypeVar("N", bound="BaseNode")
+
+
+def is_remote(executor: Executor) -> bool:
+    """Whether ``executor`` runs items in other processes."""
+    return bool(getattr(executor, "remote", False))
+
+
+def detached(node: N) -> N:
+    """A shallow copy of ``node`` without successors, to send with its items."""
+    clone = copy.copy(node)
+    clone.successors = {}
+    return clone
+
+
+def _dumps() -> Callable[[Any], bytes]:
+    try:  # what dask and most process pools use: it pickles lambdas too
+        cloudpickle = importlib.import_module("cloudpickle")
+    except ImportError:  # pragma: no cover - cloudpickle comes with dask
+        return pickle.dumps
+    dumps: Callable[[Any], bytes] = cloudpickle.dumps
+    return dumps
+
+
+def shippable(
+    node: BaseNode, executor: Executor, work: Callable[..., Any], items: Iterable[Any]
+) -> Iterator[Any]:
+    """Check now that ``work`` can be sent; return the items, each checked as it is pulled.
+
+    Raises:
+        PocketcoreError: The work (the node with its attributes and params) or
+            an item cannot be pickled; the message names the node, the item's
+            index and the executor.
+    """
+    dumps = _dumps()
+    where = f"to executor {executor.name!r}, which runs items in other processes"
+    try:
+        dumps(work)
+    except Exception as exc:
+        raise PocketcoreError(
+            f"cannot send node {type(node).__name__} (its exec, attributes and params) "
+            f"{where}: {type(exc).__name__}: {exc}"
+        ) from exc
+    return _checked(node, items, dumps, where)
+
+
+def _checked(
+    node: BaseNode, items: Iterable[Any], dumps: Callable[[Any], bytes], where: str
+) -> Iterator[Any]:
+    for index, item in enumerate(items):
+        try:
+            dumps(item)
+        except Exception as exc:
+            raise PocketcoreError(
+                f"cannot send item {index} of node {type(node).__name__} {where}: "
+                f"{type(exc).__name__}: {exc}"
+            ) from exc
+        yield item
+
+
+def refuse_batch_flow(flow: BaseNode, executor: Executor) -> None:
+    """Batch flows cannot fan out remotely: their passes read and write the shared store.
+
+    Raises:
+        ConfigError: ``executor`` is remote.
+    """
+    if is_remote(executor):
+        raise ConfigError(
+            f"executor {executor.name!r} runs items in other processes, but the passes of "
+            f"{type(flow).__name__} run prep and post against the shared store, which stays "
+            "here; give the flow a local executor of its own (executor='asyncio', say) and "
+            "let the batch nodes inside it use the remote one"
+        )
