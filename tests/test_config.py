@@ -419,3 +419,28 @@ def test_without_plugins_only_parallel_nodes_need_an_executor(
     with pytest.raises(ConfigError, match="autoload is disabled") as info:
         pocketcore.run(pocketcore.AsyncFlow(start=Double()))
     assert "the default for the asyncio backend" in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("files", "where"),
+    [
+        ({"pocketcore.toml": '[dask]\naddress = "tcp://x:1"\n'}, "[dask] in pocketcore.toml"),
+        (
+            {"pyproject.toml": '[tool.pocketcore.dask]\naddress = "tcp://x:1"\n'},
+            "[tool.pocketcore.dask] in pyproject.toml",
+        ),
+    ],
+)
+def test_plugins_read_their_own_tables(files: dict[str, str], where: str) -> None:
+    with configured(files=files):
+        assert pocketcore.plugin_settings("dask") == ({"address": "tcp://x:1"}, where)
+        assert pocketcore.plugin_settings("other") == ({}, None)
+        assert pocketcore.run(Double()) == "done"  # the sub-table is not a run setting
+
+
+def test_a_plugin_table_that_is_not_a_table() -> None:
+    with (
+        configured(files={"pocketcore.toml": "dask = 3\n"}),
+        pytest.raises(ConfigError, match="unknown key 'dask' in pocketcore.toml"),
+    ):
+        pocketcore.plugin_settings("dask")

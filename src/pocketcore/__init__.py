@@ -8,6 +8,7 @@ supplied by executor plugins and chosen by configuration; see
 
 from __future__ import annotations
 
+from ._config import plugin_settings
 from ._errors import ConfigError, PluginError, PluginWarning, PocketcoreError
 from ._executor import Executor
 from ._flows import (
@@ -64,5 +65,6 @@ __all__ = [
     "get_registry",
     "hookimpl",
     "make_plugin_manager",
+    "plugin_settings",
     "run",
 ]

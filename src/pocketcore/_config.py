@@ -26,7 +26,14 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover - exercised on Python 3.10 only
     import tomli as tomllib  # type: ignore[import-not-found, unused-ignore]
 
-__all__ = ["RunConfig", "Setting", "check_executor_value", "check_limit", "resolve_run"]
+__all__ = [
+    "RunConfig",
+    "Setting",
+    "check_executor_value",
+    "check_limit",
+    "plugin_settings",
+    "resolve_run",
+]
 
 EXECUTOR_ENV = "POCKETCORE_EXECUTOR"
 LIMIT_ENV = "POCKETCORE_MAX_CONCURRENCY"
@@ -120,26 +127,37 @@ def _table_settings(table: dict[str, Any], where: str) -> tuple[Setting | None, 
     return executor, limit
 
 
-_NO_SETTINGS: tuple[Setting | None, Setting | None] = (None, None)
-# (path, mtime, size) -> the settings that file holds (None: it holds no table).
-_file_cache: dict[tuple[str, int, int], tuple[Setting | None, Setting | None] | None] = {}
+@attrs.frozen
+class _FileTable:
+    """The pocketcore table of one configuration file, and the run settings in it."""
+
+    table: dict[str, Any]
+    where: str
+    executor: Setting | None
+    limit: Setting | None
 
 
-def _read_settings(path: str, name: str) -> tuple[Setting | None, Setting | None] | None:
+# (path, mtime, size) -> what that file holds (None: no pocketcore table).
+_file_cache: dict[tuple[str, int, int], _FileTable | None] = {}
+
+
+def _read_table(path: str, name: str) -> _FileTable | None:
     data = _load_toml(path)
     if name == "pocketcore.toml":
-        return _table_settings(data, "pocketcore.toml")
-    tool = data.get("tool", {})
-    table = tool.get("pocketcore") if isinstance(tool, dict) else None
-    if table is None:
-        return None
-    if not isinstance(table, dict):
-        raise ConfigError(f"[tool.pocketcore] in pyproject.toml must be a table, got {table!r}")
-    return _table_settings(table, "pyproject.toml [tool.pocketcore]")
+        table, where = data, "pocketcore.toml"
+    else:
+        tool = data.get("tool", {})
+        table = tool.get("pocketcore") if isinstance(tool, dict) else None
+        if table is None:
+            return None
+        if not isinstance(table, dict):
+            raise ConfigError(f"[tool.pocketcore] in pyproject.toml must be a table, got {table!r}")
+        where = "pyproject.toml [tool.pocketcore]"
+    return _FileTable(table, where, *_table_settings(table, where))
 
 
-def _file_settings(cwd: str) -> tuple[Setting | None, Setting | None]:
-    """The settings of ``pocketcore.toml``, else of ``pyproject.toml``, in ``cwd``.
+def _file_table(cwd: str) -> _FileTable | None:
+    """The table of ``pocketcore.toml``, else of ``pyproject.toml``, in ``cwd``.
 
     Files are parsed once and re-read only when they change (a ``stat`` per
     run is all a run pays).
@@ -154,10 +172,47 @@ def _file_settings(cwd: str) -> tuple[Setting | None, Setting | None]:
         try:
             found = _file_cache[key]
         except KeyError:
-            found = _file_cache[key] = _read_settings(path, name)
+            found = _file_cache[key] = _read_table(path, name)
         if found is not None:
             return found
-    return _NO_SETTINGS
+    return None
+
+
+def _file_settings(cwd: str) -> tuple[Setting | None, Setting | None]:
+    found = _file_table(cwd)
+    return (None, None) if found is None else (found.executor, found.limit)
+
+
+def plugin_settings(name: str, *, cwd: str | None = None) -> tuple[dict[str, Any], str | None]:
+    """A plugin's own table from the configuration file of the working directory.
+
+    Plugins keep their settings in a sub-table named after them:
+    ``[tool.pocketcore.<name>]`` in ``pyproject.toml``, or ``[<name>]`` in
+    ``pocketcore.toml`` (the same file and precedence as the run settings).
+
+    Args:
+        name: The plugin's table name (``"dask"`` for ``[tool.pocketcore.dask]``).
+        cwd: The directory to look in; the working directory by default.
+
+    Returns:
+        ``(table, where)``: the table (empty when absent) and a description of
+        where it was found, for error messages (``None`` when absent).
+
+    Raises:
+        ConfigError: The file is not valid TOML, or ``name`` is not a table.
+    """
+    found = _file_table(os.getcwd() if cwd is None else cwd)
+    if found is None or name not in found.table:
+        return {}, None
+    table = found.table[name]
+    where = (
+        f"[{name}] in pocketcore.toml"
+        if found.where == "pocketcore.toml"
+        else (f"[tool.pocketcore.{name}] in pyproject.toml")
+    )
+    if not isinstance(table, dict):
+        raise ConfigError(f"{where} must be a table, got {table!r}")
+    return table, where
 
 
 @attrs.frozen
