@@ -441,6 +441,6 @@ def test_plugins_read_their_own_tables(files: dict[str, str], where: str) -> Non
 def test_a_plugin_table_that_is_not_a_table() -> None:
     with (
         configured(files={"pocketcore.toml": "dask = 3\n"}),
-        pytest.raises(ConfigError, match="unknown key 'dask' in pocketcore.toml"),
+        pytest.raises(ConfigError, match=r"unknown key 'dask' in pocketcore\.toml"),
     ):
         pocketcore.plugin_settings("dask")

@@ -11,6 +11,7 @@ from __future__ import annotations
 from ._config import plugin_settings
 from ._errors import ConfigError, PluginError, PluginWarning, PocketcoreError
 from ._executor import Executor
+from ._flowfile import FlowFileError, LoadedFlow, load_flow
 from ._flows import (
     AsyncBatchFlow,
     AsyncFlow,
@@ -53,6 +54,8 @@ __all__ = [
     "Executor",
     "ExecutorEntry",
     "Flow",
+    "FlowFileError",
+    "LoadedFlow",
     "Node",
     "NodeEntry",
     "ParallelBatchFlow",
@@ -64,6 +67,7 @@ __all__ = [
     "Registry",
     "get_registry",
     "hookimpl",
+    "load_flow",
     "make_plugin_manager",
     "plugin_settings",
     "run",

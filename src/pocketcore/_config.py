@@ -144,15 +144,14 @@ _file_cache: dict[tuple[str, int, int], _FileTable | None] = {}
 def _read_table(path: str, name: str) -> _FileTable | None:
     data = _load_toml(path)
     if name == "pocketcore.toml":
-        table, where = data, "pocketcore.toml"
-    else:
-        tool = data.get("tool", {})
-        table = tool.get("pocketcore") if isinstance(tool, dict) else None
-        if table is None:
-            return None
-        if not isinstance(table, dict):
-            raise ConfigError(f"[tool.pocketcore] in pyproject.toml must be a table, got {table!r}")
-        where = "pyproject.toml [tool.pocketcore]"
+        return _FileTable(data, "pocketcore.toml", *_table_settings(data, "pocketcore.toml"))
+    tool = data.get("tool", {})
+    table: object = tool.get("pocketcore") if isinstance(tool, dict) else None
+    if table is None:
+        return None
+    if not isinstance(table, dict):
+        raise ConfigError(f"[tool.pocketcore] in pyproject.toml must be a table, got {table!r}")
+    where = "pyproject.toml [tool.pocketcore]"
     return _FileTable(table, where, *_table_settings(table, where))
 
 
