@@ -87,12 +87,15 @@ class NodeEntry:
             for classes declared in the ``pocketcore.nodes`` group.
         distribution: ``"name version"`` of the distribution that supplied
             it, or ``None`` when it was registered in code.
+        plugin: The name of the plugin whose ``pocketcore_register_nodes``
+            registered it, or ``None`` for a ``pocketcore.nodes`` entry point.
     """
 
     name: str
     cls: type[BaseNode]
     supplier: str
     distribution: str | None
+    plugin: str | None = None
 
 
 def make_plugin_manager() -> pluggy.PluginManager:
@@ -284,12 +287,22 @@ class Registry:
         text = ", ".join(names) or "none"
         if self.failures:
             text += "; " + "; ".join(str(f) for f in self.failures)
+        note = self.selection_note()
+        return text if note is None else f"{text} ({note})"
+
+    @staticmethod
+    def selection_note() -> str | None:
+        """Why fewer plugins than installed may be loaded, or ``None``.
+
+        Says so when ``POCKETCORE_PLUGINS`` restricts loading or
+        ``POCKETCORE_DISABLE_PLUGIN_AUTOLOAD`` turns it off.
+        """
         autoload, only = _env_plugin_selection()
         if only is not None:
-            text += f" (only the plugins named in {ONLY_ENV} were loaded)"
-        elif not autoload:
-            text += f" (plugin autoload is disabled by {AUTOLOAD_ENV})"
-        return text
+            return f"only the plugins named in {ONLY_ENV} were loaded"
+        if not autoload:
+            return f"plugin autoload is disabled by {AUTOLOAD_ENV}"
+        return None
 
     # --- nodes ----------------------------------------------------------------
 
@@ -319,7 +332,9 @@ class Registry:
 
         found: dict[str, NodeEntry] = {}
 
-        def add(supplier: str, dist: str | None, name: Any, cls: Any) -> None:
+        def add(
+            supplier: str, dist: str | None, name: Any, cls: Any, plugin: str | None = None
+        ) -> None:
             if not isinstance(name, str) or not name:
                 raise PluginError(f"{supplier} registered a node with the invalid name {name!r}")
             if not (isinstance(cls, type) and issubclass(cls, BaseNode)):
@@ -332,7 +347,7 @@ class Registry:
                     f"node {name!r} is registered twice: by {found[name].supplier} "
                     f"and by {supplier}"
                 )
-            found[name] = NodeEntry(name, cls, supplier, dist)
+            found[name] = NodeEntry(name, cls, supplier, dist, plugin)
 
         for ep in self.node_entry_points:
             try:
@@ -343,7 +358,7 @@ class Registry:
             add(f"entry point {ep.name!r} of {_dist_label(ep)}", _dist_label(ep), ep.name, cls)
 
         def add_from_plugin(plugin: str, name: Any, cls: Any) -> None:
-            add(f"plugin {plugin!r}", self.distributions.get(plugin), name, cls)
+            add(f"plugin {plugin!r}", self.distributions.get(plugin), name, cls, plugin)
 
         self._call_each("pocketcore_register_nodes", add_from_plugin)
         return found
