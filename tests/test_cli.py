@@ -747,7 +747,7 @@ def test_conflicting_plugins_are_listed_not_raised(capsys: pytest.CaptureFixture
     registry.register(twin, name="twin")
     try:
         code, out, _ = call(capsys, "executors")
-        assert code == 0
+        assert code == 2  # listed, and the status says something is wrong
         assert "error: executor 'asyncio' is registered twice" in out
         code, _, err = call(capsys, "run", "x.py:y", "--executor", "asyncio")
         assert code == 2

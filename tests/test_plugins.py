@@ -235,3 +235,82 @@ def test_a_fresh_process_finds_and_runs_an_installed_plugin(site: Path) -> None:
     expected = "[2, 4, 6] [\"plugin 'broken' (distribution pocketcore-broken 1.2.3)"
     assert out.stdout.startswith(expected)
     assert "PluginWarning: plugin 'broken'" in out.stderr
+
+
+def _fake_node_dist(
+    root: Path, dist: str, entries: dict[str, str], module: str, source: str
+) -> None:
+    info = root / f"{dist.replace('-', '_')}-0.3.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist}\nVersion: 0.3\n")
+    lines = "".join(f"{name} = {target}\n" for name, target in entries.items())
+    (info / "entry_points.txt").write_text(f"[pocketcore.nodes]\n{lines}")
+    (root / f"{module}.py").write_text(textwrap.dedent(source))
+
+
+NODES = """
+    import pocketcore
+
+    class Good(pocketcore.Node):
+        pass
+
+    class NotANode:
+        pass
+"""
+
+
+def test_node_entry_points_broken_ones_are_reported_not_fatal(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _fake_node_dist(
+        tmp_path,
+        "pocketcore-nodes-demo",
+        {
+            "good": "nodes_demo_mod:Good",
+            "not_a_node": "nodes_demo_mod:NotANode",
+            "missing": "nodes_demo_mod:Missing",
+        },
+        "nodes_demo_mod",
+        NODES,
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    registry = Registry.from_environment()
+    with pytest.warns(pocketcore.PluginWarning) as warned:
+        nodes = registry.nodes
+    assert list(nodes) == ["good"]
+    assert nodes["good"].distribution == "pocketcore-nodes-demo 0.3"
+    assert nodes["good"].plugin is None
+    assert nodes["good"].supplier == "entry point 'good' of pocketcore-nodes-demo 0.3"
+    failed = {f.entry_point: f for f in registry.failures}
+    assert set(failed) == {"not_a_node", "missing"}
+    assert "not a subclass of pocketcore.BaseNode" in failed["not_a_node"].error
+    assert all(f.group == "pocketcore.nodes" for f in failed.values())
+    assert str(failed["missing"]).startswith(
+        "node 'missing' (distribution pocketcore-nodes-demo 0.3)"
+    )
+    assert len(warned) == 2
+    node = registry.create_node("good", {"k": 1})
+    assert type(node).__name__ == "Good"
+    assert node.params == {"k": 1}
+    with pytest.raises(pocketcore.ConfigError, match="unknown node 'nope'; registered nodes: good"):
+        registry.create_node("nope")
+
+
+def test_nodes_from_hooks_name_their_plugin(pm: Registry) -> None:
+    class Nodes:
+        @pocketcore.hookimpl
+        def pocketcore_register_nodes(self, register: Any) -> None:
+            register("tail", pocketcore.Node)
+
+    class Again:
+        @pocketcore.hookimpl
+        def pocketcore_register_nodes(self, register: Any) -> None:
+            register("tail", pocketcore.Flow)
+
+    pm.register(Nodes(), name="nodes-a")
+    assert pm.nodes["tail"].plugin == "nodes-a"
+    pm.register(Again(), name="nodes-b")
+    with pytest.raises(PluginError, match="node 'tail' is registered twice") as info:
+        _ = pm.nodes
+    assert "'nodes-a'" in str(info.value)
+    assert "'nodes-b'" in str(info.value)

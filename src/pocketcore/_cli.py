@@ -866,14 +866,15 @@ def _cmd_executors(args: argparse.Namespace) -> int:
             for e in entries
         ]
         _write(json.dumps({"executors": rows, **_problems(registry, errors)}, indent=2))
-        return 0
+        return 2 if errors else 0
     table = [
         [e.name, e.executor.backend or "any", e.plugin, registry.distributions.get(e.plugin)]
         for e in entries
     ]
     out = _table(["name", "backend", "plugin", "distribution"], table) if entries else []
     _write(_with_problems(out or ["no executors installed"], registry, errors))
-    return 0
+    # A conflict between plugins makes every run fail: say so in the status too.
+    return 2 if errors else 0
 
 
 def _cmd_nodes(args: argparse.Namespace) -> int:
@@ -891,14 +892,14 @@ def _cmd_nodes(args: argparse.Namespace) -> int:
             for n in entries
         ]
         _write(json.dumps({"nodes": rows, **_problems(registry, errors)}, indent=2))
-        return 0
+        return 2 if errors else 0
     # The distribution has a column of its own; "from" says only by which route.
     table = [
         [n.name, _class_path(n.cls), n.supplier.split(" of ")[0], n.distribution] for n in entries
     ]
     out = _table(["name", "class", "from", "distribution"], table) if entries else []
     _write(_with_problems(out or ["no nodes registered"], registry, errors))
-    return 0
+    return 2 if errors else 0
 
 
 # --- demo --------------------------------------------------------------------------------

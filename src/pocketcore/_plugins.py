@@ -311,9 +311,9 @@ class Registry:
         """Every registered node class by name.
 
         Collected once, from the ``pocketcore.nodes`` entry points (loaded
-        now; one that fails to import is recorded in :attr:`failures` and
-        warned about, the others still load) and from the plugins'
-        ``pocketcore_register_nodes`` hooks.
+        now; one that fails to import or names something that is not a node
+        class is recorded in :attr:`failures` and warned about, the others
+        still load) and from the plugins' ``pocketcore_register_nodes`` hooks.
 
         Raises:
             PluginError: Two suppliers registered the same name; the message
@@ -352,6 +352,8 @@ class Registry:
         for ep in self.node_entry_points:
             try:
                 cls = ep.load()
+                if not (isinstance(cls, type) and issubclass(cls, BaseNode)):
+                    raise TypeError(f"{ep.value} is not a subclass of pocketcore.BaseNode")
             except Exception as exc:  # one broken entry point must not hide the rest
                 self._fail(PluginFailure(_dist_label(ep), ep.name, _describe(exc), NODES_GROUP))
                 continue
