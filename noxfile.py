@@ -17,6 +17,9 @@ PLUGINS = ("sequential", "asyncio", "trio")
 # The example executor plugin of docs/writing-an-executor-plugin.md: tested
 # like the real ones, so the walkthrough stays true.
 EXAMPLE_PLUGIN = "./examples/executor-plugin"
+# The example node plugin (docs/writing-a-node-plugin.md): its own suite, and
+# installed for the kernel's so the command line sees real node entry points.
+EXAMPLE_NODES = "./examples/node-plugin"
 # The kernel depends on these two; they are not on PyPI yet, so pip is given
 # their folders together with the kernel's.
 KERNEL = ("./plugins/pocketcore-sequential", "./plugins/pocketcore-asyncio", ".")
@@ -28,15 +31,19 @@ def plugin_path(name: str) -> str:
 
 
 @nox.session
-@nox.parametrize("suite", ["kernel", *PLUGINS, "example-plugin"])
+@nox.parametrize("suite", ["kernel", *PLUGINS, "example-plugin", "example-nodes"])
 def tests(session: nox.Session, suite: str) -> None:
     """The kernel's tests, then each plugin's tests against its own install."""
     if suite == "kernel":
         # pocketflow 0.0.3 is the reference the compatibility tests compare with.
-        session.install(*KERNEL, plugin_path("trio"), *TEST_DEPS, "pocketflow==0.0.3")
+        session.install(
+            *KERNEL, plugin_path("trio"), EXAMPLE_NODES, *TEST_DEPS, "pocketflow==0.0.3"
+        )
         session.run("pytest", *session.posargs)
         return
-    path = EXAMPLE_PLUGIN if suite == "example-plugin" else plugin_path(suite)
+    path = {"example-plugin": EXAMPLE_PLUGIN, "example-nodes": EXAMPLE_NODES}.get(
+        suite, plugin_path(suite)
+    )
     # dict.fromkeys: the kernel's own plugins are already in KERNEL. trio is
     # there for the executors that run on any backend (checked on both).
     session.install(*dict.fromkeys((*KERNEL, path)), *TEST_DEPS, "trio")
@@ -68,9 +75,9 @@ def docs(session: nox.Session) -> None:
 
 @nox.session
 def demo(session: nox.Session) -> None:
-    """The parallel-summaries example with every executor, and each one's wall time."""
+    """The README demo: both examples with every executor, and each one's wall time."""
     session.install(*KERNEL, plugin_path("trio"))
-    session.run("python", "-m", "examples.parallel_summaries.flow", *session.posargs)
+    session.run("pocketcore", "demo", *session.posargs)
 
 
 @nox.session
