@@ -277,11 +277,14 @@ def test_node_entry_points_broken_ones_are_reported_not_fatal(
     registry = Registry.from_environment()
     with pytest.warns(pocketcore.PluginWarning) as warned:
         nodes = registry.nodes
-    assert list(nodes) == ["good"]
+    # (other installed node plugins may add theirs)
+    assert "good" in nodes
+    assert "not_a_node" not in nodes
+    assert "missing" not in nodes
     assert nodes["good"].distribution == "pocketcore-nodes-demo 0.3"
     assert nodes["good"].plugin is None
     assert nodes["good"].supplier == "entry point 'good' of pocketcore-nodes-demo 0.3"
-    failed = {f.entry_point: f for f in registry.failures}
+    failed = {f.entry_point: f for f in registry.failures if "nodes-demo" in f.distribution}
     assert set(failed) == {"not_a_node", "missing"}
     assert "not a subclass of pocketcore.BaseNode" in failed["not_a_node"].error
     assert all(f.group == "pocketcore.nodes" for f in failed.values())
@@ -292,7 +295,9 @@ def test_node_entry_points_broken_ones_are_reported_not_fatal(
     node = registry.create_node("good", {"k": 1})
     assert type(node).__name__ == "Good"
     assert node.params == {"k": 1}
-    with pytest.raises(pocketcore.ConfigError, match="unknown node 'nope'; registered nodes: good"):
+    with pytest.raises(
+        pocketcore.ConfigError, match=r"unknown node 'nope'; registered nodes: .*good"
+    ):
         registry.create_node("nope")
 
 
