@@ -45,8 +45,10 @@ def tests(session: nox.Session, suite: str) -> None:
         suite, plugin_path(suite)
     )
     # dict.fromkeys: the kernel's own plugins are already in KERNEL. trio is
-    # there for the executors that run on any backend (checked on both).
-    session.install(*dict.fromkeys((*KERNEL, path)), *TEST_DEPS, "trio")
+    # there for the executors that run on any backend (checked on both); the
+    # example nodes are also run with the trio executor.
+    extra = [plugin_path("trio")] if suite == "example-nodes" else []
+    session.install(*dict.fromkeys((*KERNEL, *extra, path)), *TEST_DEPS, "trio")
     session.chdir(path)
     session.run("pytest", *session.posargs)
 
