@@ -115,3 +115,43 @@ def test_batch_flows_refuse_a_remote_executor() -> None:
     pocketcore.run(Passes(start=inner, executor="asyncio"), shared)
     assert shared["out"] == [10]
     assert len(rec.seen_fns) == 1
+
+
+class PicklingWithoutBlocking(Pickling):
+    """A remote executor with only ``map``: sync batches reach it as coroutines."""
+
+    map_blocking = None  # type: ignore[assignment]
+
+
+def test_sync_batches_reach_a_remote_executor_without_map_blocking() -> None:
+    rec = PicklingWithoutBlocking()
+    shared: dict[str, Any] = {"items": [1, 2]}
+    pocketcore.run(SyncDouble(), shared, executor=rec, max_concurrency=1)
+    assert shared["out"] == [2, 4]
+    assert len(rec.seen_fns) == 1
+
+
+def test_observers_stay_here_with_a_remote_executor() -> None:
+    events: list[tuple[Any, ...]] = []
+
+    class Listener:
+        @pocketcore.hookimpl
+        def pocketcore_batch_start(self, node: Any, size: Any) -> None:
+            events.append(("start", size))
+
+        @pocketcore.hookimpl
+        def pocketcore_batch_item_done(self, index: int, result: Any) -> None:
+            events.append(("item", index, result))
+
+    registry = pocketcore.get_registry()
+    listener = Listener()
+    registry.register(listener, name="remote-listener")
+    try:
+        for cls in (Double, SyncDouble):
+            events.clear()
+            shared: dict[str, Any] = {"items": [3, 4]}
+            pocketcore.run(cls(), shared, executor=Pickling())  # pickles what it is given
+            assert shared["out"] == [6, 8]
+            assert events == [("start", 2), ("item", 0, 6), ("item", 1, 8)]
+    finally:
+        registry.unregister(listener)

@@ -251,3 +251,42 @@ def test_cancelling_the_caller_waits_for_threads() -> None:
             assert sorted(finished) == [0, 1], "a thread ran on after the cancellation"
     finally:
         Slow.max_concurrency = None
+
+
+def test_a_batch_on_a_helper_thread_keeps_the_runs_settings() -> None:
+    # A sync flow inside an async flow runs inline on the loop's thread, so
+    # the batch gets its loop on a helper thread; the run's limit must hold.
+    probe = Probe()
+    outer = pocketcore.AsyncFlow(start=pocketcore.Flow(start=Work()))
+    outer.set_params({"probe": probe})  # handed down to every node of the pass
+    shared: dict[str, Any] = {"items": [(i, 0.01) for i in range(8)]}
+    pocketcore.run(outer, shared, max_concurrency=2)
+    assert shared["out"] == [i * 10 for i in range(8)]
+    assert probe.max_in_flight <= 2
+
+
+def test_after_a_failure_running_items_make_no_further_attempts() -> None:
+    attempts: dict[int, int] = {0: 0, 1: 0}
+    lock = threading.Lock()
+
+    class Doomed(pocketcore.ParallelBatchNode):
+        def prep(self, shared: Any) -> list[int]:
+            return [0, 1]
+
+        def exec(self, item: int) -> None:
+            with lock:
+                attempts[item] += 1
+            if item == 0:
+                time.sleep(0.02)  # item 1 is retrying by now
+                self.cur_retry = self.max_retries - 1  # PocketFlow's way to give up now
+                raise KeyError("item 0 gives up at once")
+            raise ValueError("item 1 keeps failing")
+
+        def exec_fallback(self, prep_res: Any, exc: Exception) -> None:
+            raise exc
+
+    with pytest.raises(KeyError, match="gives up"):
+        pocketcore.run(Doomed(max_retries=10, wait=0.2), executor="asyncio")
+    assert attempts[0] == 1
+    # Without the stop, item 1 would make all ten attempts, 0.2 s apart.
+    assert attempts[1] < 10

@@ -7,6 +7,7 @@ sees the run's configuration, on asyncio and trio alike.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Awaitable, Callable, Iterable
 from contextvars import ContextVar, Token
 from typing import TYPE_CHECKING, Any
@@ -23,11 +24,13 @@ if TYPE_CHECKING:
 __all__ = [
     "CUR_RETRY",
     "RUN",
+    "THREAD_STOP",
     "Attempt",
     "ambient_config",
     "enter_scope",
     "executor_for",
     "node_source",
+    "observed_after",
     "own_executor",
 ]
 
@@ -53,6 +56,10 @@ class Attempt:
 
 
 CUR_RETRY: ContextVar[Attempt | None] = ContextVar("pocketcore_cur_retry", default=None)
+
+THREAD_STOP: ContextVar[threading.Event | None] = ContextVar("pocketcore_thread_stop", default=None)
+"""Set on a worker thread running a batch item: tells the item's retry loop the
+batch is over (failed or cancelled), so it makes no further attempts."""
 """The :class:`Attempt` of the batch item executing in this context, if any."""
 
 
@@ -203,6 +210,26 @@ def observed_parallel(
         return result
 
     return enumerate(items), run_indexed
+
+
+async def observed_after(
+    node: BaseNode,
+    obs: Observer,
+    items: Iterable[Any],
+    run_batch: Callable[[Iterable[Any]], Awaitable[list[Any]]],
+) -> list[Any]:
+    """Report a batch whose calls run elsewhere: its items once the results are back.
+
+    A remote executor cannot carry an observer to its workers, so the batch
+    is announced here and each item reported when ``run_batch`` returns. When
+    the batch fails, which of its items finished is not known here, and none
+    is reported.
+    """
+    obs.batch_start(node=node, size=batch_size(items))
+    results = await run_batch(items)
+    for index, result in enumerate(results):
+        obs.batch_item_done(node=node, index=index, result=result, exception=None)
+    return results
 
 
 def observed_step(node: BaseNode, shared: Any, obs: Observer) -> Any:

@@ -251,10 +251,10 @@ class ParallelBatchFlow(BatchFlow):
 
     Each params dict from ``prep`` runs one pass of the flow on a worker
     thread, scheduled by the run's executor (``max_concurrency`` passes, and
-    threads, at once). Failure and cancellation behave as for
-    :class:`~pocketcore.ParallelBatchNode`: passes not started never start,
-    running passes finish their current step, then the first failure is
-    raised. Inside an async flow it is awaited without blocking the loop.
+    threads, at once). When a pass fails (or the run is cancelled), passes
+    not started never start, and the passes already running run to their
+    end (a thread cannot be interrupted); then the first failure is raised.
+    Inside an async flow it is awaited without blocking the loop.
     """
 
     def _run(self, shared: Any) -> Any:

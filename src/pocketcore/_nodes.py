@@ -21,11 +21,13 @@ from ._config import RunConfig, check_executor_value, check_limit
 from ._context import (
     CUR_RETRY,
     RUN,
+    THREAD_STOP,
     Attempt,
     ambient_config,
     current_observer,
     executor_for,
     node_source,
+    observed_after,
     observed_items,
     observed_items_async,
     observed_parallel,
@@ -231,8 +233,15 @@ class Node(BaseNode):
                 cur = d["cur_retry"] if attempt is None else attempt.n
                 if cur == self.max_retries - 1:
                     return self.exec_fallback(prep_res, exc)
-                if self.wait > 0:
-                    time.sleep(self.wait)
+                stop = THREAD_STOP.get()
+                if stop is None:
+                    if self.wait > 0:
+                        time.sleep(self.wait)
+                # On a worker thread of a batch that has failed or been
+                # cancelled, make no further attempt (and cut the wait short):
+                # the result would be dropped, and the caller is waiting.
+                elif stop.is_set() or (self.wait > 0 and stop.wait(self.wait)):
+                    raise
         return None
 
 
@@ -387,12 +396,16 @@ class AsyncParallelBatchNode(AsyncNode, BatchNode):
     async def _exec(self, items: Any, attempt: Attempt | None = None) -> Any:
         executor, limit = executor_for(self)
         items = () if items is None else items
-        if is_remote(executor):
-            run_one = _item_function(detached(self))
-            items = shippable(self, executor, run_one, items)
-        else:
-            run_one = _item_function(self)
         obs = current_observer()
+        if is_remote(executor):
+            remote_fn = _item_function(detached(self))
+            items = shippable(self, executor, remote_fn, items)
+            if obs is not None:  # the observer stays here; see observed_after
+                return await observed_after(
+                    self, obs, items, lambda its: executor.map(remote_fn, its, limit=limit)
+                )
+            return await executor.map(remote_fn, items, limit=limit)
+        run_one = _item_function(self)
         if obs is not None:
             items, run_one = observed_parallel(self, obs, items, run_one)
         return await executor.map(run_one, items, limit=limit)
@@ -408,9 +421,10 @@ class ParallelBatchNode(BatchNode):
     also the number of threads. Results reach ``post`` in input order.
 
     Threads cannot be interrupted: when an item fails, items not yet started
-    never start, the items already running finish their current attempt
-    (their results are dropped), and then the first failure is raised. The
-    same holds when the run is cancelled.
+    never start, the items already running finish their current attempt and
+    make no further one (a wait between attempts is cut short; their results
+    are dropped), and then the first failure is raised. The same holds when
+    the run is cancelled.
 
     Run directly (``node.run(shared)``, a sync :class:`~pocketcore.Flow`,
     :func:`pocketcore.run`), the node starts the executor's event loop for

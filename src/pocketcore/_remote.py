@@ -50,7 +50,7 @@ def _dumps() -> Callable[[Any], bytes]:
 
 def shippable(
     node: BaseNode, executor: Executor, work: Callable[..., Any], items: Iterable[Any]
-) -> Iterator[Any]:
+) -> Iterable[Any]:
     """Check now that ``work`` can be sent; return the items, each checked as it is pulled.
 
     Raises:
@@ -67,21 +67,30 @@ def shippable(
             f"cannot send node {type(node).__name__} (its exec, attributes and params) "
             f"{where}: {type(exc).__name__}: {exc}"
         ) from exc
-    return _checked(node, items, dumps, where)
+    return _Checked(node, items, dumps, where)
 
 
-def _checked(
-    node: BaseNode, items: Iterable[Any], dumps: Callable[[Any], bytes], where: str
-) -> Iterator[Any]:
-    for index, item in enumerate(items):
-        try:
-            dumps(item)
-        except Exception as exc:
-            raise PocketcoreError(
-                f"cannot send item {index} of node {type(node).__name__} {where}: "
-                f"{type(exc).__name__}: {exc}"
-            ) from exc
-        yield item
+class _Checked:
+    """The items, each checked as it is pulled; sized when the items are."""
+
+    def __init__(
+        self, node: BaseNode, items: Iterable[Any], dumps: Callable[[Any], bytes], where: str
+    ) -> None:
+        self.node, self.items, self.dumps, self.where = node, items, dumps, where
+
+    def __len__(self) -> int:
+        return len(self.items)  # type: ignore[arg-type]  # TypeError when unsized, as wanted
+
+    def __iter__(self) -> Iterator[Any]:
+        for index, item in enumerate(self.items):
+            try:
+                self.dumps(item)
+            except Exception as exc:
+                raise PocketcoreError(
+                    f"cannot send item {index} of node {type(self.node).__name__} "
+                    f"{self.where}: {type(exc).__name__}: {exc}"
+                ) from exc
+            yield item
 
 
 def refuse_batch_flow(flow: BaseNode, executor: Executor) -> None:

@@ -8,6 +8,8 @@ work. An executor may take over the whole batch instead by offering
 
 from __future__ import annotations
 
+import contextvars
+import functools
 import threading
 from collections.abc import Awaitable, Callable, Iterable
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -16,8 +18,9 @@ import anyio
 import anyio.to_thread
 import sniffio
 
-from ._context import current_observer, observed_parallel
+from ._context import THREAD_STOP, current_observer, observed_after, observed_parallel
 from ._executor import Executor
+from ._remote import is_remote
 
 if TYPE_CHECKING:
     from ._nodes import BaseNode
@@ -44,9 +47,18 @@ async def map_on_threads(
     results are dropped).
     """
     blocking = getattr(executor, "map_blocking", None)
-    if blocking is not None:
-        result: list[Any] = await blocking(work, items, limit=limit)
-        return result
+    if blocking is not None or is_remote(executor):
+        # The executor runs the calls itself (a remote one, in other processes):
+        # hand it the sync work as is, or wrapped in a picklable coroutine.
+        async def batch(items: Iterable[Any]) -> list[Any]:
+            if blocking is not None:
+                done: list[Any] = await blocking(work, items, limit=limit)
+            else:
+                done = await executor.map(functools.partial(_call_sync, work), items, limit=limit)
+            return done
+
+        obs = current_observer()
+        return await (batch(items) if obs is None else observed_after(node, obs, items, batch))
     limiter = None if limit is None else anyio.CapacityLimiter(limit)
 
     async def on_thread(item: Any) -> Any:
@@ -59,6 +71,11 @@ async def map_on_threads(
     return await executor.map(run_one, items, limit=limit)
 
 
+async def _call_sync(work: Callable[[Any], Any], item: Any) -> Any:
+    """``work(item)`` as a coroutine, for a remote executor without ``map_blocking``."""
+    return work(item)
+
+
 class _ThreadCall:
     """One item's work on a worker thread, which a cancellation waits for.
 
@@ -69,12 +86,13 @@ class _ThreadCall:
     a cancelled call either stops the work from starting or waits for it.
     """
 
-    __slots__ = ("abandoned", "args", "finished", "lock", "started", "work")
+    __slots__ = ("abandoned", "args", "finished", "lock", "started", "stop", "work")
 
     def __init__(self, work: Callable[[Any], Any], item: Any) -> None:
         self.work, self.args = work, item
         self.lock = threading.Lock()
         self.finished = threading.Event()
+        self.stop = threading.Event()  # seen by the item's retry loop (THREAD_STOP)
         self.started = self.abandoned = False
 
     def _on_thread(self) -> Any:
@@ -82,6 +100,7 @@ class _ThreadCall:
             if self.abandoned:  # cancelled before a thread picked it up
                 return None
             self.started = True
+        THREAD_STOP.set(self.stop)  # anyio runs each call in a context of its own
         try:
             return self.work(self.args)
         finally:
@@ -91,6 +110,7 @@ class _ThreadCall:
         try:
             return await anyio.to_thread.run_sync(self._on_thread, limiter=limiter)
         except BaseException:
+            self.stop.set()
             with self.lock:
                 self.abandoned = not self.started
             if self.started:
@@ -131,7 +151,9 @@ def run_blocking(executor: Executor, fn: Callable[[], Awaitable[T]]) -> T:
         except BaseException as exc:  # handed to the waiting thread below
             outcome.append((False, exc))
 
-    helper = threading.Thread(target=target, name="pocketcore-batch")
+    # The run's configuration travels in context variables: take them along.
+    context = contextvars.copy_context()
+    helper = threading.Thread(target=context.run, args=(target,), name="pocketcore-batch")
     helper.start()
     helper.join()
     ok, value = outcome[0]
