@@ -14,11 +14,25 @@ pytest then collects the inherited tests, which use Hypothesis to generate
 item lists, per-item delays, failure positions and limits, and run each
 property on every backend the executor claims. This module needs pytest and
 Hypothesis (``pip install pocketcore[testing]``).
+
+A *remote* executor (one with ``remote = True``, whose items run in other
+processes) is held to the same properties. Its items cannot report to this
+process's memory, so the suite's probes then append what happens to a file
+that every process writes to (the worker processes must see this machine's
+file system, as those of a ``LocalCluster`` do), and they are module-level
+picklable objects that the workers import from here. Delays are stretched by
+:attr:`ExecutorConformance.time_scale` and Hypothesis runs fewer examples.
 """
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import importlib.util
+import os
+import tempfile
+import time
+from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable, Iterator
 from typing import Any, ClassVar, TypeVar
 
@@ -36,11 +50,11 @@ __all__ = ["ExecutorConformance", "ItemFailure", "MapCall", "RecordingExecutor"]
 _T = TypeVar("_T")
 _R = TypeVar("_R")
 
-#: Per-item delays, in seconds: zero (no wait at all) or a few milliseconds.
+#: Per-item delays, in seconds (times the suite's ``time_scale``): zero (no
+#: wait at all) or a few milliseconds.
 _delays = st.sampled_from([0.0, 0.0, 0.001, 0.002, 0.005])
 _limits = st.one_of(st.none(), st.integers(min_value=1, max_value=8))
 _SETTINGS = settings(
-    max_examples=20,
     deadline=None,
     # Every subclass runs the same test functions against its own executor;
     # sharing the examples between them is harmless (they are only inputs).
@@ -50,11 +64,24 @@ _SETTINGS = settings(
         HealthCheck.differing_executors,
     ],
 )
+#: Examples per property; a remote executor pays a round trip per item, so fewer.
+_EXAMPLES = 20
+_REMOTE_EXAMPLES = 8
+#: A remote executor's items start and stop tens of milliseconds apart, not
+#: microseconds: its delays (and quiet periods) are ten times longer.
+_REMOTE_TIME_SCALE = 10.0
+#: How long after the first failure a remote executor's item may still start
+#: (seconds, times ``time_scale``): its stop signal has to travel to the other
+#: processes, so an item sent before the failure may pass its check just
+#: before the signal arrives. A local executor gets no such grace.
+_REMOTE_STOP_GRACE = 0.1
 #: A safety net: no property may hang the test run.
 _HANG = 20.0
 #: Scheduler rounds an item waits for its siblings to start (each round is one
 #: checkpoint; a parallel executor starts them all within a handful).
 _ROUNDS = 200
+#: Seconds (times ``time_scale``) a remote item waits for its siblings to start.
+_PATIENCE = 0.5
 
 
 class ItemFailure(Exception):
@@ -64,70 +91,256 @@ class ItemFailure(Exception):
         super().__init__(f"item {index} failed")
         self.index = index
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        # A remote executor sends it back pickled; the default would call
+        # ItemFailure("item 3 failed"). The state keeps notes added on the way.
+        return (type(self), (self.index,), self.__dict__)
 
-@attrs.define
-class _Probe:
-    """Records what the executor did with the items, in one timeline."""
 
-    delays: list[float]
-    fail_at: frozenset[int] = frozenset()
-    timeline: list[tuple[str, int]] = attrs.field(factory=list)
-    in_flight: int = 0
-    max_in_flight: int = 0
-    pulled: int = 0
-    finished: int = 0
-    max_pending: int = 0
-    raised: dict[int, ItemFailure] = attrs.field(factory=dict)
+_Entry = tuple[str, int, float]
 
-    def items(self) -> Iterator[int]:
-        """The input, as a generator, so lazy pulling can be observed."""
-        for index in range(len(self.delays)):
-            self.pulled += 1
-            self.max_pending = max(self.max_pending, self.pulled - self.finished)
-            self.timeline.append(("pull", index))
-            yield index
 
-    async def call(self, index: int) -> int:
-        self.timeline.append(("start", index))
-        self.in_flight += 1
-        self.max_in_flight = max(self.max_in_flight, self.in_flight)
+class _MemoryLog:
+    """The probes' timeline, kept in memory: for executors that run items in this process."""
+
+    __slots__ = ("counts", "entries", "raised")
+
+    def __init__(self) -> None:
+        self.entries: list[_Entry] = []
+        self.counts: Counter[str] = Counter()
+        #: The exception each failing item raised, to check identity.
+        self.raised: dict[int, ItemFailure] = {}
+
+    def record(self, kind: str, index: int) -> None:
+        self.entries.append((kind, index, time.monotonic()))
+        self.counts[kind] += 1
+
+    def failed(self, exc: ItemFailure) -> None:
+        self.raised[exc.index] = exc
+        self.record("fail", exc.index)
+
+    def timeline(self) -> list[_Entry]:
+        return self.entries
+
+    def count(self, kind: str) -> int:
+        return self.counts[kind]
+
+    async def wait_for(self, kind: str, n: int, patience: float) -> None:
+        """Yield to the scheduler until ``n`` records of ``kind`` exist (or rounds run out)."""
+        for _ in range(_ROUNDS):
+            if self.counts[kind] >= n:
+                return
+            await anyio.lowlevel.checkpoint()
+
+
+@attrs.frozen
+class _FileLog:
+    """The probes' timeline in a file, written by every process that runs an item.
+
+    Each record is one line, written with a single ``write`` to a file opened
+    with ``O_APPEND``: the operating system keeps such writes whole and in
+    the order they happen, across processes. Times are wall-clock times,
+    which the processes of one machine share.
+    """
+
+    path: str
+
+    def record(self, kind: str, index: int) -> None:
+        line = f"{kind} {index} {time.time()!r}\n".encode()
+        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND)
         try:
-            if self.delays[index]:
-                await anyio.sleep(self.delays[index])
+            os.write(fd, line)
+        finally:
+            os.close(fd)
+
+    def failed(self, exc: ItemFailure) -> None:
+        self.record("fail", exc.index)
+
+    def timeline(self) -> list[_Entry]:
+        with open(self.path) as f:
+            return [(kind, int(i), float(t)) for kind, i, t in (line.split() for line in f)]
+
+    def count(self, kind: str) -> int:
+        return sum(1 for entry in self.timeline() if entry[0] == kind)
+
+    async def wait_for(self, kind: str, n: int, patience: float) -> None:
+        """Poll until ``n`` records of ``kind`` exist, for at most ``patience`` seconds."""
+        deadline = time.monotonic() + patience
+        # Other processes write the file: there is nothing to wait on but it.
+        while self.count(kind) < n and time.monotonic() < deadline:  # noqa: ASYNC110
+            await anyio.sleep(0.002)
+
+
+_Log = _MemoryLog | _FileLog
+
+
+@attrs.frozen
+class _ItemCall:
+    """One item's call: records its start, waits its delay, then fails or returns ``index * 2``.
+
+    Every call ends with an ``exit`` record, even when cancelled. A
+    module-level class with picklable fields, so that a remote executor can
+    send it to its workers.
+    """
+
+    log: _Log
+    delays: tuple[float, ...] = ()
+    fail_at: frozenset[int] = frozenset()
+    #: Yield to the scheduler once before anything else.
+    pause: bool = False
+
+    async def __call__(self, index: int) -> int:
+        self.log.record("start", index)
+        try:
+            if self.pause:
+                await anyio.lowlevel.checkpoint()
+            delay = self.delays[index] if index < len(self.delays) else 0.0
+            if delay:
+                await anyio.sleep(delay)
             if index in self.fail_at:
-                exc = self.raised[index] = ItemFailure(index)
-                self.timeline.append(("fail", index))
+                exc = ItemFailure(index)
+                self.log.failed(exc)
                 raise exc
-            self.timeline.append(("end", index))
+            self.log.record("end", index)
             return index * 2
         finally:
-            self.in_flight -= 1
-            self.finished += 1
+            self.log.record("exit", index)
+
+
+@attrs.frozen
+class _OverlapCall:
+    """An item that, once started, waits for ``room`` items to have started, then returns."""
+
+    log: _Log
+    room: int
+    patience: float
+
+    async def __call__(self, index: int) -> int:
+        self.log.record("start", index)
+        await self.log.wait_for("start", self.room, self.patience)
+        await anyio.lowlevel.checkpoint()
+        self.log.record("exit", index)
+        return index
+
+
+def _pulled(log: _Log, count: int) -> Iterator[int]:
+    """The input, as a generator, so lazy pulling can be observed."""
+    for index in range(count):
+        log.record("pull", index)
+        yield index
+
+
+@attrs.frozen
+class _Seen:
+    """What a timeline says about one ``map`` call."""
+
+    timeline: list[_Entry]
 
     def events(self, kind: str) -> list[int]:
-        return [i for k, i in self.timeline if k == kind]
+        return [index for k, index, _ in self.timeline if k == kind]
+
+    def peaks(self) -> tuple[int, int, int]:
+        """Calls in flight at most, pulled-but-unfinished items at most, calls in flight now."""
+        pulled = started = exited = max_in_flight = max_pending = 0
+        for kind, _, _ in self.timeline:
+            if kind == "pull":
+                pulled += 1
+                max_pending = max(max_pending, pulled - exited)
+            elif kind == "start":
+                started += 1
+                max_in_flight = max(max_in_flight, started - exited)
+            elif kind == "exit":
+                exited += 1
+        return max_in_flight, max_pending, started - exited
 
 
 def _notes(exc: BaseException) -> str:
     return "\n".join(getattr(exc, "__notes__", ()))
 
 
+#: name -> (test body, its Hypothesis strategies); made into tests per suite class.
+_PROPERTIES: dict[str, tuple[Callable[..., None], tuple[st.SearchStrategy[Any], ...]]] = {}
+_GENERATED: set[Callable[..., None]] = set()
+
+
+def _property(
+    *strategies: st.SearchStrategy[Any],
+) -> Callable[[Callable[..., None]], Callable[..., None]]:
+    """Declare a Hypothesis property of the suite (see ``__init_subclass__``)."""
+
+    def register(body: Callable[..., None]) -> Callable[..., None]:
+        _PROPERTIES[body.__name__] = (body, strategies)
+        return body
+
+    return register
+
+
 class ExecutorConformance:
     """The executor contract as pytest tests; subclass it and set :attr:`executor`.
 
     Attributes:
-        executor: The executor under test.
+        executor: The executor under test. When it has ``remote = True`` its
+            items run in other processes, and the probes record to a file (see
+            the module docstring).
         parallel: ``True`` (the default) for an executor that runs items
             concurrently; ``False`` for one that runs them one at a time in
             input order, which is then checked instead.
         backends: The backends to run every property on; by default the
             executor's own ``backend``, or asyncio and (if installed) trio for
-            an executor that runs on any backend.
+            an executor that runs on any backend. A remote executor's
+            properties run inside its own ``run``, on its backend.
+        max_examples: Hypothesis examples per property; by default 20, or 8
+            for a remote executor.
+        time_scale: What every delay and quiet period is multiplied by; by
+            default 1, or 10 for a remote executor. After the first failure,
+            a remote executor's items already on their way with it (at most
+            ``limit - 1``) may still start within ``0.1 * time_scale``
+            seconds, while its stop signal travels; a local executor's never.
+
+    The Hypothesis tests are made for each subclass when it is defined, from
+    its own settings, so set these as class attributes. A test method a
+    subclass defines itself is left alone.
     """
 
     executor: ClassVar[Executor]
     parallel: ClassVar[bool] = True
     backends: ClassVar[tuple[str, ...] | None] = None
+    max_examples: ClassVar[int | None] = None
+    time_scale: ClassVar[float | None] = None
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        # Hypothesis reads its settings from the decorated function, which
+        # would be shared by every subclass: each gets functions of its own.
+        examples = cls.max_examples
+        if examples is None:
+            examples = _REMOTE_EXAMPLES if cls._is_remote() else _EXAMPLES
+        config = settings(_SETTINGS, max_examples=examples)
+        for name, (body, strategies) in _PROPERTIES.items():
+            if cls._defines_own(name):
+                continue
+            test = config(given(*strategies)(body))
+            _GENERATED.add(test)
+            setattr(cls, name, test)
+
+    @classmethod
+    def _defines_own(cls, name: str) -> bool:
+        for klass in cls.__mro__:
+            if name in vars(klass):
+                value = vars(klass)[name]
+                return value is not _PROPERTIES[name][0] and value not in _GENERATED
+        return False
+
+    @classmethod
+    def _is_remote(cls) -> bool:
+        executor = getattr(cls, "executor", None)
+        return bool(getattr(executor, "remote", False))
+
+    @property
+    def _scale(self) -> float:
+        if self.time_scale is not None:
+            return self.time_scale
+        return _REMOTE_TIME_SCALE if self._is_remote() else 1.0
 
     def _backends(self) -> tuple[str, ...]:
         if self.backends is not None:
@@ -138,13 +351,32 @@ class ExecutorConformance:
             return ("asyncio", "trio")
         return ("asyncio",)
 
-    def _each_backend(self, body: Callable[[], Awaitable[None]]) -> None:
-        async def guarded() -> None:
-            with anyio.fail_after(_HANG):
-                await body()
+    @contextlib.contextmanager
+    def _log(self) -> Iterator[_Log]:
+        if not self._is_remote():
+            yield _MemoryLog()
+            return
+        fd, path = tempfile.mkstemp(prefix="pocketcore-probe-", suffix=".log")
+        os.close(fd)
+        try:
+            yield _FileLog(path)
+        finally:
+            os.unlink(path)
 
-        for backend in self._backends():
-            anyio.run(guarded, backend=backend)
+    def _each_backend(self, body: Callable[[_Log], Awaitable[None]]) -> None:
+        if self._is_remote():
+            # Inside the executor's own run: its connection serves the body.
+            starts: list[Callable[[Callable[[], Awaitable[None]]], None]] = [self.executor.run]
+        else:
+            starts = [functools.partial(anyio.run, backend=b) for b in self._backends()]
+        for start in starts:
+            with self._log() as log:
+
+                async def guarded(log: _Log = log) -> None:
+                    with anyio.fail_after(_HANG):
+                        await body(log)
+
+                start(guarded)
 
     def test_declares_name_and_backend(self) -> None:
         """The executor has a non-empty name and a known kind of backend."""
@@ -163,37 +395,37 @@ class ExecutorConformance:
         if self.executor.backend is not None:
             assert backend == self.executor.backend
 
-    @_SETTINGS
-    @given(st.lists(_delays, max_size=24), _limits)
+    @_property(st.lists(_delays, max_size=24), _limits)
     def test_results_in_input_order(self, item_delays: list[float], limit: int | None) -> None:
         """One result per item, in input order, each item called exactly once."""
+        delays = tuple(d * self._scale for d in item_delays)
 
-        async def body() -> None:
-            probe = _Probe(list(item_delays))
-            result = await self.executor.map(probe.call, probe.items(), limit=limit)
-            assert result == [i * 2 for i in range(len(item_delays))]
-            assert sorted(probe.events("start")) == list(range(len(item_delays)))
+        async def body(log: _Log) -> None:
+            call = _ItemCall(log, delays)
+            result = await self.executor.map(call, _pulled(log, len(delays)), limit=limit)
+            assert result == [i * 2 for i in range(len(delays))]
+            seen = _Seen(log.timeline())
+            assert sorted(seen.events("start")) == list(range(len(delays)))
             if not self.parallel:
-                assert probe.events("start") == list(range(len(item_delays)))
-                assert probe.max_in_flight <= 1
+                assert seen.events("start") == list(range(len(delays)))
+                assert seen.peaks()[0] <= 1
 
         self._each_backend(body)
 
-    @_SETTINGS
-    @given(st.lists(_delays, max_size=24), st.integers(min_value=1, max_value=6))
+    @_property(st.lists(_delays, max_size=24), st.integers(min_value=1, max_value=6))
     def test_limit_bounds_calls_and_pulls(self, item_delays: list[float], limit: int) -> None:
         """With ``limit=k`` at most k calls run, and at most k items are pulled but unfinished."""
+        delays = tuple(d * self._scale for d in item_delays)
 
-        async def body() -> None:
-            probe = _Probe(list(item_delays))
-            await self.executor.map(probe.call, probe.items(), limit=limit)
-            assert probe.max_in_flight <= limit
-            assert probe.max_pending <= limit
+        async def body(log: _Log) -> None:
+            await self.executor.map(_ItemCall(log, delays), _pulled(log, len(delays)), limit=limit)
+            max_in_flight, max_pending, _ = _Seen(log.timeline()).peaks()
+            assert max_in_flight <= limit
+            assert max_pending <= limit
 
         self._each_backend(body)
 
-    @_SETTINGS
-    @given(st.integers(min_value=1, max_value=5), st.integers(min_value=0, max_value=40))
+    @_property(st.integers(min_value=1, max_value=5), st.integers(min_value=0, max_value=40))
     def test_huge_input_is_pulled_lazily(self, limit: int, fail_at: int) -> None:
         """A practically endless input with a limit is pulled only as calls finish.
 
@@ -201,68 +433,43 @@ class ExecutorConformance:
         unfinished, so an executor that materializes its input fails at once.
         """
 
-        async def body() -> None:
-            pulled = finished = 0
-
+        async def body(log: _Log) -> None:
             def endless() -> Iterator[int]:
-                nonlocal pulled
                 for index in range(10**12):
-                    if pulled - finished >= limit:
+                    unfinished = log.count("pull") - log.count("exit")
+                    if unfinished >= limit:
                         raise AssertionError(
-                            f"item {index} pulled while {pulled - finished} pulled items "
+                            f"item {index} pulled while {unfinished} pulled items "
                             f"are unfinished (limit {limit})"
                         )
-                    pulled += 1
+                    log.record("pull", index)
                     yield index
 
-            async def call(index: int) -> int:
-                nonlocal finished
-                try:
-                    await anyio.lowlevel.checkpoint()
-                    if index == fail_at:
-                        raise ItemFailure(index)
-                    return index
-                finally:
-                    finished += 1
-
+            call = _ItemCall(log, fail_at=frozenset({fail_at}), pause=True)
             with pytest.raises(ItemFailure) as info:
                 await self.executor.map(call, endless(), limit=limit)
             assert info.value.index == fail_at
 
         self._each_backend(body)
 
-    @_SETTINGS
-    @given(st.integers(min_value=1, max_value=30), _limits)
+    @_property(st.integers(min_value=1, max_value=30), _limits)
     def test_parallel_items_overlap(self, count: int, limit: int | None) -> None:
         """Parallel: with room for k, k items are in flight together.
 
-        Each item, once started, yields to the scheduler until
-        ``min(count, limit)`` items have started (or a generous number of
-        rounds has passed), and the most calls seen in flight at once must
-        then be exactly that room. A sequential executor must instead never
-        overlap two items. No clock is involved, so a slow machine cannot
-        make this flaky.
+        Each item, once started, waits until ``min(count, limit)`` items have
+        started (yielding to the scheduler for a generous number of rounds;
+        a remote item polls for a while), and the most calls seen in flight
+        at once must then be exactly that room. A sequential executor must
+        instead never overlap two items. Locally no clock is involved, so a
+        slow machine cannot make this flaky.
         """
+        room = count if limit is None else min(count, limit)
 
-        async def body() -> None:
-            room = count if limit is None else min(count, limit)
-            started = in_flight = max_in_flight = 0
-
-            async def call(index: int) -> int:
-                nonlocal started, in_flight, max_in_flight
-                started += 1
-                in_flight += 1
-                max_in_flight = max(max_in_flight, in_flight)
-                for _ in range(_ROUNDS):
-                    if started >= room:
-                        break
-                    await anyio.lowlevel.checkpoint()
-                await anyio.lowlevel.checkpoint()
-                in_flight -= 1
-                return index
-
+        async def body(log: _Log) -> None:
+            call = _OverlapCall(log, room, _PATIENCE * self._scale)
             result = await self.executor.map(call, list(range(count)), limit=limit)
             assert result == list(range(count))
+            max_in_flight = _Seen(log.timeline()).peaks()[0]
             if self.parallel:
                 assert max_in_flight == room, f"{max_in_flight} in flight at most, room for {room}"
             else:
@@ -270,12 +477,7 @@ class ExecutorConformance:
 
         self._each_backend(body)
 
-    @_SETTINGS
-    @given(
-        st.lists(_delays, min_size=1, max_size=20),
-        st.data(),
-        _limits,
-    )
+    @_property(st.lists(_delays, min_size=1, max_size=20), st.data(), _limits)
     def test_failure_stops_the_batch(
         self, item_delays: list[float], data: st.DataObject, limit: int | None
     ) -> None:
@@ -284,40 +486,66 @@ class ExecutorConformance:
         The exception raised is the first failing item's own; any other item
         that failed before the cancellation took effect is named in its notes;
         no item starts after the first failure; no call is in flight when
-        ``map`` raises, and none finishes afterwards.
+        ``map`` raises, and none finishes afterwards. For a remote executor,
+        "first" is the first failure it learned of (processes share no clock
+        fine enough to say more), and the items sent along with the failing
+        one may still start within a grace (see ``time_scale``).
         """
         count = len(item_delays)
         fail_at = data.draw(
             st.sets(st.integers(min_value=0, max_value=count - 1), min_size=1, max_size=3),
             label="fail_at",
         )
+        scale = self._scale
+        delays = tuple(d * scale for d in item_delays)
+        remote = self._is_remote()
+        grace = _REMOTE_STOP_GRACE * scale
 
-        async def body() -> None:
-            probe = _Probe(list(item_delays), frozenset(fail_at))
+        async def body(log: _Log) -> None:
+            call = _ItemCall(log, delays, frozenset(fail_at))
             try:
-                await self.executor.map(probe.call, probe.items(), limit=limit)
+                await self.executor.map(call, _pulled(log, count), limit=limit)
             except ItemFailure as exc:
                 raised: ItemFailure = exc
             else:
                 raise AssertionError("map returned although an item failed")
-            assert probe.in_flight == 0, "map raised while calls were still in flight"
-            failures = probe.events("fail")
-            assert raised is probe.raised[failures[0]], "not the first failure, or wrapped"
-            for index in failures[1:]:
-                assert str(probe.raised[index]) in _notes(raised), f"failure {index} lost"
-            first_fail = probe.timeline.index(("fail", failures[0]))
-            late = [i for k, i in probe.timeline[first_fail:] if k == "start"]
-            assert not late, f"items {late} started after the first failure"
+            timeline = log.timeline()
+            seen = _Seen(timeline)
+            assert seen.peaks()[2] == 0, "map raised while calls were still in flight"
+            failures = seen.events("fail")
+            if remote:
+                assert type(raised) is ItemFailure, "wrapped"
+                assert raised.index in failures, "not one of the failures"
+                others = [i for i in failures if i != raised.index]
+            else:
+                assert isinstance(log, _MemoryLog)
+                assert raised is log.raised[failures[0]], "not the first failure, or wrapped"
+                others = failures[1:]
+            for index in others:
+                assert str(ItemFailure(index)) in _notes(raised), f"failure {index} lost"
+            first_fail = next(p for p, entry in enumerate(timeline) if entry[0] == "fail")
+            late = [(i, t) for k, i, t in timeline[first_fail:] if k == "start"]
+            if remote:
+                # Only items already sent along with the failing one may
+                # still start, and only while the stop signal travels.
+                failed_at = timeline[first_fail][2]
+                slow = [i for i, t in late if t - failed_at >= grace]
+                assert not slow, f"items {slow} started {grace}s or more after the first failure"
+                room = (count if limit is None else limit) - 1
+                assert len(late) <= room, (
+                    f"items {[i for i, _ in late]} started after the first failure; "
+                    f"at most {room} could have been on their way with it"
+                )
+            else:
+                assert not late, f"items {[i for i, _ in late]} started after the first failure"
             if not self.parallel:
-                assert probe.events("start") == list(range(failures[0] + 1))
-            seen = len(probe.timeline)
-            await anyio.sleep(max(item_delays) + 0.005)
-            assert len(probe.timeline) == seen, "a call ran on after map raised"
+                assert seen.events("start") == list(range(failures[0] + 1))
+            await anyio.sleep(max(delays) + 0.005 * scale)
+            assert len(log.timeline()) == len(timeline), "a call ran on after map raised"
 
         self._each_backend(body)
 
-    @_SETTINGS
-    @given(
+    @_property(
         st.lists(st.sampled_from([0.0, 0.001, 0.05, 10.0]), min_size=1, max_size=20),
         _limits,
         st.sampled_from([0.0, 0.002, 0.01]),
@@ -326,20 +554,27 @@ class ExecutorConformance:
         self, item_delays: list[float], limit: int | None, after: float
     ) -> None:
         """When the caller is cancelled, every call in flight is cancelled and awaited."""
+        scale = self._scale
+        delays = tuple(d * scale for d in item_delays)
 
-        async def body() -> None:
-            probe = _Probe(list(item_delays))
+        async def body(log: _Log) -> None:
             done = False
-            with anyio.move_on_after(after) as scope:
-                await self.executor.map(probe.call, probe.items(), limit=limit)
+            with anyio.move_on_after(after * scale) as scope:
+                await self.executor.map(
+                    _ItemCall(log, delays), _pulled(log, len(delays)), limit=limit
+                )
                 done = True
-            assert probe.in_flight == 0, "cancellation returned while calls were in flight"
+            timeline = log.timeline()
+            assert _Seen(timeline).peaks()[2] == 0, (
+                "cancellation returned while calls were in flight"
+            )
             if max(item_delays) >= 10:  # cannot finish before the deadline
                 assert scope.cancelled_caught
                 assert not done
-            seen = len(probe.timeline)
-            await anyio.sleep(0.06)
-            assert len(probe.timeline) == seen, "a call ran on after the caller was cancelled"
+            await anyio.sleep(0.06 * scale)
+            assert len(log.timeline()) == len(timeline), (
+                "a call ran on after the caller was cancelled"
+            )
 
         self._each_backend(body)
 

@@ -1,0 +1,184 @@
+"""One batch on the cluster, from the client's side: submit lazily, collect in order, stop cleanly.
+
+Each item is one dask task (see :mod:`pocketcore_dask._worker`). With a
+limit ``k``, at most ``k`` tasks are submitted and unfinished, and the next
+item is pulled from the input only when one of them finishes. When an item
+fails, the input is not pulled any further, the batch's stop flag is set,
+the running async items are interrupted, and ``map`` waits until every task
+it submitted has finished (the ones that had not started finish at once,
+doing nothing) before it raises. Cancelling the caller does the same.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import uuid
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
+
+import anyio
+from distributed import Client, Event, Future
+
+from ._worker import Stopped, forget, interrupt
+
+__all__ = ["run_batch"]
+
+_END = object()
+_Outcome = tuple[bool, Any]
+
+
+def _attach(first: BaseException, others: Iterable[BaseException]) -> None:
+    """Record the other failures on the one that is raised, as notes."""
+    for exc in others:
+        if exc is first:
+            continue
+        note = f"another item failed before the batch was stopped: {type(exc).__name__}: {exc}"
+        if hasattr(first, "add_note"):
+            first.add_note(note)
+        else:  # Python 3.10: same attribute that 3.11's add_note fills
+            notes = getattr(first, "__notes__", None)
+            if notes is None:
+                notes = []
+                first.__notes__ = notes  # type: ignore[attr-defined]
+            notes.append(note)
+
+
+def _label(fn: Callable[..., Any]) -> str:
+    """A readable task-name prefix for the dashboard: the node class, when there is one."""
+    owner = getattr(fn, "__self__", None)
+    if owner is None and isinstance(fn, functools.partial) and fn.args:
+        owner = fn.args[0]
+    name = type(owner).__name__ if owner is not None else getattr(fn, "__name__", "item")
+    return f"pocketcore-{name}"
+
+
+async def _settle(future: Future[Any]) -> _Outcome:
+    """Wait for one task; ``(True, result)`` or ``(False, exception)``, never raising its error."""
+    try:
+        return True, await future
+    except asyncio.CancelledError:
+        raise  # the waiting was cancelled, not the task
+    except BaseException as exc:  # the item's own exception, as the worker raised it
+        return False, exc
+
+
+async def run_batch(
+    client: Client,
+    task: Callable[..., Any],
+    fn: Callable[[Any], Any],
+    items: Iterable[Any],
+    limit: int | None,
+) -> list[Any]:
+    """Run ``task(fn, stop_name, item)`` on the cluster for every item; results in input order.
+
+    Raises:
+        BaseException: The first failure the client learned of (the item's own
+            exception), with the others as notes; or whatever pulling the
+            input raised; or the caller's cancellation. In every case only
+            once no task of the batch is running any more.
+    """
+    token = uuid.uuid4().hex
+    # (distributed leaves Event unannotated.)
+    stop = Event(f"pocketcore-stop-{token}", client=client)  # type: ignore[no-untyped-call]
+    # One function object for the whole batch: dask serializes it once.
+    work = functools.partial(task, fn, stop.name)
+    prefix = f"{_label(fn)}-{token}"
+    waiting: dict[asyncio.Future[_Outcome], int] = {}
+    results: list[Any] = []
+    failures: list[BaseException] = []
+    source: Iterator[Any] = iter(items)
+    # Set when a task reports that the batch has stopped: a failure elsewhere
+    # set the flag and its report is on the way. No further item is pulled.
+    stopped = False
+    try:
+        while True:
+            while not stopped and (limit is None or len(waiting) < limit):
+                item = next(source, _END)
+                if item is _END:
+                    break
+                index = len(results)
+                results.append(None)
+                future = client.submit(work, item, key=(prefix, index), pure=False)
+                waiting[asyncio.ensure_future(_settle(future))] = index
+            if failures or not waiting:
+                break
+            done, _ = await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
+            for settled in sorted(done, key=waiting.__getitem__):
+                index = waiting.pop(settled)
+                ok, value = settled.result()
+                if not ok:
+                    failures.append(value)
+                    stopped = True
+                elif isinstance(value, Stopped):
+                    stopped = True
+                else:
+                    results[index] = value
+    except BaseException as exc:
+        # The caller was cancelled, or pulling the input raised (the kernel
+        # names an item that cannot be pickled there).
+        failures.extend(await _halt(client, stop, waiting))
+        _attach(exc, failures)
+        raise
+    if failures:
+        failures.extend(await _halt(client, stop, waiting))
+        _attach(failures[0], failures[1:])
+        raise failures[0]
+    if stopped:
+        # Only a failing item sets the flag, and its failure then arrives
+        # too, unless dask re-ran it elsewhere (its worker died) and it passed.
+        await _halt(client, stop, waiting)
+        raise RuntimeError(
+            "the batch was stopped by an item that failed on a worker which then died; "
+            "dask re-ran it elsewhere, but the items it had stopped did not run"
+        )
+    return results
+
+
+async def _halt(
+    client: Client, stop: Event, waiting: dict[asyncio.Future[_Outcome], int]
+) -> list[BaseException]:
+    """Stop the batch and wait until none of its tasks runs; return the failures seen meanwhile.
+
+    Shielded: the contract says nothing of the batch may still run once
+    ``map`` has raised, so a cancellation arriving now is absorbed here and
+    the caller's own exception is raised afterwards. Failing to reach the
+    scheduler only makes the wait longer (tasks that did not see the flag run
+    to completion), never shorter.
+    """
+    failures: list[BaseException] = []
+    with anyio.CancelScope(shield=True):
+        for step in (
+            stop.set,
+            functools.partial(client.run, interrupt, stop.name, on_error="ignore"),
+        ):
+            with contextlib.suppress(Exception):
+                await _absorbing(step)
+        while waiting:
+            with contextlib.suppress(asyncio.CancelledError):
+                # A native task.cancel() (asyncio.timeout, TaskGroup) is not
+                # held off by anyio's shield: absorb it and keep waiting.
+                await asyncio.wait(list(waiting))
+            for settled in [w for w in waiting if w.done()]:
+                del waiting[settled]
+                ok, value = settled.result()
+                if not ok:
+                    failures.append(value)
+        for step in (
+            functools.partial(client.run, forget, stop.name, on_error="ignore"),
+            stop.clear,  # frees the flag on the scheduler
+        ):
+            with contextlib.suppress(Exception):
+                await _absorbing(step)
+    return failures
+
+
+async def _absorbing(call: Callable[[], Any]) -> None:
+    """Await ``call()``, retrying when a native cancellation interrupts it."""
+    while True:
+        try:
+            await call()
+        except asyncio.CancelledError:
+            continue
+        return

@@ -1,0 +1,264 @@
+"""The ``dask`` executor: the client side, and the cluster a run connects to or starts."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from contextvars import ContextVar
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import anyio
+
+from ._settings import Settings, check_address, check_count, resolve
+
+if TYPE_CHECKING:
+    from distributed import Client
+
+__all__ = ["DaskExecutor"]
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+_END = object()
+
+
+class _Session:
+    """The cluster connection of one ``run``: opened by its first batch, closed when it ends.
+
+    A run without a parallel batch never connects (nor starts a cluster).
+    """
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.loop = asyncio.get_running_loop()
+        self._client: Client | None = None
+        self._lock = asyncio.Lock()
+        self._stack = contextlib.AsyncExitStack()
+
+    async def client(self) -> Client:
+        async with self._lock:  # batches running side by side share one connection
+            if self._client is None:
+                self._client = await self._stack.enter_async_context(connect(self.settings))
+            return self._client
+
+    async def aclose(self) -> None:
+        await self._stack.aclose()
+
+
+_SESSION: ContextVar[_Session | None] = ContextVar("pocketcore_dask_session", default=None)
+
+
+async def _close(closable: Any) -> None:
+    # Shielded: a run cancelled by a timeout still closes its client and
+    # cluster (unclosed, the client warns at exit, the cluster's worker
+    # processes outlive the run).
+    with anyio.CancelScope(shield=True):
+        await closable.close()
+
+
+async def _started(startable: Any) -> None:
+    """Start a client or cluster; on any failure (cancellation too), close what it began."""
+    try:
+        await startable
+    except BaseException:
+        await _close(startable)
+        raise
+
+
+@contextlib.asynccontextmanager
+async def connect(settings: Settings) -> AsyncIterator[Client]:
+    """An asynchronous client of the configured scheduler, or of a new ``LocalCluster``.
+
+    The cluster (when started here) and the client are closed on exit.
+
+    Raises:
+        ConfigError: The address is malformed.
+        ConnectionError: The scheduler cannot be reached; the message names
+            the address and where it came from.
+    """
+    # distributed leaves these constructors unannotated: hence the ignores.
+    from distributed import Client, LocalCluster
+
+    async with contextlib.AsyncExitStack() as stack:
+        if settings.address is None:
+            cluster = LocalCluster(  # type: ignore[no-untyped-call]
+                n_workers=settings.n_workers,
+                threads_per_worker=settings.threads_per_worker,
+                processes=True,
+                asynchronous=True,
+                # Any free local port: runs side by side on one machine must
+                # not collide (None would still try 8787). Point the executor
+                # at a cluster of your own to watch its dashboard.
+                dashboard_address="127.0.0.1:0",
+            )
+            await _started(cluster)
+            stack.push_async_callback(_close, cluster)
+            target: Any = cluster
+        else:
+            target = settings.address
+        client = Client(target, asynchronous=True, set_as_default=False)  # type: ignore[no-untyped-call]
+        try:
+            await _started(client)
+        except ValueError as exc:  # distributed's word for an address it cannot parse
+            from pocketcore import ConfigError
+
+            raise ConfigError(
+                f"bad dask scheduler address {settings.address!r} (from {settings.source}): {exc}"
+            ) from None
+        except Exception as exc:
+            # Refused, unreachable, timed out (OSError, whose text says so), or
+            # something else answered (its garbage fails the handshake anyhow).
+            if isinstance(exc, OSError):
+                detail = str(exc)
+            else:
+                raw = f"{type(exc).__name__}: {exc}".rstrip(": ")
+                detail = f"{raw} (is a dask scheduler listening there?)"
+            raise ConnectionError(
+                f"cannot reach the dask scheduler at {settings.address!r} "
+                f"(from {settings.source}): {detail}"
+            ) from None
+        stack.push_async_callback(_close, client)
+        yield client
+
+
+class DaskExecutor:
+    """Runs each item of a parallel batch as a task on a ``dask.distributed`` cluster.
+
+    Only ``exec`` travels (with its retries, waits and fallback): ``prep`` and
+    ``post`` stay in the calling process, and the kernel sends a copy of the
+    node without its successors. Async items run as ``asyncio.run(...)`` on a
+    worker thread, sync items (``ParallelBatchNode``) directly.
+
+    :meth:`run` starts asyncio and, at the run's first batch, connects to the
+    configured scheduler or starts a ``LocalCluster`` of worker processes,
+    which it closes when the run ends. ``map`` called outside :meth:`run`
+    (``await flow.run_async(shared)`` in your own loop) connects, or starts a
+    cluster, for that one batch.
+
+    Args:
+        address: The scheduler address; overrides the environment and file.
+        n_workers: Worker processes of a ``LocalCluster`` (default: one per CPU).
+        threads_per_worker: Threads of each of its workers (default 1).
+
+    Raises:
+        ConfigError: An argument has the wrong type or is out of range.
+    """
+
+    name = "dask"
+    backend: str | None = "asyncio"
+    #: Items run in other processes: the kernel sends a detached copy of the
+    #: node, checks that the work and the items pickle, and refuses batch flows.
+    remote = True
+
+    def __init__(
+        self,
+        address: str | None = None,
+        *,
+        n_workers: int | None = None,
+        threads_per_worker: int | None = None,
+    ) -> None:
+        where = "argument {}= of DaskExecutor()"
+        self.address = None if address is None else check_address(address, where.format("address"))
+        self.n_workers = (
+            None
+            if n_workers is None
+            else check_count(n_workers, "n_workers", where.format("n_workers"))
+        )
+        self.threads_per_worker = (
+            None
+            if threads_per_worker is None
+            else check_count(
+                threads_per_worker, "threads_per_worker", where.format("threads_per_worker")
+            )
+        )
+
+    def settings(self) -> Settings:
+        """Resolve what a run connects to now (arguments, environment, file).
+
+        Raises:
+            ConfigError: A configured value is unusable; the message names its source.
+        """
+        return resolve(self.address, self.n_workers, self.threads_per_worker)
+
+    def run(self, fn: Callable[[], Awaitable[T]]) -> T:
+        """Run ``fn()`` on a new asyncio loop; batches of the run share one cluster connection.
+
+        The settings are checked before the loop starts. The connection (or
+        ``LocalCluster``) is opened by the run's first batch and closed when
+        ``fn`` returns or raises.
+
+        Raises:
+            ConfigError: A configured value is unusable.
+        """
+        settings = self.settings()
+
+        async def main() -> T:
+            session = _Session(settings)
+            token = _SESSION.set(session)
+            try:
+                return await fn()
+            finally:
+                _SESSION.reset(token)
+                await session.aclose()
+
+        return asyncio.run(main())
+
+    async def map(
+        self, fn: Callable[[Any], Awaitable[R]], items: Iterable[Any], *, limit: int | None
+    ) -> list[R]:
+        """Run ``fn(item)`` for every item as a dask task; results in input order.
+
+        With ``limit=k`` at most ``k`` tasks are submitted and unfinished, and
+        items are pulled only as tasks finish. When an item fails (or the
+        caller is cancelled) no further item starts, running items are
+        cancelled at their next ``await``, and the exception (the item's own,
+        other failures as notes) is raised once no task of the batch runs.
+        """
+        from . import _worker
+
+        return await self._batch(_worker.run_async_item, fn, items, limit)
+
+    async def map_blocking(
+        self, fn: Callable[[Any], R], items: Iterable[Any], *, limit: int | None
+    ) -> list[R]:
+        """:meth:`map` for a sync ``fn`` (the items of ``ParallelBatchNode``).
+
+        A sync item that has started cannot be interrupted: after a failure
+        it runs to completion (its result is dropped) before ``map_blocking``
+        raises.
+        """
+        from . import _worker
+
+        return await self._batch(_worker.run_sync_item, fn, items, limit)
+
+    async def _batch(
+        self,
+        task: Callable[..., Any],
+        fn: Callable[[Any], Any],
+        items: Iterable[Any],
+        limit: int | None,
+    ) -> list[Any]:
+        from ._batch import run_batch
+
+        # An empty batch (prep returned [] or None) needs no cluster: look at
+        # the first item before connecting to one, or starting one.
+        source = iter(items)
+        first = next(source, _END)
+        if first is _END:
+            return []
+        items = itertools.chain((first,), source)
+        session = _SESSION.get()
+        if session is not None and session.loop is asyncio.get_running_loop():
+            return await run_batch(await session.client(), task, fn, items, limit)
+        async with connect(self.settings()) as client:  # a batch outside run(): its own
+            return await run_batch(client, task, fn, items, limit)
+
+    def __repr__(self) -> str:
+        args = [] if self.address is None else [repr(self.address)]
+        for key in ("n_workers", "threads_per_worker"):
+            value = getattr(self, key)
+            if value is not None:
+                args.append(f"{key}={value}")
+        return f"DaskExecutor({', '.join(args)})"

@@ -1,0 +1,148 @@
+"""What runs on a dask worker: one batch item, guarded by the batch's stop flag.
+
+Every batch has a stop flag: a ``distributed.Event`` named after the batch,
+kept by the scheduler, so every worker sees the same value. It is set by the
+first item that fails (before its exception even leaves the worker), and by
+the client when the caller is cancelled. A task checks it before doing any
+work, so items that had not started when the batch stopped never start.
+
+A task already running cannot be stopped by dask (``Future.cancel`` only
+forgets the result). So each worker process also keeps a registry of the
+async items it is running: the client broadcasts :func:`interrupt` to every
+worker, which cancels those items' asyncio tasks, exactly as a local
+executor cancels its in-flight items (``CancelledError`` at their next
+``await``). Sync items (the items of a ``ParallelBatchNode``) run on until
+they return, and so does an async item until it reaches an ``await``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import enum
+import threading
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from distributed import Event
+
+# distributed leaves Event's methods unannotated, hence the few
+# ``type: ignore[no-untyped-call]`` below.
+
+__all__ = ["Stopped", "forget", "interrupt", "run_async_item", "run_sync_item"]
+
+
+class Stopped(enum.Enum):
+    """What a task returns instead of a result when its batch stopped (enums pickle by name)."""
+
+    #: The batch had stopped before the item started: its work never ran.
+    SKIPPED = "skipped"
+    #: The item was running and its asyncio task was cancelled.
+    CANCELLED = "cancelled"
+
+
+# The async items running in this worker process, per batch, and the batches
+# that have stopped here. One lock makes "register unless stopped" and "mark
+# stopped, then cancel what is registered" exclusive, so an item is either
+# cancelled or never starts; an item leaves the registry before its event
+# loop closes, so a cancellation is never sent to a closed loop.
+_lock = threading.Lock()
+_running: dict[str, set[tuple[asyncio.AbstractEventLoop, asyncio.Task[Any]]]] = {}
+_stopped: set[str] = set()
+
+
+def _should_skip(stop: Event) -> bool:
+    if stop.name in _stopped:  # this process already knows: no round trip
+        return True
+    return bool(stop.is_set())  # type: ignore[no-untyped-call]
+
+
+def _halt(stop: Event) -> None:
+    """Stop the batch from a failing item: everywhere (the flag), and here at once."""
+    # Best effort: should the scheduler be unreachable, the client sets the
+    # flag too once the error reaches it.
+    with contextlib.suppress(Exception):
+        stop.set()  # type: ignore[no-untyped-call]
+    interrupt(stop.name)
+
+
+def run_async_item(fn: Callable[[Any], Awaitable[Any]], stop_name: str, item: Any) -> Any:
+    """The task of one async item: ``asyncio.run(fn(item))`` in this worker thread.
+
+    Returns the result, or a :class:`Stopped` marker. The item's own exception
+    is re-raised (dask sends it to the client) once the batch is stopped.
+    """
+    stop = Event(stop_name)  # type: ignore[no-untyped-call]  # bound to the worker's client
+    return asyncio.run(_guarded(fn, item, stop))
+
+
+async def _call(fn: Callable[[Any], Awaitable[Any]], item: Any) -> Any:
+    return await fn(item)
+
+
+async def _guarded(fn: Callable[[Any], Awaitable[Any]], item: Any, stop: Event) -> Any:
+    # The check is made and the flag set on this item's own loop, already
+    # running, so that as little as possible separates the check from the
+    # item's start, and a failure from the flag. (The blocking calls to the
+    # scheduler block only this loop, which runs this item alone.)
+    if _should_skip(stop):
+        return Stopped.SKIPPED
+    name = stop.name
+    loop = asyncio.get_running_loop()
+    with _lock:
+        if name in _stopped:
+            return Stopped.SKIPPED
+        task = loop.create_task(_call(fn, item))  # starts at the first await below
+        entry = (loop, task)
+        _running.setdefault(name, set()).add(entry)
+    try:
+        return await task
+    except asyncio.CancelledError:
+        # This coroutine is never cancelled itself (it is asyncio.run's main
+        # task); a cancelled item task is ours when its batch has stopped.
+        if task.cancelled() and name in _stopped:
+            return Stopped.CANCELLED
+        _halt(stop)
+        raise
+    except BaseException:
+        _halt(stop)
+        raise
+    finally:
+        with _lock:
+            entries = _running.get(name)
+            if entries is not None:
+                entries.discard(entry)
+                if not entries:
+                    del _running[name]
+
+
+def run_sync_item(fn: Callable[[Any], Any], stop_name: str, item: Any) -> Any:
+    """The task of one sync item: ``fn(item)`` in this worker thread.
+
+    It cannot be interrupted once started; it only checks the stop flag first.
+    """
+    stop = Event(stop_name)  # type: ignore[no-untyped-call]
+    if _should_skip(stop):
+        return Stopped.SKIPPED
+    try:
+        return fn(item)
+    except BaseException:
+        _halt(stop)
+        raise
+
+
+def interrupt(stop_name: str) -> None:
+    """Mark the batch stopped in this process and cancel its running async items.
+
+    Run on every worker by the client (``Client.run``) when the batch stops.
+    """
+    with _lock:
+        _stopped.add(stop_name)
+        for loop, task in _running.get(stop_name, ()):
+            loop.call_soon_threadsafe(task.cancel)
+
+
+def forget(stop_name: str) -> None:
+    """Drop what this process remembers of a finished batch (run on every worker)."""
+    with _lock:
+        _stopped.discard(stop_name)

@@ -1,0 +1,215 @@
+"""Nodes the tests send to the cluster.
+
+They live in a module of their own (not in a test module) because the
+workers import it to unpickle the nodes: the worker processes inherit this
+process's ``sys.path``, where pytest put the tests folder.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from distributed import get_worker
+
+import pocketcore
+
+
+def where() -> dict[str, Any]:
+    """The process and worker an item ran in."""
+    worker = get_worker()
+    return {"pid": os.getpid(), "worker": worker.address, "nthreads": worker.state.nthreads}
+
+
+def mark(folder: str, name: str) -> None:
+    """Leave a file behind: what an item did, seen from the test process."""
+    Path(folder, name).touch()
+
+
+def marks(folder: Path, prefix: str) -> set[int]:
+    """The items that left a mark starting with ``prefix``."""
+    return {int(p.name.rsplit("-", 1)[1]) for p in folder.iterdir() if p.name.startswith(prefix)}
+
+
+class Square(pocketcore.AsyncParallelBatchNode):
+    async def prep_async(self, shared: dict[str, Any]) -> Any:
+        return shared["numbers"]
+
+    async def exec_async(self, n: int) -> Any:
+        await asyncio.sleep(0.01)
+        return {"square": n * n, **where()}
+
+    async def post_async(self, shared: dict[str, Any], prep_res: Any, exec_res: Any) -> None:
+        shared["results"] = exec_res
+
+
+class SyncSquare(pocketcore.ParallelBatchNode):
+    def prep(self, shared: dict[str, Any]) -> Any:
+        return shared["numbers"]
+
+    def exec(self, n: int) -> Any:
+        time.sleep(0.01)
+        return {"square": n * n, **where()}
+
+    def post(self, shared: dict[str, Any], prep_res: Any, exec_res: Any) -> None:
+        shared["results"] = exec_res
+
+
+class Flaky(pocketcore.AsyncParallelBatchNode):
+    """Each item fails on its first two attempts; the third one returns its attempt number."""
+
+    def __init__(self) -> None:
+        super().__init__(max_retries=3, wait=0.01)
+
+    async def prep_async(self, shared: dict[str, Any]) -> Any:
+        return shared["numbers"]
+
+    async def exec_async(self, n: int) -> Any:
+        await asyncio.sleep(0.001 * n)  # interleave the items' attempts
+        if self.cur_retry < 2:
+            raise ConnectionError(f"attempt {self.cur_retry} of item {n}")
+        return {"item": n, "attempt": self.cur_retry, **where()}
+
+    async def post_async(self, shared: dict[str, Any], prep_res: Any, exec_res: Any) -> None:
+        shared["results"] = exec_res
+
+
+class SyncFlaky(pocketcore.ParallelBatchNode):
+    def __init__(self) -> None:
+        super().__init__(max_retries=3, wait=0.01)
+
+    def prep(self, shared: dict[str, Any]) -> Any:
+        return shared["numbers"]
+
+    def exec(self, n: int) -> Any:
+        time.sleep(0.001 * n)
+        if self.cur_retry < 2:
+            raise ConnectionError(f"attempt {self.cur_retry} of item {n}")
+        return {"item": n, "attempt": self.cur_retry, **where()}
+
+    def post(self, shared: dict[str, Any], prep_res: Any, exec_res: Any) -> None:
+        shared["results"] = exec_res
+
+
+class FallsBack(pocketcore.AsyncParallelBatchNode):
+    def __init__(self) -> None:
+        super().__init__(max_retries=2)
+
+    async def prep_async(self, shared: dict[str, Any]) -> Any:
+        return shared["numbers"]
+
+    async def exec_async(self, n: int) -> Any:
+        raise ValueError(f"no luck with {n}")
+
+    async def exec_fallback_async(self, n: int, exc: Exception) -> Any:
+        return f"fallback for {n} after {exc} (attempt {self.cur_retry})"
+
+    async def post_async(self, shared: dict[str, Any], prep_res: Any, exec_res: Any) -> None:
+        shared["results"] = exec_res
+
+
+class SyncFallsBack(pocketcore.ParallelBatchNode):
+    def __init__(self) -> None:
+        super().__init__(max_retries=2)
+
+    def prep(self, shared: dict[str, Any]) -> Any:
+        return shared["numbers"]
+
+    def exec(self, n: int) -> Any:
+        raise ValueError(f"no luck with {n}")
+
+    def exec_fallback(self, n: int, exc: Exception) -> Any:
+        return f"fallback for {n} after {exc} (attempt {self.cur_retry})"
+
+    def post(self, shared: dict[str, Any], prep_res: Any, exec_res: Any) -> None:
+        shared["results"] = exec_res
+
+
+class Stalls(pocketcore.AsyncParallelBatchNode):
+    """Items in ``fail`` raise after ``fail_after`` s; the others wait ``seconds``, leaving marks.
+
+    Marks, in the folder ``shared["marks"]``: ``started-i``, ``finished-i``,
+    ``cancelled-i`` (``CancelledError`` reached the item at its ``await``).
+    """
+
+    async def prep_async(self, shared: dict[str, Any]) -> Any:
+        lag = shared.get("fail_after", 0.0)
+        return [
+            (shared["marks"], i, shared["fail"], shared["seconds"], lag) for i in shared["items"]
+        ]
+
+    async def exec_async(self, item: Any) -> Any:
+        folder, i, fail, seconds, lag = item
+        mark(folder, f"started-{i}")
+        if i in fail:
+            await asyncio.sleep(lag + 0.05 * fail.index(i))  # fail in this order
+            raise ValueError(f"item {i} failed")
+        try:
+            await asyncio.sleep(seconds)
+        except asyncio.CancelledError:
+            mark(folder, f"cancelled-{i}")
+            raise
+        mark(folder, f"finished-{i}")
+        return i
+
+
+class SyncStalls(pocketcore.ParallelBatchNode):
+    """:class:`Stalls` with a blocking ``exec``: started items cannot be interrupted."""
+
+    def prep(self, shared: dict[str, Any]) -> Any:
+        lag = shared.get("fail_after", 0.0)
+        return [
+            (shared["marks"], i, shared["fail"], shared["seconds"], lag) for i in shared["items"]
+        ]
+
+    def exec(self, item: Any) -> Any:
+        folder, i, fail, seconds, lag = item
+        mark(folder, f"started-{i}")
+        if i in fail:
+            time.sleep(lag + 0.05 * fail.index(i))
+            raise ValueError(f"item {i} failed")
+        time.sleep(seconds)
+        mark(folder, f"finished-{i}")
+        return i
+
+
+class Items(pocketcore.AsyncParallelBatchNode):
+    """Hands ``shared["items"]`` to the executor as they are."""
+
+    async def prep_async(self, shared: dict[str, Any]) -> Any:
+        return shared["items"]
+
+    async def exec_async(self, item: Any) -> Any:
+        mark(self.params["marks"], f"ran-{item if isinstance(item, int) else 0}")
+        return item
+
+
+class SyncItems(pocketcore.ParallelBatchNode):
+    def prep(self, shared: dict[str, Any]) -> Any:
+        return shared["items"]
+
+    def exec(self, item: Any) -> Any:
+        mark(self.params["marks"], f"ran-{item if isinstance(item, int) else 0}")
+        return item
+
+
+class Passes(pocketcore.AsyncParallelBatchFlow):
+    async def prep_async(self, shared: dict[str, Any]) -> Any:
+        return [{"k": 1}, {"k": 2}]
+
+
+class SyncPasses(pocketcore.ParallelBatchFlow):
+    def prep(self, shared: dict[str, Any]) -> Any:
+        return [{"k": 1}, {"k": 2}]
+
+
+def marked_square(item: tuple[str, int]) -> int:
+    """A sync item for ``map_blocking``: marks its start and end, returns the square."""
+    folder, i = item
+    mark(folder, f"started-{i}")
+    time.sleep(0.01 * (i % 3))
+    mark(folder, f"ended-{i}")
+    return i * i

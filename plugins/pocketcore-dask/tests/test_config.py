@@ -1,0 +1,222 @@
+"""Where the executor finds its cluster, and the errors that name a bad setting's source."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
+import dask
+import pytest
+from dask_nodes import Square
+from distributed import LocalCluster
+
+import pocketcore
+from pocketcore_dask import DaskExecutor
+
+
+@pytest.fixture(autouse=True)
+def clean(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+    """No address in the environment, and a working directory with no configuration file."""
+    monkeypatch.delenv("POCKETCORE_DASK_ADDRESS", raising=False)
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+def squares(executor: Any = "dask") -> list[int]:
+    shared: dict[str, Any] = {"numbers": [1, 2, 3]}
+    pocketcore.run(Square(), shared, executor=executor)
+    return [r["square"] for r in shared["results"]]
+
+
+def config_error(**kwargs: Any) -> str:
+    with pytest.raises(pocketcore.ConfigError) as info:
+        DaskExecutor().settings() if not kwargs else DaskExecutor(**kwargs)
+    return str(info.value)
+
+
+def test_importing_the_plugin_imports_neither_pocketcore_nor_distributed() -> None:
+    code = (
+        "import sys, pocketcore_dask; "
+        "print(sorted({'pocketcore', 'distributed'} & set(sys.modules)))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+def test_defaults_without_configuration() -> None:
+    settings = DaskExecutor().settings()
+    assert settings.address is None
+    assert settings.n_workers >= 1
+    assert settings.threads_per_worker == 1
+
+
+def test_the_environment_variable(monkeypatch: pytest.MonkeyPatch, cluster: LocalCluster) -> None:
+    monkeypatch.setenv("POCKETCORE_DASK_ADDRESS", f"  {cluster.scheduler_address}  ")
+    settings = DaskExecutor().settings()
+    assert settings.address == cluster.scheduler_address
+    assert settings.source == "environment variable POCKETCORE_DASK_ADDRESS"
+    assert squares() == [1, 4, 9]
+
+
+def test_an_empty_environment_variable_is_ignored(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("POCKETCORE_DASK_ADDRESS", "  ")
+    assert DaskExecutor().settings().address is None
+
+
+def test_the_pyproject_table(clean: Path, cluster: LocalCluster) -> None:
+    (clean / "pyproject.toml").write_text(
+        f'[tool.pocketcore.dask]\naddress = "{cluster.scheduler_address}"\n'
+    )
+    settings = DaskExecutor().settings()
+    assert settings.source == "key 'address' in [tool.pocketcore.dask] in pyproject.toml"
+    assert squares() == [1, 4, 9]
+
+
+def test_the_pocketcore_toml_table(clean: Path) -> None:
+    (clean / "pocketcore.toml").write_text(
+        'executor = "dask"\n[dask]\nn_workers = 3\nthreads_per_worker = 2\n'
+    )
+    settings = DaskExecutor().settings()
+    assert (settings.address, settings.n_workers, settings.threads_per_worker) == (None, 3, 2)
+
+
+def test_arguments_beat_the_environment_which_beats_the_file(
+    clean: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (clean / "pyproject.toml").write_text(
+        '[tool.pocketcore.dask]\naddress = "tcp://file:1"\nn_workers = 2\n'
+    )
+    assert DaskExecutor().settings().address == "tcp://file:1"
+    monkeypatch.setenv("POCKETCORE_DASK_ADDRESS", "tcp://env:1")
+    assert DaskExecutor().settings().address == "tcp://env:1"
+    settings = DaskExecutor("tcp://arg:1", n_workers=5).settings()
+    assert (settings.address, settings.n_workers) == ("tcp://arg:1", 5)
+    assert settings.source == "argument address= of DaskExecutor()"
+
+
+@pytest.mark.parametrize(
+    ("table", "message"),
+    [
+        (
+            "address = 8786",
+            "address must be a non-empty string such as 'tcp://10.0.0.5:8786', got 8786 (int) "
+            "from key 'address' in [tool.pocketcore.dask] in pyproject.toml",
+        ),
+        (
+            "n_workers = 0",
+            "n_workers must be >= 1, got 0 from key 'n_workers' in [tool.pocketcore.dask] "
+            "in pyproject.toml",
+        ),
+        (
+            'n_workers = "4"',
+            "n_workers must be an integer >= 1, got '4' (str) from key 'n_workers' in "
+            "[tool.pocketcore.dask] in pyproject.toml",
+        ),
+        (
+            "threads_per_worker = true",
+            "threads_per_worker must be an integer >= 1, got True (bool) from key "
+            "'threads_per_worker' in [tool.pocketcore.dask] in pyproject.toml",
+        ),
+        (
+            "nworkers = 2",
+            "unknown key 'nworkers' in [tool.pocketcore.dask] in pyproject.toml; known keys: "
+            "address, n_workers, threads_per_worker",
+        ),
+    ],
+)
+def test_bad_file_values_name_their_key_and_file(clean: Path, table: str, message: str) -> None:
+    (clean / "pyproject.toml").write_text(f"[tool.pocketcore.dask]\n{table}\n")
+    assert config_error() == message
+    # ... and a run fails with it before anything runs.
+    with pytest.raises(pocketcore.ConfigError, match=r"in pyproject\.toml"):
+        squares()
+
+
+def test_a_dask_key_that_is_not_a_table(clean: Path) -> None:
+    (clean / "pocketcore.toml").write_text('dask = "tcp://x:1"\n')
+    # The kernel's own check of the file's keys comes first.
+    assert config_error() == (
+        "unknown key 'dask' in pocketcore.toml; known keys: executor, max_concurrency"
+    )
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"address": ""}, "got '' (str) from argument address= of DaskExecutor()"),
+        ({"n_workers": 1.5}, "n_workers must be an integer >= 1, got 1.5 (float) from argument"),
+        ({"threads_per_worker": 0}, "threads_per_worker must be >= 1, got 0 from argument"),
+    ],
+)
+def test_bad_arguments(kwargs: dict[str, Any], message: str) -> None:
+    assert message in config_error(**kwargs)
+
+
+def test_a_malformed_address_names_its_source(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("POCKETCORE_DASK_ADDRESS", "foo://scheduler:8786")
+    with pytest.raises(pocketcore.ConfigError) as info:
+        squares()
+    assert str(info.value) == (
+        "bad dask scheduler address 'foo://scheduler:8786' (from environment variable "
+        "POCKETCORE_DASK_ADDRESS): unknown address scheme 'foo' (known schemes: "
+        "['inproc', 'tcp', 'tls', 'ucx', 'ws', 'wss'])"
+    )
+
+
+def test_an_unreachable_scheduler_names_its_address_and_source(clean: Path) -> None:
+    (clean / "pyproject.toml").write_text('[tool.pocketcore.dask]\naddress = "tcp://127.0.0.1:1"\n')
+    with (
+        dask.config.set({"distributed.comm.timeouts.connect": "0.5s"}),
+        pytest.raises(ConnectionError) as info,
+    ):
+        squares()
+    assert str(info.value).startswith(
+        "cannot reach the dask scheduler at 'tcp://127.0.0.1:1' (from key 'address' in "
+        "[tool.pocketcore.dask] in pyproject.toml): Timed out trying to connect"
+    )
+    assert info.value.__cause__ is None
+    assert info.value.__suppress_context__
+
+
+def test_repr() -> None:
+    assert repr(DaskExecutor()) == "DaskExecutor()"
+    assert repr(DaskExecutor("tcp://h:1", n_workers=2)) == "DaskExecutor('tcp://h:1', n_workers=2)"
+
+
+def test_something_else_answering_at_the_address_is_a_connection_error(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Not a scheduler: a server that answers every connection with HTTP.
+    server = socket.create_server(("127.0.0.1", 0))
+    port = server.getsockname()[1]
+
+    def answer() -> None:
+        with server:
+            while True:
+                try:
+                    conn, _ = server.accept()
+                except OSError:  # closed: the test is over
+                    return
+                with conn:
+                    conn.sendall(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n" * 4)
+
+    thread = threading.Thread(target=answer, daemon=True)
+    thread.start()
+    monkeypatch.setenv("POCKETCORE_DASK_ADDRESS", f"tcp://127.0.0.1:{port}")
+    try:
+        with (
+            dask.config.set({"distributed.comm.timeouts.connect": "2s"}),
+            pytest.raises(ConnectionError) as info,
+        ):
+            squares()
+    finally:
+        server.close()
+    assert str(info.value).startswith(
+        f"cannot reach the dask scheduler at 'tcp://127.0.0.1:{port}' "
+        "(from environment variable POCKETCORE_DASK_ADDRESS): "
+    )
+    assert str(info.value).endswith("(is a dask scheduler listening there?)")
