@@ -13,7 +13,7 @@ import nox
 nox.options.sessions = ["tests", "lint", "typecheck", "docs"]
 nox.options.error_on_missing_interpreters = True
 
-PLUGINS = ("sequential", "asyncio", "trio")
+PLUGINS = ("sequential", "asyncio", "trio", "dask")
 # The example executor plugin of docs/writing-an-executor-plugin.md: tested
 # like the real ones, so the walkthrough stays true.
 EXAMPLE_PLUGIN = "./examples/executor-plugin"
@@ -63,9 +63,10 @@ def lint(session: nox.Session) -> None:
 
 @nox.session
 def typecheck(session: nox.Session) -> None:
-    """mypy --strict on the kernel and every plugin."""
-    session.install("mypy>=1.10", *KERNEL, *(plugin_path(p) for p in PLUGINS), *TEST_DEPS)
-    session.run("mypy", "--strict", "src", *(f"plugins/pocketcore-{p}/src" for p in PLUGINS))
+    """mypy --strict on the kernel, every plugin and the example plugins."""
+    dists = [*(plugin_path(p) for p in PLUGINS), EXAMPLE_PLUGIN, EXAMPLE_NODES]
+    session.install("mypy>=1.10", *KERNEL, *dists, *TEST_DEPS)
+    session.run("mypy", "--strict", "src", *(f"{d}/src" for d in dists))
 
 
 @nox.session

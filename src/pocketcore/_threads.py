@@ -142,6 +142,10 @@ def run_blocking(executor: Executor, fn: Callable[[], Awaitable[T]]) -> T:
     try:
         sniffio.current_async_library()
     except sniffio.AsyncLibraryNotFoundError:
+        loop_running = False
+    else:
+        loop_running = True
+    if not loop_running:  # outside the except block: no chained context on errors
         return executor.run(fn)
     outcome: list[Any] = []
 
