@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import time
 from typing import Any
 
 import pytest
@@ -91,3 +92,38 @@ def test_the_retry_counter_is_per_item_and_also_on_the_node() -> None:
 def test_cur_retry_before_any_run_is_an_attribute_error() -> None:
     with pytest.raises(AttributeError, match="cur_retry"):
         _ = pocketcore.Node().cur_retry
+
+
+@pytest.mark.parametrize("executor", ["asyncio", "trio", "sequential"])
+@pytest.mark.parametrize("limit", [None, 2])
+def test_an_input_that_fails_midway_is_a_plain_failure(executor: str, limit: int | None) -> None:
+    import anyio
+
+    ran: list[int] = []
+
+    class Midway(pocketcore.AsyncParallelBatchNode):
+        async def prep_async(self, shared: Any) -> Any:
+            def items() -> Any:
+                yield 1
+                yield 2
+                raise ValueError("the input broke")
+
+            return items()
+
+        async def exec_async(self, item: int) -> None:
+            await anyio.sleep(0.02)
+            ran.append(item)
+
+    with pytest.raises(ValueError, match="the input broke"):
+        pocketcore.run(Midway(), executor=executor, max_concurrency=limit)
+    seen = list(ran)
+    time.sleep(0.05)
+    assert ran == seen, "an item ran on after the error reached the caller"
+
+
+def test_run_on_an_async_node_raises_before_reading_any_config(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("POCKETCORE_MAX_CONCURRENCY", "0")  # would be a ConfigError
+    with pytest.raises(RuntimeError, match=r"^Use run_async\.$"):
+        pocketcore.AsyncNode().run({})

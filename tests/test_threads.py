@@ -265,7 +265,8 @@ def test_a_batch_on_a_helper_thread_keeps_the_runs_settings() -> None:
     assert probe.max_in_flight <= 2
 
 
-def test_after_a_failure_running_items_make_no_further_attempts() -> None:
+@pytest.mark.parametrize("executor", ["asyncio", "trio"])
+def test_after_a_failure_running_items_make_no_further_attempts(executor: str) -> None:
     attempts: dict[int, int] = {0: 0, 1: 0}
     lock = threading.Lock()
 
@@ -286,7 +287,7 @@ def test_after_a_failure_running_items_make_no_further_attempts() -> None:
             raise exc
 
     with pytest.raises(KeyError, match="gives up"):
-        pocketcore.run(Doomed(max_retries=10, wait=0.2), executor="asyncio")
+        pocketcore.run(Doomed(max_retries=10, wait=0.2), executor=executor)
     assert attempts[0] == 1
     # Without the stop, item 1 would make all ten attempts, 0.2 s apart.
     assert attempts[1] < 10

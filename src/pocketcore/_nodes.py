@@ -131,7 +131,9 @@ class BaseNode:
         """
         if self.successors:
             warnings.warn("Node won't run successors. Use Flow.", stacklevel=1)
-        if RUN.get() is not None:  # nested in a run: part of it
+        if RUN.get() is not None or type(self)._run is AsyncNode._run:
+            # Nested in a run: part of it. Or an async node, whose _run raises
+            # "Use run_async." as PocketFlow's does, before any config is read.
             return self._run(shared)
         # A run of its own: resolve its configuration once, as run_async does.
         cfg = ambient_config()

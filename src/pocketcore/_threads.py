@@ -61,8 +61,10 @@ async def map_on_threads(
         return await (batch(items) if obs is None else observed_after(node, obs, items, batch))
     limiter = None if limit is None else anyio.CapacityLimiter(limit)
 
+    stop = threading.Event()  # one per batch: set by the first failure or cancellation
+
     async def on_thread(item: Any) -> Any:
-        return await _ThreadCall(work, item).run(limiter)
+        return await _ThreadCall(work, item, stop).run(limiter)
 
     run_one: Callable[[Any], Awaitable[Any]] = on_thread
     obs = current_observer()
@@ -86,14 +88,17 @@ class _ThreadCall:
     a cancelled call either stops the work from starting or waits for it.
     """
 
-    __slots__ = ("abandoned", "args", "finished", "lock", "started", "stop", "work")
+    __slots__ = ("abandoned", "args", "finished", "lock", "started", "stop", "stopped", "work")
 
-    def __init__(self, work: Callable[[Any], Any], item: Any) -> None:
+    def __init__(self, work: Callable[[Any], Any], item: Any, stop: threading.Event) -> None:
         self.work, self.args = work, item
         self.lock = threading.Lock()
         self.finished = threading.Event()
-        self.stop = threading.Event()  # seen by the item's retry loop (THREAD_STOP)
-        self.started = self.abandoned = False
+        # Shared by the batch and seen by each item's retry loop (THREAD_STOP).
+        # Set from the failing thread itself too: on trio a call in a worker
+        # thread cannot be cancelled, so the siblings would not hear of it.
+        self.stop = stop
+        self.started = self.abandoned = self.stopped = False
 
     def _on_thread(self) -> Any:
         with self.lock:
@@ -103,18 +108,28 @@ class _ThreadCall:
         THREAD_STOP.set(self.stop)  # anyio runs each call in a context of its own
         try:
             return self.work(self.args)
+        except BaseException:
+            if self.stop.is_set():  # the batch had failed already: not a failure of its own
+                self.stopped = True
+            self.stop.set()
+            raise
         finally:
             self.finished.set()
 
     async def run(self, limiter: anyio.CapacityLimiter | None) -> Any:
         try:
             return await anyio.to_thread.run_sync(self._on_thread, limiter=limiter)
-        except BaseException:
+        except BaseException as exc:
             self.stop.set()
             with self.lock:
                 self.abandoned = not self.started
             if self.started:
                 await self._wait()
+            if self.stopped and not isinstance(exc, anyio.get_cancelled_exc_class()):
+                # This item gave up because a sibling failed: its error must not
+                # overtake the sibling's on its way to the executor, which is
+                # about to cancel this call anyway.
+                await anyio.sleep_forever()
             raise
 
     async def _wait(self) -> None:

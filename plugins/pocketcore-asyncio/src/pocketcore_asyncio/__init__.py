@@ -92,7 +92,16 @@ class AsyncioExecutor:
                 raise
 
         if limit is None:
-            return await _gather_or_cancel([loop.create_task(call(item)) for item in items])
+            tasks: list[asyncio.Task[Any]] = []
+            try:
+                # extend() keeps the tasks made before the input raised, so
+                # they can be cancelled and awaited rather than left running.
+                tasks.extend(loop.create_task(call(item)) for item in items)
+            except BaseException:
+                stop = True
+                await _gather_or_cancel(tasks)
+                raise
+            return await _gather_or_cancel(tasks)
 
         results: list[Any] = []
         source: Iterator[Any] = iter(items)

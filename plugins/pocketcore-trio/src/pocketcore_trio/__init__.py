@@ -86,16 +86,25 @@ class TrioExecutor:
                         failures.append(exc)
                         cancel()
 
-                for index, item in enumerate(items):
-                    results.append(None)
-                    nursery.start_soon(call, index, item)
+                try:
+                    for index, item in enumerate(items):
+                        results.append(None)
+                        nursery.start_soon(call, index, item)
+                except Exception as exc:  # the input itself failed: a failure like any
+                    failures.append(exc)
+                    cancel()
             else:
                 source: Iterator[Any] = iter(items)
 
                 async def worker() -> None:
                     # Check before pulling: once a call has failed, no item is taken.
                     while not failures:
-                        item = next(source, _END)
+                        try:
+                            item = next(source, _END)
+                        except Exception as exc:  # the input itself failed
+                            failures.append(exc)
+                            cancel()
+                            return
                         if item is _END:
                             return
                         index = len(results)
