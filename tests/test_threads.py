@@ -291,3 +291,26 @@ def test_after_a_failure_running_items_make_no_further_attempts(executor: str) -
     assert attempts[0] == 1
     # Without the stop, item 1 would make all ten attempts, 0.2 s apart.
     assert attempts[1] < 10
+
+
+@pytest.mark.parametrize("backend", ["asyncio", "trio"])
+def test_a_cancelled_caller_stops_retries_on_threads(backend: str) -> None:
+    attempts: list[int] = []
+
+    class Stubborn(pocketcore.ParallelBatchNode):
+        def prep(self, shared: Any) -> list[int]:
+            return [0]
+
+        def exec(self, item: int) -> None:
+            attempts.append(item)
+            time.sleep(0.05)
+            raise ValueError("keeps failing")
+
+    async def main() -> None:
+        with anyio.move_on_after(0.1) as scope:
+            await pocketcore.AsyncFlow(start=Stubborn(max_retries=8, wait=0.2)).run_async({})
+        assert scope.cancelled_caught  # the cancellation was not lost on the way
+
+    anyio.run(main, backend=backend)
+    # Without the stop, all eight attempts would run, 0.2 s apart.
+    assert len(attempts) <= 2

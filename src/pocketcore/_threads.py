@@ -118,7 +118,21 @@ class _ThreadCall:
 
     async def run(self, limiter: anyio.CapacityLimiter | None) -> Any:
         try:
-            return await anyio.to_thread.run_sync(self._on_thread, limiter=limiter)
+            # On trio a call in a worker thread cannot be cancelled: the await
+            # below only returns when the thread does. A watcher task hears the
+            # cancellation instead and tells the item's retry loop to stop.
+            async with anyio.create_task_group() as watch:
+                watch.start_soon(self._stop_when_cancelled)
+                try:
+                    value = await anyio.to_thread.run_sync(self._on_thread, limiter=limiter)
+                except Exception as exc:  # kept out of the task group's ExceptionGroup
+                    failure: Exception | None = exc
+                else:
+                    failure = None
+                watch.cancel_scope.cancel()
+            if failure is not None:
+                raise failure
+            return value
         except BaseException as exc:
             self.stop.set()
             with self.lock:
@@ -131,6 +145,13 @@ class _ThreadCall:
                 # about to cancel this call anyway.
                 await anyio.sleep_forever()
             raise
+
+    async def _stop_when_cancelled(self) -> None:
+        try:
+            await anyio.sleep_forever()
+        finally:
+            if not self.finished.is_set():  # cancelled while the work goes on
+                self.stop.set()
 
     async def _wait(self) -> None:
         # Shielded from anyio scopes; a further native cancel is absorbed, as
