@@ -11,6 +11,8 @@ import pocketcore
 import pocketcore.hookspecs
 import pocketcore.testing
 
+from .compat_programs import CLASS_NAMES
+
 
 @pytest.mark.parametrize("module", [pocketcore, pocketcore.hookspecs, pocketcore.testing])
 def test_all_lists_exactly_the_public_names(module: ModuleType) -> None:
@@ -39,19 +41,7 @@ def test_every_public_name_has_a_docstring(name: str) -> None:
 
 
 def test_the_pocketflow_names_are_all_there() -> None:
-    for name in [
-        "BaseNode",
-        "Node",
-        "BatchNode",
-        "Flow",
-        "BatchFlow",
-        "AsyncNode",
-        "AsyncBatchNode",
-        "AsyncParallelBatchNode",
-        "AsyncFlow",
-        "AsyncBatchFlow",
-        "AsyncParallelBatchFlow",
-    ]:
+    for name in CLASS_NAMES:
         assert isinstance(getattr(pocketcore, name), type)
 
 
