@@ -55,10 +55,15 @@ def tests(session: nox.Session, suite: str) -> None:
 
 @nox.session
 def lint(session: nox.Session) -> None:
-    """Ruff: lint rules and formatting."""
+    """Ruff (lint rules and formatting) and import-linter (the kernel's layers)."""
     session.install("ruff>=0.6")
     session.run("ruff", "check", ".")
     session.run("ruff", "format", "--check", ".")
+    # import-linter reads the kernel and the plugins it checks from the
+    # environment; their code is all it needs, not their dependencies.
+    session.install("import-linter>=2.1")
+    session.install("--no-deps", ".", *(plugin_path(p) for p in PLUGINS))
+    session.run("lint-imports")
 
 
 @nox.session

@@ -23,7 +23,7 @@ from examples.parallel_summaries import flow as summaries
 from pocketcore import PluginFailure, Registry
 from pocketcore import _cli as cli
 from pocketcore._cli import PROGRESS_PLUGIN, ProgressObserver, main
-from pocketcore._graph import to_mermaid
+from pocketcore._front.graph import to_mermaid
 
 REPO = Path(__file__).resolve().parent.parent
 EXECUTORS = ["sequential", "asyncio", "trio"]

@@ -297,7 +297,7 @@ def test_run_async_defaults_to_the_running_backend(recorders: RecorderPlugin, ba
 
     class Spy(Double):
         async def exec_async(self, item: int) -> int:
-            from pocketcore._context import RUN
+            from pocketcore._runtime.context import RUN
 
             cfg = RUN.get()
             assert cfg is not None
@@ -401,7 +401,7 @@ def test_a_pyproject_with_odd_tool_values(text: str) -> None:
 def test_without_plugins_only_parallel_nodes_need_an_executor(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from pocketcore import _plugins
+    from pocketcore._plugins import registry as _plugins
 
     monkeypatch.setenv("POCKETCORE_DISABLE_PLUGIN_AUTOLOAD", "1")
     monkeypatch.setattr(_plugins, "_registry", None)  # a fresh process, as far as loading goes

@@ -21,7 +21,7 @@ import pocketcore_asyncio
 import pocketcore_sequential
 import pocketcore_trio
 from pocketcore import AsyncNode, BaseNode, ConfigError, Flow, Registry
-from pocketcore._flowfile import FlowFileError, LoadedFlow, load_flow
+from pocketcore._front.flowfile import FlowFileError, LoadedFlow, load_flow
 
 from . import flowfile_nodes as nodes
 

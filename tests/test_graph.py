@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 import pocketcore
 from pocketcore import BaseNode
-from pocketcore._graph import to_mermaid
+from pocketcore._front.graph import to_mermaid
 
 
 class Load(pocketcore.Node):

@@ -11,7 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import pocketcore
-from pocketcore._flows import _copy
+from pocketcore._nodes.flows import _copy
 
 
 class Plain(pocketcore.Node):

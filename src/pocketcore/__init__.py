@@ -8,11 +8,11 @@ supplied by executor plugins and chosen by configuration; see
 
 from __future__ import annotations
 
-from ._config import plugin_settings
-from ._errors import ConfigError, PluginError, PluginWarning, PocketcoreError
-from ._executor import Executor
-from ._flowfile import FlowFileError, LoadedFlow, load_flow
-from ._flows import (
+from ._core.errors import ConfigError, PluginError, PluginWarning, PocketcoreError
+from ._core.executor import Executor
+from ._front.flowfile import FlowFileError, LoadedFlow, load_flow
+from ._front.run import run
+from ._nodes.flows import (
     AsyncBatchFlow,
     AsyncFlow,
     AsyncParallelBatchFlow,
@@ -20,7 +20,7 @@ from ._flows import (
     Flow,
     ParallelBatchFlow,
 )
-from ._nodes import (
+from ._nodes.nodes import (
     AsyncBatchNode,
     AsyncNode,
     AsyncParallelBatchNode,
@@ -29,7 +29,7 @@ from ._nodes import (
     Node,
     ParallelBatchNode,
 )
-from ._plugins import (
+from ._plugins.registry import (
     ExecutorEntry,
     NodeEntry,
     PluginFailure,
@@ -37,7 +37,7 @@ from ._plugins import (
     get_registry,
     make_plugin_manager,
 )
-from ._run import run
+from ._runtime.config import plugin_settings
 from .hookspecs import hookimpl
 
 __all__ = [

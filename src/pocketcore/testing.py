@@ -43,7 +43,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ._executor import Executor
+from ._core.executor import Executor
 
 __all__ = ["ExecutorConformance", "ItemFailure", "MapCall", "RecordingExecutor"]
 

@@ -10,16 +10,14 @@ from __future__ import annotations
 import threading
 from collections.abc import Awaitable, Callable, Iterable
 from contextvars import ContextVar, Token
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import sniffio
 
-from ._config import RunConfig, check_limit, resolve_run, run_level_settings
-from ._executor import Executor
-from ._plugins import Observer, get_registry
+from pocketcore._core.executor import Executor
+from pocketcore._plugins.registry import Observer, get_registry
 
-if TYPE_CHECKING:
-    from ._nodes import BaseNode
+from .config import RunConfig, check_limit, resolve_run, run_level_settings
 
 __all__ = [
     "CUR_RETRY",
@@ -79,12 +77,12 @@ def ambient_config() -> RunConfig:
     return resolve_run(backend, executor, limit, get_registry())
 
 
-def node_source(node: BaseNode, attr: str) -> str:
+def node_source(node: Any, attr: str) -> str:
     """Describe a node attribute as the source of a setting, for error messages."""
     return f"attribute {attr} of {type(node).__name__}"
 
 
-def own_executor(node: BaseNode) -> str | Executor | None:
+def own_executor(node: Any) -> str | Executor | None:
     """The node's own executor setting: a name or an executor object, else ``None``.
 
     A PocketFlow program may already use an attribute called ``executor`` for
@@ -98,7 +96,7 @@ def own_executor(node: BaseNode) -> str | Executor | None:
     return own if isinstance(own, Executor) else None
 
 
-def executor_for(node: BaseNode) -> tuple[Executor, int | None]:
+def executor_for(node: Any) -> tuple[Executor, int | None]:
     """The executor and limit ``node`` fans out with in the current run.
 
     The node's own ``executor`` / ``max_concurrency`` win over the run's.
@@ -118,7 +116,7 @@ def executor_for(node: BaseNode) -> tuple[Executor, int | None]:
     return executor, check_limit(limit, node_source(node, "max_concurrency"))
 
 
-def enter_scope(flow: BaseNode) -> Token[RunConfig | None] | None:
+def enter_scope(flow: Any) -> Token[RunConfig | None] | None:
     """Put a flow's own executor / limit in force for the nodes inside it.
 
     Returns the token to reset :data:`RUN` with, or ``None`` (and costs next
@@ -153,7 +151,7 @@ def batch_size(items: Any) -> int | None:
 
 
 def observed_items(
-    node: BaseNode, obs: Observer, items: Iterable[Any], run_one: Callable[[Any], Any]
+    node: Any, obs: Observer, items: Iterable[Any], run_one: Callable[[Any], Any]
 ) -> list[Any]:
     """Run ``run_one`` on each item in order, reporting the batch and each item."""
     obs.batch_start(node=node, size=batch_size(items))
@@ -170,7 +168,7 @@ def observed_items(
 
 
 async def observed_items_async(
-    node: BaseNode,
+    node: Any,
     obs: Observer,
     items: Iterable[Any],
     run_one: Callable[[Any], Awaitable[Any]],
@@ -190,7 +188,7 @@ async def observed_items_async(
 
 
 def observed_parallel(
-    node: BaseNode, obs: Observer, items: Iterable[Any], run_one: Callable[[Any], Awaitable[Any]]
+    node: Any, obs: Observer, items: Iterable[Any], run_one: Callable[[Any], Awaitable[Any]]
 ) -> tuple[Iterable[Any], Callable[[Any], Awaitable[Any]]]:
     """Wrap the items and the per-item function of a parallel batch to report them.
 
@@ -213,7 +211,7 @@ def observed_parallel(
 
 
 async def observed_after(
-    node: BaseNode,
+    node: Any,
     obs: Observer,
     items: Iterable[Any],
     run_batch: Callable[[Iterable[Any]], Awaitable[list[Any]]],
@@ -232,7 +230,7 @@ async def observed_after(
     return results
 
 
-def observed_step(node: BaseNode, shared: Any, obs: Observer) -> Any:
+def observed_step(node: Any, shared: Any, obs: Observer) -> Any:
     """Run one flow step, reporting its start and end."""
     obs.node_start(node=node, shared=shared)
     try:
@@ -256,7 +254,7 @@ async def observed_step_async(node: Any, shared: Any, obs: Observer) -> Any:
     return action
 
 
-def observed_run(target: BaseNode, shared: Any, obs: Observer, run: Callable[[], Any]) -> Any:
+def observed_run(target: Any, shared: Any, obs: Observer, run: Callable[[], Any]) -> Any:
     """Run a whole run, reporting its start and end."""
     obs.run_start(target=target, shared=shared)
     try:
@@ -269,7 +267,7 @@ def observed_run(target: BaseNode, shared: Any, obs: Observer, run: Callable[[],
 
 
 async def observed_run_async(
-    target: BaseNode, shared: Any, obs: Observer, run: Callable[[], Awaitable[Any]]
+    target: Any, shared: Any, obs: Observer, run: Callable[[], Awaitable[Any]]
 ) -> Any:
     """:func:`observed_run` for an async run."""
     obs.run_start(target=target, shared=shared)

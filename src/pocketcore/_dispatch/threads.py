@@ -12,18 +12,20 @@ import contextvars
 import functools
 import threading
 from collections.abc import Awaitable, Callable, Iterable
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 
 import anyio
 import anyio.to_thread
 import sniffio
 
-from ._context import THREAD_STOP, current_observer, observed_after, observed_parallel
-from ._executor import Executor
-from ._remote import is_remote
-
-if TYPE_CHECKING:
-    from ._nodes import BaseNode
+from pocketcore._core.executor import Executor
+from pocketcore._core.remote import is_remote
+from pocketcore._runtime.context import (
+    THREAD_STOP,
+    current_observer,
+    observed_after,
+    observed_parallel,
+)
 
 __all__ = ["map_on_threads", "run_blocking"]
 
@@ -31,7 +33,7 @@ T = TypeVar("T")
 
 
 async def map_on_threads(
-    node: BaseNode,
+    node: Any,
     work: Callable[[Any], Any],
     items: Iterable[Any],
     *,

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from ._flows import Flow
-from ._nodes import BaseNode
+from pocketcore._nodes.flows import Flow
+from pocketcore._nodes.nodes import BaseNode
 
 __all__ = ["to_mermaid"]
 

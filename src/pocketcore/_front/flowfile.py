@@ -23,9 +23,8 @@ from typing import Any, TypeGuard
 
 import attrs
 
-from ._config import check_executor_value, check_limit
-from ._errors import ConfigError
-from ._flows import (
+from pocketcore._core.errors import ConfigError
+from pocketcore._nodes.flows import (
     AsyncBatchFlow,
     AsyncFlow,
     AsyncParallelBatchFlow,
@@ -33,8 +32,9 @@ from ._flows import (
     Flow,
     ParallelBatchFlow,
 )
-from ._nodes import AsyncNode, BaseNode, Node
-from ._plugins import Registry, get_registry
+from pocketcore._nodes.nodes import AsyncNode, BaseNode, Node
+from pocketcore._plugins.registry import Registry, get_registry
+from pocketcore._runtime.config import check_executor_value, check_limit
 
 if sys.version_info >= (3, 11):
     import tomllib

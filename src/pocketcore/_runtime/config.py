@@ -17,9 +17,9 @@ from typing import Any
 
 import attrs
 
-from ._errors import ConfigError
-from ._executor import Executor
-from ._plugins import Observer, Registry
+from pocketcore._core.errors import ConfigError
+from pocketcore._core.executor import Executor
+from pocketcore._plugins.registry import Observer, Registry
 
 if sys.version_info >= (3, 11):
     import tomllib

@@ -14,17 +14,14 @@ import copy
 import importlib
 import pickle
 from collections.abc import Callable, Iterable, Iterator
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 
-from ._errors import ConfigError, PocketcoreError
-from ._executor import Executor
-
-if TYPE_CHECKING:
-    from ._nodes import BaseNode
+from .errors import ConfigError, PocketcoreError
+from .executor import Executor
 
 __all__ = ["detached", "is_remote", "refuse_batch_flow", "shippable"]
 
-N = TypeVar("N", bound="BaseNode")
+N = TypeVar("N")
 
 
 def is_remote(executor: Executor) -> bool:
@@ -35,7 +32,7 @@ def is_remote(executor: Executor) -> bool:
 def detached(node: N) -> N:
     """A shallow copy of ``node`` without successors, to send with its items."""
     clone = copy.copy(node)
-    clone.successors = {}
+    clone.successors = {}  # type: ignore[attr-defined]  # any node has them
     return clone
 
 
@@ -49,7 +46,7 @@ def _dumps() -> Callable[[Any], bytes]:
 
 
 def shippable(
-    node: BaseNode, executor: Executor, work: Callable[..., Any], items: Iterable[Any]
+    node: Any, executor: Executor, work: Callable[..., Any], items: Iterable[Any]
 ) -> Iterable[Any]:
     """Check now that ``work`` can be sent; return the items, each checked as it is pulled.
 
@@ -74,7 +71,7 @@ class _Checked:
     """The items, each checked as it is pulled; sized when the items are."""
 
     def __init__(
-        self, node: BaseNode, items: Iterable[Any], dumps: Callable[[Any], bytes], where: str
+        self, node: Any, items: Iterable[Any], dumps: Callable[[Any], bytes], where: str
     ) -> None:
         self.node, self.items, self.dumps, self.where = node, items, dumps, where
 
@@ -93,7 +90,7 @@ class _Checked:
             yield item
 
 
-def refuse_batch_flow(flow: BaseNode, executor: Executor) -> None:
+def refuse_batch_flow(flow: Any, executor: Executor) -> None:
     """Batch flows cannot fan out remotely: their passes read and write the shared store.
 
     Raises:

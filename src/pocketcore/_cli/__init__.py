@@ -30,11 +30,11 @@ from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING, Any, NamedTuple, TextIO
 
-from ._errors import PluginWarning, PocketcoreError
-from ._nodes import AsyncNode, BaseNode
-from ._plugins import ExecutorEntry, NodeEntry, Registry, get_registry
-from ._run import run
-from .hookspecs import hookimpl
+from pocketcore._core.errors import PluginWarning, PocketcoreError
+from pocketcore._front.run import run
+from pocketcore._nodes.nodes import AsyncNode, BaseNode
+from pocketcore._plugins.registry import ExecutorEntry, NodeEntry, Registry, get_registry
+from pocketcore.hookspecs import hookimpl
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -400,7 +400,7 @@ def _load_flow_file(spec: str, registry: Registry) -> Target:
     path = Path(spec)
     if not path.is_file():
         raise BadInput(f"no such flow file: {spec!r}")
-    from ._flowfile import load_flow
+    from pocketcore._front.flowfile import load_flow
 
     _cwd_on_path()
     before = len(registry.failures)
@@ -727,7 +727,7 @@ class ProgressObserver:
 
 
 def _cmd_graph(args: argparse.Namespace) -> int:
-    from ._graph import to_mermaid
+    from pocketcore._front.graph import to_mermaid
 
     target = load_target(args.target, _registry())
     sys.stdout.write(to_mermaid(target.node, names=target.names))

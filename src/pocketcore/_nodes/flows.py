@@ -7,7 +7,10 @@ import warnings
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from ._context import (
+from pocketcore._core.executor import Executor
+from pocketcore._core.remote import refuse_batch_flow
+from pocketcore._dispatch.threads import map_on_threads, run_blocking
+from pocketcore._runtime.context import (
     RUN,
     current_observer,
     enter_scope,
@@ -18,10 +21,8 @@ from ._context import (
     observed_step,
     observed_step_async,
 )
-from ._executor import Executor
-from ._nodes import AsyncNode, BaseNode, ParallelBatchNode
-from ._remote import refuse_batch_flow
-from ._threads import map_on_threads, run_blocking
+
+from .nodes import AsyncNode, BaseNode, ParallelBatchNode
 
 __all__ = [
     "AsyncBatchFlow",

@@ -8,10 +8,16 @@ from typing import Any
 import anyio
 import sniffio
 
-from ._config import lookup_executor, resolve_run, run_level_settings
-from ._context import RUN, node_source, observed_run, observed_run_async, own_executor
-from ._nodes import AsyncNode, BaseNode, validate_graph
-from ._plugins import get_registry
+from pocketcore._nodes.nodes import AsyncNode, BaseNode, validate_graph
+from pocketcore._plugins.registry import get_registry
+from pocketcore._runtime.config import lookup_executor, resolve_run, run_level_settings
+from pocketcore._runtime.context import (
+    RUN,
+    node_source,
+    observed_run,
+    observed_run_async,
+    own_executor,
+)
 
 __all__ = ["run"]
 

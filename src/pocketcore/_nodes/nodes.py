@@ -17,8 +17,11 @@ from typing import Any
 
 import anyio
 
-from ._config import RunConfig, check_executor_value, check_limit
-from ._context import (
+from pocketcore._core.executor import Executor
+from pocketcore._core.remote import detached, is_remote, shippable
+from pocketcore._dispatch.threads import map_on_threads, run_blocking
+from pocketcore._runtime.config import RunConfig, check_executor_value, check_limit
+from pocketcore._runtime.context import (
     CUR_RETRY,
     RUN,
     THREAD_STOP,
@@ -35,9 +38,6 @@ from ._context import (
     observed_run_async,
     own_executor,
 )
-from ._executor import Executor
-from ._remote import detached, is_remote, shippable
-from ._threads import map_on_threads, run_blocking
 
 __all__ = [
     "AsyncBatchNode",

@@ -13,12 +13,12 @@ from typing import TYPE_CHECKING, Any
 import attrs
 import pluggy
 
-from . import hookspecs
-from ._errors import ConfigError, PluginError, PluginWarning
-from ._executor import Executor
+from pocketcore import hookspecs
+from pocketcore._core.errors import ConfigError, PluginError, PluginWarning
+from pocketcore._core.executor import Executor
 
 if TYPE_CHECKING:
-    from ._nodes import BaseNode
+    from pocketcore._nodes.nodes import BaseNode
 
 __all__ = [
     "ExecutorEntry",
@@ -328,7 +328,7 @@ class Registry:
         return found
 
     def _collect_nodes(self) -> dict[str, NodeEntry]:
-        from ._nodes import BaseNode
+        from pocketcore._nodes.nodes import BaseNode
 
         found: dict[str, NodeEntry] = {}
 

@@ -1,0 +1,4 @@
+"""Layer 1, errors and protocols: the exceptions and the executor protocol with its capabilities.
+
+Imports nothing of pocketcore's.
+"""

@@ -1,0 +1,1 @@
+"""Layer 4, dispatch: the one place where a batch's items meet an executor."""

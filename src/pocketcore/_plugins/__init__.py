@@ -1,0 +1,1 @@
+"""Layer 2, plugins: the plugin manager, entry-point discovery and the registry of contributions."""
