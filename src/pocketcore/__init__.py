@@ -9,7 +9,7 @@ supplied by executor plugins and chosen by configuration; see
 from __future__ import annotations
 
 from ._core.errors import ConfigError, PluginError, PluginWarning, PocketcoreError
-from ._core.executor import Executor
+from ._core.executor import BlockingExecutor, Executor, RemoteExecutor
 from ._front.flowfile import FlowFileError, LoadedFlow, load_flow
 from ._front.run import run
 from ._nodes.flows import (
@@ -50,6 +50,7 @@ __all__ = [
     "BaseNode",
     "BatchFlow",
     "BatchNode",
+    "BlockingExecutor",
     "ConfigError",
     "Executor",
     "ExecutorEntry",
@@ -65,6 +66,7 @@ __all__ = [
     "PluginWarning",
     "PocketcoreError",
     "Registry",
+    "RemoteExecutor",
     "get_registry",
     "hookimpl",
     "load_flow",

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Iterable
-from typing import Any, Protocol, TypeVar, runtime_checkable
+from typing import Any, Literal, Protocol, TypeVar, runtime_checkable
 
-__all__ = ["Executor"]
+import attrs
+
+__all__ = ["BlockingExecutor", "Capabilities", "Executor", "RemoteExecutor", "capabilities"]
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -24,18 +26,10 @@ class Executor(Protocol):
         backend: The async library it needs running: ``"asyncio"``,
             ``"trio"``, or ``None`` when it works on any backend.
 
-    Two optional members are looked for with ``getattr``:
-
-    * ``remote = True`` says items run in other processes. The kernel then
-      hands ``map`` work bound to a copy of the node without its successors,
-      checks that the work and each item pickle (naming the node and item
-      when not), and refuses to fan out batch *flows*, whose passes touch the
-      shared store.
-    * ``async def map_blocking(fn, items, *, limit)`` runs a *sync* ``fn``
-      per item (the items of :class:`pocketcore.ParallelBatchNode` and
-      :class:`pocketcore.ParallelBatchFlow`), with the same contract as
-      ``map``. Without it the kernel runs each call on a worker thread
-      through ``map``.
+    Two optional capabilities are declared by the protocols
+    :class:`RemoteExecutor` (items run in other processes) and
+    :class:`BlockingExecutor` (the executor runs blocking items itself);
+    :func:`capabilities` is the one place the kernel asks which an executor has.
     """
 
     name: str
@@ -70,3 +64,70 @@ class Executor(Protocol):
           awaited before the cancellation propagates.
         """
         ...
+
+
+@runtime_checkable
+class RemoteExecutor(Executor, Protocol):
+    """An executor whose items run in other processes (the ``dask`` executor is one).
+
+    Declared with the attribute ``remote = True``. For such an executor the
+    kernel hands ``map`` work bound to a copy of the node without its
+    successors, checks that the work and each item pickle (naming the node
+    and the item when not), and refuses to fan out batch *flows*, whose
+    passes read and write the shared store, which stays in this process.
+    """
+
+    remote: Literal[True]
+
+
+@runtime_checkable
+class BlockingExecutor(Executor, Protocol):
+    """An executor that runs blocking (sync) items itself.
+
+    The items of :class:`pocketcore.ParallelBatchNode` and
+    :class:`pocketcore.ParallelBatchFlow` are sync calls. An executor without
+    ``map_blocking`` gets each one wrapped to run on a worker thread, through
+    its ``map``; one with it is handed the sync ``fn`` as is, under the same
+    contract as ``map``.
+    """
+
+    async def map_blocking(
+        self, fn: Callable[[Any], R], items: Iterable[Any], *, limit: int | None
+    ) -> list[R]:
+        """Call the sync ``fn(item)`` for every item; results in input order.
+
+        The contract of :meth:`Executor.map` applies, with ``fn`` a plain
+        function rather than a coroutine function.
+        """
+        ...
+
+
+@attrs.frozen
+class Capabilities:
+    """The optional capabilities one executor declares.
+
+    Attributes:
+        remote: Items run in other processes (:class:`RemoteExecutor`).
+        map_blocking: The executor's own ``map_blocking``
+            (:class:`BlockingExecutor`), or ``None``.
+    """
+
+    remote: bool
+    map_blocking: Callable[..., Awaitable[list[Any]]] | None
+
+    def describe(self) -> str:
+        """The capabilities as words, for listings: ``"remote, blocking"``, or ``""``."""
+        words = [w for w, has in (("remote", self.remote), ("blocking", self.map_blocking)) if has]
+        return ", ".join(words)
+
+
+def capabilities(executor: Executor) -> Capabilities:
+    """Which optional capabilities ``executor`` declares: the one place the kernel asks.
+
+    An executor is remote when its ``remote`` attribute is ``True`` (a
+    missing or false one means local), and runs blocking items itself when
+    it has a ``map_blocking`` method.
+    """
+    remote = getattr(executor, "remote", False) is True
+    blocking = executor.map_blocking if isinstance(executor, BlockingExecutor) else None
+    return Capabilities(remote=remote, map_blocking=blocking)

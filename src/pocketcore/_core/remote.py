@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import Any, TypeVar
 
 from .errors import ConfigError, PocketcoreError
-from .executor import Executor
+from .executor import Executor, capabilities
 
 __all__ = ["detached", "is_remote", "refuse_batch_flow", "shippable"]
 
@@ -26,7 +26,7 @@ N = TypeVar("N")
 
 def is_remote(executor: Executor) -> bool:
     """Whether ``executor`` runs items in other processes."""
-    return bool(getattr(executor, "remote", False))
+    return capabilities(executor).remote
 
 
 def detached(node: N) -> N:
