@@ -2,16 +2,16 @@
 
 The executor schedules; each call hands one item's sync pipeline to a worker
 thread with anyio, so every executor (on asyncio or trio) can drive blocking
-work. An executor may take over the whole batch instead by offering
-``map_blocking(fn, items, *, limit)`` (see :class:`pocketcore.Executor`).
+work. (An executor that runs blocking items itself, a
+:class:`pocketcore.BlockingExecutor`, is handed the sync work instead; see
+:mod:`pocketcore._dispatch.items`.)
 """
 
 from __future__ import annotations
 
 import contextvars
-import functools
 import threading
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 import anyio
@@ -19,63 +19,35 @@ import anyio.to_thread
 import sniffio
 
 from pocketcore._core.executor import Executor
-from pocketcore._core.remote import is_remote
-from pocketcore._runtime.context import (
-    THREAD_STOP,
-    current_observer,
-    observed_after,
-    observed_parallel,
-)
+from pocketcore._runtime.context import THREAD_STOP
 
-__all__ = ["map_on_threads", "run_blocking"]
+__all__ = ["call_sync", "on_threads", "run_blocking"]
 
 T = TypeVar("T")
 
 
-async def map_on_threads(
-    node: Any,
-    work: Callable[[Any], Any],
-    items: Iterable[Any],
-    *,
-    executor: Executor,
-    limit: int | None,
-) -> list[Any]:
-    """Run the sync ``work(item)`` for every item on worker threads; results in order.
+def on_threads(
+    work: Callable[[Any], Any], limit: int | None
+) -> tuple[Callable[[Any], Awaitable[Any]], int | None]:
+    """Turn the sync ``work(item)`` into calls on worker threads that an executor can ``map``.
 
-    At most ``limit`` threads work on the batch at once (without a limit,
-    anyio's default thread limiter, 40 threads, applies). Threads cannot be
+    Returns the per-item coroutine function and the limit to map it with: at
+    most ``limit`` threads work on the batch at once, and without a limit
+    anyio's default thread limiter (40 threads) applies. Threads cannot be
     cancelled: when an item fails, items not started never start, and the
     failure is raised once the threads already running have returned (their
     results are dropped).
     """
-    blocking = getattr(executor, "map_blocking", None)
-    if blocking is not None or is_remote(executor):
-        # The executor runs the calls itself (a remote one, in other processes):
-        # hand it the sync work as is, or wrapped in a picklable coroutine.
-        async def batch(items: Iterable[Any]) -> list[Any]:
-            if blocking is not None:
-                done: list[Any] = await blocking(work, items, limit=limit)
-            else:
-                done = await executor.map(functools.partial(_call_sync, work), items, limit=limit)
-            return done
-
-        obs = current_observer()
-        return await (batch(items) if obs is None else observed_after(node, obs, items, batch))
     limiter = None if limit is None else anyio.CapacityLimiter(limit)
-
     stop = threading.Event()  # one per batch: set by the first failure or cancellation
 
     async def on_thread(item: Any) -> Any:
         return await _ThreadCall(work, item, stop).run(limiter)
 
-    run_one: Callable[[Any], Awaitable[Any]] = on_thread
-    obs = current_observer()
-    if obs is not None:
-        items, run_one = observed_parallel(node, obs, items, on_thread)
-    return await executor.map(run_one, items, limit=limit)
+    return on_thread, limit
 
 
-async def _call_sync(work: Callable[[Any], Any], item: Any) -> Any:
+async def call_sync(work: Callable[[Any], Any], item: Any) -> Any:
     """``work(item)`` as a coroutine, for a remote executor without ``map_blocking``."""
     return work(item)
 

@@ -8,16 +8,18 @@ from typing import Any
 import anyio
 import sniffio
 
-from pocketcore._nodes.nodes import AsyncNode, BaseNode, validate_graph
+from pocketcore._core.executor import Executor
+from pocketcore._nodes.nodes import AsyncNode, BaseNode
 from pocketcore._plugins.registry import get_registry
-from pocketcore._runtime.config import lookup_executor, resolve_run, run_level_settings
-from pocketcore._runtime.context import (
-    RUN,
-    node_source,
-    observed_run,
-    observed_run_async,
-    own_executor,
+from pocketcore._runtime import observe
+from pocketcore._runtime.config import (
+    RunConfig,
+    RunSettings,
+    check_limit,
+    lookup_executor,
+    run_arguments,
 )
+from pocketcore._runtime.context import new_run, node_source, own_executor
 
 __all__ = ["run"]
 
@@ -65,19 +67,16 @@ def run(
         raise TypeError(f"pocketcore.run() needs a node or flow, got {type(target).__name__}")
     if shared is None:
         shared = {}
+    settings = RunSettings(run_arguments(executor, max_concurrency))
     registry = get_registry()
-    exe, limit = run_level_settings(executor, max_concurrency)
+    given = settings.arguments.get("executor")
+    if given is not None and isinstance(given.value, str):
+        registry.get_executor(given.value, source=given.source)  # an unknown name fails now
 
     if not isinstance(target, AsyncNode):
-        cfg = resolve_run(None, exe, limit, registry)
-        validate_graph(target, cfg)
-        token = RUN.set(cfg)
-        try:
-            if cfg.observer is None:
-                return target.run(shared)
-            return observed_run(target, shared, cfg.observer, lambda: target.run(shared))
-        finally:
-            RUN.reset(token)
+        cfg = new_run(None, settings)
+        check_graph(target, cfg)
+        return observe.whole_run(cfg, target, shared, lambda: target.run(shared))
 
     try:
         running = sniffio.current_async_library()
@@ -88,37 +87,41 @@ def run(
             f"pocketcore.run() cannot start an event loop inside a running {running} loop; "
             "use 'await target.run_async(shared)' there"
         )
+    start_loop = _loop_starter(target, settings)
 
-    # The loop to start: the first choice that needs a particular backend
-    # (the target's own executor, then the run's), else asyncio.
-    candidates = []
+    async def main() -> Any:
+        cfg = new_run(sniffio.current_async_library(), settings)
+        check_graph(target, cfg)
+        return await observe.whole_run_async(cfg, target, shared, lambda: target.run_async(shared))
+
+    return start_loop(main)
+
+
+def _loop_starter(target: BaseNode, settings: RunSettings) -> Callable[[Callable[[], Any]], Any]:
+    """How to start the event loop for an async ``target``.
+
+    The first choice that needs a particular backend (the target's own
+    executor, then the run's) starts its loop; else asyncio. The run's
+    executor setting is only looked for in the environment and the files
+    when some node of the graph fans out or chooses an executor: otherwise
+    nothing needs one, and those are not read (as PocketFlow never reads them).
+    """
+    registry = get_registry()
+    candidates: list[Executor] = []
     own = own_executor(target)
     if own is not None:
-        source = node_source(target, "executor")
-        candidates.append(lookup_executor(own, source, None, registry))
-    if exe is not None:
-        candidates.append(lookup_executor(exe.value, exe.source, None, registry))
+        candidates.append(lookup_executor(own, node_source(target, "executor"), None, registry))
+    chosen = settings.arguments.get("executor")
+    if chosen is None and needs_executor(target):
+        chosen = settings.get("executor")
+    if chosen is not None:
+        candidates.append(lookup_executor(chosen.value, chosen.source, None, registry))
     starter = next((c for c in candidates if c.backend is not None), None)
     if starter is None and candidates:
         starter = candidates[0]
     if starter is None and "asyncio" in registry.executors:
         starter = registry.executors["asyncio"].executor
-    start_loop = _start_asyncio if starter is None else starter.run
-
-    async def main() -> Any:
-        cfg = resolve_run(sniffio.current_async_library(), exe, limit, registry)
-        validate_graph(target, cfg)
-        token = RUN.set(cfg)
-        try:
-            if cfg.observer is None:
-                return await target.run_async(shared)
-            return await observed_run_async(
-                target, shared, cfg.observer, lambda: target.run_async(shared)
-            )
-        finally:
-            RUN.reset(token)
-
-    return start_loop(main)
+    return _start_asyncio if starter is None else starter.run
 
 
 def _start_asyncio(fn: Callable[[], Awaitable[Any]]) -> Any:
@@ -132,3 +135,42 @@ def _start_asyncio(fn: Callable[[], Awaitable[Any]]) -> Any:
         return await fn()
 
     return anyio.run(main)
+
+
+def _graph(target: BaseNode) -> list[BaseNode]:
+    """Every node reachable from ``target``: successors and nested flows, once each.
+
+    Loops are fine; successors that are not nodes end a flow, as in
+    PocketFlow, and are skipped.
+    """
+    seen = {id(target)}
+    found = [target]
+    for node in found:  # grows while it is walked
+        inner = getattr(node, "start_node", None)
+        for nxt in (*node.successors.values(), inner):
+            if isinstance(nxt, BaseNode) and id(nxt) not in seen:
+                seen.add(id(nxt))
+                found.append(nxt)
+    return found
+
+
+def needs_executor(target: BaseNode) -> bool:
+    """Whether any node reachable from ``target`` fans out or chooses an executor or limit."""
+    return any(
+        type(node).fans_out or own_executor(node) is not None or node.max_concurrency is not None
+        for node in _graph(target)
+    )
+
+
+def check_graph(target: BaseNode, cfg: RunConfig) -> None:
+    """Check every reachable node's own executor and limit before anything runs.
+
+    Raises:
+        ConfigError: For the first node whose settings are unusable in ``cfg``.
+    """
+    for node in _graph(target):
+        own = own_executor(node)
+        if own is not None:
+            cfg.lookup(own, node_source(node, "executor"))
+        if node.max_concurrency is not None:
+            check_limit(node.max_concurrency, node_source(node, "max_concurrency"))

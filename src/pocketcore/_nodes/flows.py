@@ -4,25 +4,13 @@ from __future__ import annotations
 
 import copy
 import warnings
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 from pocketcore._core.executor import Executor
-from pocketcore._core.remote import refuse_batch_flow
-from pocketcore._dispatch.threads import map_on_threads, run_blocking
-from pocketcore._runtime.context import (
-    RUN,
-    current_observer,
-    enter_scope,
-    executor_for,
-    observed_items,
-    observed_items_async,
-    observed_parallel,
-    observed_step,
-    observed_step_async,
-)
-
-from .nodes import AsyncNode, BaseNode, ParallelBatchNode
+from pocketcore._dispatch.items import each, each_async, fan_out, fan_out_blocking
+from pocketcore._nodes.nodes import AsyncNode, BaseNode, ParallelBatchNode
+from pocketcore._runtime import observe
+from pocketcore._runtime.context import RUN, enter_scope
 
 __all__ = [
     "AsyncBatchFlow",
@@ -128,13 +116,13 @@ class Flow(BaseNode):
     def _orch(self, shared: Any, params: dict[str, Any] | None = None) -> Any:
         scope = enter_scope(self)
         try:
-            obs = current_observer()
+            step, _ = observe.steppers()
             curr = _copy(self.start_node)
             p = params or {**self.params}
             last_action = None
             while curr:
                 curr.set_params(p)
-                last_action = curr._run(shared) if obs is None else observed_step(curr, shared, obs)
+                last_action = step(curr, shared)
                 curr = _copy(self.get_next_node(curr, last_action))
             return last_action
         finally:
@@ -160,12 +148,7 @@ class BatchFlow(Flow):
 
     def _run(self, shared: Any) -> Any:
         pr = self.prep(shared) or []
-        obs = current_observer()
-        if obs is None:
-            for bp in pr:
-                self._orch(shared, {**self.params, **bp})
-        else:
-            observed_items(self, obs, pr, lambda bp: self._orch(shared, {**self.params, **bp}))
+        each(self, pr, lambda bp: self._orch(shared, {**self.params, **bp}))
         return self.post(shared, pr, None)
 
 
@@ -175,21 +158,16 @@ class AsyncFlow(Flow, AsyncNode):
     async def _orch_async(self, shared: Any, params: dict[str, Any] | None = None) -> Any:
         scope = enter_scope(self)
         try:
-            obs = current_observer()
+            step, step_async = observe.steppers()
             curr = _copy(self.start_node)
             p = params or {**self.params}
             last_action = None
             while curr:
                 curr.set_params(p)
-                if obs is not None:
-                    if isinstance(curr, _AWAITED):
-                        last_action = await observed_step_async(curr, shared, obs)
-                    else:
-                        last_action = observed_step(curr, shared, obs)
-                elif isinstance(curr, _AWAITED):
-                    last_action = await curr._run_async(shared)
+                if isinstance(curr, _AWAITED):
+                    last_action = await step_async(curr, shared)
                 else:
-                    last_action = curr._run(shared)
+                    last_action = step(curr, shared)
                 curr = _copy(self.get_next_node(curr, last_action))
             return last_action
         finally:
@@ -211,14 +189,7 @@ class AsyncBatchFlow(AsyncFlow, BatchFlow):
 
     async def _run_async(self, shared: Any) -> Any:
         pr = await self.prep_async(shared) or []
-        obs = current_observer()
-        if obs is None:
-            for bp in pr:
-                await self._orch_async(shared, {**self.params, **bp})
-        else:
-            await observed_items_async(
-                self, obs, pr, lambda bp: self._orch_async(shared, {**self.params, **bp})
-            )
+        await each_async(self, pr, lambda bp: self._orch_async(shared, {**self.params, **bp}))
         return await self.post_async(shared, pr, None)
 
 
@@ -230,20 +201,11 @@ class AsyncParallelBatchFlow(AsyncFlow, BatchFlow):
     the others before its exception propagates.
     """
 
+    fans_out = True
+
     async def _run_async(self, shared: Any) -> Any:
         pr = await self.prep_async(shared) or []
-        executor, limit = executor_for(self)
-        refuse_batch_flow(self, executor)
-
-        async def one_pass(bp: dict[str, Any]) -> Any:
-            return await self._orch_async(shared, {**self.params, **bp})
-
-        items: Any = pr
-        run_one: Callable[[Any], Awaitable[Any]] = one_pass
-        obs = current_observer()
-        if obs is not None:
-            items, run_one = observed_parallel(self, obs, pr, one_pass)
-        await executor.map(run_one, items, limit=limit)
+        await fan_out(self, pr, work=lambda bp: self._orch_async(shared, {**self.params, **bp}))
         return await self.post_async(shared, pr, None)
 
 
@@ -258,26 +220,19 @@ class ParallelBatchFlow(BatchFlow):
     Inside an async flow it is awaited without blocking the loop.
     """
 
+    fans_out = True
+
     def _run(self, shared: Any) -> Any:
         pr = self.prep(shared) or []
-        executor, _ = executor_for(self)
-        run_blocking(executor, lambda: self._passes(shared, pr))
+        fan_out_blocking(self, pr, work=lambda bp: self._orch(shared, {**self.params, **bp}))
         return self.post(shared, pr, None)
 
-    async def _passes(self, shared: Any, pr: Any) -> None:
-        executor, limit = executor_for(self)
-        refuse_batch_flow(self, executor)
-        await map_on_threads(
-            self,
-            lambda bp: self._orch(shared, {**self.params, **bp}),
-            pr,
-            executor=executor,
-            limit=limit,
-        )
-
     async def _run_async(self, shared: Any) -> Any:
+        # Inside an async flow: awaited on the flow's loop, which it does not block.
         pr = self.prep(shared) or []
-        await self._passes(shared, pr)
+        await fan_out(
+            self, pr, blocking=True, work=lambda bp: self._orch(shared, {**self.params, **bp})
+        )
         return self.post(shared, pr, None)
 
 

@@ -10,34 +10,23 @@ that picks the next node. Batch variants run ``exec`` once per item of what
 from __future__ import annotations
 
 import functools
-import time
 import warnings
-from collections.abc import Awaitable, Callable
-from typing import Any
-
-import anyio
+from collections.abc import Awaitable
+from typing import Any, ClassVar
 
 from pocketcore._core.executor import Executor
-from pocketcore._core.remote import detached, is_remote, shippable
-from pocketcore._dispatch.threads import map_on_threads, run_blocking
-from pocketcore._runtime.config import RunConfig, check_executor_value, check_limit
-from pocketcore._runtime.context import (
-    CUR_RETRY,
-    RUN,
-    THREAD_STOP,
-    Attempt,
-    ambient_config,
-    current_observer,
-    executor_for,
-    node_source,
-    observed_after,
-    observed_items,
-    observed_items_async,
-    observed_parallel,
-    observed_run,
-    observed_run_async,
-    own_executor,
+from pocketcore._dispatch.items import (
+    each,
+    each_async,
+    exec_item,
+    exec_item_async,
+    fan_out,
+    fan_out_blocking,
+    reraises,
 )
+from pocketcore._runtime import observe
+from pocketcore._runtime.config import check_executor_value, check_limit
+from pocketcore._runtime.context import CUR_RETRY, RUN, current_config
 
 __all__ = [
     "AsyncBatchNode",
@@ -77,6 +66,10 @@ class BaseNode:
 
     executor: str | Executor | None = None
     max_concurrency: int | None = None
+    #: Whether the class fans its items out through an executor (the
+    #: *Parallel* classes). A run whose graph has none never needs an executor,
+    #: so it never reads the executor settings.
+    fans_out: ClassVar[bool] = False
 
     def __init__(
         self, *, executor: str | Executor | None = None, max_concurrency: int | None = None
@@ -135,15 +128,7 @@ class BaseNode:
             # Nested in a run: part of it. Or an async node, whose _run raises
             # "Use run_async." as PocketFlow's does, before any config is read.
             return self._run(shared)
-        # A run of its own: resolve its configuration once, as run_async does.
-        cfg = ambient_config()
-        token = RUN.set(cfg)
-        try:
-            if cfg.observer is None:
-                return self._run(shared)
-            return observed_run(self, shared, cfg.observer, lambda: self._run(shared))
-        finally:
-            RUN.reset(token)
+        return observe.whole_run(current_config(), self, shared, lambda: self._run(shared))
 
     def __rshift__(self, other: BaseNode) -> BaseNode:
         return self.next(other)
@@ -213,38 +198,14 @@ class Node(BaseNode):
         else:
             self.__dict__["cur_retry"] = value
 
+    @reraises
     def exec_fallback(self, prep_res: Any, exc: Exception) -> Any:
         """Called with the last exception once every attempt failed; re-raises it by default."""
         raise exc
 
-    def _exec(self, prep_res: Any, attempt: Attempt | None = None) -> Any:
-        # The per-item pipeline, sync: attempts, waits, fallback. ``attempt``
-        # is given when items of this node run concurrently (see Attempt).
-        # As in PocketFlow, the counter lives in the instance dict (so a class
-        # attribute ``cur_retry`` is shadowed, not used), and whether to give
-        # up is decided on ``cur_retry`` after the attempt, so an ``exec`` that
-        # assigns it steers the loop.
-        d = self.__dict__
-        for n in range(self.max_retries):
-            d["cur_retry"] = n
-            if attempt is not None:
-                attempt.n = n
-            try:
-                return self.exec(prep_res)
-            except Exception as exc:
-                cur = d["cur_retry"] if attempt is None else attempt.n
-                if cur == self.max_retries - 1:
-                    return self.exec_fallback(prep_res, exc)
-                stop = THREAD_STOP.get()
-                if stop is None:
-                    if self.wait > 0:
-                        time.sleep(self.wait)
-                # On a worker thread of a batch that has failed or been
-                # cancelled, make no further attempt (and cut the wait short):
-                # the result would be dropped, and the caller is waiting.
-                elif stop.is_set() or (self.wait > 0 and stop.wait(self.wait)):
-                    raise
-        return None
+    def _exec(self, prep_res: Any) -> Any:
+        # The per-item pipeline (attempts, waits, fallback) lives in dispatch.
+        return exec_item(self, prep_res)
 
 
 class BatchNode(Node):
@@ -254,11 +215,8 @@ class BatchNode(Node):
     given to ``post`` is the list of per-item results.
     """
 
-    def _exec(self, items: Any, attempt: Attempt | None = None) -> Any:
-        obs = current_observer()
-        if obs is not None:
-            return observed_items(self, obs, items or [], lambda item: Node._exec(self, item))
-        return [Node._exec(self, item) for item in (items or [])]
+    def _exec(self, items: Any) -> Any:
+        return each(self, items or [], functools.partial(exec_item, self))
 
 
 class AsyncNode(Node):
@@ -274,6 +232,7 @@ class AsyncNode(Node):
     async def exec_async(self, prep_res: Any) -> Any:
         """Async :meth:`~BaseNode.exec`. Returns ``None`` by default."""
 
+    @reraises
     async def exec_fallback_async(self, prep_res: Any, exc: Exception) -> Any:
         """Async :meth:`~Node.exec_fallback`; re-raises ``exc`` by default."""
         raise exc
@@ -281,30 +240,9 @@ class AsyncNode(Node):
     async def post_async(self, shared: Any, prep_res: Any, exec_res: Any) -> Any:
         """Async :meth:`~BaseNode.post`. Returns ``None`` (the default action)."""
 
-    async def _exec(self, prep_res: Any, attempt: Attempt | None = None) -> Any:
-        # The per-item pipeline, async: attempts, waits, fallback. PocketFlow's
-        # async loop neither sets cur_retry nor reads it back; pocketcore sets
-        # it (so exec_async can read it) and, like PocketFlow, decides on the
-        # loop's own counter.
-        d = self.__dict__
-        if self.max_retries == 1:  # the usual case, without the loop's overhead
-            d["cur_retry"] = 0
-            try:
-                return await self.exec_async(prep_res)
-            except Exception as exc:
-                return await self.exec_fallback_async(prep_res, exc)
-        for n in range(self.max_retries):
-            d["cur_retry"] = n
-            if attempt is not None:
-                attempt.n = n
-            try:
-                return await self.exec_async(prep_res)
-            except Exception as exc:
-                if n == self.max_retries - 1:
-                    return await self.exec_fallback_async(prep_res, exc)
-                if self.wait > 0:
-                    await anyio.sleep(self.wait)
-        return None
+    def _exec(self, prep_res: Any) -> Awaitable[Any]:
+        # The async pipeline, in dispatch; handing back its coroutine costs no frame.
+        return exec_item_async(self, prep_res)
 
     async def run_async(self, shared: Any) -> Any:
         """Run this node (or flow) on the running event loop; return ``post_async``'s result.
@@ -321,16 +259,9 @@ class AsyncNode(Node):
             warnings.warn("Node won't run successors. Use AsyncFlow.", stacklevel=1)
         if RUN.get() is not None:
             return await self._run_async(shared)
-        cfg = ambient_config()
-        token = RUN.set(cfg)
-        try:
-            if cfg.observer is None:
-                return await self._run_async(shared)
-            return await observed_run_async(
-                self, shared, cfg.observer, lambda: self._run_async(shared)
-            )
-        finally:
-            RUN.reset(token)
+        return await observe.whole_run_async(
+            current_config(), self, shared, lambda: self._run_async(shared)
+        )
 
     async def _run_async(self, shared: Any) -> Any:
         p = await self.prep_async(shared)
@@ -341,48 +272,14 @@ class AsyncNode(Node):
         raise RuntimeError("Use run_async.")
 
 
-def _item_function(node: AsyncNode) -> Callable[[Any], Awaitable[Any]]:
-    """What the executor awaits for each item of ``node``'s parallel batch.
-
-    In the usual case (one attempt, the default fallback, which re-raises)
-    the per-item pipeline is just ``exec_async`` itself: every item's
-    ``cur_retry`` is 0, so no per-item counter is needed, and handing the
-    executor the bound method saves two coroutine frames per item. Otherwise
-    each item runs the full pipeline with its own counter.
-    """
-    if node.max_retries == 1 and type(node).exec_fallback_async is _default_fallback_async:
-        node.__dict__["cur_retry"] = 0
-        return node.exec_async
-    return functools.partial(_parallel_item, node)
-
-
-async def _parallel_item(node: AsyncNode, item: Any) -> Any:
-    """One item of a parallel batch: the async pipeline with its own ``cur_retry``."""
-    attempt = Attempt(node)
-    token = CUR_RETRY.set(attempt)
-    try:
-        return await AsyncNode._exec(node, item, attempt)
-    finally:
-        CUR_RETRY.reset(token)
-
-
-_default_fallback_async = AsyncNode.exec_fallback_async
-
-
 class AsyncBatchNode(AsyncNode, BatchNode):
     """An async batch node: ``exec_async`` runs once per item, one after another.
 
     ``None`` from ``prep_async`` is an empty batch.
     """
 
-    async def _exec(self, items: Any, attempt: Attempt | None = None) -> Any:
-        items = () if items is None else items
-        obs = current_observer()
-        if obs is not None:
-            return await observed_items_async(
-                self, obs, items, lambda item: AsyncNode._exec(self, item)
-            )
-        return [await AsyncNode._exec(self, item) for item in items]
+    async def _exec(self, items: Any) -> Any:
+        return await each_async(self, items, functools.partial(exec_item_async, self))
 
 
 class AsyncParallelBatchNode(AsyncNode, BatchNode):
@@ -395,22 +292,10 @@ class AsyncParallelBatchNode(AsyncNode, BatchNode):
     (the item's own) propagates. ``None`` from ``prep_async`` is an empty batch.
     """
 
-    async def _exec(self, items: Any, attempt: Attempt | None = None) -> Any:
-        executor, limit = executor_for(self)
-        items = () if items is None else items
-        obs = current_observer()
-        if is_remote(executor):
-            remote_fn = _item_function(detached(self))
-            items = shippable(self, executor, remote_fn, items)
-            if obs is not None:  # the observer stays here; see observed_after
-                return await observed_after(
-                    self, obs, items, lambda its: executor.map(remote_fn, its, limit=limit)
-                )
-            return await executor.map(remote_fn, items, limit=limit)
-        run_one = _item_function(self)
-        if obs is not None:
-            items, run_one = observed_parallel(self, obs, items, run_one)
-        return await executor.map(run_one, items, limit=limit)
+    fans_out = True
+
+    async def _exec(self, items: Any) -> Any:
+        return await fan_out(self, items)
 
 
 class ParallelBatchNode(BatchNode):
@@ -434,67 +319,13 @@ class ParallelBatchNode(BatchNode):
     it does not block. ``None`` from ``prep`` is an empty batch.
     """
 
-    def _exec(self, items: Any, attempt: Attempt | None = None) -> Any:
-        executor, _ = executor_for(self)
-        return run_blocking(executor, lambda: self._exec_on_threads(items))
+    fans_out = True
 
-    async def _exec_on_threads(self, items: Any) -> list[Any]:
-        executor, limit = executor_for(self)
-        items = () if items is None else items
-        if is_remote(executor):
-            work = _sync_item_function(detached(self))
-            items = shippable(self, executor, work, items)
-        else:
-            work = _sync_item_function(self)
-        return await map_on_threads(self, work, items, executor=executor, limit=limit)
+    def _exec(self, items: Any) -> Any:
+        return fan_out_blocking(self, items)
 
     async def _run_async(self, shared: Any) -> Any:
+        # Inside an async flow: awaited on the flow's loop, which it does not block.
         p = self.prep(shared)
-        e = await self._exec_on_threads(p)
+        e = await fan_out(self, p, blocking=True)
         return self.post(shared, p, e)
-
-
-def _sync_item_function(node: Node) -> Callable[[Any], Any]:
-    """What a worker thread runs for each item (see :func:`_item_function`)."""
-    if node.max_retries == 1 and type(node).exec_fallback is _default_fallback:
-        node.__dict__["cur_retry"] = 0
-        return node.exec
-    return functools.partial(_sync_parallel_item, node)
-
-
-def _sync_parallel_item(node: Node, item: Any) -> Any:
-    """One item of a threaded batch: the sync pipeline with its own ``cur_retry``."""
-    attempt = Attempt(node)
-    token = CUR_RETRY.set(attempt)
-    try:
-        return Node._exec(node, item, attempt)
-    finally:
-        CUR_RETRY.reset(token)
-
-
-_default_fallback = Node.exec_fallback
-
-
-def validate_graph(target: BaseNode, cfg: RunConfig) -> None:
-    """Check every reachable node's own executor and limit before anything runs.
-
-    Walks successors and nested flows once each (loops are fine); successors
-    that are not nodes end a flow, as in PocketFlow, and are skipped.
-
-    Raises:
-        ConfigError: For the first node whose settings are unusable in ``cfg``.
-    """
-    seen = {id(target)}
-    stack = [target]
-    while stack:
-        node = stack.pop()
-        own = own_executor(node)
-        if own is not None:
-            cfg.lookup(own, node_source(node, "executor"))
-        if node.max_concurrency is not None:
-            check_limit(node.max_concurrency, node_source(node, "max_concurrency"))
-        inner = getattr(node, "start_node", None)
-        for nxt in (*node.successors.values(), inner):
-            if isinstance(nxt, BaseNode) and id(nxt) not in seen:
-                seen.add(id(nxt))
-                stack.append(nxt)

@@ -1,18 +1,22 @@
-"""Configuration resolution: which executor and which limit a run uses.
+"""Configuration: every setting with the place it came from, read only when it is needed.
 
-Most specific first: the node's or flow's own ``executor`` /
-``max_concurrency``; the arguments of :func:`pocketcore.run`; the environment
+Most specific first: the node's or flow's own attribute (``executor``,
+``max_concurrency``); the arguments of :func:`pocketcore.run`; the environment
 (``POCKETCORE_EXECUTOR``, ``POCKETCORE_MAX_CONCURRENCY``); ``pocketcore.toml``
 in the working directory, else ``[tool.pocketcore]`` in its
 ``pyproject.toml``; the default (the executor named after the running
-backend). Run-level settings are resolved once per run; node attributes are
-looked at when that node fans out.
+backend).
+
+A run resolves each run-level setting once, and only when something asks for
+it: a flow with no parallel node never reads the environment or the files,
+so, as with PocketFlow, whatever they hold cannot stop it.
 """
 
 from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Callable
 from typing import Any
 
 import attrs
@@ -28,16 +32,13 @@ else:  # pragma: no cover - exercised on Python 3.10 only
 
 __all__ = [
     "RunConfig",
+    "RunSettings",
     "Setting",
     "check_executor_value",
     "check_limit",
+    "lookup_executor",
     "plugin_settings",
-    "resolve_run",
 ]
-
-EXECUTOR_ENV = "POCKETCORE_EXECUTOR"
-LIMIT_ENV = "POCKETCORE_MAX_CONCURRENCY"
-FILE_KEYS = ("executor", "max_concurrency")
 
 
 @attrs.frozen
@@ -82,69 +83,88 @@ def check_executor_value(value: object, source: str) -> str | Executor | None:
     )
 
 
-def _env_settings() -> tuple[Setting | None, Setting | None]:
-    executor = limit = None
-    raw = os.environ.get(EXECUTOR_ENV, "").strip()
-    if raw:
-        executor = Setting(raw, f"environment variable {EXECUTOR_ENV}")
-    raw = os.environ.get(LIMIT_ENV, "").strip()
-    if raw:
-        source = f"environment variable {LIMIT_ENV}"
-        try:
-            value = int(raw)
-        except ValueError:
-            raise ConfigError(
-                f"max_concurrency must be an integer >= 1, got {raw!r} from {source}"
-            ) from None
-        limit = Setting(check_limit(value, source), source)
-    return executor, limit
+def _check_executor_name(value: object, source: str) -> str:
+    if not isinstance(value, str) or not value:
+        raise ConfigError(f"executor must be a non-empty string, got {value!r} from {source}")
+    return value
 
 
-def _load_toml(path: str) -> dict[str, Any]:
+def _parse_int(text: str, source: str) -> int | None:
+    try:
+        value = int(text)
+    except ValueError:
+        raise ConfigError(
+            f"max_concurrency must be an integer >= 1, got {text!r} from {source}"
+        ) from None
+    return check_limit(value, source)
+
+
+@attrs.frozen
+class _Spec:
+    """How one run-level setting is read: its variable, and its checks for text and values."""
+
+    env: str
+    from_text: Callable[[str, str], Any]
+    from_value: Callable[[object, str], Any]
+
+
+# The run-level settings. A new one is a line here, plus where it is used.
+SPECS: dict[str, _Spec] = {
+    "executor": _Spec("POCKETCORE_EXECUTOR", _check_executor_name, _check_executor_name),
+    "max_concurrency": _Spec("POCKETCORE_MAX_CONCURRENCY", _parse_int, check_limit),
+}
+
+
+def _env_setting(key: str) -> Setting | None:
+    spec = SPECS[key]
+    raw = os.environ.get(spec.env, "").strip()
+    if not raw:
+        return None
+    source = f"environment variable {spec.env}"
+    return Setting(spec.from_text(raw, source), source)
+
+
+def _load_toml(path: str, name: str) -> dict[str, Any]:
+    # Whatever makes the file unreadable (a directory, bytes that are not
+    # UTF-8, nesting deeper than the parser's recursion, bad syntax) is the
+    # file's fault, and the error says which file.
     try:
         with open(path, "rb") as f:
             data: dict[str, Any] = tomllib.load(f)
-            return data
     except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path} is not valid TOML: {exc}") from None
-
-
-def _table_settings(table: dict[str, Any], where: str) -> tuple[Setting | None, Setting | None]:
-    for key, value in table.items():
-        # Sub-tables belong to plugins ([tool.pocketcore.<plugin>]).
-        if key not in FILE_KEYS and not isinstance(value, dict):
-            raise ConfigError(f"unknown key {key!r} in {where}; known keys: {', '.join(FILE_KEYS)}")
-    executor = limit = None
-    if "executor" in table:
-        source = f"key 'executor' in {where}"
-        value = table["executor"]
-        if not isinstance(value, str) or not value:
-            raise ConfigError(f"executor must be a non-empty string, got {value!r} from {source}")
-        executor = Setting(value, source)
-    if "max_concurrency" in table:
-        source = f"key 'max_concurrency' in {where}"
-        limit = Setting(check_limit(table["max_concurrency"], source), source)
-    return executor, limit
+        raise ConfigError(f"{name} is not valid TOML: {exc} ({path})") from None
+    except (OSError, ValueError, RecursionError) as exc:
+        reason = "nested too deeply" if isinstance(exc, RecursionError) else exc
+        raise ConfigError(f"cannot read {name}: {reason} ({path})") from None
+    return data
 
 
 @attrs.frozen
 class _FileTable:
-    """The pocketcore table of one configuration file, and the run settings in it."""
+    """The pocketcore table of one configuration file, with its settings checked."""
 
     table: dict[str, Any]
     where: str
-    executor: Setting | None
-    limit: Setting | None
+    settings: dict[str, Setting]
 
 
-# (path, mtime, size) -> what that file holds (None: no pocketcore table).
-_file_cache: dict[tuple[str, int, int], _FileTable | None] = {}
+def _table_settings(table: dict[str, Any], where: str) -> dict[str, Setting]:
+    found = {}
+    for key, value in table.items():
+        if isinstance(value, dict):  # sub-tables belong to plugins ([tool.pocketcore.<plugin>])
+            continue
+        spec = SPECS.get(key)
+        if spec is None:
+            raise ConfigError(f"unknown key {key!r} in {where}; known keys: {', '.join(SPECS)}")
+        source = f"key {key!r} in {where}"
+        found[key] = Setting(spec.from_value(value, source), source)
+    return found
 
 
 def _read_table(path: str, name: str) -> _FileTable | None:
-    data = _load_toml(path)
+    data = _load_toml(path, name)
     if name == "pocketcore.toml":
-        return _FileTable(data, "pocketcore.toml", *_table_settings(data, "pocketcore.toml"))
+        return _FileTable(data, name, _table_settings(data, name))
     tool = data.get("tool", {})
     table: object = tool.get("pocketcore") if isinstance(tool, dict) else None
     if table is None:
@@ -152,14 +172,21 @@ def _read_table(path: str, name: str) -> _FileTable | None:
     if not isinstance(table, dict):
         raise ConfigError(f"[tool.pocketcore] in pyproject.toml must be a table, got {table!r}")
     where = "pyproject.toml [tool.pocketcore]"
-    return _FileTable(table, where, *_table_settings(table, where))
+    return _FileTable(table, where, _table_settings(table, where))
+
+
+# (path, mtime, size) -> what that file holds (None: no pocketcore table).
+_file_cache: dict[tuple[str, int, int], _FileTable | None] = {}
 
 
 def _file_table(cwd: str) -> _FileTable | None:
     """The table of ``pocketcore.toml``, else of ``pyproject.toml``, in ``cwd``.
 
-    Files are parsed once and re-read only when they change (a ``stat`` per
-    run is all a run pays).
+    Files are parsed once and re-read only when they change.
+
+    Raises:
+        ConfigError: The file cannot be read or holds a bad value; the
+            message names the file.
     """
     for name in ("pocketcore.toml", "pyproject.toml"):
         path = os.path.join(cwd, name)
@@ -175,11 +202,6 @@ def _file_table(cwd: str) -> _FileTable | None:
         if found is not None:
             return found
     return None
-
-
-def _file_settings(cwd: str) -> tuple[Setting | None, Setting | None]:
-    found = _file_table(cwd)
-    return (None, None) if found is None else (found.executor, found.limit)
 
 
 def plugin_settings(name: str, *, cwd: str | None = None) -> tuple[dict[str, Any], str | None]:
@@ -198,7 +220,8 @@ def plugin_settings(name: str, *, cwd: str | None = None) -> tuple[dict[str, Any
         where it was found, for error messages (``None`` when absent).
 
     Raises:
-        ConfigError: The file is not valid TOML, or ``name`` is not a table.
+        ConfigError: The file cannot be read or is not valid TOML, or ``name``
+            is not a table.
     """
     found = _file_table(os.getcwd() if cwd is None else cwd)
     if found is None or name not in found.table:
@@ -214,9 +237,61 @@ def plugin_settings(name: str, *, cwd: str | None = None) -> tuple[dict[str, Any
     return table, where
 
 
+@attrs.define
+class RunSettings:
+    """The run-level settings of one run, each resolved on first use and then kept.
+
+    A setting comes from the run's arguments, else the environment, else the
+    configuration file of the working directory. The environment and the
+    file are only consulted for a setting that something asks for.
+
+    Args:
+        arguments: The settings given to :func:`pocketcore.run` (already checked).
+        cwd: Where the configuration file is looked for.
+    """
+
+    arguments: dict[str, Setting] = attrs.field(factory=dict)
+    cwd: str = attrs.field(factory=os.getcwd)
+    _resolved: dict[str, Setting | None] = attrs.field(factory=dict, init=False)
+
+    def get(self, key: str) -> Setting | None:
+        """The setting ``key`` (a key of :data:`SPECS`), or ``None`` when nothing sets it.
+
+        Raises:
+            ConfigError: The environment or the file holds an unusable value,
+                or the file cannot be read; the message names which.
+        """
+        try:
+            return self._resolved[key]
+        except KeyError:
+            pass
+        found = self.arguments.get(key) or _env_setting(key)
+        if found is None:
+            table = _file_table(self.cwd)
+            found = None if table is None else table.settings.get(key)
+        self._resolved[key] = found
+        return found
+
+
+def run_arguments(executor: object = None, max_concurrency: object = None) -> dict[str, Setting]:
+    """Check the settings given to :func:`pocketcore.run`; return those that were given.
+
+    Raises:
+        ConfigError: A value has the wrong type or is out of range.
+    """
+    found = {}
+    if executor is not None:
+        source = "argument executor= of pocketcore.run()"
+        found["executor"] = Setting(check_executor_value(executor, source), source)
+    if max_concurrency is not None:
+        source = "argument max_concurrency= of pocketcore.run()"
+        found["max_concurrency"] = Setting(check_limit(max_concurrency, source), source)
+    return found
+
+
 @attrs.frozen
 class RunConfig:
-    """What one run resolved: its backend, its executor and its limit.
+    """What one run uses: its backend, its settings and its plugins.
 
     A flow with settings of its own runs its nodes under a :meth:`scoped`
     copy, so its ``executor`` / ``max_concurrency`` apply to everything inside
@@ -225,28 +300,32 @@ class RunConfig:
     Attributes:
         backend: The async library the run is on (``"asyncio"``, ``"trio"``)
             or ``None`` for a run with no event loop (a sync flow).
-        executor_value: The executor for parallel nodes without their own: a
-            name or an executor object.
-        executor_source: Where that choice came from.
-        limit: The concurrency limit (``None``: unlimited).
-        limit_source: Where the limit came from.
+        settings: The run-level settings, read on first use.
         registry: The registry executor names are looked up in.
         observer: Where lifecycle events go, or ``None`` when no plugin listens.
+        scope: Settings a flow put in force for the nodes inside it; they
+            win over :attr:`settings`.
     """
 
     backend: str | None
-    executor_value: str | Executor
-    executor_source: str
-    limit: int | None
-    limit_source: str
+    settings: RunSettings
     registry: Registry
     observer: Observer | None = None
+    scope: dict[str, Setting] = attrs.field(factory=dict)
     # Shared by scoped copies: a name is looked up (and checked) once per run.
     by_name: dict[str, Executor] = attrs.field(factory=dict, eq=False, repr=False)
 
+    def setting(self, key: str) -> Setting | None:
+        """The setting ``key`` in force here: a flow's, else the run's."""
+        found = self.scope.get(key)
+        return self.settings.get(key) if found is None else found
+
     @property
     def executor(self) -> Executor:
-        """The executor object for ``executor_value``.
+        """The executor for parallel nodes without one of their own.
+
+        With none configured, the default is the executor named after the
+        backend (``asyncio`` on asyncio, ``trio`` on trio).
 
         Raises:
             ConfigError: The name is unknown or the executor cannot run on
@@ -254,7 +333,17 @@ class RunConfig:
                 here, when a parallel node needs it, so flows without
                 parallel nodes run even with no executor plugin loaded.
         """
-        return self.lookup(self.executor_value, self.executor_source)
+        chosen = self.setting("executor")
+        if chosen is None:
+            name = self.backend or "asyncio"
+            chosen = Setting(name, f"the default for the {name} backend")
+        return self.lookup(chosen.value, chosen.source)
+
+    @property
+    def limit(self) -> int | None:
+        """The concurrency limit for parallel nodes without one of their own (``None``: none)."""
+        chosen = self.setting("max_concurrency")
+        return None if chosen is None else chosen.value
 
     def lookup(self, value: str | Executor, source: str) -> Executor:
         """Resolve an executor name or object and check it fits this run's backend."""
@@ -278,15 +367,15 @@ class RunConfig:
         Raises:
             ConfigError: The flow's executor is unusable in this run.
         """
-        cfg = self
+        scope = dict(self.scope)
         if executor is not None:
             exe_source = f"attribute executor of {source}"
             self.lookup(executor, exe_source)  # fail early, not at the first fan-out
-            cfg = attrs.evolve(cfg, executor_value=executor, executor_source=exe_source)
+            scope["executor"] = Setting(executor, exe_source)
         if limit is not None:
             lim_source = f"attribute max_concurrency of {source}"
-            cfg = attrs.evolve(cfg, limit=check_limit(limit, lim_source), limit_source=lim_source)
-        return cfg
+            scope["max_concurrency"] = Setting(check_limit(limit, lim_source), lim_source)
+        return attrs.evolve(self, scope=scope)
 
 
 def lookup_executor(
@@ -310,65 +399,3 @@ def check_backend(executor: Executor, backend: str | None, source: str) -> None:
             f"executor {executor.name!r} (from {source}) needs the {needs} backend, "
             f"but this run is on {backend}"
         )
-
-
-def run_level_settings(
-    executor: object = None, max_concurrency: object = None, *, cwd: str | None = None
-) -> tuple[Setting | None, Setting | None]:
-    """The run-level executor and limit, from arguments, environment and file.
-
-    Returns ``(executor, limit)`` settings, each ``None`` when nothing set it.
-    """
-    exe = lim = None
-    if executor is not None:
-        source = "argument executor= of pocketcore.run()"
-        exe = Setting(check_executor_value(executor, source), source)
-    if max_concurrency is not None:
-        source = "argument max_concurrency= of pocketcore.run()"
-        lim = Setting(check_limit(max_concurrency, source), source)
-    if exe is None or lim is None:
-        env_exe, env_lim = _env_settings()
-        exe, lim = exe or env_exe, lim or env_lim
-    if exe is None or lim is None:
-        file_exe, file_lim = _file_settings(os.getcwd() if cwd is None else cwd)
-        exe, lim = exe or file_exe, lim or file_lim
-    return exe, lim
-
-
-def resolve_run(
-    backend: str | None,
-    executor: Setting | None,
-    limit: Setting | None,
-    registry: Registry,
-) -> RunConfig:
-    """Build the :class:`RunConfig` of a run on ``backend``.
-
-    A configured executor name must exist; whether the executor can run on
-    ``backend`` is checked when a node first uses it. With none configured,
-    the default is the executor named after the backend (``asyncio`` on
-    asyncio, ``trio`` on trio), looked up only when a parallel node needs it.
-
-    Raises:
-        ConfigError: The configured executor name is unknown.
-    """
-    if executor is None:
-        name = backend or "asyncio"
-        executor = Setting(name, f"the default for the {name} backend")
-        explicit = False
-    else:
-        explicit = True
-    cfg = RunConfig(
-        backend=backend,
-        executor_value=executor.value,
-        executor_source=executor.source,
-        limit=None if limit is None else limit.value,
-        limit_source="no limit configured" if limit is None else limit.source,
-        registry=registry,
-        observer=registry.observer,
-    )
-    if explicit and isinstance(executor.value, str):
-        # An unknown name is reported now. Whether the executor suits the
-        # backend is checked when a node uses it: a flow with an executor of
-        # its own may never fall back to the run's.
-        registry.get_executor(executor.value, source=executor.source)
-    return cfg

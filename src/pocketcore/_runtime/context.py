@@ -1,4 +1,4 @@
-"""Per-run and per-item state, carried in context variables.
+"""The run in progress and the item in progress, carried in context variables.
 
 Context variables are copied into every task an executor starts, so each
 concurrently running item sees its own retry counter and every task of a run
@@ -8,27 +8,25 @@ sees the run's configuration, on asyncio and trio alike.
 from __future__ import annotations
 
 import threading
-from collections.abc import Awaitable, Callable, Iterable
 from contextvars import ContextVar, Token
 from typing import Any
 
 import sniffio
 
 from pocketcore._core.executor import Executor
-from pocketcore._plugins.registry import Observer, get_registry
-
-from .config import RunConfig, check_limit, resolve_run, run_level_settings
+from pocketcore._plugins.registry import get_registry
+from pocketcore._runtime.config import RunConfig, RunSettings, check_limit
 
 __all__ = [
     "CUR_RETRY",
     "RUN",
     "THREAD_STOP",
     "Attempt",
-    "ambient_config",
+    "current_config",
     "enter_scope",
     "executor_for",
+    "new_run",
     "node_source",
-    "observed_after",
     "own_executor",
 ]
 
@@ -54,27 +52,44 @@ class Attempt:
 
 
 CUR_RETRY: ContextVar[Attempt | None] = ContextVar("pocketcore_cur_retry", default=None)
+"""The :class:`Attempt` of the batch item executing in this context, if any."""
 
 THREAD_STOP: ContextVar[threading.Event | None] = ContextVar("pocketcore_thread_stop", default=None)
 """Set on a worker thread running a batch item: tells the item's retry loop the
 batch is over (failed or cancelled), so it makes no further attempts."""
-"""The :class:`Attempt` of the batch item executing in this context, if any."""
 
 
-def ambient_config() -> RunConfig:
-    """Resolve a run configuration for the event loop running now.
+def new_run(backend: str | None, settings: RunSettings | None = None) -> RunConfig:
+    """The configuration of a new run on ``backend`` (``None``: no event loop).
 
-    Used when a flow is started with ``await flow.run_async(shared)`` rather
-    than through :func:`pocketcore.run`: arguments do not exist there, so the
-    environment, then the configuration file, then the backend's default
-    decide.
+    Nothing is read from the environment or the files here: each setting is
+    read when something first asks for it.
     """
+    registry = get_registry()
+    return RunConfig(
+        backend=backend,
+        settings=RunSettings() if settings is None else settings,
+        registry=registry,
+        observer=registry.observer,
+    )
+
+
+def current_config() -> RunConfig:
+    """The configuration of the run in progress.
+
+    A node started with ``await node.run_async(shared)`` (or ``node.run``)
+    rather than through :func:`pocketcore.run` has no run yet: it gets one
+    for the event loop running now, with settings from the environment, then
+    the configuration file, then the backend's default.
+    """
+    cfg = RUN.get()
+    if cfg is not None:
+        return cfg
     try:
         backend: str | None = sniffio.current_async_library()
     except sniffio.AsyncLibraryNotFoundError:
         backend = None
-    executor, limit = run_level_settings()
-    return resolve_run(backend, executor, limit, get_registry())
+    return new_run(backend)
 
 
 def node_source(node: Any, attr: str) -> str:
@@ -103,11 +118,10 @@ def executor_for(node: Any) -> tuple[Executor, int | None]:
 
     Raises:
         ConfigError: The node names an unknown executor, one that cannot run on
-            this run's backend, or a bad limit.
+            this run's backend, or a bad limit; or the run's settings are
+            unusable.
     """
-    cfg = RUN.get()
-    if cfg is None:
-        cfg = ambient_config()
+    cfg = current_config()
     own = own_executor(node)
     executor = cfg.executor if own is None else cfg.lookup(own, node_source(node, "executor"))
     limit = node.max_concurrency
@@ -129,152 +143,4 @@ def enter_scope(flow: Any) -> Token[RunConfig | None] | None:
     limit = flow.max_concurrency
     if own is None and limit is None:
         return None
-    cfg = RUN.get()
-    if cfg is None:
-        cfg = ambient_config()
-    source = type(flow).__name__
-    return RUN.set(cfg.scoped(own, limit, source))
-
-
-def current_observer() -> Observer | None:
-    """Where lifecycle events of the current run go; ``None`` when nobody listens."""
-    cfg = RUN.get()
-    return get_registry().observer if cfg is None else cfg.observer
-
-
-def batch_size(items: Any) -> int | None:
-    """The number of items, when the iterable knows it."""
-    try:
-        return len(items)
-    except TypeError:
-        return None
-
-
-def observed_items(
-    node: Any, obs: Observer, items: Iterable[Any], run_one: Callable[[Any], Any]
-) -> list[Any]:
-    """Run ``run_one`` on each item in order, reporting the batch and each item."""
-    obs.batch_start(node=node, size=batch_size(items))
-    results = []
-    for index, item in enumerate(items):
-        try:
-            result = run_one(item)
-        except BaseException as exc:
-            obs.batch_item_done(node=node, index=index, result=None, exception=exc)
-            raise
-        obs.batch_item_done(node=node, index=index, result=result, exception=None)
-        results.append(result)
-    return results
-
-
-async def observed_items_async(
-    node: Any,
-    obs: Observer,
-    items: Iterable[Any],
-    run_one: Callable[[Any], Awaitable[Any]],
-) -> list[Any]:
-    """:func:`observed_items` for an async ``run_one``."""
-    obs.batch_start(node=node, size=batch_size(items))
-    results = []
-    for index, item in enumerate(items):
-        try:
-            result = await run_one(item)
-        except BaseException as exc:
-            obs.batch_item_done(node=node, index=index, result=None, exception=exc)
-            raise
-        obs.batch_item_done(node=node, index=index, result=result, exception=None)
-        results.append(result)
-    return results
-
-
-def observed_parallel(
-    node: Any, obs: Observer, items: Iterable[Any], run_one: Callable[[Any], Awaitable[Any]]
-) -> tuple[Iterable[Any], Callable[[Any], Awaitable[Any]]]:
-    """Wrap the items and the per-item function of a parallel batch to report them.
-
-    Returns what to hand the executor instead: ``(index, item)`` pairs and a
-    function that runs one pair and reports it from the item's own task.
-    """
-    obs.batch_start(node=node, size=batch_size(items))
-
-    async def run_indexed(pair: tuple[int, Any]) -> Any:
-        index, item = pair
-        try:
-            result = await run_one(item)
-        except BaseException as exc:
-            obs.batch_item_done(node=node, index=index, result=None, exception=exc)
-            raise
-        obs.batch_item_done(node=node, index=index, result=result, exception=None)
-        return result
-
-    return enumerate(items), run_indexed
-
-
-async def observed_after(
-    node: Any,
-    obs: Observer,
-    items: Iterable[Any],
-    run_batch: Callable[[Iterable[Any]], Awaitable[list[Any]]],
-) -> list[Any]:
-    """Report a batch whose calls run elsewhere: its items once the results are back.
-
-    A remote executor cannot carry an observer to its workers, so the batch
-    is announced here and each item reported when ``run_batch`` returns. When
-    the batch fails, which of its items finished is not known here, and none
-    is reported.
-    """
-    obs.batch_start(node=node, size=batch_size(items))
-    results = await run_batch(items)
-    for index, result in enumerate(results):
-        obs.batch_item_done(node=node, index=index, result=result, exception=None)
-    return results
-
-
-def observed_step(node: Any, shared: Any, obs: Observer) -> Any:
-    """Run one flow step, reporting its start and end."""
-    obs.node_start(node=node, shared=shared)
-    try:
-        action = node._run(shared)
-    except BaseException as exc:
-        obs.node_end(node=node, shared=shared, action=None, exception=exc)
-        raise
-    obs.node_end(node=node, shared=shared, action=action, exception=None)
-    return action
-
-
-async def observed_step_async(node: Any, shared: Any, obs: Observer) -> Any:
-    """Run one async node's step, reporting its start and end."""
-    obs.node_start(node=node, shared=shared)
-    try:
-        action = await node._run_async(shared)
-    except BaseException as exc:
-        obs.node_end(node=node, shared=shared, action=None, exception=exc)
-        raise
-    obs.node_end(node=node, shared=shared, action=action, exception=None)
-    return action
-
-
-def observed_run(target: Any, shared: Any, obs: Observer, run: Callable[[], Any]) -> Any:
-    """Run a whole run, reporting its start and end."""
-    obs.run_start(target=target, shared=shared)
-    try:
-        result = run()
-    except BaseException as exc:
-        obs.run_end(target=target, shared=shared, result=None, exception=exc)
-        raise
-    obs.run_end(target=target, shared=shared, result=result, exception=None)
-    return result
-
-
-async def observed_run_async(
-    target: Any, shared: Any, obs: Observer, run: Callable[[], Awaitable[Any]]
-) -> Any:
-    """:func:`observed_run` for an async run."""
-    obs.run_start(target=target, shared=shared)
-    try:
-        result = await run()
-    except BaseException as exc:
-        obs.run_end(target=target, shared=shared, result=None, exception=exc)
-        raise
-    obs.run_end(target=target, shared=shared, result=result, exception=None)
-    return result
+    return RUN.set(current_config().scoped(own, limit, type(flow).__name__))

@@ -1,0 +1,244 @@
+"""Dispatch: the one place where a node's items meet their pipeline and an executor.
+
+Every ``exec`` of every node runs through here:
+
+* :func:`exec_item` / :func:`exec_item_async` are the per-item pipeline:
+  attempts, the wait between them, the fallback, and the per-item
+  ``cur_retry``. A plain node runs its one input through it, a batch node
+  each item.
+* :func:`each` / :func:`each_async` run a sequential batch (``BatchNode``,
+  ``AsyncBatchNode``, the passes of ``BatchFlow`` and ``AsyncBatchFlow``).
+* :func:`fan_out` runs a parallel batch (the four *Parallel* classes): it
+  resolves the executor, prepares the work for a remote executor or worker
+  threads, applies observation and calls the executor.
+
+A per-item control (a cache lookup, a rate limit, a timeout per attempt)
+belongs in this module: in the pipeline when it wraps one item or one
+attempt, in :func:`fan_out` when it paces a whole batch.
+"""
+
+from __future__ import annotations
+
+import functools
+import time
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any, TypeVar
+
+import anyio
+
+from pocketcore._core.executor import capabilities
+from pocketcore._core.remote import detached, refuse_batch_flow, shippable
+from pocketcore._dispatch.threads import call_sync, on_threads, run_blocking
+from pocketcore._runtime import observe
+from pocketcore._runtime.context import CUR_RETRY, THREAD_STOP, Attempt, executor_for
+
+__all__ = [
+    "each",
+    "each_async",
+    "exec_item",
+    "exec_item_async",
+    "fan_out",
+    "fan_out_blocking",
+    "reraises",
+]
+
+
+# --- the per-item pipeline ---------------------------------------------------
+
+
+def exec_item(node: Any, item: Any, attempt: Attempt | None = None) -> Any:
+    """Run ``node.exec(item)`` with the node's attempts, waits and fallback (sync).
+
+    ``attempt`` is given when items of ``node`` run concurrently (see
+    :class:`~pocketcore._runtime.context.Attempt`). As in PocketFlow, the
+    counter lives in the instance dict (so a class attribute ``cur_retry`` is
+    shadowed, not used), and whether to give up is decided on ``cur_retry``
+    after the attempt, so an ``exec`` that assigns it steers the loop.
+    """
+    d = node.__dict__
+    for n in range(node.max_retries):
+        d["cur_retry"] = n
+        if attempt is not None:
+            attempt.n = n
+        try:
+            return node.exec(item)
+        except Exception as exc:
+            cur = d["cur_retry"] if attempt is None else attempt.n
+            if cur == node.max_retries - 1:
+                return node.exec_fallback(item, exc)
+            stop = THREAD_STOP.get()
+            if stop is None:
+                if node.wait > 0:
+                    time.sleep(node.wait)
+            # On a worker thread of a batch that has failed or been
+            # cancelled, make no further attempt (and cut the wait short):
+            # the result would be dropped, and the caller is waiting.
+            elif stop.is_set() or (node.wait > 0 and stop.wait(node.wait)):
+                raise
+    return None
+
+
+async def exec_item_async(node: Any, item: Any, attempt: Attempt | None = None) -> Any:
+    """Run ``await node.exec_async(item)`` with attempts, waits and fallback.
+
+    PocketFlow's async loop neither sets ``cur_retry`` nor reads it back;
+    pocketcore sets it (so ``exec_async`` can read it) and, like PocketFlow,
+    decides on the loop's own counter.
+    """
+    d = node.__dict__
+    if node.max_retries == 1:  # the usual case, without the loop's overhead
+        d["cur_retry"] = 0
+        try:
+            return await node.exec_async(item)
+        except Exception as exc:
+            return await node.exec_fallback_async(item, exc)
+    for n in range(node.max_retries):
+        d["cur_retry"] = n
+        if attempt is not None:
+            attempt.n = n
+        try:
+            return await node.exec_async(item)
+        except Exception as exc:
+            if n == node.max_retries - 1:
+                return await node.exec_fallback_async(item, exc)
+            if node.wait > 0:
+                await anyio.sleep(node.wait)
+    return None
+
+
+def _concurrent_item(node: Any, item: Any) -> Any:
+    """One item of a concurrent sync batch: the pipeline with its own ``cur_retry``."""
+    attempt = Attempt(node)
+    token = CUR_RETRY.set(attempt)
+    try:
+        return exec_item(node, item, attempt)
+    finally:
+        CUR_RETRY.reset(token)
+
+
+async def _concurrent_item_async(node: Any, item: Any) -> Any:
+    """One item of a concurrent async batch: the pipeline with its own ``cur_retry``."""
+    attempt = Attempt(node)
+    token = CUR_RETRY.set(attempt)
+    try:
+        return await exec_item_async(node, item, attempt)
+    finally:
+        CUR_RETRY.reset(token)
+
+
+def _pipeline(node: Any, *, blocking: bool) -> Callable[[Any], Any]:
+    """What runs for each item of ``node``'s parallel batch.
+
+    In the usual case (one attempt, the default fallback, which re-raises)
+    the pipeline is just ``exec`` / ``exec_async`` itself: every item's
+    ``cur_retry`` is 0, so no per-item counter is needed, and handing the
+    executor the bound method saves two frames per item. Otherwise each item
+    runs the full pipeline with its own counter.
+    """
+    cls = type(node)
+    fallback = cls.exec_fallback if blocking else cls.exec_fallback_async
+    if node.max_retries == 1 and _reraises(fallback):
+        node.__dict__["cur_retry"] = 0
+        return node.exec if blocking else node.exec_async  # type: ignore[no-any-return]
+    return functools.partial(_concurrent_item if blocking else _concurrent_item_async, node)
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def reraises(fallback: F) -> F:
+    """Declare that a fallback method only re-raises the exception it is given.
+
+    The node classes mark their default ``exec_fallback`` /
+    ``exec_fallback_async`` with it. A node whose fallback is so marked and
+    that makes one attempt gets the cheaper pipeline of :func:`_pipeline`.
+    """
+    fallback.__pocketcore_reraises__ = True  # type: ignore[attr-defined]
+    return fallback
+
+
+def _reraises(fallback: object) -> bool:
+    return getattr(fallback, "__pocketcore_reraises__", False) is True
+
+
+# --- sequential batches --------------------------------------------------------
+
+
+def each(owner: Any, items: Iterable[Any] | None, fn: Callable[[Any], Any]) -> list[Any]:
+    """Run ``fn`` on each item in order (``None`` is an empty batch), observed."""
+    batch, run_one = observe.items(owner, () if items is None else items, fn)
+    return [run_one(item) for item in batch]
+
+
+async def each_async(
+    owner: Any, items: Iterable[Any] | None, fn: Callable[[Any], Awaitable[Any]]
+) -> list[Any]:
+    """:func:`each` for an async ``fn``."""
+    batch, run_one = observe.items_async(owner, () if items is None else items, fn)
+    return [await run_one(item) for item in batch]
+
+
+# --- parallel batches: the fan-out ---------------------------------------------
+
+
+async def fan_out(
+    owner: Any,
+    items: Iterable[Any] | None,
+    *,
+    blocking: bool = False,
+    work: Callable[[Any], Any] | None = None,
+) -> list[Any]:
+    """Run every item of ``owner``'s parallel batch through the run's executor.
+
+    Args:
+        owner: The parallel node or batch flow; its own ``executor`` /
+            ``max_concurrency`` win over the run's.
+        items: The batch (``None`` is an empty one), pulled lazily.
+        blocking: The per-item work is sync: it runs on worker threads, or
+            through the executor's own ``map_blocking``.
+        work: The per-item function of a batch flow's passes, which read and
+            write the shared store and so must stay in this process (a remote
+            executor is refused). By default, the node's ``exec`` pipeline,
+            which may travel to a remote executor with a detached copy of
+            the node.
+
+    Returns:
+        The results in input order.
+
+    Raises:
+        ConfigError: The executor is unusable, or remote for a batch flow.
+        PocketcoreError: The work or an item cannot be sent to a remote executor.
+        BaseException: The first item's failure, unchanged.
+    """
+    executor, limit = executor_for(owner)
+    caps = capabilities(executor)
+    batch: Iterable[Any] = () if items is None else items
+    if caps.remote:
+        if work is not None:
+            refuse_batch_flow(owner, executor)
+        fn = _pipeline(detached(owner), blocking=blocking)
+        batch = shippable(owner, executor, fn, batch)
+    else:
+        fn = work if work is not None else _pipeline(owner, blocking=blocking)
+    if blocking and caps.map_blocking is not None:
+        run_blocking_batch = caps.map_blocking
+        return await observe.items_after(
+            owner, batch, lambda its: run_blocking_batch(fn, its, limit=limit)
+        )
+    if caps.remote:  # the executor's processes run the calls, and cannot report them
+        call = functools.partial(call_sync, fn) if blocking else fn
+        return await observe.items_after(
+            owner, batch, lambda its: executor.map(call, its, limit=limit)
+        )
+    if blocking:
+        fn, limit = on_threads(fn, limit)
+    batch, fn = observe.items_async(owner, batch, fn)
+    return await executor.map(fn, batch, limit=limit)
+
+
+def fan_out_blocking(
+    owner: Any, items: Iterable[Any] | None, *, work: Callable[[Any], Any] | None = None
+) -> list[Any]:
+    """:func:`fan_out` of sync work, from sync code: on the loop the executor starts."""
+    executor, _ = executor_for(owner)
+    return run_blocking(executor, lambda: fan_out(owner, items, blocking=True, work=work))
