@@ -125,3 +125,15 @@ def async_graphs(draw):
         "passes": draw(st.lists(st.fixed_dictionaries({"pass": st.integers(0, 3)}), max_size=3)),
         "budget": draw(st.integers(1, 6)),
     }
+
+
+# --------------------------------------------------------------------------
+# pocketcore.run (test_run)
+# --------------------------------------------------------------------------
+
+# An executor choice for a run or a node: a name, or None for "not chosen here".
+executor_choices = st.none() | executor_names
+# What a target's post may return: run must hand back the very same object.
+run_results = st.one_of(st.none(), st.integers(), st.text(max_size=5), st.builds(object))
+# Shared stores a caller may pass, the empty one included (it must not be replaced).
+shared_stores = st.dictionaries(st.text(max_size=3), st.integers(), max_size=3)
