@@ -1,4 +1,10 @@
-"""Hypothesis strategies shared by the kernel tests."""
+"""Hypothesis strategies for the kernel tests, all in one place.
+
+Executor names and limits (good and bad, as arguments and as environment
+text), item lists, node attributes (``test_flows``), random PocketFlow
+programs (``test_compat_properties``) and ``pocketcore.run``'s inputs
+(``test_run``).
+"""
 
 from __future__ import annotations
 
