@@ -341,3 +341,14 @@ def explain(expected: Outcome, actual: Outcome) -> str:
         for label, trace in (("PocketFlow", expected.trace), ("pocketcore", actual.trace)):
             lines.append(f"    {label}: {trace[index] if index < len(trace) else '<end>'}")
     return "\n".join(lines)
+
+
+def methods(outcome: Outcome) -> list[tuple[str, str]]:
+    """The (node label, method) pairs of an outcome's trace, in call order."""
+    return [(c.node, c.method) for c in outcome.trace]
+
+
+async def ticks(n: int) -> None:
+    """Yield to the event loop ``n`` times (so concurrent items interleave)."""
+    for _ in range(n):
+        await asyncio.sleep(0)

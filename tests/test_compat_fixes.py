@@ -1,16 +1,18 @@
 """The three places where pocketcore deliberately differs from PocketFlow 0.0.3.
 
-DESIGN.md ("PocketFlow compatibility") lists them:
+docs/concepts.md ("Where pocketcore differs from PocketFlow") lists them:
 
-a. retry state (``cur_retry``) is per item, even for items running concurrently;
+a. ``cur_retry`` belongs to the item, even for items running concurrently;
 b. ``None`` from ``prep`` / ``prep_async`` is an empty batch for every batch class;
-c. a failing parallel item never leaves sibling items running once the error
-   reaches the caller (and the error is the item's own exception).
+c. a failing parallel item stops its siblings first: none is left running once
+   the error reaches the caller (and the error is the item's own exception).
 
 Each fix has a check that passes on pocketcore, under every executor, and is
 also run against PocketFlow, where it must fail in the documented way: the
 defect is asserted explicitly, so these tests notice if it ever disappears
-(or if the check stops being able to tell the two apart).
+(or if the check stops being able to tell the two apart). For b, PocketFlow
+has the defect only in AsyncBatchNode and AsyncParallelBatchNode; elsewhere
+the check passes on both, as that page says.
 
 The last section checks that the per-item pipeline (retries with wait,
 fallback, results in input order) is the same under every executor and the

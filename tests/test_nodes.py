@@ -1,72 +1,18 @@
-"""Kernel details behind PocketFlow's semantics: node copies and the retry counter."""
+"""Kernel details of nodes behind PocketFlow's semantics.
+
+The retry counter (per item, and on the node afterwards), an input that
+fails midway through a parallel batch, and ``run()`` on an async node.
+Node copies per flow step are in ``test_flows``.
+"""
 
 from __future__ import annotations
 
-import copy
 import time
 from typing import Any
 
 import pytest
-from hypothesis import given
-from hypothesis import strategies as st
 
 import pocketcore
-from pocketcore._nodes.flows import _copy
-
-
-class Plain(pocketcore.Node):
-    pass
-
-
-class WithCopy(pocketcore.Node):
-    copies = 0
-
-    def __copy__(self) -> WithCopy:
-        type(self).copies += 1
-        new = WithCopy()
-        new.__dict__.update(self.__dict__)
-        new.marked = True
-        return new
-
-
-class WithSlots(pocketcore.Node):
-    __slots__ = ("extra",)
-
-
-class WithGetstate(pocketcore.Node):
-    def __getstate__(self) -> dict[str, Any]:
-        return {**self.__dict__, "from_getstate": True}
-
-
-attrs_dicts = st.dictionaries(
-    st.text(alphabet="abcdefgh", min_size=1, max_size=4),
-    st.one_of(st.integers(), st.lists(st.integers(), max_size=3), st.none()),
-    max_size=5,
-)
-
-
-@given(attrs_dicts, st.sampled_from([Plain, WithCopy, WithSlots, WithGetstate]))
-def test_node_copies_match_copy_copy(values: dict[str, Any], cls: type) -> None:
-    node = cls()
-    for key, value in values.items():
-        setattr(node, key, value)
-    if cls is WithSlots:
-        node.extra = [1]
-    ours, reference = _copy(node), copy.copy(node)
-    assert type(ours) is type(reference) is cls
-    assert ours is not node
-    assert vars(ours) == vars(reference)
-    for key in values:  # shallow: the same values, not copies of them
-        assert getattr(ours, key) is getattr(node, key)
-    if cls is WithSlots:
-        assert ours.extra is node.extra
-    assert _copy(None) is None
-
-
-def test_a_custom_copy_hook_is_used_in_flows() -> None:
-    WithCopy.copies = 0
-    pocketcore.Flow(start=WithCopy()).run({})
-    assert WithCopy.copies == 1
 
 
 def test_the_retry_counter_is_per_item_and_also_on_the_node() -> None:
