@@ -5,5 +5,6 @@
 - :mod:`.discovery`: entry points, ``POCKETCORE_DISABLE_PLUGIN_AUTOLOAD`` /
   ``POCKETCORE_PLUGINS``, and load failures;
 - :mod:`.failures`: the :class:`PluginFailure` record and its warning;
-- :mod:`.registry`: the executors, the node classes and the lifecycle observer.
+- :mod:`.registry`: the executors, the node classes and the lifecycle observer;
+- :mod:`.extras`: how to install an executor that is an extra of pocketcore.
 """

@@ -30,6 +30,7 @@ from pocketcore._plugins.discovery import (
     distribution_label,
     load_entry_points,
 )
+from pocketcore._plugins.extras import install_hint
 from pocketcore._plugins.failures import PluginFailure, exception_line, warn_failure
 from pocketcore._plugins.manager import PluginCall, make_plugin_manager, per_plugin_calls
 
@@ -227,13 +228,16 @@ class Registry:
 
         Raises:
             ConfigError: No executor has that name; the message lists the
-                installed ones and any plugin that failed.
+                installed ones and any plugin that failed, and says how to
+                install an executor that is an extra of pocketcore.
         """
         entry = self.executors.get(name)
         if entry is None:
+            hint = install_hint(name)
             raise ConfigError(
                 f"unknown executor {name!r} (from {source}); "
                 f"installed executors: {self.describe_choices()}"
+                + ("" if hint is None else f"; {hint}")
             )
         return entry.executor
 
