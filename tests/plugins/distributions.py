@@ -42,6 +42,7 @@ def fake_distribution(
 
 def executor_module(*names: str, raises: str | None = None) -> str:
     """Source of a plugin module registering toy executors ``names`` (then raising ``raises``)."""
+    then = "" if raises is None else f"raise RuntimeError({raises!r})"
     return f"""
     import asyncio
 
@@ -65,6 +66,5 @@ def executor_module(*names: str, raises: str | None = None) -> str:
     def pocketcore_register_executors(register):
         for name in {list(names)!r}:
             register(Toy(name))
-        if {raises!r} is not None:
-            raise RuntimeError({raises!r})
+        {then}
     """
