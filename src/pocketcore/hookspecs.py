@@ -14,8 +14,32 @@ its return value means. An implementation may take any subset of a spec's
 arguments, by name.
 
 There are two kinds of hooks. *Registration* hooks
-(``pocketcore_register_*``) are called once, lazily, to collect what plugins
-contribute. *Lifecycle* hooks (``pocketcore_run_*``, ``pocketcore_node_*``,
+(``pocketcore_register_*``) are called lazily, when their contributions are
+first needed, to collect what plugins contribute. They are called once per
+implementing plugin, each call through pluggy with only that plugin's
+implementation (and the hook wrappers), so every contribution is recorded
+with the plugin that made it:
+
+- the plugins are called in pluggy's order: ``tryfirst`` implementations
+  first, ``trylast`` ones last, otherwise the most recently registered first.
+  The order decides which plugin a duplicate-name error names first; it never
+  decides which of two contributions wins;
+- hook wrappers (``wrapper=True`` or ``hookwrapper=True``) wrap each plugin's
+  call separately, so a wrapper runs once per implementing plugin and sees
+  that plugin's ``register`` callback and outcome. A plugin that only wraps a
+  registration hook contributes nothing through it;
+- a call that raises (the implementation, or a wrapper around it) or
+  registers something invalid fails that plugin for that hook: it contributes
+  nothing through the hook, the failure is recorded in
+  :attr:`pocketcore.Registry.failures` and warned about with
+  :class:`pocketcore.PluginWarning`, and the other plugins are unaffected. A
+  wrapper that catches the exception of the call it wraps makes the call a
+  success, with what the plugin registered before it raised.
+
+They are collected again after :meth:`pocketcore.Registry.register` or
+:meth:`~pocketcore.Registry.unregister`.
+
+*Lifecycle* hooks (``pocketcore_run_*``, ``pocketcore_node_*``,
 ``pocketcore_batch_*``) let observers follow a run: progress bars, tracing,
 metrics. When no plugin implements any lifecycle hook the kernel never calls
 into pluggy at all, so they cost nothing; when one does, every event arrives
@@ -61,16 +85,25 @@ hookimpl = pluggy.HookimplMarker(PROJECT_NAME)
 def pocketcore_register_executors(register: Callable[[Any], None]) -> None:
     """Contribute executors.
 
-    Called once per process, the first time an executor is looked up by name
-    (lazily, not at import). Call ``register(executor)`` once for each
-    executor the plugin provides; ``executor`` must satisfy
-    :class:`pocketcore.Executor` (a ``name``, a ``backend``, ``run`` and an
-    async ``map``).
+    Called once per implementing plugin, the first time an executor is looked
+    up by name or listed (lazily, not at import). Call ``register(executor)``
+    once for each executor the plugin provides; ``executor`` must satisfy
+    :class:`pocketcore.Executor` (a non-empty str ``name``, a ``backend``,
+    ``run`` and an async ``map``).
+
+    If the implementation raises, or registers something that is not an
+    executor, the plugin contributes no executor at all: the failure is
+    recorded in :attr:`pocketcore.Registry.failures` (naming the plugin, its
+    distribution and this hook) and warned about, and the other plugins'
+    executors are still available.
 
     Args:
         register: Records one executor together with the plugin that
-            registered it. Registering a name that another plugin already
-            registered raises :class:`pocketcore.PluginError` naming both.
+            registered it. It raises :class:`pocketcore.PluginError` at once
+            for something that is not an executor, or a name this plugin
+            already registered (catching it does not save the call). A name
+            that another plugin also registers makes collecting the executors
+            raise :class:`pocketcore.PluginError` naming both plugins.
 
     Returns:
         Nothing; the return value is ignored.
@@ -81,19 +114,26 @@ def pocketcore_register_executors(register: Callable[[Any], None]) -> None:
 def pocketcore_register_nodes(register: Callable[[str, type], None]) -> None:
     """Contribute node (or flow) classes that can be created by name.
 
-    Called once per process, the first time the registered nodes are asked
-    for (a flow file is loaded, ``pocketcore nodes`` lists them, or
+    Called once per implementing plugin, the first time the registered nodes
+    are asked for (a flow file is loaded, ``pocketcore nodes`` lists them, or
     :meth:`pocketcore.Registry.create_node` is called). Call
     ``register(name, cls)`` for each class, a subclass of
     :class:`pocketcore.BaseNode`. Classes can also be declared without hook
     code, in the entry-point group ``pocketcore.nodes``
     (``summarize = "my_package.nodes:Summarize"``).
 
+    As for :func:`pocketcore_register_executors`, an implementation that raises or
+    registers something invalid (a name that is not a non-empty str, a class
+    that is not a node class) contributes no node; the failure is recorded
+    and warned about, and the other suppliers' nodes are still registered.
+
     Args:
         register: Records one class under a name, with the plugin that
-            registered it. A name registered twice (by this hook or by an
-            entry point) raises :class:`pocketcore.PluginError` naming both
-            suppliers.
+            registered it. It raises :class:`pocketcore.PluginError` at once
+            for an invalid name or class, or a name this plugin already
+            registered. A name that another supplier (a plugin or a
+            ``pocketcore.nodes`` entry point) also registers makes collecting
+            the nodes raise :class:`pocketcore.PluginError` naming both.
 
     Returns:
         Nothing; the return value is ignored.

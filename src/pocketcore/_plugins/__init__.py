@@ -1,1 +1,10 @@
-"""Layer 2, plugins: the plugin manager, entry-point discovery and the registry of contributions."""
+"""Layer 2, plugins: the plugin manager, entry-point discovery and the registry of contributions.
+
+- :mod:`.manager`: the plugin manager factory, and the per-plugin calls of
+  registration hooks through pluggy;
+- :mod:`.discovery`: entry points, ``POCKETCORE_DISABLE_PLUGIN_AUTOLOAD`` /
+  ``POCKETCORE_PLUGINS``, and load failures;
+- :mod:`.failures`: the :class:`PluginFailure` record and its warning;
+- :mod:`.registry`: the executors, the node classes and the lifecycle observer;
+- :mod:`.extras`: how to install an executor that is an extra of pocketcore.
+"""

@@ -1,11 +1,19 @@
-"""Plugin loading and the registry of what plugins contribute."""
+"""The registry: what the plugins contribute, collected with the plugin that made it.
+
+Three registries live here: the executors, the node classes and the lifecycle
+observer. Executors and nodes are collected lazily, the first time they are
+asked for, by calling each plugin's registration hook separately
+(:func:`~pocketcore._plugins.manager.per_plugin_calls`): a plugin whose hook
+raises, or registers something invalid, is recorded as a failure and
+contributes nothing through that hook, while every other plugin's
+contributions are kept. Two plugins claiming one name is a
+:class:`~pocketcore.PluginError` naming both, since neither is broken on its
+own and picking one would be a silent choice.
+"""
 
 from __future__ import annotations
 
-import functools
-import os
 import threading
-import warnings
 from collections.abc import Callable, Mapping
 from importlib import metadata
 from typing import TYPE_CHECKING, Any
@@ -14,8 +22,17 @@ import attrs
 import pluggy
 
 from pocketcore import hookspecs
-from pocketcore._core.errors import ConfigError, PluginError, PluginWarning
+from pocketcore._core.errors import ConfigError, PluginError
 from pocketcore._core.executor import Executor
+from pocketcore._plugins.discovery import (
+    NODES_GROUP,
+    PluginSelection,
+    distribution_label,
+    load_entry_points,
+)
+from pocketcore._plugins.extras import install_hint
+from pocketcore._plugins.failures import PluginFailure, exception_line, warn_failure
+from pocketcore._plugins.manager import PluginCall, make_plugin_manager, per_plugin_calls
 
 if TYPE_CHECKING:
     from pocketcore._nodes.nodes import BaseNode
@@ -23,41 +40,17 @@ if TYPE_CHECKING:
 __all__ = [
     "ExecutorEntry",
     "NodeEntry",
+    "Observer",
+    # PluginFailure and make_plugin_manager live in failures.py and manager.py;
+    # they are named here too because pocketcore/__init__.py imports them from here.
     "PluginFailure",
     "Registry",
     "get_registry",
     "make_plugin_manager",
 ]
 
-NODES_GROUP = "pocketcore.nodes"
-AUTOLOAD_ENV = "POCKETCORE_DISABLE_PLUGIN_AUTOLOAD"
-ONLY_ENV = "POCKETCORE_PLUGINS"
-
-
-@attrs.frozen
-class PluginFailure:
-    """A plugin entry point that could not be loaded.
-
-    Attributes:
-        distribution: The distribution that declared the entry point, as
-            ``"name version"`` (``"?"`` when it is not installed at all).
-        entry_point: The entry point's name.
-        error: A one-line description of what went wrong.
-        group: The entry-point group: ``"pocketcore"`` (plugins) or
-            ``"pocketcore.nodes"`` (node classes).
-    """
-
-    distribution: str
-    entry_point: str
-    error: str
-    group: str = "pocketcore"
-
-    def __str__(self) -> str:
-        what = "plugin" if self.group == "pocketcore" else "node"
-        return (
-            f"{what} {self.entry_point!r} (distribution {self.distribution}) "
-            f"failed to load: {self.error}"
-        )
+EXECUTORS_HOOK = "pocketcore_register_executors"
+NODES_HOOK = "pocketcore_register_nodes"
 
 
 @attrs.frozen
@@ -98,31 +91,13 @@ class NodeEntry:
     plugin: str | None = None
 
 
-def make_plugin_manager() -> pluggy.PluginManager:
-    """Build an empty plugin manager that knows pocketcore's hook specs.
-
-    Nothing is registered in it; :meth:`Registry.from_environment` adds the
-    installed plugins, and tests register their own.
-    """
-    pm = pluggy.PluginManager(hookspecs.PROJECT_NAME)
-    pm.add_hookspecs(hookspecs)
-    return pm
+# What a register callback's arguments become: the name and the contribution.
+# A check raises _Invalid, with a message that reads after the plugin's name.
+_Check = Callable[..., "tuple[str, Any]"]
 
 
-def _dist_label(ep: metadata.EntryPoint) -> str:
-    dist = ep.dist
-    return "?" if dist is None else f"{dist.name} {dist.version}"
-
-
-def _env_plugin_selection() -> tuple[bool, frozenset[str] | None]:
-    autoload = os.environ.get(AUTOLOAD_ENV, "").strip() in ("", "0")
-    raw = os.environ.get(ONLY_ENV, "")
-    only = frozenset(n.strip() for n in raw.split(",") if n.strip())
-    return autoload, (only or None)
-
-
-def _selected(ep: metadata.EntryPoint, only: frozenset[str] | None) -> bool:
-    return only is None or ep.name in only or (ep.dist is not None and ep.dist.name in only)
+class _Invalid(Exception):
+    pass
 
 
 @attrs.define
@@ -136,8 +111,8 @@ class Registry:
 
     Attributes:
         pm: The pluggy plugin manager.
-        failures: Entry points that failed to load; each is reported, none is
-            fatal to the others.
+        failures: Entry points that failed to load and registration hooks that
+            failed; each is reported, none is fatal to the others.
         distributions: Plugin name -> ``"distribution version"`` for plugins
             loaded from entry points.
         node_entry_points: The ``pocketcore.nodes`` entry points to load when
@@ -151,6 +126,8 @@ class Registry:
     _executors: dict[str, ExecutorEntry] | None = attrs.field(default=None, init=False)
     _nodes: dict[str, NodeEntry] | None = attrs.field(default=None, init=False)
     _observer: Observer | bool | None = attrs.field(default=False, init=False)
+    # The failures each collection recorded, replaced when it runs again.
+    _collection_failures: dict[str, list[PluginFailure]] = attrs.field(factory=dict, init=False)
     _lock: threading.RLock = attrs.field(factory=threading.RLock, init=False)
 
     @classmethod
@@ -162,38 +139,17 @@ class Registry:
         ``POCKETCORE_DISABLE_PLUGIN_AUTOLOAD`` is set (to anything but ``0``).
         ``POCKETCORE_PLUGINS=a,b`` loads only the entry points (or
         distributions) with those names, also when autoload is disabled; a
-        name that matches nothing is recorded as a failure.
+        name that matches nothing is recorded as a failure. An entry-point
+        name declared by two distributions is never resolved by load order:
+        both are loaded, as ``"NAME (DISTRIBUTION)"``.
 
         Warns:
             PluginWarning: Once for each plugin that failed to load (also
                 recorded in :attr:`failures`); the other plugins still load.
         """
-        registry = cls()
-        autoload, only = _env_plugin_selection()
-        if not autoload and only is None:
-            return registry
-        seen: set[str] = set()
-        for ep in metadata.entry_points(group=hookspecs.PROJECT_NAME):
-            seen.update((ep.name, ep.dist.name if ep.dist is not None else ""))
-            if not _selected(ep, only) or registry.pm.has_plugin(ep.name):
-                continue  # not asked for, or the same distribution twice on sys.path
-            try:
-                registry.pm.register(ep.load(), name=ep.name)
-            except Exception as exc:  # a broken plugin must not take the others down
-                registry._fail(PluginFailure(_dist_label(ep), ep.name, _describe(exc)))
-            else:
-                registry.distributions[ep.name] = _dist_label(ep)
-        for ep in metadata.entry_points(group=NODES_GROUP):
-            seen.update((ep.name, ep.dist.name if ep.dist is not None else ""))
-            if _selected(ep, only):
-                registry.node_entry_points.append(ep)
-        for name in sorted((only or frozenset()) - seen):
-            registry._fail(PluginFailure("?", name, f"not installed (named in {ONLY_ENV})"))
-        return registry
-
-    def _fail(self, failure: PluginFailure) -> None:
-        self.failures.append(failure)
-        warnings.warn(str(failure), PluginWarning, stacklevel=3)
+        pm = make_plugin_manager()
+        loaded = load_entry_points(pm)
+        return cls(pm, loaded.failures, loaded.distributions, loaded.node_entry_points)
 
     def register(self, plugin: object, name: str | None = None) -> str:
         """Register ``plugin`` and return its name; contributions are re-collected.
@@ -228,7 +184,19 @@ class Registry:
 
     @property
     def executors(self) -> Mapping[str, ExecutorEntry]:
-        """Every registered executor by name, collected from the plugins once."""
+        """Every registered executor by name, collected from the plugins once.
+
+        A plugin whose ``pocketcore_register_executors`` raises or registers
+        something that is not an executor contributes none; it is recorded in
+        :attr:`failures` and warned about, and the others' executors are here.
+
+        Raises:
+            PluginError: Two plugins registered the same name; the message
+                names both.
+
+        Warns:
+            PluginWarning: Once for each plugin whose hook failed.
+        """
         found = self._executors
         if found is None:
             with self._lock:
@@ -238,27 +206,18 @@ class Registry:
         return found
 
     def _collect_executors(self) -> dict[str, ExecutorEntry]:
+        made_by, failures = self._call_registration_hook(EXECUTORS_HOOK, _check_executor)
+        self._settle_failures(EXECUTORS_HOOK, failures)
         found: dict[str, ExecutorEntry] = {}
-
-        def add(plugin: str, executor: Any) -> None:
-            _check_executor(executor, plugin)
-            name = executor.name
-            if name in found:
-                raise PluginError(
-                    f"executor {name!r} is registered twice: by plugin "
-                    f"{found[name].plugin!r} and by plugin {plugin!r}"
-                )
-            found[name] = ExecutorEntry(name, executor, plugin)
-
-        self._call_each("pocketcore_register_executors", add)
+        for plugin, made in made_by:
+            for name, executor in made.items():
+                if name in found:
+                    raise PluginError(
+                        f"executor {name!r} is registered twice: by plugin "
+                        f"{found[name].plugin!r} and by plugin {plugin!r}"
+                    )
+                found[name] = ExecutorEntry(name, executor, plugin)
         return found
-
-    def _call_each(self, hook_name: str, add: Callable[..., None]) -> None:
-        # Each implementation gets its own register callback, so every
-        # contribution is recorded with the plugin that made it.
-        hook = getattr(self.pm.hook, hook_name)
-        for impl in reversed(hook.get_hookimpls()):
-            impl.function(functools.partial(add, impl.plugin_name))
 
     def get_executor(self, name: str, *, source: str) -> Executor:
         """Return the executor called ``name``.
@@ -269,21 +228,24 @@ class Registry:
 
         Raises:
             ConfigError: No executor has that name; the message lists the
-                installed ones and any plugin that failed to load.
+                installed ones and any plugin that failed, and says how to
+                install an executor that is an extra of pocketcore.
         """
         entry = self.executors.get(name)
         if entry is None:
+            hint = install_hint(name)
             raise ConfigError(
                 f"unknown executor {name!r} (from {source}); "
                 f"installed executors: {self.describe_choices()}"
+                + ("" if hint is None else f"; {hint}")
             )
         return entry.executor
 
     def describe_choices(self) -> str:
-        """The installed executor names, plus load failures, for error messages."""
-        return self._describe(sorted(self.executors))
+        """The installed executor names, plus failures, for error messages."""
+        return self._choices_text(sorted(self.executors))
 
-    def _describe(self, names: list[str]) -> str:
+    def _choices_text(self, names: list[str]) -> str:
         text = ", ".join(names) or "none"
         if self.failures:
             text += "; " + "; ".join(str(f) for f in self.failures)
@@ -297,12 +259,7 @@ class Registry:
         Says so when ``POCKETCORE_PLUGINS`` restricts loading or
         ``POCKETCORE_DISABLE_PLUGIN_AUTOLOAD`` turns it off.
         """
-        autoload, only = _env_plugin_selection()
-        if only is not None:
-            return f"only the plugins named in {ONLY_ENV} were loaded"
-        if not autoload:
-            return f"plugin autoload is disabled by {AUTOLOAD_ENV}"
-        return None
+        return PluginSelection.from_environment().note()
 
     # --- nodes ----------------------------------------------------------------
 
@@ -311,13 +268,18 @@ class Registry:
         """Every registered node class by name.
 
         Collected once, from the ``pocketcore.nodes`` entry points (loaded
-        now; one that fails to import or names something that is not a node
-        class is recorded in :attr:`failures` and warned about, the others
-        still load) and from the plugins' ``pocketcore_register_nodes`` hooks.
+        now) and from the plugins' ``pocketcore_register_nodes`` hooks. An
+        entry point that fails to import or names something that is not a
+        node class, and a hook that raises or registers something invalid,
+        are recorded in :attr:`failures` and warned about; the others still
+        register their nodes.
 
         Raises:
             PluginError: Two suppliers registered the same name; the message
                 names both.
+
+        Warns:
+            PluginWarning: Once for each entry point or hook that failed.
         """
         found = self._nodes
         if found is None:
@@ -328,41 +290,33 @@ class Registry:
         return found
 
     def _collect_nodes(self) -> dict[str, NodeEntry]:
-        from pocketcore._nodes.nodes import BaseNode
-
-        found: dict[str, NodeEntry] = {}
-
-        def add(
-            supplier: str, dist: str | None, name: Any, cls: Any, plugin: str | None = None
-        ) -> None:
-            if not isinstance(name, str) or not name:
-                raise PluginError(f"{supplier} registered a node with the invalid name {name!r}")
-            if not (isinstance(cls, type) and issubclass(cls, BaseNode)):
-                raise PluginError(
-                    f"{supplier} registered {cls!r} as node {name!r}; it is not a "
-                    "subclass of pocketcore.BaseNode"
-                )
-            if name in found:
-                raise PluginError(
-                    f"node {name!r} is registered twice: by {found[name].supplier} "
-                    f"and by {supplier}"
-                )
-            found[name] = NodeEntry(name, cls, supplier, dist, plugin)
-
+        failures: list[PluginFailure] = []
+        entries: list[NodeEntry] = []
         for ep in self.node_entry_points:
+            dist = distribution_label(ep)
             try:
                 cls = ep.load()
-                if not (isinstance(cls, type) and issubclass(cls, BaseNode)):
+                if not _is_node_class(cls):
                     raise TypeError(f"{ep.value} is not a subclass of pocketcore.BaseNode")
             except Exception as exc:  # one broken entry point must not hide the rest
-                self._fail(PluginFailure(_dist_label(ep), ep.name, _describe(exc), NODES_GROUP))
+                failures.append(PluginFailure(dist, ep.name, exception_line(exc), NODES_GROUP))
                 continue
-            add(f"entry point {ep.name!r} of {_dist_label(ep)}", _dist_label(ep), ep.name, cls)
-
-        def add_from_plugin(plugin: str, name: Any, cls: Any) -> None:
-            add(f"plugin {plugin!r}", self.distributions.get(plugin), name, cls, plugin)
-
-        self._call_each("pocketcore_register_nodes", add_from_plugin)
+            entries.append(NodeEntry(ep.name, cls, f"entry point {ep.name!r} of {dist}", dist))
+        made_by, hook_failures = self._call_registration_hook(NODES_HOOK, _check_node)
+        self._settle_failures(NODES_HOOK, failures + hook_failures)
+        for plugin, made in made_by:
+            entries += [
+                NodeEntry(name, cls, f"plugin {plugin!r}", self.distributions.get(plugin), plugin)
+                for name, cls in made.items()
+            ]
+        found: dict[str, NodeEntry] = {}
+        for entry in entries:
+            if entry.name in found:
+                raise PluginError(
+                    f"node {entry.name!r} is registered twice: by {found[entry.name].supplier} "
+                    f"and by {entry.supplier}"
+                )
+            found[entry.name] = entry
         return found
 
     def create_node(self, name: str, params: Mapping[str, Any] | None = None) -> BaseNode:
@@ -375,12 +329,78 @@ class Registry:
         entry = self.nodes.get(name)
         if entry is None:
             raise ConfigError(
-                f"unknown node {name!r}; registered nodes: {self._describe(sorted(self.nodes))}"
+                f"unknown node {name!r}; registered nodes: {self._choices_text(sorted(self.nodes))}"
             )
         node = entry.cls()
         if params:
             node.set_params(dict(params))
         return node
+
+    # --- collecting from registration hooks ---------------------------------------
+
+    def _call_registration_hook(
+        self, hook_name: str, check: _Check
+    ) -> tuple[list[tuple[str, dict[str, Any]]], list[PluginFailure]]:
+        """Call ``hook_name`` once per plugin: what each registered, and which failed."""
+        made_by: list[tuple[str, dict[str, Any]]] = []
+        failures: list[PluginFailure] = []
+        for call in per_plugin_calls(self.pm, hook_name):
+            made = self._call_one(call, hook_name, check)
+            if isinstance(made, PluginFailure):
+                failures.append(made)
+            else:
+                made_by.append((call.plugin, made))
+        return made_by, failures
+
+    def _call_one(
+        self, call: PluginCall, hook_name: str, check: _Check
+    ) -> dict[str, Any] | PluginFailure:
+        """What one plugin's call registered, by name, or why the call failed.
+
+        A call fails when it raises (the implementation or a hook wrapper
+        around it) or when it registered something invalid, even if it then
+        caught the :class:`PluginError` that ``register`` raised.
+        """
+        made: dict[str, Any] = {}
+        invalid: list[str] = []
+
+        def register(*args: Any) -> None:
+            try:
+                name, value = check(*args)
+                if name in made:
+                    raise _Invalid(f"registered {name!r} twice")
+            except _Invalid as exc:
+                invalid.append(str(exc))
+                raise PluginError(f"plugin {call.plugin!r} {exc}") from None
+            made[name] = value
+
+        try:
+            call.call(register=register)
+        except Exception as exc:  # a broken plugin must not take the others down
+            error = invalid[0] if invalid else exception_line(exc)
+        else:
+            if not invalid:
+                return made
+            error = invalid[0]
+        if call.wrappers:
+            wrappers = ", ".join(repr(name) for name in call.wrappers)
+            error += f" (the call was wrapped by the hook wrappers of {wrappers})"
+        dist = self.distributions.get(call.plugin, "?")
+        return PluginFailure(dist, call.plugin, error, hook=hook_name)
+
+    def _settle_failures(self, collection: str, failures: list[PluginFailure]) -> None:
+        """Record what a collection found broken, in place of its previous findings.
+
+        Collections run again after :meth:`register` / :meth:`unregister`; a
+        failure found again is not warned about again.
+        """
+        before = self._collection_failures.get(collection, [])
+        self.failures[:] = [f for f in self.failures if not any(f is old for old in before)]
+        self.failures.extend(failures)
+        self._collection_failures[collection] = failures
+        for failure in failures:
+            if failure not in before:
+                warn_failure(failure)
 
     # --- observers ------------------------------------------------------------
 
@@ -421,18 +441,38 @@ class Observer:
         self.batch_item_done = hook.pocketcore_batch_item_done
 
 
-def _describe(exc: BaseException) -> str:
-    return f"{type(exc).__name__}: {exc}"
-
-
-def _check_executor(executor: Any, plugin: str) -> None:
+def _check_executor(*args: Any) -> tuple[str, Any]:
+    if len(args) != 1:
+        raise _Invalid(f"called register() with {len(args)} arguments; it takes (executor)")
+    (executor,) = args
     missing = [a for a in ("name", "backend", "run", "map") if not hasattr(executor, a)]
     if missing or not isinstance(executor.name, str) or not executor.name:
-        raise PluginError(
-            f"plugin {plugin!r} registered {executor!r}, which is not an executor "
-            f"(needs a non-empty str name, backend, run() and map(); missing: "
-            f"{', '.join(missing) or 'a valid name'})"
+        raise _Invalid(
+            f"registered {executor!r}, which is not an executor (needs a non-empty str "
+            f"name, backend, run() and map(); missing: {', '.join(missing) or 'a valid name'})"
         )
+    return executor.name, executor
+
+
+def _check_node(*args: Any) -> tuple[str, Any]:
+    if len(args) != 2:
+        raise _Invalid(f"called register() with {len(args)} arguments; it takes (name, cls)")
+    name, cls = args
+    if not isinstance(name, str) or not name:
+        raise _Invalid(f"registered a node with the invalid name {name!r}")
+    if not _is_node_class(cls):
+        raise _Invalid(
+            f"registered {cls!r} as node {name!r}; it is not a subclass of pocketcore.BaseNode"
+        )
+    return name, cls
+
+
+def _is_node_class(cls: object) -> bool:
+    # The one import of the node layer (listed in the layers contract): made
+    # when nodes are collected, so loading plugins never imports it.
+    from pocketcore._nodes.nodes import BaseNode
+
+    return isinstance(cls, type) and issubclass(cls, BaseNode)
 
 
 _registry: Registry | None = None

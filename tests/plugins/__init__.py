@@ -1,0 +1,1 @@
+"""Tests of the plugins layer: discovery, registration hooks, failures and install hints."""
