@@ -409,6 +409,24 @@ class _Loader:
         if not self.is_table(table, path):
             return None
         self.check_keys(table, _FLOW_KEYS, path)
+        specs, start = self.specs_and_start(table, path)
+        batch = self.batch(table, path)
+        settings = self.settings(table, path, _FLOW_SETTINGS)
+        params = self.params(table, path)
+        nodes = self.build_nodes(specs, path, prefix, stack)
+        cls = self.flow_class(table, path, nodes, batch)
+        flow = None if cls is None else self.create(cls, path, "type", batched=batch is not None)
+        if not isinstance(flow, Flow):
+            return None
+        if isinstance(start, str) and start in nodes:
+            flow.start(nodes[start])
+        if isinstance(flow, _FileBatch) and batch is not None:
+            flow.file_batch, flow.file_batch_key = batch
+        self.configure(flow, path, settings, params)
+        return flow
+
+    def specs_and_start(self, table: dict[str, Any], path: Path) -> tuple[dict[str, Any], object]:
+        """The flow's node tables (empty when invalid), and its ``start`` (checked)."""
         specs: dict[str, Any] = {}
         raw = table.get("nodes")
         if raw is None:
@@ -423,43 +441,40 @@ class _Loader:
             self.report(path, "start", "missing: the name of the flow's first node")
         elif not isinstance(start, str) or (checkable and start not in specs):
             self.report(path, "start", self.no_node(start, specs))
-        batch = self.batch(table, path)
-        settings = self.settings(table, path, _FLOW_SETTINGS)
-        params = self.params(table, path)
+        return specs, start
 
+    def build_nodes(
+        self, specs: dict[str, Any], path: Path, prefix: str | None, stack: tuple[str, ...]
+    ) -> dict[str, BaseNode]:
+        """Build the nodes of a flow's node tables, then join them with their edges."""
         nodes: dict[str, BaseNode] = {}
         edges: list[tuple[str, str, str]] = []
         for name, spec in specs.items():
             node_path = (*path, "nodes", name)
-            if not name or "." in name:
-                self.report(node_path, "", "a node name must be non-empty and without '.'")
-            qualified = None if prefix is None else prefix + name
-            if qualified is not None:
-                self.names[qualified] = None  # holds its place before the nodes nested in it
-            node = self.build_node(spec, node_path, qualified, stack)
+            node = self.named_node(name, spec, node_path, prefix, stack)
             if node is not None:
                 nodes[name] = node
-            if qualified is not None:
-                self.names[qualified] = node
             if isinstance(spec, dict):
                 edges += [(name, *edge) for edge in self.edges(spec, node_path, specs)]
         # Joined once every node exists: edges may point forwards, or loop back.
         for name, action, target in edges:
             if name in nodes and target in nodes:
                 nodes[name].next(nodes[target], action)
+        return nodes
 
-        cls = self.flow_class(table, path, nodes, batch)
-        if cls is None:
-            return None
-        flow = self.create(cls, path, "type", batched=batch is not None)
-        if not isinstance(flow, Flow):
-            return None
-        if isinstance(start, str) and start in nodes:
-            flow.start(nodes[start])
-        if isinstance(flow, _FileBatch) and batch is not None:
-            flow.file_batch, flow.file_batch_key = batch
-        self.configure(flow, path, settings, params)
-        return flow
+    def named_node(
+        self, name: str, spec: object, path: Path, prefix: str | None, stack: tuple[str, ...]
+    ) -> BaseNode | None:
+        """Build one node and record it in ``names`` (by its qualified name, given a prefix)."""
+        if not name or "." in name:
+            self.report(path, "", "a node name must be non-empty and without '.'")
+        qualified = None if prefix is None else prefix + name
+        if qualified is not None:
+            self.names[qualified] = None  # holds its place before the nodes nested in it
+        node = self.build_node(spec, path, qualified, stack)
+        if qualified is not None:
+            self.names[qualified] = node
+        return node
 
     def batch(
         self, table: dict[str, Any], path: Path
