@@ -23,7 +23,7 @@ EXAMPLE_NODES = "./examples/node-plugin"
 # The kernel depends on these two; they are not on PyPI yet, so pip is given
 # their folders together with the kernel's.
 KERNEL = ("./plugins/pocketcore-sequential", "./plugins/pocketcore-asyncio", ".")
-TEST_DEPS = ("pytest>=8", "hypothesis>=6.100")
+TEST_DEPS = ("pytest>=8", "hypothesis>=6.100", "tomli-w>=1.0")
 
 
 def plugin_path(name: str) -> str:

@@ -63,6 +63,22 @@ _NODE_KEYS = ("use", "flow", "params", "next", *_NODE_SETTINGS)
 
 _MISSING = object()
 
+MAX_FLOW_DEPTH = 100
+"""How deep ``[flows]`` tables may nest in one another.
+
+Loading, running and drawing a flow recurse once per level or more; this
+limit keeps them all well inside the interpreter's recursion limit, so a
+deeper file is a problem of the file, not a ``RecursionError``.
+"""
+
+MAX_OBJECTS = 10_000
+"""How many nodes and flows one file may build.
+
+Each use of a ``[flows]`` table builds it anew, so tables used twice at each
+of many levels multiply; past this many objects the file is rejected rather
+than built for ever.
+"""
+
 Path = tuple[str, ...]
 """A table's place in the file, as its header keys: ``("flow", "nodes", "load")``."""
 
@@ -94,6 +110,10 @@ class LoadedFlow:
     max_concurrency: int | None
     path: str
     names: Mapping[str, BaseNode]
+
+
+class _TooLarge(Exception):
+    """The file builds more than ``MAX_OBJECTS`` objects: loading stops."""
 
 
 class FlowFileError(ConfigError):
@@ -138,22 +158,40 @@ def load_flow(path: str | os.PathLike[str], *, registry: Registry | None = None)
         PluginError: The registry's plugins conflict (two register one name).
     """
     path = os.fspath(path)
+    data = _read(path)
+    loader = _Loader(get_registry() if registry is None else registry)
+    try:
+        flow, executor, limit = loader.load(data)
+    except _TooLarge as exc:
+        raise FlowFileError(path, [str(exc)]) from None
+    except RecursionError:
+        # The nesting limits below keep loading well inside the interpreter's
+        # recursion limit; this is the net for a caller already deep in it.
+        raise FlowFileError(path, ["nested too deeply to load"]) from None
+    if loader.problems or flow is None:
+        # A problem is found once per use of a nested flow; say it once.
+        raise FlowFileError(path, list(dict.fromkeys(loader.problems)))
+    names = {name: node for name, node in loader.names.items() if node is not None}
+    return LoadedFlow(flow, executor, limit, path, types.MappingProxyType(names))
+
+
+def _read(path: str) -> dict[str, Any]:
+    """The file's TOML, or a ``FlowFileError`` saying why it cannot be read."""
     try:
         with open(path, "rb") as f:
-            data = tomllib.load(f)
+            data: dict[str, Any] = tomllib.load(f)
+            return data
     except OSError as exc:
         raise FlowFileError(path, [f"cannot read the file: {exc.strerror or exc}"]) from None
     except tomllib.TOMLDecodeError as exc:
         raise FlowFileError(path, [_syntax_problem(exc)]) from None
     except UnicodeDecodeError as exc:
         raise FlowFileError(path, [f"not UTF-8 text: {exc}"]) from None
-    loader = _Loader(get_registry() if registry is None else registry)
-    flow, executor, limit = loader.load(data)
-    if loader.problems or flow is None:
-        # A problem is found once per use of a nested flow; say it once.
-        raise FlowFileError(path, list(dict.fromkeys(loader.problems)))
-    names = {name: node for name, node in loader.names.items() if node is not None}
-    return LoadedFlow(flow, executor, limit, path, types.MappingProxyType(names))
+    except RecursionError:
+        # tomllib recurses once per level of nested arrays and inline tables.
+        raise FlowFileError(path, ["invalid TOML: nested too deeply to read"]) from None
+    except ValueError as exc:  # beyond what Python reads: an integer of too many digits
+        raise FlowFileError(path, [f"invalid TOML: {_error_line(exc)}"]) from None
 
 
 def _syntax_problem(exc: tomllib.TOMLDecodeError) -> str:
@@ -277,7 +315,8 @@ def _suggest(word: str, choices: Iterable[str]) -> str:
     return f"; did you mean {close[0]!r}?" if close else ""
 
 
-def _one_line(exc: BaseException) -> str:
+def _error_line(exc: BaseException) -> str:
+    """``Type: first line of the message``, for a problem that quotes an exception."""
     lines = str(exc).strip().splitlines()
     return f"{type(exc).__name__}: {lines[0]}" if lines else type(exc).__name__
 
@@ -309,6 +348,8 @@ class _Loader:
 
     def __init__(self, registry: Registry) -> None:
         self.registry = registry
+        self.built = 0  # nodes and flows created, against MAX_OBJECTS
+        self.too_deep = False  # MAX_FLOW_DEPTH was met (and reported)
         self.problems: list[str] = []
         self.names: dict[str, BaseNode | None] = {}  # None: a node that could not be built
         self.flows: dict[str, Any] = {}
@@ -368,6 +409,24 @@ class _Loader:
         if not self.is_table(table, path):
             return None
         self.check_keys(table, _FLOW_KEYS, path)
+        specs, start = self.specs_and_start(table, path)
+        batch = self.batch(table, path)
+        settings = self.settings(table, path, _FLOW_SETTINGS)
+        params = self.params(table, path)
+        nodes = self.build_nodes(specs, path, prefix, stack)
+        cls = self.flow_class(table, path, nodes, batch)
+        flow = None if cls is None else self.create(cls, path, "type", batched=batch is not None)
+        if not isinstance(flow, Flow):
+            return None
+        if isinstance(start, str) and start in nodes:
+            flow.start(nodes[start])
+        if isinstance(flow, _FileBatch) and batch is not None:
+            flow.file_batch, flow.file_batch_key = batch
+        self.configure(flow, path, settings, params)
+        return flow
+
+    def specs_and_start(self, table: dict[str, Any], path: Path) -> tuple[dict[str, Any], object]:
+        """The flow's node tables (empty when invalid), and its ``start`` (checked)."""
         specs: dict[str, Any] = {}
         raw = table.get("nodes")
         if raw is None:
@@ -382,43 +441,40 @@ class _Loader:
             self.report(path, "start", "missing: the name of the flow's first node")
         elif not isinstance(start, str) or (checkable and start not in specs):
             self.report(path, "start", self.no_node(start, specs))
-        batch = self.batch(table, path)
-        settings = self.settings(table, path, _FLOW_SETTINGS)
-        params = self.params(table, path)
+        return specs, start
 
+    def build_nodes(
+        self, specs: dict[str, Any], path: Path, prefix: str | None, stack: tuple[str, ...]
+    ) -> dict[str, BaseNode]:
+        """Build the nodes of a flow's node tables, then join them with their edges."""
         nodes: dict[str, BaseNode] = {}
         edges: list[tuple[str, str, str]] = []
         for name, spec in specs.items():
             node_path = (*path, "nodes", name)
-            if not name or "." in name:
-                self.report(node_path, "", "a node name must be non-empty and without '.'")
-            qualified = None if prefix is None else prefix + name
-            if qualified is not None:
-                self.names[qualified] = None  # holds its place before the nodes nested in it
-            node = self.build_node(spec, node_path, qualified, stack)
+            node = self.named_node(name, spec, node_path, prefix, stack)
             if node is not None:
                 nodes[name] = node
-            if qualified is not None:
-                self.names[qualified] = node
             if isinstance(spec, dict):
                 edges += [(name, *edge) for edge in self.edges(spec, node_path, specs)]
         # Joined once every node exists: edges may point forwards, or loop back.
         for name, action, target in edges:
             if name in nodes and target in nodes:
                 nodes[name].next(nodes[target], action)
+        return nodes
 
-        cls = self.flow_class(table, path, nodes, batch)
-        if cls is None:
-            return None
-        flow = self.create(cls, path, "type", batched=batch is not None)
-        if not isinstance(flow, Flow):
-            return None
-        if isinstance(start, str) and start in nodes:
-            flow.start(nodes[start])
-        if isinstance(flow, _FileBatch) and batch is not None:
-            flow.file_batch, flow.file_batch_key = batch
-        self.configure(flow, path, settings, params)
-        return flow
+    def named_node(
+        self, name: str, spec: object, path: Path, prefix: str | None, stack: tuple[str, ...]
+    ) -> BaseNode | None:
+        """Build one node and record it in ``names`` (by its qualified name, given a prefix)."""
+        if not name or "." in name:
+            self.report(path, "", "a node name must be non-empty and without '.'")
+        qualified = None if prefix is None else prefix + name
+        if qualified is not None:
+            self.names[qualified] = None  # holds its place before the nodes nested in it
+        node = self.build_node(spec, path, qualified, stack)
+        if qualified is not None:
+            self.names[qualified] = node
+        return node
 
     def batch(
         self, table: dict[str, Any], path: Path
@@ -527,6 +583,11 @@ class _Loader:
                 chain = " -> ".join(f"flows.{_key(n)}" for n in cycle)
                 self.report(path, "flow", f"a flow cannot contain itself: {chain}")
             return None
+        if len(stack) >= MAX_FLOW_DEPTH:
+            if not self.too_deep:  # once: every deeper table would say it again
+                self.too_deep = True
+                self.report(path, "flow", f"[flows] tables nested more than {MAX_FLOW_DEPTH} deep")
+            return None
         self.checked.add(name)
         prefix = None if qualified is None else qualified + "."
         return self.build_flow(self.flows[name], ("flows", name), prefix, (*stack, name))
@@ -581,7 +642,7 @@ class _Loader:
         try:
             obj: object = importlib.import_module(module_name)
         except Exception as exc:  # whatever the module raises, it is one problem of the file
-            self.report(path, key, f"cannot import {module_name}: {_one_line(exc)}")
+            self.report(path, key, f"cannot import {module_name}: {_error_line(exc)}")
             return None
         for part in qualname.split("."):
             found = getattr(obj, part, _MISSING)
@@ -595,10 +656,16 @@ class _Loader:
     def create(
         self, cls: type[BaseNode], path: Path, key: str, *, batched: bool
     ) -> BaseNode | None:
+        self.built += 1
+        if self.built > MAX_OBJECTS:
+            raise _TooLarge(
+                f"the file builds more than {MAX_OBJECTS} nodes and flows (each use of a "
+                "[flows] table builds it anew)"
+            )
         try:
             node = _file_class(cls, batched and issubclass(cls, BatchFlow))()
         except Exception as exc:  # a constructor that needs arguments, or fails
-            self.report(path, key, f"cannot create {cls.__qualname__}: {_one_line(exc)}")
+            self.report(path, key, f"cannot create {cls.__qualname__}: {_error_line(exc)}")
             return None
         assert isinstance(node, _FromFile)
         # What the constructor set is the base of the node's own params; the

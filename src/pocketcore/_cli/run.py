@@ -1,0 +1,226 @@
+"""``pocketcore run``: run a node or flow and print the final shared store and last action."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from pocketcore._front.run import run as run_flow
+
+from .errors import BadInput, user_code
+from .output import dumps, write
+from .progress import is_terminal, progress
+from .targets import TARGET_HELP, load_registry, load_target
+
+__all__ = ["add_command", "parse_params", "print_result", "read_shared"]
+
+EPILOG = """\
+TARGET is loaded as follows:
+  flow.toml                   a flow file; its [config] executor and max_concurrency
+                              are used unless --executor / --max-concurrency are given
+  path/to/file.py:object      the file is imported (its folder first on sys.path)
+  package.module:object       imported with the current directory first on sys.path
+object may be dotted (module:holder.flow). If it is a class or function rather than
+a node or flow, it is called with no arguments and must return a node or flow.
+
+--set key=value updates the params of the top-level node or flow (a flow hands
+its params to every node it runs). The value is parsed as JSON when it is valid
+JSON (--set n=3, --set tags='["a","b"]', --set flag=true), else taken as a
+string (--set name=alice).
+
+Exit status: 0 success, 1 the flow raised (its 'Type: message' on stderr),
+2 bad input, 130 interrupted.
+
+examples:
+  pocketcore run examples/image_filter/flow.py:flow --shared '{"filters": ["invert"]}'
+  pocketcore run flows/summarize.toml --shared @input.json --executor trio
+  pocketcore run mypkg.flows:build_flow --set model=small --output json
+"""
+
+
+def add_command(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add the ``run`` command to ``commands``."""
+    p = commands.add_parser(
+        "run",
+        help="run a flow and print the final shared store and last action",
+        description="Run a node or flow and print the final shared store and the last action.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("target", metavar="TARGET", help=TARGET_HELP)
+    p.add_argument(
+        "--shared",
+        metavar="JSON",
+        default="{}",
+        help="the initial shared store: a JSON object, or @path to a JSON file "
+        "(@- reads standard input); default {}",
+    )
+    p.add_argument(
+        "--executor",
+        metavar="NAME",
+        help="the executor for the run (see 'pocketcore executors'); overrides the flow "
+        "file's [config] and the environment",
+    )
+    p.add_argument(
+        "--max-concurrency",
+        metavar="N",
+        type=_positive_int,
+        help="the most items of a parallel batch in flight at once (an integer >= 1)",
+    )
+    p.add_argument(
+        "--set",
+        metavar="KEY=VALUE",
+        action="append",
+        default=[],
+        dest="params",
+        help="set a param of the top-level node or flow (repeatable); VALUE is JSON "
+        "if it parses, else a string",
+    )
+    p.add_argument(
+        "--output",
+        choices=("text", "json"),
+        default="text",
+        help='text (default): two sections; json: one object {"shared": ..., "action": ...}',
+    )
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar, even on a terminal")
+    p.add_argument(
+        "--traceback",
+        action="store_true",
+        help="when the flow fails, print the full traceback, not just its last line",
+    )
+    p.set_defaults(handler=_cmd_run, command_parser=p)
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 1, got {text!r}")
+    return value
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    shared = read_shared(args.shared)
+    params = parse_params(args.params)
+    registry = load_registry()
+    if args.executor is not None and args.executor not in registry.executors:
+        raise BadInput(
+            f"unknown executor {args.executor!r} (from --executor); installed executors: "
+            f"{registry.describe_choices()}"
+        )
+    target = load_target(args.target, registry)
+    if params:
+        target.node.set_params({**target.node.params, **params})
+    executor = args.executor if args.executor is not None else target.executor
+    limit = args.max_concurrency if args.max_concurrency is not None else target.max_concurrency
+    with progress(registry, enabled=not args.quiet and is_terminal(sys.stderr)), user_code():
+        action = run_flow(target.node, shared, executor=executor, max_concurrency=limit)
+    print_result(shared, action, args.output)
+    return 0
+
+
+def print_result(shared: Any, action: Any, output: str) -> None:
+    """Print the final store and action: two sections (``text``) or one JSON object (``json``).
+
+    Never fails because of what ``shared`` or ``action`` hold (see :func:`.output.dumps`).
+    """
+    if output == "json":
+        write(dumps({"shared": shared, "action": action}))
+    else:
+        write(f"shared:\n{dumps(shared)}\n\naction: {dumps(action)}")
+
+
+# --- --shared and --set ---------------------------------------------------------------
+
+
+class _NotANumber(ValueError):
+    """NaN or Infinity in a --set value: JSON to Python, but hardly what --set x=NaN means."""
+
+
+class _TooLong(ValueError):
+    """A JSON integer with more digits than ``int()`` converts."""
+
+    def __init__(self, digits: int) -> None:
+        super().__init__(digits)
+        self.digits = digits
+
+
+def _reject_constant(name: str) -> Any:
+    raise _NotANumber(name)
+
+
+def _parse_int(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise _TooLong(len(text.lstrip("-"))) from None
+
+
+def _parse_json(text: str, where: str, *, constants: bool = True) -> Any:
+    """``text`` parsed as JSON.
+
+    Raises:
+        json.JSONDecodeError: ``text`` is not JSON.
+        _NotANumber: ``text`` holds NaN or Infinity, and ``constants`` is false.
+        BadInput: ``text`` is JSON beyond what Python reads: nested too deeply,
+            or holding an integer with too many digits.
+    """
+    hooks: dict[str, Any] = {} if constants else {"parse_constant": _reject_constant}
+    try:
+        return json.loads(text, parse_int=_parse_int, **hooks)
+    except _TooLong as exc:
+        limit = getattr(sys, "get_int_max_str_digits", lambda: 0)()
+        raise BadInput(
+            f"{where} holds an integer of {exc.digits} digits, more than can be read "
+            f"(at most {limit})"
+        ) from None
+    except RecursionError:
+        raise BadInput(f"{where} is nested too deeply to read") from None
+
+
+def read_shared(text: str) -> dict[str, Any]:
+    """The initial store from ``--shared``: a JSON object, or ``@path`` / ``@-`` holding one.
+
+    Raises:
+        BadInput: The file cannot be read, or does not hold a JSON object.
+    """
+    where = "--shared"
+    if text.startswith("@"):
+        name = text[1:]
+        where = f"--shared file {name!r}"
+        try:
+            text = sys.stdin.read() if name == "-" else Path(name).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            reason = getattr(exc, "strerror", None) or exc
+            raise BadInput(f"cannot read {where}: {reason}") from None
+    try:
+        value = _parse_json(text, where)
+    except ValueError as exc:  # JSONDecodeError, or another ValueError of the decoder
+        raise BadInput(f"{where} is not valid JSON: {exc}") from None
+    if not isinstance(value, dict):
+        raise BadInput(f"{where} must be a JSON object, got {type(value).__name__}")
+    return value
+
+
+def parse_params(items: list[str]) -> dict[str, Any]:
+    """The params of ``--set KEY=VALUE`` options: VALUE as JSON when it parses, else a string.
+
+    Raises:
+        BadInput: An item has no ``=`` or no key, or its VALUE is JSON beyond
+            what Python reads (nested too deeply, an integer too long).
+    """
+    params: dict[str, Any] = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            raise BadInput(f"--set needs KEY=VALUE, got {item!r}")
+        try:
+            params[key] = _parse_json(raw, f"--set {key}", constants=False)
+        except ValueError:  # not JSON (nor NaN): the text itself
+            params[key] = raw
+    return params
