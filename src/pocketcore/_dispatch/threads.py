@@ -38,7 +38,13 @@ def on_threads(
     failure is raised once the threads already running have returned (their
     results are dropped).
     """
-    limiter = None if limit is None else anyio.CapacityLimiter(limit)
+    if limit is None:
+        # No more items are started (and pulled) than threads can take: the
+        # rest wait in the input, not as tasks queued for a thread.
+        limiter = None
+        limit = int(anyio.to_thread.current_default_thread_limiter().total_tokens)
+    else:
+        limiter = anyio.CapacityLimiter(limit)
     stop = threading.Event()  # one per batch: set by the first failure or cancellation
 
     async def on_thread(item: Any) -> Any:
@@ -76,7 +82,10 @@ class _ThreadCall:
 
     def _on_thread(self) -> Any:
         with self.lock:
-            if self.abandoned:  # cancelled before a thread picked it up
+            # Cancelled before a thread picked it up, or the batch failed while
+            # it waited for a thread: items not yet started never start.
+            if self.abandoned or self.stop.is_set():
+                self.abandoned = True
                 return None
             self.started = True
         THREAD_STOP.set(self.stop)  # anyio runs each call in a context of its own
@@ -99,8 +108,13 @@ class _ThreadCall:
                 watch.start_soon(self._stop_when_cancelled)
                 try:
                     value = await anyio.to_thread.run_sync(self._on_thread, limiter=limiter)
-                except Exception as exc:  # kept out of the task group's ExceptionGroup
-                    failure: Exception | None = exc
+                except anyio.get_cancelled_exc_class():
+                    raise
+                except BaseException as exc:
+                    # Whatever the item raised (SystemExit and KeyboardInterrupt
+                    # too) is kept out of the task group, which would wrap it in
+                    # a group, and raised as itself below.
+                    failure: BaseException | None = exc
                 else:
                     failure = None
                 watch.cancel_scope.cancel()
@@ -111,8 +125,9 @@ class _ThreadCall:
             self.stop.set()
             with self.lock:
                 self.abandoned = not self.started
-            if self.started:
-                await self._wait()
+            held = await self._wait() if self.started else None
+            if held is not None:
+                raise held from None
             if self.stopped and not isinstance(exc, anyio.get_cancelled_exc_class()):
                 # This item gave up because a sibling failed: its error must not
                 # overtake the sibling's on its way to the executor, which is
@@ -127,17 +142,27 @@ class _ThreadCall:
             if not self.finished.is_set():  # cancelled while the work goes on
                 self.stop.set()
 
-    async def _wait(self) -> None:
-        # Shielded from anyio scopes; a further native cancel is absorbed, as
-        # returning before the thread ends would orphan it.
+    async def _wait(self) -> BaseException | None:
+        """Wait for the thread to finish, whatever cancels this task meanwhile.
+
+        Shielded from anyio scopes; a further native cancellation (asyncio's
+        ``task.cancel()``, which shields do not stop) is held back, as
+        returning before the thread ends would orphan it. The last one held
+        back is returned, to be raised in place of the first: it carries the
+        latest canceller's identity (anyio tells its own cancellations from
+        others' by it), so a timeout that fired while this call waited is
+        still recognised as the timeout's.
+        """
+        held: BaseException | None = None
         delay = 0.0005
         while not self.finished.is_set():
             with anyio.CancelScope(shield=True):
                 try:
                     await anyio.sleep(delay)
-                except anyio.get_cancelled_exc_class():
-                    pass
+                except anyio.get_cancelled_exc_class() as exc:
+                    held = exc
             delay = min(delay * 2, 0.01)
+        return held
 
 
 def run_blocking(executor: Executor, fn: Callable[[], Awaitable[T]]) -> T:
