@@ -67,6 +67,14 @@ async def _started(startable: Any) -> None:
         raise
 
 
+def _connect_timeout() -> float:
+    """The connect timeout of dask (``distributed.comm.timeouts.connect``), in seconds."""
+    import dask
+    from dask.utils import parse_timedelta
+
+    return float(parse_timedelta(dask.config.get("distributed.comm.timeouts.connect"), "s"))
+
+
 @contextlib.asynccontextmanager
 async def connect(settings: Settings) -> AsyncIterator[Client]:
     """An asynchronous client of the configured scheduler, or of a new ``LocalCluster``.
@@ -74,9 +82,9 @@ async def connect(settings: Settings) -> AsyncIterator[Client]:
     The cluster (when started here) and the client are closed on exit.
 
     Raises:
-        ConfigError: The address is malformed.
-        ConnectionError: The scheduler cannot be reached; the message names
-            the address and where it came from.
+        ConfigError: The address is malformed, or no scheduler answers there
+            within dask's connect timeout; the message names the address
+            and where it came from.
     """
     # distributed leaves these constructors unannotated: hence the ignores.
     from distributed import Client, LocalCluster
@@ -95,32 +103,52 @@ async def connect(settings: Settings) -> AsyncIterator[Client]:
             )
             await _started(cluster)
             stack.push_async_callback(_close, cluster)
-            target: Any = cluster
-        else:
-            target = settings.address
-        client = Client(target, asynchronous=True, set_as_default=False)  # type: ignore[no-untyped-call]
-        try:
+            client = Client(cluster, asynchronous=True, set_as_default=False)  # type: ignore[no-untyped-call]
             await _started(client)
-        except ValueError as exc:  # distributed's word for an address it cannot parse
-            from pocketcore import ConfigError
-
-            raise ConfigError(
-                f"bad dask scheduler address {settings.address!r} (from {settings.source}): {exc}"
-            ) from None
-        except Exception as exc:
-            # Refused, unreachable, timed out (OSError, whose text says so), or
-            # something else answered (its garbage fails the handshake anyhow).
-            if isinstance(exc, OSError):
-                detail = str(exc)
-            else:
-                raw = f"{type(exc).__name__}: {exc}".rstrip(": ")
-                detail = f"{raw} (is a dask scheduler listening there?)"
-            raise ConnectionError(
-                f"cannot reach the dask scheduler at {settings.address!r} "
-                f"(from {settings.source}): {detail}"
-            ) from None
+        else:
+            client = Client(settings.address, asynchronous=True, set_as_default=False)  # type: ignore[no-untyped-call]
+            await _reached(client, settings)
         stack.push_async_callback(_close, client)
         yield client
+
+
+async def _reached(client: Client, settings: Settings) -> None:
+    """Start a client of the scheduler at ``settings.address``, within dask's connect timeout.
+
+    dask bounds the TCP connection by that timeout, but not what follows: a
+    listener that accepts and never answers (a frozen or stopped scheduler,
+    or another program) would hold the client's start forever. So the whole
+    start is bounded here, by the same timeout.
+
+    Raises:
+        ConfigError: The address is malformed, or no scheduler answers there.
+    """
+    from pocketcore import ConfigError
+
+    where = f"{settings.address!r} (from {settings.source})"
+    bound = _connect_timeout()
+    try:
+        # A second more than dask's own deadline, so that a scheduler that
+        # cannot be reached at all gets dask's more precise error.
+        with anyio.fail_after(bound + 1):
+            await _started(client)
+    except ValueError as exc:  # distributed's word for an address it cannot parse
+        raise ConfigError(f"bad dask scheduler address {where}: {exc}") from None
+    except TimeoutError:
+        raise ConfigError(
+            f"cannot reach the dask scheduler at {where}: no answer within {bound:g} s "
+            "(dask's connect timeout, distributed.comm.timeouts.connect); "
+            "is a dask scheduler listening there, and running?"
+        ) from None
+    except Exception as exc:
+        # Refused or unreachable (OSError, whose text says so), or something
+        # else answered (its garbage fails the handshake anyhow).
+        if isinstance(exc, OSError):
+            detail = str(exc)
+        else:
+            raw = f"{type(exc).__name__}: {exc}".rstrip(": ")
+            detail = f"{raw} (is a dask scheduler listening there?)"
+        raise ConfigError(f"cannot reach the dask scheduler at {where}: {detail}") from None
 
 
 class DaskExecutor:
