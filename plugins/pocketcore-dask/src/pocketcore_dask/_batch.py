@@ -21,7 +21,7 @@ from typing import Any
 import anyio
 from distributed import Client, Event, Future
 
-from ._worker import Stopped, forget, interrupt
+from ._worker import Exited, Stopped, forget, interrupt
 
 __all__ = ["run_batch"]
 
@@ -34,24 +34,37 @@ def _attach(first: BaseException, others: Iterable[BaseException]) -> None:
     for exc in others:
         if exc is first:
             continue
-        note = f"another item failed before the batch was stopped: {type(exc).__name__}: {exc}"
-        if hasattr(first, "add_note"):
-            first.add_note(note)
-        else:  # Python 3.10: same attribute that 3.11's add_note fills
-            notes = getattr(first, "__notes__", None)
-            if notes is None:
-                notes = []
-                first.__notes__ = notes  # type: ignore[attr-defined]
-            notes.append(note)
+        _note(
+            first, f"another item failed before the batch was stopped: {type(exc).__name__}: {exc}"
+        )
 
 
-def _label(fn: Callable[..., Any]) -> str:
-    """A readable task-name prefix for the dashboard: the node class, when there is one."""
+def _name(fn: Callable[..., Any]) -> str:
+    """What the items run: the node class, when there is one."""
     owner = getattr(fn, "__self__", None)
     if owner is None and isinstance(fn, functools.partial) and fn.args:
         owner = fn.args[0]
-    name = type(owner).__name__ if owner is not None else getattr(fn, "__name__", "item")
-    return f"pocketcore-{name}"
+    return type(owner).__name__ if owner is not None else getattr(fn, "__name__", "item")
+
+
+def _unwrap(exc: BaseException, index: int, name: str) -> BaseException:
+    """The item's own exception: a ``SystemExit`` the worker wrapped is raised as itself."""
+    if not isinstance(exc, Exited):
+        return exc
+    own = exc.exit.with_traceback(exc.__traceback__)
+    _note(own, f"raised by item {index} of {name} on a dask worker")
+    return own
+
+
+def _note(exc: BaseException, note: str) -> None:
+    if hasattr(exc, "add_note"):
+        exc.add_note(note)
+    else:  # Python 3.10: same attribute that 3.11's add_note fills
+        notes = getattr(exc, "__notes__", None)
+        if notes is None:
+            notes = []
+            exc.__notes__ = notes  # type: ignore[attr-defined]
+        notes.append(note)
 
 
 async def _settle(future: Future[Any]) -> _Outcome:
@@ -75,16 +88,18 @@ async def run_batch(
 
     Raises:
         BaseException: The first failure the client learned of (the item's own
-            exception), with the others as notes; or whatever pulling the
-            input raised; or the caller's cancellation. In every case only
-            once no task of the batch is running any more.
+            exception, a ``SystemExit`` included), with the others as notes;
+            or whatever pulling the input raised; or the caller's
+            cancellation. In every case only once no task of the batch is
+            running any more.
     """
     token = uuid.uuid4().hex
     # (distributed leaves Event unannotated.)
     stop = Event(f"pocketcore-stop-{token}", client=client)  # type: ignore[no-untyped-call]
     # One function object for the whole batch: dask serializes it once.
     work = functools.partial(task, fn, stop.name)
-    prefix = f"{_label(fn)}-{token}"
+    name = _name(fn)
+    prefix = f"pocketcore-{name}-{token}"
     waiting: dict[asyncio.Future[_Outcome], int] = {}
     results: list[Any] = []
     failures: list[BaseException] = []
@@ -109,7 +124,7 @@ async def run_batch(
                 index = waiting.pop(settled)
                 ok, value = settled.result()
                 if not ok:
-                    failures.append(value)
+                    failures.append(_unwrap(value, index, name))
                     stopped = True
                 elif isinstance(value, Stopped):
                     stopped = True
@@ -118,17 +133,17 @@ async def run_batch(
     except BaseException as exc:
         # The caller was cancelled, or pulling the input raised (the kernel
         # names an item that cannot be pickled there).
-        failures.extend(await _halt(client, stop, waiting))
+        failures.extend(await _halt(client, stop, waiting, name))
         _attach(exc, failures)
         raise
     if failures:
-        failures.extend(await _halt(client, stop, waiting))
+        failures.extend(await _halt(client, stop, waiting, name))
         _attach(failures[0], failures[1:])
         raise failures[0]
     if stopped:
         # Only a failing item sets the flag, and its failure then arrives
         # too, unless dask re-ran it elsewhere (its worker died) and it passed.
-        await _halt(client, stop, waiting)
+        await _halt(client, stop, waiting, name)
         raise RuntimeError(
             "the batch was stopped by an item that failed on a worker which then died; "
             "dask re-ran it elsewhere, but the items it had stopped did not run"
@@ -137,7 +152,7 @@ async def run_batch(
 
 
 async def _halt(
-    client: Client, stop: Event, waiting: dict[asyncio.Future[_Outcome], int]
+    client: Client, stop: Event, waiting: dict[asyncio.Future[_Outcome], int], name: str
 ) -> list[BaseException]:
     """Stop the batch and wait until none of its tasks runs; return the failures seen meanwhile.
 
@@ -161,10 +176,10 @@ async def _halt(
                 # held off by anyio's shield: absorb it and keep waiting.
                 await asyncio.wait(list(waiting))
             for settled in [w for w in waiting if w.done()]:
-                del waiting[settled]
+                index = waiting.pop(settled)
                 ok, value = settled.result()
                 if not ok:
-                    failures.append(value)
+                    failures.append(_unwrap(value, index, name))
         for step in (
             functools.partial(client.run, forget, stop.name, on_error="ignore"),
             stop.clear,  # frees the flag on the scheduler
