@@ -12,6 +12,7 @@ doing nothing) before it raises. Cancelling the caller does the same.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import functools
 import uuid
@@ -160,7 +161,8 @@ async def _halt(
     ``map`` has raised, so a cancellation arriving now is absorbed here and
     the caller's own exception is raised afterwards. Failing to reach the
     scheduler only makes the wait longer (tasks that did not see the flag run
-    to completion), never shorter.
+    to completion), never shorter. Tasks whose futures were cancelled (the
+    client closed because the run's own cluster was killed) are not failures.
     """
     failures: list[BaseException] = []
     with anyio.CancelScope(shield=True):
@@ -178,7 +180,7 @@ async def _halt(
             for settled in [w for w in waiting if w.done()]:
                 index = waiting.pop(settled)
                 ok, value = settled.result()
-                if not ok:
+                if not ok and not isinstance(value, concurrent.futures.CancelledError):
                     failures.append(_unwrap(value, index, name))
         for step in (
             functools.partial(client.run, forget, stop.name, on_error="ignore"),

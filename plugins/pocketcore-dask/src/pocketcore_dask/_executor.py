@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import os
+import signal
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -14,7 +16,7 @@ import anyio
 from ._settings import Settings, check_address, check_count, resolve
 
 if TYPE_CHECKING:
-    from distributed import Client
+    from distributed import Client, LocalCluster
 
 __all__ = ["DaskExecutor"]
 
@@ -27,21 +29,65 @@ _END = object()
 class _Session:
     """The cluster connection of one ``run``: opened by its first batch, closed when it ends.
 
-    A run without a parallel batch never connects (nor starts a cluster).
+    A run without a parallel batch never connects (nor starts a cluster). A
+    batch outside a run has a session of its own.
     """
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.loop = asyncio.get_running_loop()
         self._client: Client | None = None
+        self._cluster: LocalCluster | None = None
         self._lock = asyncio.Lock()
         self._stack = contextlib.AsyncExitStack()
 
     async def client(self) -> Client:
         async with self._lock:  # batches running side by side share one connection
             if self._client is None:
-                self._client = await self._stack.enter_async_context(connect(self.settings))
+                client, cluster = await self._stack.enter_async_context(_open(self.settings))
+                self._client, self._cluster = client, cluster
+                return client
             return self._client
+
+    async def guard(self, work: Awaitable[T]) -> T:
+        """Await ``work``; cancelled (Ctrl-C), first kill the cluster the session started.
+
+        A cancelled batch waits for its running items, and sync items cannot
+        be interrupted: a long one would hold Ctrl-C up for as long as it
+        computes. But a cluster the session started is closed as soon as the
+        session ends: killing its worker processes at once stops every item,
+        and the batches then have nothing left to wait for. A cluster of
+        someone else's is not the session's to kill: its batches stop as any
+        cancelled batch does.
+        """
+        task = asyncio.ensure_future(work)
+        try:
+            # Shielded: when the session is cancelled it must act before the
+            # work learns of it, not after its batches have waited.
+            return await asyncio.shield(task)
+        except asyncio.CancelledError:
+            if task.done():  # the work itself was cancelled: nothing of ours
+                raise
+            with anyio.CancelScope(shield=True):
+                await self._kill_cluster()
+                task.cancel()
+                await asyncio.wait([task])
+            if not task.cancelled():
+                task.exception()  # seen: what ends the session is the cancellation
+            raise
+
+    async def _kill_cluster(self) -> None:
+        if self._cluster is None or self._client is None:
+            return
+        for nanny in list(self._cluster.workers.values()):
+            # Told first, the nanny does not start a new worker process in
+            # place of the one killed (nor log that it does).
+            nanny.close_gracefully(reason="pocketcore-run-cancelled")
+            if nanny.pid:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(nanny.pid, getattr(signal, "SIGKILL", signal.SIGTERM))
+        # Closing the client cancels the futures the batches wait for.
+        await _close(self._client)
 
     async def aclose(self) -> None:
         await self._stack.aclose()
@@ -86,10 +132,18 @@ async def connect(settings: Settings) -> AsyncIterator[Client]:
             within dask's connect timeout; the message names the address
             and where it came from.
     """
+    async with _open(settings) as (client, _):
+        yield client
+
+
+@contextlib.asynccontextmanager
+async def _open(settings: Settings) -> AsyncIterator[tuple[Client, LocalCluster | None]]:
+    """:func:`connect`, also yielding the ``LocalCluster`` it started (or ``None``)."""
     # distributed leaves these constructors unannotated: hence the ignores.
     from distributed import Client, LocalCluster
 
     async with contextlib.AsyncExitStack() as stack:
+        cluster: LocalCluster | None = None
         if settings.address is None:
             cluster = LocalCluster(  # type: ignore[no-untyped-call]
                 n_workers=settings.n_workers,
@@ -100,6 +154,8 @@ async def connect(settings: Settings) -> AsyncIterator[Client]:
                 # not collide (None would still try 8787). Point the executor
                 # at a cluster of your own to watch its dashboard.
                 dashboard_address="127.0.0.1:0",
+                # Its workers ignore Ctrl-C: the run stops them (see _worker).
+                preload=["pocketcore_dask._worker"],
             )
             await _started(cluster)
             stack.push_async_callback(_close, cluster)
@@ -109,7 +165,7 @@ async def connect(settings: Settings) -> AsyncIterator[Client]:
             client = Client(settings.address, asynchronous=True, set_as_default=False)  # type: ignore[no-untyped-call]
             await _reached(client, settings)
         stack.push_async_callback(_close, client)
-        yield client
+        yield client, cluster
 
 
 async def _reached(client: Client, settings: Settings) -> None:
@@ -215,7 +271,9 @@ class DaskExecutor:
 
         The settings are checked before the loop starts. The connection (or
         ``LocalCluster``) is opened by the run's first batch and closed when
-        ``fn`` returns or raises.
+        ``fn`` returns or raises. Interrupted (Ctrl-C), a run that started its
+        own ``LocalCluster`` kills its worker processes at once rather than
+        wait for the items running there.
 
         Raises:
             ConfigError: A configured value is unusable.
@@ -226,7 +284,7 @@ class DaskExecutor:
             session = _Session(settings)
             token = _SESSION.set(session)
             try:
-                return await fn()
+                return await session.guard(fn())
             finally:
                 _SESSION.reset(token)
                 await session.aclose()
@@ -277,11 +335,19 @@ class DaskExecutor:
         if first is _END:
             return []
         items = itertools.chain((first,), source)
+
+        async def on(session: _Session) -> list[Any]:
+            return await run_batch(await session.client(), task, fn, items, limit)
+
         session = _SESSION.get()
         if session is not None and session.loop is asyncio.get_running_loop():
-            return await run_batch(await session.client(), task, fn, items, limit)
-        async with connect(self.settings()) as client:  # a batch outside run(): its own
-            return await run_batch(client, task, fn, items, limit)
+            return await on(session)
+        # A batch outside run() has a session, and a cluster, of its own.
+        session = _Session(self.settings())
+        try:
+            return await session.guard(on(session))
+        finally:
+            await session.aclose()
 
     def __repr__(self) -> str:
         args = [] if self.address is None else [repr(self.address)]

@@ -18,6 +18,9 @@ An item that raises ``SystemExit`` (``sys.exit()``) or ``KeyboardInterrupt``
 must not take its worker down, as dask lets them do: the task sends it back
 wrapped in :class:`Exited`, an ordinary exception, and the client raises the
 item's own exception again.
+
+This module is also the preload of the workers of a ``LocalCluster`` the
+plugin starts (:func:`dask_setup`).
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import enum
+import signal
 import threading
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -34,7 +38,15 @@ from distributed import Event
 # distributed leaves Event's methods unannotated, hence the few
 # ``type: ignore[no-untyped-call]`` below.
 
-__all__ = ["Exited", "Stopped", "forget", "interrupt", "run_async_item", "run_sync_item"]
+__all__ = [
+    "Exited",
+    "Stopped",
+    "dask_setup",
+    "forget",
+    "interrupt",
+    "run_async_item",
+    "run_sync_item",
+]
 
 
 class Stopped(enum.Enum):
@@ -78,6 +90,18 @@ def _exited(exc: BaseException) -> BaseException:
     if isinstance(exc, (SystemExit, KeyboardInterrupt)):
         return Exited(exc).with_traceback(exc.__traceback__)
     return exc
+
+
+def dask_setup(worker: Any) -> None:
+    """Preload of the workers of a ``LocalCluster`` started by the plugin: ignore SIGINT.
+
+    Those workers share the terminal's process group with the run, so Ctrl-C
+    reaches them too. Left to it, each one dies half-way through its own
+    shutdown, printing tracebacks, while the run waits for the tasks it held.
+    The run is the one to stop them: interrupted, it kills them itself.
+    """
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 # The async items running in this worker process, per batch, and the batches
