@@ -125,7 +125,7 @@ def test_arguments_beat_the_environment_which_beats_the_file(
         (
             "nworkers = 2",
             "unknown key 'nworkers' in [tool.pocketcore.dask] in pyproject.toml; known keys: "
-            "address, n_workers, threads_per_worker",
+            "address, n_workers, threads_per_worker, no_workers_warning",
         ),
     ],
 )
@@ -279,3 +279,27 @@ def test_a_scheduler_that_accepts_but_never_answers_fails_within_the_connect_tim
         with conn:
             while conn.recv(65536):
                 pass
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("0", "no_workers_warning must be > 0, got 0 from key 'no_workers_warning' in "),
+        ("'10'", "no_workers_warning must be a number of seconds > 0, got '10' (str) from key"),
+        ("true", "no_workers_warning must be a number of seconds > 0, got True (bool) from key"),
+    ],
+)
+def test_bad_no_workers_warning_in_the_file(clean: Path, value: str, message: str) -> None:
+    (clean / "pocketcore.toml").write_text(f"[dask]\nno_workers_warning = {value}\n")
+    assert config_error().startswith(message)
+
+
+def test_the_no_workers_warning_setting(clean: Path) -> None:
+    assert DaskExecutor().settings().no_workers_warning == 10
+    (clean / "pocketcore.toml").write_text("[dask]\nno_workers_warning = 2.5\n")
+    assert DaskExecutor().settings().no_workers_warning == 2.5
+    assert DaskExecutor(no_workers_warning=1).settings().no_workers_warning == 1
+    assert "got -1 from argument no_workers_warning= of DaskExecutor()" in config_error(
+        no_workers_warning=-1
+    )
+    assert repr(DaskExecutor(no_workers_warning=1)) == "DaskExecutor(no_workers_warning=1.0)"

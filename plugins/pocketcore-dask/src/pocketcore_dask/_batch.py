@@ -7,6 +7,9 @@ fails, the input is not pulled any further, the batch's stop flag is set,
 the running async items are interrupted, and ``map`` waits until every task
 it submitted has finished (the ones that had not started finish at once,
 doing nothing) before it raises. Cancelling the caller does the same.
+
+While the batch waits, it says so on stderr when the scheduler has no worker
+to run its tasks: dask would wait for one forever, in silence.
 """
 
 from __future__ import annotations
@@ -15,6 +18,8 @@ import asyncio
 import concurrent.futures
 import contextlib
 import functools
+import sys
+import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
@@ -84,8 +89,13 @@ async def run_batch(
     fn: Callable[[Any], Any],
     items: Iterable[Any],
     limit: int | None,
+    *,
+    warn_after: float,
 ) -> list[Any]:
     """Run ``task(fn, stop_name, item)`` on the cluster for every item; results in input order.
+
+    ``warn_after``: seconds without a worker at the scheduler after which the
+    batch says on stderr that it is waiting for one.
 
     Raises:
         BaseException: The first failure the client learned of (the item's own
@@ -102,12 +112,15 @@ async def run_batch(
     name = _name(fn)
     prefix = f"pocketcore-{name}-{token}"
     waiting: dict[asyncio.Future[_Outcome], int] = {}
+    futures: dict[int, Future[Any]] = {}  # the tasks submitted and not yet settled
     results: list[Any] = []
     failures: list[BaseException] = []
     source: Iterator[Any] = iter(items)
     # Set when a task reports that the batch has stopped: a failure elsewhere
     # set the flag and its report is on the way. No further item is pulled.
     stopped = False
+    halt = functools.partial(_halt, client, stop, waiting, futures, name)
+    watch = asyncio.ensure_future(_warn_without_workers(client, warn_after))
     try:
         while True:
             while not stopped and (limit is None or len(waiting) < limit):
@@ -117,12 +130,14 @@ async def run_batch(
                 index = len(results)
                 results.append(None)
                 future = client.submit(work, item, key=(prefix, index), pure=False)
+                futures[index] = future
                 waiting[asyncio.ensure_future(_settle(future))] = index
             if failures or not waiting:
                 break
             done, _ = await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
             for settled in sorted(done, key=waiting.__getitem__):
                 index = waiting.pop(settled)
+                del futures[index]
                 ok, value = settled.result()
                 if not ok:
                     failures.append(_unwrap(value, index, name))
@@ -134,17 +149,19 @@ async def run_batch(
     except BaseException as exc:
         # The caller was cancelled, or pulling the input raised (the kernel
         # names an item that cannot be pickled there).
-        failures.extend(await _halt(client, stop, waiting, name))
+        failures.extend(await halt())
         _attach(exc, failures)
         raise
+    finally:
+        watch.cancel()
     if failures:
-        failures.extend(await _halt(client, stop, waiting, name))
+        failures.extend(await halt())
         _attach(failures[0], failures[1:])
         raise failures[0]
     if stopped:
         # Only a failing item sets the flag, and its failure then arrives
         # too, unless dask re-ran it elsewhere (its worker died) and it passed.
-        await _halt(client, stop, waiting, name)
+        await halt()
         raise RuntimeError(
             "the batch was stopped by an item that failed on a worker which then died; "
             "dask re-ran it elsewhere, but the items it had stopped did not run"
@@ -152,8 +169,55 @@ async def run_batch(
     return results
 
 
+def _known_workers(client: Client) -> int:
+    """How many workers the scheduler had when the client last asked (it asks every few seconds)."""
+    info = client.scheduler_info()
+    # Newer versions of distributed count the workers without listing them.
+    return int(info.get("n_workers", len(info.get("workers", {}))))
+
+
+async def _no_workers(client: Client) -> bool:
+    """Whether the scheduler has no worker now: asked afresh when the client's last word says so."""
+    if _known_workers(client) or client.scheduler is None:
+        return False
+    info = await client.scheduler.identity()
+    return not info.get("n_workers", len(info.get("workers", {})))
+
+
+async def _warn_without_workers(client: Client, after: float) -> None:
+    """Say on stderr when the scheduler has had no worker for ``after`` seconds.
+
+    dask keeps the tasks until a worker connects, however long that takes,
+    so a scheduler started without workers (or whose workers all went away)
+    looks like a hang. Said once each time the workers are gone, not repeated
+    while they stay away. Runs until the batch cancels it.
+    """
+    address = client.scheduler.address if client.scheduler is not None else "the scheduler"
+    since: float | None = None  # when the scheduler was first seen without workers
+    said = False
+    while True:
+        now = time.monotonic()
+        if _known_workers(client):
+            since, said = None, False
+        elif since is None:
+            since = now
+        elif not said and now - since >= after:
+            said = True
+            print(
+                f"pocketcore-dask: no dask workers connected to {address} after {after:g} s; "
+                "waiting",
+                file=sys.stderr,
+                flush=True,
+            )
+        await asyncio.sleep(min(after / 4, 1.0))
+
+
 async def _halt(
-    client: Client, stop: Event, waiting: dict[asyncio.Future[_Outcome], int], name: str
+    client: Client,
+    stop: Event,
+    waiting: dict[asyncio.Future[_Outcome], int],
+    futures: dict[int, Future[Any]],
+    name: str,
 ) -> list[BaseException]:
     """Stop the batch and wait until none of its tasks runs; return the failures seen meanwhile.
 
@@ -161,8 +225,12 @@ async def _halt(
     ``map`` has raised, so a cancellation arriving now is absorbed here and
     the caller's own exception is raised afterwards. Failing to reach the
     scheduler only makes the wait longer (tasks that did not see the flag run
-    to completion), never shorter. Tasks whose futures were cancelled (the
-    client closed because the run's own cluster was killed) are not failures.
+    to completion), never shorter.
+
+    Tasks are not cancelled (dask cannot stop one that runs: cancelling it
+    would only stop the wait), except when the scheduler has no worker: its
+    tasks are then all queued, none runs, and they would wait forever. A
+    cancelled task is not a failure of its item.
     """
     failures: list[BaseException] = []
     with anyio.CancelScope(shield=True):
@@ -176,12 +244,16 @@ async def _halt(
             with contextlib.suppress(asyncio.CancelledError):
                 # A native task.cancel() (asyncio.timeout, TaskGroup) is not
                 # held off by anyio's shield: absorb it and keep waiting.
-                await asyncio.wait(list(waiting))
+                await asyncio.wait(list(waiting), timeout=1.0)
             for settled in [w for w in waiting if w.done()]:
                 index = waiting.pop(settled)
+                del futures[index]
                 ok, value = settled.result()
                 if not ok and not isinstance(value, concurrent.futures.CancelledError):
                     failures.append(_unwrap(value, index, name))
+            if waiting:
+                with contextlib.suppress(Exception):
+                    await _absorbing(functools.partial(_drop_if_no_workers, client, futures))
         for step in (
             functools.partial(client.run, forget, stop.name, on_error="ignore"),
             stop.clear,  # frees the flag on the scheduler
@@ -189,6 +261,12 @@ async def _halt(
             with contextlib.suppress(Exception):
                 await _absorbing(step)
     return failures
+
+
+async def _drop_if_no_workers(client: Client, futures: dict[int, Future[Any]]) -> None:
+    """Cancel the tasks when the scheduler has no worker: then none of them runs."""
+    if await _no_workers(client):
+        await client.cancel(list(futures.values()))  # type: ignore[no-untyped-call]
 
 
 async def _absorbing(call: Callable[[], Any]) -> None:

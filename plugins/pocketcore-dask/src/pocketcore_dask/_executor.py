@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import anyio
 
-from ._settings import Settings, check_address, check_count, resolve
+from ._settings import Settings, check_address, check_count, check_seconds, resolve
 
 if TYPE_CHECKING:
     from distributed import Client, LocalCluster
@@ -225,6 +225,8 @@ class DaskExecutor:
         address: The scheduler address; overrides the environment and file.
         n_workers: Worker processes of a ``LocalCluster`` (default: one per CPU).
         threads_per_worker: Threads of each of its workers (default 1).
+        no_workers_warning: Seconds a batch waits at a scheduler without
+            workers before it says so on stderr (default 10).
 
     Raises:
         ConfigError: An argument has the wrong type or is out of range.
@@ -242,6 +244,7 @@ class DaskExecutor:
         *,
         n_workers: int | None = None,
         threads_per_worker: int | None = None,
+        no_workers_warning: float | None = None,
     ) -> None:
         where = "argument {}= of DaskExecutor()"
         self.address = None if address is None else check_address(address, where.format("address"))
@@ -257,6 +260,13 @@ class DaskExecutor:
                 threads_per_worker, "threads_per_worker", where.format("threads_per_worker")
             )
         )
+        self.no_workers_warning = (
+            None
+            if no_workers_warning is None
+            else check_seconds(
+                no_workers_warning, "no_workers_warning", where.format("no_workers_warning")
+            )
+        )
 
     def settings(self) -> Settings:
         """Resolve what a run connects to now (arguments, environment, file).
@@ -264,7 +274,9 @@ class DaskExecutor:
         Raises:
             ConfigError: A configured value is unusable; the message names its source.
         """
-        return resolve(self.address, self.n_workers, self.threads_per_worker)
+        return resolve(
+            self.address, self.n_workers, self.threads_per_worker, self.no_workers_warning
+        )
 
     def run(self, fn: Callable[[], Awaitable[T]]) -> T:
         """Run ``fn()`` on a new asyncio loop; batches of the run share one cluster connection.
@@ -337,7 +349,9 @@ class DaskExecutor:
         items = itertools.chain((first,), source)
 
         async def on(session: _Session) -> list[Any]:
-            return await run_batch(await session.client(), task, fn, items, limit)
+            client = await session.client()
+            warn_after = session.settings.no_workers_warning
+            return await run_batch(client, task, fn, items, limit, warn_after=warn_after)
 
         session = _SESSION.get()
         if session is not None and session.loop is asyncio.get_running_loop():
@@ -351,7 +365,7 @@ class DaskExecutor:
 
     def __repr__(self) -> str:
         args = [] if self.address is None else [repr(self.address)]
-        for key in ("n_workers", "threads_per_worker"):
+        for key in ("n_workers", "threads_per_worker", "no_workers_warning"):
             value = getattr(self, key)
             if value is not None:
                 args.append(f"{key}={value}")
