@@ -66,12 +66,11 @@ class _Session:
             # work learns of it, not after its batches have waited.
             return await asyncio.shield(task)
         except asyncio.CancelledError:
-            if task.done():  # the work itself was cancelled: nothing of ours
-                raise
-            with anyio.CancelScope(shield=True):
-                await self._kill_cluster()
-                task.cancel()
-                await asyncio.wait([task])
+            if not task.done():  # else the work itself was cancelled: nothing to do
+                with anyio.CancelScope(shield=True):
+                    await self._kill_cluster()
+                    task.cancel()
+                    await asyncio.wait([task])
             if not task.cancelled():
                 task.exception()  # seen: what ends the session is the cancellation
             raise
