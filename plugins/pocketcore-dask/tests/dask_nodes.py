@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -213,3 +214,47 @@ def marked_square(item: tuple[str, int]) -> int:
     time.sleep(0.01 * (i % 3))
     mark(folder, f"ended-{i}")
     return i * i
+
+
+def leave(how: str) -> None:
+    """What an item does to end it all: ``sys.exit(3)`` or a ``KeyboardInterrupt``."""
+    if how == "exit":
+        sys.exit(3)
+    raise KeyboardInterrupt
+
+
+class Exits(pocketcore.AsyncParallelBatchNode):
+    """Item ``shared["exits"]`` leaves (see :func:`leave`); the others wait 30 s, leaving marks."""
+
+    async def prep_async(self, shared: dict[str, Any]) -> Any:
+        return [(shared["marks"], i, shared["exits"], shared["how"]) for i in range(4)]
+
+    async def exec_async(self, item: Any) -> Any:
+        folder, i, exits, how = item
+        mark(folder, f"started-{i}")
+        if i == exits:
+            await asyncio.sleep(0.2)
+            leave(how)
+        try:
+            await asyncio.sleep(30)
+        except asyncio.CancelledError:
+            mark(folder, f"cancelled-{i}")
+            raise
+        return i
+
+
+class SyncExits(pocketcore.ParallelBatchNode):
+    """:class:`Exits` with a blocking ``exec``; the other items take half a second."""
+
+    def prep(self, shared: dict[str, Any]) -> Any:
+        return [(shared["marks"], i, shared["exits"], shared["how"]) for i in range(4)]
+
+    def exec(self, item: Any) -> Any:
+        folder, i, exits, how = item
+        mark(folder, f"started-{i}")
+        if i == exits:
+            time.sleep(0.2)
+            leave(how)
+        time.sleep(0.5)
+        mark(folder, f"finished-{i}")
+        return i

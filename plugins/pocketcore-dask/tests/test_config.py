@@ -6,6 +6,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -124,7 +125,7 @@ def test_arguments_beat_the_environment_which_beats_the_file(
         (
             "nworkers = 2",
             "unknown key 'nworkers' in [tool.pocketcore.dask] in pyproject.toml; known keys: "
-            "address, n_workers, threads_per_worker",
+            "address, n_workers, threads_per_worker, no_workers_warning",
         ),
     ],
 )
@@ -171,7 +172,7 @@ def test_an_unreachable_scheduler_names_its_address_and_source(clean: Path) -> N
     (clean / "pyproject.toml").write_text('[tool.pocketcore.dask]\naddress = "tcp://127.0.0.1:1"\n')
     with (
         dask.config.set({"distributed.comm.timeouts.connect": "0.5s"}),
-        pytest.raises(ConnectionError) as info,
+        pytest.raises(pocketcore.ConfigError) as info,
     ):
         squares()
     assert str(info.value).startswith(
@@ -187,7 +188,7 @@ def test_repr() -> None:
     assert repr(DaskExecutor("tcp://h:1", n_workers=2)) == "DaskExecutor('tcp://h:1', n_workers=2)"
 
 
-def test_something_else_answering_at_the_address_is_a_connection_error(
+def test_something_else_answering_at_the_address_is_a_config_error(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     # Not a scheduler: a server that answers every connection with HTTP.
@@ -210,7 +211,7 @@ def test_something_else_answering_at_the_address_is_a_connection_error(
     try:
         with (
             dask.config.set({"distributed.comm.timeouts.connect": "2s"}),
-            pytest.raises(ConnectionError) as info,
+            pytest.raises(pocketcore.ConfigError) as info,
         ):
             squares()
     finally:
@@ -220,3 +221,85 @@ def test_something_else_answering_at_the_address_is_a_connection_error(
         "(from environment variable POCKETCORE_DASK_ADDRESS): "
     )
     assert str(info.value).endswith("(is a dask scheduler listening there?)")
+
+
+def test_a_scheduler_that_accepts_but_never_answers_fails_within_the_connect_timeout(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # What a frozen (or SIGSTOPped) scheduler looks like: the kernel accepts
+    # the connection, nobody answers. dask bounds the connection, not the
+    # handshake that follows, and the run used to wait forever.
+    server = socket.create_server(("127.0.0.1", 0))
+    port = server.getsockname()[1]
+    accepted: list[socket.socket] = []
+
+    def accept() -> None:
+        with server:
+            while True:
+                try:
+                    conn, _ = server.accept()
+                except OSError:  # closed: the test is over
+                    return
+                accepted.append(conn)  # held open, never answered
+
+    threading.Thread(target=accept, daemon=True).start()
+    monkeypatch.setenv("POCKETCORE_DASK_ADDRESS", f"tcp://127.0.0.1:{port}")
+    outcome: list[BaseException] = []
+
+    def run() -> None:
+        with dask.config.set({"distributed.comm.timeouts.connect": "2s"}):
+            try:
+                squares()
+            except BaseException as exc:  # handed to the test
+                outcome.append(exc)
+
+    start = time.monotonic()
+    runner = threading.Thread(target=run, daemon=True)
+    runner.start()
+    # The timeout, a second of grace, and a wide margin for a busy machine.
+    runner.join(timeout=2 + 20)
+    elapsed = time.monotonic() - start
+    server.close()
+    if runner.is_alive():  # hung: end it (the connections close) and fail
+        for conn in accepted:
+            conn.close()
+        runner.join(timeout=30)
+        pytest.fail(f"the run still waited for the scheduler after {elapsed:.0f} s")
+    [error] = outcome
+    assert isinstance(error, pocketcore.ConfigError), repr(error)
+    assert str(error) == (
+        f"cannot reach the dask scheduler at 'tcp://127.0.0.1:{port}' (from environment "
+        "variable POCKETCORE_DASK_ADDRESS): no answer within 2 s (dask's connect timeout, "
+        "distributed.comm.timeouts.connect); is a dask scheduler listening there, and running?"
+    )
+    assert accepted  # it was connected, and then waited
+    # The client let go of every connection it opened: each one ends (EOF).
+    for conn in accepted:
+        conn.settimeout(10)
+        with conn:
+            while conn.recv(65536):
+                pass
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("0", "no_workers_warning must be > 0, got 0 from key 'no_workers_warning' in "),
+        ("'10'", "no_workers_warning must be a number of seconds > 0, got '10' (str) from key"),
+        ("true", "no_workers_warning must be a number of seconds > 0, got True (bool) from key"),
+    ],
+)
+def test_bad_no_workers_warning_in_the_file(clean: Path, value: str, message: str) -> None:
+    (clean / "pocketcore.toml").write_text(f"[dask]\nno_workers_warning = {value}\n")
+    assert config_error().startswith(message)
+
+
+def test_the_no_workers_warning_setting(clean: Path) -> None:
+    assert DaskExecutor().settings().no_workers_warning == 10
+    (clean / "pocketcore.toml").write_text("[dask]\nno_workers_warning = 2.5\n")
+    assert DaskExecutor().settings().no_workers_warning == 2.5
+    assert DaskExecutor(no_workers_warning=1).settings().no_workers_warning == 1
+    assert "got -1 from argument no_workers_warning= of DaskExecutor()" in config_error(
+        no_workers_warning=-1
+    )
+    assert repr(DaskExecutor(no_workers_warning=1)) == "DaskExecutor(no_workers_warning=1.0)"

@@ -7,6 +7,7 @@ scheduler's processing lists, and no worker thread executing a task.
 from __future__ import annotations
 
 import asyncio
+import os
 import threading
 import time
 import traceback
@@ -14,7 +15,17 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from dask_nodes import Items, Passes, Stalls, SyncItems, SyncPasses, SyncStalls, marks
+from dask_nodes import (
+    Exits,
+    Items,
+    Passes,
+    Stalls,
+    SyncExits,
+    SyncItems,
+    SyncPasses,
+    SyncStalls,
+    marks,
+)
 from distributed import Client
 
 import pocketcore
@@ -141,3 +152,35 @@ def test_batch_flows_refuse_the_dask_executor(flow: type[pocketcore.Flow]) -> No
     inner = pocketcore.Node()
     with pytest.raises(pocketcore.ConfigError, match=f"the passes of {flow.__name__} run prep"):
         pocketcore.run(flow(start=inner), executor="dask")
+
+
+def pids(client: Client) -> dict[str, int]:
+    return client.run(os.getpid)  # type: ignore[no-any-return]
+
+
+@pytest.mark.parametrize("node", [Exits, SyncExits])
+@pytest.mark.parametrize(("how", "kind"), [("exit", SystemExit), ("interrupt", KeyboardInterrupt)])
+def test_an_item_that_exits_raises_its_own_exception_and_the_worker_lives_on(
+    client: Client,
+    tmp_path: Path,
+    node: type[pocketcore.BaseNode],
+    how: str,
+    kind: type[BaseException],
+) -> None:
+    # dask lets SystemExit (and KeyboardInterrupt) end a worker process: the
+    # nanny started a new one and the run failed blaming a worker's death.
+    before = pids(client)
+    shared = {"marks": str(tmp_path), "exits": 2, "how": how}
+    with pytest.raises(kind) as info:
+        pocketcore.run(node(), shared, executor="dask")
+    assert type(info.value) is kind  # the item's own, unwrapped, as with a local executor
+    if kind is SystemExit:
+        assert info.value.code == 3
+    assert getattr(info.value, "__notes__", []) == [
+        f"raised by item 2 of {node.__name__} on a dask worker"
+    ]
+    assert "leave" in "".join(traceback.format_tb(info.value.__traceback__))
+    assert pids(client) == before  # no worker died
+    assert_idle(client)
+    if node is Exits:  # the batch stopped as for any failure
+        assert marks(tmp_path, "cancelled") == marks(tmp_path, "started") - {2}

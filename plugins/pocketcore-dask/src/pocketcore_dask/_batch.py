@@ -7,13 +7,19 @@ fails, the input is not pulled any further, the batch's stop flag is set,
 the running async items are interrupted, and ``map`` waits until every task
 it submitted has finished (the ones that had not started finish at once,
 doing nothing) before it raises. Cancelling the caller does the same.
+
+While the batch waits, it says so on stderr when the scheduler has no worker
+to run its tasks: dask would wait for one forever, in silence.
 """
 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import functools
+import sys
+import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
@@ -21,7 +27,7 @@ from typing import Any
 import anyio
 from distributed import Client, Event, Future
 
-from ._worker import Stopped, forget, interrupt
+from ._worker import Exited, Stopped, forget, interrupt
 
 __all__ = ["run_batch"]
 
@@ -34,24 +40,37 @@ def _attach(first: BaseException, others: Iterable[BaseException]) -> None:
     for exc in others:
         if exc is first:
             continue
-        note = f"another item failed before the batch was stopped: {type(exc).__name__}: {exc}"
-        if hasattr(first, "add_note"):
-            first.add_note(note)
-        else:  # Python 3.10: same attribute that 3.11's add_note fills
-            notes = getattr(first, "__notes__", None)
-            if notes is None:
-                notes = []
-                first.__notes__ = notes  # type: ignore[attr-defined]
-            notes.append(note)
+        _note(
+            first, f"another item failed before the batch was stopped: {type(exc).__name__}: {exc}"
+        )
 
 
-def _label(fn: Callable[..., Any]) -> str:
-    """A readable task-name prefix for the dashboard: the node class, when there is one."""
+def _name(fn: Callable[..., Any]) -> str:
+    """What the items run: the node class, when there is one."""
     owner = getattr(fn, "__self__", None)
     if owner is None and isinstance(fn, functools.partial) and fn.args:
         owner = fn.args[0]
-    name = type(owner).__name__ if owner is not None else getattr(fn, "__name__", "item")
-    return f"pocketcore-{name}"
+    return type(owner).__name__ if owner is not None else getattr(fn, "__name__", "item")
+
+
+def _unwrap(exc: BaseException, index: int, name: str) -> BaseException:
+    """The item's own exception: a ``SystemExit`` the worker wrapped is raised as itself."""
+    if not isinstance(exc, Exited):
+        return exc
+    own = exc.exit.with_traceback(exc.__traceback__)
+    _note(own, f"raised by item {index} of {name} on a dask worker")
+    return own
+
+
+def _note(exc: BaseException, note: str) -> None:
+    if hasattr(exc, "add_note"):
+        exc.add_note(note)
+    else:  # Python 3.10: same attribute that 3.11's add_note fills
+        notes = getattr(exc, "__notes__", None)
+        if notes is None:
+            notes = []
+            exc.__notes__ = notes  # type: ignore[attr-defined]
+        notes.append(note)
 
 
 async def _settle(future: Future[Any]) -> _Outcome:
@@ -70,28 +89,38 @@ async def run_batch(
     fn: Callable[[Any], Any],
     items: Iterable[Any],
     limit: int | None,
+    *,
+    warn_after: float,
 ) -> list[Any]:
     """Run ``task(fn, stop_name, item)`` on the cluster for every item; results in input order.
 
+    ``warn_after``: seconds without a worker at the scheduler after which the
+    batch says on stderr that it is waiting for one.
+
     Raises:
         BaseException: The first failure the client learned of (the item's own
-            exception), with the others as notes; or whatever pulling the
-            input raised; or the caller's cancellation. In every case only
-            once no task of the batch is running any more.
+            exception, a ``SystemExit`` included), with the others as notes;
+            or whatever pulling the input raised; or the caller's
+            cancellation. In every case only once no task of the batch is
+            running any more.
     """
     token = uuid.uuid4().hex
     # (distributed leaves Event unannotated.)
     stop = Event(f"pocketcore-stop-{token}", client=client)  # type: ignore[no-untyped-call]
     # One function object for the whole batch: dask serializes it once.
     work = functools.partial(task, fn, stop.name)
-    prefix = f"{_label(fn)}-{token}"
+    name = _name(fn)
+    prefix = f"pocketcore-{name}-{token}"
     waiting: dict[asyncio.Future[_Outcome], int] = {}
+    futures: dict[int, Future[Any]] = {}  # the tasks submitted and not yet settled
     results: list[Any] = []
     failures: list[BaseException] = []
     source: Iterator[Any] = iter(items)
     # Set when a task reports that the batch has stopped: a failure elsewhere
     # set the flag and its report is on the way. No further item is pulled.
     stopped = False
+    halt = functools.partial(_halt, client, stop, waiting, futures, name)
+    watch = asyncio.ensure_future(_warn_without_workers(client, warn_after))
     try:
         while True:
             while not stopped and (limit is None or len(waiting) < limit):
@@ -101,15 +130,17 @@ async def run_batch(
                 index = len(results)
                 results.append(None)
                 future = client.submit(work, item, key=(prefix, index), pure=False)
+                futures[index] = future
                 waiting[asyncio.ensure_future(_settle(future))] = index
             if failures or not waiting:
                 break
             done, _ = await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
             for settled in sorted(done, key=waiting.__getitem__):
                 index = waiting.pop(settled)
+                del futures[index]
                 ok, value = settled.result()
                 if not ok:
-                    failures.append(value)
+                    failures.append(_unwrap(value, index, name))
                     stopped = True
                 elif isinstance(value, Stopped):
                     stopped = True
@@ -118,17 +149,19 @@ async def run_batch(
     except BaseException as exc:
         # The caller was cancelled, or pulling the input raised (the kernel
         # names an item that cannot be pickled there).
-        failures.extend(await _halt(client, stop, waiting))
+        failures.extend(await halt())
         _attach(exc, failures)
         raise
+    finally:
+        watch.cancel()
     if failures:
-        failures.extend(await _halt(client, stop, waiting))
+        failures.extend(await halt())
         _attach(failures[0], failures[1:])
         raise failures[0]
     if stopped:
         # Only a failing item sets the flag, and its failure then arrives
         # too, unless dask re-ran it elsewhere (its worker died) and it passed.
-        await _halt(client, stop, waiting)
+        await halt()
         raise RuntimeError(
             "the batch was stopped by an item that failed on a worker which then died; "
             "dask re-ran it elsewhere, but the items it had stopped did not run"
@@ -136,8 +169,55 @@ async def run_batch(
     return results
 
 
+def _known_workers(client: Client) -> int:
+    """How many workers the scheduler had when the client last asked (it asks every few seconds)."""
+    info = client.scheduler_info()
+    # Newer versions of distributed count the workers without listing them.
+    return int(info.get("n_workers", len(info.get("workers", {}))))
+
+
+async def _no_workers(client: Client) -> bool:
+    """Whether the scheduler has no worker now: asked afresh when the client's last word says so."""
+    if _known_workers(client) or client.scheduler is None:
+        return False
+    info = await client.scheduler.identity()
+    return not info.get("n_workers", len(info.get("workers", {})))
+
+
+async def _warn_without_workers(client: Client, after: float) -> None:
+    """Say on stderr when the scheduler has had no worker for ``after`` seconds.
+
+    dask keeps the tasks until a worker connects, however long that takes,
+    so a scheduler started without workers (or whose workers all went away)
+    looks like a hang. Said once each time the workers are gone, not repeated
+    while they stay away. Runs until the batch cancels it.
+    """
+    address = client.scheduler.address if client.scheduler is not None else "the scheduler"
+    since: float | None = None  # when the scheduler was first seen without workers
+    said = False
+    while True:
+        now = time.monotonic()
+        if _known_workers(client):
+            since, said = None, False
+        elif since is None:
+            since = now
+        elif not said and now - since >= after:
+            said = True
+            print(
+                f"pocketcore-dask: no dask workers connected to {address} after {after:g} s; "
+                "waiting",
+                file=sys.stderr,
+                flush=True,
+            )
+        await asyncio.sleep(min(after / 4, 1.0))
+
+
 async def _halt(
-    client: Client, stop: Event, waiting: dict[asyncio.Future[_Outcome], int]
+    client: Client,
+    stop: Event,
+    waiting: dict[asyncio.Future[_Outcome], int],
+    futures: dict[int, Future[Any]],
+    name: str,
 ) -> list[BaseException]:
     """Stop the batch and wait until none of its tasks runs; return the failures seen meanwhile.
 
@@ -146,6 +226,11 @@ async def _halt(
     the caller's own exception is raised afterwards. Failing to reach the
     scheduler only makes the wait longer (tasks that did not see the flag run
     to completion), never shorter.
+
+    Tasks are not cancelled (dask cannot stop one that runs: cancelling it
+    would only stop the wait), except when the scheduler has no worker: its
+    tasks are then all queued, none runs, and they would wait forever. A
+    cancelled task is not a failure of its item.
     """
     failures: list[BaseException] = []
     with anyio.CancelScope(shield=True):
@@ -159,12 +244,16 @@ async def _halt(
             with contextlib.suppress(asyncio.CancelledError):
                 # A native task.cancel() (asyncio.timeout, TaskGroup) is not
                 # held off by anyio's shield: absorb it and keep waiting.
-                await asyncio.wait(list(waiting))
+                await asyncio.wait(list(waiting), timeout=1.0)
             for settled in [w for w in waiting if w.done()]:
-                del waiting[settled]
+                index = waiting.pop(settled)
+                del futures[index]
                 ok, value = settled.result()
-                if not ok:
-                    failures.append(value)
+                if not ok and not isinstance(value, concurrent.futures.CancelledError):
+                    failures.append(_unwrap(value, index, name))
+            if waiting:
+                with contextlib.suppress(Exception):
+                    await _absorbing(functools.partial(_drop_if_no_workers, client, futures))
         for step in (
             functools.partial(client.run, forget, stop.name, on_error="ignore"),
             stop.clear,  # frees the flag on the scheduler
@@ -172,6 +261,12 @@ async def _halt(
             with contextlib.suppress(Exception):
                 await _absorbing(step)
     return failures
+
+
+async def _drop_if_no_workers(client: Client, futures: dict[int, Future[Any]]) -> None:
+    """Cancel the tasks when the scheduler has no worker: then none of them runs."""
+    if await _no_workers(client):
+        await client.cancel(list(futures.values()))  # type: ignore[no-untyped-call]
 
 
 async def _absorbing(call: Callable[[], Any]) -> None:

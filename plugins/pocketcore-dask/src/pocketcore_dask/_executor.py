@@ -5,16 +5,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import os
+import signal
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import anyio
 
-from ._settings import Settings, check_address, check_count, resolve
+from ._settings import Settings, check_address, check_count, check_seconds, resolve
 
 if TYPE_CHECKING:
-    from distributed import Client
+    from distributed import Client, LocalCluster
 
 __all__ = ["DaskExecutor"]
 
@@ -27,21 +29,64 @@ _END = object()
 class _Session:
     """The cluster connection of one ``run``: opened by its first batch, closed when it ends.
 
-    A run without a parallel batch never connects (nor starts a cluster).
+    A run without a parallel batch never connects (nor starts a cluster). A
+    batch outside a run has a session of its own.
     """
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.loop = asyncio.get_running_loop()
         self._client: Client | None = None
+        self._cluster: LocalCluster | None = None
         self._lock = asyncio.Lock()
         self._stack = contextlib.AsyncExitStack()
 
     async def client(self) -> Client:
         async with self._lock:  # batches running side by side share one connection
             if self._client is None:
-                self._client = await self._stack.enter_async_context(connect(self.settings))
+                client, cluster = await self._stack.enter_async_context(_open(self.settings))
+                self._client, self._cluster = client, cluster
+                return client
             return self._client
+
+    async def guard(self, work: Awaitable[T]) -> T:
+        """Await ``work``; cancelled (Ctrl-C), first kill the cluster the session started.
+
+        A cancelled batch waits for its running items, and sync items cannot
+        be interrupted: a long one would hold Ctrl-C up for as long as it
+        computes. But a cluster the session started is closed as soon as the
+        session ends: killing its worker processes at once stops every item,
+        and the batches then have nothing left to wait for. A cluster of
+        someone else's is not the session's to kill: its batches stop as any
+        cancelled batch does.
+        """
+        task = asyncio.ensure_future(work)
+        try:
+            # Shielded: when the session is cancelled it must act before the
+            # work learns of it, not after its batches have waited.
+            return await asyncio.shield(task)
+        except asyncio.CancelledError:
+            if not task.done():  # else the work itself was cancelled: nothing to do
+                with anyio.CancelScope(shield=True):
+                    await self._kill_cluster()
+                    task.cancel()
+                    await asyncio.wait([task])
+            if not task.cancelled():
+                task.exception()  # seen: what ends the session is the cancellation
+            raise
+
+    async def _kill_cluster(self) -> None:
+        if self._cluster is None or self._client is None:
+            return
+        for nanny in list(self._cluster.workers.values()):
+            # Told first, the nanny does not start a new worker process in
+            # place of the one killed (nor log that it does).
+            nanny.close_gracefully(reason="pocketcore-run-cancelled")
+            if nanny.pid:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(nanny.pid, getattr(signal, "SIGKILL", signal.SIGTERM))
+        # Closing the client cancels the futures the batches wait for.
+        await _close(self._client)
 
     async def aclose(self) -> None:
         await self._stack.aclose()
@@ -67,6 +112,14 @@ async def _started(startable: Any) -> None:
         raise
 
 
+def _connect_timeout() -> float:
+    """The connect timeout of dask (``distributed.comm.timeouts.connect``), in seconds."""
+    import dask
+    from dask.utils import parse_timedelta
+
+    return float(parse_timedelta(dask.config.get("distributed.comm.timeouts.connect"), "s"))
+
+
 @contextlib.asynccontextmanager
 async def connect(settings: Settings) -> AsyncIterator[Client]:
     """An asynchronous client of the configured scheduler, or of a new ``LocalCluster``.
@@ -74,14 +127,22 @@ async def connect(settings: Settings) -> AsyncIterator[Client]:
     The cluster (when started here) and the client are closed on exit.
 
     Raises:
-        ConfigError: The address is malformed.
-        ConnectionError: The scheduler cannot be reached; the message names
-            the address and where it came from.
+        ConfigError: The address is malformed, or no scheduler answers there
+            within dask's connect timeout; the message names the address
+            and where it came from.
     """
+    async with _open(settings) as (client, _):
+        yield client
+
+
+@contextlib.asynccontextmanager
+async def _open(settings: Settings) -> AsyncIterator[tuple[Client, LocalCluster | None]]:
+    """:func:`connect`, also yielding the ``LocalCluster`` it started (or ``None``)."""
     # distributed leaves these constructors unannotated: hence the ignores.
     from distributed import Client, LocalCluster
 
     async with contextlib.AsyncExitStack() as stack:
+        cluster: LocalCluster | None = None
         if settings.address is None:
             cluster = LocalCluster(  # type: ignore[no-untyped-call]
                 n_workers=settings.n_workers,
@@ -92,35 +153,57 @@ async def connect(settings: Settings) -> AsyncIterator[Client]:
                 # not collide (None would still try 8787). Point the executor
                 # at a cluster of your own to watch its dashboard.
                 dashboard_address="127.0.0.1:0",
+                # Its workers ignore Ctrl-C: the run stops them (see _worker).
+                preload=["pocketcore_dask._worker"],
             )
             await _started(cluster)
             stack.push_async_callback(_close, cluster)
-            target: Any = cluster
-        else:
-            target = settings.address
-        client = Client(target, asynchronous=True, set_as_default=False)  # type: ignore[no-untyped-call]
-        try:
+            client = Client(cluster, asynchronous=True, set_as_default=False)  # type: ignore[no-untyped-call]
             await _started(client)
-        except ValueError as exc:  # distributed's word for an address it cannot parse
-            from pocketcore import ConfigError
-
-            raise ConfigError(
-                f"bad dask scheduler address {settings.address!r} (from {settings.source}): {exc}"
-            ) from None
-        except Exception as exc:
-            # Refused, unreachable, timed out (OSError, whose text says so), or
-            # something else answered (its garbage fails the handshake anyhow).
-            if isinstance(exc, OSError):
-                detail = str(exc)
-            else:
-                raw = f"{type(exc).__name__}: {exc}".rstrip(": ")
-                detail = f"{raw} (is a dask scheduler listening there?)"
-            raise ConnectionError(
-                f"cannot reach the dask scheduler at {settings.address!r} "
-                f"(from {settings.source}): {detail}"
-            ) from None
+        else:
+            client = Client(settings.address, asynchronous=True, set_as_default=False)  # type: ignore[no-untyped-call]
+            await _reached(client, settings)
         stack.push_async_callback(_close, client)
-        yield client
+        yield client, cluster
+
+
+async def _reached(client: Client, settings: Settings) -> None:
+    """Start a client of the scheduler at ``settings.address``, within dask's connect timeout.
+
+    dask bounds the TCP connection by that timeout, but not what follows: a
+    listener that accepts and never answers (a frozen or stopped scheduler,
+    or another program) would hold the client's start forever. So the whole
+    start is bounded here, by the same timeout.
+
+    Raises:
+        ConfigError: The address is malformed, or no scheduler answers there.
+    """
+    from pocketcore import ConfigError
+
+    where = f"{settings.address!r} (from {settings.source})"
+    bound = _connect_timeout()
+    try:
+        # A second more than dask's own deadline, so that a scheduler that
+        # cannot be reached at all gets dask's more precise error.
+        with anyio.fail_after(bound + 1):
+            await _started(client)
+    except ValueError as exc:  # distributed's word for an address it cannot parse
+        raise ConfigError(f"bad dask scheduler address {where}: {exc}") from None
+    except TimeoutError:
+        raise ConfigError(
+            f"cannot reach the dask scheduler at {where}: no answer within {bound:g} s "
+            "(dask's connect timeout, distributed.comm.timeouts.connect); "
+            "is a dask scheduler listening there, and running?"
+        ) from None
+    except Exception as exc:
+        # Refused or unreachable (OSError, whose text says so), or something
+        # else answered (its garbage fails the handshake anyhow).
+        if isinstance(exc, OSError):
+            detail = str(exc)
+        else:
+            raw = f"{type(exc).__name__}: {exc}".rstrip(": ")
+            detail = f"{raw} (is a dask scheduler listening there?)"
+        raise ConfigError(f"cannot reach the dask scheduler at {where}: {detail}") from None
 
 
 class DaskExecutor:
@@ -141,6 +224,8 @@ class DaskExecutor:
         address: The scheduler address; overrides the environment and file.
         n_workers: Worker processes of a ``LocalCluster`` (default: one per CPU).
         threads_per_worker: Threads of each of its workers (default 1).
+        no_workers_warning: Seconds a batch waits at a scheduler without
+            workers before it says so on stderr (default 10).
 
     Raises:
         ConfigError: An argument has the wrong type or is out of range.
@@ -158,6 +243,7 @@ class DaskExecutor:
         *,
         n_workers: int | None = None,
         threads_per_worker: int | None = None,
+        no_workers_warning: float | None = None,
     ) -> None:
         where = "argument {}= of DaskExecutor()"
         self.address = None if address is None else check_address(address, where.format("address"))
@@ -173,6 +259,13 @@ class DaskExecutor:
                 threads_per_worker, "threads_per_worker", where.format("threads_per_worker")
             )
         )
+        self.no_workers_warning = (
+            None
+            if no_workers_warning is None
+            else check_seconds(
+                no_workers_warning, "no_workers_warning", where.format("no_workers_warning")
+            )
+        )
 
     def settings(self) -> Settings:
         """Resolve what a run connects to now (arguments, environment, file).
@@ -180,14 +273,18 @@ class DaskExecutor:
         Raises:
             ConfigError: A configured value is unusable; the message names its source.
         """
-        return resolve(self.address, self.n_workers, self.threads_per_worker)
+        return resolve(
+            self.address, self.n_workers, self.threads_per_worker, self.no_workers_warning
+        )
 
     def run(self, fn: Callable[[], Awaitable[T]]) -> T:
         """Run ``fn()`` on a new asyncio loop; batches of the run share one cluster connection.
 
         The settings are checked before the loop starts. The connection (or
         ``LocalCluster``) is opened by the run's first batch and closed when
-        ``fn`` returns or raises.
+        ``fn`` returns or raises. Interrupted (Ctrl-C), a run that started its
+        own ``LocalCluster`` kills its worker processes at once rather than
+        wait for the items running there.
 
         Raises:
             ConfigError: A configured value is unusable.
@@ -198,7 +295,7 @@ class DaskExecutor:
             session = _Session(settings)
             token = _SESSION.set(session)
             try:
-                return await fn()
+                return await session.guard(fn())
             finally:
                 _SESSION.reset(token)
                 await session.aclose()
@@ -249,15 +346,25 @@ class DaskExecutor:
         if first is _END:
             return []
         items = itertools.chain((first,), source)
+
+        async def on(session: _Session) -> list[Any]:
+            client = await session.client()
+            warn_after = session.settings.no_workers_warning
+            return await run_batch(client, task, fn, items, limit, warn_after=warn_after)
+
         session = _SESSION.get()
         if session is not None and session.loop is asyncio.get_running_loop():
-            return await run_batch(await session.client(), task, fn, items, limit)
-        async with connect(self.settings()) as client:  # a batch outside run(): its own
-            return await run_batch(client, task, fn, items, limit)
+            return await on(session)
+        # A batch outside run() has a session, and a cluster, of its own.
+        session = _Session(self.settings())
+        try:
+            return await session.guard(on(session))
+        finally:
+            await session.aclose()
 
     def __repr__(self) -> str:
         args = [] if self.address is None else [repr(self.address)]
-        for key in ("n_workers", "threads_per_worker"):
+        for key in ("n_workers", "threads_per_worker", "no_workers_warning"):
             value = getattr(self, key)
             if value is not None:
                 args.append(f"{key}={value}")

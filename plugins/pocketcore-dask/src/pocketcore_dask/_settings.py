@@ -17,10 +17,21 @@ import dataclasses
 import os
 from typing import Any, NoReturn
 
-__all__ = ["ADDRESS_ENV", "KEYS", "Settings", "check_count", "default_workers", "resolve"]
+__all__ = [
+    "ADDRESS_ENV",
+    "KEYS",
+    "NO_WORKERS_WARNING",
+    "Settings",
+    "check_count",
+    "check_seconds",
+    "default_workers",
+    "resolve",
+]
 
 ADDRESS_ENV = "POCKETCORE_DASK_ADDRESS"
-KEYS = ("address", "n_workers", "threads_per_worker")
+KEYS = ("address", "n_workers", "threads_per_worker", "no_workers_warning")
+#: Seconds a batch waits for a worker, at a scheduler that has none, before saying so.
+NO_WORKERS_WARNING = 10.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -33,12 +44,15 @@ class Settings:
         source: Where ``address`` came from, for error messages.
         n_workers: Worker processes of the ``LocalCluster`` (unused with an address).
         threads_per_worker: Threads of each of its workers (unused with an address).
+        no_workers_warning: Seconds without a worker at the scheduler, while a
+            batch waits, before it says so on stderr.
     """
 
     address: str | None
     source: str
     n_workers: int
     threads_per_worker: int
+    no_workers_warning: float = NO_WORKERS_WARNING
 
 
 def _fail(message: str) -> NoReturn:
@@ -56,6 +70,16 @@ def check_count(value: object, name: str, source: str) -> int:
     if value < 1:
         _fail(f"{name} must be >= 1, got {value} from {source}")
     return value
+
+
+def check_seconds(value: object, name: str, source: str) -> float:
+    """Return ``value`` as a float if it is a number > 0 (not a bool), else raise ConfigError."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        kind = type(value).__name__
+        _fail(f"{name} must be a number of seconds > 0, got {value!r} ({kind}) from {source}")
+    if not value > 0:  # NaN too
+        _fail(f"{name} must be > 0, got {value} from {source}")
+    return float(value)
 
 
 def check_address(value: object, source: str) -> str:
@@ -80,6 +104,7 @@ def resolve(
     address: str | None = None,
     n_workers: int | None = None,
     threads_per_worker: int | None = None,
+    no_workers_warning: float | None = None,
 ) -> Settings:
     """Resolve the settings of one run; arguments (already checked) win.
 
@@ -103,6 +128,12 @@ def resolve(
     for key in ("n_workers", "threads_per_worker"):
         if key in table:
             file[key] = check_count(table[key], key, f"key {key!r} in {where}")
+    if "no_workers_warning" in table:
+        file["no_workers_warning"] = check_seconds(
+            table["no_workers_warning"],
+            "no_workers_warning",
+            f"key 'no_workers_warning' in {where}",
+        )
 
     source = "argument address= of DaskExecutor()"
     if address is None:
@@ -118,4 +149,7 @@ def resolve(
         source=source,
         n_workers=n_workers or file.get("n_workers") or default_workers(),
         threads_per_worker=threads_per_worker or file.get("threads_per_worker") or 1,
+        no_workers_warning=no_workers_warning
+        or file.get("no_workers_warning")
+        or NO_WORKERS_WARNING,
     )

@@ -13,6 +13,14 @@ worker, which cancels those items' asyncio tasks, exactly as a local
 executor cancels its in-flight items (``CancelledError`` at their next
 ``await``). Sync items (the items of a ``ParallelBatchNode``) run on until
 they return, and so does an async item until it reaches an ``await``.
+
+An item that raises ``SystemExit`` (``sys.exit()``) or ``KeyboardInterrupt``
+must not take its worker down, as dask lets them do: the task sends it back
+wrapped in :class:`Exited`, an ordinary exception, and the client raises the
+item's own exception again.
+
+This module is also the preload of the workers of a ``LocalCluster`` the
+plugin starts (:func:`dask_setup`).
 """
 
 from __future__ import annotations
@@ -20,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import enum
+import signal
 import threading
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -29,7 +38,15 @@ from distributed import Event
 # distributed leaves Event's methods unannotated, hence the few
 # ``type: ignore[no-untyped-call]`` below.
 
-__all__ = ["Stopped", "forget", "interrupt", "run_async_item", "run_sync_item"]
+__all__ = [
+    "Exited",
+    "Stopped",
+    "dask_setup",
+    "forget",
+    "interrupt",
+    "run_async_item",
+    "run_sync_item",
+]
 
 
 class Stopped(enum.Enum):
@@ -39,6 +56,52 @@ class Stopped(enum.Enum):
     SKIPPED = "skipped"
     #: The item was running and its asyncio task was cancelled.
     CANCELLED = "cancelled"
+
+
+class Exited(Exception):
+    """An item's ``SystemExit`` or ``KeyboardInterrupt``, as an exception dask sends back.
+
+    dask lets these two end the worker process (the nanny then starts a new
+    one, and the client learns only that a worker died). Wrapped, they travel
+    like any failure, with the item's traceback.
+
+    Attributes:
+        exit: The item's own exception.
+    """
+
+    def __init__(self, exit: BaseException) -> None:
+        super().__init__(exit)
+        self.exit = exit
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # A pickled SystemExit comes back with its code None (the code is no
+        # attribute pickle saves): carry it alongside.
+        return (_exited_again, (self.exit, getattr(self.exit, "code", None)))
+
+
+def _exited_again(exit: BaseException, code: Any) -> Exited:
+    if isinstance(exit, SystemExit):
+        exit.code = code
+    return Exited(exit)
+
+
+def _exited(exc: BaseException) -> BaseException:
+    """``exc`` as the worker should raise it: wrapped if dask would let it kill the worker."""
+    if isinstance(exc, (SystemExit, KeyboardInterrupt)):
+        return Exited(exc).with_traceback(exc.__traceback__)
+    return exc
+
+
+def dask_setup(worker: Any) -> None:
+    """Preload of the workers of a ``LocalCluster`` started by the plugin: ignore SIGINT.
+
+    Those workers share the terminal's process group with the run, so Ctrl-C
+    reaches them too. Left to it, each one dies half-way through its own
+    shutdown, printing tracebacks, while the run waits for the tasks it held.
+    The run is the one to stop them: interrupted, it kills them itself.
+    """
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 # The async items running in this worker process, per batch, and the batches
@@ -77,7 +140,12 @@ def run_async_item(fn: Callable[[Any], Awaitable[Any]], stop_name: str, item: An
 
 
 async def _call(fn: Callable[[Any], Awaitable[Any]], item: Any) -> Any:
-    return await fn(item)
+    try:
+        return await fn(item)
+    except (SystemExit, KeyboardInterrupt) as exc:
+        # Here, before asyncio sees it: the two would break out of the
+        # item's event loop rather than end its task.
+        raise _exited(exc) from None
 
 
 async def _guarded(fn: Callable[[Any], Awaitable[Any]], item: Any, stop: Event) -> Any:
@@ -126,9 +194,12 @@ def run_sync_item(fn: Callable[[Any], Any], stop_name: str, item: Any) -> Any:
         return Stopped.SKIPPED
     try:
         return fn(item)
-    except BaseException:
+    except BaseException as exc:
         _halt(stop)
-        raise
+        wrapped = _exited(exc)
+        if wrapped is exc:
+            raise
+        raise wrapped from None
 
 
 def interrupt(stop_name: str) -> None:
