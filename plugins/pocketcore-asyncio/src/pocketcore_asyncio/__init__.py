@@ -137,42 +137,38 @@ class AsyncioExecutor:
             results = []
             source: Iterator[Any] = iter(items)
 
-            def pull() -> Any:
-                try:
-                    item = next(source, _END)
-                except BaseException as exc:  # the input itself failed
-                    fail(exc)
-                    return _END
-                if item is not _END:
-                    results.append(None)
-                return item
-
             async def worker(index: int, item: Any) -> None:
-                # Check before each item: once a call has failed, none starts.
-                while not failures:
-                    try:
+                # Checked before each item (and so before each pull): once a
+                # call has failed, no item starts and none is taken.
+                if failures:
+                    return
+                try:
+                    while True:
                         results[index] = await fn(item)
-                    except asyncio.CancelledError:
-                        raise
-                    except BaseException as exc:
-                        fail(exc)
-                        return
-                    if failures:
-                        return
-                    index = len(results)
-                    item = pull()
-                    if item is _END:
-                        return
+                        if failures:
+                            return
+                        item = next(source, _END)
+                        if item is _END:
+                            return
+                        index = len(results)
+                        results.append(None)
+                except asyncio.CancelledError:
+                    raise
+                except BaseException as exc:  # the item's, or the input's
+                    fail(exc)
 
             # A task per item until ``limit`` are running; the tasks then
             # take over the pulling. Nothing awaits in this loop, so no task
             # runs (or fails) before it is done.
-            for _ in range(limit):
-                index = len(results)
-                item = pull()
-                if item is _END:
-                    break
-                tasks.append(loop.create_task(worker(index, item)))
+            try:
+                for index in range(limit):
+                    item = next(source, _END)
+                    if item is _END:
+                        break
+                    results.append(None)
+                    tasks.append(loop.create_task(worker(index, item)))
+            except BaseException as exc:  # the input itself failed: a failure like any
+                fail(exc)
             await _settle(tasks, failures)
         if failures:
             _attach(failures[0], failures[1:])

@@ -145,42 +145,38 @@ class TrioExecutor:
                 else:
                     source: Iterator[Any] = iter(items)
 
-                    def pull() -> Any:
-                        try:
-                            item = next(source, _END)
-                        except BaseException as exc:  # the input itself failed
-                            fail(exc)
-                            return _END
-                        if item is not _END:
-                            results.append(None)
-                        return item
-
                     async def worker(index: int, item: Any) -> None:
-                        # Check before each item: once a call has failed, none starts.
-                        while not failures:
-                            try:
+                        # Checked before each item (and so before each pull):
+                        # once a call has failed, no item starts and none is taken.
+                        if failures:
+                            return
+                        try:
+                            while True:
                                 results[index] = await fn(item)
-                            except trio.Cancelled:
-                                raise
-                            except BaseException as exc:
-                                fail(exc)
-                                return
-                            if failures:
-                                return
-                            index = len(results)
-                            item = pull()
-                            if item is _END:
-                                return
+                                if failures:
+                                    return
+                                item = next(source, _END)
+                                if item is _END:
+                                    return
+                                index = len(results)
+                                results.append(None)
+                        except trio.Cancelled:
+                            raise
+                        except BaseException as exc:  # the item's, or the input's
+                            fail(exc)
 
                     # A task per item until ``limit`` are running; the tasks
                     # then take over the pulling. Nothing here is a checkpoint,
                     # so no task runs (or fails) before this loop is done.
-                    for _ in range(limit):
-                        index = len(results)
-                        item = pull()
-                        if item is _END:
-                            break
-                        nursery.start_soon(worker, index, item)
+                    try:
+                        for index in range(limit):
+                            item = next(source, _END)
+                            if item is _END:
+                                break
+                            results.append(None)
+                            nursery.start_soon(worker, index, item)
+                    except BaseException as exc:  # the input itself failed
+                        fail(exc)
         except BaseExceptionGroup as group:
             # Only what the tasks do not catch: trio's cancellation, and a
             # KeyboardInterrupt trio delivers to this task (Ctrl-C while it
@@ -188,8 +184,7 @@ class TrioExecutor:
             _, rest = group.split(trio.Cancelled)
             if rest is None:  # the caller's cancellation: the cancel scope wants the group
                 raise
-            leaves = _leaves(rest)
-            failures[:0] = leaves
+            failures[:0] = _leaves(rest)  # an interrupt comes before the items' failures
         if failures:
             _attach(failures[0], failures[1:])
             raise failures[0]
