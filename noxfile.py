@@ -70,7 +70,9 @@ def lint(session: nox.Session) -> None:
 def typecheck(session: nox.Session) -> None:
     """mypy --strict on the kernel, every plugin and the example plugins."""
     dists = [*(plugin_path(p) for p in PLUGINS), EXAMPLE_PLUGIN, EXAMPLE_NODES]
-    session.install("mypy>=1.10", *KERNEL, *dists, *TEST_DEPS)
+    # exceptiongroup: mypy checks as Python 3.10, where the trio plugin imports
+    # the backport; pip installs it only on 3.10, so it is asked for here.
+    session.install("mypy>=1.10", "exceptiongroup>=1.0.2", *KERNEL, *dists, *TEST_DEPS)
     session.run("mypy", "--strict", "src", *(f"{d}/src" for d in dists))
 
 

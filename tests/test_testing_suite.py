@@ -7,6 +7,7 @@ implementation would; the suite's matching property must reject it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sys
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
@@ -105,6 +106,102 @@ class OneAtATime(_AsyncioBase):
         return [await fn(i) for i in items]
 
 
+class CatchesOnlyExceptions(_AsyncioBase):
+    """Catches ``Exception`` in each task: a ``KeyboardInterrupt`` leaves the event loop."""
+
+    name = "catches-only-exceptions"
+
+    async def map(self, fn: Any, items: Iterable[Any], *, limit: int | None) -> list[Any]:
+        failures: list[Exception] = []
+
+        async def call(item: Any) -> Any:
+            try:
+                return await fn(item)
+            except Exception as exc:
+                failures.append(exc)
+                raise
+
+        tasks = [asyncio.ensure_future(call(i)) for i in items]
+        try:
+            return list(await asyncio.gather(*tasks))
+        except BaseException:
+            for t in tasks:
+                t.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            raise
+
+
+class TaskGroupPerBatch(_AsyncioBase):
+    """Catches ``Exception`` in the tasks of an anyio task group: other exceptions come wrapped."""
+
+    name = "task-group"
+
+    async def map(self, fn: Any, items: Iterable[Any], *, limit: int | None) -> list[Any]:
+        import anyio
+
+        results: list[Any] = []
+        failures: list[Exception] = []
+
+        async def call(scope: anyio.CancelScope, index: int, item: Any) -> None:
+            if failures:
+                return
+            try:
+                results[index] = await fn(item)
+            except Exception as exc:
+                failures.append(exc)
+                scope.cancel()
+
+        async with anyio.create_task_group() as tg:
+            for index, item in enumerate(items):
+                results.append(None)
+                tg.start_soon(call, tg.cancel_scope, index, item)
+        if failures:
+            raise failures[0]
+        return results
+
+
+class Workers(_AsyncioBase):
+    """A pool of workers that take items one by one, sized by ``limit`` (and ``len()``)."""
+
+    name = "workers"
+
+    def __init__(self, *, ask_len: bool) -> None:
+        self.ask_len = ask_len
+
+    async def map(self, fn: Any, items: Iterable[Any], *, limit: int | None) -> list[Any]:
+        source = iter(items)
+        results: list[Any] = []
+        stop = False
+
+        async def worker() -> None:
+            nonlocal stop
+            while not stop:
+                item = next(source, source)
+                if item is source:
+                    return
+                index = len(results)
+                results.append(None)
+                try:
+                    results[index] = await fn(item)
+                except BaseException:
+                    stop = True
+                    raise
+
+        workers = 1 if limit is None else limit
+        if self.ask_len:
+            with contextlib.suppress(TypeError):  # not sized
+                workers = min(workers, len(items))  # type: ignore[arg-type]
+        tasks = [asyncio.ensure_future(worker()) for _ in range(workers)]
+        try:
+            await asyncio.gather(*tasks)
+        except BaseException:
+            for t in tasks:
+                t.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            raise
+        return results
+
+
 CASES = [
     (BareGather(), "test_failure_stops_the_batch"),
     (BareGather(), "test_limit_bounds_calls_and_pulls"),
@@ -113,6 +210,10 @@ CASES = [
     (CancelsButDoesNotWait(), "test_failure_stops_the_batch"),
     (WrapsInAGroup(), "test_failure_stops_the_batch"),
     (OneAtATime(), "test_parallel_items_overlap"),
+    (CatchesOnlyExceptions(), "test_base_exception_is_raised_unwrapped"),
+    (TaskGroupPerBatch(), "test_base_exception_is_raised_unwrapped"),
+    (Workers(ask_len=True), "test_input_length_is_not_trusted"),
+    (Workers(ask_len=False), "test_huge_limit_costs_what_no_limit_costs"),
 ]
 
 

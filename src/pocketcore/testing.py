@@ -82,6 +82,14 @@ _HANG = 20.0
 _ROUNDS = 200
 #: Seconds (times ``time_scale``) a remote item waits for its siblings to start.
 _PATIENCE = 0.5
+#: Limits far above any batch the suite makes (see test_huge_limit_costs_what_no_limit_costs).
+_HUGE_LIMITS = (10**3, 10**4)
+#: Seconds (times ``time_scale``) a batch of a few instant items may take, whatever the limit.
+_PROMPT = 2.0
+#: Tasks an executor may keep for itself beyond one per item pulled (a feeder, say).
+_HELPERS = 2
+#: How the input of test_input_length_is_not_trusted answers ``len()``.
+_LENGTHS = ("overflows", "raises", "says 0", "says 1", "says 3 too many")
 
 
 class ItemFailure(Exception):
@@ -97,6 +105,28 @@ class ItemFailure(Exception):
         return (type(self), (self.index,), self.__dict__)
 
 
+class _ItemAbort(BaseException):
+    """A BaseException of the suite's own that is neither an ``Exception`` nor a cancellation.
+
+    It stands for whatever a program may raise that ``except Exception``
+    does not catch (as ``GeneratorExit`` is not caught).
+    """
+
+    def __init__(self, index: int) -> None:
+        super().__init__(f"item {index} aborted")
+        self.index = index
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.index,), self.__dict__)
+
+
+#: What the items of ``test_base_exception_is_raised_unwrapped`` raise.
+_ABORTS: dict[str, Callable[[int], BaseException]] = {
+    "KeyboardInterrupt": lambda index: KeyboardInterrupt(f"item {index} interrupted"),
+    "SystemExit": lambda index: SystemExit(f"item {index} exited"),
+    "custom": _ItemAbort,
+}
+
 _Entry = tuple[str, int, float]
 
 
@@ -109,15 +139,15 @@ class _MemoryLog:
         self.entries: list[_Entry] = []
         self.counts: Counter[str] = Counter()
         #: The exception each failing item raised, to check identity.
-        self.raised: dict[int, ItemFailure] = {}
+        self.raised: dict[int, BaseException] = {}
 
     def record(self, kind: str, index: int) -> None:
         self.entries.append((kind, index, time.monotonic()))
         self.counts[kind] += 1
 
-    def failed(self, exc: ItemFailure) -> None:
-        self.raised[exc.index] = exc
-        self.record("fail", exc.index)
+    def failed(self, index: int, exc: BaseException) -> None:
+        self.raised[index] = exc
+        self.record("fail", index)
 
     def timeline(self) -> list[_Entry]:
         return self.entries
@@ -153,8 +183,8 @@ class _FileLog:
         finally:
             os.close(fd)
 
-    def failed(self, exc: ItemFailure) -> None:
-        self.record("fail", exc.index)
+    def failed(self, index: int, exc: BaseException) -> None:
+        self.record("fail", index)
 
     def timeline(self) -> list[_Entry]:
         with open(self.path) as f:
@@ -188,6 +218,8 @@ class _ItemCall:
     fail_at: frozenset[int] = frozenset()
     #: Yield to the scheduler once before anything else.
     pause: bool = False
+    #: What a failing item raises: an ``ItemFailure``, or a key of ``_ABORTS``.
+    abort: str | None = None
 
     async def __call__(self, index: int) -> int:
         self.log.record("start", index)
@@ -198,8 +230,8 @@ class _ItemCall:
             if delay:
                 await anyio.sleep(delay)
             if index in self.fail_at:
-                exc = ItemFailure(index)
-                self.log.failed(exc)
+                exc = ItemFailure(index) if self.abort is None else _ABORTS[self.abort](index)
+                self.log.failed(index, exc)
                 raise exc
             self.log.record("end", index)
             return index * 2
@@ -221,6 +253,54 @@ class _OverlapCall:
         await anyio.lowlevel.checkpoint()
         self.log.record("exit", index)
         return index
+
+
+@attrs.frozen
+class _TaskCountingCall:
+    """An item that checks the tasks alive in its event loop, then returns ``index * 2``.
+
+    At its start the loop may hold no more tasks than ``baseline`` (those
+    alive before ``map`` was called) plus one per item pulled so far plus
+    ``_HELPERS``; otherwise it fails with an ``AssertionError`` at once, so
+    an executor that starts ``limit`` workers is caught at its first item.
+    """
+
+    log: _Log
+    baseline: int
+    limit: int
+
+    async def __call__(self, index: int) -> int:
+        self.log.record("start", index)
+        try:
+            pulled = self.log.count("pull")
+            extra = len(anyio.get_running_tasks()) - self.baseline - pulled
+            assert extra <= _HELPERS, (
+                f"{extra} more tasks than the {pulled} items pulled while item {index} "
+                f"ran (limit {self.limit})"
+            )
+            await anyio.lowlevel.checkpoint()
+            return index * 2
+        finally:
+            self.log.record("exit", index)
+
+
+@attrs.frozen
+class _Misleading:
+    """An input whose ``__len__`` raises or lies (see ``_LENGTHS``); iterating it is honest."""
+
+    log: _Log
+    count: int
+    length: str
+
+    def __iter__(self) -> Iterator[int]:
+        return _pulled(self.log, self.count)
+
+    def __len__(self) -> int:
+        if self.length == "overflows":  # as len(range(10**19)) does
+            raise OverflowError("Python int too large to convert to C ssize_t")
+        if self.length == "raises":
+            raise RuntimeError("this input has no length")
+        return {"says 0": 0, "says 1": 1, "says 3 too many": self.count + 3}[self.length]
 
 
 def _pulled(log: _Log, count: int) -> Iterator[int]:
@@ -376,7 +456,75 @@ class ExecutorConformance:
                     with anyio.fail_after(_HANG):
                         await body(log)
 
-                start(guarded)
+                try:
+                    start(guarded)
+                except (KeyboardInterrupt, SystemExit, _ItemAbort) as exc:
+                    # Only an item's: a KeyboardInterrupt of the person
+                    # running the tests stops them, as it should.
+                    if not str(exc).startswith("item "):
+                        raise
+                    # Reported as a failed check rather than let through,
+                    # which would stop Hypothesis and pytest themselves.
+                    raise AssertionError(
+                        f"the item's {exc!r} left the event loop instead of being "
+                        "raised by map to its caller"
+                    ) from exc
+
+    async def _check_stopped(
+        self,
+        log: _Log,
+        raised: BaseException,
+        count: int,
+        limit: int | None,
+        delays: tuple[float, ...],
+    ) -> None:
+        """Check what ``map`` raised and that nothing of its batch runs any more.
+
+        ``raised`` must be the first failing item's own exception (for a
+        remote executor: one of the failures, of the same type), with every
+        other failure named in its notes; no call may be in flight, no item
+        may start after the first failure (a remote executor's within a
+        grace), and no call may run on after ``map`` has raised.
+        """
+        scale = self._scale
+        remote = self._is_remote()
+        grace = _REMOTE_STOP_GRACE * scale
+        timeline = log.timeline()
+        seen = _Seen(timeline)
+        assert seen.peaks()[2] == 0, "map raised while calls were still in flight"
+        failures = seen.events("fail")
+        index = getattr(raised, "index", None)
+        if remote:
+            assert type(raised) in (ItemFailure, _ItemAbort), f"wrapped: {raised!r}"
+            assert index in failures, "not one of the failures"
+            others = [i for i in failures if i != index]
+        else:
+            assert isinstance(log, _MemoryLog)
+            assert raised is log.raised[failures[0]], (
+                f"not the first failure, or wrapped: {raised!r}"
+            )
+            others = failures[1:]
+        for other in others:
+            assert f"item {other} " in _notes(raised), f"failure {other} lost"
+        first_fail = next(p for p, entry in enumerate(timeline) if entry[0] == "fail")
+        late = [(i, t) for k, i, t in timeline[first_fail:] if k == "start"]
+        if remote:
+            # Only items already sent along with the failing one may
+            # still start, and only while the stop signal travels.
+            failed_at = timeline[first_fail][2]
+            slow = [i for i, t in late if t - failed_at >= grace]
+            assert not slow, f"items {slow} started {grace}s or more after the first failure"
+            room = (count if limit is None else limit) - 1
+            assert len(late) <= room, (
+                f"items {[i for i, _ in late]} started after the first failure; "
+                f"at most {room} could have been on their way with it"
+            )
+        else:
+            assert not late, f"items {[i for i, _ in late]} started after the first failure"
+        if not self.parallel:
+            assert seen.events("start") == list(range(failures[0] + 1))
+        await anyio.sleep(max(delays, default=0.0) + 0.005 * scale)
+        assert len(log.timeline()) == len(timeline), "a call ran on after map raised"
 
     def test_declares_name_and_backend(self) -> None:
         """The executor has a non-empty name and a known kind of backend."""
@@ -496,10 +644,7 @@ class ExecutorConformance:
             st.sets(st.integers(min_value=0, max_value=count - 1), min_size=1, max_size=3),
             label="fail_at",
         )
-        scale = self._scale
-        delays = tuple(d * scale for d in item_delays)
-        remote = self._is_remote()
-        grace = _REMOTE_STOP_GRACE * scale
+        delays = tuple(d * self._scale for d in item_delays)
 
         async def body(log: _Log) -> None:
             call = _ItemCall(log, delays, frozenset(fail_at))
@@ -509,39 +654,124 @@ class ExecutorConformance:
                 raised: ItemFailure = exc
             else:
                 raise AssertionError("map returned although an item failed")
-            timeline = log.timeline()
-            seen = _Seen(timeline)
-            assert seen.peaks()[2] == 0, "map raised while calls were still in flight"
-            failures = seen.events("fail")
-            if remote:
-                assert type(raised) is ItemFailure, "wrapped"
-                assert raised.index in failures, "not one of the failures"
-                others = [i for i in failures if i != raised.index]
+            await self._check_stopped(log, raised, count, limit, delays)
+
+        self._each_backend(body)
+
+    @_property(
+        st.lists(_delays, min_size=1, max_size=12),
+        st.data(),
+        _limits,
+        st.sampled_from(sorted(_ABORTS)),
+    )
+    def test_base_exception_is_raised_unwrapped(
+        self, item_delays: list[float], data: st.DataObject, limit: int | None, kind: str
+    ) -> None:
+        """An item's ``BaseException`` is raised as it is, and stops the batch like any failure.
+
+        The failing item raises ``KeyboardInterrupt``, ``SystemExit``, or a
+        ``BaseException`` subclass of the suite's own (anything but the
+        backend's cancellation): ``map`` must raise that very object, not an
+        exception group around it, and not let it leave the event loop past
+        the caller. Items not yet started never start, and nothing of the
+        batch runs once ``map`` has raised. A remote executor's items raise
+        only the suite's own kind (``KeyboardInterrupt`` and ``SystemExit``
+        in a worker process are that process's business), which must come
+        back as the same type.
+        """
+        count = len(item_delays)
+        fail_at = data.draw(st.integers(min_value=0, max_value=count - 1), label="fail_at")
+        if self._is_remote():
+            kind = "custom"
+        delays = tuple(d * self._scale for d in item_delays)
+
+        async def body(log: _Log) -> None:
+            call = _ItemCall(log, delays, frozenset({fail_at}), abort=kind)
+            try:
+                await self.executor.map(call, _pulled(log, count), limit=limit)
+            except anyio.get_cancelled_exc_class():
+                raise
+            except BaseException as exc:  # what is raised is what is checked
+                raised: BaseException = exc
             else:
-                assert isinstance(log, _MemoryLog)
-                assert raised is log.raised[failures[0]], "not the first failure, or wrapped"
-                others = failures[1:]
-            for index in others:
-                assert str(ItemFailure(index)) in _notes(raised), f"failure {index} lost"
-            first_fail = next(p for p, entry in enumerate(timeline) if entry[0] == "fail")
-            late = [(i, t) for k, i, t in timeline[first_fail:] if k == "start"]
-            if remote:
-                # Only items already sent along with the failing one may
-                # still start, and only while the stop signal travels.
-                failed_at = timeline[first_fail][2]
-                slow = [i for i, t in late if t - failed_at >= grace]
-                assert not slow, f"items {slow} started {grace}s or more after the first failure"
-                room = (count if limit is None else limit) - 1
-                assert len(late) <= room, (
-                    f"items {[i for i, _ in late]} started after the first failure; "
-                    f"at most {room} could have been on their way with it"
-                )
+                raise AssertionError("map returned although an item raised")
+            await self._check_stopped(log, raised, count, limit, delays)
+
+        self._each_backend(body)
+
+    @_property(
+        st.lists(_delays, max_size=12),
+        st.data(),
+        _limits,
+        st.sampled_from(_LENGTHS),
+    )
+    def test_input_length_is_not_trusted(
+        self, item_delays: list[float], data: st.DataObject, limit: int | None, length: str
+    ) -> None:
+        """The input's ``__len__`` never decides anything: every item is pulled and called.
+
+        The input is iterable and also has a ``__len__`` that raises (as
+        ``len(range(10**19))`` raises ``OverflowError``) or lies (0, 1, or
+        more items than there are). The results must still be one per item
+        in input order; and when an item fails, its own exception comes out.
+        """
+        count = len(item_delays)
+        fail_at = data.draw(
+            st.none() | st.integers(min_value=0, max_value=max(count - 1, 0)), label="fail_at"
+        )
+        if count == 0:
+            fail_at = None
+        delays = tuple(d * self._scale for d in item_delays)
+
+        async def body(log: _Log) -> None:
+            fails = frozenset() if fail_at is None else frozenset({fail_at})
+            call = _ItemCall(log, delays, fails)
+            items = _Misleading(log, count, length)
+            try:
+                result = await self.executor.map(call, items, limit=limit)
+            except ItemFailure as exc:
+                failed: int | None = exc.index
+            except Exception as exc:
+                raise AssertionError(
+                    f"map raised {exc!r} for an input whose len() {length}"
+                ) from exc
             else:
-                assert not late, f"items {[i for i, _ in late]} started after the first failure"
-            if not self.parallel:
-                assert seen.events("start") == list(range(failures[0] + 1))
-            await anyio.sleep(max(delays) + 0.005 * scale)
-            assert len(log.timeline()) == len(timeline), "a call ran on after map raised"
+                assert result == [i * 2 for i in range(count)]
+                failed = None
+            assert failed == fail_at, f"item {fail_at} should have failed, not {failed}"
+
+        self._each_backend(body)
+
+    @_property(st.integers(min_value=0, max_value=8), st.sampled_from(_HUGE_LIMITS))
+    def test_huge_limit_costs_what_no_limit_costs(self, count: int, limit: int) -> None:
+        """A limit far above the batch's size starts no more than the items need.
+
+        The input is a generator (no ``len()``) of at most 8 items, and the
+        limit is 1000 or 10000. The batch must finish within two seconds
+        (times ``time_scale``), and when an item starts the event loop may
+        hold no more tasks than the items pulled so far, plus two of the
+        executor's own: an executor that starts ``limit`` workers up front
+        fails at its first item. A remote executor is only held to the time.
+
+        The limits stay this low on purpose: an executor that starts
+        ``limit`` workers in a loop that never awaits cannot be stopped by a
+        timeout, and 10**12 of them would exhaust the machine's memory
+        rather than fail the test.
+        """
+        scale = self._scale
+        remote = self._is_remote()
+
+        async def body(log: _Log) -> None:
+            # Counting tasks means nothing in other processes: a remote
+            # executor's items only return.
+            call: Callable[[int], Awaitable[int]] = (
+                _ItemCall(log)
+                if remote
+                else _TaskCountingCall(log, len(anyio.get_running_tasks()), limit)
+            )
+            with anyio.fail_after(_PROMPT * scale):
+                result = await self.executor.map(call, _pulled(log, count), limit=limit)
+            assert result == [i * 2 for i in range(count)]
 
         self._each_backend(body)
 

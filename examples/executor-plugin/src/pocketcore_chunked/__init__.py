@@ -75,12 +75,12 @@ class ChunkedExecutor:
         """Await ``fn(item)`` for every item, one chunk at a time; results in input order.
 
         Raises:
-            Exception: The first exception an item raised, unwrapped; other
-                items of its chunk that failed before the cancellation took
-                effect are named in its notes.
+            BaseException: The first exception an item raised, unwrapped;
+                other items of its chunk that failed before the cancellation
+                took effect are named in its notes.
         """
         results: list[Any] = []
-        failures: list[Exception] = []
+        failures: list[BaseException] = []
 
         async def call(scope: anyio.CancelScope, index: int, item: Any) -> None:
             # A task may be scheduled before a sibling fails and get to run
@@ -89,7 +89,9 @@ class ChunkedExecutor:
                 return
             try:
                 results[index] = await fn(item)
-            except Exception as exc:
+            except anyio.get_cancelled_exc_class():
+                raise  # the task group's own cancellation: never swallowed
+            except BaseException as exc:
                 # Caught here rather than left to the task group, so the caller
                 # gets the exception itself and not an ExceptionGroup.
                 failures.append(exc)

@@ -1,8 +1,9 @@
 """The ``asyncio`` executor: items as asyncio tasks, gathered with ``asyncio.gather``.
 
 Unlike a bare ``gather``, a failing item cancels its siblings and ``map`` waits
-for them before raising, and ``limit`` bounds the tasks in flight with a pool
-of workers that pull items lazily. This module does not import pocketcore.
+for them before raising the item's own exception, and ``limit`` bounds the
+tasks in flight: each task takes the next item from the input once its own
+is done. This module does not import pocketcore.
 """
 
 from __future__ import annotations
@@ -38,27 +39,41 @@ def _attach(first: BaseException, others: Iterable[BaseException]) -> None:
             notes.append(note)
 
 
-async def _gather_or_cancel(tasks: list[asyncio.Task[Any]]) -> list[Any]:
-    """Gather ``tasks``; on any failure or cancellation cancel and await them all."""
+async def _settle(tasks: list[asyncio.Task[Any]], failures: list[BaseException]) -> list[Any]:
+    """Gather the batch's tasks; if that ends early, cancel them all and await every one.
+
+    The tasks catch their items' exceptions into ``failures``, so what ends the
+    gather early is a cancellation: the caller's, an item's own, or that of a
+    sibling a failure cancelled. That last one gives way to the failure (``[]``
+    is returned, and ``map`` raises the failure); the others go on.
+    """
     try:
         return await asyncio.gather(*tasks)
-    except BaseException as first:
+    except BaseException as exc:
+        failed = bool(failures)  # before the cancellation, not while it is under way
         for task in tasks:
             task.cancel()
         # A cancelled gather still waits for every child to finish, so once
         # this returns nothing of the batch is running any more.
-        outcomes = await asyncio.gather(*tasks, return_exceptions=True)
-        _attach(first, (o for o in outcomes if isinstance(o, BaseException)))
+        await asyncio.gather(*tasks, return_exceptions=True)
+        if failed:
+            return []
+        _attach(exc, failures)
         raise
 
 
 class AsyncioExecutor:
     """Runs items concurrently as asyncio tasks.
 
-    With ``limit=None`` every item becomes a task at once (``asyncio.gather``).
-    With ``limit=k``, ``k`` worker tasks pull items from the input one at a
-    time, so at most ``k`` calls are in flight and at most ``k`` items have
-    been pulled but not finished.
+    With ``limit=None`` every item becomes a task at once, and the tasks are
+    gathered. With ``limit=k``, a task is started for each of the first ``k``
+    items; from then on each task, once its item is done, takes the next item
+    from the input. So at most ``k`` calls are in flight, at most ``k`` items
+    have been pulled but not finished, and there are never more tasks than
+    items pulled, however large ``k`` is.
+
+    Any exception an item raises, ``KeyboardInterrupt`` and ``SystemExit``
+    included, stops the batch and is raised by ``map`` itself, unwrapped.
     """
 
     name = "asyncio"
@@ -75,57 +90,89 @@ class AsyncioExecutor:
     async def map(
         self, fn: Callable[[Any], Awaitable[R]], items: Iterable[Any], *, limit: int | None
     ) -> list[R]:
-        """Await ``fn(item)`` for all items concurrently; results in input order."""
+        """Await ``fn(item)`` for all items concurrently; results in input order.
+
+        Raises:
+            BaseException: The first exception an item (or the input) raised,
+                unwrapped; other failures are named in its notes.
+        """
         loop = asyncio.get_running_loop()
-        # Set by the first call that raises (or is cancelled): from then on no
-        # further item starts, even one whose task is already scheduled.
-        stop = False
+        tasks: list[asyncio.Task[Any]] = []
+        # The first entry is what ``map`` raises. Once there is one, no item
+        # starts, even one whose task is already scheduled.
+        failures: list[BaseException] = []
 
-        async def call(item: Any) -> Any:
-            nonlocal stop
-            if stop:
-                return None
-            try:
-                return await fn(item)
-            except BaseException:
-                stop = True
-                raise
+        def fail(exc: BaseException) -> None:
+            failures.append(exc)
+            if len(failures) == 1:
+                current = asyncio.current_task()
+                for task in tasks:
+                    if task is not current:
+                        task.cancel()
 
+        # Every exception is caught inside the task: a KeyboardInterrupt or
+        # SystemExit escaping a task would leave the event loop itself rather
+        # than reach the caller of ``map``.
         if limit is None:
-            tasks: list[asyncio.Task[Any]] = []
+
+            async def call(item: Any) -> Any:
+                if failures:
+                    return None
+                try:
+                    return await fn(item)
+                except asyncio.CancelledError:
+                    raise  # the batch's or the caller's cancellation
+                except BaseException as exc:
+                    fail(exc)
+                    return None
+
             try:
                 # extend() keeps the tasks made before the input raised, so
                 # they can be cancelled and awaited rather than left running.
                 tasks.extend(loop.create_task(call(item)) for item in items)
-            except BaseException:
-                stop = True
-                await _gather_or_cancel(tasks)
-                raise
-            return await _gather_or_cancel(tasks)
+            except BaseException as exc:  # the input itself failed: a failure like any
+                fail(exc)
+            results = await _settle(tasks, failures)
+        else:
+            results = []
+            source: Iterator[Any] = iter(items)
 
-        results: list[Any] = []
-        source: Iterator[Any] = iter(items)
-
-        async def worker() -> None:
-            nonlocal stop
-            # Check before pulling: once a call has failed, no item is taken.
-            while not stop:
-                item = next(source, _END)
-                if item is _END:
+            async def worker(index: int, item: Any) -> None:
+                # Checked before each item (and so before each pull): once a
+                # call has failed, no item starts and none is taken.
+                if failures:
                     return
-                index = len(results)
-                results.append(None)
                 try:
-                    results[index] = await fn(item)
-                except BaseException:
-                    stop = True
+                    while True:
+                        results[index] = await fn(item)
+                        if failures:
+                            return
+                        item = next(source, _END)
+                        if item is _END:
+                            return
+                        index = len(results)
+                        results.append(None)
+                except asyncio.CancelledError:
                     raise
+                except BaseException as exc:  # the item's, or the input's
+                    fail(exc)
 
-        try:
-            workers = min(limit, len(items))  # type: ignore[arg-type]
-        except TypeError:  # not sized: each surplus worker stops at the end
-            workers = limit
-        await _gather_or_cancel([loop.create_task(worker()) for _ in range(workers)])
+            # A task per item until ``limit`` are running; the tasks then
+            # take over the pulling. Nothing awaits in this loop, so no task
+            # runs (or fails) before it is done.
+            try:
+                for index in range(limit):
+                    item = next(source, _END)
+                    if item is _END:
+                        break
+                    results.append(None)
+                    tasks.append(loop.create_task(worker(index, item)))
+            except BaseException as exc:  # the input itself failed: a failure like any
+                fail(exc)
+            await _settle(tasks, failures)
+        if failures:
+            _attach(failures[0], failures[1:])
+            raise failures[0]
         return results
 
     def __repr__(self) -> str:

@@ -5,16 +5,20 @@ anyio (or trio) freely. The fan-out itself uses trio's own nursery rather than
 an anyio task group: on the trio backend an anyio task group is a thin layer
 over a nursery, and spawning through trio directly costs less per item (see
 docs/performance.md). Failures are caught inside each task, so ``map`` raises
-the first failure itself rather than an ``ExceptionGroup``. This module does
-not import pocketcore.
+the first failure itself rather than an ``ExceptionGroup``; so does a Ctrl-C.
+This module does not import pocketcore.
 """
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Awaitable, Callable, Iterable, Iterator
 from typing import Any, TypeVar
 
 import pluggy
+
+if sys.version_info < (3, 11):
+    from exceptiongroup import BaseExceptionGroup
 
 # anyio and trio are imported where they are used: plugins are loaded in every
 # process that runs a flow, and most runs never touch trio.
@@ -42,87 +46,145 @@ def _attach(first: BaseException, others: Iterable[BaseException]) -> None:
             notes.append(note)
 
 
+def _leaves(group: BaseExceptionGroup[BaseException]) -> list[BaseException]:
+    """The exceptions a (possibly nested) exception group holds, in order."""
+    found: list[BaseException] = []
+    for exc in group.exceptions:
+        if isinstance(exc, BaseExceptionGroup):
+            found.extend(_leaves(exc))
+        else:
+            found.append(exc)
+    return found
+
+
 class TrioExecutor:
     """Runs items concurrently in one trio nursery.
 
-    With ``limit=None`` every item is started at once. With ``limit=k``, ``k``
-    tasks pull items from the input one at a time. The first failing item
-    cancels the nursery; ``map`` re-raises that exception once every task has
-    finished, with later failures attached as notes.
+    With ``limit=None`` every item is started at once. With ``limit=k``, a
+    task is started for each of the first ``k`` items; from then on each
+    task, once its item is done, takes the next item from the input. So there
+    are never more tasks than items pulled, however large ``k`` is.
+
+    The first failing item cancels the nursery; ``map`` raises that exception
+    itself (``KeyboardInterrupt`` and ``SystemExit`` included) once every task
+    has finished, with later failures attached as notes. A Ctrl-C that trio
+    delivers while ``map`` waits comes out as a plain ``KeyboardInterrupt``,
+    not inside an exception group, and so does one reaching :meth:`run`.
     """
 
     name = "trio"
     backend: str | None = "trio"
 
     def run(self, fn: Callable[[], Awaitable[T]]) -> T:
-        """Run ``fn()`` on a new trio event loop, started through anyio."""
+        """Run ``fn()`` on a new trio event loop, started through anyio.
+
+        Raises:
+            KeyboardInterrupt: On Ctrl-C, unwrapped even when trio delivered
+                it inside a nursery (of a node, say) and reports it in an
+                exception group.
+        """
         import anyio
 
         async def main() -> T:
             return await fn()
 
-        return anyio.run(main, backend="trio")
+        try:
+            return anyio.run(main, backend="trio")
+        except BaseExceptionGroup as group:
+            leaves = _leaves(group)
+            # Only a group of nothing but Ctrl-C is unwrapped: any other group
+            # is the program's own (a task group in a node, say) and goes on.
+            if not all(isinstance(exc, KeyboardInterrupt) for exc in leaves):
+                raise
+            interrupt = leaves[0]
+        raise interrupt
 
     async def map(
         self, fn: Callable[[Any], Awaitable[R]], items: Iterable[Any], *, limit: int | None
     ) -> list[R]:
-        """Await ``fn(item)`` for all items concurrently; results in input order."""
+        """Await ``fn(item)`` for all items concurrently; results in input order.
+
+        Raises:
+            BaseException: The first exception an item (or the input) raised,
+                unwrapped; other failures are named in its notes.
+        """
         import trio
 
         results: list[Any] = []
-        failures: list[Exception] = []
+        # The first entry is what ``map`` raises. Once there is one, no item
+        # starts, even one whose task is already scheduled.
+        failures: list[BaseException] = []
+        # Every exception but trio's own cancellation is caught inside the
+        # tasks, so that the nursery does not wrap it in an exception group.
+        try:
+            async with trio.open_nursery() as nursery:
+                cancel = nursery.cancel_scope.cancel
 
-        async with trio.open_nursery() as nursery:
-            cancel = nursery.cancel_scope.cancel
-
-            if limit is None:
-
-                async def call(index: int, item: Any) -> None:
-                    if failures:  # scheduled before the failure: never start
-                        return
-                    try:
-                        results[index] = await fn(item)
-                    except Exception as exc:
-                        failures.append(exc)
-                        cancel()
-
-                try:
-                    for index, item in enumerate(items):
-                        results.append(None)
-                        nursery.start_soon(call, index, item)
-                except Exception as exc:  # the input itself failed: a failure like any
+                def fail(exc: BaseException) -> None:
                     failures.append(exc)
                     cancel()
-            else:
-                source: Iterator[Any] = iter(items)
 
-                async def worker() -> None:
-                    # Check before pulling: once a call has failed, no item is taken.
-                    while not failures:
-                        try:
-                            item = next(source, _END)
-                        except Exception as exc:  # the input itself failed
-                            failures.append(exc)
-                            cancel()
+                if limit is None:
+
+                    async def call(index: int, item: Any) -> None:
+                        if failures:  # scheduled before the failure: never start
                             return
-                        if item is _END:
-                            return
-                        index = len(results)
-                        results.append(None)
                         try:
                             results[index] = await fn(item)
-                        except Exception as exc:
-                            failures.append(exc)
-                            cancel()
+                        except trio.Cancelled:
+                            raise
+                        except BaseException as exc:
+                            fail(exc)
+
+                    try:
+                        for index, item in enumerate(items):
+                            results.append(None)
+                            nursery.start_soon(call, index, item)
+                    except BaseException as exc:  # the input itself failed: a failure like any
+                        fail(exc)
+                else:
+                    source: Iterator[Any] = iter(items)
+
+                    async def worker(index: int, item: Any) -> None:
+                        # Checked before each item (and so before each pull):
+                        # once a call has failed, no item starts and none is taken.
+                        if failures:
                             return
+                        try:
+                            while True:
+                                results[index] = await fn(item)
+                                if failures:
+                                    return
+                                item = next(source, _END)
+                                if item is _END:
+                                    return
+                                index = len(results)
+                                results.append(None)
+                        except trio.Cancelled:
+                            raise
+                        except BaseException as exc:  # the item's, or the input's
+                            fail(exc)
 
-                try:
-                    workers = min(limit, len(items))  # type: ignore[arg-type]
-                except TypeError:  # not sized: each surplus worker stops at the end
-                    workers = limit
-                for _ in range(workers):
-                    nursery.start_soon(worker)
-
+                    # A task per item until ``limit`` are running; the tasks
+                    # then take over the pulling. Nothing here is a checkpoint,
+                    # so no task runs (or fails) before this loop is done.
+                    try:
+                        for index in range(limit):
+                            item = next(source, _END)
+                            if item is _END:
+                                break
+                            results.append(None)
+                            nursery.start_soon(worker, index, item)
+                    except BaseException as exc:  # the input itself failed
+                        fail(exc)
+        except BaseExceptionGroup as group:
+            # Only what the tasks do not catch: trio's cancellation, and a
+            # KeyboardInterrupt trio delivers to this task (Ctrl-C while it
+            # waits for the nursery) or raises in the executor's own code.
+            _, rest = group.split(trio.Cancelled)
+            if rest is None:  # the caller's cancellation: the cancel scope wants the group
+                raise
+            failures[:0] = _leaves(rest)  # an interrupt comes before the items' failures
         if failures:
             _attach(failures[0], failures[1:])
             raise failures[0]

@@ -1,0 +1,72 @@
+"""The asyncio executor with a limit: tasks follow the items pulled, and len() is never asked."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import sys
+from collections.abc import Iterator
+from types import FrameType
+
+import pytest
+
+from pocketcore_asyncio import AsyncioExecutor
+
+
+@contextlib.contextmanager
+def stopped_after(seconds: float) -> Iterator[None]:
+    """Raise ``TimeoutError`` in this thread after ``seconds``, even in a loop that never awaits.
+
+    An executor that starts ``limit`` tasks up front does so without awaiting,
+    where no event-loop timeout can stop it: a signal handler can.
+    """
+
+    def expire(signum: int, frame: FrameType | None) -> None:
+        raise TimeoutError(f"still running after {seconds} s")
+
+    previous = signal.signal(signal.SIGALRM, expire)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="uses SIGALRM")
+@pytest.mark.parametrize("count", [0, 1, 3])
+@pytest.mark.parametrize("limit", [None, 1, 2, 10**12])
+def test_no_more_tasks_than_items(count: int, limit: int | None) -> None:
+    """A huge limit over a small generator starts a task per item, as no limit does."""
+    alive: list[int] = []
+
+    async def main() -> list[int]:
+        baseline = len(asyncio.all_tasks())
+
+        async def fn(item: int) -> int:
+            alive.append(len(asyncio.all_tasks()) - baseline)
+            await asyncio.sleep(0)
+            return item
+
+        return await AsyncioExecutor().map(fn, (i for i in range(count)), limit=limit)
+
+    with stopped_after(5):
+        assert asyncio.run(main()) == list(range(count))
+    assert max(alive, default=0) <= min(count, limit or count)
+
+
+def test_a_length_that_overflows_is_not_asked() -> None:
+    """``len(range(10**19))`` raises OverflowError; the item's own error comes out instead."""
+
+    async def fn(item: int) -> int:
+        await asyncio.sleep(0)
+        if item == 5:
+            raise LookupError(item)
+        return item
+
+    async def main() -> None:
+        await AsyncioExecutor().map(fn, range(10**19), limit=3)
+
+    with pytest.raises(LookupError):
+        asyncio.run(main())

@@ -1,0 +1,73 @@
+"""The trio executor with a limit: tasks follow the items pulled, and len() is never asked."""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import sys
+from collections.abc import Iterator
+from types import FrameType
+
+import pytest
+import trio
+
+from pocketcore_trio import TrioExecutor
+
+
+@contextlib.contextmanager
+def stopped_after(seconds: float) -> Iterator[None]:
+    """Raise ``TimeoutError`` in this thread after ``seconds``, even in a loop that never awaits.
+
+    An executor that starts ``limit`` tasks up front does so without a
+    checkpoint, where no trio timeout can stop it: a signal handler can.
+    """
+
+    def expire(signum: int, frame: FrameType | None) -> None:
+        raise TimeoutError(f"still running after {seconds} s")
+
+    previous = signal.signal(signal.SIGALRM, expire)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="uses SIGALRM")
+@pytest.mark.parametrize("count", [0, 1, 3])
+@pytest.mark.parametrize("limit", [None, 1, 2, 10**12])
+def test_no_more_tasks_than_items(count: int, limit: int | None) -> None:
+    """A huge limit over a small generator starts a task per item, as no limit does."""
+    alive: list[int] = []
+
+    async def fn(item: int) -> int:
+        # The tasks of the executor's nursery, this item's among them.
+        nursery = trio.lowlevel.current_task().parent_nursery
+        assert nursery is not None
+        alive.append(len(nursery.child_tasks))
+        await trio.lowlevel.checkpoint()
+        return item
+
+    async def main() -> list[int]:
+        return await TrioExecutor().map(fn, (i for i in range(count)), limit=limit)
+
+    with stopped_after(5):
+        assert trio.run(main) == list(range(count))
+    assert max(alive, default=0) <= min(count, limit or count)
+
+
+def test_a_length_that_overflows_is_not_asked() -> None:
+    """``len(range(10**19))`` raises OverflowError; the item's own error comes out instead."""
+
+    async def fn(item: int) -> int:
+        await trio.lowlevel.checkpoint()
+        if item == 5:
+            raise LookupError(item)
+        return item
+
+    async def main() -> None:
+        await TrioExecutor().map(fn, range(10**19), limit=3)
+
+    with pytest.raises(LookupError):
+        trio.run(main)
