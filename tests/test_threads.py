@@ -224,6 +224,7 @@ def test_parallel_batch_flow_passes_on_threads() -> None:
 
 
 def test_cancelling_the_caller_waits_for_threads() -> None:
+    started: list[int] = []
     finished: list[int] = []
 
     class Slow(pocketcore.ParallelBatchNode):
@@ -231,26 +232,29 @@ def test_cancelling_the_caller_waits_for_threads() -> None:
             return list(range(6))
 
         def exec(self, item: int) -> int:
+            started.append(item)
             time.sleep(0.05)
             finished.append(item)
             return item
 
     async def main() -> None:
-        with anyio.move_on_after(0.01):
-            await pocketcore.AsyncFlow(start=Slow()).run_async({})
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(pocketcore.AsyncFlow(start=Slow(max_concurrency=2)).run_async, {})
+            # Cancel once both threads are at work (they cannot set an anyio
+            # Event from a worker thread without a token, so poll).
+            while len(started) < 2:  # noqa: ASYNC110
+                await anyio.sleep(0.001)
+            tg.cancel_scope.cancel()
         # Threads already running finished before the cancellation completed;
         # with a limit of 2, the other items never started.
         assert sorted(finished) == [0, 1]
 
-    Slow.max_concurrency = 2
-    try:
-        for backend in ("asyncio", "trio"):
-            finished.clear()
-            anyio.run(main, backend=backend)
-            time.sleep(0.08)
-            assert sorted(finished) == [0, 1], "a thread ran on after the cancellation"
-    finally:
-        Slow.max_concurrency = None
+    for backend in ("asyncio", "trio"):
+        started.clear()
+        finished.clear()
+        anyio.run(main, backend=backend)
+        time.sleep(0.08)
+        assert sorted(finished) == [0, 1], "a thread ran on after the cancellation"
 
 
 def test_a_batch_on_a_helper_thread_keeps_the_runs_settings() -> None:

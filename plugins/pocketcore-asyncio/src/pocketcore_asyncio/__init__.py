@@ -53,13 +53,36 @@ async def _settle(tasks: list[asyncio.Task[Any]], failures: list[BaseException])
         failed = bool(failures)  # before the cancellation, not while it is under way
         for task in tasks:
             task.cancel()
-        # A cancelled gather still waits for every child to finish, so once
-        # this returns nothing of the batch is running any more.
-        await asyncio.gather(*tasks, return_exceptions=True)
+        caller = await _wait_for_all(tasks)
+        if caller is not None:
+            # The caller gave up on the batch while it was being stopped: its
+            # own cancellation is what it must get back (a timeout recognises
+            # itself by it), with the failures named on it.
+            _attach(caller, failures)
+            raise caller from None
         if failed:
             return []
         _attach(exc, failures)
         raise
+
+
+async def _wait_for_all(tasks: list[asyncio.Task[Any]]) -> asyncio.CancelledError | None:
+    """Wait until every task is done, even if this task is cancelled meanwhile.
+
+    Returning before then would leave items of the batch running after
+    ``map`` has raised. ``asyncio.wait`` (unlike ``gather``) leaves the tasks
+    alone when the waiter is cancelled, so the cancellation can be held here
+    and returned, the last one received, to be raised once the tasks are done.
+    """
+    held = None
+    pending = [task for task in tasks if not task.done()]
+    while pending:
+        try:
+            await asyncio.wait(pending)
+        except asyncio.CancelledError as exc:
+            held = exc
+        pending = [task for task in pending if not task.done()]
+    return held
 
 
 class AsyncioExecutor:
