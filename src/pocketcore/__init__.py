@@ -8,7 +8,13 @@ supplied by executor plugins and chosen by configuration; see
 
 from __future__ import annotations
 
-from ._core.errors import ConfigError, PluginError, PluginWarning, PocketcoreError
+from ._core.errors import (
+    ConfigError,
+    PluginError,
+    PluginWarning,
+    PocketcoreError,
+    attach_failures,
+)
 from ._core.executor import BlockingExecutor, Executor, RemoteExecutor
 from ._front.flowfile import FlowFileError, LoadedFlow, load_flow
 from ._front.run import run
@@ -67,6 +73,7 @@ __all__ = [
     "PocketcoreError",
     "Registry",
     "RemoteExecutor",
+    "attach_failures",
     "get_registry",
     "hookimpl",
     "load_flow",

@@ -2,7 +2,16 @@
 
 from __future__ import annotations
 
-__all__ = ["ConfigError", "PluginError", "PluginWarning", "PocketcoreError"]
+import sys
+from collections.abc import Iterable
+
+__all__ = [
+    "ConfigError",
+    "PluginError",
+    "PluginWarning",
+    "PocketcoreError",
+    "attach_failures",
+]
 
 
 class PocketcoreError(Exception):
@@ -39,3 +48,35 @@ class PluginWarning(UserWarning):
     message names the distribution, its version and the entry point. The same
     failures are listed in :attr:`pocketcore.Registry.failures`.
     """
+
+
+def attach_failures(first: BaseException, others: Iterable[BaseException]) -> None:
+    """Name the other failures of a batch on the one that is raised, as notes.
+
+    For executor authors: ``map`` raises the first failure itself (contract
+    point 5), and every other failure that happened before the batch was
+    stopped is recorded on it, one note each, so none is lost without a
+    trace. ``first`` itself and repeats of it in ``others`` are skipped;
+    leave out the backend's own cancellations, which are not failures.
+
+    Executor plugins need nothing of pocketcore at import time; import this
+    where a batch has failed (``from pocketcore import attach_failures``),
+    where the kernel is already loaded.
+    """
+    for exc in others:
+        if exc is not first:
+            _add_note(
+                first,
+                f"another item failed before the batch was stopped: {type(exc).__name__}: {exc}",
+            )
+
+
+def _add_note(exc: BaseException, note: str) -> None:
+    if sys.version_info >= (3, 11):
+        exc.add_note(note)
+    else:  # pragma: no cover - Python 3.10: the attribute 3.11's add_note fills
+        notes = getattr(exc, "__notes__", None)
+        if notes is None:
+            notes = []
+            exc.__notes__ = notes  # type: ignore[attr-defined]
+        notes.append(note)

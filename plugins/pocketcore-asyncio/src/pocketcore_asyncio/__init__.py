@@ -3,7 +3,8 @@
 Unlike a bare ``gather``, a failing item cancels its siblings and ``map`` waits
 for them before raising the item's own exception, and ``limit`` bounds the
 tasks in flight: each task takes the next item from the input once its own
-is done. This module does not import pocketcore.
+is done. It imports pocketcore only where a batch has failed, to name the
+other failures (the kernel is loaded by then).
 """
 
 from __future__ import annotations
@@ -24,19 +25,12 @@ _END = object()
 
 
 def _attach(first: BaseException, others: Iterable[BaseException]) -> None:
-    """Record the other failures on the one that is raised, as notes."""
-    for exc in others:
-        if exc is first or isinstance(exc, asyncio.CancelledError):
-            continue
-        note = f"another item failed before the batch was cancelled: {type(exc).__name__}: {exc}"
-        if hasattr(first, "add_note"):
-            first.add_note(note)
-        else:  # Python 3.10: same attribute that 3.11's add_note fills
-            notes = getattr(first, "__notes__", None)
-            if notes is None:
-                notes = []
-                first.__notes__ = notes  # type: ignore[attr-defined]
-            notes.append(note)
+    """Name the other failures on the one that is raised (cancellations are not failures)."""
+    # The kernel is loaded wherever a batch runs; importing it only here keeps
+    # this plugin free of it when it is loaded.
+    from pocketcore import attach_failures
+
+    attach_failures(first, (e for e in others if not isinstance(e, asyncio.CancelledError)))
 
 
 async def _settle(tasks: list[asyncio.Task[Any]], failures: list[BaseException]) -> list[Any]:

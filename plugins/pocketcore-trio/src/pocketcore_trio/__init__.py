@@ -6,7 +6,8 @@ an anyio task group: on the trio backend an anyio task group is a thin layer
 over a nursery, and spawning through trio directly costs less per item (see
 docs/performance.md). Failures are caught inside each task, so ``map`` raises
 the first failure itself rather than an ``ExceptionGroup``; so does a Ctrl-C.
-This module does not import pocketcore.
+It imports pocketcore only where a batch has failed, to name the other
+failures (the kernel is loaded by then).
 """
 
 from __future__ import annotations
@@ -33,17 +34,12 @@ _END = object()
 
 
 def _attach(first: BaseException, others: Iterable[BaseException]) -> None:
-    """Record the other failures on the one that is raised, as notes."""
-    for exc in others:
-        note = f"another item failed before the batch was cancelled: {type(exc).__name__}: {exc}"
-        if hasattr(first, "add_note"):
-            first.add_note(note)
-        else:  # Python 3.10: same attribute that 3.11's add_note fills
-            notes = getattr(first, "__notes__", None)
-            if notes is None:
-                notes = []
-                first.__notes__ = notes  # type: ignore[attr-defined]
-            notes.append(note)
+    """Name the other failures on the one that is raised."""
+    # The kernel is loaded wherever a batch runs; importing it only here keeps
+    # this plugin free of it when it is loaded.
+    from pocketcore import attach_failures
+
+    attach_failures(first, others)
 
 
 def _leaves(group: BaseExceptionGroup[BaseException]) -> list[BaseException]:
