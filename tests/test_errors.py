@@ -21,6 +21,6 @@ def test_every_other_failure_becomes_one_note(
     pocketcore.attach_failures(first, [first] * repeats + raised)
     notes = getattr(first, "__notes__", [])
     assert len(notes) == len(raised)  # the first itself is never a note of its own
-    for note, exc in zip(notes, raised):
+    for note, exc in zip(notes, raised, strict=True):
         assert type(exc).__name__ in note
         assert str(exc) in note
