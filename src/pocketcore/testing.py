@@ -40,10 +40,11 @@ import anyio
 import anyio.lowlevel
 import attrs
 import pytest
+import sniffio
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ._core.executor import Executor
+from ._core.executor import Executor, capabilities
 
 __all__ = ["ExecutorConformance", "ItemFailure", "MapCall", "RecordingExecutor"]
 
@@ -413,8 +414,8 @@ class ExecutorConformance:
 
     @classmethod
     def _is_remote(cls) -> bool:
-        executor = getattr(cls, "executor", None)
-        return bool(getattr(executor, "remote", False))
+        executor = vars(cls).get("executor") or getattr(cls, "executor", None)
+        return executor is not None and capabilities(executor).remote
 
     @property
     def _scale(self) -> float:
@@ -811,8 +812,6 @@ class ExecutorConformance:
 
 def _backend_name() -> str:
     """The name of the async library running the current task."""
-    import sniffio
-
     return sniffio.current_async_library()
 
 

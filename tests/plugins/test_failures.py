@@ -298,3 +298,17 @@ def test_an_installed_plugins_raising_hook_is_reported_with_its_distribution(
     assert ran.returncode == 0, ran.stderr
     assert ran.stdout == "[2, 4, 6]\n"
     assert f"PluginWarning: {message}" in ran.stderr
+
+
+def test_the_command_reports_a_raising_hook_found_mid_run_in_its_own_voice(
+    broken_hook_site: dict[str, str],
+) -> None:
+    where = Path(broken_hook_site["PYTHONPATH"])
+    ran = _run(broken_hook_site, "-m", "pocketcore", "run", f"{where / 'double.py'}:Double")
+    assert ran.returncode == 0, ran.stderr
+    assert "".join(ran.stdout.split()).endswith('{"out":[2,4,6]}action:null')
+    lines = ran.stderr.splitlines()
+    assert lines == [
+        "pocketcore: warning: plugin 'raises' (distribution pocketcore-raises 1.2.3) failed in "
+        "pocketcore_register_executors: RuntimeError: my hook is broken"
+    ]

@@ -6,13 +6,15 @@ import argparse
 import contextlib
 import os
 import sys
-from collections.abc import Callable, Sequence
+import warnings
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
 
-from pocketcore._core.errors import PocketcoreError
+from pocketcore._core.errors import PluginWarning, PocketcoreError
 from pocketcore._front.flowfile import FlowFileError
 
 from .errors import BadInput, TargetFailed
-from .output import PROG, error, one_line, report_failure
+from .output import PROG, error, one_line, report_failure, warn
 from .parser import build_parser
 
 __all__ = ["main"]
@@ -43,7 +45,8 @@ def _dispatch(args: argparse.Namespace) -> int:
     """Run the command's handler; report what it raises and return the status."""
     handler: Callable[[argparse.Namespace], int] = args.handler
     try:
-        return handler(args)
+        with _plugin_warnings_in_our_voice():
+            return handler(args)
     except BadInput as exc:
         error(str(exc))
         return 2
@@ -62,6 +65,30 @@ def _dispatch(args: argparse.Namespace) -> int:
         with contextlib.suppress(OSError, ValueError):
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 1
+
+
+@contextlib.contextmanager
+def _plugin_warnings_in_our_voice() -> Iterator[None]:
+    """Print a plugin failure found during the command as one ``pocketcore: warning:`` line.
+
+    Failures of registration hooks are found when executors or nodes are
+    first collected, which may be in the middle of a run; Python would show
+    them with a file and line of the kernel.
+    """
+    with warnings.catch_warnings():
+        warnings.simplefilter("always", PluginWarning)
+        shown = warnings.showwarning
+
+        def show(
+            message: Warning | str, category: type[Warning], *args: Any, **kwargs: Any
+        ) -> None:
+            if issubclass(category, PluginWarning):
+                warn(str(message))
+            else:
+                shown(message, category, *args, **kwargs)
+
+        warnings.showwarning = show
+        yield
 
 
 def _report_pocketcore_error(exc: PocketcoreError) -> None:
