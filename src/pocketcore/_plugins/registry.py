@@ -34,6 +34,9 @@ from pocketcore._plugins.extras import install_hint
 from pocketcore._plugins.failures import PluginFailure, exception_line, warn_failure
 from pocketcore._plugins.manager import PluginCall, make_plugin_manager, per_plugin_calls
 
+Observer = pluggy.HookRelay
+"""What lifecycle events are reported to: pluggy's relay of the hooks, ``pm.hook``."""
+
 if TYPE_CHECKING:
     from pocketcore._nodes.nodes import BaseNode
 
@@ -406,39 +409,19 @@ class Registry:
 
     @property
     def observer(self) -> Observer | None:
-        """What to tell about lifecycle events, or ``None`` when no plugin listens.
+        """The lifecycle hooks to call (pluggy's hook relay), or ``None`` when no plugin listens.
 
         ``None`` is what keeps the lifecycle hooks free when unused: the kernel
-        checks it once per flow pass and never calls into pluggy.
+        checks it once per flow pass and never calls into pluggy. Events are
+        reported from one module, ``pocketcore._runtime.observe``.
         """
         found = self._observer
         if found is False:
             listening = any(
                 getattr(self.pm.hook, name).get_hookimpls() for name in hookspecs.LIFECYCLE_HOOKS
             )
-            found = self._observer = Observer(self.pm.hook) if listening else None
+            found = self._observer = self.pm.hook if listening else None
         return found  # type: ignore[return-value]
-
-
-class Observer:
-    """Calls the lifecycle hooks; exists only while some plugin implements one."""
-
-    __slots__ = (
-        "batch_item_done",
-        "batch_start",
-        "node_end",
-        "node_start",
-        "run_end",
-        "run_start",
-    )
-
-    def __init__(self, hook: Any) -> None:
-        self.run_start = hook.pocketcore_run_start
-        self.run_end = hook.pocketcore_run_end
-        self.node_start = hook.pocketcore_node_start
-        self.node_end = hook.pocketcore_node_end
-        self.batch_start = hook.pocketcore_batch_start
-        self.batch_item_done = hook.pocketcore_batch_item_done
 
 
 def _check_executor(*args: Any) -> tuple[str, Any]:

@@ -6,8 +6,8 @@ implements a lifecycle hook the run's observer is ``None``, and each wrapper
 hands back what it was given (or a plain call), so a run nobody watches
 never touches pluggy.
 
-A new lifecycle event is a hook spec in :mod:`pocketcore.hookspecs`, a slot in
-the registry's ``Observer``, and a wrapper here.
+A new lifecycle event is a hook spec in :mod:`pocketcore.hookspecs` (listed in
+its ``LIFECYCLE_HOOKS``) and a wrapper here.
 """
 
 from __future__ import annotations
@@ -61,13 +61,13 @@ def whole_run(cfg: RunConfig, target: Any, shared: Any, call: Callable[[], T]) -
         obs = cfg.observer
         if obs is None:
             return call()
-        obs.run_start(target=target, shared=shared)
+        obs.pocketcore_run_start(target=target, shared=shared)
         try:
             result = call()
         except BaseException as exc:
-            obs.run_end(target=target, shared=shared, result=None, exception=exc)
+            obs.pocketcore_run_end(target=target, shared=shared, result=None, exception=exc)
             raise
-        obs.run_end(target=target, shared=shared, result=result, exception=None)
+        obs.pocketcore_run_end(target=target, shared=shared, result=result, exception=None)
         return result
     finally:
         RUN.reset(token)
@@ -82,13 +82,13 @@ async def whole_run_async(
         obs = cfg.observer
         if obs is None:
             return await call()
-        obs.run_start(target=target, shared=shared)
+        obs.pocketcore_run_start(target=target, shared=shared)
         try:
             result = await call()
         except BaseException as exc:
-            obs.run_end(target=target, shared=shared, result=None, exception=exc)
+            obs.pocketcore_run_end(target=target, shared=shared, result=None, exception=exc)
             raise
-        obs.run_end(target=target, shared=shared, result=result, exception=None)
+        obs.pocketcore_run_end(target=target, shared=shared, result=result, exception=None)
         return result
     finally:
         RUN.reset(token)
@@ -104,24 +104,24 @@ def _step_async(node: Any, shared: Any) -> Awaitable[Any]:
 
 
 def _observed_step(obs: Observer, node: Any, shared: Any) -> Any:
-    obs.node_start(node=node, shared=shared)
+    obs.pocketcore_node_start(node=node, shared=shared)
     try:
         action = node._run(shared)
     except BaseException as exc:
-        obs.node_end(node=node, shared=shared, action=None, exception=exc)
+        obs.pocketcore_node_end(node=node, shared=shared, action=None, exception=exc)
         raise
-    obs.node_end(node=node, shared=shared, action=action, exception=None)
+    obs.pocketcore_node_end(node=node, shared=shared, action=action, exception=None)
     return action
 
 
 async def _observed_step_async(obs: Observer, node: Any, shared: Any) -> Any:
-    obs.node_start(node=node, shared=shared)
+    obs.pocketcore_node_start(node=node, shared=shared)
     try:
         action = await node._run_async(shared)
     except BaseException as exc:
-        obs.node_end(node=node, shared=shared, action=None, exception=exc)
+        obs.pocketcore_node_end(node=node, shared=shared, action=None, exception=exc)
         raise
-    obs.node_end(node=node, shared=shared, action=action, exception=None)
+    obs.pocketcore_node_end(node=node, shared=shared, action=action, exception=None)
     return action
 
 
@@ -149,16 +149,16 @@ def items(
     obs = current()
     if obs is None:
         return batch, fn
-    obs.batch_start(node=owner, size=batch_size(batch))
+    obs.pocketcore_batch_start(node=owner, size=batch_size(batch))
 
     def run_indexed(pair: tuple[int, Any]) -> T:
         index, item = pair
         try:
             result = fn(item)
         except BaseException as exc:
-            obs.batch_item_done(node=owner, index=index, result=None, exception=exc)
+            obs.pocketcore_batch_item_done(node=owner, index=index, result=None, exception=exc)
             raise
-        obs.batch_item_done(node=owner, index=index, result=result, exception=None)
+        obs.pocketcore_batch_item_done(node=owner, index=index, result=result, exception=None)
         return result
 
     return enumerate(batch), run_indexed
@@ -171,16 +171,16 @@ def items_async(
     obs = current()
     if obs is None:
         return batch, fn
-    obs.batch_start(node=owner, size=batch_size(batch))
+    obs.pocketcore_batch_start(node=owner, size=batch_size(batch))
 
     async def run_indexed(pair: tuple[int, Any]) -> T:
         index, item = pair
         try:
             result = await fn(item)
         except BaseException as exc:
-            obs.batch_item_done(node=owner, index=index, result=None, exception=exc)
+            obs.pocketcore_batch_item_done(node=owner, index=index, result=None, exception=exc)
             raise
-        obs.batch_item_done(node=owner, index=index, result=result, exception=None)
+        obs.pocketcore_batch_item_done(node=owner, index=index, result=result, exception=None)
         return result
 
     return enumerate(batch), run_indexed
@@ -201,8 +201,8 @@ async def items_after(
     obs = current()
     if obs is None:
         return await run_batch(batch)
-    obs.batch_start(node=owner, size=batch_size(batch))
+    obs.pocketcore_batch_start(node=owner, size=batch_size(batch))
     results = await run_batch(batch)
     for index, result in enumerate(results):
-        obs.batch_item_done(node=owner, index=index, result=result, exception=None)
+        obs.pocketcore_batch_item_done(node=owner, index=index, result=result, exception=None)
     return results
