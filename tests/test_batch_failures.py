@@ -23,8 +23,6 @@ from hypothesis import strategies as st
 
 import pocketcore
 
-from .strategies import executor_names
-
 
 class Escape(BaseException):
     """A BaseException of the user's own, neither Exception nor a cancellation."""
@@ -87,9 +85,9 @@ def _target(kind: str, bad: int, exc: BaseException, limit: int | None) -> pocke
     return node
 
 
+@pytest.mark.parametrize("executor", ["sequential", "asyncio", "trio"])
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
-    executor=executor_names,
     kind=st.sampled_from(["threads", "async", "passes"]),
     raised=base_exceptions,
     n=st.integers(1, 6),
@@ -224,16 +222,12 @@ class AsyncScenario(pocketcore.AsyncParallelBatchNode):
         return item
 
 
-@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@pytest.mark.parametrize(
+    "backend_executor",
+    [("asyncio", "asyncio"), ("asyncio", "sequential"), ("trio", "trio"), ("trio", "sequential")],
+)
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
-    backend_executor=st.sampled_from(
-        [
-            ("asyncio", "asyncio"),
-            ("asyncio", "sequential"),
-            ("trio", "trio"),
-            ("trio", "sequential"),
-        ]
-    ),
     kind=st.sampled_from(["threads", "async"]),
     # Failing items fail early, while slower siblings may still be running
     # when the caller's timeout fires: the case that once let a bare
