@@ -58,6 +58,10 @@ async def call_sync(work: Callable[[Any], Any], item: Any) -> Any:
     return work(item)
 
 
+class _NotStarted(Exception):
+    """Raised on the worker thread for an item that must not start: its batch is over."""
+
+
 class _ThreadCall:
     """One item's work on a worker thread, which a cancellation waits for.
 
@@ -86,7 +90,7 @@ class _ThreadCall:
             # it waited for a thread: items not yet started never start.
             if self.abandoned or self.stop.is_set():
                 self.abandoned = True
-                return None
+                raise _NotStarted
             self.started = True
         THREAD_STOP.set(self.stop)  # anyio runs each call in a context of its own
         try:
@@ -118,6 +122,11 @@ class _ThreadCall:
                 else:
                     failure = None
                 watch.cancel_scope.cancel()
+            if isinstance(failure, _NotStarted):
+                # The batch failed or was cancelled while this item waited for
+                # a thread: it has no result, only the cancellation that is on
+                # its way to end this call (from the executor or the caller).
+                await anyio.sleep_forever()
             if failure is not None:
                 raise failure
             return value
