@@ -207,7 +207,11 @@ def pocketcore_batch_item_done(node: Any, index: int, result: Any, exception: An
 
     Called once for every item that started (items never started because a
     sibling failed first are not reported). Under a parallel executor this
-    is called from the item's own task, in completion order.
+    is called from the item's own task, in completion order. When the
+    executor runs the calls itself (a remote executor, or one with its own
+    ``map_blocking``), the items of a batch are reported together, in input
+    order, once the results are back; when such a batch fails, which of its
+    items finished is not known here, and none is reported.
 
     Args:
         node: The batch node or batch flow.

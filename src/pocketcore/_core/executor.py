@@ -115,11 +115,6 @@ class Capabilities:
     remote: bool
     map_blocking: Callable[..., Awaitable[list[Any]]] | None
 
-    def describe(self) -> str:
-        """The capabilities as words, for listings: ``"remote, blocking"``, or ``""``."""
-        words = [w for w, has in (("remote", self.remote), ("blocking", self.map_blocking)) if has]
-        return ", ".join(words)
-
 
 def capabilities(executor: Executor) -> Capabilities:
     """Which optional capabilities ``executor`` declares: the one place the kernel asks.
