@@ -79,6 +79,95 @@ async def _wait_for_all(tasks: list[asyncio.Task[Any]]) -> asyncio.CancelledErro
     return held
 
 
+class _Batch:
+    """One call of ``map``: its function, tasks, results and failures.
+
+    Every exception is caught inside the tasks: a ``KeyboardInterrupt`` or
+    ``SystemExit`` escaping a task would leave the event loop itself rather
+    than reach the caller of ``map``.
+    """
+
+    __slots__ = ("failures", "fn", "results", "source", "tasks")
+
+    def __init__(self, fn: Callable[[Any], Awaitable[Any]]) -> None:
+        self.fn = fn
+        self.tasks: list[asyncio.Task[Any]] = []
+        self.results: list[Any] = []
+        # The first entry is what ``map`` raises. Once there is one, no item
+        # starts, even one whose task is already scheduled.
+        self.failures: list[BaseException] = []
+        self.source: Iterator[Any] = iter(())
+
+    def fail(self, exc: BaseException) -> None:
+        self.failures.append(exc)
+        if len(self.failures) == 1:
+            current = asyncio.current_task()
+            for task in self.tasks:
+                if task is not current:
+                    task.cancel()
+
+    async def call(self, item: Any) -> Any:
+        """One item of an unlimited batch."""
+        if self.failures:
+            return None
+        try:
+            return await self.fn(item)
+        except asyncio.CancelledError:
+            raise  # the batch's or the caller's cancellation
+        except BaseException as exc:
+            self.fail(exc)
+            return None
+
+    async def worker(self, index: int, item: Any) -> None:
+        """A task of a limited batch: its item, then the next ones it pulls."""
+        # Checked before each item (and so before each pull): once a call has
+        # failed, no item starts and none is taken.
+        if self.failures:
+            return
+        results = self.results
+        try:
+            while True:
+                results[index] = await self.fn(item)
+                if self.failures:
+                    return
+                item = next(self.source, _END)
+                if item is _END:
+                    return
+                index = len(results)
+                results.append(None)
+        except asyncio.CancelledError:
+            raise
+        except BaseException as exc:  # the item's, or the input's
+            self.fail(exc)
+
+    def start_all(self, loop: asyncio.AbstractEventLoop, items: Iterable[Any]) -> None:
+        """A task for every item, at once."""
+        try:
+            # extend() keeps the tasks made before the input raised, so they
+            # can be cancelled and awaited rather than left running.
+            self.tasks.extend(loop.create_task(self.call(item)) for item in items)
+        except BaseException as exc:  # the input itself failed: a failure like any
+            self.fail(exc)
+
+    def start_limited(
+        self, loop: asyncio.AbstractEventLoop, items: Iterable[Any], limit: int
+    ) -> None:
+        """A task per item until ``limit`` are running; the tasks then take over the pulling.
+
+        Nothing here awaits, so no task runs (or fails) before this is done.
+        """
+        self.source = source = iter(items)
+        try:
+            for index in range(limit):
+                item = next(source, _END)
+                if item is _END:
+                    break
+                self.results.append(None)
+                self.tasks.append(loop.create_task(self.worker(index, item)))
+        except BaseException as exc:  # the input itself failed: a failure like any
+            self.fail(exc)
+
+
 class AsyncioExecutor:
     """Runs items concurrently as asyncio tasks.
 
@@ -114,82 +203,17 @@ class AsyncioExecutor:
                 unwrapped; other failures are named in its notes.
         """
         loop = asyncio.get_running_loop()
-        tasks: list[asyncio.Task[Any]] = []
-        # The first entry is what ``map`` raises. Once there is one, no item
-        # starts, even one whose task is already scheduled.
-        failures: list[BaseException] = []
-
-        def fail(exc: BaseException) -> None:
-            failures.append(exc)
-            if len(failures) == 1:
-                current = asyncio.current_task()
-                for task in tasks:
-                    if task is not current:
-                        task.cancel()
-
-        # Every exception is caught inside the task: a KeyboardInterrupt or
-        # SystemExit escaping a task would leave the event loop itself rather
-        # than reach the caller of ``map``.
+        batch = _Batch(fn)
         if limit is None:
-
-            async def call(item: Any) -> Any:
-                if failures:
-                    return None
-                try:
-                    return await fn(item)
-                except asyncio.CancelledError:
-                    raise  # the batch's or the caller's cancellation
-                except BaseException as exc:
-                    fail(exc)
-                    return None
-
-            try:
-                # extend() keeps the tasks made before the input raised, so
-                # they can be cancelled and awaited rather than left running.
-                tasks.extend(loop.create_task(call(item)) for item in items)
-            except BaseException as exc:  # the input itself failed: a failure like any
-                fail(exc)
-            results = await _settle(tasks, failures)
+            batch.start_all(loop, items)
+            results = await _settle(batch.tasks, batch.failures)
         else:
-            results = []
-            source: Iterator[Any] = iter(items)
-
-            async def worker(index: int, item: Any) -> None:
-                # Checked before each item (and so before each pull): once a
-                # call has failed, no item starts and none is taken.
-                if failures:
-                    return
-                try:
-                    while True:
-                        results[index] = await fn(item)
-                        if failures:
-                            return
-                        item = next(source, _END)
-                        if item is _END:
-                            return
-                        index = len(results)
-                        results.append(None)
-                except asyncio.CancelledError:
-                    raise
-                except BaseException as exc:  # the item's, or the input's
-                    fail(exc)
-
-            # A task per item until ``limit`` are running; the tasks then
-            # take over the pulling. Nothing awaits in this loop, so no task
-            # runs (or fails) before it is done.
-            try:
-                for index in range(limit):
-                    item = next(source, _END)
-                    if item is _END:
-                        break
-                    results.append(None)
-                    tasks.append(loop.create_task(worker(index, item)))
-            except BaseException as exc:  # the input itself failed: a failure like any
-                fail(exc)
-            await _settle(tasks, failures)
-        if failures:
-            _attach(failures[0], failures[1:])
-            raise failures[0]
+            batch.start_limited(loop, items, limit)
+            await _settle(batch.tasks, batch.failures)
+            results = batch.results
+        if batch.failures:
+            _attach(batch.failures[0], batch.failures[1:])
+            raise batch.failures[0]
         return results
 
     def __repr__(self) -> str:

@@ -53,6 +53,88 @@ def _leaves(group: BaseExceptionGroup[BaseException]) -> list[BaseException]:
     return found
 
 
+class _Batch:
+    """One call of ``map``: its function, nursery, results and failures.
+
+    Every exception but trio's own cancellation is caught inside the tasks,
+    so that the nursery does not wrap it in an exception group.
+    """
+
+    __slots__ = ("cancelled", "failures", "fn", "nursery", "results", "source")
+
+    def __init__(self, fn: Callable[[Any], Awaitable[Any]], cancelled: type[BaseException]) -> None:
+        self.fn = fn
+        self.cancelled = cancelled  # trio.Cancelled; trio is imported only when used
+        self.nursery: Any = None
+        self.results: list[Any] = []
+        # The first entry is what ``map`` raises. Once there is one, no item
+        # starts, even one whose task is already scheduled.
+        self.failures: list[BaseException] = []
+        self.source: Iterator[Any] = iter(())
+
+    def fail(self, exc: BaseException) -> None:
+        self.failures.append(exc)
+        self.nursery.cancel_scope.cancel()
+
+    async def call(self, index: int, item: Any) -> None:
+        """One item of an unlimited batch."""
+        if self.failures:  # scheduled before the failure: never start
+            return
+        try:
+            self.results[index] = await self.fn(item)
+        except self.cancelled:
+            raise
+        except BaseException as exc:
+            self.fail(exc)
+
+    async def worker(self, index: int, item: Any) -> None:
+        """A task of a limited batch: its item, then the next ones it pulls."""
+        # Checked before each item (and so before each pull): once a call has
+        # failed, no item starts and none is taken.
+        if self.failures:
+            return
+        results = self.results
+        try:
+            while True:
+                results[index] = await self.fn(item)
+                if self.failures:
+                    return
+                item = next(self.source, _END)
+                if item is _END:
+                    return
+                index = len(results)
+                results.append(None)
+        except self.cancelled:
+            raise
+        except BaseException as exc:  # the item's, or the input's
+            self.fail(exc)
+
+    def start_all(self, items: Iterable[Any]) -> None:
+        """A task for every item, at once."""
+        try:
+            for index, item in enumerate(items):
+                self.results.append(None)
+                self.nursery.start_soon(self.call, index, item)
+        except BaseException as exc:  # the input itself failed: a failure like any
+            self.fail(exc)
+
+    def start_limited(self, items: Iterable[Any], limit: int) -> None:
+        """A task per item until ``limit`` are running; the tasks then take over the pulling.
+
+        Nothing here is a checkpoint, so no task runs (or fails) before this is done.
+        """
+        self.source = source = iter(items)
+        try:
+            for index in range(limit):
+                item = next(source, _END)
+                if item is _END:
+                    break
+                self.results.append(None)
+                self.nursery.start_soon(self.worker, index, item)
+        except BaseException as exc:  # the input itself failed
+            self.fail(exc)
+
+
 class TrioExecutor:
     """Runs items concurrently in one trio nursery.
 
@@ -106,73 +188,14 @@ class TrioExecutor:
         """
         import trio
 
-        results: list[Any] = []
-        # The first entry is what ``map`` raises. Once there is one, no item
-        # starts, even one whose task is already scheduled.
-        failures: list[BaseException] = []
-        # Every exception but trio's own cancellation is caught inside the
-        # tasks, so that the nursery does not wrap it in an exception group.
+        batch = _Batch(fn, trio.Cancelled)
         try:
             async with trio.open_nursery() as nursery:
-                cancel = nursery.cancel_scope.cancel
-
-                def fail(exc: BaseException) -> None:
-                    failures.append(exc)
-                    cancel()
-
+                batch.nursery = nursery
                 if limit is None:
-
-                    async def call(index: int, item: Any) -> None:
-                        if failures:  # scheduled before the failure: never start
-                            return
-                        try:
-                            results[index] = await fn(item)
-                        except trio.Cancelled:
-                            raise
-                        except BaseException as exc:
-                            fail(exc)
-
-                    try:
-                        for index, item in enumerate(items):
-                            results.append(None)
-                            nursery.start_soon(call, index, item)
-                    except BaseException as exc:  # the input itself failed: a failure like any
-                        fail(exc)
+                    batch.start_all(items)
                 else:
-                    source: Iterator[Any] = iter(items)
-
-                    async def worker(index: int, item: Any) -> None:
-                        # Checked before each item (and so before each pull):
-                        # once a call has failed, no item starts and none is taken.
-                        if failures:
-                            return
-                        try:
-                            while True:
-                                results[index] = await fn(item)
-                                if failures:
-                                    return
-                                item = next(source, _END)
-                                if item is _END:
-                                    return
-                                index = len(results)
-                                results.append(None)
-                        except trio.Cancelled:
-                            raise
-                        except BaseException as exc:  # the item's, or the input's
-                            fail(exc)
-
-                    # A task per item until ``limit`` are running; the tasks
-                    # then take over the pulling. Nothing here is a checkpoint,
-                    # so no task runs (or fails) before this loop is done.
-                    try:
-                        for index in range(limit):
-                            item = next(source, _END)
-                            if item is _END:
-                                break
-                            results.append(None)
-                            nursery.start_soon(worker, index, item)
-                    except BaseException as exc:  # the input itself failed
-                        fail(exc)
+                    batch.start_limited(items, limit)
         except BaseExceptionGroup as group:
             # Only what the tasks do not catch: trio's cancellation, and a
             # KeyboardInterrupt trio delivers to this task (Ctrl-C while it
@@ -180,11 +203,11 @@ class TrioExecutor:
             _, rest = group.split(trio.Cancelled)
             if rest is None:  # the caller's cancellation: the cancel scope wants the group
                 raise
-            failures[:0] = _leaves(rest)  # an interrupt comes before the items' failures
-        if failures:
-            _attach(failures[0], failures[1:])
-            raise failures[0]
-        return results
+            batch.failures[:0] = _leaves(rest)  # an interrupt comes before the items' failures
+        if batch.failures:
+            _attach(batch.failures[0], batch.failures[1:])
+            raise batch.failures[0]
+        return batch.results
 
     def __repr__(self) -> str:
         return "TrioExecutor()"
