@@ -1,0 +1,40 @@
+"""Tools for testing executors and flows: the conformance suite and a recording executor.
+
+Every executor must meet the contract of :class:`pocketcore.Executor`. An
+executor plugin proves it by subclassing :class:`ExecutorConformance` in its
+own tests::
+
+    from pocketcore.testing import ExecutorConformance
+    from my_plugin import MyExecutor
+
+    class TestMyExecutor(ExecutorConformance):
+        executor = MyExecutor()
+
+pytest then collects the inherited tests, which use Hypothesis to generate
+item lists, per-item delays, failure positions and limits, and run each
+property on every backend the executor claims. This module needs pytest and
+Hypothesis (``pip install pocketcore[testing]``).
+
+A *remote* executor (one with ``remote = True``, whose items run in other
+processes) is held to the same properties. Its items cannot report to this
+process's memory, so the suite's probes then append what happens to a file
+that every process writes to (the worker processes must see this machine's
+file system, as those of a ``LocalCluster`` do), and they are module-level
+picklable objects that the workers import from here. Delays are stretched by
+:attr:`ExecutorConformance.time_scale` and Hypothesis runs fewer examples.
+"""
+
+from __future__ import annotations
+
+from ._conformance import ExecutorConformance
+from ._probes import ItemFailure
+from ._recording import MapCall, RecordingExecutor
+
+__all__ = ["ExecutorConformance", "ItemFailure", "MapCall", "RecordingExecutor"]
+
+# Defined in private modules, they are known by their public place: in
+# tracebacks, in the docs, and to pickle (a remote executor sends an
+# ItemFailure back by name).
+for _public in (ExecutorConformance, ItemFailure, MapCall, RecordingExecutor):
+    _public.__module__ = __name__
+del _public
