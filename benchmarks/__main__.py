@@ -237,38 +237,25 @@ def profile(groups: list[Group], lines: int) -> None:
             )
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    if isinstance(sys.stdout, io.TextIOWrapper):
-        sys.stdout.reconfigure(line_buffering=True)
+def _sizes(args: argparse.Namespace) -> scenarios.Sizes:
+    """The scenario sizes for ``--quick`` or a full run, with ``--repeats`` applied to all."""
     sizes = scenarios.QUICK if args.quick else scenarios.FULL
-    if args.repeats:
-        sizes = replace(
-            sizes,
-            repeats=args.repeats,
-            repeats_cheap=args.repeats,
-            repeats_large=args.repeats,
-            repeats_memory=args.repeats,
-            repeats_langgraph=args.repeats,
-        )
-    lg_installed = scenarios.langgraph_available()
-    with_lg = lg_installed and not args.no_langgraph
-    groups = select(scenarios.all_groups(sizes, with_lg), args.only)
-    if args.list:
-        for g in groups:
-            print(f"{g.key:28} {g.section}: {g.scenario}")
-        return 0
-    if args.profile:
-        profile(groups, args.profile_lines)
-        return 0
+    if not args.repeats:
+        return sizes
+    return replace(
+        sizes,
+        repeats=args.repeats,
+        repeats_cheap=args.repeats,
+        repeats_large=args.repeats,
+        repeats_memory=args.repeats,
+        repeats_langgraph=args.repeats,
+    )
 
-    info = machine_info()
-    mode = "quick" if args.quick else "full"
-    if args.gc == "off":
-        mode += ", garbage collector off"
-    print(render_header(info, mode, args.repeats), flush=True)
+
+def _measure(groups: list[Group], *, gc_off: bool) -> float:
+    """Run every group, reporting progress on stderr; the seconds it took."""
     started = time.perf_counter()
-    if args.gc == "off":
+    if gc_off:
         gc.disable()
     try:
         for g in groups:
@@ -276,19 +263,26 @@ def main(argv: list[str] | None = None) -> int:
             g.run(lambda msg: print(msg, file=sys.stderr, flush=True))
     finally:
         gc.enable()
-    elapsed = time.perf_counter() - started
+    return time.perf_counter() - started
 
-    print()
-    print(render_table(groups))
+
+def _notes(groups: list[Group], *, lg_installed: bool, no_langgraph: bool) -> list[str]:
     notes = [line for g in groups if g.notes for line in g.notes(g)]
     if not lg_installed:
         notes.append("LangGraph: skipped (not installed).")
-    elif args.no_langgraph:
+    elif no_langgraph:
         notes.append("LangGraph: skipped (--no-langgraph).")
     notes.append(
         "PocketFlow has no equivalent for the trio executor nor for a concurrency limit "
         "(its AsyncParallelBatchNode is asyncio.gather of every item)."
     )
+    return notes
+
+
+def _report(groups: list[Group], notes: list[str], elapsed: float) -> tuple[int, int]:
+    """Print the table, the notes and the targets; how many targets were met and missed."""
+    print()
+    print(render_table(groups))
     print()
     print("Notes:")
     for line in notes:
@@ -299,6 +293,28 @@ def main(argv: list[str] | None = None) -> int:
     if summary:
         print(summary)
     print(f"\n(measured in {elapsed:.0f} s)")
+    return met, missed
+
+
+def _write(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    print(f"wrote {path}")
+
+
+def _run(
+    args: argparse.Namespace, groups: list[Group], sizes: scenarios.Sizes, *, lg_installed: bool
+) -> None:
+    """Benchmark ``groups``: header, measurements, report, and the files asked for."""
+    with_lg = lg_installed and not args.no_langgraph
+    info = machine_info()
+    mode = "quick" if args.quick else "full"
+    if args.gc == "off":
+        mode += ", garbage collector off"
+    print(render_header(info, mode, args.repeats), flush=True)
+    elapsed = _measure(groups, gc_off=args.gc == "off")
+    notes = _notes(groups, lg_installed=lg_installed, no_langgraph=args.no_langgraph)
+    met, missed = _report(groups, notes, elapsed)
 
     if args.json:
         payload = {
@@ -312,13 +328,26 @@ def main(argv: list[str] | None = None) -> int:
             "notes": notes,
             "targets": {"met": met, "missed": missed},
         }
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(payload, indent=2) + "\n")
-        print(f"wrote {args.json}")
+        _write(args.json, json.dumps(payload, indent=2) + "\n")
     if args.markdown:
-        args.markdown.parent.mkdir(parents=True, exist_ok=True)
-        args.markdown.write_text(render_table(groups, markdown=True) + "\n")
-        print(f"wrote {args.markdown}")
+        _write(args.markdown, render_table(groups, markdown=True) + "\n")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if isinstance(sys.stdout, io.TextIOWrapper):
+        sys.stdout.reconfigure(line_buffering=True)
+    sizes = _sizes(args)
+    lg_installed = scenarios.langgraph_available()
+    with_lg = lg_installed and not args.no_langgraph
+    groups = select(scenarios.all_groups(sizes, with_lg), args.only)
+    if args.list:
+        for g in groups:
+            print(f"{g.key:28} {g.section}: {g.scenario}")
+    elif args.profile:
+        profile(groups, args.profile_lines)
+    else:
+        _run(args, groups, sizes, lg_installed=lg_installed)
     return 0
 
 

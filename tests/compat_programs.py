@@ -160,6 +160,37 @@ class Recorder:
 _class_cache: dict[tuple[str, str], type] = {}
 
 
+def _sync_method(name: str, cell: list[type], *, is_async: bool) -> Callable[..., Any]:
+    """A sync lifecycle method that records its call, then runs the node's behaviour or super's."""
+
+    def method(self: Any, *args: Any) -> Any:
+        self._rec.record(self, name, args, sync=not is_async)
+        fn = self._behave.get(name)
+        if fn is None:
+            return getattr(super(cell[0], self), name)(*args)
+        return fn(self, *args)
+
+    method.__name__ = name
+    return method
+
+
+def _async_method(name: str, cell: list[type]) -> Callable[..., Any]:
+    """The async twin of :func:`_sync_method`; a behaviour may return an awaitable or a value."""
+
+    async def method(self: Any, *args: Any) -> Any:
+        self._rec.record(self, name, args, sync=False)
+        fn = self._behave.get(name)
+        if fn is None:
+            return await getattr(super(cell[0], self), name)(*args)
+        result = fn(self, *args)
+        if inspect.isawaitable(result):
+            result = await result
+        return result
+
+    method.__name__ = name
+    return method
+
+
 def recording_class(mod: ModuleType, kind: str) -> type:
     """A subclass of ``mod.<kind>`` whose lifecycle methods record and delegate."""
     key = (mod.__name__, kind)
@@ -169,38 +200,12 @@ def recording_class(mod: ModuleType, kind: str) -> type:
     is_async = issubclass(base, mod.AsyncNode)
     namespace: dict[str, Any] = {}
     cell: list[type] = []  # the class, once created (for super())
-
-    def sync_method(name: str) -> Callable[..., Any]:
-        def method(self: Any, *args: Any) -> Any:
-            self._rec.record(self, name, args, sync=not is_async)
-            fn = self._behave.get(name)
-            if fn is None:
-                return getattr(super(cell[0], self), name)(*args)
-            return fn(self, *args)
-
-        method.__name__ = name
-        return method
-
-    def async_method(name: str) -> Callable[..., Any]:
-        async def method(self: Any, *args: Any) -> Any:
-            self._rec.record(self, name, args, sync=False)
-            fn = self._behave.get(name)
-            if fn is None:
-                return await getattr(super(cell[0], self), name)(*args)
-            result = fn(self, *args)
-            if inspect.isawaitable(result):
-                result = await result
-            return result
-
-        method.__name__ = name
-        return method
-
     for name in _SYNC_METHODS:
         if hasattr(base, name):
-            namespace[name] = sync_method(name)
+            namespace[name] = _sync_method(name, cell, is_async=is_async)
     if is_async:
         for name in _ASYNC_METHODS:
-            namespace[name] = async_method(name)
+            namespace[name] = _async_method(name, cell)
     cls = type(f"Rec{kind}", (base,), namespace)
     cell.append(cls)
     _class_cache[key] = cls

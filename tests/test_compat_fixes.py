@@ -202,63 +202,79 @@ BATCH_NODES = ("BatchNode", "AsyncBatchNode", "AsyncParallelBatchNode")
 BATCH_FLOWS = ("BatchFlow", "AsyncBatchFlow", "AsyncParallelBatchFlow")
 
 
+def _none_batch_node(base, seen: list):
+    class Target(base):
+        def prep(self, shared):
+            return None
+
+        def exec(self, item):
+            seen.append(("exec", item))
+
+        def post(self, shared, prep_res, exec_res):
+            seen.append(("post", prep_res, exec_res))
+
+    return Target()
+
+
+def _async_none_batch_node(base, seen: list):
+    class Target(base):
+        async def prep_async(self, shared):
+            return None
+
+        async def exec_async(self, item):
+            seen.append(("exec", item))
+
+        async def post_async(self, shared, prep_res, exec_res):
+            seen.append(("post", prep_res, exec_res))
+
+    return Target()
+
+
+def _none_batch_flow(base, seen: list, start):
+    class Target(base):
+        def prep(self, shared):
+            return None
+
+        def post(self, shared, prep_res, exec_res):
+            seen.append(("post", prep_res, exec_res))
+
+    return Target(start=start)
+
+
+def _async_none_batch_flow(base, seen: list, start):
+    class Target(base):
+        async def prep_async(self, shared):
+            return None
+
+        async def post_async(self, shared, prep_res, exec_res):
+            seen.append(("post", prep_res, exec_res))
+
+    return Target(start=start)
+
+
+def _pass_step(mod, seen: list):
+    """The node a batch flow starts from: it records each pass's params."""
+
+    class Step(mod.Node):
+        def exec(self, _):
+            seen.append(("pass", dict(self.params)))
+
+    return Step()
+
+
 def none_batch(mod, kind: str, seen: list):
     """A batch node or flow of class ``mod.<kind>`` whose prep returns None.
 
     ``seen`` collects what ran: item executions, flow passes, and post's
     arguments (without the shared store).
     """
-    is_async = issubclass(getattr(mod, kind), mod.AsyncNode)
-    if kind in BATCH_NODES:
-        base = getattr(mod, kind)
-        if is_async:
-
-            class Target(base):
-                async def prep_async(self, shared):
-                    return None
-
-                async def exec_async(self, item):
-                    seen.append(("exec", item))
-
-                async def post_async(self, shared, prep_res, exec_res):
-                    seen.append(("post", prep_res, exec_res))
-        else:
-
-            class Target(base):
-                def prep(self, shared):
-                    return None
-
-                def exec(self, item):
-                    seen.append(("exec", item))
-
-                def post(self, shared, prep_res, exec_res):
-                    seen.append(("post", prep_res, exec_res))
-
-        return Target()
-
-    class Step(mod.Node):
-        def exec(self, _):
-            seen.append(("pass", dict(self.params)))
-
     base = getattr(mod, kind)
-    if is_async:
-
-        class Target(base):
-            async def prep_async(self, shared):
-                return None
-
-            async def post_async(self, shared, prep_res, exec_res):
-                seen.append(("post", prep_res, exec_res))
-    else:
-
-        class Target(base):
-            def prep(self, shared):
-                return None
-
-            def post(self, shared, prep_res, exec_res):
-                seen.append(("post", prep_res, exec_res))
-
-    return Target(start=Step())
+    is_async = issubclass(base, mod.AsyncNode)
+    if kind in BATCH_NODES:
+        make_node = _async_none_batch_node if is_async else _none_batch_node
+        return make_node(base, seen)
+    make_flow = _async_none_batch_flow if is_async else _none_batch_flow
+    return make_flow(base, seen, _pass_step(mod, seen))
 
 
 def check_empty_batch(kind: str, seen: list) -> None:

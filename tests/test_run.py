@@ -50,6 +50,84 @@ def current_backend() -> str | None:
         return None
 
 
+def maybe_fail(fail: tuple[str, BaseException] | None, method: str) -> None:
+    """Raise ``fail``'s exception when ``fail`` names ``method``."""
+    if fail is not None and fail[0] == method:
+        raise fail[1]
+
+
+def async_step_class(
+    base: type, log: Log, result: Any, fail: tuple[str, BaseException] | None
+) -> type:
+    """The async twin of :func:`sync_step_class`."""
+    batch = issubclass(base, pocketcore.BatchNode)
+
+    class AsyncStep(base):  # type: ignore[misc]
+        async def prep_async(self, shared: Any) -> Any:
+            log.append((shared, current_backend()))
+            maybe_fail(fail, "prep")
+            return [1, 2] if batch else "p"
+
+        async def exec_async(self, prep_res: Any) -> Any:
+            maybe_fail(fail, "exec")
+            return prep_res
+
+        async def post_async(self, shared: Any, prep_res: Any, exec_res: Any) -> Any:
+            maybe_fail(fail, "post")
+            return result
+
+    return AsyncStep
+
+
+def sync_step_class(
+    base: type, log: Log, result: Any, fail: tuple[str, BaseException] | None
+) -> type:
+    """The step class on ``base``: prep logs, post returns ``result``, ``fail`` raises."""
+    batch = issubclass(base, pocketcore.BatchNode)
+
+    class Step(base):  # type: ignore[misc]
+        def prep(self, shared: Any) -> Any:
+            log.append((shared, current_backend()))
+            maybe_fail(fail, "prep")
+            return [1, 2] if batch else "p"
+
+        def exec(self, prep_res: Any) -> Any:
+            maybe_fail(fail, "exec")
+            return prep_res
+
+        def post(self, shared: Any, prep_res: Any, exec_res: Any) -> Any:
+            maybe_fail(fail, "post")
+            return result
+
+    return Step
+
+
+def async_passes(cls: type, start: pocketcore.BaseNode, result: Any) -> pocketcore.BaseNode:
+    """An async batch flow of class ``cls`` that runs one pass and returns ``result``."""
+
+    class AsyncPasses(cls):  # type: ignore[misc]
+        async def prep_async(self, shared: Any) -> Any:
+            return [{}]
+
+        async def post_async(self, shared: Any, prep_res: Any, exec_res: Any) -> Any:
+            return result
+
+    return AsyncPasses(start=start)
+
+
+def passes(cls: type, start: pocketcore.BaseNode, result: Any) -> pocketcore.BaseNode:
+    """A batch flow of class ``cls`` that runs one pass and returns ``result``."""
+
+    class Passes(cls):  # type: ignore[misc]
+        def prep(self, shared: Any) -> Any:
+            return [{}]
+
+        def post(self, shared: Any, prep_res: Any, exec_res: Any) -> Any:
+            return result
+
+    return Passes(start=start)
+
+
 def make_target(
     kind: str, log: Log, *, result: Any = None, fail: tuple[str, BaseException] | None = None
 ) -> pocketcore.BaseNode:
@@ -61,73 +139,15 @@ def make_target(
     a flow; a batch flow's own ``post`` returns it too. ``fail = (method,
     exc)`` makes the step's ``method`` (prep, exec or post) raise ``exc``.
     """
-
-    def maybe_fail(method: str) -> None:
-        if fail is not None and fail[0] == method:
-            raise fail[1]
-
-    def step_class(base: type) -> type:
-        batch = issubclass(base, pocketcore.BatchNode)
-        if issubclass(base, pocketcore.AsyncNode):
-
-            class AsyncStep(base):  # type: ignore[misc, valid-type]
-                async def prep_async(self, shared: Any) -> Any:
-                    log.append((shared, current_backend()))
-                    maybe_fail("prep")
-                    return [1, 2] if batch else "p"
-
-                async def exec_async(self, prep_res: Any) -> Any:
-                    maybe_fail("exec")
-                    return prep_res
-
-                async def post_async(self, shared: Any, prep_res: Any, exec_res: Any) -> Any:
-                    maybe_fail("post")
-                    return result
-
-            return AsyncStep
-
-        class Step(base):  # type: ignore[misc, valid-type]
-            def prep(self, shared: Any) -> Any:
-                log.append((shared, current_backend()))
-                maybe_fail("prep")
-                return [1, 2] if batch else "p"
-
-            def exec(self, prep_res: Any) -> Any:
-                maybe_fail("exec")
-                return prep_res
-
-            def post(self, shared: Any, prep_res: Any, exec_res: Any) -> Any:
-                maybe_fail("post")
-                return result
-
-        return Step
-
     cls = getattr(pocketcore, kind)
-    if not issubclass(cls, pocketcore.Flow):
-        return step_class(cls)()
     is_async = issubclass(cls, pocketcore.AsyncNode)
-    start = step_class(pocketcore.AsyncNode if is_async else pocketcore.Node)()
+    step_class = async_step_class if is_async else sync_step_class
+    if not issubclass(cls, pocketcore.Flow):
+        return step_class(cls, log, result, fail)()
+    start = step_class(pocketcore.AsyncNode if is_async else pocketcore.Node, log, result, fail)()
     if not issubclass(cls, pocketcore.BatchFlow):
         return cls(start=start)  # returns the last action: the step's result
-    if is_async:
-
-        class AsyncPasses(cls):  # type: ignore[misc, valid-type]
-            async def prep_async(self, shared: Any) -> Any:
-                return [{}]
-
-            async def post_async(self, shared: Any, prep_res: Any, exec_res: Any) -> Any:
-                return result
-
-        return AsyncPasses(start=start)
-
-    class Passes(cls):  # type: ignore[misc, valid-type]
-        def prep(self, shared: Any) -> Any:
-            return [{}]
-
-        def post(self, shared: Any, prep_res: Any, exec_res: Any) -> Any:
-            return result
-
-    return Passes(start=start)
+    return (async_passes if is_async else passes)(cls, start, result)
 
 
 # --- what run accepts ------------------------------------------------------------

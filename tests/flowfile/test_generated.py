@@ -6,6 +6,8 @@ import copy
 import json
 import math
 import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -190,6 +192,106 @@ BAD_SETTINGS = {
 }
 
 
+@dataclass(frozen=True)
+class Site:
+    """Where a mutation is made: one node of one flow table of a generated file."""
+
+    data: dict[str, Any]
+    flow_path: tuple[str, ...]
+    table: dict[str, Any]
+    name: str
+    spec: dict[str, Any]  # the node's table, as it was drawn
+
+    @property
+    def node_place(self) -> str:
+        return place(*self.flow_path, "nodes", self.name)
+
+
+# Each mutation changes the file at a site; it returns the place and the key that must be named.
+Mutation = Callable[[st.DrawFn, Site], tuple[str, str]]
+
+
+def unknown_use(draw: st.DrawFn, site: Site) -> tuple[str, str]:
+    site.table["nodes"][site.name] = {"use": draw(st.sampled_from(["recrod", "nosuch", "x.y:Z"]))}
+    return site.node_place, "use"
+
+
+def not_a_node(draw: st.DrawFn, site: Site) -> tuple[str, str]:
+    ref = draw(st.sampled_from(["not_a_class", "NotANode", "NeedsArgs"]))
+    site.table["nodes"][site.name] = {"use": f"tests.flowfile_nodes:{ref}"}
+    return site.node_place, "use"
+
+
+def unknown_key(draw: st.DrawFn, site: Site) -> tuple[str, str]:
+    site.spec[draw(st.sampled_from(["nxet", "param", "retries", "flows"]))] = 1
+    return site.node_place, ""
+
+
+def bad_setting(draw: st.DrawFn, site: Site) -> tuple[str, str]:
+    keys = ["executor", "max_concurrency"]
+    if "use" in site.spec:
+        keys += ["max_retries", "wait"]
+    key = draw(st.sampled_from(keys))
+    site.spec[key] = draw(st.sampled_from(BAD_SETTINGS[key]))
+    return site.node_place, key
+
+
+def missing_target(draw: st.DrawFn, site: Site) -> tuple[str, str]:
+    action = draw(st.sampled_from(ACTIONS))
+    site.spec["next"] = {action: "ghost"}
+    return site.node_place, "next." + (json.dumps(action) if " " in action else action)
+
+
+def missing_start(draw: st.DrawFn, site: Site) -> tuple[str, str]:
+    site.table["start"] = "ghost"
+    return place(*site.flow_path), "start"
+
+
+def missing_flow(draw: st.DrawFn, site: Site) -> tuple[str, str]:
+    site.table["nodes"][site.name] = {"flow": "nowhere"}
+    return site.node_place, "flow"
+
+
+def self_containment(draw: st.DrawFn, site: Site) -> tuple[str, str]:
+    if site.flow_path[0] == "flow":  # [flow] cannot be named; make a [flows] table contain itself
+        loop = {"start": "x", "nodes": {"x": {"flow": "loop"}}}
+        site.data.setdefault("flows", {})["loop"] = loop
+        return place("flows", "loop", "nodes", "x"), "flow"
+    site.table["nodes"][site.name] = {"flow": site.flow_path[1]}
+    return site.node_place, "flow"
+
+
+def batch_on_a_plain_flow(draw: st.DrawFn, site: Site) -> tuple[str, str]:
+    site.table["type"] = "AsyncFlow"
+    site.table["batch"] = [{}]
+    return place(*site.flow_path), "batch"
+
+
+def params_not_a_table(draw: st.DrawFn, site: Site) -> tuple[str, str]:
+    site.spec["params"] = draw(st.sampled_from([3, "x", [1]]))
+    return site.node_place, "params"
+
+
+def unknown_top_level_key(draw: st.DrawFn, site: Site) -> tuple[str, str]:
+    site.data["flwo"] = {}
+    return "(top level)", "flwo"
+
+
+MUTATIONS: dict[str, Mutation] = {
+    "unknown use": unknown_use,
+    "not a node": not_a_node,
+    "unknown key": unknown_key,
+    "bad setting": bad_setting,
+    "missing target": missing_target,
+    "missing start": missing_start,
+    "missing flow": missing_flow,
+    "self containment": self_containment,
+    "batch on a plain flow": batch_on_a_plain_flow,
+    "params not a table": params_not_a_table,
+    "unknown top-level key": unknown_top_level_key,
+}
+
+
 @st.composite
 def broken_files(draw: st.DrawFn) -> tuple[dict[str, Any], str, str]:
     """A valid file changed in one place; returns it, the place and the key that must be named."""
@@ -197,68 +299,9 @@ def broken_files(draw: st.DrawFn) -> tuple[dict[str, Any], str, str]:
     flow_path = draw(st.sampled_from(flow_paths(data)))
     table = table_at(data, flow_path)
     name = draw(st.sampled_from(sorted(table["nodes"])))
-    spec = table["nodes"][name]
-    node_place = place(*flow_path, "nodes", name)
-    kind = draw(
-        st.sampled_from(
-            [
-                "unknown use",
-                "not a node",
-                "unknown key",
-                "bad setting",
-                "missing target",
-                "missing start",
-                "missing flow",
-                "self containment",
-                "batch on a plain flow",
-                "params not a table",
-                "unknown top-level key",
-            ]
-        )
-    )
-    if kind == "unknown use":
-        table["nodes"][name] = {"use": draw(st.sampled_from(["recrod", "nosuch", "x.y:Z"]))}
-        return data, node_place, "use"
-    if kind == "not a node":
-        ref = draw(st.sampled_from(["not_a_class", "NotANode", "NeedsArgs"]))
-        table["nodes"][name] = {"use": f"tests.flowfile_nodes:{ref}"}
-        return data, node_place, "use"
-    if kind == "unknown key":
-        spec[draw(st.sampled_from(["nxet", "param", "retries", "flows"]))] = 1
-        return data, node_place, ""
-    if kind == "bad setting":
-        keys = ["executor", "max_concurrency"]
-        if "use" in spec:
-            keys += ["max_retries", "wait"]
-        key = draw(st.sampled_from(keys))
-        spec[key] = draw(st.sampled_from(BAD_SETTINGS[key]))
-        return data, node_place, key
-    if kind == "missing target":
-        action = draw(st.sampled_from(ACTIONS))
-        spec["next"] = {action: "ghost"}
-        return data, node_place, "next." + (json.dumps(action) if " " in action else action)
-    if kind == "missing start":
-        table["start"] = "ghost"
-        return data, place(*flow_path), "start"
-    if kind == "missing flow":
-        table["nodes"][name] = {"flow": "nowhere"}
-        return data, node_place, "flow"
-    if kind == "self containment":
-        if flow_path[0] == "flow":  # [flow] cannot be named; make a [flows] table contain itself
-            data.setdefault("flows", {})["loop"] = {"start": "x", "nodes": {"x": {"flow": "loop"}}}
-            return data, place("flows", "loop", "nodes", "x"), "flow"
-        table["nodes"][name] = {"flow": flow_path[1]}
-        return data, node_place, "flow"
-    if kind == "batch on a plain flow":
-        table["type"] = "AsyncFlow"
-        table["batch"] = [{}]
-        return data, place(*flow_path), "batch"
-    if kind == "params not a table":
-        spec["params"] = draw(st.sampled_from([3, "x", [1]]))
-        return data, node_place, "params"
-    assert kind == "unknown top-level key"
-    data["flwo"] = {}
-    return data, "(top level)", "flwo"
+    mutate = MUTATIONS[draw(st.sampled_from(list(MUTATIONS)))]
+    where, key = mutate(draw, Site(data, flow_path, table, name, table["nodes"][name]))
+    return data, where, key
 
 
 @settings(max_examples=100, deadline=None)

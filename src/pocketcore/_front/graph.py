@@ -36,6 +36,41 @@ def _kind(node: BaseNode) -> str | None:
     return f"parallel {kind}" if "Parallel" in base else kind
 
 
+def _labels_by_id(names: Mapping[str, BaseNode]) -> dict[int, str]:
+    """Each named node's name, by node id; the first name wins for a node named twice."""
+    labels: dict[int, str] = {}
+    for name, named in names.items():
+        labels.setdefault(id(named), name)
+    return labels
+
+
+def _label(node: BaseNode, name: str | None, kind: str | None) -> str:
+    """``node``'s label text: its class name, after its name and before its batch kind."""
+    text = type(node).__name__
+    if name is not None:
+        text = f"{name}: {text}"
+    if kind is not None:
+        text += f" [{kind}]"
+    return text
+
+
+def _edge_lines(edges: list[tuple[str, str, BaseNode]], ids: Mapping[int, str]) -> list[str]:
+    """One arrow per edge, labelled with its action unless that is ``"default"``."""
+    lines = []
+    for src, action, nxt in edges:
+        arrow = " --> " if action == "default" else f" -->|{_quote(action)}| "
+        lines.append(f"{_INDENT}{src}{arrow}{ids[id(nxt)]}")
+    return lines
+
+
+def _start_lines(starts: list[BaseNode], ids: Mapping[int, str]) -> list[str]:
+    """The class that gives the flows' start nodes a thick border, if there are any."""
+    if not starts:
+        return []
+    marked = sorted({ids[id(s)] for s in starts}, key=lambda ident: int(ident[1:]))
+    return [f"{_INDENT}classDef start stroke-width:3px", f"{_INDENT}class {','.join(marked)} start"]
+
+
 def to_mermaid(flow: BaseNode, *, names: Mapping[str, BaseNode] | None = None) -> str:
     """Render ``flow`` and everything reachable from it as a Mermaid flowchart.
 
@@ -66,10 +101,7 @@ def to_mermaid(flow: BaseNode, *, names: Mapping[str, BaseNode] | None = None) -
     """
     if not isinstance(flow, BaseNode):
         raise TypeError(f"to_mermaid() needs a node or flow, got {type(flow).__name__}")
-    labels: dict[int, str] = {}
-    for name, named in (names or {}).items():
-        labels.setdefault(id(named), name)
-
+    labels = _labels_by_id(names or {})
     ids: dict[int, str] = {}
     lines = ["flowchart TD"]
     edges: list[tuple[str, str, BaseNode]] = []
@@ -91,12 +123,8 @@ def to_mermaid(flow: BaseNode, *, names: Mapping[str, BaseNode] | None = None) -
         if id(node) in ids:
             continue
         ident = ids[id(node)] = f"n{len(ids)}"
-        text = type(node).__name__
-        if id(node) in labels:
-            text = f"{labels[id(node)]}: {text}"
         kind = _kind(node)
-        if kind is not None:
-            text += f" [{kind}]"
+        text = _label(node, labels.get(id(node)), kind)
         out = [
             (action, nxt) for action, nxt in node.successors.items() if isinstance(nxt, BaseNode)
         ]
@@ -115,11 +143,6 @@ def to_mermaid(flow: BaseNode, *, names: Mapping[str, BaseNode] | None = None) -
             lines.append(pad + ident + shape.format(_quote(text)))
             stack.extend(later)
 
-    for src, action, nxt in edges:
-        arrow = " --> " if action == "default" else f" -->|{_quote(action)}| "
-        lines.append(f"{_INDENT}{src}{arrow}{ids[id(nxt)]}")
-    if starts:
-        marked = sorted({ids[id(s)] for s in starts}, key=lambda ident: int(ident[1:]))
-        lines.append(f"{_INDENT}classDef start stroke-width:3px")
-        lines.append(f"{_INDENT}class {','.join(marked)} start")
+    lines.extend(_edge_lines(edges, ids))
+    lines.extend(_start_lines(starts, ids))
     return "\n".join(lines) + "\n"

@@ -135,17 +135,7 @@ async def run_batch(
             if failures or not waiting:
                 break
             done, _ = await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
-            for settled in sorted(done, key=waiting.__getitem__):
-                index = waiting.pop(settled)
-                del futures[index]
-                ok, value = settled.result()
-                if not ok:
-                    failures.append(_unwrap(value, index, name))
-                    stopped = True
-                elif isinstance(value, Stopped):
-                    stopped = True
-                else:
-                    results[index] = value
+            stopped = _take(done, waiting, futures, results, failures, name) or stopped
     except BaseException as exc:
         # The caller was cancelled, or pulling the input raised (the kernel
         # names an item that cannot be pickled there).
@@ -167,6 +157,34 @@ async def run_batch(
             "dask re-ran it elsewhere, but the items it had stopped did not run"
         )
     return results
+
+
+def _take(
+    done: Iterable[asyncio.Future[_Outcome]],
+    waiting: dict[asyncio.Future[_Outcome], int],
+    futures: dict[int, Future[Any]],
+    results: list[Any],
+    failures: list[BaseException],
+    name: str,
+) -> bool:
+    """Record settled tasks in input order: each result in its place, each failure unwrapped.
+
+    Returns whether one of them stopped the batch: it failed, or it found the
+    stop flag set by a failure whose report is still on the way.
+    """
+    stopped = False
+    for settled in sorted(done, key=waiting.__getitem__):
+        index = waiting.pop(settled)
+        del futures[index]
+        ok, value = settled.result()
+        if not ok:
+            failures.append(_unwrap(value, index, name))
+            stopped = True
+        elif isinstance(value, Stopped):
+            stopped = True
+        else:
+            results[index] = value
+    return stopped
 
 
 def _known_workers(client: Client) -> int:
