@@ -289,7 +289,7 @@ def _report(groups: list[Group], notes: list[str], elapsed: float) -> tuple[int,
         print(f"  - {line}")
     summary, met, missed = render_targets(groups)
     print()
-    print(f"Targets of issue 4: {met} met, {missed} missed")
+    print(f"Performance targets: {met} met, {missed} missed")
     if summary:
         print(summary)
     print(f"\n(measured in {elapsed:.0f} s)")

@@ -53,7 +53,7 @@ class Row:
     Attributes:
         subject: Key of the pocketcore contender.
         reference: Key of the reference contender.
-        target: The issue's target for the median ratio (at most), or ``None``
+        target: The target for the median ratio (at most), or ``None``
             when the row is for information only.
         label: The scenario text, when it differs from the group's.
         totals: Compare whole-sample totals instead of per-unit figures.
@@ -263,7 +263,7 @@ def render_table(groups: list[Group], markdown: bool = False) -> str:
 
 
 def render_targets(groups: list[Group]) -> tuple[str, int, int]:
-    """One line per target of the issue: target, measured median ratio, met or missed."""
+    """One line per performance target: target, measured median ratio, met or missed."""
     out = []
     met = missed = 0
     for g in groups:

@@ -1,4 +1,4 @@
-"""The scenarios of issue 4, as groups of contenders measured side by side.
+"""The benchmark scenarios, as groups of contenders measured side by side.
 
 pocketcore is always driven through its public API, as a user would: a sync
 flow with ``flow.run(shared)``, an async flow or node with
@@ -24,7 +24,7 @@ import pocketcore
 from . import workloads as w
 from .harness import Contender, Group, Row
 
-#: The targets of issue 4 (at most, as a median ratio pocketcore / reference).
+#: The performance targets (at most, as a median ratio pocketcore / reference).
 STEP_TARGET = 0.5
 ASYNCIO_TARGET = 1.1
 TRIO_TARGET = 1.2

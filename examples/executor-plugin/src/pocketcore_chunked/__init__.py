@@ -8,14 +8,13 @@ the input only once every item of the current chunk has finished. With
 The executor is built on anyio alone, so it runs on asyncio and on trio
 (``backend = None``); started on its own it uses asyncio.
 
-This module does not import pocketcore. pocketcore finds it through the
+This module imports pocketcore only where a batch has failed. pocketcore finds it through the
 entry-point group ``pocketcore`` and calls the hook below, which is marked with
 pluggy's marker for the ``"pocketcore"`` project.
 """
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Awaitable, Callable, Iterable, Iterator
 from itertools import islice
 from typing import Any, TypeVar
@@ -30,18 +29,6 @@ R = TypeVar("R")
 
 hookimpl = pluggy.HookimplMarker("pocketcore")
 """The same marker as ``pocketcore.hookimpl``, created without importing pocketcore."""
-
-
-def _add_note(exc: BaseException, note: str) -> None:
-    """``exc.add_note(note)``, also on Python 3.10 (which lacks the method)."""
-    if sys.version_info >= (3, 11):
-        exc.add_note(note)
-    else:  # pragma: no cover - Python 3.10: the exceptiongroup backport prints __notes__
-        notes = getattr(exc, "__notes__", None)
-        if notes is None:
-            notes = []
-            exc.__notes__ = notes  # type: ignore[attr-defined]
-        notes.append(note)
 
 
 class ChunkedExecutor:
@@ -113,14 +100,12 @@ class ChunkedExecutor:
                     tg.start_soon(call, tg.cancel_scope, index, item)
 
         if failures:
-            first = failures[0]
-            for other in failures[1:]:
-                _add_note(
-                    first,
-                    "another item failed before the batch was cancelled: "
-                    f"{type(other).__name__}: {other}",
-                )
-            raise first
+            # The kernel is loaded wherever a batch runs: its helper names the
+            # other failures on the first, one note each.
+            from pocketcore import attach_failures
+
+            attach_failures(failures[0], failures[1:])
+            raise failures[0]
         return results
 
     def __repr__(self) -> str:

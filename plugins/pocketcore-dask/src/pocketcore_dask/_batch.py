@@ -27,22 +27,14 @@ from typing import Any
 import anyio
 from distributed import Client, Event, Future
 
+from pocketcore import attach_failures
+
 from ._worker import Exited, Stopped, forget, interrupt
 
 __all__ = ["run_batch"]
 
 _END = object()
 _Outcome = tuple[bool, Any]
-
-
-def _attach(first: BaseException, others: Iterable[BaseException]) -> None:
-    """Record the other failures on the one that is raised, as notes."""
-    for exc in others:
-        if exc is first:
-            continue
-        _note(
-            first, f"another item failed before the batch was stopped: {type(exc).__name__}: {exc}"
-        )
 
 
 def _name(fn: Callable[..., Any]) -> str:
@@ -140,13 +132,13 @@ async def run_batch(
         # The caller was cancelled, or pulling the input raised (the kernel
         # names an item that cannot be pickled there).
         failures.extend(await halt())
-        _attach(exc, failures)
+        attach_failures(exc, failures)
         raise
     finally:
         watch.cancel()
     if failures:
         failures.extend(await halt())
-        _attach(failures[0], failures[1:])
+        attach_failures(failures[0], failures[1:])
         raise failures[0]
     if stopped:
         # Only a failing item sets the flag, and its failure then arrives
