@@ -4,6 +4,19 @@ Code written for PocketFlow runs by changing ``import pocketflow`` to
 ``import pocketcore``. How the items of a parallel batch are scheduled is
 supplied by executor plugins and chosen by configuration; see
 :func:`pocketcore.run`.
+
+This module says what the public API is. The kernel behind it is in layers,
+lowest first, each importing only from those below it (``nox -s lint``
+checks this with import-linter; docs/architecture.md describes them):
+
+1. ``_core``: the exceptions, the executor protocol and its capabilities;
+   ``hookspecs`` beside it.
+2. ``_plugins``: plugin manager, entry-point discovery, the registry.
+3. ``_runtime``: configuration, the run's context, observation.
+4. ``_dispatch``: the per-item pipeline and the fan-out to an executor.
+5. ``_nodes``: PocketFlow's node and flow classes.
+6. ``_front``: :func:`run`, flow files, graph rendering.
+7. ``_cli`` and ``testing``: the command line, and the conformance suite.
 """
 
 from __future__ import annotations

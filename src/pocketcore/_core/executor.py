@@ -1,4 +1,4 @@
-"""The executor protocol: the one scheduling operation a plugin supplies."""
+"""The executor protocol (the one scheduling operation a plugin supplies) and its capabilities."""
 
 from __future__ import annotations
 
