@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import collections
+import contextvars
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -239,3 +241,77 @@ def test_without_listeners_pluggy_is_never_called(monkeypatch: pytest.MonkeyPatc
     head - "next" >> Tail()
     assert pocketcore.run(pocketcore.AsyncFlow(start=head), shared) == "end"
     assert shared["out"] == [[1, 4, 9]]
+
+
+CURRENT_ITEM: contextvars.ContextVar[int | None] = contextvars.ContextVar("item", default=None)
+
+
+class ContextSetter:
+    """Sets a context variable when an item starts and resets it when it is done."""
+
+    def __init__(self) -> None:
+        self.tokens: dict[int, contextvars.Token[int | None]] = {}
+        self.seen_at_done: dict[int, int | None] = {}
+
+    @pocketcore.hookimpl
+    def pocketcore_batch_item_start(self, index: int, item: Any) -> None:
+        self.tokens[index] = CURRENT_ITEM.set(index)
+
+    @pocketcore.hookimpl
+    def pocketcore_batch_item_done(self, index: int) -> None:
+        self.seen_at_done[index] = CURRENT_ITEM.get()
+        CURRENT_ITEM.reset(self.tokens.pop(index))
+
+
+class WhoAmIAsync(pocketcore.AsyncParallelBatchNode):
+    async def prep_async(self, shared: dict[str, Any]) -> list[int]:
+        return shared["items"]
+
+    async def exec_async(self, item: int) -> Any:
+        await anyio.sleep(0.001 * (item % 3))  # siblings interleave
+        return CURRENT_ITEM.get()
+
+    async def post_async(self, shared: dict[str, Any], prep_res: Any, exec_res: Any) -> None:
+        shared["seen"] = exec_res
+
+
+class WhoAmIThreads(pocketcore.ParallelBatchNode):
+    def prep(self, shared: dict[str, Any]) -> list[int]:
+        return shared["items"]
+
+    def exec(self, item: int) -> Any:
+        time.sleep(0.001 * (item % 3))
+        return CURRENT_ITEM.get()
+
+    def post(self, shared: dict[str, Any], prep_res: Any, exec_res: Any) -> None:
+        shared["seen"] = exec_res
+
+
+class WhoAmIOneByOne(WhoAmIAsync, pocketcore.AsyncBatchNode):
+    async def _exec(self, items: Any) -> Any:
+        return await pocketcore.AsyncBatchNode._exec(self, items)
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    n=st.integers(0, 10),
+    executor=executor_names,
+    limit=limits,
+    kind=st.sampled_from([WhoAmIAsync, WhoAmIThreads, WhoAmIOneByOne]),
+)
+def test_an_item_starts_in_the_context_it_runs_in(
+    n: int, executor: str, limit: int | None, kind: type[pocketcore.BaseNode]
+) -> None:
+    setter = ContextSetter()
+    registry = pocketcore.get_registry()
+    registry.register(setter, name="test-context-setter")
+    try:
+        shared: dict[str, Any] = {"items": list(range(n))}
+        pocketcore.run(kind(), shared, executor=executor, max_concurrency=limit)
+    finally:
+        registry.unregister(setter)
+    # Each item's exec saw its own index, never a sibling's, and the done
+    # event came in the same context as the start.
+    assert shared["seen"] == list(range(n))
+    assert setter.seen_at_done == {i: i for i in range(n)}
+    assert not setter.tokens

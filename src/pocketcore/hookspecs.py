@@ -62,6 +62,7 @@ __all__ = [
     "hookimpl",
     "hookspec",
     "pocketcore_batch_item_done",
+    "pocketcore_batch_item_start",
     "pocketcore_batch_start",
     "pocketcore_node_end",
     "pocketcore_node_start",
@@ -202,6 +203,27 @@ def pocketcore_batch_start(node: Any, size: Any) -> None:
 
 
 @hookspec
+def pocketcore_batch_item_start(node: Any, index: int, item: Any) -> None:
+    """One item of a batch is about to run.
+
+    Called in the context the item runs in: its own task under a parallel
+    executor, and the task that hands it to a worker thread for the
+    thread-backed classes (the thread gets a copy of that context). So a
+    context variable an observer sets here (the current tracing span, say)
+    is what the item's ``exec`` sees, and siblings never see each other's.
+    Each call is followed by one :func:`pocketcore_batch_item_done` for the
+    same item, in the same context. Not called for the items of a batch
+    that the executor runs itself (a remote executor, or one with its own
+    ``map_blocking``): those are reported once the results are back.
+
+    Args:
+        node: The batch node or batch flow.
+        index: The item's position in the input.
+        item: The item (for batch flows, the pass's params).
+    """
+
+
+@hookspec
 def pocketcore_batch_item_done(node: Any, index: int, result: Any, exception: Any) -> None:
     """One item of a batch has finished, successfully or not.
 
@@ -229,6 +251,7 @@ LIFECYCLE_HOOKS = (
     "pocketcore_node_start",
     "pocketcore_node_end",
     "pocketcore_batch_start",
+    "pocketcore_batch_item_start",
     "pocketcore_batch_item_done",
 )
 """The names of the lifecycle hooks (the ones observers implement)."""

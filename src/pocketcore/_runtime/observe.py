@@ -153,6 +153,7 @@ def items(
 
     def run_indexed(pair: tuple[int, Any]) -> T:
         index, item = pair
+        obs.pocketcore_batch_item_start(node=owner, index=index, item=item)
         try:
             result = fn(item)
         except BaseException as exc:
@@ -175,6 +176,7 @@ def items_async(
 
     async def run_indexed(pair: tuple[int, Any]) -> T:
         index, item = pair
+        obs.pocketcore_batch_item_start(node=owner, index=index, item=item)
         try:
             result = await fn(item)
         except BaseException as exc:
