@@ -9,6 +9,7 @@ import anyio
 import sniffio
 
 from pocketcore._core.executor import Executor
+from pocketcore._nodes.flows import Flow
 from pocketcore._nodes.nodes import AsyncNode, BaseNode
 from pocketcore._plugins.registry import get_registry
 from pocketcore._runtime import observe
@@ -146,7 +147,7 @@ def _graph(target: BaseNode) -> list[BaseNode]:
     seen = {id(target)}
     found = [target]
     for node in found:  # grows while it is walked
-        inner = getattr(node, "start_node", None)
+        inner = node.start_node if isinstance(node, Flow) else None
         for nxt in (*node.successors.values(), inner):
             if isinstance(nxt, BaseNode) and id(nxt) not in seen:
                 seen.add(id(nxt))
