@@ -29,6 +29,7 @@ from ._core.errors import (
     attach_failures,
 )
 from ._core.executor import BlockingExecutor, Executor, RemoteExecutor
+from ._core.results import Failed
 from ._front.flowfile import FlowFileError, LoadedFlow, load_flow
 from ._front.run import run
 from ._nodes.flows import (
@@ -57,6 +58,7 @@ from ._plugins.registry import (
     make_plugin_manager,
 )
 from ._runtime.config import plugin_settings
+from ._runtime.limits import Limiter
 from .hookspecs import hookimpl
 
 __all__ = [
@@ -73,8 +75,10 @@ __all__ = [
     "ConfigError",
     "Executor",
     "ExecutorEntry",
+    "Failed",
     "Flow",
     "FlowFileError",
+    "Limiter",
     "LoadedFlow",
     "Node",
     "NodeEntry",

@@ -25,12 +25,23 @@ from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, TypeVar
 
 import anyio
+import attrs
 
-from pocketcore._core.executor import capabilities
+from pocketcore._core.errors import ConfigError
+from pocketcore._core.executor import Executor, capabilities
 from pocketcore._core.remote import detached, refuse_batch_flow, shippable
+from pocketcore._core.results import Failed
 from pocketcore._dispatch.threads import call_sync, on_threads, run_blocking
 from pocketcore._runtime import observe
-from pocketcore._runtime.context import CUR_RETRY, THREAD_STOP, Attempt, executor_for
+from pocketcore._runtime.context import (
+    CUR_RETRY,
+    THREAD_STOP,
+    Attempt,
+    Controls,
+    batch_controls,
+    executor_for,
+)
+from pocketcore._runtime.limits import Limiter
 
 __all__ = [
     "each",
@@ -126,7 +137,31 @@ async def _concurrent_item_async(node: Any, item: Any) -> Any:
         CUR_RETRY.reset(token)
 
 
-def _pipeline(node: Any, *, blocking: bool) -> Callable[[Any], Any]:
+def _collect_item(node: Any, item: Any) -> Any:
+    """One item with ``on_error="collect"`` (sync): a failure becomes a :class:`Failed`."""
+    attempt = Attempt(node)
+    token = CUR_RETRY.set(attempt)
+    try:
+        return exec_item(node, item, attempt)
+    except Exception as exc:
+        return Failed(exc, item, -1, attempt.n + 1)  # its index is set by fan_out
+    finally:
+        CUR_RETRY.reset(token)
+
+
+async def _collect_item_async(node: Any, item: Any) -> Any:
+    """One item with ``on_error="collect"``: a failure becomes a :class:`Failed`."""
+    attempt = Attempt(node)
+    token = CUR_RETRY.set(attempt)
+    try:
+        return await exec_item_async(node, item, attempt)
+    except Exception as exc:
+        return Failed(exc, item, -1, attempt.n + 1)  # its index is set by fan_out
+    finally:
+        CUR_RETRY.reset(token)
+
+
+def _pipeline(node: Any, *, blocking: bool, collect: bool = False) -> Callable[[Any], Any]:
     """What runs for each item of ``node``'s parallel batch.
 
     In the usual case (one attempt, the default fallback, which re-raises)
@@ -135,6 +170,8 @@ def _pipeline(node: Any, *, blocking: bool) -> Callable[[Any], Any]:
     executor the bound method saves two frames per item. Otherwise each item
     runs the full pipeline with its own counter.
     """
+    if collect:
+        return functools.partial(_collect_item if blocking else _collect_item_async, node)
     cls = type(node)
     fallback = cls.exec_fallback if blocking else cls.exec_fallback_async
     if node.max_retries == 1 and _reraises(fallback):
@@ -211,29 +248,91 @@ async def fan_out(
         BaseException: The first item's failure, unchanged.
     """
     executor, limit = executor_for(owner)
-    caps = capabilities(executor)
+    controls = batch_controls(owner)
+    collect = controls is not None and controls.collect and work is None
     batch: Iterable[Any] = () if items is None else items
+    caps = capabilities(executor)
+    if caps.remote or (blocking and caps.map_blocking is not None):
+        results = await _executor_runs_items(
+            owner, executor, batch, blocking=blocking, work=work, limit=limit, controls=controls
+        )
+    else:
+        fn = work if work is not None else _pipeline(owner, blocking=blocking, collect=collect)
+        if blocking:
+            fn, limit = on_threads(fn, limit)
+        batch, fn = observe.items_async(owner, batch, fn)
+        if controls is not None and controls.limiters:
+            fn = _limited(fn, controls.limiters)  # outside observation: waiting is not running
+        results = await executor.map(fn, batch, limit=limit)
+    if collect:
+        _number_failures(results)
+    return results
+
+
+async def _executor_runs_items(
+    owner: Any,
+    executor: Executor,
+    batch: Iterable[Any],
+    *,
+    blocking: bool,
+    work: Callable[[Any], Any] | None,
+    limit: int | None,
+    controls: Controls | None,
+) -> list[Any]:
+    """A batch whose calls the executor runs itself: in other processes, or its ``map_blocking``.
+
+    The kernel does not see each item start there, so it cannot pace or
+    limit them; it prepares the work (a detached copy of the node, checked
+    to pickle, for a remote executor) and reports the items once they are back.
+    """
+    caps = capabilities(executor)
+    if controls is not None and controls.limiters:
+        raise ConfigError(
+            f"{type(owner).__name__} has max_per_second or a limiter, but executor "
+            f"{executor.name!r} runs the items itself (in other processes, or with its own "
+            "map_blocking), so pocketcore cannot pace their starts; this is not supported yet"
+        )
+    collect = controls is not None and controls.collect and work is None
     if caps.remote:
         if work is not None:
             refuse_batch_flow(owner, executor)
-        fn = _pipeline(detached(owner), blocking=blocking)
+        fn = _pipeline(detached(owner), blocking=blocking, collect=collect)
         batch = shippable(owner, executor, fn, batch)
     else:
-        fn = work if work is not None else _pipeline(owner, blocking=blocking)
+        fn = work if work is not None else _pipeline(owner, blocking=blocking, collect=collect)
     if blocking and caps.map_blocking is not None:
         run_blocking_batch = caps.map_blocking
         return await observe.items_after(
             owner, batch, lambda its: run_blocking_batch(fn, its, limit=limit)
         )
-    if caps.remote:  # the executor's processes run the calls, and cannot report them
-        call = functools.partial(call_sync, fn) if blocking else fn
-        return await observe.items_after(
-            owner, batch, lambda its: executor.map(call, its, limit=limit)
-        )
-    if blocking:
-        fn, limit = on_threads(fn, limit)
-    batch, fn = observe.items_async(owner, batch, fn)
-    return await executor.map(fn, batch, limit=limit)
+    call = functools.partial(call_sync, fn) if blocking else fn
+    return await observe.items_after(owner, batch, lambda its: executor.map(call, its, limit=limit))
+
+
+def _limited(
+    fn: Callable[[Any], Awaitable[Any]], limiters: tuple[Limiter, ...]
+) -> Callable[[Any], Awaitable[Any]]:
+    """``fn`` that first takes its turn of each limiter, and gives the slots back after."""
+
+    async def limited(item: Any) -> Any:
+        taken: list[Limiter] = []
+        try:
+            for limiter in limiters:
+                await limiter.acquire()
+                taken.append(limiter)
+            return await fn(item)
+        finally:
+            for limiter in taken:
+                limiter.release()
+
+    return limited
+
+
+def _number_failures(results: list[Any]) -> None:
+    """Give each :class:`Failed` of a collected batch its index: its slot in the results."""
+    for index, result in enumerate(results):
+        if type(result) is Failed:
+            results[index] = attrs.evolve(result, index=index)
 
 
 def fan_out_blocking(

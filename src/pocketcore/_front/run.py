@@ -16,11 +16,11 @@ from pocketcore._runtime import observe
 from pocketcore._runtime.config import (
     RunConfig,
     RunSettings,
-    check_limit,
     lookup_executor,
     run_arguments,
 )
-from pocketcore._runtime.context import new_run, node_source, own_executor
+from pocketcore._runtime.context import new_run, node_source, own_executor, own_settings
+from pocketcore._runtime.limits import Limiter
 
 __all__ = ["run"]
 
@@ -31,6 +31,9 @@ def run(
     *,
     executor: Any = None,
     max_concurrency: int | None = None,
+    max_per_second: float | None = None,
+    limiter: str | Limiter | None = None,
+    on_error: str | None = None,
 ) -> Any:
     """Run a node or flow, sync or async, and return what its ``run`` returns.
 
@@ -38,19 +41,25 @@ def run(
     (asyncio for ``asyncio`` and ``sequential``, trio for ``trio``) and runs
     ``target.run_async(shared)`` in it; a sync target runs directly.
 
-    The run's executor and limit are resolved once, most specific first: the
-    ``executor`` / ``max_concurrency`` arguments, then ``POCKETCORE_EXECUTOR``
-    / ``POCKETCORE_MAX_CONCURRENCY``, then ``pocketcore.toml`` or
-    ``[tool.pocketcore]`` in ``pyproject.toml`` of the working directory, then
-    the default for the backend. A node's or flow's own ``executor`` /
-    ``max_concurrency`` still wins for that node; the target's own executor
-    also decides which event loop is started.
+    Each run-level setting is resolved once, when something first needs it,
+    most specific first: the argument, then the environment
+    (``POCKETCORE_EXECUTOR``, ``POCKETCORE_MAX_CONCURRENCY``,
+    ``POCKETCORE_MAX_PER_SECOND``, ``POCKETCORE_LIMITER``,
+    ``POCKETCORE_ON_ERROR``), then ``pocketcore.toml`` or ``[tool.pocketcore]``
+    in ``pyproject.toml`` of the working directory, then the default. A
+    node's or flow's own setting still wins for that node; the target's own
+    executor also decides which event loop is started.
 
     Args:
         target: The node or flow to run.
         shared: The shared store; a new empty dict when ``None``.
         executor: An executor name or executor object for the whole run.
         max_concurrency: The most items of a parallel batch in flight at once.
+        max_per_second: The most items of a parallel batch started per second.
+        limiter: A :class:`~pocketcore.Limiter`, or the name of one declared in
+            the configuration file, shared by every parallel batch item.
+        on_error: ``"raise"`` (default) or ``"collect"``; see
+            :class:`~pocketcore.Failed`.
 
     Returns:
         What ``target.run(shared)`` (or ``run_async``) returns: for a flow,
@@ -68,7 +77,15 @@ def run(
         raise TypeError(f"pocketcore.run() needs a node or flow, got {type(target).__name__}")
     if shared is None:
         shared = {}
-    settings = RunSettings(run_arguments(executor, max_concurrency))
+    settings = RunSettings(
+        run_arguments(
+            executor=executor,
+            max_concurrency=max_concurrency,
+            max_per_second=max_per_second,
+            limiter=limiter,
+            on_error=on_error,
+        )
+    )
     registry = get_registry()
     given = settings.arguments.get("executor")
     if given is not None and isinstance(given.value, str):
@@ -156,22 +173,23 @@ def _graph(target: BaseNode) -> list[BaseNode]:
 
 
 def needs_executor(target: BaseNode) -> bool:
-    """Whether any node reachable from ``target`` fans out or chooses an executor or limit."""
-    return any(
-        type(node).fans_out or own_executor(node) is not None or node.max_concurrency is not None
-        for node in _graph(target)
-    )
+    """Whether any node reachable from ``target`` fans out or has settings of its own."""
+    return any(type(node).fans_out or own_settings(node) for node in _graph(target))
 
 
 def check_graph(target: BaseNode, cfg: RunConfig) -> None:
-    """Check every reachable node's own executor and limit before anything runs.
+    """Check every reachable node's own settings before anything runs.
 
     Raises:
-        ConfigError: For the first node whose settings are unusable in ``cfg``.
+        ConfigError: For the first node whose settings are unusable in ``cfg``
+            (a bad value, an unknown executor or limiter, an executor that
+            cannot run on this backend).
     """
     for node in _graph(target):
-        own = own_executor(node)
-        if own is not None:
-            cfg.lookup(own, node_source(node, "executor"))
-        if node.max_concurrency is not None:
-            check_limit(node.max_concurrency, node_source(node, "max_concurrency"))
+        own = own_settings(node)
+        executor = own.get("executor")
+        if executor is not None:
+            cfg.lookup(executor.value, executor.source)
+        limiter = own.get("limiter")
+        if limiter is not None:
+            cfg.limiter(limiter.value, limiter.source)

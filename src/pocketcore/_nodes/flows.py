@@ -11,6 +11,7 @@ from pocketcore._dispatch.items import each, each_async, fan_out, fan_out_blocki
 from pocketcore._nodes.nodes import AsyncNode, BaseNode, ParallelBatchNode
 from pocketcore._runtime import observe
 from pocketcore._runtime.context import RUN, enter_scope
+from pocketcore._runtime.limits import Limiter
 
 __all__ = [
     "AsyncBatchFlow",
@@ -81,8 +82,8 @@ class Flow(BaseNode):
 
     Args:
         start: The first node (also settable later with :meth:`start`).
-        executor: See :class:`BaseNode`.
-        max_concurrency: See :class:`BaseNode`.
+        executor, max_concurrency, max_per_second, limiter, on_error: Keyword
+            only; see :class:`BaseNode`.
     """
 
     def __init__(
@@ -91,8 +92,17 @@ class Flow(BaseNode):
         *,
         executor: str | Executor | None = None,
         max_concurrency: int | None = None,
+        max_per_second: float | None = None,
+        limiter: str | Limiter | None = None,
+        on_error: str | None = None,
     ) -> None:
-        super().__init__(executor=executor, max_concurrency=max_concurrency)
+        super().__init__(
+            executor=executor,
+            max_concurrency=max_concurrency,
+            max_per_second=max_per_second,
+            limiter=limiter,
+            on_error=on_error,
+        )
         self.start_node = start
 
     def start(self, start: BaseNode) -> BaseNode:

@@ -25,8 +25,9 @@ from pocketcore._dispatch.items import (
     reraises,
 )
 from pocketcore._runtime import observe
-from pocketcore._runtime.config import check_executor_value, check_limit
+from pocketcore._runtime.config import CODE_CHECKS
 from pocketcore._runtime.context import CUR_RETRY, RUN, current_config
+from pocketcore._runtime.limits import Limiter
 
 __all__ = [
     "AsyncBatchNode",
@@ -53,10 +54,20 @@ class BaseNode:
             Also settable as a class attribute.
         max_concurrency: Keyword only. The most items of this node in flight at
             once (an int >= 1, or ``None`` for the run's setting).
+        max_per_second: Keyword only. The most items of one parallel batch
+            started per second, spaced evenly (a positive number).
+        limiter: Keyword only. A :class:`~pocketcore.Limiter`, or the name of
+            one declared in the configuration file, whose budget every item
+            of every node naming it shares.
+        on_error: Keyword only. ``"raise"`` (fail fast, the default) or
+            ``"collect"``: every item of a parallel batch node runs, and one
+            that fails becomes a :class:`~pocketcore.Failed` in its slot.
+
+        Each is also settable as a class attribute. On a flow, it applies to
+        every node inside that does not set its own.
 
     Raises:
-        ConfigError: ``executor`` or ``max_concurrency`` has the wrong type or
-            ``max_concurrency`` is < 1.
+        ConfigError: A value has the wrong type or is out of range.
 
     Attributes:
         params: The node's parameters, set by :meth:`set_params` (a flow sets
@@ -66,24 +77,35 @@ class BaseNode:
 
     executor: str | Executor | None = None
     max_concurrency: int | None = None
+    max_per_second: float | None = None
+    limiter: str | Limiter | None = None
+    on_error: str | None = None
     #: Whether the class fans its items out through an executor (the
     #: *Parallel* classes). A run whose graph has none never needs an executor,
     #: so it never reads the executor settings.
     fans_out: ClassVar[bool] = False
 
     def __init__(
-        self, *, executor: str | Executor | None = None, max_concurrency: int | None = None
+        self,
+        *,
+        executor: str | Executor | None = None,
+        max_concurrency: int | None = None,
+        max_per_second: float | None = None,
+        limiter: str | Limiter | None = None,
+        on_error: str | None = None,
     ) -> None:
         self.params: dict[str, Any] = {}
         self.successors: dict[str, BaseNode] = {}
-        if executor is not None:
-            self.executor = check_executor_value(
-                executor, f"argument executor= of {type(self).__name__}()"
-            )
-        if max_concurrency is not None:
-            self.max_concurrency = check_limit(
-                max_concurrency, f"argument max_concurrency= of {type(self).__name__}()"
-            )
+        for key, value in (
+            ("executor", executor),
+            ("max_concurrency", max_concurrency),
+            ("max_per_second", max_per_second),
+            ("limiter", limiter),
+            ("on_error", on_error),
+        ):
+            if value is not None:
+                source = f"argument {key}= of {type(self).__name__}()"
+                setattr(self, key, CODE_CHECKS[key](value, source))
 
     def set_params(self, params: dict[str, Any]) -> None:
         """Replace this node's parameters with ``params`` (the dict itself, not a copy)."""
@@ -157,8 +179,8 @@ class Node(BaseNode):
     Args:
         max_retries: How many times ``exec`` is attempted in all (default 1).
         wait: Seconds to sleep between attempts (default 0).
-        executor: See :class:`BaseNode`.
-        max_concurrency: See :class:`BaseNode`.
+        executor, max_concurrency, max_per_second, limiter, on_error: Keyword
+            only; see :class:`BaseNode`.
 
     Attributes:
         cur_retry: The 0-based attempt of the item being executed. Inside
@@ -173,8 +195,17 @@ class Node(BaseNode):
         *,
         executor: str | Executor | None = None,
         max_concurrency: int | None = None,
+        max_per_second: float | None = None,
+        limiter: str | Limiter | None = None,
+        on_error: str | None = None,
     ) -> None:
-        super().__init__(executor=executor, max_concurrency=max_concurrency)
+        super().__init__(
+            executor=executor,
+            max_concurrency=max_concurrency,
+            max_per_second=max_per_second,
+            limiter=limiter,
+            on_error=on_error,
+        )
         self.max_retries, self.wait = max_retries, wait
 
     @property

@@ -24,6 +24,7 @@ import attrs
 from pocketcore._core.errors import ConfigError
 from pocketcore._core.executor import Executor
 from pocketcore._plugins.registry import Observer, Registry
+from pocketcore._runtime.limits import Limiter, as_limiter_table, check_rate
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -109,9 +110,48 @@ class _Spec:
 
 
 # The run-level settings. A new one is a line here, plus where it is used.
+def check_on_error(value: object, source: str) -> str | None:
+    """Return ``value`` as an error policy, ``"raise"`` or ``"collect"``, or raise ConfigError."""
+    if value is None or value in ON_ERROR:
+        return value
+    raise ConfigError(
+        f"on_error must be one of {', '.join(map(repr, ON_ERROR))}, got {value!r} from {source}"
+    )
+
+
+ON_ERROR = ("raise", "collect")
+
+
+def check_limiter_value(value: object, source: str) -> str | Limiter | None:
+    """Check that ``value`` can name a limiter: ``None``, a declared name, or a ``Limiter``."""
+    if value is None or isinstance(value, Limiter) or (isinstance(value, str) and value):
+        return value
+    raise ConfigError(
+        f"limiter must be a limiter name (str) or a pocketcore.Limiter, got {value!r} "
+        f"({type(value).__name__}) from {source}"
+    )
+
+
+def _parse_rate(text: str, source: str) -> float | None:
+    try:
+        value = float(text)
+    except ValueError:
+        raise ConfigError(f"max_per_second must be a number, got {text!r} from {source}") from None
+    return check_rate(value, source)
+
+
+def _check_limiter_name(value: object, source: str) -> str:
+    if not isinstance(value, str) or not value:
+        raise ConfigError(f"limiter must be a limiter name, got {value!r} from {source}")
+    return value
+
+
 SPECS: dict[str, _Spec] = {
     "executor": _Spec("POCKETCORE_EXECUTOR", _check_executor_name, _check_executor_name),
     "max_concurrency": _Spec("POCKETCORE_MAX_CONCURRENCY", _parse_int, check_limit),
+    "max_per_second": _Spec("POCKETCORE_MAX_PER_SECOND", _parse_rate, check_rate),
+    "limiter": _Spec("POCKETCORE_LIMITER", _check_limiter_name, _check_limiter_name),
+    "on_error": _Spec("POCKETCORE_ON_ERROR", check_on_error, check_on_error),
 }
 
 
@@ -146,6 +186,7 @@ class _FileTable:
     table: dict[str, Any]
     where: str
     settings: dict[str, Setting]
+    limiters: dict[str, Limiter]
 
 
 def _table_settings(table: dict[str, Any], where: str) -> dict[str, Setting]:
@@ -161,10 +202,17 @@ def _table_settings(table: dict[str, Any], where: str) -> dict[str, Setting]:
     return found
 
 
+def _declared_limiters(table: dict[str, Any], where: str) -> dict[str, Limiter]:
+    declared = table.get("limiters", {})
+    if not isinstance(declared, dict):
+        raise ConfigError(f"limiters in {where} must be a table of tables, got {declared!r}")
+    return {name: as_limiter_table(spec, where, name) for name, spec in declared.items()}
+
+
 def _read_table(path: str, name: str) -> _FileTable | None:
     data = _load_toml(path, name)
     if name == "pocketcore.toml":
-        return _FileTable(data, name, _table_settings(data, name))
+        return _FileTable(data, name, _table_settings(data, name), _declared_limiters(data, name))
     tool = data.get("tool", {})
     table: object = tool.get("pocketcore") if isinstance(tool, dict) else None
     if table is None:
@@ -172,7 +220,9 @@ def _read_table(path: str, name: str) -> _FileTable | None:
     if not isinstance(table, dict):
         raise ConfigError(f"[tool.pocketcore] in pyproject.toml must be a table, got {table!r}")
     where = "pyproject.toml [tool.pocketcore]"
-    return _FileTable(table, where, _table_settings(table, where))
+    return _FileTable(
+        table, where, _table_settings(table, where), _declared_limiters(table, "pyproject.toml")
+    )
 
 
 # (path, mtime, size) -> what that file holds (None: no pocketcore table).
@@ -273,19 +323,28 @@ class RunSettings:
         return found
 
 
-def run_arguments(executor: object = None, max_concurrency: object = None) -> dict[str, Setting]:
+# How a value given in code (an argument of pocketcore.run, a node's or flow's
+# attribute or keyword) is checked, per setting.
+CODE_CHECKS: dict[str, Callable[[object, str], Any]] = {
+    "executor": check_executor_value,
+    "max_concurrency": check_limit,
+    "max_per_second": check_rate,
+    "limiter": check_limiter_value,
+    "on_error": check_on_error,
+}
+
+
+def run_arguments(**given: object) -> dict[str, Setting]:
     """Check the settings given to :func:`pocketcore.run`; return those that were given.
 
     Raises:
         ConfigError: A value has the wrong type or is out of range.
     """
     found = {}
-    if executor is not None:
-        source = "argument executor= of pocketcore.run()"
-        found["executor"] = Setting(check_executor_value(executor, source), source)
-    if max_concurrency is not None:
-        source = "argument max_concurrency= of pocketcore.run()"
-        found["max_concurrency"] = Setting(check_limit(max_concurrency, source), source)
+    for key, value in given.items():
+        if value is not None:
+            source = f"argument {key}= of pocketcore.run()"
+            found[key] = Setting(CODE_CHECKS[key](value, source), source)
     return found
 
 
@@ -312,8 +371,10 @@ class RunConfig:
     registry: Registry
     observer: Observer | None = None
     scope: dict[str, Setting] = attrs.field(factory=dict)
-    # Shared by scoped copies: a name is looked up (and checked) once per run.
+    # Shared by scoped copies: a name is looked up (and checked) once per run,
+    # and a declared limiter is one object, one budget, for the whole run.
     by_name: dict[str, Executor] = attrs.field(factory=dict, eq=False, repr=False)
+    limiters: dict[str, Limiter] = attrs.field(factory=dict, eq=False, repr=False)
 
     def setting(self, key: str) -> Setting | None:
         """The setting ``key`` in force here: a flow's, else the run's."""
@@ -356,26 +417,43 @@ class RunConfig:
             return cached
         return lookup_executor(value, source, self.backend, self.registry)
 
-    def scoped(self, executor: str | Executor | None, limit: int | None, source: str) -> RunConfig:
-        """This configuration with a flow's own executor and/or limit in force.
-
-        Args:
-            executor: The flow's executor, or ``None`` to keep this one's.
-            limit: The flow's limit, or ``None`` to keep this one's.
-            source: Describes the flow, for error messages.
+    def scoped(self, own: dict[str, Setting]) -> RunConfig:
+        """This configuration with a flow's own settings in force for the nodes inside it.
 
         Raises:
             ConfigError: The flow's executor is unusable in this run.
         """
-        scope = dict(self.scope)
-        if executor is not None:
-            exe_source = f"attribute executor of {source}"
-            self.lookup(executor, exe_source)  # fail early, not at the first fan-out
-            scope["executor"] = Setting(executor, exe_source)
-        if limit is not None:
-            lim_source = f"attribute max_concurrency of {source}"
-            scope["max_concurrency"] = Setting(check_limit(limit, lim_source), lim_source)
-        return attrs.evolve(self, scope=scope)
+        executor = own.get("executor")
+        if executor is not None:  # fail early, not at the first fan-out
+            self.lookup(executor.value, executor.source)
+        return attrs.evolve(self, scope={**self.scope, **own})
+
+    def limiter(self, value: str | Limiter, source: str) -> Limiter:
+        """The limiter ``value`` names (one object per name for the whole run), or ``value``.
+
+        Raises:
+            ConfigError: No limiter of that name is declared in the
+                configuration file; the message lists the declared ones.
+        """
+        if isinstance(value, Limiter):
+            return value
+        found = self.limiters.get(value)
+        if found is None:
+            table = _file_table(self.settings.cwd)
+            declared = {} if table is None else table.limiters
+            if value not in declared:
+                names = ", ".join(sorted(declared)) or "none"
+                raise ConfigError(
+                    f"unknown limiter {value!r} (from {source}); declared limiters: {names} "
+                    "(declare one under [tool.pocketcore.limiters.NAME] in pyproject.toml, "
+                    "or [limiters.NAME] in pocketcore.toml)"
+                )
+            spec = declared[value]
+            # A fresh object per run: its budget is this run's.
+            found = self.limiters[value] = Limiter(
+                spec.max_concurrency, spec.max_per_second, name=value
+            )
+        return found
 
 
 def lookup_executor(

@@ -11,23 +11,28 @@ import threading
 from contextvars import ContextVar, Token
 from typing import Any
 
+import attrs
 import sniffio
 
 from pocketcore._core.executor import Executor
 from pocketcore._plugins.registry import get_registry
-from pocketcore._runtime.config import RunConfig, RunSettings, check_limit
+from pocketcore._runtime.config import CODE_CHECKS, RunConfig, RunSettings, Setting, check_limit
+from pocketcore._runtime.limits import Limiter
 
 __all__ = [
     "CUR_RETRY",
     "RUN",
     "THREAD_STOP",
     "Attempt",
+    "Controls",
+    "batch_controls",
     "current_config",
     "enter_scope",
     "executor_for",
     "new_run",
     "node_source",
     "own_executor",
+    "own_settings",
 ]
 
 RUN: ContextVar[RunConfig | None] = ContextVar("pocketcore_run", default=None)
@@ -130,17 +135,83 @@ def executor_for(node: Any) -> tuple[Executor, int | None]:
     return executor, check_limit(limit, node_source(node, "max_concurrency"))
 
 
-def enter_scope(flow: Any) -> Token[RunConfig | None] | None:
-    """Put a flow's own executor / limit in force for the nodes inside it.
+def own_settings(node: Any) -> dict[str, Setting]:
+    """The settings a node or flow gives itself (attributes or constructor keywords), checked.
 
-    Returns the token to reset :data:`RUN` with, or ``None`` (and costs next
-    to nothing) when the flow has no settings of its own.
+    Raises:
+        ConfigError: A value has the wrong type or is out of range; the
+            message names the attribute and the class.
+    """
+    found = {}
+    executor = own_executor(node)
+    if executor is not None:
+        found["executor"] = Setting(executor, node_source(node, "executor"))
+    for key, value in (
+        ("max_concurrency", node.max_concurrency),
+        ("max_per_second", node.max_per_second),
+        ("limiter", node.limiter),
+        ("on_error", node.on_error),
+    ):
+        if value is not None:
+            source = node_source(node, key)
+            found[key] = Setting(CODE_CHECKS[key](value, source), source)
+    return found
+
+
+def enter_scope(flow: Any) -> Token[RunConfig | None] | None:
+    """Put a flow's own settings in force for the nodes inside it.
+
+    Returns the token to reset :data:`RUN` with, or ``None`` when the flow
+    has no settings of its own.
 
     Raises:
         ConfigError: The flow's settings are unusable in this run.
     """
-    own = own_executor(flow)
-    limit = flow.max_concurrency
-    if own is None and limit is None:
+    own = own_settings(flow)
+    if not own:
         return None
-    return RUN.set(current_config().scoped(own, limit, type(flow).__name__))
+    return RUN.set(current_config().scoped(own))
+
+
+@attrs.frozen
+class Controls:
+    """The per-item controls of one parallel batch, resolved when it fans out.
+
+    Attributes:
+        limiters: What every item acquires before it starts: the batch's own
+            pacing (``max_per_second``), then a shared limiter.
+        collect: ``on_error="collect"``: an item that fails becomes a
+            :class:`pocketcore.Failed` in its slot instead of failing the batch.
+    """
+
+    limiters: tuple[Limiter, ...]
+    collect: bool
+
+
+def batch_controls(node: Any) -> Controls | None:
+    """The controls in force for ``node``'s parallel batch, or ``None`` when none is set.
+
+    Each comes from the node's own attribute, else the run (a flow's scope,
+    the arguments, the environment, the file).
+
+    Raises:
+        ConfigError: A value is unusable, or names an undeclared limiter.
+    """
+    cfg = current_config()
+    own = own_settings(node)
+
+    def chosen(key: str) -> Setting | None:
+        return own.get(key) or cfg.setting(key)
+
+    limiters: list[Limiter] = []
+    rate = chosen("max_per_second")
+    if rate is not None:
+        limiters.append(Limiter(max_per_second=rate.value))
+    shared = chosen("limiter")
+    if shared is not None:
+        limiters.append(cfg.limiter(shared.value, shared.source))
+    policy = chosen("on_error")
+    collect = policy is not None and policy.value == "collect"
+    if not limiters and not collect:
+        return None
+    return Controls(tuple(limiters), collect)

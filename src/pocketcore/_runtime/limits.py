@@ -1,0 +1,184 @@
+"""Limiters: a budget of calls in flight and of starts per second, shared by the items that use it.
+
+A limiter is used from async code (the tasks of a parallel batch, also those
+that hand items to worker threads), possibly from more than one event loop
+over its life: a module-level limiter outlives each ``pocketcore.run``, and a
+sync flow nested in an async one runs its batch on a loop of its own. So its
+state is guarded by a thread lock, never bound to one loop, and a waiter is
+woken through the loop it waits on.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from collections import deque
+from typing import Any
+
+import anyio
+import anyio.from_thread
+import anyio.lowlevel
+import attrs
+
+from pocketcore._core.errors import ConfigError
+
+__all__ = ["Limiter", "check_rate"]
+
+
+def check_rate(value: object, source: str, what: str = "max_per_second") -> float | None:
+    """Return ``value`` as a positive, finite number of seconds or calls per second.
+
+    ``None`` means unset. ``bool``, zero, negative, NaN and infinite values
+    are a :class:`ConfigError` naming ``source``.
+    """
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ConfigError(
+            f"{what} must be a positive number, got {value!r} ({type(value).__name__}) "
+            f"from {source}"
+        )
+    if not math.isfinite(value) or value <= 0:
+        raise ConfigError(f"{what} must be a positive, finite number, got {value!r} from {source}")
+    return float(value)
+
+
+def _check_concurrency(value: object, source: str) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ConfigError(f"max_concurrency must be an integer >= 1, got {value!r} from {source}")
+    return value
+
+
+class _Waiter:
+    """A task waiting for a slot, and how to wake it from any thread."""
+
+    __slots__ = ("event", "thread", "token")
+
+    def __init__(self) -> None:
+        self.event = anyio.Event()
+        self.thread = threading.get_ident()
+        self.token = anyio.lowlevel.current_token()
+
+    def wake(self) -> None:
+        if threading.get_ident() == self.thread:
+            self.event.set()
+        else:  # its loop runs on another thread: set the event there
+            anyio.from_thread.run_sync(self.event.set, token=self.token)
+
+
+@attrs.define(eq=False)
+class Limiter:
+    """A budget shared by every batch item that uses it, across the whole run and beyond.
+
+    Rate limits belong to a provider, not to one node: give the same limiter
+    to every node that calls it (``limiter=`` on the node or flow, or a name
+    declared under ``[tool.pocketcore.limiters.NAME]``), and all their items
+    share it, in nested flows and in batches running side by side.
+
+    Args:
+        max_concurrency: At most this many items hold the limiter at once
+            (an int >= 1), or ``None`` for no such bound.
+        max_per_second: At most this many items start per second (a
+            positive number), spaced evenly rather than in bursts: in any
+            window of ``T`` seconds at most ``floor(max_per_second * T) + 1``
+            starts. ``None`` for no such bound.
+        name: A name for messages and listings.
+
+    Raises:
+        ConfigError: A bound is of the wrong type, zero, negative or not finite.
+    """
+
+    max_concurrency: int | None = None
+    max_per_second: float | None = None
+    name: str | None = None
+    _lock: threading.Lock = attrs.field(factory=threading.Lock, init=False, repr=False)
+    _in_flight: int = attrs.field(default=0, init=False, repr=False)
+    _waiters: deque[_Waiter] = attrs.field(factory=deque, init=False, repr=False)
+    _next_start: float = attrs.field(default=-math.inf, init=False, repr=False)
+
+    def __attrs_post_init__(self) -> None:
+        source = "pocketcore.Limiter()" if self.name is None else f"limiter {self.name!r}"
+        self.max_concurrency = _check_concurrency(self.max_concurrency, source)
+        self.max_per_second = check_rate(self.max_per_second, source)
+
+    async def acquire(self) -> None:
+        """Wait for a slot (when bounded), then for this start's turn (when paced)."""
+        if self.max_concurrency is not None:
+            await self._take_slot()
+        if self.max_per_second is not None:
+            try:
+                await self._pace()
+            except BaseException:
+                self.release()
+                raise
+
+    def release(self) -> None:
+        """Give back the slot taken by :meth:`acquire` (a paced-only limiter has none)."""
+        if self.max_concurrency is None:
+            return
+        with self._lock:
+            if not self._waiters:
+                self._in_flight -= 1
+                return
+            waiter = self._waiters.popleft()  # the slot passes to it: in_flight unchanged
+        waiter.wake()
+
+    async def _take_slot(self) -> None:
+        with self._lock:
+            assert self.max_concurrency is not None
+            if self._in_flight < self.max_concurrency and not self._waiters:
+                self._in_flight += 1
+                return
+            waiter = _Waiter()
+            self._waiters.append(waiter)
+        try:
+            await waiter.event.wait()
+        except BaseException:
+            with self._lock:
+                granted = waiter not in self._waiters
+                if not granted:
+                    self._waiters.remove(waiter)
+            if granted:  # woken and cancelled at once: pass the slot on
+                self.release()
+            raise
+
+    async def _pace(self) -> None:
+        assert self.max_per_second is not None
+        with self._lock:
+            now = time.monotonic()
+            start = max(now, self._next_start)
+            self._next_start = start + 1 / self.max_per_second
+        if start > now:
+            await anyio.sleep(start - now)
+
+    def describe(self) -> str:
+        """The limiter in words, for messages: ``limiter 'llm' (8 at once, 2/s)``."""
+        bounds = [
+            *([f"{self.max_concurrency} at once"] if self.max_concurrency is not None else []),
+            *([f"{self.max_per_second:g}/s"] if self.max_per_second is not None else []),
+        ]
+        label = "limiter" if self.name is None else f"limiter {self.name!r}"
+        return f"{label} ({', '.join(bounds) or 'no bounds'})"
+
+
+def as_limiter_table(table: Any, where: str, name: str) -> Limiter:
+    """Build the limiter declared by a ``[limiters.NAME]`` table.
+
+    Raises:
+        ConfigError: The table is not a table, has unknown keys or bad values.
+    """
+    source = f"[limiters.{name}] in {where}"
+    if not isinstance(table, dict):
+        raise ConfigError(f"{source} must be a table, got {table!r}")
+    unknown = sorted(set(table) - {"max_concurrency", "max_per_second"})
+    if unknown:
+        raise ConfigError(
+            f"unknown key {unknown[0]!r} in {source}; known keys: max_concurrency, max_per_second"
+        )
+    try:
+        return Limiter(table.get("max_concurrency"), table.get("max_per_second"), name=name)
+    except ConfigError as exc:
+        raise ConfigError(f"{exc} (in {source})") from None

@@ -1,0 +1,261 @@
+"""Per-item controls of parallel batches: pacing, shared limiters, collecting failures.
+
+Each is enforced in dispatch, once, for every executor: ``max_per_second``
+spaces the starts of a batch, a ``Limiter`` bounds items across every batch
+that names it, and ``on_error="collect"`` keeps every item's outcome.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import threading
+import time
+from typing import Any
+
+import anyio
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import pocketcore
+from pocketcore import ConfigError, Failed, Limiter
+
+from .helpers import configured
+from .test_remote import Pickling
+
+executors = ["sequential", "asyncio", "trio"]
+slow_settings = settings(
+    max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
+
+
+class Starts:
+    """Records when each item starts and how many are in flight, from any thread."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.times: list[float] = []
+        self.in_flight = self.peak = 0
+
+    def enter(self) -> None:
+        with self.lock:
+            self.times.append(time.monotonic())
+            self.in_flight += 1
+            self.peak = max(self.peak, self.in_flight)
+
+    def leave(self) -> None:
+        with self.lock:
+            self.in_flight -= 1
+
+
+class AsyncItems(pocketcore.AsyncParallelBatchNode):
+    async def prep_async(self, shared: dict[str, Any]) -> Any:
+        return range(shared["n"])
+
+    async def exec_async(self, item: int) -> int:
+        probe: Starts = self.params["probe"]
+        probe.enter()
+        try:
+            await anyio.sleep(self.params.get("hold", 0.0))
+        finally:
+            probe.leave()
+        if item in self.params.get("fail", ()):
+            raise ValueError(item)
+        return item
+
+    async def post_async(self, shared: dict[str, Any], prep_res: Any, exec_res: Any) -> None:
+        shared.setdefault("out", []).append(exec_res)
+
+
+class ThreadItems(pocketcore.ParallelBatchNode):
+    def prep(self, shared: dict[str, Any]) -> Any:
+        return range(shared["n"])
+
+    def exec(self, item: int) -> int:
+        probe: Starts = self.params["probe"]
+        probe.enter()
+        try:
+            time.sleep(self.params.get("hold", 0.0))
+        finally:
+            probe.leave()
+        if item in self.params.get("fail", ()):
+            raise ValueError(item)
+        return item
+
+    def post(self, shared: dict[str, Any], prep_res: Any, exec_res: Any) -> None:
+        shared.setdefault("out", []).append(exec_res)
+
+
+KINDS = {"async": AsyncItems, "threads": ThreadItems}
+
+# Starts are spaced by sleeping until each one's reserved time, so an item
+# can only start late, never early. How late varies (a wake-up of the loop, a
+# worker thread picked up, on a shared two-core machine), so two recorded
+# starts may come closer than their reserved times; this is the slack the
+# pacing checks allow a pair of starts.
+JITTER = 0.02
+
+
+@pytest.mark.parametrize("executor", executors)
+@slow_settings
+@given(
+    kind=st.sampled_from(sorted(KINDS)),
+    n=st.integers(2, 10),
+    rate=st.sampled_from([20.0, 50.0, 100.0]),
+    limit=st.one_of(st.none(), st.integers(1, 4)),
+)
+def test_starts_are_paced_evenly(
+    executor: str, kind: str, n: int, rate: float, limit: int | None
+) -> None:
+    probe = Starts()
+    node = KINDS[kind](max_per_second=rate, max_concurrency=limit)
+    node.set_params({"probe": probe})
+    pocketcore.run(node, {"n": n}, executor=executor)
+    starts = sorted(probe.times)
+    assert len(starts) == n
+    # Never faster than the rate, but for the lateness of the first start ...
+    assert starts[-1] - starts[0] >= (n - 1) / rate - JITTER
+    # ... and in any window of T seconds at most floor(rate * T) + 1 starts.
+    for i in range(n):
+        for j in range(i + 1, n):
+            window = starts[j] - starts[i]
+            assert j - i + 1 <= math.floor(rate * (window + JITTER)) + 1
+
+
+@pytest.mark.parametrize("executor", executors)
+@slow_settings
+@given(bound=st.integers(1, 3), per_node=st.integers(1, 6))
+def test_a_shared_limiter_bounds_every_batch_naming_it(
+    executor: str, bound: int, per_node: int
+) -> None:
+    probe = Starts()
+    shared_limiter = Limiter(max_concurrency=bound, name="llm")
+
+    class Pass(pocketcore.AsyncParallelBatchFlow):
+        async def prep_async(self, shared: dict[str, Any]) -> Any:
+            return [{"pass": 0}, {"pass": 1}]
+
+    first = AsyncItems(limiter=shared_limiter)
+    second = ThreadItems(limiter=shared_limiter)
+    first >> second
+    flow = Pass(start=first)  # the passes run side by side, as do their items
+    flow.set_params({"probe": probe, "hold": 0.003})
+    shared: dict[str, Any] = {"n": per_node}
+    pocketcore.run(flow, shared, executor=executor)
+    assert len(probe.times) == 4 * per_node
+    assert probe.peak <= bound
+
+
+def test_a_declared_limiter_is_one_budget_per_run_and_an_unknown_one_is_named() -> None:
+    files = {"pocketcore.toml": "[limiters.llm]\nmax_concurrency = 1\n"}
+    probe = Starts()
+    flow = pocketcore.AsyncFlow(start=AsyncItems(limiter="llm") >> ThreadItems(limiter="llm"))
+    flow.set_params({"probe": probe, "hold": 0.002})
+    with configured(files=files):
+        pocketcore.run(flow, {"n": 5}, executor="asyncio")
+        assert probe.peak == 1
+        with pytest.raises(ConfigError, match=r"unknown limiter 'openai'.*declared limiters: llm"):
+            pocketcore.run(AsyncItems(limiter="openai"), {"n": 1})
+
+
+@pytest.mark.parametrize("executor", executors)
+@slow_settings
+@given(
+    kind=st.sampled_from(sorted(KINDS)),
+    n=st.integers(0, 8),
+    data=st.data(),
+    limit=st.one_of(st.none(), st.integers(1, 3)),
+    retries=st.integers(1, 3),
+)
+def test_collect_keeps_every_outcome_in_its_slot(
+    executor: str, kind: str, n: int, data: st.DataObject, limit: int | None, retries: int
+) -> None:
+    failing = data.draw(st.sets(st.integers(0, max(n - 1, 0)), max_size=n)) if n else set()
+    probe = Starts()
+    node = KINDS[kind](max_retries=retries, on_error="collect", max_concurrency=limit)
+    node.set_params({"probe": probe, "fail": failing})
+    shared: dict[str, Any] = {"n": n}
+    pocketcore.run(node, shared, executor=executor)  # item failures do not raise
+    (out,) = shared["out"]
+    assert len(out) == n
+    for index, value in enumerate(out):
+        if index in failing:
+            assert isinstance(value, Failed)
+            assert (value.index, value.item, value.attempts) == (index, index, retries)
+            assert isinstance(value.exception, ValueError)
+        else:
+            assert value == index
+    assert len(probe.times) == n - len(failing) + len(failing) * retries
+    assert probe.in_flight == 0  # nothing still running
+
+
+def test_collect_lets_base_exceptions_through() -> None:
+    class Exits(pocketcore.AsyncParallelBatchNode):
+        async def prep_async(self, shared: Any) -> Any:
+            return [0, 1]
+
+        async def exec_async(self, item: int) -> None:
+            raise SystemExit(item)
+
+    with pytest.raises(SystemExit):
+        pocketcore.run(Exits(on_error="collect"))
+
+
+@pytest.mark.parametrize(
+    ("setting", "value"),
+    [
+        ("max_per_second", 0),
+        ("max_per_second", -1.5),
+        ("max_per_second", math.nan),
+        ("max_per_second", math.inf),
+        ("max_per_second", True),
+        ("max_per_second", "fast"),
+        ("on_error", "ignore"),
+        ("limiter", 3),
+    ],
+)
+def test_bad_values_name_their_source(setting: str, value: Any) -> None:
+    node_source = f"argument {setting}= of AsyncItems()"
+    with pytest.raises(ConfigError, match=re.escape(node_source)):
+        AsyncItems(**{setting: value})
+    run_source = f"argument {setting}= of pocketcore.run()"
+    with pytest.raises(ConfigError, match=re.escape(run_source)):
+        pocketcore.run(AsyncItems(), {"n": 1}, **{setting: value})
+
+
+@pytest.mark.parametrize(
+    ("env", "files", "source"),
+    [
+        ({"POCKETCORE_MAX_PER_SECOND": "0"}, {}, "environment variable POCKETCORE_MAX_PER_SECOND"),
+        ({"POCKETCORE_MAX_PER_SECOND": "nan"}, {}, "POCKETCORE_MAX_PER_SECOND"),
+        ({"POCKETCORE_ON_ERROR": "skip"}, {}, "environment variable POCKETCORE_ON_ERROR"),
+        (
+            {},
+            {"pocketcore.toml": "max_per_second = -2\n"},
+            "key 'max_per_second' in pocketcore.toml",
+        ),
+        (
+            {},
+            {"pocketcore.toml": "[limiters.llm]\nrate = 3\n"},
+            "[limiters.llm] in pocketcore.toml",
+        ),
+        (
+            {},
+            {"pocketcore.toml": "[limiters.llm]\nmax_per_second = 0\n"},
+            "[limiters.llm] in pocketcore.toml",
+        ),
+    ],
+)
+def test_bad_values_from_the_environment_and_files(
+    env: dict[str, str], files: dict[str, str], source: str
+) -> None:
+    with configured(env, files), pytest.raises(ConfigError, match=re.escape(source)):
+        pocketcore.run(AsyncItems(), {"n": 1})
+
+
+def test_an_executor_that_runs_the_items_itself_refuses_pacing() -> None:
+    node = AsyncItems(max_per_second=10)
+    node.set_params({"probe": Starts()})
+    with pytest.raises(ConfigError, match="cannot pace their starts"):
+        pocketcore.run(node, {"n": 2}, executor=Pickling())
