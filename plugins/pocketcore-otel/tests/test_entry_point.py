@@ -63,8 +63,11 @@ def test_the_entry_point_names_the_plugin_object() -> None:
 
 
 def test_with_an_sdk_configured_runs_are_traced() -> None:
+    # Importing the plugin's module before configuring the SDK is fine: what
+    # the entry point registers is decided when pocketcore loads it.
     out = python(
-        WITH_SDK
+        "import pocketcore_otel\n"
+        + WITH_SDK
         + FLOW
         + """
 registry = pocketcore.get_registry()

@@ -6,12 +6,13 @@ turns each run into a trace: a span for the run, one for each step of a flow
 is. The application configures the SDK and its exporters the standard way;
 this module never touches them.
 
-With no SDK configured when pocketcore loads its plugins (the first run of
-the process, or the first :func:`pocketcore.get_registry`), the entry point's
-object is :class:`Off`, which implements no hook: pocketcore then sees no
-observer at all and a run costs exactly what it costs without the plugin.
-An SDK configured later is not noticed; register a :class:`Spans` yourself
-then (see its docstring).
+The entry point's object, ``plugin``, is made when pocketcore loads its
+plugins (the first run of the process, or the first
+:func:`pocketcore.get_registry`): a :class:`Spans` if an SDK is configured
+then, else :class:`Off`, which implements no hook, so that pocketcore sees
+no observer at all and a run costs exactly what it costs without the
+plugin. An SDK configured later is not noticed; register a :class:`Spans`
+yourself then (see its docstring).
 
 Span names (``<Class>`` is the node's class name):
 
@@ -263,5 +264,17 @@ class Off:
         return "pocketcore_otel.Off()"
 
 
-plugin: Spans | Off = Spans() if sdk_configured() else Off()
-"""What the entry point ``otel = "pocketcore_otel:plugin"`` registers."""
+_plugin: Spans | Off | None = None
+
+
+def __getattr__(name: str) -> Any:
+    # ``plugin``, what the entry point ``otel = "pocketcore_otel:plugin"``
+    # registers, is made when pocketcore first asks for it (as it loads its
+    # plugins), not when this module is imported: a program may import it
+    # before it configures the SDK.
+    global _plugin
+    if name != "plugin":
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    if _plugin is None:
+        _plugin = Spans() if sdk_configured() else Off()
+    return _plugin
