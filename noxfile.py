@@ -13,7 +13,7 @@ import nox
 nox.options.sessions = ["tests", "lint", "typecheck", "docs"]
 nox.options.error_on_missing_interpreters = True
 
-PLUGINS = ("sequential", "asyncio", "trio", "dask")
+PLUGINS = ("sequential", "asyncio", "trio", "dask", "otel")
 # The example executor plugin of docs/writing-an-executor-plugin.md: tested
 # like the real ones, so the walkthrough stays true.
 EXAMPLE_PLUGIN = "./examples/executor-plugin"
@@ -24,6 +24,8 @@ EXAMPLE_NODES = "./examples/node-plugin"
 # their folders together with the kernel's.
 KERNEL = ("./plugins/pocketcore-sequential", "./plugins/pocketcore-asyncio", ".")
 TEST_DEPS = ("pytest>=8", "hypothesis>=6.100", "tomli-w>=1.0")
+# The plugin uses the OpenTelemetry API only; its tests record spans with the SDK.
+OTEL_TEST_DEPS = ("opentelemetry-sdk>=1.20",)
 
 
 def plugin_path(name: str) -> str:
@@ -46,9 +48,11 @@ def tests(session: nox.Session, suite: str) -> None:
     )
     # dict.fromkeys: the kernel's own plugins are already in KERNEL. trio is
     # there for the executors that run on any backend (checked on both); the
-    # example nodes are also run with the trio executor.
-    extra = [plugin_path("trio")] if suite == "example-nodes" else []
-    session.install(*dict.fromkeys((*KERNEL, *extra, path)), *TEST_DEPS, "trio")
+    # example nodes are also run with the trio executor, and the OpenTelemetry
+    # plugin is checked on every executor, with the SDK its tests record with.
+    extra = [plugin_path("trio")] if suite in ("example-nodes", "otel") else []
+    deps = [*TEST_DEPS, "trio", *(OTEL_TEST_DEPS if suite == "otel" else ())]
+    session.install(*dict.fromkeys((*KERNEL, *extra, path)), *deps)
     session.chdir(path)
     session.run("pytest", *session.posargs)
 

@@ -1,0 +1,302 @@
+"""The span tree mirrors the flow, on every executor and for every kind of batch.
+
+Hypothesis draws a batch (its size, which items fail for good, which fail
+once and succeed on their retry, how long each takes, a limit), runs it on
+an executor either as a step of a flow or as the run's target, and checks
+the recorded trace against what really ran: every item span's parent is its
+batch node's span, one span per item that started (not per attempt), and
+the failures recorded are the ones raised, each on the span that raised it.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+import anyio
+import pytest
+from conftest import Recorded
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.trace import StatusCode
+from tree import Tree, recorded_exceptions
+
+import pocketcore
+from pocketcore_otel import BATCH_LIMIT, BATCH_SIZE, CANCELLED, EXECUTOR_NAME, ITEM_INDEX
+
+EXECUTORS = ["sequential", "asyncio", "trio"]
+
+
+class Scenario:
+    """What one example asks of its items, and what they did."""
+
+    def __init__(self, n: int, failing: set[int], flaky: set[int], delays: list[float]) -> None:
+        self.n, self.failing, self.flaky, self.delays = n, failing, flaky, delays
+        self.lock = threading.Lock()
+        self.started: set[int] = set()
+        self.raised: dict[int, str] = {}  # the items that failed for good
+        # Everything each item raised, its retried failures too: on a worker
+        # thread, an item whose batch has failed makes no further attempt and
+        # gives up with the failure it had.
+        self.raised_all: dict[int, list[tuple[str, str]]] = {}
+
+    def begin(self, i: int, attempt: int) -> float:
+        with self.lock:
+            self.started.add(i)
+        return self.delays[i]
+
+    def end(self, i: int, attempt: int) -> int:
+        if i in self.flaky and attempt == 0:
+            self.note(i, OSError(f"item {i} flakes"))
+        if i in self.failing:
+            with self.lock:
+                self.raised[i] = f"item {i} fails"
+            self.note(i, ValueError(f"item {i} fails"))
+        return i
+
+    def note(self, i: int, exc: Exception) -> None:
+        with self.lock:
+            self.raised_all.setdefault(i, []).append((type(exc).__name__, str(exc)))
+        raise exc
+
+
+# --- the batch nodes: each item is an index into the scenario ------------------
+
+
+class AsyncItems:
+    async def prep_async(self, shared: Any) -> list[int]:
+        return list(range(self.params["scenario"].n))  # type: ignore[attr-defined]
+
+    async def exec_async(self, i: int) -> int:
+        sc: Scenario = self.params["scenario"]  # type: ignore[attr-defined]
+        attempt = self.cur_retry  # type: ignore[attr-defined]
+        await anyio.sleep(sc.begin(i, attempt))
+        return sc.end(i, attempt)
+
+
+class SyncItems:
+    def prep(self, shared: Any) -> list[int]:
+        return list(range(self.params["scenario"].n))  # type: ignore[attr-defined]
+
+    def exec(self, i: int) -> int:
+        sc: Scenario = self.params["scenario"]  # type: ignore[attr-defined]
+        attempt = self.cur_retry  # type: ignore[attr-defined]
+        time.sleep(sc.begin(i, attempt))
+        return sc.end(i, attempt)
+
+
+class APBatch(AsyncItems, pocketcore.AsyncParallelBatchNode):
+    pass
+
+
+class PBatch(SyncItems, pocketcore.ParallelBatchNode):
+    pass
+
+
+class ABatch(AsyncItems, pocketcore.AsyncBatchNode):
+    pass
+
+
+class SBatch(SyncItems, pocketcore.BatchNode):
+    pass
+
+
+# --- the batch flows: each pass runs one node on the pass's index ---------------
+
+
+class AsyncPass(pocketcore.AsyncNode):
+    async def prep_async(self, shared: Any) -> int:
+        return int(self.params["i"])
+
+    async def exec_async(self, i: int) -> int:
+        sc: Scenario = self.params["scenario"]
+        await anyio.sleep(sc.begin(i, self.cur_retry))
+        return sc.end(i, self.cur_retry)
+
+
+class SyncPass(pocketcore.Node):
+    def prep(self, shared: Any) -> int:
+        return int(self.params["i"])
+
+    def exec(self, i: int) -> int:
+        sc: Scenario = self.params["scenario"]
+        time.sleep(sc.begin(i, self.cur_retry))
+        return sc.end(i, self.cur_retry)
+
+
+class Passes:
+    async def prep_async(self, shared: Any) -> list[dict[str, int]]:
+        return [{"i": i} for i in range(self.params["scenario"].n)]  # type: ignore[attr-defined]
+
+    def prep(self, shared: Any) -> list[dict[str, int]]:
+        return [{"i": i} for i in range(self.params["scenario"].n)]  # type: ignore[attr-defined]
+
+
+class APFlow(Passes, pocketcore.AsyncParallelBatchFlow):
+    pass
+
+
+class PFlow(Passes, pocketcore.ParallelBatchFlow):
+    pass
+
+
+class AFlow(Passes, pocketcore.AsyncBatchFlow):
+    pass
+
+
+class SFlow(Passes, pocketcore.BatchFlow):
+    pass
+
+
+KINDS: dict[str, tuple[type[pocketcore.BaseNode], type[pocketcore.BaseNode] | None]] = {
+    "AsyncParallelBatchNode": (APBatch, None),
+    "ParallelBatchNode": (PBatch, None),
+    "AsyncBatchNode": (ABatch, None),
+    "BatchNode": (SBatch, None),
+    "AsyncParallelBatchFlow": (APFlow, AsyncPass),
+    "ParallelBatchFlow": (PFlow, SyncPass),
+    "AsyncBatchFlow": (AFlow, AsyncPass),
+    "BatchFlow": (SFlow, SyncPass),
+}
+
+
+class Begin(pocketcore.Node):
+    pass
+
+
+@st.composite
+def scenarios(draw: st.DrawFn) -> Scenario:
+    n = draw(st.integers(0, 6))
+    indices = st.sets(st.integers(0, max(n - 1, 0)), max_size=n) if n else st.just(set())
+    return Scenario(
+        n,
+        failing=draw(indices),
+        flaky=draw(indices),
+        delays=draw(st.lists(st.sampled_from([0, 0.001, 0.004]), min_size=n, max_size=n)),
+    )
+
+
+def build(kind: str, sc: Scenario, own: dict[str, Any]) -> pocketcore.BaseNode:
+    cls, inner = KINDS[kind]
+    # Two attempts per item: a flaky item's retry must not give it a second span.
+    if inner is None:
+        return cls(max_retries=2, **own)  # type: ignore[call-arg]
+    return cls(start=inner(max_retries=2), **own)  # type: ignore[call-arg]
+
+
+@pytest.mark.parametrize("kind", list(KINDS))
+@pytest.mark.parametrize("executor", EXECUTORS)
+@settings(
+    max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    sc=scenarios(),
+    limit=st.none() | st.integers(1, 3),
+    own_settings=st.booleans(),
+    as_step=st.booleans(),
+)
+def test_the_span_tree_mirrors_the_flow(
+    spans: Recorded,
+    executor: str,
+    kind: str,
+    sc: Scenario,
+    limit: int | None,
+    own_settings: bool,
+    as_step: bool,
+) -> None:
+    spans.clear()
+    parallel = "Parallel" in kind
+    own = {"executor": executor, "max_concurrency": limit} if own_settings and parallel else {}
+    batch = build(kind, sc, own)
+    run_limit = None if own else limit
+    if as_step:
+        begin = Begin()
+        begin >> batch
+        target: pocketcore.BaseNode = pocketcore.AsyncFlow(start=begin)
+    else:
+        target = batch
+    target.set_params({"scenario": sc})
+    try:
+        pocketcore.run(target, {}, executor=executor, max_concurrency=run_limit)
+    except ValueError as exc:
+        caught: ValueError | None = exc
+    else:
+        caught = None
+
+    tree = Tree(spans.spans())
+    is_flow = isinstance(batch, pocketcore.Flow)
+    assert tree.root.name == f"pocketcore.run {type(target).__name__}"
+    if as_step:
+        step_kind = "flow" if is_flow else "node"
+        batch_span = tree.one(f"pocketcore.{step_kind} {type(batch).__name__}")
+        assert tree.parent(batch_span) is tree.root
+        assert tree.parent(tree.one("pocketcore.node Begin")) is tree.root
+    else:
+        batch_span = tree.root
+    check_batch_attributes(batch_span, sc, own)
+
+    items = tree.named(f"pocketcore.item {type(batch).__name__}")
+    assert all(tree.parent(span) is batch_span for span in items)
+    indices = [attrs(span)[ITEM_INDEX] for span in items]
+    assert len(indices) == len(set(indices)), "one span per item, not per attempt"
+    assert sc.started <= set(indices) <= set(range(sc.n))
+    for span in items:
+        if attrs(span)[ITEM_INDEX] not in sc.started:  # on its way to a thread when stopped
+            assert attrs(span).get(CANCELLED) is True
+    if is_flow:  # each pass that ran has its one step, under the pass's span
+        for span in items:
+            steps = tree.children(span)
+            assert [s.name for s in steps] in ([], [f"pocketcore.node {KINDS[kind][1].__name__}"])  # type: ignore[union-attr]
+
+    check_failures(tree, items, sc, caught)
+
+
+def attrs(span: ReadableSpan) -> dict[str, Any]:
+    return dict(span.attributes or {})
+
+
+def check_batch_attributes(span: ReadableSpan, sc: Scenario, own: dict[str, Any]) -> None:
+    a = attrs(span)
+    assert a[BATCH_SIZE] == sc.n
+    assert a.get(EXECUTOR_NAME) == own.get("executor")
+    assert a.get(BATCH_LIMIT) == own.get("max_concurrency")
+
+
+def check_failures(
+    tree: Tree, items: list[ReadableSpan], sc: Scenario, caught: ValueError | None
+) -> None:
+    if caught is None:
+        assert not sc.raised
+        assert {attrs(s)[ITEM_INDEX] for s in items} == set(range(sc.n))
+        assert all(s.status.status_code is StatusCode.UNSET and not s.events for s in tree.spans)
+        return
+    recorded = [s for s in tree.spans if recorded_exceptions(s)]
+    # Each recorded failure is one an item raised, on the span of the item
+    # that raised it (for a pass, the span of its node's step).
+    for span in recorded:
+        item = span if span in items else tree.parent(span)
+        assert item in items
+        i = attrs(item)[ITEM_INDEX]
+        (exc,) = recorded_exceptions(span)
+        assert exc in sc.raised_all[i]
+        assert span.status.status_code is StatusCode.ERROR
+    # The failure that reached the caller is recorded once; every span it
+    # went through on its way out is an error, without recording it again.
+    (origin,) = [s for s in recorded if recorded_exceptions(s)[0][1] == str(caught)]
+    up = tree.parent(origin)
+    while up is not None:
+        assert up.status.status_code is StatusCode.ERROR
+        assert str(caught) in (up.status.description or "")
+        assert not recorded_exceptions(up)
+        up = tree.parent(up)
+    # Every item that raised says so, or was stopped (a worker thread that
+    # raised after the batch had already failed is reported as cancelled).
+    for span in items:
+        i = attrs(span)[ITEM_INDEX]
+        failed = span.status.status_code is StatusCode.ERROR
+        if i in sc.raised:
+            assert failed or attrs(span).get(CANCELLED) is True
+        else:
+            assert not failed
