@@ -31,6 +31,7 @@ from ._core.errors import (
 from ._core.executor import BlockingExecutor, Executor, RemoteExecutor
 from ._front.flowfile import FlowFileError, LoadedFlow, load_flow
 from ._front.run import run
+from ._front.timeline import Timeline
 from ._nodes.flows import (
     AsyncBatchFlow,
     AsyncFlow,
@@ -86,6 +87,7 @@ __all__ = [
     "PocketcoreError",
     "Registry",
     "RemoteExecutor",
+    "Timeline",
     "attach_failures",
     "get_registry",
     "hookimpl",
