@@ -5,7 +5,6 @@ from __future__ import annotations
 import itertools
 import threading
 import time
-from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
 
@@ -19,56 +18,7 @@ from pocketcore._cli.demos import images
 from pocketcore._front.timeline import Span, concurrency, pack
 
 from .strategies import executor_names, limits
-
-
-class Page(HTMLParser):
-    """The bars and profiles of a timeline page, with their attributes and tooltips."""
-
-    def __init__(self, text: str) -> None:
-        super().__init__()
-        self.shapes: list[dict[str, Any]] = []
-        self.tags: list[tuple[str, dict[str, str | None]]] = []
-        self._in_title: dict[str, Any] | None = None
-        self.feed(text)
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        self.tags.append((tag, dict(attrs)))
-        if tag in ("rect", "path"):
-            shape = {"tag": tag, **dict(attrs), "title": ""}
-            shape["classes"] = set(str(shape.get("class", "")).split())
-            self.shapes.append(shape)
-        elif tag == "title" and self.shapes:
-            self._in_title = self.shapes[-1]
-
-    def handle_data(self, data: str) -> None:
-        if self._in_title is not None:
-            self._in_title["title"] += data
-
-    def handle_endtag(self, tag: str) -> None:
-        if tag == "title":
-            self._in_title = None
-
-    def items(self, batch: int = 0) -> list[dict[str, Any]]:
-        return [
-            s
-            for s in self.shapes
-            if s["tag"] == "rect" and "item" in s["classes"] and s.get("data-batch") == str(batch)
-        ]
-
-    def of_class(self, css: str) -> list[dict[str, Any]]:
-        return [s for s in self.shapes if css in s["classes"]]
-
-
-def assert_self_contained(text: str) -> None:
-    assert "http://" not in text
-    assert "https://" not in text
-    page = Page(text)
-    for tag, attrs in page.tags:
-        assert "src" not in attrs, tag
-        assert tag not in ("link", "script", "img", "iframe", "object", "embed")
-        assert not str(attrs.get("href", "")).strip(), tag
-    assert "@import" not in text
-    assert "url(" not in text
+from .timeline_page import Page, assert_self_contained
 
 
 class Work(pocketcore.AsyncParallelBatchNode):
