@@ -352,7 +352,9 @@ rect.item{fill:#3b7dd8}
 rect.failed{fill:#d62728}
 rect.cancelled{fill:#b9b9b9}
 rect.unfinished{fill:#f0ad4e}
+rect.step,rect.item{stroke:#fff;stroke-width:.6}
 rect:hover{stroke:#000;stroke-width:1}
+svg text.in{fill:#fff;font-size:10px;pointer-events:none}
 path.profile{fill:#3b7dd8;fill-opacity:.75;stroke:#1f4f99;stroke-width:.5}
 .legend span{display:inline-block;width:12px;height:10px;margin:0 4px 0 12px}
 """
@@ -438,10 +440,17 @@ class _Page:
         tip = f"{span.label}{where}: {_seconds(span.end - span.start)}"
         if span.outcome != "ok":
             tip += f", {span.outcome}" + (f": {span.error}" if span.error else "")
-        return (
+        bar = (
             f'<rect class="{kind} {span.outcome}" x="{x:.1f}" y="{y:.1f}" width="{width:.1f}" '
             f'height="{h:.1f}"{extra}><title>{html.escape(tip)}</title></rect>'
         )
+        # Named in the bar when it fits: steps of different nodes share lanes.
+        name = span.label if span.index is None else f"{span.index}"
+        if h >= 10 and width >= 6.5 * len(name) + 6:
+            bar += (
+                f'<text class="in" x="{x + 3:.1f}" y="{y + h - 3:.1f}">{html.escape(name)}</text>'
+            )
+        return bar
 
     def group(self, title: str, spans: list[Span], kind: str, batch: int | None = None) -> None:
         """One group of lanes: the title on a row, then its spans packed on lanes.
@@ -528,7 +537,7 @@ class _Page:
             ("mean concurrency", f"{mean:.2f} items in flight, while any was"),
             (
                 "slowest items",
-                ", ".join(f"{s.label} {s.index}: {_seconds(s.end - s.start)}" for s in slowest)
+                ", ".join(f"{s.label} item {s.index}: {_seconds(s.end - s.start)}" for s in slowest)
                 or "none",
             ),
         ]
