@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 import pocketcore
 from pocketcore._cli.demos import images
-from pocketcore._front.timeline import Span, concurrency, pack
+from pocketcore._front.timeline import MAX_BARS, Span, concurrency, pack
 
 from .strategies import executor_names, limits
 from .timeline_page import Page, assert_self_contained
@@ -257,15 +257,54 @@ def test_errors_are_escaped() -> None:
 
 
 def test_above_max_bars_a_batch_is_a_profile_with_its_failures(tmp_path: Path) -> None:
-    text, _ = run_batch(tmp_path, [1] * 30, 20, "trio", 4, max_bars=10)
+    text, seen = run_batch(tmp_path, [1] * 30, 20, "trio", 4, max_bars=10)
     page = Page(text)
     (failed,) = page.items()
     assert "failed" in failed["classes"]
     assert failed["data-index"] == "20"
     (profile,) = [s for s in page.shapes if s["tag"] == "path"]
-    assert profile["data-batch"] == "0"
+    assert "items" in profile["classes"]
     assert "at most 4 items in flight" in profile["title"]
-    assert "Batches of more than 10 items are drawn as a profile" in text
+    assert "Groups of more than 10 bars are drawn as a profile" in text
+    recorded = len(seen.started)
+    assert f"Work (30 items): {recorded} recorded (profile)" in text
+
+
+class Inner(pocketcore.AsyncParallelBatchNode):
+    async def prep_async(self, shared: dict[str, Any]) -> list[int]:
+        return [1, 2]
+
+    async def exec_async(self, item: int) -> int:
+        await anyio.sleep(0.001)
+        return item
+
+
+class Passes(pocketcore.AsyncParallelBatchFlow):
+    async def prep_async(self, shared: dict[str, Any]) -> list[dict[str, int]]:
+        return [{"n": n} for n in range(shared["passes"])]
+
+
+@pytest.mark.parametrize(("passes", "max_bars"), [(3, MAX_BARS), (300, 100)])
+def test_the_batches_of_one_class_are_one_group(passes: int, max_bars: int) -> None:
+    timeline = pocketcore.Timeline(max_bars=max_bars)
+    with timeline:
+        pocketcore.run(Passes(start=Inner()), {"passes": passes}, executor="trio")
+    text = timeline.html()
+    page = Page(text)
+    assert len(timeline.batches) == 1 + passes  # the batch flow's, and one per pass
+    groups = [t for tag, t in page.texts if tag == "group"]
+    assert groups[:2] == ["runs", "steps"]
+    assert groups[2].startswith(f"Passes ({passes} items): {passes} recorded")
+    assert groups[3].startswith(f"Inner ({passes} batches): {2 * passes} recorded")
+    assert len(groups) == 4
+    if passes <= max_bars:  # bars, each with its own batch's number
+        numbers = {b["data-batch"] for b in page.shapes if b.get("data-batch")}
+        assert numbers == {str(n) for n in range(1 + passes)}
+    else:  # the steps, the passes and the inner items are all profiles
+        profiles = [s["class"] for s in page.shapes if s["tag"] == "path"]
+        assert profiles == ["profile steps", "profile items", "profile items"]
+        assert page.items() == []
+        assert len(text) < 20_000
 
 
 @pytest.mark.parametrize("bad", [None, 9_000])
@@ -273,7 +312,7 @@ def test_ten_thousand_items_stay_under_two_megabytes(tmp_path: Path, bad: int | 
     text, seen = run_batch(tmp_path, [0] * 10_000, bad, "trio", 50)
     assert len(text.encode()) < 2_000_000
     assert_self_contained(text)
-    assert f"Work (10000 items): {len(seen.started)} recorded, 50 lanes (profile)" in text
+    assert f"Work (10000 items): {len(seen.started)} recorded (profile)" in text
     assert "at most 50 items in flight" in text
     failed = [b for b in Page(text).items() if "failed" in b["classes"]]
     assert [b["data-index"] for b in failed] == ([] if bad is None else [str(bad)])

@@ -13,6 +13,8 @@ class Page(HTMLParser):
         super().__init__()
         self.shapes: list[dict[str, Any]] = []
         self.tags: list[tuple[str, dict[str, str | None]]] = []
+        self.texts: list[tuple[str, str]] = []  # (class, text) of the SVG's text elements
+        self._in_text: str | None = None
         self._in_title: dict[str, Any] | None = None
         self.feed(text)
 
@@ -24,14 +26,22 @@ class Page(HTMLParser):
             self.shapes.append(shape)
         elif tag == "title" and self.shapes:
             self._in_title = self.shapes[-1]
+        elif tag == "text":
+            self._in_text = str(dict(attrs).get("class") or "")
+            self.texts.append((self._in_text, ""))
 
     def handle_data(self, data: str) -> None:
         if self._in_title is not None:
             self._in_title["title"] += data
+        elif self._in_text is not None:
+            css, text = self.texts[-1]
+            self.texts[-1] = (css, text + data)
 
     def handle_endtag(self, tag: str) -> None:
         if tag == "title":
             self._in_title = None
+        elif tag == "text":
+            self._in_text = None
 
     def items(self, batch: int = 0) -> list[dict[str, Any]]:
         return [

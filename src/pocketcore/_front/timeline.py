@@ -27,11 +27,12 @@ from pocketcore.hookspecs import hookimpl
 __all__ = ["MAX_BARS", "Timeline"]
 
 MAX_BARS = 2000
-"""Above this many items, a batch is drawn as a profile of items in flight, not item by item.
+"""Above this many bars, a group (a batch class's items, or the steps) is drawn as a profile.
 
-A browser draws a few thousand SVG bars without effort; ten thousand make a
-bigger file, and at 1000 pixels of time most of them would be narrower than
-a pixel anyway. Failed items are still drawn one by one.
+The profile is the number in flight over time. A browser draws a few thousand
+SVG bars without effort; ten thousand make a bigger file, and at 1000 pixels
+of time most of them would be narrower than a pixel anyway. Failures are
+still drawn one by one.
 """
 
 
@@ -125,7 +126,7 @@ class Timeline:
         path: Where the context manager writes the page (``None``: it does not).
         registry: The registry the context manager registers with (default:
             :func:`pocketcore.get_registry`).
-        max_bars: Batches with more items than this are drawn as a profile.
+        max_bars: Groups with more bars than this are drawn as a profile.
     """
 
     def __init__(
@@ -318,7 +319,10 @@ def in_flight(spans: Sequence[Span]) -> list[tuple[float, int]]:
 
 def concurrency(spans: Sequence[Span]) -> tuple[int, float]:
     """The peak and the mean number of spans in flight (mean over the time any is)."""
-    steps = in_flight(spans)
+    return _peak_and_mean(in_flight(spans))
+
+
+def _peak_and_mean(steps: list[tuple[float, int]]) -> tuple[int, float]:
     busy = total = 0.0
     for (t, count), (t_next, _) in itertools.pairwise(steps):
         if count:
@@ -360,6 +364,11 @@ path.profile{fill:#3b7dd8;fill-opacity:.75;stroke:#1f4f99;stroke-width:.5}
 """
 
 
+def _owner(span: Span, owners: list[int] | None, i: int) -> str:
+    """The data attributes of an item's bar: its batch's number and its index."""
+    return "" if owners is None else f' data-batch="{owners[i]}" data-index="{span.index}"'
+
+
 def _seconds(value: float) -> str:
     return f"{value * 1000:.1f} ms" if value < 1 else f"{value:.3f} s"
 
@@ -385,20 +394,23 @@ class _Page:
         self.scale = PLOT_W / self.wall if self.wall > 0 else 0.0
         self.y = 28  # below the time axis' labels
         self.svg: list[str] = []
+        self.profiles: list[str] = []  # the titles of the groups drawn as profiles
 
     def x(self, t: float) -> float:
         return LABEL_W + (t - self.t0) * self.scale
 
     def render(self, title: str | None) -> str:
-        self.group("runs", self.runs, "run")
-        self.group("steps", self.steps, "step")
-        aggregated = []
+        self.lanes("runs", self.runs, "run")
+        self.lanes("steps", self.steps, "step")
+        # One group per batch node class: a class whose batch runs many times (a
+        # batch node in each pass of a batch flow) stays one group, not thousands.
+        by_class: dict[str, list[int]] = {}
         for number, batch in enumerate(self.batches):
-            if len(batch.items) > self.max_bars:
-                aggregated.append(batch)
-                self.profile(number, batch)
-            else:
-                self.group(self._batch_title(batch), batch.items, "item", number)
+            by_class.setdefault(batch.label, []).append(number)
+        for numbers in by_class.values():
+            owned = [(span, n) for n in numbers for span in self.batches[n].items]
+            spans, owners = [s for s, _ in owned], [n for _, n in owned]
+            self.lanes(self._batch_title(numbers, spans), spans, "item", owners)
         height = self.y + 8
         axis = self._axis(height)
         svg = (
@@ -411,7 +423,7 @@ class _Page:
         return (
             '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
             f"<title>{html.escape(heading)}</title><style>{CSS}</style></head><body>"
-            f"<h1>{html.escape(heading)}</h1>{self._totals()}{self._notes(aggregated)}"
+            f"<h1>{html.escape(heading)}</h1>{self._totals()}{self._notes()}"
             f"{svg}</body></html>\n"
         )
 
@@ -452,35 +464,35 @@ class _Page:
             )
         return bar
 
-    def group(self, title: str, spans: list[Span], kind: str, batch: int | None = None) -> None:
-        """One group of lanes: the title on a row, then its spans packed on lanes.
+    def lanes(
+        self, title: str, spans: list[Span], kind: str, owners: list[int] | None = None
+    ) -> None:
+        """One group: its title on a row, then its spans on lanes, or as a profile if many.
 
-        ``kind`` is the bars' class (``run``, ``step``, ``item``); ``batch`` the
-        batch's number, for items.
+        ``kind`` is the bars' class (``run``, ``step``, ``item``); ``owners``
+        the number of each item's batch.
         """
-        if not spans and batch is None:
+        if not spans and owners is None:
             return
         self._label(title, self.y, ' class="group"')
         self.y += 16
+        if len(spans) > self.max_bars:
+            self.profiles.append(title)
+            self.profile(spans, kind, owners)
+            return
         lanes, count = pack(spans)
         lane_h = min(LANE_H, GROUP_H / max(count, 1))
         bar_h = max(lane_h - (2 if lane_h > 6 else 0), 0.5)
-        for span, lane in zip(spans, lanes, strict=True):
-            extra = (
-                ""
-                if batch is None
-                else f' data-batch="{batch}" data-index="{span.index}" data-lane="{lane}"'
-            )
+        for i, (span, lane) in enumerate(zip(spans, lanes, strict=True)):
+            extra = f' data-lane="{lane}"' + _owner(span, owners, i)
             self.svg.append(self._bar(span, kind, self.y + lane * lane_h, bar_h, extra))
         self.y += round(count * lane_h) + 8
 
-    def profile(self, number: int, batch: Batch) -> None:
-        """A batch with too many items for bars: how many were in flight, pixel by pixel."""
-        peak, mean = concurrency(batch.items)
-        self._label(self._batch_title(batch) + " (profile)", self.y, ' class="group"')
-        self.y += 16
+    def profile(self, spans: list[Span], kind: str, owners: list[int] | None) -> None:
+        """Too many spans for bars: how many were in flight, the most in each pixel of time."""
+        steps = in_flight(spans)
+        peak, mean = _peak_and_mean(steps)
         columns = [0] * (PLOT_W + 1)
-        steps = in_flight(batch.items)
         for (t, count), (t_next, _) in itertools.pairwise(steps):
             first = int((t - self.t0) * self.scale)
             last = max(first, int((t_next - self.t0) * self.scale) - 1)
@@ -493,29 +505,26 @@ class _Page:
             points.append(f"V{base - count * unit:.1f}h{sum(1 for _ in run)}")
         points.append(f"V{base}Z")
         self.svg.append(
-            f'<path class="profile" data-batch="{number}" d="{"".join(points)}"><title>'
-            f"{html.escape(batch.label)}: at most {peak} items in flight, {mean:.1f} on average"
-            "</title></path>"
+            f'<path class="profile {kind}s" d="{"".join(points)}"><title>'
+            f"at most {peak} {kind}s in flight, {mean:.1f} on average</title></path>"
         )
         self._label(f"{peak} in flight", self.y)
-        for span in batch.items:
+        for i, span in enumerate(spans):  # failures stay visible one by one
             if span.outcome == "failed":
-                self.svg.append(
-                    self._bar(
-                        span,
-                        "item",
-                        self.y,
-                        PROFILE_H,
-                        f' data-batch="{number}" data-index="{span.index}"',
-                    )
-                )
+                self.svg.append(self._bar(span, kind, self.y, PROFILE_H, _owner(span, owners, i)))
         self.y = base + 8
 
-    def _batch_title(self, batch: Batch) -> str:
-        lanes = pack(batch.items)[1]
-        size = "unknown size" if batch.size is None else f"{batch.size} items"
-        unseen = f", {batch.unstarted} not observed" if batch.unstarted else ""
-        return f"{batch.label} ({size}): {len(batch.items)} recorded{unseen}, {lanes} lanes"
+    def _batch_title(self, numbers: list[int], spans: list[Span]) -> str:
+        batches = [self.batches[n] for n in numbers]
+        unseen = sum(b.unstarted for b in batches)
+        lanes = f", {pack(spans)[1]} lanes" if len(spans) <= self.max_bars else " (profile)"
+        unseen_text = f", {unseen} not observed" if unseen else ""
+        if len(batches) == 1:
+            size = "unknown size" if batches[0].size is None else f"{batches[0].size} items"
+            head = f"{batches[0].label} ({size})"
+        else:
+            head = f"{batches[0].label} ({len(batches)} batches)"
+        return f"{head}: {len(spans)} recorded{unseen_text}{lanes}"
 
     # --- the HTML around it ---
 
@@ -544,7 +553,7 @@ class _Page:
         body = "".join(f"<tr><th>{k}</th><td>{html.escape(v)}</td></tr>" for k, v in rows)
         return f"<table>{body}</table>"
 
-    def _notes(self, aggregated: list[Batch]) -> str:
+    def _notes(self) -> str:
         legend = "".join(
             f'<span style="background:{c}"></span>{name}'
             for name, c in (
@@ -563,13 +572,11 @@ class _Page:
             "duration and error. Retries and fallbacks are not shown: the kernel reports one "
             "start and one end per item, not each attempt.</p>",
         ]
-        if aggregated:
+        if self.profiles:
             notes.append(
-                f'<p class="note">Batches of more than {self.max_bars} items are drawn as a '
-                "profile of the items in flight (the most in each pixel of time), with their "
-                "failed items as red bars: "
-                + html.escape(", ".join(f"{b.label} ({len(b.items)} items)" for b in aggregated))
-                + ".</p>"
+                f'<p class="note">Groups of more than {self.max_bars} bars are drawn as a '
+                "profile of how many were in flight (the most in each pixel of time), with "
+                "their failures as red bars: " + html.escape("; ".join(self.profiles)) + ".</p>"
             )
         unstarted = sum(b.unstarted for b in self.batches)
         if unstarted:
