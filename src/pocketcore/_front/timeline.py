@@ -98,14 +98,16 @@ class Timeline:
     """An observer that records runs and writes them as a timeline in one HTML file.
 
     Time runs left to right. The page shows each run, the steps of its flows
-    (packed into as few lanes as overlap needs) and, for each batch, its items
-    on lanes packed by concurrency: the number of busy lanes is the number of
-    items in flight, so a concurrency limit shows as a ceiling. Failed items
-    are red, cancelled ones grey; hovering a bar shows its node, item index,
-    duration and error. The header has the totals: wall time, items, peak and
-    mean concurrency and the slowest items. A batch of more than ``max_bars``
-    items is drawn as a profile of the items in flight over time, its failed
-    items one by one; the page says so.
+    (packed into as few lanes as overlap needs) and, for each batch node
+    class, its batches' items on lanes packed by concurrency: the number of
+    busy lanes is the number of items in flight, so a concurrency limit shows
+    as a ceiling. Failed items are red, cancelled ones grey; hovering a bar
+    shows its node, item index, duration and error. The header has the
+    totals: wall time, items, peak and mean concurrency and the slowest
+    items. A group of more than ``max_bars`` bars is drawn as a profile of
+    how many were in flight over time, its failures one by one; the page
+    says so. Retries and fallbacks are not shown: the kernel does not report
+    attempts yet.
 
     Use it as a context manager, which registers it with the registry for the
     body and writes ``path`` at the end, also when the body raises::
