@@ -1,4 +1,5 @@
-"""Development sessions: ``nox -s tests``, ``lint``, ``typecheck``, ``docs``, ``demo``, ``bench``.
+"""Development sessions: ``nox -s tests``, ``lint``, ``typecheck``, ``docs``, ``demo``, ``bench``,
+``browser``.
 
 Every session installs what it needs into its own virtualenv, so a fresh
 machine with Python 3.10+ and nox is enough. ``tests`` runs the kernel suite
@@ -92,6 +93,18 @@ def demo(session: nox.Session) -> None:
     """The README demo: both examples with every executor, and each one's wall time."""
     session.install(*KERNEL, plugin_path("trio"))
     session.run("pocketcore", "demo", *session.posargs)
+
+
+@nox.session
+def browser(session: nox.Session) -> None:
+    """Timelines in headless Chromium: they load without console errors and draw their bars.
+
+    Needs a Chromium on PATH (``apt-get install -y chromium``) or named by
+    ``CHROMIUM``. ``nox -s browser -- --screenshot docs/timeline-image-filter.png``
+    also remakes the screenshot in the docs. Not part of the default sessions.
+    """
+    session.install(*KERNEL, plugin_path("trio"), "pillow>=10")
+    session.run("python", "tests/browser/check_timeline.py", *session.posargs)
 
 
 @nox.session

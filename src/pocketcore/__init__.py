@@ -32,6 +32,7 @@ from ._core.executor import BlockingExecutor, Executor, RemoteExecutor
 from ._core.results import Failed
 from ._front.flowfile import FlowFileError, LoadedFlow, load_flow
 from ._front.run import run
+from ._front.timeline import Timeline
 from ._nodes.flows import (
     AsyncBatchFlow,
     AsyncFlow,
@@ -90,6 +91,7 @@ __all__ = [
     "PocketcoreError",
     "Registry",
     "RemoteExecutor",
+    "Timeline",
     "attach_failures",
     "get_registry",
     "hookimpl",

@@ -3,19 +3,23 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from pocketcore._front.run import run as run_flow
+from pocketcore._front.timeline import Timeline
+from pocketcore._plugins.registry import Registry
 
 from .errors import BadInput, user_code
 from .output import dumps, write
 from .progress import is_terminal, progress
 from .targets import TARGET_HELP, load_registry, load_target
 
-__all__ = ["add_command", "parse_params", "print_result", "read_shared"]
+__all__ = ["add_command", "parse_params", "print_result", "read_shared", "timeline"]
 
 EPILOG = """\
 TARGET is loaded as follows:
@@ -38,6 +42,7 @@ examples:
   pocketcore run examples/image_filter/flow.py:flow --shared '{"filters": ["invert"]}'
   pocketcore run flows/summarize.toml --shared @input.json --executor trio
   pocketcore run mypkg.flows:build_flow --set model=small --output json
+  pocketcore run flows/summarize.toml --executor trio --timeline run.html
 """
 
 
@@ -85,6 +90,12 @@ def add_command(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
         default="text",
         help='text (default): two sections; json: one object {"shared": ..., "action": ...}',
     )
+    p.add_argument(
+        "--timeline",
+        metavar="FILE",
+        help="write a timeline of the run to FILE, one self-contained HTML page to open in "
+        "a browser (also when the flow fails)",
+    )
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar, even on a terminal")
     p.add_argument(
         "--traceback",
@@ -118,10 +129,43 @@ def _cmd_run(args: argparse.Namespace) -> int:
         target.node.set_params({**target.node.params, **params})
     executor = args.executor if args.executor is not None else target.executor
     limit = args.max_concurrency if args.max_concurrency is not None else target.max_concurrency
-    with progress(registry, enabled=not args.quiet and is_terminal(sys.stderr)), user_code():
+    show = progress(registry, enabled=not args.quiet and is_terminal(sys.stderr))
+    with show, timeline(registry, args.timeline), user_code():
         action = run_flow(target.node, shared, executor=executor, max_concurrency=limit)
     print_result(shared, action, args.output)
     return 0
+
+
+@contextlib.contextmanager
+def timeline(registry: Registry, path: str | None) -> Iterator[None]:
+    """Record a timeline of the body and write it to ``path``, also when the body raises.
+
+    Without a path nothing is registered, so the lifecycle hooks stay free.
+
+    Raises:
+        BadInput: ``path`` is a folder or in a folder that does not exist (found
+            before the body runs), or the file cannot be written.
+    """
+    if path is None:
+        yield
+        return
+    file = Path(path)
+    if file.is_dir() or not file.parent.is_dir():
+        why = "is a folder" if file.is_dir() else "is in a folder that does not exist"
+        raise BadInput(f"--timeline {path!r} {why}")
+    observer = Timeline(registry=registry)
+    try:
+        with observer:
+            yield
+    except BaseException:
+        # The flow's failure is what to report; the page is written if it can be.
+        with contextlib.suppress(OSError):
+            observer.write(file)
+        raise
+    try:
+        observer.write(file)
+    except OSError as exc:
+        raise BadInput(f"cannot write --timeline {path!r}: {exc.strerror or exc}") from None
 
 
 def print_result(shared: Any, action: Any, output: str) -> None:

@@ -1,0 +1,156 @@
+"""Open timelines in headless Chromium: they load without console errors and draw their bars.
+
+Run by ``nox -s browser`` (not by pytest: it needs a Chromium binary, found on
+PATH as ``chromium``, ``chromium-browser`` or ``google-chrome``, or named by
+the ``CHROMIUM`` environment variable). Three pages are made: a parallel
+batch, a failing batch and the image-filter demo on trio. Each is loaded,
+its DOM as the browser parsed it must hold one item bar per recorded item,
+and its screenshot must show the item colour (and the failure colour when an
+item failed) on a page that is not blank. ``--screenshot PATH`` also keeps the
+image-filter demo's screenshot at PATH (how ``docs/timeline-image-filter.png``
+is made).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import anyio
+from PIL import Image
+
+import pocketcore
+from pocketcore._cli.demos import images
+
+ITEM_RGB = (0x3B, 0x7D, 0xD8)
+FAILED_RGB = (0xD6, 0x27, 0x28)
+LEGEND_PX = 12 * 10
+FLAGS = (
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--hide-scrollbars",
+    "--enable-logging=stderr",
+    "--v=0",
+)
+
+
+class Check(pocketcore.AsyncParallelBatchNode):
+    async def prep_async(self, shared: dict[str, Any]) -> range:
+        return range(shared["n"])
+
+    async def exec_async(self, i: int) -> int:
+        await anyio.sleep(0.002 * (i % 7 + 1))
+        if i == self.params.get("bad"):
+            raise ValueError(f"item {i} is bad")
+        return i
+
+
+def chromium() -> str:
+    found = os.environ.get("CHROMIUM") or next(
+        filter(None, map(shutil.which, ("chromium", "chromium-browser", "google-chrome"))), None
+    )
+    if not found:
+        sys.exit("no Chromium found: install it (apt-get install -y chromium) or set CHROMIUM")
+    return found
+
+
+def browse(browser: str, page: Path, *extra: str) -> tuple[str, str]:
+    """Load ``page``: the DOM Chromium made of it, and its console messages."""
+    with tempfile.TemporaryDirectory() as profile:
+        done = subprocess.run(
+            [browser, *FLAGS, f"--user-data-dir={profile}", *extra, page.as_uri()],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=True,
+        )
+    console = "\n".join(line for line in done.stderr.splitlines() if ":CONSOLE" in line)
+    return done.stdout, console
+
+
+def record(path: Path, run: Callable[[], None]) -> pocketcore.Timeline:
+    timeline = pocketcore.Timeline(path)
+    try:
+        with timeline:
+            run()
+    except ValueError:
+        pass
+    return timeline
+
+
+def check_page(browser: str, path: Path, timeline: pocketcore.Timeline, shot: Path) -> str:
+    items = [span for batch in timeline.batches for span in batch.items]
+    failed = sum(span.outcome == "failed" for span in items)
+    dom, console = browse(browser, path, "--dump-dom")
+    assert not console, f"{path.name}: console messages:\n{console}"
+    assert "<svg" in dom, f"{path.name}: no SVG in the DOM"
+    bars = len(re.findall(r'<rect class="item ', dom))
+    assert bars == len(items), f"{path.name}: {bars} item bars, {len(items)} items"
+    assert len(re.findall(r'<rect class="item failed"', dom)) == failed
+    svg = re.search(r'<svg width="\d+" height="(\d+)"', dom)
+    assert svg, f"{path.name}: the SVG has no height"
+    height = int(svg.group(1)) + 280  # the header and notes above it
+    browse(browser, path, f"--screenshot={shot}", f"--window-size=1260,{height}")
+    with Image.open(shot) as image:
+        pixels = {rgb: n for n, rgb in image.convert("RGB").getcolors(1 << 24) or []}
+    assert len(pixels) > 20, f"{path.name}: the screenshot is blank"
+    # The legend has a swatch of each colour (12 x 10 pixels): bars are more.
+    assert pixels.get(ITEM_RGB, 0) > LEGEND_PX, f"{path.name}: no item bar on the screenshot"
+    red = pixels.get(FAILED_RGB, 0)
+    assert (red > LEGEND_PX) == bool(failed), f"{path.name}: {red} red pixels, {failed} failed"
+    return f"{path.name}: {bars} item bars ({failed} failed), no console messages, {shot.name} ok"
+
+
+def self_test(browser: str, folder: Path) -> None:
+    """The console check sees an error when there is one (else it proves nothing)."""
+    page = folder / "noisy.html"
+    page.write_text("<!DOCTYPE html><script>console.error('noisy')</script>", encoding="utf-8")
+    assert "noisy" in browse(browser, page, "--dump-dom")[1], "console messages are not seen"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--screenshot", type=Path, help="keep the image-filter screenshot here")
+    args = parser.parse_args()
+    browser = chromium()
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        self_test(browser, folder)
+        failing = Check()
+        failing.set_params({"bad": 5})
+        pages = {
+            "parallel": lambda: pocketcore.run(
+                Check(), {"n": 40}, executor="trio", max_concurrency=5
+            ),
+            "failing": lambda: pocketcore.run(
+                failing, {"n": 12}, executor="asyncio", max_concurrency=3
+            ),
+            "image-filter": lambda: pocketcore.run(
+                images.build(True), images.start(0.25), executor="trio", max_concurrency=4
+            ),
+        }
+        for name, run in pages.items():
+            path = folder / f"{name}.html"
+            timeline = record(path, run)
+            shot = folder / f"{name}.png"
+            print(check_page(browser, path, timeline, shot))
+        if args.screenshot:
+            shutil.copyfile(folder / "image-filter.png", args.screenshot)
+            print(f"screenshot of the image-filter demo: {args.screenshot}")
+
+
+if __name__ == "__main__":
+    main()

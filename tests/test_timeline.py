@@ -1,0 +1,328 @@
+"""pocketcore.Timeline: one bar per item, lanes no more than what ran at once, one offline file."""
+
+from __future__ import annotations
+
+import itertools
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import pocketcore
+from pocketcore._cli.demos import images
+from pocketcore._front.timeline import MAX_BARS, Span, concurrency, pack
+
+from .strategies import executor_names, limits
+from .timeline_page import Page, assert_self_contained
+
+
+class Work(pocketcore.AsyncParallelBatchNode):
+    """Items wait their delay (ms) and fail when they are the bad one; records what ran at once."""
+
+    async def prep_async(self, shared: dict[str, Any]) -> list[int]:
+        return list(range(len(self.params["delays"])))
+
+    async def exec_async(self, i: int) -> int:
+        seen = self.params["seen"]
+        seen.enter(i)
+        try:
+            await anyio.sleep(self.params["delays"][i] / 1000)
+            if i == self.params["bad"]:
+                raise ValueError(f"item {i} is bad")
+            return i
+        finally:
+            seen.leave()
+
+
+class WorkThreads(pocketcore.ParallelBatchNode):
+    """:class:`Work` on worker threads."""
+
+    def prep(self, shared: dict[str, Any]) -> list[int]:
+        return list(range(len(self.params["delays"])))
+
+    def exec(self, i: int) -> int:
+        seen = self.params["seen"]
+        seen.enter(i)
+        try:
+            time.sleep(self.params["delays"][i] / 1000)
+            if i == self.params["bad"]:
+                raise ValueError(f"item {i} is bad")
+            return i
+        finally:
+            seen.leave()
+
+
+class Seen:
+    """Which items started, and the most that ran at once (inside ``exec``)."""
+
+    def __init__(self) -> None:
+        self.started: set[int] = set()
+        self.live = self.peak = 0
+        self.lock = threading.Lock()
+
+    def enter(self, i: int) -> None:
+        with self.lock:
+            self.started.add(i)
+            self.live += 1
+            self.peak = max(self.peak, self.live)
+
+    def leave(self) -> None:
+        with self.lock:
+            self.live -= 1
+
+
+def run_batch(
+    tmp_path: Path,
+    delays: list[int],
+    bad: int | None,
+    executor: str,
+    limit: int | None,
+    threads: bool = False,
+    **options: Any,
+) -> tuple[str, Seen]:
+    seen = Seen()
+    node = WorkThreads() if threads else Work()
+    node.set_params({"delays": delays, "bad": bad, "seen": seen})
+    path = tmp_path / "run.html"
+    with pocketcore.Timeline(path, **options):
+        try:
+            pocketcore.run(node, executor=executor, max_concurrency=limit)
+        except ValueError:
+            assert bad is not None
+    return path.read_text(encoding="utf-8"), seen
+
+
+@settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    delays=st.lists(st.integers(0, 3), max_size=24),
+    bad=st.none() | st.integers(0, 23),
+    executor=executor_names,
+    limit=limits,
+    threads=st.booleans(),
+)
+def test_one_bar_per_item_on_no_more_lanes_than_ran_at_once(
+    tmp_path: Path,
+    delays: list[int],
+    bad: int | None,
+    executor: str,
+    limit: int | None,
+    threads: bool,
+) -> None:
+    text, seen = run_batch(tmp_path, delays, bad, executor, limit, threads)
+    assert_self_contained(text)
+    bars = Page(text).items()
+    indices = [int(b["data-index"]) for b in bars]
+    assert len(indices) == len(set(indices))  # each item once
+    if threads:
+        # A thread-backed item starts in the task that hands it to a worker
+        # thread: a sibling's failure may cancel it before its exec runs.
+        assert seen.started <= set(indices)
+        assert all(
+            "cancelled" in b["classes"] for b in bars if int(b["data-index"]) not in seen.started
+        )
+    else:
+        assert set(indices) == seen.started
+    lanes = {int(b["data-lane"]) for b in bars}
+    assert lanes == set(range(len(lanes)))  # packed from lane 0, none skipped
+    if limit is not None:
+        assert len(lanes) <= limit
+    if executor == "sequential":
+        assert len(lanes) <= 1
+    if not threads:
+        # An item's start and end are reported in its own task with no await
+        # between them and its exec: what overlaps on the page overlapped there.
+        assert len(lanes) <= max(seen.peak, 0)
+    for bar in bars:
+        failed = bad is not None and int(bar["data-index"]) == bad
+        assert ("failed" in bar["classes"]) == failed
+        if failed:
+            assert f"ValueError: item {bad} is bad" in bar["title"]
+        else:
+            assert bar["classes"] & {"ok", "cancelled"}
+
+
+@given(
+    st.lists(st.tuples(st.integers(0, 50), st.integers(1, 20)), max_size=40),
+)
+def test_packing_needs_exactly_as_many_lanes_as_were_in_flight(
+    intervals: list[tuple[int, int]],
+) -> None:
+    spans = [Span("N", start, start + length, "ok") for start, length in intervals]
+    lanes, count = pack(spans)
+    for lane in range(count):
+        on_lane = sorted(
+            (s for s, n in zip(spans, lanes, strict=True) if n == lane), key=lambda s: s.start
+        )
+        assert on_lane, "an empty lane"
+        assert all(a.end <= b.start for a, b in itertools.pairwise(on_lane))
+    most = max((sum(1 for s in spans if s.start <= t < s.end) for t in range(71)), default=0)
+    assert count == most
+    assert concurrency(spans)[0] == most
+
+
+def test_packing_touching_and_instant_spans() -> None:
+    spans = [Span("N", 0, 1, "ok"), Span("N", 1, 2, "ok"), Span("N", 1, 1, "ok")]
+    assert pack(spans)[1] == 1
+    assert concurrency([Span("N", 0, 2, "ok"), Span("N", 1, 3, "ok")]) == (2, 4 / 3)
+
+
+def test_the_context_manager_registers_for_the_block_and_writes_when_it_raises(
+    tmp_path: Path,
+) -> None:
+    registry = pocketcore.get_registry()
+    before = set(registry.pm.get_plugins())
+    seen = Seen()
+    node = Work()
+    node.set_params({"delays": [5, 0, 5], "bad": 1, "seen": seen})
+    path = tmp_path / "failed.html"
+    registered = []
+
+    def run() -> None:
+        with pocketcore.Timeline(path) as timeline:
+            registered.append(timeline in registry.pm.get_plugins())
+            pocketcore.run(node, executor="trio")
+
+    with pytest.raises(ValueError, match="item 1 is bad"):
+        run()
+    assert registered == [True]
+    assert set(registry.pm.get_plugins()) == before
+    page = Page(path.read_text(encoding="utf-8"))
+    (failed,) = [b for b in page.items() if "failed" in b["classes"]]
+    assert failed["data-index"] == "1"
+    assert {b["data-index"] for b in page.of_class("cancelled")} == {"0", "2"}
+    (run,) = page.of_class("run")
+    assert run["title"].startswith("Work: ")
+    assert "failed" in run["classes"]
+    assert run["title"].endswith("failed: ValueError: item 1 is bad")
+
+
+def test_registered_by_hand_it_writes_when_asked(tmp_path: Path) -> None:
+    timeline = pocketcore.Timeline()
+    registry = pocketcore.get_registry()
+    registry.register(timeline, name="test-timeline")
+    try:
+        flow = images.build(True)
+        pocketcore.run(flow, images.start(0.0), executor="trio")
+    finally:
+        registry.unregister(timeline)
+    timeline.write(tmp_path / "images.html")
+    page = Page((tmp_path / "images.html").read_text(encoding="utf-8"))
+    passes = len(images.IMAGES) * len(images.FILTERS)
+    assert len(page.items()) == passes
+    # The batch flow is a step of no flow (it is the run's target); each pass
+    # runs three steps.
+    assert len(page.of_class("step")) == 3 * passes
+    assert len(page.of_class("run")) == 1
+
+
+def test_items_reported_without_a_start_are_counted_not_drawn() -> None:
+    timeline = pocketcore.Timeline()
+    node = object()
+    timeline.pocketcore_batch_start(node=node, size=2)
+    timeline.pocketcore_batch_item_done(node=node, index=0, exception=None)
+    timeline.pocketcore_batch_item_done(node=node, index=1, exception=None)
+    text = timeline.html()
+    assert Page(text).items() == []
+    assert "2 items ran where they cannot be observed" in text
+    assert "object (2 items): 0 recorded, 2 not observed, 0 lanes" in text
+
+
+def test_an_item_still_running_is_drawn_unfinished() -> None:
+    timeline = pocketcore.Timeline()
+    node = object()
+    timeline.pocketcore_batch_start(node=node, size=1)
+    timeline.pocketcore_batch_item_start(node=node, index=0)
+    (bar,) = Page(timeline.html()).items()
+    assert "unfinished" in bar["classes"]
+
+
+def test_errors_are_escaped() -> None:
+    timeline = pocketcore.Timeline()
+    node = object()
+    timeline.pocketcore_batch_start(node=node, size=1)
+    timeline.pocketcore_batch_item_start(node=node, index=0)
+    error = ValueError("<script>alert(1)</script>")
+    timeline.pocketcore_batch_item_done(node=node, index=0, exception=error)
+    text = timeline.html()
+    assert "<script>" not in text
+    (bar,) = Page(text).items()
+    assert "ValueError: <script>alert(1)</script>" in bar["title"]
+
+
+def test_above_max_bars_a_batch_is_a_profile_with_its_failures(tmp_path: Path) -> None:
+    text, seen = run_batch(tmp_path, [1] * 30, 20, "trio", 4, max_bars=10)
+    page = Page(text)
+    (failed,) = page.items()
+    assert "failed" in failed["classes"]
+    assert failed["data-index"] == "20"
+    (profile,) = [s for s in page.shapes if s["tag"] == "path"]
+    assert "items" in profile["classes"]
+    assert "at most 4 items in flight" in profile["title"]
+    assert "Groups of more than 10 bars are drawn as a profile" in text
+    recorded = len(seen.started)
+    assert f"Work (30 items): {recorded} recorded (profile)" in text
+
+
+class Inner(pocketcore.AsyncParallelBatchNode):
+    async def prep_async(self, shared: dict[str, Any]) -> list[int]:
+        return [1, 2]
+
+    async def exec_async(self, item: int) -> int:
+        await anyio.sleep(0.001)
+        return item
+
+
+class Passes(pocketcore.AsyncParallelBatchFlow):
+    async def prep_async(self, shared: dict[str, Any]) -> list[dict[str, int]]:
+        return [{"n": n} for n in range(shared["passes"])]
+
+
+@pytest.mark.parametrize(("passes", "max_bars"), [(3, MAX_BARS), (300, 100)])
+def test_the_batches_of_one_class_are_one_group(passes: int, max_bars: int) -> None:
+    timeline = pocketcore.Timeline(max_bars=max_bars)
+    with timeline:
+        pocketcore.run(Passes(start=Inner()), {"passes": passes}, executor="trio")
+    text = timeline.html()
+    page = Page(text)
+    assert len(timeline.batches) == 1 + passes  # the batch flow's, and one per pass
+    groups = [t for tag, t in page.texts if tag == "group"]
+    assert groups[:2] == ["runs", "steps"]
+    assert groups[2].startswith(f"Passes ({passes} items): {passes} recorded")
+    assert groups[3].startswith(f"Inner ({passes} batches): {2 * passes} recorded")
+    assert len(groups) == 4
+    if passes <= max_bars:  # bars, each with its own batch's number
+        numbers = {b["data-batch"] for b in page.shapes if b.get("data-batch")}
+        assert numbers == {str(n) for n in range(1 + passes)}
+    else:  # the steps, the passes and the inner items are all profiles
+        profiles = [s["class"] for s in page.shapes if s["tag"] == "path"]
+        assert profiles == ["profile steps", "profile items", "profile items"]
+        assert page.items() == []
+        assert len(text) < 20_000
+
+
+@pytest.mark.parametrize("bad", [None, 9_000])
+def test_ten_thousand_items_stay_under_two_megabytes(tmp_path: Path, bad: int | None) -> None:
+    text, seen = run_batch(tmp_path, [0] * 10_000, bad, "trio", 50)
+    assert len(text.encode()) < 2_000_000
+    assert_self_contained(text)
+    assert f"Work (10000 items): {len(seen.started)} recorded (profile)" in text
+    assert "at most 50 items in flight" in text
+    failed = [b for b in Page(text).items() if "failed" in b["classes"]]
+    assert [b["data-index"] for b in failed] == ([] if bad is None else [str(bad)])
+
+
+def test_items_of_a_batch_it_did_not_see_start_are_ignored() -> None:
+    timeline = pocketcore.Timeline()
+    node = object()
+    timeline.pocketcore_batch_item_start(node=node, index=0)
+    timeline.pocketcore_batch_item_done(node=node, index=0, exception=None)
+    timeline.pocketcore_batch_item_done(node=node, index=1, exception=None)
+    assert timeline.batches == []
+    assert Page(timeline.html()).items() == []
