@@ -10,6 +10,7 @@ from typing import Any
 
 from pocketcore._front.run import run as run_flow
 
+from . import controls
 from .errors import BadInput, user_code
 from .output import dumps, write
 from .progress import is_terminal, progress
@@ -19,8 +20,9 @@ __all__ = ["add_command", "parse_params", "print_result", "read_shared"]
 
 EPILOG = """\
 TARGET is loaded as follows:
-  flow.toml                   a flow file; its [config] executor and max_concurrency
-                              are used unless --executor / --max-concurrency are given
+  flow.toml                   a flow file; its [config] settings (executor,
+                              max_concurrency, max_per_second, limiter, on_error) are
+                              used unless the matching option is given
   path/to/file.py:object      the file is imported (its folder first on sys.path)
   package.module:object       imported with the current directory first on sys.path
 object may be dotted (module:holder.flow). If it is a class or function rather than
@@ -30,6 +32,10 @@ a node or flow, it is called with no arguments and must return a node or flow.
 its params to every node it runs). The value is parsed as JSON when it is valid
 JSON (--set n=3, --set tags='["a","b"]', --set flag=true), else taken as a
 string (--set name=alice).
+
+With --on-error collect, failed items become pocketcore.Failed values and the run
+goes on; when any were collected, a line on stderr counts them ("pocketcore: 1,997 ok,
+3 failed"), and the exit status is 0.
 
 Exit status: 0 success, 1 the flow raised (its 'Type: message' on stderr),
 2 bad input, 130 interrupted.
@@ -70,6 +76,7 @@ def add_command(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
         type=_positive_int,
         help="the most items of a parallel batch in flight at once (an integer >= 1)",
     )
+    controls.add_options(p)
     p.add_argument(
         "--set",
         metavar="KEY=VALUE",
@@ -85,7 +92,12 @@ def add_command(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
         default="text",
         help='text (default): two sections; json: one object {"shared": ..., "action": ...}',
     )
-    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar, even on a terminal")
+    p.add_argument(
+        "-q",
+        "--quiet",
+        action="store_true",
+        help="no progress bar, even on a terminal, and no count of collected failures",
+    )
     p.add_argument(
         "--traceback",
         action="store_true",
@@ -113,13 +125,20 @@ def _cmd_run(args: argparse.Namespace) -> int:
             f"unknown executor {args.executor!r} (from --executor); installed executors: "
             f"{registry.describe_choices()}"
         )
+    if args.limiter is not None:
+        controls.check_limiter(args.limiter)
     target = load_target(args.target, registry)
     if params:
         target.node.set_params({**target.node.params, **params})
-    executor = args.executor if args.executor is not None else target.executor
-    limit = args.max_concurrency if args.max_concurrency is not None else target.max_concurrency
-    with progress(registry, enabled=not args.quiet and is_terminal(sys.stderr)), user_code():
-        action = run_flow(target.node, shared, executor=executor, max_concurrency=limit)
+    given = controls.chosen(args, target)
+    if args.verbose:
+        print(*controls.describe(given), sep="\n", file=sys.stderr)
+    with (
+        progress(registry, enabled=not args.quiet and is_terminal(sys.stderr)),
+        controls.count_failures(registry, target.node, given, report=not args.quiet),
+        user_code(),
+    ):
+        action = run_flow(target.node, shared, **{k: s.value for k, s in given.items()})
     print_result(shared, action, args.output)
     return 0
 
