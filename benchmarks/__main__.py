@@ -249,6 +249,7 @@ def _sizes(args: argparse.Namespace) -> scenarios.Sizes:
         repeats_large=args.repeats,
         repeats_memory=args.repeats,
         repeats_langgraph=args.repeats,
+        repeats_paced=args.repeats,
     )
 
 

@@ -31,6 +31,8 @@ TRIO_TARGET = 1.2
 BOUNDED_TARGET = 1.5
 LATENCY_TARGET = 1.25
 MEMORY_TARGET = 0.1
+PACED_TARGET = 1.05  # and no faster than 0.95: checked in the group's notes
+LIMITER_TARGET = 1.2
 
 
 @dataclass(frozen=True)
@@ -56,6 +58,9 @@ class Sizes:
     repeats_langgraph: int
     bounded_limit: int = 64
     memory_limit: int = 100
+    paced_items: int = 200
+    paced_rate: float = 100.0
+    repeats_paced: int = 5  # a sample takes 2 s, and the ratio barely moves
 
 
 FULL = Sizes(
@@ -96,6 +101,7 @@ QUICK = Sizes(
     repeats_large=3,
     repeats_memory=1,
     repeats_langgraph=1,
+    repeats_paced=2,
 )
 
 
@@ -524,6 +530,89 @@ def latency(s: Sizes) -> list[Group]:
     ]
 
 
+# --- per-item controls ------------------------------------------------------------------
+
+
+def _within(low: float, high: float) -> Callable[[Group], list[str]]:
+    def notes(g: Group) -> list[str]:
+        ratios = sorted(
+            x / y for x, y in zip(g.subject.samples, g.contender("ideal").samples, strict=True)
+        )
+        median = statistics.median(ratios)
+        verdict = "within" if low <= median <= high else "OUTSIDE"
+        return [
+            f"paced, {g.scenario}: wall time / ideal = {median:.3f} (range {ratios[0]:.3f} - "
+            f"{ratios[-1]:.3f}), {verdict} {low:g} - {high:g}."
+        ]
+
+    return notes
+
+
+def _paced_group(s: Sizes, backend: str) -> Group:
+    n, rate = s.paced_items, s.paced_rate
+    ideal_seconds = n / rate
+    node_cls = w.PcAsyncioItem if backend == "asyncio" else w.PcTrioItem
+    node = node_cls(executor=backend, max_per_second=rate)
+    contenders = [
+        Contender("pc", "pocketcore", _timed_on(backend, _batch(node, n), 1), 1),
+        Contender("ideal", f"ideal ({ideal_seconds:g} s)", lambda: ideal_seconds, 1, warmup=False),
+    ]
+    rows = [Row("pc", "ideal", PACED_TARGET)]
+    if backend == "asyncio":
+        raw = partial(w.raw_paced_gather, w.asyncio_work, range(n), rate)
+        contenders.append(
+            Contender("raw", "raw gather, item i sleeps i/rate", _timed_on(backend, raw, 1), 1)
+        )
+        rows.append(Row("pc", "raw"))
+    return Group(
+        key=f"paced-{backend}",
+        section=f"max_per_second: {n} items at max_per_second={rate:g}, each item await sleep(0)",
+        scenario=f"executor {backend}",
+        kind="time",
+        unit="batch",
+        contenders=contenders,
+        rows=rows,
+        repeats=s.repeats_paced,
+        notes=_within(1 - (PACED_TARGET - 1), PACED_TARGET),
+    )
+
+
+def _limiter_group(s: Sizes, backend: str) -> Group:
+    n = s.bounded_items
+    times = max(1, s.items_per_sample // n)
+    node_cls = w.PcAsyncioItem if backend == "asyncio" else w.PcTrioItem
+    # One limiter for every sample, as a module-level limiter would be; it never limits.
+    limiter = pocketcore.Limiter(max_concurrency=10**6, name="never")
+
+    def c(key: str, label: str, node: Any) -> Contender:
+        return Contender(key, label, _timed_on(backend, _batch(node, n), times), n * times)
+
+    return Group(
+        key=f"limiter-{backend}",
+        section="a limiter that never limits: per-item overhead, each item await sleep(0)",
+        scenario=f"executor {backend}, {_n(n)} items",
+        kind="time",
+        unit="item",
+        contenders=[
+            c(
+                "pc",
+                "pocketcore, limiter=Limiter(max_concurrency=10**6)",
+                node_cls(executor=backend, limiter=limiter),
+            ),
+            c("none", "pocketcore, no limiter", node_cls(executor=backend)),
+        ],
+        rows=[Row("pc", "none", LIMITER_TARGET)],
+        repeats=s.repeats_cheap,
+    )
+
+
+def controls(s: Sizes) -> list[Group]:
+    return [
+        *(_paced_group(s, b) for b in ("asyncio", "trio")),
+        *(_limiter_group(s, b) for b in ("asyncio", "trio")),
+    ]
+
+
 # --- memory ------------------------------------------------------------------------------
 
 
@@ -674,7 +763,15 @@ def langgraph(s: Sizes) -> list[Group]:
 
 
 def all_groups(s: Sizes, with_langgraph: bool) -> list[Group]:
-    groups = [*sync_steps(s), *async_steps(s), *unbounded(s), *bounded(s), *latency(s), *memory(s)]
+    groups = [
+        *sync_steps(s),
+        *async_steps(s),
+        *unbounded(s),
+        *bounded(s),
+        *latency(s),
+        *controls(s),
+        *memory(s),
+    ]
     if with_langgraph:
         groups += langgraph(s)
     return groups

@@ -269,6 +269,16 @@ async def raw_gather(work: Work, items: Iterable[Any]) -> None:
     await asyncio.gather(*[work(item) for item in items])
 
 
+async def raw_paced_gather(work: Work, items: Iterable[Any], rate: float) -> None:
+    """Every item a task at once, item ``i`` sleeping until ``i / rate`` before its work."""
+
+    async def paced(i: int, item: Any) -> Any:
+        await asyncio.sleep(i / rate)
+        return await work(item)
+
+    await asyncio.gather(*[paced(i, item) for i, item in enumerate(items)])
+
+
 async def raw_sequential(work: Work, items: Iterable[Any]) -> None:
     """One item after another, in a bare loop."""
     for item in items:

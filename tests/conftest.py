@@ -16,6 +16,9 @@ def _isolated_config(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     for name in (
         "POCKETCORE_EXECUTOR",
         "POCKETCORE_MAX_CONCURRENCY",
+        "POCKETCORE_MAX_PER_SECOND",
+        "POCKETCORE_LIMITER",
+        "POCKETCORE_ON_ERROR",
         "POCKETCORE_DISABLE_PLUGIN_AUTOLOAD",
         "POCKETCORE_PLUGINS",
     ):

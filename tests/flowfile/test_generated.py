@@ -36,19 +36,35 @@ param_values = st.one_of(
     st.integers(-5, 5), st.text("xyz", max_size=3), st.booleans(), st.lists(st.integers(0, 3))
 )
 params = st.dictionaries(st.sampled_from(["k", "model", "n", "two words"]), param_values)
+# Declared in the pocketcore.toml of the working directory (see the fixture below).
+LIMITERS = ["llm", "db"]
+RUN_SETTINGS = ("executor", "max_concurrency", "max_per_second", "limiter", "on_error")
+run_settings = {
+    "executor": st.sampled_from(EXECUTORS),
+    "max_concurrency": st.integers(1, 8),
+    "max_per_second": st.one_of(
+        st.integers(1, 1000), st.floats(0.01, 1e6, allow_nan=False, allow_infinity=False)
+    ),
+    "limiter": st.sampled_from(LIMITERS),
+    "on_error": st.sampled_from(["raise", "collect"]),
+}
 node_settings = st.fixed_dictionaries(
     {},
     optional={
         "max_retries": st.integers(1, 5),
         "wait": st.one_of(st.integers(0, 2), st.floats(0, 2)),
-        "executor": st.sampled_from(EXECUTORS),
-        "max_concurrency": st.integers(1, 8),
+        **run_settings,
     },
 )
-flow_settings = st.fixed_dictionaries(
-    {},
-    optional={"executor": st.sampled_from(EXECUTORS), "max_concurrency": st.integers(1, 8)},
-)
+flow_settings = st.fixed_dictionaries({}, optional=run_settings)
+
+
+@pytest.fixture(autouse=True)
+def _declared_limiters(tmp_path: Path) -> None:
+    """Declare the limiters of :data:`LIMITERS` in the working directory (``tmp_path``)."""
+    (tmp_path / "pocketcore.toml").write_text(
+        "".join(f"[limiters.{name}]\nmax_concurrency = 4\n" for name in LIMITERS)
+    )
 
 
 @st.composite
@@ -128,7 +144,7 @@ def check_flow(
     assert flow.params == table.get("params", {})
     if "batch" in table:
         assert flow.prep({}) == table["batch"]
-    for key in ("executor", "max_concurrency"):
+    for key in RUN_SETTINGS:
         assert getattr(flow, key) == table.get(key)
     for name, spec in specs.items():
         node = built[name]
@@ -143,13 +159,13 @@ def check_flow(
             assert node.params == spec.get("params", {})
             for key, default in (("max_retries", 1), ("wait", 0)):
                 assert getattr(node, key) == spec.get(key, default)
-            for key in ("executor", "max_concurrency"):
+            for key in RUN_SETTINGS:
                 assert getattr(node, key) == spec.get(key)
         else:
             # The node's table adds params and settings to those of the [flows] table.
             use = copy.deepcopy(data["flows"][spec["flow"]])
             use["params"] = {**use.get("params", {}), **spec.get("params", {})}
-            use.update({k: spec[k] for k in ("executor", "max_concurrency") if k in spec})
+            use.update({k: spec[k] for k in RUN_SETTINGS if k in spec})
             check_flow(data, use, node, loaded, f"{prefix}{name}.", seen)
 
 
@@ -161,8 +177,10 @@ def test_a_loaded_file_is_the_graph_it_describes(registry: Registry, data: dict[
         path.write_text(tomli_w.dumps(data))
         loaded = load_flow(path, registry=registry)
     assert loaded.path == str(path)
-    assert loaded.executor == data.get("config", {}).get("executor")
-    assert loaded.max_concurrency == data.get("config", {}).get("max_concurrency")
+    config = data.get("config", {})
+    for key in RUN_SETTINGS:
+        assert getattr(loaded, key) == config.get(key)
+    assert loaded.config == config
     seen: set[str] = set()
     check_flow(data, data["flow"], loaded.flow, loaded, "", seen)
     assert set(loaded.names) == seen
@@ -189,6 +207,9 @@ BAD_SETTINGS = {
     "wait": [-1, "1", True, math.inf],
     "executor": ["tiro", 3, ""],
     "max_concurrency": [0, "2", False, 2.0],
+    "max_per_second": [0, -1, "5", True, math.inf, math.nan],
+    "limiter": ["lmm", "", 3],
+    "on_error": ["ignore", "", True],
 }
 
 
@@ -228,7 +249,7 @@ def unknown_key(draw: st.DrawFn, site: Site) -> tuple[str, str]:
 
 
 def bad_setting(draw: st.DrawFn, site: Site) -> tuple[str, str]:
-    keys = ["executor", "max_concurrency"]
+    keys = list(RUN_SETTINGS)
     if "use" in site.spec:
         keys += ["max_retries", "wait"]
     key = draw(st.sampled_from(keys))

@@ -14,6 +14,7 @@ from pocketcore._front.run import run as run_flow
 from pocketcore._front.timeline import Timeline
 from pocketcore._plugins.registry import Registry
 
+from . import controls
 from .errors import BadInput, user_code
 from .output import dumps, write
 from .progress import is_terminal, progress
@@ -23,8 +24,9 @@ __all__ = ["add_command", "parse_params", "print_result", "read_shared", "timeli
 
 EPILOG = """\
 TARGET is loaded as follows:
-  flow.toml                   a flow file; its [config] executor and max_concurrency
-                              are used unless --executor / --max-concurrency are given
+  flow.toml                   a flow file; its [config] settings (executor,
+                              max_concurrency, max_per_second, limiter, on_error) are
+                              used unless the matching option is given
   path/to/file.py:object      the file is imported (its folder first on sys.path)
   package.module:object       imported with the current directory first on sys.path
 object may be dotted (module:holder.flow). If it is a class or function rather than
@@ -34,6 +36,10 @@ a node or flow, it is called with no arguments and must return a node or flow.
 its params to every node it runs). The value is parsed as JSON when it is valid
 JSON (--set n=3, --set tags='["a","b"]', --set flag=true), else taken as a
 string (--set name=alice).
+
+With --on-error collect, failed items become pocketcore.Failed values and the run
+goes on; when any were collected, a line on stderr counts them ("pocketcore: 1,997 ok,
+3 failed"), and the exit status is 0.
 
 Exit status: 0 success, 1 the flow raised (its 'Type: message' on stderr),
 2 bad input, 130 interrupted.
@@ -75,6 +81,7 @@ def add_command(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
         type=_positive_int,
         help="the most items of a parallel batch in flight at once (an integer >= 1)",
     )
+    controls.add_options(p)
     p.add_argument(
         "--set",
         metavar="KEY=VALUE",
@@ -96,7 +103,12 @@ def add_command(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
         help="write a timeline of the run to FILE, one self-contained HTML page to open in "
         "a browser (also when the flow fails)",
     )
-    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar, even on a terminal")
+    p.add_argument(
+        "-q",
+        "--quiet",
+        action="store_true",
+        help="no progress bar, even on a terminal, and no count of collected failures",
+    )
     p.add_argument(
         "--traceback",
         action="store_true",
@@ -124,14 +136,21 @@ def _cmd_run(args: argparse.Namespace) -> int:
             f"unknown executor {args.executor!r} (from --executor); installed executors: "
             f"{registry.describe_choices()}"
         )
+    if args.limiter is not None:
+        controls.check_limiter(args.limiter)
     target = load_target(args.target, registry)
     if params:
         target.node.set_params({**target.node.params, **params})
-    executor = args.executor if args.executor is not None else target.executor
-    limit = args.max_concurrency if args.max_concurrency is not None else target.max_concurrency
-    show = progress(registry, enabled=not args.quiet and is_terminal(sys.stderr))
-    with show, timeline(registry, args.timeline), user_code():
-        action = run_flow(target.node, shared, executor=executor, max_concurrency=limit)
+    given = controls.chosen(args, target)
+    if args.verbose:
+        print(*controls.describe(given), sep="\n", file=sys.stderr)
+    with (
+        progress(registry, enabled=not args.quiet and is_terminal(sys.stderr)),
+        timeline(registry, args.timeline),
+        controls.count_failures(registry, target.node, given, report=not args.quiet),
+        user_code(),
+    ):
+        action = run_flow(target.node, shared, **{k: s.value for k, s in given.items()})
     print_result(shared, action, args.output)
     return 0
 

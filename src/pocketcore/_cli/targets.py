@@ -9,6 +9,7 @@ import inspect
 import operator
 import os
 import sys
+import types
 import warnings
 from collections.abc import Mapping
 from pathlib import Path
@@ -54,6 +55,8 @@ class Target(NamedTuple):
     executor: str | None = None
     max_concurrency: int | None = None
     names: Mapping[str, BaseNode] | None = None
+    config: Mapping[str, Any] = types.MappingProxyType({})
+    """Every setting of the flow file's ``[config]`` (see ``LoadedFlow.config``)."""
 
 
 def load_target(spec: str, registry: Registry) -> Target:
@@ -106,7 +109,13 @@ def _load_flow_file(spec: str, registry: Registry) -> Target:
         loaded = load_flow(path, registry=registry)
     for failure in registry.failures[before:]:
         warn(str(failure))
-    return Target(loaded.flow, loaded.executor, loaded.max_concurrency, loaded.names)
+    return Target(
+        loaded.flow,
+        loaded.executor,
+        loaded.max_concurrency,
+        loaded.names,
+        types.MappingProxyType(loaded.config),
+    )
 
 
 def _import_file(where: str) -> ModuleType:

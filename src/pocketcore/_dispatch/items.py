@@ -318,7 +318,8 @@ def _limited(
         taken: list[Limiter] = []
         try:
             for limiter in limiters:
-                await limiter.acquire()
+                if not limiter.try_acquire():
+                    await limiter.acquire()
                 taken.append(limiter)
             return await fn(item)
         finally:

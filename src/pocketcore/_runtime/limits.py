@@ -104,6 +104,26 @@ class Limiter:
         self.max_concurrency = _check_concurrency(self.max_concurrency, source)
         self.max_per_second = check_rate(self.max_per_second, source)
 
+    def try_acquire(self) -> bool:
+        """Take a slot and this start's turn now if both are free, without waiting.
+
+        The common case of a limiter with room to spare costs no coroutine;
+        when it returns ``False``, nothing was taken and :meth:`acquire` waits.
+        """
+        with self._lock:
+            if self.max_concurrency is not None and (
+                self._in_flight >= self.max_concurrency or self._waiters
+            ):
+                return False
+            if self.max_per_second is not None:
+                now = time.monotonic()
+                if self._next_start > now:
+                    return False
+                self._next_start = now + 1 / self.max_per_second
+            if self.max_concurrency is not None:
+                self._in_flight += 1
+            return True
+
     async def acquire(self) -> None:
         """Wait for a slot (when bounded), then for this start's turn (when paced)."""
         if self.max_concurrency is not None:

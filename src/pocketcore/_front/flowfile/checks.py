@@ -28,7 +28,7 @@ from pocketcore._nodes.flows import (
 )
 from pocketcore._nodes.nodes import AsyncNode, BaseNode
 from pocketcore._plugins.registry import Registry
-from pocketcore._runtime.config import check_executor_value, check_limit
+from pocketcore._runtime.config import CODE_CHECKS, check_limit, plugin_settings
 
 FLOW_TYPES: dict[str, type[Flow]] = {
     cls.__name__: cls
@@ -276,23 +276,11 @@ class Checks:
         return valid
 
     def setting_problem(self, key: str, value: object) -> str | None:
-        if key in ("max_retries", "max_concurrency"):
-            # The kernel's rule for a limit (an int >= 1, not a bool) is also
-            # the rule for a number of attempts.
-            return (
-                None if _accepts(check_limit, value) else f"expected an integer >= 1, {got(value)}"
-            )
-        if key == "wait":
-            if (
-                isinstance(value, (int, float))
-                and not isinstance(value, bool)
-                and math.isfinite(value)
-                and value >= 0
-            ):
-                return None
-            return f"expected a number of seconds >= 0, {got(value)}"
-        # key == "executor"
-        if not (isinstance(value, str) and _accepts(check_executor_value, value)):
+        """What is wrong with ``value`` for the setting ``key``, or ``None``."""
+        return _SETTING_CHECKS[key](self, value)
+
+    def executor_problem(self, value: object) -> str | None:
+        if not (isinstance(value, str) and _accepts(CODE_CHECKS["executor"], value)):
             return f"expected an executor name (str), {got(value)}"
         if value not in self.registry.executors:
             hint = suggest(value, self.registry.executors)
@@ -301,3 +289,69 @@ class Checks:
                 f"(installed executors: {self.registry.describe_choices()}){hint}"
             )
         return None
+
+    def limiter_problem(self, value: object) -> str | None:
+        """A limiter is named here and declared in the working directory's configuration file.
+
+        That file is where the run looks the name up (``[limiters.NAME]`` of
+        ``pocketcore.toml``, else ``[tool.pocketcore.limiters.NAME]`` of
+        ``pyproject.toml``), so a name it lacks would stop the run.
+        """
+        if not (isinstance(value, str) and _accepts(CODE_CHECKS["limiter"], value)):
+            return f"expected the name of a declared limiter (str), {got(value)}"
+        try:
+            declared, where = plugin_settings("limiters")
+        except ConfigError as exc:  # the configuration file is unreadable or holds a bad value
+            return f"cannot check limiter {value!r}: {exc}"
+        if value in declared:
+            return None
+        if where is None:
+            return (
+                f"unknown limiter {value!r} (no limiters are declared; declare one under "
+                "[limiters.NAME] in pocketcore.toml or [tool.pocketcore.limiters.NAME] in "
+                "pyproject.toml)"
+            )
+        hint = suggest(value, declared)
+        return f"unknown limiter {value!r} ({where} declares: {listing(sorted(declared))}){hint}"
+
+
+def _count_problem(checks: Checks, value: object) -> str | None:
+    # The kernel's rule for a limit (an int >= 1, not a bool) is also the rule
+    # for a number of attempts.
+    return None if _accepts(check_limit, value) else f"expected an integer >= 1, {got(value)}"
+
+
+def _wait_problem(checks: Checks, value: object) -> str | None:
+    if (
+        isinstance(value, (int, float))
+        and not isinstance(value, bool)
+        and math.isfinite(value)
+        and value >= 0
+    ):
+        return None
+    return f"expected a number of seconds >= 0, {got(value)}"
+
+
+def _rate_problem(checks: Checks, value: object) -> str | None:
+    if _accepts(CODE_CHECKS["max_per_second"], value):
+        return None
+    return f"expected a positive number of items per second, {got(value)}"
+
+
+def _on_error_problem(checks: Checks, value: object) -> str | None:
+    if _accepts(CODE_CHECKS["on_error"], value):
+        return None
+    return f"expected 'raise' or 'collect', {got(value)}"
+
+
+# How each setting a file may give is checked: by the kernel's own check of
+# the value (CODE_CHECKS), worded for a file.
+_SETTING_CHECKS: dict[str, Callable[[Checks, object], str | None]] = {
+    "max_retries": _count_problem,
+    "wait": _wait_problem,
+    "executor": Checks.executor_problem,
+    "max_concurrency": _count_problem,
+    "max_per_second": _rate_problem,
+    "limiter": Checks.limiter_problem,
+    "on_error": _on_error_problem,
+}

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import types
 from collections.abc import Mapping
+from typing import Any
 
 import attrs
 
@@ -21,8 +22,8 @@ from .reading import read_toml
 class LoadedFlow:
     """A flow built from a flow file, with the run settings the file gives.
 
-    Run it with ``pocketcore.run(loaded.flow, shared, executor=loaded.executor,
-    max_concurrency=loaded.max_concurrency)``.
+    Run it with ``pocketcore.run(loaded.flow, shared, **loaded.config)``, so
+    that the file's ``[config]`` applies and the caller can still override it.
 
     The params the file gives a node fill in the keys its flow does not pass
     down (see ``docs/flow-files.md``). They are the node's ``params`` dict, so
@@ -37,6 +38,10 @@ class LoadedFlow:
         names: Every node of the file by its qualified name: ``"load"`` for a
             node of the top-level flow, ``"sub.x"`` for node ``x`` of the
             nested flow ``sub`` (which is itself ``"sub"``).
+        max_per_second: ``max_per_second`` of the file's ``[config]``, else ``None``.
+        limiter: ``limiter`` of the file's ``[config]`` (a declared limiter's
+            name), else ``None``.
+        on_error: ``on_error`` of the file's ``[config]``, else ``None``.
     """
 
     flow: BaseNode
@@ -44,6 +49,21 @@ class LoadedFlow:
     max_concurrency: int | None
     path: str
     names: Mapping[str, BaseNode]
+    max_per_second: float | None = None
+    limiter: str | None = None
+    on_error: str | None = None
+
+    @property
+    def config(self) -> dict[str, Any]:
+        """The settings of the file's ``[config]``, as keyword arguments of ``pocketcore.run``."""
+        given = {
+            "executor": self.executor,
+            "max_concurrency": self.max_concurrency,
+            "max_per_second": self.max_per_second,
+            "limiter": self.limiter,
+            "on_error": self.on_error,
+        }
+        return {key: value for key, value in given.items() if value is not None}
 
 
 class FlowFileError(ConfigError):
@@ -94,7 +114,7 @@ def load_flow(path: str | os.PathLike[str], *, registry: Registry | None = None)
         raise FlowFileError(path, [str(exc)]) from None
     loader = Loader(get_registry() if registry is None else registry)
     try:
-        flow, executor, limit = loader.load(data)
+        flow, config = loader.load(data)
     except FatalProblem as exc:
         raise FlowFileError(path, [str(exc)]) from None
     except RecursionError:
@@ -105,4 +125,13 @@ def load_flow(path: str | os.PathLike[str], *, registry: Registry | None = None)
         # A problem is found once per use of a nested flow; say it once.
         raise FlowFileError(path, list(dict.fromkeys(loader.problems)))
     names = {name: node for name, node in loader.names.items() if node is not None}
-    return LoadedFlow(flow, executor, limit, path, types.MappingProxyType(names))
+    return LoadedFlow(
+        flow,
+        config.get("executor"),
+        config.get("max_concurrency"),
+        path,
+        types.MappingProxyType(names),
+        max_per_second=config.get("max_per_second"),
+        limiter=config.get("limiter"),
+        on_error=config.get("on_error"),
+    )

@@ -18,9 +18,12 @@ from .checks import Checks, FatalProblem, Path, error_line, got, listing, sugges
 from .filenodes import FileBatch, FromFile, file_class
 
 _TOP_KEYS = ("config", "flow", "flows")
-_CONFIG_KEYS = ("executor", "max_concurrency")
-_FLOW_SETTINGS = ("executor", "max_concurrency")
-_NODE_SETTINGS = ("max_retries", "wait", "executor", "max_concurrency")
+# The run-level settings a file may give: for the run in [config], else for a
+# flow (and the nodes in it) or a node, as attributes.
+RUN_SETTINGS = ("executor", "max_concurrency", "max_per_second", "limiter", "on_error")
+_CONFIG_KEYS = RUN_SETTINGS
+_FLOW_SETTINGS = RUN_SETTINGS
+_NODE_SETTINGS = ("max_retries", "wait", *RUN_SETTINGS)
 _FLOW_KEYS = ("type", "start", "params", *_FLOW_SETTINGS, "batch", "batch_key", "nodes")
 _NODE_KEYS = ("use", "flow", "params", "next", *_NODE_SETTINGS)
 
@@ -61,8 +64,8 @@ class Loader(Checks):
 
     # --- the file ---------------------------------------------------------------
 
-    def load(self, data: dict[str, Any]) -> tuple[BaseNode | None, str | None, int | None]:
-        """Build the top-level flow; return it with the ``[config]`` executor and limit."""
+    def load(self, data: dict[str, Any]) -> tuple[BaseNode | None, dict[str, Any]]:
+        """Build the top-level flow; return it with the valid settings of ``[config]``."""
         self.check_keys(data, _TOP_KEYS, ())
         config = data.get("config", {})
         settings: dict[str, Any] = {}
@@ -81,7 +84,7 @@ class Loader(Checks):
             if name not in self.checked:  # nothing used it: check it all the same
                 self.checked.add(name)
                 self.build_flow(table, ("flows", name), None, (name,))
-        return flow, settings.get("executor"), settings.get("max_concurrency")
+        return flow, settings
 
     # --- flows ------------------------------------------------------------------
 

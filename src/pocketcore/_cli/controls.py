@@ -1,0 +1,240 @@
+"""``pocketcore run``'s run-level settings: their options, where each came from, and failures.
+
+The options ``--max-per-second``, ``--limiter`` and ``--on-error`` join
+``--executor`` and ``--max-concurrency``: each wins over the flow file's
+``[config]``, which wins over the environment and the configuration files.
+``--verbose`` says which value each setting has and where it came from, and
+a run that collected failures (``on_error="collect"``) ends with a one-line
+count of them, kept by a lifecycle observer registered only for such runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import sys
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+from pocketcore._core.errors import ConfigError
+from pocketcore._core.results import Failed
+from pocketcore._nodes.flows import Flow
+from pocketcore._nodes.nodes import BaseNode
+from pocketcore._plugins.registry import Registry
+from pocketcore._runtime.config import ON_ERROR, RunSettings, Setting, plugin_settings
+from pocketcore._runtime.limits import as_limiter_table, check_rate
+from pocketcore.hookspecs import hookimpl
+
+from .errors import BadInput
+from .output import PROG
+from .targets import Target
+
+__all__ = [
+    "FAILURES_PLUGIN",
+    "SETTINGS",
+    "FailureCounter",
+    "add_options",
+    "check_limiter",
+    "chosen",
+    "count_failures",
+    "describe",
+]
+
+FAILURES_PLUGIN = "pocketcore-cli-failures"
+
+# The run-level settings, in the order --verbose lists them, with their options.
+SETTINGS = {
+    "executor": "--executor",
+    "max_concurrency": "--max-concurrency",
+    "max_per_second": "--max-per-second",
+    "limiter": "--limiter",
+    "on_error": "--on-error",
+}
+
+# What a setting nobody gives means, for --verbose.
+_UNSET = {
+    "executor": "the default: asyncio, or trio when the flow runs on trio",
+    "max_concurrency": "no limit",
+    "max_per_second": "no pacing",
+    "limiter": "none",
+    "on_error": "the default: raise",
+}
+
+
+def add_options(parser: argparse.ArgumentParser) -> None:
+    """Add ``--max-per-second``, ``--limiter``, ``--on-error`` and ``--verbose`` to ``parser``."""
+    parser.add_argument(
+        "--max-per-second",
+        metavar="RATE",
+        type=_rate,
+        help="the most items of a parallel batch started per second, spaced evenly "
+        "(a positive number)",
+    )
+    parser.add_argument(
+        "--limiter",
+        metavar="NAME",
+        help="a limiter declared under [tool.pocketcore.limiters.NAME] in pyproject.toml "
+        "(or [limiters.NAME] in pocketcore.toml), shared by every parallel batch item",
+    )
+    parser.add_argument(
+        "--on-error",
+        choices=ON_ERROR,
+        help="raise (default): the first failing item fails the run; collect: failed items "
+        "become pocketcore.Failed in their slot, and post gets the whole list",
+    )
+    parser.add_argument(
+        "-v",
+        "--verbose",
+        action="store_true",
+        help="before running, print each run-level setting and where it came from (stderr)",
+    )
+
+
+def _rate(text: str) -> float:
+    try:
+        value = check_rate(float(text), "--max-per-second")
+    except (ValueError, ConfigError):  # not a number; or zero, negative, NaN or infinite
+        value = None
+    if value is None:
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {text!r}")
+    return value
+
+
+def chosen(args: argparse.Namespace, target: Target) -> dict[str, Setting]:
+    """The settings the options give, else the flow file's ``[config]``, with their sources."""
+    found = {}
+    for key, option in SETTINGS.items():
+        value = getattr(args, key)
+        if value is not None:
+            found[key] = Setting(value, option)
+        elif target.config.get(key) is not None:
+            found[key] = Setting(target.config[key], f"[config] of {args.target}")
+    return found
+
+
+def check_limiter(name: str) -> None:
+    """Check that ``--limiter NAME`` names a declared limiter.
+
+    Raises:
+        BadInput: No limiter of that name is declared.
+        ConfigError: The configuration file cannot be read or holds a bad value.
+    """
+    declared, where = plugin_settings("limiters")
+    if name in declared:
+        return
+    if where is None:
+        raise BadInput(
+            f"unknown limiter {name!r} (from --limiter); no limiters are declared (declare one "
+            "under [tool.pocketcore.limiters.NAME] in pyproject.toml, or [limiters.NAME] in "
+            "pocketcore.toml)"
+        )
+    names = ", ".join(sorted(declared))
+    raise BadInput(f"unknown limiter {name!r} (from --limiter); {where} declares: {names}")
+
+
+def describe(given: dict[str, Setting]) -> list[str]:
+    """One line per run-level setting for ``--verbose``: its value and where it came from.
+
+    ``given`` holds the options and the flow file's ``[config]``; the rest
+    are looked for where a run looks (the environment, the configuration
+    files). A value there that the run could not use is shown with the error.
+    """
+    settings = RunSettings(given)
+    lines = []
+    for key in SETTINGS:
+        try:
+            setting = settings.get(key)
+        except ConfigError as exc:
+            lines.append(f"{PROG}: {key}: unusable: {exc}")
+            continue
+        if setting is None:
+            lines.append(f"{PROG}: {key}: not set ({_UNSET[key]})")
+            continue
+        value = setting.value
+        shown = f"{value:g}" if isinstance(value, float) else str(value)
+        bounds = _limiter_bounds(value) if key == "limiter" else ""
+        lines.append(f"{PROG}: {key}: {shown} (from {setting.source}{bounds})")
+    return lines
+
+
+def _limiter_bounds(name: str) -> str:
+    """``"; 2 at once, 5/s"``: the bounds of the limiter declared as ``name``."""
+    try:
+        declared, where = plugin_settings("limiters")
+        if name not in declared:
+            return "; not declared"
+        limiter = as_limiter_table(declared[name], where or "", name)
+    except ConfigError as exc:
+        return f"; unusable: {exc}"
+    # "limiter 'llm' (2 at once, 5/s)" -> "; 2 at once, 5/s"
+    return "; " + limiter.describe().partition(" (")[2].removesuffix(")")
+
+
+@contextlib.contextmanager
+def count_failures(
+    registry: Registry, target: BaseNode, given: dict[str, Setting], *, report: bool
+) -> Iterator[None]:
+    """Count the items the run collects as failures; say how many, if any, when it ends.
+
+    The observer is registered only when ``on_error="collect"`` may be in
+    force: for the run, or on a node or flow reachable from ``target``.
+    Otherwise the lifecycle hooks stay free.
+    """
+    if not (report and _may_collect(target, given)):
+        yield
+        return
+    counter = FailureCounter()
+    registry.register(counter, name=FAILURES_PLUGIN)
+    try:
+        yield
+    finally:
+        registry.unregister(counter)
+        if counter.failed:
+            print(f"{PROG}: {counter.ok:,} ok, {counter.failed:,} failed", file=sys.stderr)
+
+
+def _may_collect(target: BaseNode, given: dict[str, Setting]) -> bool:
+    try:
+        run_level = RunSettings(given).get("on_error")
+    except ConfigError:  # the run reports it, if it needs the value
+        run_level = None
+    if run_level is not None and run_level.value == "collect":
+        return True
+    return any(getattr(node, "on_error", None) == "collect" for node in _reachable(target))
+
+
+def _reachable(target: BaseNode) -> list[BaseNode]:
+    """Every node reachable from ``target``: successors and the nodes of nested flows."""
+    found, seen = [target], {id(target)}
+    for node in found:  # grows while it is walked
+        inner = node.start_node if isinstance(node, Flow) else None
+        for nxt in (*node.successors.values(), inner):
+            if isinstance(nxt, BaseNode) and id(nxt) not in seen:
+                seen.add(id(nxt))
+                found.append(nxt)
+    return found
+
+
+class FailureCounter:
+    """A lifecycle-hook plugin counting the items of batch nodes: done, and collected as failed.
+
+    The passes of batch flows are not items of work, and are not counted.
+    Items may finish on worker threads, so the counts are kept under a lock.
+    """
+
+    def __init__(self) -> None:
+        self.ok = 0
+        self.failed = 0
+        self._lock = threading.Lock()
+
+    @hookimpl
+    def pocketcore_batch_item_done(self, node: Any, result: Any, exception: Any) -> None:
+        """Count one finished item of a batch node: a :class:`pocketcore.Failed`, or ok."""
+        if isinstance(node, Flow):
+            return
+        with self._lock:
+            if isinstance(result, Failed):
+                self.failed += 1
+            elif exception is None:
+                self.ok += 1
