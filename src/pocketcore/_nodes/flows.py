@@ -126,13 +126,13 @@ class Flow(BaseNode):
     def _orch(self, shared: Any, params: dict[str, Any] | None = None) -> Any:
         scope = enter_scope(self)
         try:
-            step, _ = observe.steppers()
+            observed = observe.steppers()
             curr = _copy(self.start_node)
             p = params or {**self.params}
             last_action = None
             while curr:
                 curr.set_params(p)
-                last_action = step(curr, shared)
+                last_action = curr._run(shared) if observed is None else observed[0](curr, shared)
                 curr = _copy(self.get_next_node(curr, last_action))
             return last_action
         finally:
@@ -168,16 +168,20 @@ class AsyncFlow(Flow, AsyncNode):
     async def _orch_async(self, shared: Any, params: dict[str, Any] | None = None) -> Any:
         scope = enter_scope(self)
         try:
-            step, step_async = observe.steppers()
+            observed = observe.steppers()
             curr = _copy(self.start_node)
             p = params or {**self.params}
             last_action = None
             while curr:
                 curr.set_params(p)
-                if isinstance(curr, _AWAITED):
-                    last_action = await step_async(curr, shared)
+                if observed is not None:
+                    step, step_async = observed
+                    awaited = isinstance(curr, _AWAITED)
+                    last_action = await step_async(curr, shared) if awaited else step(curr, shared)
+                elif isinstance(curr, _AWAITED):
+                    last_action = await curr._run_async(shared)
                 else:
-                    last_action = step(curr, shared)
+                    last_action = curr._run(shared)
                 curr = _copy(self.get_next_node(curr, last_action))
             return last_action
         finally:
