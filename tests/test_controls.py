@@ -259,3 +259,102 @@ def test_an_executor_that_runs_the_items_itself_refuses_pacing() -> None:
     node.set_params({"probe": Starts()})
     with pytest.raises(ConfigError, match="cannot pace their starts"):
         pocketcore.run(node, {"n": 2}, executor=Pickling())
+
+
+# --- timeouts per attempt -------------------------------------------------------
+
+
+class Hangs(pocketcore.AsyncParallelBatchNode):
+    """Item i hangs on its first ``hangs[i]`` attempts, then answers at once."""
+
+    async def prep_async(self, shared: dict[str, Any]) -> Any:
+        return range(len(self.params["hangs"]))
+
+    async def exec_async(self, item: int) -> tuple[int, int]:
+        probe: Starts | None = self.params.get("probe")  # none when sent to other processes
+        if probe is not None:
+            probe.enter()
+        try:
+            if self.cur_retry < self.params["hangs"][item]:
+                await anyio.sleep(30)  # only the timeout ends this
+            return item, self.cur_retry
+        finally:
+            if probe is not None:
+                probe.leave()
+
+    async def exec_fallback_async(self, item: int, exc: Exception) -> Any:
+        return ("fallback", item, self.cur_retry, type(exc).__name__)
+
+    async def post_async(self, shared: dict[str, Any], prep_res: Any, exec_res: Any) -> None:
+        shared["out"] = exec_res
+
+
+@pytest.mark.parametrize("executor", executors)
+@slow_settings
+@given(
+    hangs=st.lists(st.integers(0, 3), min_size=1, max_size=5),
+    retries=st.integers(1, 3),
+    limit=st.one_of(st.none(), st.integers(1, 3)),
+)
+def test_a_timeout_fails_the_attempt_and_retries_apply(
+    executor: str, hangs: list[int], retries: int, limit: int | None
+) -> None:
+    probe = Starts()
+    node = Hangs(max_retries=retries, timeout=0.02, max_concurrency=limit)
+    node.set_params({"probe": probe, "hangs": hangs})
+    shared: dict[str, Any] = {}
+    pocketcore.run(node, shared, executor=executor)
+    expected = [
+        (i, h) if h < retries else ("fallback", i, retries - 1, "TimeoutError")
+        for i, h in enumerate(hangs)
+    ]
+    assert shared["out"] == expected  # each item's own cur_retry, attempt by attempt
+    assert len(probe.times) == sum(min(h + 1, retries) for h in hangs)
+    assert probe.in_flight == 0  # every timed-out attempt was cancelled, not left running
+
+
+def test_a_timeout_travels_with_the_work_to_a_remote_executor() -> None:
+    node = Hangs(max_retries=2, timeout=0.02)
+    node.set_params({"hangs": [1, 0, 2]})
+    shared: dict[str, Any] = {}
+    pocketcore.run(node, shared, executor=Pickling())
+    assert shared["out"] == [(0, 1), (1, 0), ("fallback", 2, 1, "TimeoutError")]
+
+
+def test_a_timeout_on_blocking_items_is_refused_when_the_run_starts() -> None:
+    probe = Starts()
+    node = ThreadItems(timeout=1)
+    node.set_params({"probe": probe})
+    with pytest.raises(ConfigError, match=r"ThreadItems has a timeout \(1 s\).*cannot stop it"):
+        pocketcore.run(pocketcore.AsyncFlow(start=node), {"n": 2})
+    node = ThreadItems()
+    node.set_params({"probe": probe})
+    with pytest.raises(ConfigError, match="ThreadItems has a timeout"):
+        pocketcore.run(node, {"n": 2}, timeout=1)
+    assert probe.times == []  # refused before anything ran
+
+
+def test_a_pocketflow_nodes_own_timeout_attribute_is_left_alone() -> None:
+    class Fetch(pocketcore.Node):
+        def __init__(self) -> None:
+            super().__init__()
+            self.timeout = "30s"  # the program's own, for its HTTP client
+
+        def exec(self, prep_res: Any) -> str:
+            return "fetched"
+
+        def post(self, shared: dict[str, Any], prep_res: Any, exec_res: Any) -> str:
+            return str(exec_res)
+
+    assert pocketcore.run(pocketcore.Flow(start=Fetch())) == "fetched"
+
+
+@pytest.mark.parametrize("value", [0, -1, math.nan, math.inf, True, "soon"])
+def test_a_bad_timeout_names_its_source(value: Any) -> None:
+    with pytest.raises(ConfigError, match=re.escape("argument timeout= of Hangs()")):
+        Hangs(timeout=value)
+    with (
+        configured({"POCKETCORE_TIMEOUT": str(value)}),
+        pytest.raises(ConfigError, match="POCKETCORE_TIMEOUT"),
+    ):
+        pocketcore.run(AsyncItems(), {"n": 1})

@@ -252,6 +252,7 @@ def test_verbose_says_where_each_setting_came_from(
         "pocketcore: max_per_second: 50 (from [config] of flow.toml)",
         "pocketcore: limiter: llm (from [config] of flow.toml; 2 at once)",
         "pocketcore: on_error: raise (from --on-error)",
+        "pocketcore: timeout: not set (none)",
     ]
     code, _, err = call(capsys, "run", "ctl.py:items", "-v")
     assert code == 0
@@ -262,6 +263,7 @@ def test_verbose_says_where_each_setting_came_from(
         "pocketcore: max_per_second: 500 (from environment variable POCKETCORE_MAX_PER_SECOND)",
         "pocketcore: limiter: not set (none)",
         "pocketcore: on_error: not set (the default: raise)",
+        "pocketcore: timeout: not set (none)",
     ]
 
 

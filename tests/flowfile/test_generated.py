@@ -38,7 +38,7 @@ param_values = st.one_of(
 params = st.dictionaries(st.sampled_from(["k", "model", "n", "two words"]), param_values)
 # Declared in the pocketcore.toml of the working directory (see the fixture below).
 LIMITERS = ["llm", "db"]
-RUN_SETTINGS = ("executor", "max_concurrency", "max_per_second", "limiter", "on_error")
+RUN_SETTINGS = ("executor", "max_concurrency", "max_per_second", "limiter", "on_error", "timeout")
 run_settings = {
     "executor": st.sampled_from(EXECUTORS),
     "max_concurrency": st.integers(1, 8),
@@ -47,6 +47,7 @@ run_settings = {
     ),
     "limiter": st.sampled_from(LIMITERS),
     "on_error": st.sampled_from(["raise", "collect"]),
+    "timeout": st.floats(0.01, 1e3, allow_nan=False, allow_infinity=False),
 }
 node_settings = st.fixed_dictionaries(
     {},
@@ -210,6 +211,7 @@ BAD_SETTINGS = {
     "max_per_second": [0, -1, "5", True, math.inf, math.nan],
     "limiter": ["lmm", "", 3],
     "on_error": ["ignore", "", True],
+    "timeout": [0, -2, "5", True, math.nan],
 }
 
 

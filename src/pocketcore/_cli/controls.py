@@ -50,6 +50,7 @@ SETTINGS = {
     "max_per_second": "--max-per-second",
     "limiter": "--limiter",
     "on_error": "--on-error",
+    "timeout": "--timeout",
 }
 
 # What a setting nobody gives means, for --verbose.
@@ -59,11 +60,12 @@ _UNSET = {
     "max_per_second": "no pacing",
     "limiter": "none",
     "on_error": "the default: raise",
+    "timeout": "none",
 }
 
 
 def add_options(parser: argparse.ArgumentParser) -> None:
-    """Add ``--max-per-second``, ``--limiter``, ``--on-error`` and ``--verbose`` to ``parser``."""
+    """Add ``--max-per-second``, ``--limiter``, ``--on-error``, ``--timeout``, ``--verbose``."""
     parser.add_argument(
         "--max-per-second",
         metavar="RATE",
@@ -84,6 +86,13 @@ def add_options(parser: argparse.ArgumentParser) -> None:
         "become pocketcore.Failed in their slot, and post gets the whole list",
     )
     parser.add_argument(
+        "--timeout",
+        metavar="SECONDS",
+        type=_seconds,
+        help="the most seconds each attempt of a parallel batch item's exec_async may take; "
+        "a longer one fails with TimeoutError, and retries apply",
+    )
+    parser.add_argument(
         "-v",
         "--verbose",
         action="store_true",
@@ -98,6 +107,16 @@ def _rate(text: str) -> float:
         value = None
     if value is None:
         raise argparse.ArgumentTypeError(f"must be a positive number, got {text!r}")
+    return value
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = check_rate(float(text), "--timeout", "timeout")
+    except (ValueError, ConfigError):  # not a number; or zero, negative, NaN or infinite
+        value = None
+    if value is None:
+        raise argparse.ArgumentTypeError(f"must be a positive number of seconds, got {text!r}")
     return value
 
 

@@ -25,8 +25,8 @@ __all__ = ["add_command", "parse_params", "print_result", "read_shared", "timeli
 EPILOG = """\
 TARGET is loaded as follows:
   flow.toml                   a flow file; its [config] settings (executor,
-                              max_concurrency, max_per_second, limiter, on_error) are
-                              used unless the matching option is given
+                              max_concurrency, max_per_second, limiter, on_error,
+                              timeout) are used unless the matching option is given
   path/to/file.py:object      the file is imported (its folder first on sys.path)
   package.module:object       imported with the current directory first on sys.path
 object may be dotted (module:holder.flow). If it is a class or function rather than

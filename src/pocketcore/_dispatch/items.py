@@ -50,6 +50,7 @@ __all__ = [
     "exec_item_async",
     "fan_out",
     "fan_out_blocking",
+    "refuse_timeout",
     "reraises",
 ]
 
@@ -89,18 +90,23 @@ def exec_item(node: Any, item: Any, attempt: Attempt | None = None) -> Any:
     return None
 
 
-async def exec_item_async(node: Any, item: Any, attempt: Attempt | None = None) -> Any:
+async def exec_item_async(
+    node: Any, item: Any, attempt: Attempt | None = None, per_attempt: float | None = None
+) -> Any:
     """Run ``await node.exec_async(item)`` with attempts, waits and fallback.
 
     PocketFlow's async loop neither sets ``cur_retry`` nor reads it back;
     pocketcore sets it (so ``exec_async`` can read it) and, like PocketFlow,
-    decides on the loop's own counter.
+    decides on the loop's own counter. With ``per_attempt`` seconds (the
+    node's timeout), an attempt that takes longer is cancelled and fails with
+    ``TimeoutError``, like any failed attempt.
     """
     d = node.__dict__
+    call = node.exec_async if per_attempt is None else functools.partial(_within, per_attempt, node)
     if node.max_retries == 1:  # the usual case, without the loop's overhead
         d["cur_retry"] = 0
         try:
-            return await node.exec_async(item)
+            return await call(item)
         except Exception as exc:
             return await node.exec_fallback_async(item, exc)
     for n in range(node.max_retries):
@@ -108,13 +114,19 @@ async def exec_item_async(node: Any, item: Any, attempt: Attempt | None = None) 
         if attempt is not None:
             attempt.n = n
         try:
-            return await node.exec_async(item)
+            return await call(item)
         except Exception as exc:
             if n == node.max_retries - 1:
                 return await node.exec_fallback_async(item, exc)
             if node.wait > 0:
                 await anyio.sleep(node.wait)
     return None
+
+
+async def _within(seconds: float, node: Any, item: Any) -> Any:
+    """One attempt of ``exec_async``, cancelled after ``seconds`` (``TimeoutError``)."""
+    with anyio.fail_after(seconds):
+        return await node.exec_async(item)
 
 
 def _concurrent_item(node: Any, item: Any) -> Any:
@@ -127,12 +139,12 @@ def _concurrent_item(node: Any, item: Any) -> Any:
         CUR_RETRY.reset(token)
 
 
-async def _concurrent_item_async(node: Any, item: Any) -> Any:
+async def _concurrent_item_async(node: Any, item: Any, per_attempt: float | None = None) -> Any:
     """One item of a concurrent async batch: the pipeline with its own ``cur_retry``."""
     attempt = Attempt(node)
     token = CUR_RETRY.set(attempt)
     try:
-        return await exec_item_async(node, item, attempt)
+        return await exec_item_async(node, item, attempt, per_attempt)
     finally:
         CUR_RETRY.reset(token)
 
@@ -149,19 +161,21 @@ def _collect_item(node: Any, item: Any) -> Any:
         CUR_RETRY.reset(token)
 
 
-async def _collect_item_async(node: Any, item: Any) -> Any:
+async def _collect_item_async(node: Any, item: Any, per_attempt: float | None = None) -> Any:
     """One item with ``on_error="collect"``: a failure becomes a :class:`Failed`."""
     attempt = Attempt(node)
     token = CUR_RETRY.set(attempt)
     try:
-        return await exec_item_async(node, item, attempt)
+        return await exec_item_async(node, item, attempt, per_attempt)
     except Exception as exc:
         return Failed(exc, item, -1, attempt.n + 1)  # its index is set by fan_out
     finally:
         CUR_RETRY.reset(token)
 
 
-def _pipeline(node: Any, *, blocking: bool, collect: bool = False) -> Callable[[Any], Any]:
+def _pipeline(
+    node: Any, *, blocking: bool, collect: bool = False, timeout: float | None = None
+) -> Callable[[Any], Any]:
     """What runs for each item of ``node``'s parallel batch.
 
     In the usual case (one attempt, the default fallback, which re-raises)
@@ -170,8 +184,12 @@ def _pipeline(node: Any, *, blocking: bool, collect: bool = False) -> Callable[[
     executor the bound method saves two frames per item. Otherwise each item
     runs the full pipeline with its own counter.
     """
-    if collect:
-        return functools.partial(_collect_item if blocking else _collect_item_async, node)
+    if blocking:
+        if collect:
+            return functools.partial(_collect_item, node)
+    elif collect or timeout is not None:
+        each_item = _collect_item_async if collect else _concurrent_item_async
+        return functools.partial(each_item, node, per_attempt=timeout)
     cls = type(node)
     fallback = cls.exec_fallback if blocking else cls.exec_fallback_async
     if node.max_retries == 1 and _reraises(fallback):
@@ -250,6 +268,9 @@ async def fan_out(
     executor, limit = executor_for(owner)
     controls = batch_controls(owner)
     collect = controls is not None and controls.collect and work is None
+    timeout = None if controls is None or work is not None else controls.timeout
+    if timeout is not None and blocking:
+        raise refuse_timeout(owner, timeout)
     batch: Iterable[Any] = () if items is None else items
     caps = capabilities(executor)
     if caps.remote or (blocking and caps.map_blocking is not None):
@@ -257,7 +278,11 @@ async def fan_out(
             owner, executor, batch, blocking=blocking, work=work, limit=limit, controls=controls
         )
     else:
-        fn = work if work is not None else _pipeline(owner, blocking=blocking, collect=collect)
+        fn = (
+            work
+            if work is not None
+            else _pipeline(owner, blocking=blocking, collect=collect, timeout=timeout)
+        )
         if blocking:
             fn, limit = on_threads(fn, limit)
         batch, fn = observe.items_async(owner, batch, fn)
@@ -293,10 +318,12 @@ async def _executor_runs_items(
             "map_blocking), so pocketcore cannot pace their starts; this is not supported yet"
         )
     collect = controls is not None and controls.collect and work is None
+    timeout = None if controls is None or work is not None else controls.timeout
     if caps.remote:
         if work is not None:
             refuse_batch_flow(owner, executor)
-        fn = _pipeline(detached(owner), blocking=blocking, collect=collect)
+        # The timeout travels with the work: each attempt is timed where it runs.
+        fn = _pipeline(detached(owner), blocking=blocking, collect=collect, timeout=timeout)
         batch = shippable(owner, executor, fn, batch)
     else:
         fn = work if work is not None else _pipeline(owner, blocking=blocking, collect=collect)
@@ -307,6 +334,16 @@ async def _executor_runs_items(
         )
     call = functools.partial(call_sync, fn) if blocking else fn
     return await observe.items_after(owner, batch, lambda its: executor.map(call, its, limit=limit))
+
+
+def refuse_timeout(node: Any, timeout: float) -> ConfigError:
+    """The error for a timeout on items whose ``exec`` blocks: it could not stop them."""
+    return ConfigError(
+        f"{type(node).__name__} has a timeout ({timeout:g} s), but its exec is blocking and "
+        "runs on a worker thread (or a remote worker), where a timeout cannot stop it: the "
+        "attempt would go on running after the batch ends. Make exec async (an "
+        "AsyncParallelBatchNode), or bound the call inside exec itself"
+    )
 
 
 def _limited(

@@ -9,8 +9,9 @@ import anyio
 import sniffio
 
 from pocketcore._core.executor import Executor
+from pocketcore._dispatch.items import refuse_timeout
 from pocketcore._nodes.flows import Flow
-from pocketcore._nodes.nodes import AsyncNode, BaseNode
+from pocketcore._nodes.nodes import AsyncNode, BaseNode, ParallelBatchNode
 from pocketcore._plugins.registry import get_registry
 from pocketcore._runtime import observe
 from pocketcore._runtime.config import (
@@ -34,6 +35,7 @@ def run(
     max_per_second: float | None = None,
     limiter: str | Limiter | None = None,
     on_error: str | None = None,
+    timeout: float | None = None,
 ) -> Any:
     """Run a node or flow, sync or async, and return what its ``run`` returns.
 
@@ -44,8 +46,8 @@ def run(
     Each run-level setting is resolved once, when something first needs it,
     most specific first: the argument, then the environment
     (``POCKETCORE_EXECUTOR``, ``POCKETCORE_MAX_CONCURRENCY``,
-    ``POCKETCORE_MAX_PER_SECOND``, ``POCKETCORE_LIMITER``,
-    ``POCKETCORE_ON_ERROR``), then ``pocketcore.toml`` or ``[tool.pocketcore]``
+    ``POCKETCORE_MAX_PER_SECOND``, ``POCKETCORE_LIMITER``, ``POCKETCORE_ON_ERROR``,
+    ``POCKETCORE_TIMEOUT``), then ``pocketcore.toml`` or ``[tool.pocketcore]``
     in ``pyproject.toml`` of the working directory, then the default. A
     node's or flow's own setting still wins for that node; the target's own
     executor also decides which event loop is started.
@@ -60,6 +62,8 @@ def run(
             the configuration file, shared by every parallel batch item.
         on_error: ``"raise"`` (default) or ``"collect"``; see
             :class:`~pocketcore.Failed`.
+        timeout: Seconds each attempt of a parallel batch item's
+            ``exec_async`` may take (``POCKETCORE_TIMEOUT``).
 
     Returns:
         What ``target.run(shared)`` (or ``run_async``) returns: for a flow,
@@ -84,6 +88,7 @@ def run(
             max_per_second=max_per_second,
             limiter=limiter,
             on_error=on_error,
+            timeout=timeout,
         )
     )
     registry = get_registry()
@@ -193,3 +198,7 @@ def check_graph(target: BaseNode, cfg: RunConfig) -> None:
         limiter = own.get("limiter")
         if limiter is not None:
             cfg.limiter(limiter.value, limiter.source)
+        if isinstance(node, ParallelBatchNode):
+            timeout = own.get("timeout") or cfg.setting("timeout")
+            if timeout is not None:
+                raise refuse_timeout(node, timeout.value)

@@ -82,8 +82,8 @@ class Flow(BaseNode):
 
     Args:
         start: The first node (also settable later with :meth:`start`).
-        executor, max_concurrency, max_per_second, limiter, on_error: Keyword
-            only; see :class:`BaseNode`.
+        executor, max_concurrency, max_per_second, limiter, on_error, timeout:
+            Keyword only; see :class:`BaseNode`.
     """
 
     def __init__(
@@ -95,6 +95,7 @@ class Flow(BaseNode):
         max_per_second: float | None = None,
         limiter: str | Limiter | None = None,
         on_error: str | None = None,
+        timeout: float | None = None,
     ) -> None:
         super().__init__(
             executor=executor,
@@ -102,6 +103,7 @@ class Flow(BaseNode):
             max_per_second=max_per_second,
             limiter=limiter,
             on_error=on_error,
+            timeout=timeout,
         )
         self.start_node = start
 

@@ -62,6 +62,11 @@ class BaseNode:
         on_error: Keyword only. ``"raise"`` (fail fast, the default) or
             ``"collect"``: every item of a parallel batch node runs, and one
             that fails becomes a :class:`~pocketcore.Failed` in its slot.
+        timeout: Keyword only. Seconds each attempt of an item's
+            ``exec_async`` may take in a parallel batch; a longer one is
+            cancelled and fails with ``TimeoutError`` (so retries, wait and
+            the fallback apply). Read on the parallel batch classes only; a
+            blocking ``exec`` with a timeout is refused when the run starts.
 
         Each is also settable as a class attribute. On a flow, it applies to
         every node inside that does not set its own.
@@ -80,6 +85,7 @@ class BaseNode:
     max_per_second: float | None = None
     limiter: str | Limiter | None = None
     on_error: str | None = None
+    timeout: float | None = None
     #: Whether the class fans its items out through an executor (the
     #: *Parallel* classes). A run whose graph has none never needs an executor,
     #: so it never reads the executor settings.
@@ -93,6 +99,7 @@ class BaseNode:
         max_per_second: float | None = None,
         limiter: str | Limiter | None = None,
         on_error: str | None = None,
+        timeout: float | None = None,
     ) -> None:
         self.params: dict[str, Any] = {}
         self.successors: dict[str, BaseNode] = {}
@@ -102,6 +109,7 @@ class BaseNode:
             ("max_per_second", max_per_second),
             ("limiter", limiter),
             ("on_error", on_error),
+            ("timeout", timeout),
         ):
             if value is not None:
                 source = f"argument {key}= of {type(self).__name__}()"
@@ -179,8 +187,8 @@ class Node(BaseNode):
     Args:
         max_retries: How many times ``exec`` is attempted in all (default 1).
         wait: Seconds to sleep between attempts (default 0).
-        executor, max_concurrency, max_per_second, limiter, on_error: Keyword
-            only; see :class:`BaseNode`.
+        executor, max_concurrency, max_per_second, limiter, on_error, timeout:
+            Keyword only; see :class:`BaseNode`.
 
     Attributes:
         cur_retry: The 0-based attempt of the item being executed. Inside
@@ -198,6 +206,7 @@ class Node(BaseNode):
         max_per_second: float | None = None,
         limiter: str | Limiter | None = None,
         on_error: str | None = None,
+        timeout: float | None = None,
     ) -> None:
         super().__init__(
             executor=executor,
@@ -205,6 +214,7 @@ class Node(BaseNode):
             max_per_second=max_per_second,
             limiter=limiter,
             on_error=on_error,
+            timeout=timeout,
         )
         self.max_retries, self.wait = max_retries, wait
 

@@ -140,6 +140,20 @@ def _parse_rate(text: str, source: str) -> float | None:
     return check_rate(value, source)
 
 
+def _check_timeout(value: object, source: str) -> float | None:
+    return check_rate(value, source, "timeout")
+
+
+def _parse_timeout(text: str, source: str) -> float | None:
+    try:
+        value = float(text)
+    except ValueError:
+        raise ConfigError(
+            f"timeout must be a number of seconds, got {text!r} from {source}"
+        ) from None
+    return _check_timeout(value, source)
+
+
 def _check_limiter_name(value: object, source: str) -> str:
     if not isinstance(value, str) or not value:
         raise ConfigError(f"limiter must be a limiter name, got {value!r} from {source}")
@@ -152,6 +166,7 @@ SPECS: dict[str, _Spec] = {
     "max_per_second": _Spec("POCKETCORE_MAX_PER_SECOND", _parse_rate, check_rate),
     "limiter": _Spec("POCKETCORE_LIMITER", _check_limiter_name, _check_limiter_name),
     "on_error": _Spec("POCKETCORE_ON_ERROR", check_on_error, check_on_error),
+    "timeout": _Spec("POCKETCORE_TIMEOUT", _parse_timeout, _check_timeout),
 }
 
 
@@ -331,6 +346,7 @@ CODE_CHECKS: dict[str, Callable[[object, str], Any]] = {
     "max_per_second": check_rate,
     "limiter": check_limiter_value,
     "on_error": check_on_error,
+    "timeout": _check_timeout,
 }
 
 

@@ -151,6 +151,9 @@ def own_settings(node: Any) -> dict[str, Setting]:
         ("max_per_second", node.max_per_second),
         ("limiter", node.limiter),
         ("on_error", node.on_error),
+        # A timeout is the parallel batch nodes' own only: PocketFlow programs
+        # may well keep a `timeout` of their own on other nodes.
+        ("timeout", node.timeout if type(node).fans_out else None),
     ):
         if value is not None:
             source = node_source(node, key)
@@ -182,10 +185,12 @@ class Controls:
             pacing (``max_per_second``), then a shared limiter.
         collect: ``on_error="collect"``: an item that fails becomes a
             :class:`pocketcore.Failed` in its slot instead of failing the batch.
+        timeout: Seconds each attempt of an item's ``exec_async`` may take.
     """
 
     limiters: tuple[Limiter, ...]
     collect: bool
+    timeout: float | None = None
 
 
 def batch_controls(node: Any) -> Controls | None:
@@ -212,6 +217,7 @@ def batch_controls(node: Any) -> Controls | None:
         limiters.append(cfg.limiter(shared.value, shared.source))
     policy = chosen("on_error")
     collect = policy is not None and policy.value == "collect"
-    if not limiters and not collect:
+    timeout = chosen("timeout")
+    if not limiters and not collect and timeout is None:
         return None
-    return Controls(tuple(limiters), collect)
+    return Controls(tuple(limiters), collect, None if timeout is None else timeout.value)

@@ -338,6 +338,12 @@ def _rate_problem(checks: Checks, value: object) -> str | None:
     return f"expected a positive number of items per second, {got(value)}"
 
 
+def _timeout_problem(checks: Checks, value: object) -> str | None:
+    if _accepts(CODE_CHECKS["timeout"], value):
+        return None
+    return f"expected a positive number of seconds, {got(value)}"
+
+
 def _on_error_problem(checks: Checks, value: object) -> str | None:
     if _accepts(CODE_CHECKS["on_error"], value):
         return None
@@ -354,4 +360,5 @@ _SETTING_CHECKS: dict[str, Callable[[Checks, object], str | None]] = {
     "max_per_second": _rate_problem,
     "limiter": Checks.limiter_problem,
     "on_error": _on_error_problem,
+    "timeout": _timeout_problem,
 }

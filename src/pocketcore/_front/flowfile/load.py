@@ -42,6 +42,7 @@ class LoadedFlow:
         limiter: ``limiter`` of the file's ``[config]`` (a declared limiter's
             name), else ``None``.
         on_error: ``on_error`` of the file's ``[config]``, else ``None``.
+        timeout: ``timeout`` of the file's ``[config]``, else ``None``.
     """
 
     flow: BaseNode
@@ -52,6 +53,7 @@ class LoadedFlow:
     max_per_second: float | None = None
     limiter: str | None = None
     on_error: str | None = None
+    timeout: float | None = None
 
     @property
     def config(self) -> dict[str, Any]:
@@ -62,6 +64,7 @@ class LoadedFlow:
             "max_per_second": self.max_per_second,
             "limiter": self.limiter,
             "on_error": self.on_error,
+            "timeout": self.timeout,
         }
         return {key: value for key, value in given.items() if value is not None}
 
@@ -134,4 +137,5 @@ def load_flow(path: str | os.PathLike[str], *, registry: Registry | None = None)
         max_per_second=config.get("max_per_second"),
         limiter=config.get("limiter"),
         on_error=config.get("on_error"),
+        timeout=config.get("timeout"),
     )
