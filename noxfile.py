@@ -13,7 +13,7 @@ import nox
 nox.options.sessions = ["tests", "lint", "typecheck", "docs"]
 nox.options.error_on_missing_interpreters = True
 
-PLUGINS = ("sequential", "asyncio", "trio", "dask")
+PLUGINS = ("sequential", "asyncio", "trio", "dask", "uvloop")
 # The example executor plugin of docs/writing-an-executor-plugin.md: tested
 # like the real ones, so the walkthrough stays true.
 EXAMPLE_PLUGIN = "./examples/executor-plugin"
