@@ -19,6 +19,7 @@ from dask_nodes import (
 )
 
 import pocketcore
+import pocketcore_dask
 from pocketcore_dask import DaskExecutor
 
 pytestmark = pytest.mark.usefixtures("address")
@@ -96,19 +97,25 @@ def test_a_batch_awaited_in_your_own_loop_connects_for_that_batch(
     assert [r["square"] for r in shared["results"]] == [25, 36]
 
 
-def test_without_an_address_a_run_starts_a_local_cluster_and_closes_it(
+def test_without_an_address_runs_share_a_local_cluster_until_shutdown(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     monkeypatch.delenv("POCKETCORE_DASK_ADDRESS")
     monkeypatch.chdir(tmp_path)
     (tmp_path / "pocketcore.toml").write_text("[dask]\nn_workers = 1\nthreads_per_worker = 3\n")
     before = set(multiprocessing.active_children())
-    shared: dict[str, Any] = {"numbers": [1, 2, 3, 4]}
-    pocketcore.run(Square(), shared, executor="dask")
-    results = shared["results"]
-    assert [r["square"] for r in results] == [1, 4, 9, 16]
-    assert len({r["worker"] for r in results}) == 1
-    assert results[0]["nthreads"] == 3
+    workers = set()
+    for _ in range(2):
+        shared: dict[str, Any] = {"numbers": [1, 2, 3, 4]}
+        pocketcore.run(Square(), shared, executor="dask")
+        results = shared["results"]
+        assert [r["square"] for r in results] == [1, 4, 9, 16]
+        assert results[0]["nthreads"] == 3
+        workers |= {r["worker"] for r in results}
+    # One worker, the same for both runs: the second run reused the cluster.
+    assert len(workers) == 1
+    assert set(multiprocessing.active_children()) > before
+    pocketcore_dask.shutdown()
     # Its worker process is gone with it.
     assert set(multiprocessing.active_children()) <= before
 
