@@ -126,7 +126,7 @@ def test_arguments_beat_the_environment_which_beats_the_file(
             "nworkers = 2",
             "unknown key 'nworkers' in [tool.pocketcore.dask] in pyproject.toml; known keys: "
             "address, n_workers, threads_per_worker, processes, connect_timeout, "
-            "no_workers_warning",
+            "no_workers_warning, log_failures",
         ),
     ],
 )

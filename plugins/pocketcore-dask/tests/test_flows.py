@@ -141,3 +141,27 @@ def test_an_empty_batch_starts_no_cluster(monkeypatch: pytest.MonkeyPatch) -> No
         shared: dict[str, Any] = {"numbers": []}
         pocketcore.run(node, shared, executor="dask")
         assert shared["results"] == []
+
+
+def test_a_client_of_your_own_is_used_and_left_open(client: Any, cluster: Any) -> None:
+    shared: dict[str, Any] = {"numbers": [1, 2, 3]}
+    # A synchronous client runs its own loop: the run connects to its scheduler.
+    pocketcore.run(SyncSquare(), shared, executor=DaskExecutor(client=client))
+    assert [r["square"] for r in shared["results"]] == [1, 4, 9]
+    assert {r["worker"] for r in shared["results"]} <= set(cluster.scheduler_info["workers"])
+    assert client.status == "running"
+
+
+def test_an_asynchronous_client_on_the_runs_loop_is_used_as_it_is(cluster: Any) -> None:
+    from distributed import Client
+
+    shared: dict[str, Any] = {"numbers": [4, 5]}
+
+    async def main() -> str:
+        async with Client(cluster.scheduler_address, asynchronous=True) as mine:
+            dask = DaskExecutor(client=mine)
+            await Square(executor=dask).run_async(shared)
+            return str(mine.status)
+
+    assert asyncio.run(main()) == "running"  # not closed by the run
+    assert [r["square"] for r in shared["results"]] == [16, 25]

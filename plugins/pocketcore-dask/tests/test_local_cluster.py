@@ -80,11 +80,14 @@ def alive_in_group(pgid: int) -> set[int]:
     return alive
 
 
-def run_script(folder: Path, source: str) -> tuple[subprocess.CompletedProcess[str], set[int]]:
+def run_script(
+    folder: Path, source: str, **env_vars: str
+) -> tuple[subprocess.CompletedProcess[str], set[int]]:
     """Run ``source`` as a script in its own process group; what it did, and what it left."""
     (folder / "script.py").write_text(source)
     (folder / "pocketcore.toml").write_text("[dask]\nn_workers = 2\n")
     env = {k: v for k, v in os.environ.items() if not k.startswith("POCKETCORE_DASK_")}
+    env.update(env_vars)
     proc = subprocess.Popen(
         [sys.executable, "script.py"],
         cwd=folder,
@@ -154,3 +157,34 @@ def test_runs_reuse_the_cluster_until_shutdown_and_nothing_outlives_the_script(
     assert schedulers["third"] != schedulers["first"]
     assert not left, f"still running after the script ended: {left}"
     assert "Traceback" not in done.stderr, done.stderr
+
+
+FAILING = """
+import pocketcore
+
+
+class Fails(pocketcore.ParallelBatchNode):
+    def prep(self, shared):
+        return [1]
+
+    def exec(self, i):
+        raise ValueError("item failed on purpose")
+
+
+if __name__ == "__main__":
+    try:
+        pocketcore.run(Fails(), executor="dask")
+    except ValueError as exc:
+        print("caught:", exc)
+"""
+
+
+@pytest.mark.skipif(not Path("/proc").is_dir(), reason="reads the process table in /proc")
+@pytest.mark.parametrize("log_failures", ["", "1"])
+def test_compute_failed_logs_only_when_asked(tmp_path: Path, log_failures: str) -> None:
+    done, left = run_script(tmp_path, FAILING, POCKETCORE_DASK_LOG_FAILURES=log_failures)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "caught: item failed on purpose"
+    logged = "Compute Failed" in done.stderr and "item failed on purpose" in done.stderr
+    assert logged is bool(log_failures), done.stderr
+    assert not left

@@ -10,7 +10,7 @@ cluster, whose scheduler and nannies live on distributed's loop thread, and
 each run connects its own client to it by address.
 
 A run asking for another shape (``n_workers``, ``threads_per_worker``,
-``processes``) replaces the cluster: one per process, never two.
+``processes``, ``log_failures``) replaces the cluster: one per process, never two.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ __all__ = ["close", "get", "kill", "shutdown"]
 
 _lock = threading.Lock()
 _cluster: LocalCluster | None = None
-_shape: tuple[int, int, bool] | None = None
+_shape: tuple[int, int, bool, bool] | None = None
 _atexit_registered = False
 
 
@@ -43,7 +43,14 @@ def get(settings: Settings) -> LocalCluster:
     global _cluster, _shape, _atexit_registered
     from distributed import LocalCluster
 
-    shape = (settings.n_workers, settings.threads_per_worker, settings.processes)
+    from ._worker import LOG_FAILURES_ENV, quiet_failures
+
+    shape = (
+        settings.n_workers,
+        settings.threads_per_worker,
+        settings.processes,
+        settings.log_failures,
+    )
     with _lock:
         if _cluster is not None and (_shape != shape or _cluster.status.name != "running"):
             _close(_cluster)
@@ -59,7 +66,11 @@ def get(settings: Settings) -> LocalCluster:
                 dashboard_address="127.0.0.1:0",
                 # Worker processes ignore Ctrl-C: the run stops them (see _worker).
                 preload=["pocketcore_dask._worker"] if settings.processes else [],
+                # Read by that preload: keep "Compute Failed" logs, or not.
+                env={LOG_FAILURES_ENV: "1" if settings.log_failures else "0"},
             )
+            if not settings.processes:  # its workers log in this process
+                quiet_failures(not settings.log_failures)
             _shape = shape
             if not _atexit_registered:
                 # Registered after distributed's own exit handlers, so run before them.

@@ -257,6 +257,9 @@ class DaskExecutor:
             dask's ``distributed.comm.timeouts.connect``, 30 s).
         no_workers_warning: Seconds a batch waits at a scheduler without
             workers before it says so on stderr (default 10).
+        log_failures: Keep dask's "Compute Failed" log (with the worker's
+            traceback) of a failing item in the ``LocalCluster``'s output
+            (default ``False``: the caller gets the error anyway).
 
     Raises:
         ConfigError: An argument has the wrong type or is out of range, or
@@ -279,6 +282,7 @@ class DaskExecutor:
         processes: bool | None = None,
         connect_timeout: float | None = None,
         no_workers_warning: float | None = None,
+        log_failures: bool | None = None,
     ) -> None:
         where = "argument {}= of DaskExecutor()"
         self.address = None if address is None else check_address(address, where.format("address"))
@@ -292,6 +296,7 @@ class DaskExecutor:
         self.processes = _checked(check_flag, processes, "processes")
         self.connect_timeout = _checked(check_seconds, connect_timeout, "connect_timeout")
         self.no_workers_warning = _checked(check_seconds, no_workers_warning, "no_workers_warning")
+        self.log_failures = _checked(check_flag, log_failures, "log_failures")
 
     def settings(self) -> Settings:
         """Resolve what a run connects to now (arguments, environment, file).
@@ -306,6 +311,7 @@ class DaskExecutor:
             self.no_workers_warning,
             processes=self.processes,
             connect_timeout=self.connect_timeout,
+            log_failures=self.log_failures,
         )
 
     def run(self, fn: Callable[[], Awaitable[T]]) -> T:
@@ -395,6 +401,12 @@ class DaskExecutor:
         finally:
             await session.aclose()
 
+    def __getstate__(self) -> dict[str, Any]:
+        # A node given this executor (Square(executor=DaskExecutor(client=...)))
+        # is pickled to the workers with it; a client cannot travel, nor is it
+        # of use there.
+        return {**self.__dict__, "client": None}
+
     def __repr__(self) -> str:
         args = [] if self.address is None else [repr(self.address)]
         for key in (
@@ -404,6 +416,7 @@ class DaskExecutor:
             "processes",
             "connect_timeout",
             "no_workers_warning",
+            "log_failures",
         ):
             value = getattr(self, key)
             if value is not None:

@@ -41,6 +41,7 @@ KEYS = (
     "processes",
     "connect_timeout",
     "no_workers_warning",
+    "log_failures",
 )
 #: Seconds a batch waits for a worker, at a scheduler that has none, before saying so.
 NO_WORKERS_WARNING = 10.0
@@ -62,6 +63,8 @@ class Settings:
             ``None`` for dask's own (``distributed.comm.timeouts.connect``).
         no_workers_warning: Seconds without a worker at the scheduler, while a
             batch waits, before it says so on stderr.
+        log_failures: Keep dask's "Compute Failed" log, with the worker's
+            traceback, of a failing item, in the ``LocalCluster``'s workers.
     """
 
     address: str | None
@@ -71,6 +74,7 @@ class Settings:
     processes: bool = True
     connect_timeout: float | None = None
     no_workers_warning: float = NO_WORKERS_WARNING
+    log_failures: bool = False
 
 
 def _fail(message: str) -> NoReturn:
@@ -132,6 +136,7 @@ _CHECKS: dict[str, Any] = {
     "processes": check_flag,
     "connect_timeout": check_seconds,
     "no_workers_warning": check_seconds,
+    "log_failures": check_flag,
 }
 _TRUE = ("1", "true", "yes", "on")
 _FALSE = ("0", "false", "no", "off")
@@ -151,7 +156,7 @@ def _from_environment(key: str) -> tuple[Any, str] | None:
     elif key in ("connect_timeout", "no_workers_warning"):
         with contextlib.suppress(ValueError):
             value = float(raw)
-    elif key == "processes" and raw.lower() in _TRUE + _FALSE:
+    elif key in ("processes", "log_failures") and raw.lower() in _TRUE + _FALSE:
         value = raw.lower() in _TRUE
     return _CHECKS[key](value, key, source), source
 
@@ -178,6 +183,7 @@ def resolve(
     *,
     processes: bool | None = None,
     connect_timeout: float | None = None,
+    log_failures: bool | None = None,
 ) -> Settings:
     """Resolve the settings of one run; arguments (already checked) win, then the environment.
 
@@ -197,6 +203,7 @@ def resolve(
         "processes": processes,
         "connect_timeout": connect_timeout,
         "no_workers_warning": no_workers_warning,
+        "log_failures": log_failures,
     }
     file = _from_file()
     chosen: dict[str, tuple[Any, str]] = {}
@@ -222,4 +229,5 @@ def resolve(
         processes=value("processes", True),
         connect_timeout=value("connect_timeout", None),
         no_workers_warning=value("no_workers_warning", NO_WORKERS_WARNING),
+        log_failures=value("log_failures", False),
     )
