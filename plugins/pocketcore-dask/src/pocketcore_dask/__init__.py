@@ -22,7 +22,7 @@ import pluggy
 
 from ._executor import DaskExecutor
 
-__all__ = ["DaskExecutor", "pocketcore_register_executors", "shutdown"]
+__all__ = ["DaskExecutor", "SchedulerLost", "pocketcore_register_executors", "shutdown"]
 
 hookimpl = pluggy.HookimplMarker("pocketcore")
 
@@ -37,6 +37,16 @@ def shutdown() -> None:
     from . import _cluster
 
     _cluster.shutdown()
+
+
+def __getattr__(name: str) -> Any:
+    # SchedulerLost lives with the batch code, which imports distributed:
+    # loaded only when asked for, so that loading the plugin stays cheap.
+    if name == "SchedulerLost":
+        from ._batch import SchedulerLost
+
+        return SchedulerLost
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 @hookimpl
