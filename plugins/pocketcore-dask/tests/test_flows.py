@@ -165,3 +165,17 @@ def test_an_asynchronous_client_on_the_runs_loop_is_used_as_it_is(cluster: Any) 
 
     assert asyncio.run(main()) == "running"  # not closed by the run
     assert [r["square"] for r in shared["results"]] == [16, 25]
+
+
+def test_processes_false_runs_the_items_on_threads_of_this_process(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.delenv("POCKETCORE_DASK_ADDRESS")
+    monkeypatch.chdir(tmp_path)
+    shared: dict[str, Any] = {"numbers": [1, 2, 3]}
+    try:
+        pocketcore.run(SyncSquare(), shared, executor=DaskExecutor(processes=False, n_workers=1))
+    finally:
+        pocketcore_dask.shutdown()
+    assert [r["square"] for r in shared["results"]] == [1, 4, 9]
+    assert {r["pid"] for r in shared["results"]} == {os.getpid()}

@@ -20,7 +20,7 @@ import contextlib
 import os
 import signal
 import threading
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ._settings import Settings
 
@@ -43,7 +43,7 @@ def get(settings: Settings) -> LocalCluster:
     global _cluster, _shape, _atexit_registered
     from distributed import LocalCluster
 
-    from ._worker import LOG_FAILURES_ENV, quiet_failures
+    from ._worker import quiet_failures
 
     shape = (
         settings.n_workers,
@@ -64,10 +64,7 @@ def get(settings: Settings) -> LocalCluster:
                 # must not collide (None would still try 8787). Point the
                 # executor at a cluster of your own to watch its dashboard.
                 dashboard_address="127.0.0.1:0",
-                # Worker processes ignore Ctrl-C: the run stops them (see _worker).
-                preload=["pocketcore_dask._worker"] if settings.processes else [],
-                # Read by that preload: keep "Compute Failed" logs, or not.
-                env={LOG_FAILURES_ENV: "1" if settings.log_failures else "0"},
+                **_process_options(settings) if settings.processes else {},
             )
             if not settings.processes:  # its workers log in this process
                 quiet_failures(not settings.log_failures)
@@ -77,6 +74,18 @@ def get(settings: Settings) -> LocalCluster:
                 atexit.register(shutdown)
                 _atexit_registered = True
         return _cluster
+
+
+def _process_options(settings: Settings) -> dict[str, Any]:
+    """What the nannies of worker processes are given (worker threads take neither)."""
+    from ._worker import LOG_FAILURES_ENV
+
+    return {
+        # Worker processes ignore Ctrl-C: the run stops them (see _worker).
+        "preload": ["pocketcore_dask._worker"],
+        # Read by that preload: keep "Compute Failed" logs, or not.
+        "env": {LOG_FAILURES_ENV: "1" if settings.log_failures else "0"},
+    }
 
 
 def _close(cluster: LocalCluster) -> None:
