@@ -37,7 +37,7 @@ def dask_command(*args: str) -> list[str]:
 class Cluster:
     """``dask scheduler`` and ``dask worker --nworkers 2``, as processes of their own."""
 
-    def __init__(self, folder: Path) -> None:
+    def __init__(self, folder: Path, allowed_failures: int = 3) -> None:
         folder.mkdir(parents=True, exist_ok=True)
         file = folder / "scheduler.json"
         self.log = (folder / "cluster.log").open("w")
@@ -47,7 +47,12 @@ class Cluster:
         common: dict[str, Any] = {
             "stdout": self.log,
             "stderr": subprocess.STDOUT,
-            "env": {**os.environ, "PYTHONPATH": path},
+            "env": {
+                **os.environ,
+                "PYTHONPATH": path,
+                # How many worker deaths a task may cause before dask gives up on it.
+                "DASK_DISTRIBUTED__SCHEDULER__ALLOWED_FAILURES": str(allowed_failures),
+            },
         }
         self.scheduler = subprocess.Popen(
             dask_command(
@@ -167,19 +172,7 @@ def test_a_worker_killed_mid_batch_the_batch_completes(processes: Cluster, tmp_p
     marks.mkdir()
     shared: dict[str, Any] = {"n": 6, "marks": str(marks)}
     killed: list[int] = []
-
-    def kill_the_first_worker_to_start() -> None:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            started = sorted(marks.iterdir())
-            if started:
-                pid = int(started[0].name.rsplit("-", 1)[1])
-                os.kill(pid, signal.SIGKILL)
-                killed.append(pid)
-                return
-            time.sleep(0.05)
-
-    killer = threading.Thread(target=kill_the_first_worker_to_start)
+    killer = threading.Thread(target=kill_first_worker_to_start, args=(marks, killed))
     killer.start()
     ok, value = run_in_thread(
         lambda: pocketcore.run(Marked(), shared, executor=DaskExecutor(processes.address)), 120
@@ -192,6 +185,40 @@ def test_a_worker_killed_mid_batch_the_batch_completes(processes: Cluster, tmp_p
     assert shared["results"] == list(range(6))
     rerun = {p.name.split("-")[1] for p in marks.iterdir() if not p.name.endswith(str(killed[0]))}
     assert rerun == {str(i) for i in range(6)}
+
+
+def kill_first_worker_to_start(marks: Path, killed: list[int]) -> None:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        started = sorted(marks.iterdir())
+        if started:
+            pid = int(started[0].name.rsplit("-", 1)[1])
+            os.kill(pid, signal.SIGKILL)
+            killed.append(pid)
+            return
+        time.sleep(0.05)
+
+
+def test_an_item_whose_workers_keep_dying_is_named_in_the_error(tmp_path: Path) -> None:
+    # A scheduler that gives up on a task at its first worker death, as dask
+    # does by default at the fourth.
+    cluster = Cluster(tmp_path / "strict", allowed_failures=0)
+    try:
+        marks = tmp_path / "marks"
+        marks.mkdir()
+        shared: dict[str, Any] = {"n": 1, "marks": str(marks)}
+        killed: list[int] = []
+        killer = threading.Thread(target=kill_first_worker_to_start, args=(marks, killed))
+        killer.start()
+        dask = DaskExecutor(cluster.address)
+        ok, error = run_in_thread(lambda: pocketcore.run(Marked(), shared, executor=dask), 120)
+        killer.join()
+    finally:
+        cluster.close()
+    assert killed
+    assert not ok
+    assert type(error).__name__ == "KilledWorker", repr(error)
+    assert "item 0 of Marked: the dask workers running it died each time" in error.__notes__
 
 
 def test_the_scheduler_gone_mid_run_is_a_clear_error_not_a_hang(tmp_path: Path) -> None:

@@ -26,6 +26,7 @@ from typing import Any
 
 import anyio
 from distributed import Client, Event, Future
+from distributed.scheduler import KilledWorker
 
 from pocketcore import attach_failures
 
@@ -192,6 +193,8 @@ def _take(
                     "was on the cluster: its result, and those of the batch's other unfinished "
                     "items, cannot come back (was the scheduler stopped, or the network cut?)"
                 )
+            if isinstance(value, KilledWorker):
+                _note(value, f"item {index} of {name}: the dask workers running it died each time")
             failures.append(_unwrap(value, index, name))
         elif isinstance(value, Stopped):
             stopped = True
