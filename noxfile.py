@@ -9,12 +9,14 @@ distribution, the way a downstream user would have it.
 
 from __future__ import annotations
 
+import sys
+
 import nox
 
 nox.options.sessions = ["tests", "lint", "typecheck", "docs"]
 nox.options.error_on_missing_interpreters = True
 
-PLUGINS = ("sequential", "asyncio", "trio", "dask", "otel")
+PLUGINS = ("sequential", "asyncio", "trio", "dask", "uvloop", "otel")
 # The example executor plugin of docs/writing-an-executor-plugin.md: tested
 # like the real ones, so the walkthrough stays true.
 EXAMPLE_PLUGIN = "./examples/executor-plugin"
@@ -109,12 +111,14 @@ def browser(session: nox.Session) -> None:
 
 @nox.session
 def bench(session: nox.Session) -> None:
-    """Side-by-side benchmarks: pocketcore vs PocketFlow, raw asyncio/trio, anyio, LangGraph.
+    """Side-by-side benchmarks: pocketcore vs PocketFlow, raw asyncio/trio/uvloop, anyio, LangGraph.
 
     Options go after ``--``: ``nox -s bench -- --quick``, ``-- --json bench.json``
     (see ``python -m benchmarks --help``). Not part of the default sessions.
     """
     session.install(*KERNEL, plugin_path("trio"), "pocketflow==0.0.3", "anyio", "trio")
+    if sys.platform != "win32":  # uvloop is not built for Windows: its rows are skipped there
+        session.install(plugin_path("uvloop"))
     try:
         session.install("langgraph")
     except nox.command.CommandFailed:

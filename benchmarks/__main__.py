@@ -36,10 +36,12 @@ DISTRIBUTIONS = (
     "pocketcore-sequential",
     "pocketcore-asyncio",
     "pocketcore-trio",
+    "pocketcore-uvloop",
     "pocketflow",
     "anyio",
     "trio",
     "sniffio",
+    "uvloop",
     "langgraph",
 )
 
@@ -269,6 +271,8 @@ def _measure(groups: list[Group], *, gc_off: bool) -> float:
 
 def _notes(groups: list[Group], *, lg_installed: bool, no_langgraph: bool) -> list[str]:
     notes = [line for g in groups if g.notes for line in g.notes(g)]
+    if not scenarios.uvloop_available():
+        notes.append("uvloop: skipped (uvloop or pocketcore-uvloop not installed).")
     if not lg_installed:
         notes.append("LangGraph: skipped (not installed).")
     elif no_langgraph:

@@ -33,6 +33,10 @@ LATENCY_TARGET = 1.25
 MEMORY_TARGET = 0.1
 PACED_TARGET = 1.05  # and no faster than 0.95: checked in the group's notes
 LIMITER_TARGET = 1.2
+#: The uvloop executor against raw ``asyncio.gather`` on asyncio's default loop.
+UVLOOP_FANOUT_TARGET = 0.75
+#: The uvloop executor's latency-bound batch against the ideal (one item's delay).
+UVLOOP_LATENCY_TARGET = 1.15
 
 
 @dataclass(frozen=True)
@@ -61,6 +65,7 @@ class Sizes:
     paced_items: int = 200
     paced_rate: float = 100.0
     repeats_paced: int = 5  # a sample takes 2 s, and the ratio barely moves
+    uvloop_items: int = 10_000
 
 
 FULL = Sizes(
@@ -715,6 +720,102 @@ def memory(s: Sizes) -> list[Group]:
     return groups
 
 
+# --- uvloop (optional) -------------------------------------------------------------------
+
+
+def uvloop_available() -> bool:
+    """uvloop and the uvloop executor are both installed (never on Windows)."""
+    return all(importlib.util.find_spec(m) is not None for m in ("uvloop", "pocketcore_uvloop"))
+
+
+def uvloop_groups(s: Sizes) -> list[Group]:
+    """The uvloop executor on uvloop, against raw gather on the default loop and on uvloop."""
+    n = s.uvloop_items
+    times = max(1, s.items_per_sample // n)
+    units = n * times
+    fanout = Group(
+        key=f"uvloop-fanout-{_n(n)}",
+        section="executor uvloop, unbounded fan-out, each item await sleep(0)",
+        scenario=f"{_n(n)} items",
+        kind="time",
+        unit="item",
+        contenders=[
+            Contender(
+                "pc",
+                "pocketcore uvloop",
+                _timed_on("uvloop", _batch(w.PcAsyncioItem(executor="uvloop"), n), times),
+                units,
+            ),
+            Contender(
+                "raw",
+                "raw gather, default loop",
+                _timed_on("asyncio", partial(w.raw_gather, w.asyncio_work, range(n)), times),
+                units,
+            ),
+            Contender(
+                "raw-uv",
+                "raw gather, uvloop",
+                _timed_on("uvloop", partial(w.raw_gather, w.asyncio_work, range(n)), times),
+                units,
+            ),
+            Contender(
+                "pc-asyncio",
+                "pocketcore asyncio, default loop",
+                _timed_on("asyncio", _batch(w.PcAsyncioItem(executor="asyncio"), n), times),
+                units,
+            ),
+        ],
+        rows=[
+            Row("pc", "raw", UVLOOP_FANOUT_TARGET),
+            Row("pc", "raw-uv"),
+            Row("pc", "pc-asyncio"),
+        ],
+        repeats=s.repeats,
+    )
+    m = s.latency_items
+    ms = round(w.LATENCY * 1000)
+
+    def ideal() -> float:
+        return w.LATENCY
+
+    latency = Group(
+        key="uvloop-latency",
+        section=f"executor uvloop, latency-bound: {m} items x {ms} ms sleep, unbounded",
+        scenario="executor uvloop",
+        kind="time",
+        unit="batch",
+        contenders=[
+            Contender(
+                "pc",
+                "pocketcore uvloop",
+                _timed_on("uvloop", _batch(w.PcAsyncioSleep(executor="uvloop"), m), 1),
+                1,
+            ),
+            Contender("ideal", f"ideal ({ms} ms)", ideal, 1, warmup=False),
+            Contender(
+                "gather",
+                "raw gather, default loop",
+                _timed_on("asyncio", partial(w.raw_gather, w.asyncio_sleep_work, range(m)), 1),
+                1,
+            ),
+            Contender(
+                "gather-uv",
+                "raw gather, uvloop",
+                _timed_on("uvloop", partial(w.raw_gather, w.asyncio_sleep_work, range(m)), 1),
+                1,
+            ),
+        ],
+        rows=[
+            Row("pc", "ideal", UVLOOP_LATENCY_TARGET),
+            Row("pc", "gather"),
+            Row("pc", "gather-uv"),
+        ],
+        repeats=s.repeats,
+        notes=_floor_vs_ideal("gather-uv"),
+    )
+    return [fanout, latency]
+
+
 # --- LangGraph (optional) ----------------------------------------------------------------
 
 
@@ -772,6 +873,8 @@ def all_groups(s: Sizes, with_langgraph: bool) -> list[Group]:
         *controls(s),
         *memory(s),
     ]
+    if uvloop_available():
+        groups += uvloop_groups(s)
     if with_langgraph:
         groups += langgraph(s)
     return groups

@@ -350,11 +350,16 @@ async def traced_peak(body: Body) -> float:
 def on_backend(backend: str, fn: Callable[..., Coroutine[Any, Any, float]], *args: Any) -> float:
     """Start a fresh event loop of ``backend`` the way pocketcore does and run ``fn(*args)``.
 
-    asyncio: ``asyncio.run`` (as the ``asyncio`` executor); trio:
-    ``anyio.run(..., backend="trio")`` (as the ``trio`` executor).
+    asyncio: ``asyncio.run`` (as the ``asyncio`` executor); uvloop: ``uvloop.run``
+    (as the ``uvloop`` executor); trio: ``anyio.run(..., backend="trio")`` (as the
+    ``trio`` executor).
     """
     if backend == "asyncio":
         return asyncio.run(fn(*args))
+    if backend == "uvloop":  # as the uvloop executor starts it
+        import uvloop
+
+        return uvloop.run(fn(*args))
     return anyio.run(fn, *args, backend=backend)
 
 

@@ -7,6 +7,8 @@ from collections.abc import Iterator
 import pytest
 from distributed import Client, LocalCluster
 
+import pocketcore_dask
+
 #: Enough threads for the conformance suite's widest batch (30 items at once)
 #: on either worker, however the scheduler spreads them.
 THREADS = 32
@@ -32,3 +34,13 @@ def client(cluster: LocalCluster) -> Iterator[Client]:
     """A client of the session's cluster, to look at what it is doing."""
     with Client(cluster, set_as_default=False) as client:
         yield client
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_local_cluster_left() -> Iterator[None]:
+    """The process's LocalCluster, if a test started one, closed while pytest still listens.
+
+    (At interpreter exit, its closing would log to streams pytest has closed.)
+    """
+    yield
+    pocketcore_dask.shutdown()

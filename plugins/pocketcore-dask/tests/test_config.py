@@ -125,7 +125,8 @@ def test_arguments_beat_the_environment_which_beats_the_file(
         (
             "nworkers = 2",
             "unknown key 'nworkers' in [tool.pocketcore.dask] in pyproject.toml; known keys: "
-            "address, n_workers, threads_per_worker, no_workers_warning",
+            "address, n_workers, threads_per_worker, processes, connect_timeout, "
+            "no_workers_warning, log_failures",
         ),
     ],
 )
@@ -303,3 +304,79 @@ def test_the_no_workers_warning_setting(clean: Path) -> None:
         no_workers_warning=-1
     )
     assert repr(DaskExecutor(no_workers_warning=1)) == "DaskExecutor(no_workers_warning=1.0)"
+
+
+def test_every_key_has_an_environment_variable_that_beats_the_file(
+    clean: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (clean / "pocketcore.toml").write_text(
+        "[dask]\nn_workers = 3\nthreads_per_worker = 2\nprocesses = true\nconnect_timeout = 9\n"
+    )
+    settings = DaskExecutor().settings()
+    assert (settings.n_workers, settings.threads_per_worker, settings.processes) == (3, 2, True)
+    assert settings.connect_timeout == 9
+    for key, value in [
+        ("N_WORKERS", "5"),
+        ("THREADS_PER_WORKER", "4"),
+        ("PROCESSES", "false"),
+        ("CONNECT_TIMEOUT", "1.5"),
+        ("NO_WORKERS_WARNING", "2"),
+    ]:
+        monkeypatch.setenv(f"POCKETCORE_DASK_{key}", value)
+    settings = DaskExecutor().settings()
+    assert (settings.n_workers, settings.threads_per_worker, settings.processes) == (5, 4, False)
+    assert (settings.connect_timeout, settings.no_workers_warning) == (1.5, 2)
+    # ... and the arguments beat them.
+    settings = DaskExecutor(n_workers=1, processes=True, connect_timeout=3).settings()
+    assert (settings.n_workers, settings.processes, settings.connect_timeout) == (1, True, 3)
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "message"),
+    [
+        (
+            "POCKETCORE_DASK_N_WORKERS",
+            "four",
+            "n_workers must be an integer >= 1, got 'four' (str) from environment variable "
+            "POCKETCORE_DASK_N_WORKERS",
+        ),
+        (
+            "POCKETCORE_DASK_PROCESSES",
+            "maybe",
+            "processes must be true or false, got 'maybe' (str) from environment variable "
+            "POCKETCORE_DASK_PROCESSES",
+        ),
+        (
+            "POCKETCORE_DASK_CONNECT_TIMEOUT",
+            "0",
+            "connect_timeout must be > 0, got 0.0 from environment variable "
+            "POCKETCORE_DASK_CONNECT_TIMEOUT",
+        ),
+    ],
+)
+def test_bad_environment_values_name_their_variable(
+    monkeypatch: pytest.MonkeyPatch, variable: str, value: str, message: str
+) -> None:
+    monkeypatch.setenv(variable, value)
+    assert config_error() == message
+
+
+def test_an_address_and_a_client_are_exclusive(client: Any) -> None:
+    with pytest.raises(pocketcore.ConfigError, match="an address or a client, not both"):
+        DaskExecutor("tcp://h:1", client=client)
+
+
+def test_the_connect_timeout_setting_bounds_an_unreachable_scheduler(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Port 1 refuses at once on most machines; the bound is what matters where it does not.
+    monkeypatch.setenv("POCKETCORE_DASK_ADDRESS", "tcp://127.0.0.1:1")
+    monkeypatch.setenv("POCKETCORE_DASK_CONNECT_TIMEOUT", "0.5")
+    start = time.monotonic()
+    with pytest.raises(pocketcore.ConfigError) as info:
+        squares()
+    assert time.monotonic() - start < 20  # 0.5 s, a second of grace, and a wide margin
+    assert str(info.value).startswith(
+        "cannot reach the dask scheduler at 'tcp://127.0.0.1:1' (from environment variable "
+        "POCKETCORE_DASK_ADDRESS): "
+    )

@@ -19,6 +19,7 @@ from dask_nodes import (
 )
 
 import pocketcore
+import pocketcore_dask
 from pocketcore_dask import DaskExecutor
 
 pytestmark = pytest.mark.usefixtures("address")
@@ -96,19 +97,25 @@ def test_a_batch_awaited_in_your_own_loop_connects_for_that_batch(
     assert [r["square"] for r in shared["results"]] == [25, 36]
 
 
-def test_without_an_address_a_run_starts_a_local_cluster_and_closes_it(
+def test_without_an_address_runs_share_a_local_cluster_until_shutdown(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     monkeypatch.delenv("POCKETCORE_DASK_ADDRESS")
     monkeypatch.chdir(tmp_path)
     (tmp_path / "pocketcore.toml").write_text("[dask]\nn_workers = 1\nthreads_per_worker = 3\n")
     before = set(multiprocessing.active_children())
-    shared: dict[str, Any] = {"numbers": [1, 2, 3, 4]}
-    pocketcore.run(Square(), shared, executor="dask")
-    results = shared["results"]
-    assert [r["square"] for r in results] == [1, 4, 9, 16]
-    assert len({r["worker"] for r in results}) == 1
-    assert results[0]["nthreads"] == 3
+    workers = set()
+    for _ in range(2):
+        shared: dict[str, Any] = {"numbers": [1, 2, 3, 4]}
+        pocketcore.run(Square(), shared, executor="dask")
+        results = shared["results"]
+        assert [r["square"] for r in results] == [1, 4, 9, 16]
+        assert results[0]["nthreads"] == 3
+        workers |= {r["worker"] for r in results}
+    # One worker, the same for both runs: the second run reused the cluster.
+    assert len(workers) == 1
+    assert set(multiprocessing.active_children()) > before
+    pocketcore_dask.shutdown()
     # Its worker process is gone with it.
     assert set(multiprocessing.active_children()) <= before
 
@@ -134,3 +141,41 @@ def test_an_empty_batch_starts_no_cluster(monkeypatch: pytest.MonkeyPatch) -> No
         shared: dict[str, Any] = {"numbers": []}
         pocketcore.run(node, shared, executor="dask")
         assert shared["results"] == []
+
+
+def test_a_client_of_your_own_is_used_and_left_open(client: Any, cluster: Any) -> None:
+    shared: dict[str, Any] = {"numbers": [1, 2, 3]}
+    # A synchronous client runs its own loop: the run connects to its scheduler.
+    pocketcore.run(SyncSquare(), shared, executor=DaskExecutor(client=client))
+    assert [r["square"] for r in shared["results"]] == [1, 4, 9]
+    assert {r["worker"] for r in shared["results"]} <= set(cluster.scheduler_info["workers"])
+    assert client.status == "running"
+
+
+def test_an_asynchronous_client_on_the_runs_loop_is_used_as_it_is(cluster: Any) -> None:
+    from distributed import Client
+
+    shared: dict[str, Any] = {"numbers": [4, 5]}
+
+    async def main() -> str:
+        async with Client(cluster.scheduler_address, asynchronous=True) as mine:
+            dask = DaskExecutor(client=mine)
+            await Square(executor=dask).run_async(shared)
+            return str(mine.status)
+
+    assert asyncio.run(main()) == "running"  # not closed by the run
+    assert [r["square"] for r in shared["results"]] == [16, 25]
+
+
+def test_processes_false_runs_the_items_on_threads_of_this_process(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.delenv("POCKETCORE_DASK_ADDRESS")
+    monkeypatch.chdir(tmp_path)
+    shared: dict[str, Any] = {"numbers": [1, 2, 3]}
+    try:
+        pocketcore.run(SyncSquare(), shared, executor=DaskExecutor(processes=False, n_workers=1))
+    finally:
+        pocketcore_dask.shutdown()
+    assert [r["square"] for r in shared["results"]] == [1, 4, 9]
+    assert {r["pid"] for r in shared["results"]} == {os.getpid()}

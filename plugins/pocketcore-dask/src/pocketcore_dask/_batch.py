@@ -26,12 +26,13 @@ from typing import Any
 
 import anyio
 from distributed import Client, Event, Future
+from distributed.scheduler import KilledWorker
 
 from pocketcore import attach_failures
 
 from ._worker import Exited, Stopped, forget, interrupt
 
-__all__ = ["run_batch"]
+__all__ = ["SchedulerLost", "run_batch"]
 
 _END = object()
 _Outcome = tuple[bool, Any]
@@ -63,6 +64,18 @@ def _note(exc: BaseException, note: str) -> None:
             notes = []
             exc.__notes__ = notes  # type: ignore[attr-defined]
         notes.append(note)
+
+
+class SchedulerLost(ConnectionError):
+    """The client lost its scheduler while a batch ran: the batch's results cannot come back."""
+
+
+def _lost_scheduler(exc: BaseException) -> bool:
+    """Whether ``exc`` is dask's cancellation of a task whose client lost the scheduler."""
+    return (
+        isinstance(exc, concurrent.futures.CancelledError)
+        and getattr(exc, "reason", None) == "scheduler-connection-lost"
+    )
 
 
 async def _settle(future: Future[Any]) -> _Outcome:
@@ -170,8 +183,19 @@ def _take(
         del futures[index]
         ok, value = settled.result()
         if not ok:
-            failures.append(_unwrap(value, index, name))
             stopped = True
+            if _lost_scheduler(value):
+                # One error for the one cause, not one per item in flight.
+                if any(isinstance(f, SchedulerLost) for f in failures):
+                    continue
+                value = SchedulerLost(
+                    f"lost the connection to the dask scheduler while item {index} of {name} "
+                    "was on the cluster: its result, and those of the batch's other unfinished "
+                    "items, cannot come back (was the scheduler stopped, or the network cut?)"
+                )
+            if isinstance(value, KilledWorker):
+                _note(value, f"item {index} of {name}: the dask workers running it died each time")
+            failures.append(_unwrap(value, index, name))
         elif isinstance(value, Stopped):
             stopped = True
         else:

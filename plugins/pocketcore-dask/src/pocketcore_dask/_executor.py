@@ -5,15 +5,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
-import os
-import signal
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import anyio
 
-from ._settings import Settings, check_address, check_count, check_seconds, resolve
+from . import _cluster
+from ._settings import Settings, check_address, check_count, check_flag, check_seconds, resolve
 
 if TYPE_CHECKING:
     from distributed import Client, LocalCluster
@@ -30,11 +29,14 @@ class _Session:
     """The cluster connection of one ``run``: opened by its first batch, closed when it ends.
 
     A run without a parallel batch never connects (nor starts a cluster). A
-    batch outside a run has a session of its own.
+    batch outside a run has a session of its own. Either way, without an
+    address the session connects to the process's ``LocalCluster``, which
+    outlives it (see :mod:`pocketcore_dask._cluster`).
     """
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, given: Client | None = None) -> None:
         self.settings = settings
+        self.given = given
         self.loop = asyncio.get_running_loop()
         self._client: Client | None = None
         self._cluster: LocalCluster | None = None
@@ -44,21 +46,22 @@ class _Session:
     async def client(self) -> Client:
         async with self._lock:  # batches running side by side share one connection
             if self._client is None:
-                client, cluster = await self._stack.enter_async_context(_open(self.settings))
+                opened = _open(self.settings, self.given)
+                client, cluster = await self._stack.enter_async_context(opened)
                 self._client, self._cluster = client, cluster
                 return client
             return self._client
 
     async def guard(self, work: Awaitable[T]) -> T:
-        """Await ``work``; cancelled (Ctrl-C), first kill the cluster the session started.
+        """Await ``work``; cancelled (Ctrl-C), first kill the process's cluster if it used it.
 
         A cancelled batch waits for its running items, and sync items cannot
         be interrupted: a long one would hold Ctrl-C up for as long as it
-        computes. But a cluster the session started is closed as soon as the
-        session ends: killing its worker processes at once stops every item,
-        and the batches then have nothing left to wait for. A cluster of
-        someone else's is not the session's to kill: its batches stop as any
-        cancelled batch does.
+        computes. Killing the worker processes of the process's own
+        ``LocalCluster`` stops every item at once, and the batches then have
+        nothing left to wait for (the next run starts a new cluster). A
+        cluster of someone else's (an address, a client handed in) is not the
+        session's to kill: its batches stop as any cancelled batch does.
         """
         task = asyncio.ensure_future(work)
         try:
@@ -78,15 +81,12 @@ class _Session:
     async def _kill_cluster(self) -> None:
         if self._cluster is None or self._client is None:
             return
-        for nanny in list(self._cluster.workers.values()):
-            # Told first, the nanny does not start a new worker process in
-            # place of the one killed (nor log that it does).
-            nanny.close_gracefully(reason="pocketcore-run-cancelled")
-            if nanny.pid:
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(nanny.pid, getattr(signal, "SIGKILL", signal.SIGTERM))
-        # Closing the client cancels the futures the batches wait for.
+        _cluster.kill(self._cluster)
+        # Closing the client cancels the futures the batches wait for; then
+        # the cluster, dead, is closed (a client left open would try to
+        # reconnect to its scheduler, and say so).
         await _close(self._client)
+        await anyio.to_thread.run_sync(_cluster.close, self._cluster)
 
     async def aclose(self) -> None:
         await self._stack.aclose()
@@ -112,8 +112,10 @@ async def _started(startable: Any) -> None:
         raise
 
 
-def _connect_timeout() -> float:
-    """The connect timeout of dask (``distributed.comm.timeouts.connect``), in seconds."""
+def _connect_timeout(settings: Settings) -> float:
+    """The connect timeout: the setting, else dask's (``distributed.comm.timeouts.connect``)."""
+    if settings.connect_timeout is not None:
+        return settings.connect_timeout
     import dask
     from dask.utils import parse_timedelta
 
@@ -122,13 +124,13 @@ def _connect_timeout() -> float:
 
 @contextlib.asynccontextmanager
 async def connect(settings: Settings) -> AsyncIterator[Client]:
-    """An asynchronous client of the configured scheduler, or of a new ``LocalCluster``.
+    """An asynchronous client of the configured scheduler, or of the process's ``LocalCluster``.
 
-    The cluster (when started here) and the client are closed on exit.
+    The client is closed on exit; the ``LocalCluster`` is not (it serves later runs).
 
     Raises:
         ConfigError: The address is malformed, or no scheduler answers there
-            within dask's connect timeout; the message names the address
+            within the connect timeout; the message names the address
             and where it came from.
     """
     async with _open(settings) as (client, _):
@@ -136,39 +138,57 @@ async def connect(settings: Settings) -> AsyncIterator[Client]:
 
 
 @contextlib.asynccontextmanager
-async def _open(settings: Settings) -> AsyncIterator[tuple[Client, LocalCluster | None]]:
-    """:func:`connect`, also yielding the ``LocalCluster`` it started (or ``None``)."""
+async def _open(
+    settings: Settings, given: Client | None = None
+) -> AsyncIterator[tuple[Client, LocalCluster | None]]:
+    """:func:`connect`, also yielding the process's ``LocalCluster`` when it is used."""
     # distributed leaves these constructors unannotated: hence the ignores.
-    from distributed import Client, LocalCluster
+    from distributed import Client
 
-    async with contextlib.AsyncExitStack() as stack:
-        cluster: LocalCluster | None = None
-        if settings.address is None:
-            cluster = LocalCluster(  # type: ignore[no-untyped-call]
-                n_workers=settings.n_workers,
-                threads_per_worker=settings.threads_per_worker,
-                processes=True,
-                asynchronous=True,
-                # Any free local port: runs side by side on one machine must
-                # not collide (None would still try 8787). Point the executor
-                # at a cluster of your own to watch its dashboard.
-                dashboard_address="127.0.0.1:0",
-                # Its workers ignore Ctrl-C: the run stops them (see _worker).
-                preload=["pocketcore_dask._worker"],
-            )
-            await _started(cluster)
-            stack.push_async_callback(_close, cluster)
-            client = Client(cluster, asynchronous=True, set_as_default=False)  # type: ignore[no-untyped-call]
-            await _started(client)
-        else:
-            client = Client(settings.address, asynchronous=True, set_as_default=False)  # type: ignore[no-untyped-call]
-            await _reached(client, settings)
-        stack.push_async_callback(_close, client)
+    here = asyncio.get_running_loop()
+    if given is not None and given.asynchronous and getattr(given.loop, "asyncio_loop", 0) is here:
+        yield given, None  # the caller's own, on this very loop: used as it is, not closed
+        return
+    cluster: LocalCluster | None = None
+    if given is not None:
+        # Bound to another loop (a synchronous client runs its own): connect
+        # to its scheduler with its security, from this run's loop.
+        address = getattr(given.scheduler, "address", None)
+        if not address:
+            from pocketcore import ConfigError
+
+            raise ConfigError(f"the client handed to DaskExecutor() has no scheduler: {given!r}")
+        where = f"{address!r} (from argument client= of DaskExecutor())"
+        client = Client(address, asynchronous=True, set_as_default=False, security=given.security)  # type: ignore[no-untyped-call]
+    elif settings.address is None:
+        if settings.processes:
+            _check_main_module()
+        cluster = await anyio.to_thread.run_sync(_cluster.get, settings)
+        address = cluster.scheduler_address
+        where = f"{address!r} (the process's LocalCluster)"
+        client = Client(address, asynchronous=True, set_as_default=False)  # type: ignore[no-untyped-call]
+    else:
+        where = f"{settings.address!r} (from {settings.source})"
+        timeout = _connect_timeout(settings)
+        client = Client(settings.address, asynchronous=True, set_as_default=False, timeout=timeout)  # type: ignore[no-untyped-call]
+    await _reached(client, settings, where)
+    try:
         yield client, cluster
+    finally:
+        await _close(client)
 
 
-async def _reached(client: Client, settings: Settings) -> None:
-    """Start a client of the scheduler at ``settings.address``, within dask's connect timeout.
+def _check_main_module() -> None:
+    """Refuse, with a ``ConfigError``, to start worker processes from an unguarded script."""
+    import dask
+
+    from ._main_guard import check_main_module
+
+    check_main_module(dask.config.get("distributed.worker.multiprocessing-method", "spawn"))
+
+
+async def _reached(client: Client, settings: Settings, where: str) -> None:
+    """Start a client of the scheduler at ``where``, within the connect timeout.
 
     dask bounds the TCP connection by that timeout, but not what follows: a
     listener that accepts and never answers (a frozen or stopped scheduler,
@@ -180,8 +200,11 @@ async def _reached(client: Client, settings: Settings) -> None:
     """
     from pocketcore import ConfigError
 
-    where = f"{settings.address!r} (from {settings.source})"
-    bound = _connect_timeout()
+    bound = _connect_timeout(settings)
+    if settings.connect_timeout is None:
+        which = "dask's connect timeout, distributed.comm.timeouts.connect"
+    else:
+        which = "the connect_timeout setting"
     try:
         # A second more than dask's own deadline, so that a scheduler that
         # cannot be reached at all gets dask's more precise error.
@@ -192,8 +215,7 @@ async def _reached(client: Client, settings: Settings) -> None:
     except TimeoutError:
         raise ConfigError(
             f"cannot reach the dask scheduler at {where}: no answer within {bound:g} s "
-            "(dask's connect timeout, distributed.comm.timeouts.connect); "
-            "is a dask scheduler listening there, and running?"
+            f"({which}); is a dask scheduler listening there, and running?"
         ) from None
     except Exception as exc:
         # Refused or unreachable (OSError, whose text says so), or something
@@ -215,20 +237,33 @@ class DaskExecutor:
     worker thread, sync items (``ParallelBatchNode``) directly.
 
     :meth:`run` starts asyncio and, at the run's first batch, connects to the
-    configured scheduler or starts a ``LocalCluster`` of worker processes,
-    which it closes when the run ends. ``map`` called outside :meth:`run`
-    (``await flow.run_async(shared)`` in your own loop) connects, or starts a
-    cluster, for that one batch.
+    configured scheduler, to the scheduler of the client handed in, or to the
+    process's ``LocalCluster``: started by the first batch that needs it,
+    reused by the runs after it, closed by :func:`pocketcore_dask.shutdown`
+    or at interpreter exit. ``map`` called outside :meth:`run` (``await
+    flow.run_async(shared)`` in your own loop) connects for that one batch.
 
     Args:
         address: The scheduler address; overrides the environment and file.
-        n_workers: Worker processes of a ``LocalCluster`` (default: one per CPU).
+        client: A ``distributed.Client`` of your own, whose scheduler the runs
+            use (instead of ``address``). An asynchronous client on the
+            run's own loop is used as it is; any other is connected to by
+            its scheduler's address and security. It is never closed here.
+        n_workers: Workers of the ``LocalCluster`` (default: one per CPU).
         threads_per_worker: Threads of each of its workers (default 1).
+        processes: Its workers are processes (default ``True``), or threads
+            of this process (for items that release the GIL, or to debug).
+        connect_timeout: Seconds to wait for a scheduler to answer (default:
+            dask's ``distributed.comm.timeouts.connect``, 30 s).
         no_workers_warning: Seconds a batch waits at a scheduler without
             workers before it says so on stderr (default 10).
+        log_failures: Keep dask's "Compute Failed" log (with the worker's
+            traceback) of a failing item in the ``LocalCluster``'s output
+            (default ``False``: the caller gets the error anyway).
 
     Raises:
-        ConfigError: An argument has the wrong type or is out of range.
+        ConfigError: An argument has the wrong type or is out of range, or
+            both ``address`` and ``client`` are given.
     """
 
     name = "dask"
@@ -241,31 +276,27 @@ class DaskExecutor:
         self,
         address: str | None = None,
         *,
+        client: Client | None = None,
         n_workers: int | None = None,
         threads_per_worker: int | None = None,
+        processes: bool | None = None,
+        connect_timeout: float | None = None,
         no_workers_warning: float | None = None,
+        log_failures: bool | None = None,
     ) -> None:
         where = "argument {}= of DaskExecutor()"
         self.address = None if address is None else check_address(address, where.format("address"))
-        self.n_workers = (
-            None
-            if n_workers is None
-            else check_count(n_workers, "n_workers", where.format("n_workers"))
-        )
-        self.threads_per_worker = (
-            None
-            if threads_per_worker is None
-            else check_count(
-                threads_per_worker, "threads_per_worker", where.format("threads_per_worker")
-            )
-        )
-        self.no_workers_warning = (
-            None
-            if no_workers_warning is None
-            else check_seconds(
-                no_workers_warning, "no_workers_warning", where.format("no_workers_warning")
-            )
-        )
+        if client is not None and address is not None:
+            from pocketcore import ConfigError
+
+            raise ConfigError("DaskExecutor() takes an address or a client, not both")
+        self.client = client
+        self.n_workers = _checked(check_count, n_workers, "n_workers")
+        self.threads_per_worker = _checked(check_count, threads_per_worker, "threads_per_worker")
+        self.processes = _checked(check_flag, processes, "processes")
+        self.connect_timeout = _checked(check_seconds, connect_timeout, "connect_timeout")
+        self.no_workers_warning = _checked(check_seconds, no_workers_warning, "no_workers_warning")
+        self.log_failures = _checked(check_flag, log_failures, "log_failures")
 
     def settings(self) -> Settings:
         """Resolve what a run connects to now (arguments, environment, file).
@@ -274,17 +305,25 @@ class DaskExecutor:
             ConfigError: A configured value is unusable; the message names its source.
         """
         return resolve(
-            self.address, self.n_workers, self.threads_per_worker, self.no_workers_warning
+            self.address,
+            self.n_workers,
+            self.threads_per_worker,
+            self.no_workers_warning,
+            processes=self.processes,
+            connect_timeout=self.connect_timeout,
+            log_failures=self.log_failures,
         )
 
     def run(self, fn: Callable[[], Awaitable[T]]) -> T:
         """Run ``fn()`` on a new asyncio loop; batches of the run share one cluster connection.
 
-        The settings are checked before the loop starts. The connection (or
-        ``LocalCluster``) is opened by the run's first batch and closed when
-        ``fn`` returns or raises. Interrupted (Ctrl-C), a run that started its
-        own ``LocalCluster`` kills its worker processes at once rather than
-        wait for the items running there.
+        The settings are checked before the loop starts. The connection is
+        opened by the run's first batch (starting the process's
+        ``LocalCluster`` if there is no address and none runs yet) and closed
+        when ``fn`` returns or raises; the ``LocalCluster`` stays for the next
+        run. Interrupted (Ctrl-C), a run on the process's ``LocalCluster``
+        kills its worker processes at once rather than wait for the items
+        running there.
 
         Raises:
             ConfigError: A configured value is unusable.
@@ -292,7 +331,7 @@ class DaskExecutor:
         settings = self.settings()
 
         async def main() -> T:
-            session = _Session(settings)
+            session = _Session(settings, self.client)
             token = _SESSION.set(session)
             try:
                 return await session.guard(fn())
@@ -356,16 +395,35 @@ class DaskExecutor:
         if session is not None and session.loop is asyncio.get_running_loop():
             return await on(session)
         # A batch outside run() has a session, and a cluster, of its own.
-        session = _Session(self.settings())
+        session = _Session(self.settings(), self.client)
         try:
             return await session.guard(on(session))
         finally:
             await session.aclose()
 
+    def __getstate__(self) -> dict[str, Any]:
+        # A node given this executor (Square(executor=DaskExecutor(client=...)))
+        # is pickled to the workers with it; a client cannot travel, nor is it
+        # of use there.
+        return {**self.__dict__, "client": None}
+
     def __repr__(self) -> str:
         args = [] if self.address is None else [repr(self.address)]
-        for key in ("n_workers", "threads_per_worker", "no_workers_warning"):
+        for key in (
+            "client",
+            "n_workers",
+            "threads_per_worker",
+            "processes",
+            "connect_timeout",
+            "no_workers_warning",
+            "log_failures",
+        ):
             value = getattr(self, key)
             if value is not None:
                 args.append(f"{key}={value}")
         return f"DaskExecutor({', '.join(args)})"
+
+
+def _checked(check: Callable[[object, str, str], Any], value: Any, name: str) -> Any:
+    """``None``, or ``value`` checked as argument ``name``."""
+    return None if value is None else check(value, name, f"argument {name}= of DaskExecutor()")

@@ -5,7 +5,9 @@ the environment variable ``POCKETCORE_DASK_ADDRESS``; the plugin's table in
 the configuration file (``[tool.pocketcore.dask]`` in ``pyproject.toml``,
 ``[dask]`` in ``pocketcore.toml``), read through
 :func:`pocketcore.plugin_settings` so that the file and its precedence are
-the kernel's. With no address anywhere, the run starts a ``LocalCluster``.
+the kernel's. Every key can also be set by an environment variable, ``POCKETCORE_DASK_<KEY>``
+(``POCKETCORE_DASK_N_WORKERS=4``), which beats the file. With no address
+anywhere, runs use a ``LocalCluster`` of this process, started at first use.
 
 This module imports neither pocketcore nor distributed at import time: the
 plugin is loaded in every process that runs a flow, and most runs never use it.
@@ -13,6 +15,7 @@ plugin is loaded in every process that runs a flow, and most runs never use it.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 from typing import Any, NoReturn
@@ -23,13 +26,23 @@ __all__ = [
     "NO_WORKERS_WARNING",
     "Settings",
     "check_count",
+    "check_flag",
     "check_seconds",
     "default_workers",
     "resolve",
 ]
 
 ADDRESS_ENV = "POCKETCORE_DASK_ADDRESS"
-KEYS = ("address", "n_workers", "threads_per_worker", "no_workers_warning")
+#: The keys of the plugin's table; each is also read from ``POCKETCORE_DASK_<KEY>``.
+KEYS = (
+    "address",
+    "n_workers",
+    "threads_per_worker",
+    "processes",
+    "connect_timeout",
+    "no_workers_warning",
+    "log_failures",
+)
 #: Seconds a batch waits for a worker, at a scheduler that has none, before saying so.
 NO_WORKERS_WARNING = 10.0
 
@@ -39,20 +52,29 @@ class Settings:
     """What one run connects to.
 
     Attributes:
-        address: The scheduler to connect to, or ``None`` to start a
-            ``LocalCluster`` for the run.
+        address: The scheduler to connect to, or ``None`` to use the
+            process's ``LocalCluster`` (started at first use).
         source: Where ``address`` came from, for error messages.
-        n_workers: Worker processes of the ``LocalCluster`` (unused with an address).
+        n_workers: Workers of the ``LocalCluster`` (unused with an address).
         threads_per_worker: Threads of each of its workers (unused with an address).
+        processes: Whether its workers are processes (the default) or
+            threads of this process (unused with an address).
+        connect_timeout: Seconds to wait for the scheduler to answer, or
+            ``None`` for dask's own (``distributed.comm.timeouts.connect``).
         no_workers_warning: Seconds without a worker at the scheduler, while a
             batch waits, before it says so on stderr.
+        log_failures: Keep dask's "Compute Failed" log, with the worker's
+            traceback, of a failing item, in the ``LocalCluster``'s workers.
     """
 
     address: str | None
     source: str
     n_workers: int
     threads_per_worker: int
+    processes: bool = True
+    connect_timeout: float | None = None
     no_workers_warning: float = NO_WORKERS_WARNING
+    log_failures: bool = False
 
 
 def _fail(message: str) -> NoReturn:
@@ -82,6 +104,13 @@ def check_seconds(value: object, name: str, source: str) -> float:
     return float(value)
 
 
+def check_flag(value: object, name: str, source: str) -> bool:
+    """Return ``value`` if it is a bool, else raise ``ConfigError``."""
+    if not isinstance(value, bool):
+        _fail(f"{name} must be true or false, got {value!r} ({type(value).__name__}) from {source}")
+    return value
+
+
 def check_address(value: object, source: str) -> str:
     """Return ``value`` if it is a non-empty string, else raise ``ConfigError``."""
     if not isinstance(value, str) or not value.strip():
@@ -100,56 +129,105 @@ def default_workers() -> int:
         return os.cpu_count() or 1
 
 
+_CHECKS: dict[str, Any] = {
+    "address": lambda value, key, source: check_address(value, source),
+    "n_workers": check_count,
+    "threads_per_worker": check_count,
+    "processes": check_flag,
+    "connect_timeout": check_seconds,
+    "no_workers_warning": check_seconds,
+    "log_failures": check_flag,
+}
+_TRUE = ("1", "true", "yes", "on")
+_FALSE = ("0", "false", "no", "off")
+
+
+def _from_environment(key: str) -> tuple[Any, str] | None:
+    """``POCKETCORE_DASK_<KEY>``, converted and checked, with its source; ``None`` when unset."""
+    variable = f"POCKETCORE_DASK_{key.upper()}"
+    raw = os.environ.get(variable, "").strip()
+    if not raw:
+        return None
+    source = f"environment variable {variable}"
+    value: Any = raw
+    if key in ("n_workers", "threads_per_worker"):
+        with contextlib.suppress(ValueError):
+            value = int(raw)
+    elif key in ("connect_timeout", "no_workers_warning"):
+        with contextlib.suppress(ValueError):
+            value = float(raw)
+    elif key in ("processes", "log_failures") and raw.lower() in _TRUE + _FALSE:
+        value = raw.lower() in _TRUE
+    return _CHECKS[key](value, key, source), source
+
+
+def _from_file() -> dict[str, tuple[Any, str]]:
+    """The plugin's table of the configuration file, every key checked, with its source."""
+    from pocketcore import plugin_settings
+
+    table, where = plugin_settings("dask")
+    found: dict[str, tuple[Any, str]] = {}
+    for key, value in table.items():
+        if key not in KEYS:
+            _fail(f"unknown key {key!r} in {where}; known keys: {', '.join(KEYS)}")
+        source = f"key {key!r} in {where}"
+        found[key] = _CHECKS[key](value, key, source), source
+    return found
+
+
 def resolve(
     address: str | None = None,
     n_workers: int | None = None,
     threads_per_worker: int | None = None,
     no_workers_warning: float | None = None,
+    *,
+    processes: bool | None = None,
+    connect_timeout: float | None = None,
+    log_failures: bool | None = None,
 ) -> Settings:
-    """Resolve the settings of one run; arguments (already checked) win.
+    """Resolve the settings of one run; arguments (already checked) win, then the environment.
 
-    Every key of the file's table is checked, even one that a more specific
-    source overrides: a wrong value there is a mistake either way.
+    Every key of the file's table and every ``POCKETCORE_DASK_*`` variable
+    that is set is checked, even one that a more specific source overrides:
+    a wrong value there is a mistake either way.
 
     Raises:
         ConfigError: A value is of the wrong type or out of range, or the
             table has an unknown key; the message names the variable or the
             file and key.
     """
-    from pocketcore import plugin_settings
+    arguments = {
+        "address": address,
+        "n_workers": n_workers,
+        "threads_per_worker": threads_per_worker,
+        "processes": processes,
+        "connect_timeout": connect_timeout,
+        "no_workers_warning": no_workers_warning,
+        "log_failures": log_failures,
+    }
+    file = _from_file()
+    chosen: dict[str, tuple[Any, str]] = {}
+    for key in KEYS:
+        from_env = _from_environment(key)
+        if arguments[key] is not None:
+            chosen[key] = arguments[key], f"argument {key}= of DaskExecutor()"
+        elif from_env is not None:
+            chosen[key] = from_env
+        elif key in file:
+            chosen[key] = file[key]
 
-    table, where = plugin_settings("dask")
-    for key in table:
-        if key not in KEYS:
-            _fail(f"unknown key {key!r} in {where}; known keys: {', '.join(KEYS)}")
-    file: dict[str, Any] = {}
-    if "address" in table:
-        file["address"] = check_address(table["address"], f"key 'address' in {where}")
-    for key in ("n_workers", "threads_per_worker"):
-        if key in table:
-            file[key] = check_count(table[key], key, f"key {key!r} in {where}")
-    if "no_workers_warning" in table:
-        file["no_workers_warning"] = check_seconds(
-            table["no_workers_warning"],
-            "no_workers_warning",
-            f"key 'no_workers_warning' in {where}",
-        )
+    def value(key: str, default: Any) -> Any:
+        return chosen[key][0] if key in chosen else default
 
-    source = "argument address= of DaskExecutor()"
-    if address is None:
-        raw = os.environ.get(ADDRESS_ENV, "").strip()
-        if raw:
-            address, source = raw, f"environment variable {ADDRESS_ENV}"
-        elif "address" in file:
-            address, source = file["address"], f"key 'address' in {where}"
-        else:
-            source = "no address configured: a LocalCluster for the run"
     return Settings(
-        address=address,
-        source=source,
-        n_workers=n_workers or file.get("n_workers") or default_workers(),
-        threads_per_worker=threads_per_worker or file.get("threads_per_worker") or 1,
-        no_workers_warning=no_workers_warning
-        or file.get("no_workers_warning")
-        or NO_WORKERS_WARNING,
+        address=value("address", None),
+        source=chosen["address"][1]
+        if "address" in chosen
+        else "no address configured: the process's LocalCluster",
+        n_workers=value("n_workers", None) or default_workers(),
+        threads_per_worker=value("threads_per_worker", 1),
+        processes=value("processes", True),
+        connect_timeout=value("connect_timeout", None),
+        no_workers_warning=value("no_workers_warning", NO_WORKERS_WARNING),
+        log_failures=value("log_failures", False),
     )

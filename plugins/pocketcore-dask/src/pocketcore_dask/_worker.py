@@ -28,6 +28,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import enum
+import logging
+import os
 import signal
 import threading
 from collections.abc import Awaitable, Callable
@@ -44,6 +46,7 @@ __all__ = [
     "dask_setup",
     "forget",
     "interrupt",
+    "quiet_failures",
     "run_async_item",
     "run_sync_item",
 ]
@@ -92,16 +95,52 @@ def _exited(exc: BaseException) -> BaseException:
     return exc
 
 
-def dask_setup(worker: Any) -> None:
-    """Preload of the workers of a ``LocalCluster`` started by the plugin: ignore SIGINT.
+#: Set to "1" in the environment of a LocalCluster's worker processes to keep
+#: dask's "Compute Failed" log of an item that raised.
+LOG_FAILURES_ENV = "POCKETCORE_DASK_LOG_FAILURES"
 
-    Those workers share the terminal's process group with the run, so Ctrl-C
-    reaches them too. Left to it, each one dies half-way through its own
-    shutdown, printing tracebacks, while the run waits for the tasks it held.
-    The run is the one to stop them: interrupted, it kills them itself.
+
+def dask_setup(worker: Any) -> None:
+    """Preload of the worker processes of the plugin's ``LocalCluster``.
+
+    Ignore SIGINT: those workers share the terminal's process group with the
+    run, so Ctrl-C reaches them too. Left to it, each one dies half-way through
+    its own shutdown, printing tracebacks, while the run waits for the tasks
+    it held. The run is the one to stop them: interrupted, it kills them itself.
+
+    And, unless ``log_failures`` is set, leave out dask's "Compute Failed"
+    log of a failing item (see :func:`quiet_failures`).
     """
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGINT, signal.SIG_IGN)
+    quiet_failures(os.environ.get(LOG_FAILURES_ENV, "").strip().lower() not in ("1", "true"))
+
+
+class _QuietFailures(logging.Filter):
+    """Drops distributed's "Compute Failed" record for a pocketcore item's task.
+
+    The item's exception, with the worker's traceback, reaches the caller of
+    the run: the same traceback printed again by the worker, into the same
+    terminal, is noise. Failures of other tasks are left alone.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not str(record.msg).startswith("Compute Failed"):
+            return True
+        key = record.args[0] if isinstance(record.args, tuple) and record.args else None
+        return not (isinstance(key, tuple) and str(key[0]).startswith("pocketcore-"))
+
+
+_quiet = _QuietFailures()
+
+
+def quiet_failures(on: bool) -> None:
+    """Leave out (``on``) or keep dask's "Compute Failed" log of pocketcore's items, here."""
+    logger = logging.getLogger("distributed.worker")
+    if on:
+        logger.addFilter(_quiet)  # once: a filter already there is not added again
+    else:
+        logger.removeFilter(_quiet)
 
 
 # The async items running in this worker process, per batch, and the batches

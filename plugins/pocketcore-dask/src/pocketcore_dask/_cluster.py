@@ -1,0 +1,133 @@
+"""The process's own ``LocalCluster``: started at first use, reused, closed at exit.
+
+Starting a cluster of worker processes takes seconds; connecting to one that
+runs takes milliseconds. So runs without a scheduler address share one
+``LocalCluster`` per process, started by the first batch that needs it and
+kept for the runs after it, until :func:`shutdown` or the end of the
+interpreter. Each run has an event loop of its own, and an asynchronous
+cluster is bound to the loop that started it: this one is a synchronous
+cluster, whose scheduler and nannies live on distributed's loop thread, and
+each run connects its own client to it by address.
+
+A run asking for another shape (``n_workers``, ``threads_per_worker``,
+``processes``, ``log_failures``) replaces the cluster: one per process, never two.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import os
+import signal
+import threading
+from typing import TYPE_CHECKING, Any
+
+from ._settings import Settings
+
+if TYPE_CHECKING:
+    from distributed import LocalCluster
+
+__all__ = ["close", "get", "kill", "shutdown"]
+
+_lock = threading.Lock()
+_cluster: LocalCluster | None = None
+_shape: tuple[int, int, bool, bool] | None = None
+_atexit_registered = False
+
+
+def get(settings: Settings) -> LocalCluster:
+    """The process's cluster of the shape ``settings`` asks for, started if need be.
+
+    Blocking (seconds, when it starts one): call it from a worker thread.
+    """
+    global _cluster, _shape, _atexit_registered
+    from distributed import LocalCluster
+
+    from ._worker import quiet_failures
+
+    shape = (
+        settings.n_workers,
+        settings.threads_per_worker,
+        settings.processes,
+        settings.log_failures,
+    )
+    with _lock:
+        if _cluster is not None and (_shape != shape or _cluster.status.name != "running"):
+            _close(_cluster)
+            _cluster = None
+        if _cluster is None:
+            _cluster = LocalCluster(  # type: ignore[no-untyped-call]
+                n_workers=settings.n_workers,
+                threads_per_worker=settings.threads_per_worker,
+                processes=settings.processes,
+                # Any free local port: programs side by side on one machine
+                # must not collide (None would still try 8787). Point the
+                # executor at a cluster of your own to watch its dashboard.
+                dashboard_address="127.0.0.1:0",
+                **_process_options(settings) if settings.processes else {},
+            )
+            if not settings.processes:  # its workers log in this process
+                quiet_failures(not settings.log_failures)
+            _shape = shape
+            if not _atexit_registered:
+                # Registered after distributed's own exit handlers, so run before them.
+                atexit.register(shutdown)
+                _atexit_registered = True
+        return _cluster
+
+
+def _process_options(settings: Settings) -> dict[str, Any]:
+    """What the nannies of worker processes are given (worker threads take neither)."""
+    from ._worker import LOG_FAILURES_ENV
+
+    return {
+        # Worker processes ignore Ctrl-C: the run stops them (see _worker).
+        "preload": ["pocketcore_dask._worker"],
+        # Read by that preload: keep "Compute Failed" logs, or not.
+        "env": {LOG_FAILURES_ENV: "1" if settings.log_failures else "0"},
+    }
+
+
+def _close(cluster: LocalCluster) -> None:
+    with contextlib.suppress(Exception):  # a cluster already half gone closes as it can
+        cluster.close()
+
+
+def shutdown() -> None:
+    """Close the process's ``LocalCluster``, if one runs; the next run starts a new one.
+
+    Called at interpreter exit too. Safe to call at any time, from any
+    thread, but not while a batch of this process runs on the cluster.
+    """
+    global _cluster
+    with _lock:
+        cluster, _cluster = _cluster, None
+        if cluster is not None:
+            _close(cluster)
+
+
+def kill(cluster: LocalCluster) -> None:
+    """Kill the worker processes of ``cluster`` at once (Ctrl-C); it is no longer reused.
+
+    Told first, the nannies do not start new worker processes in place of
+    the ones killed (nor log that they do). Close the clients of the cluster,
+    then the cluster itself (:func:`close`).
+    """
+    global _cluster
+    from distributed import Nanny
+
+    for nanny in list(cluster.workers.values()):
+        if not isinstance(nanny, Nanny):  # a worker thread of this process: closing stops it
+            continue
+        nanny.close_gracefully(reason="pocketcore-run-cancelled")
+        if nanny.pid:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(nanny.pid, getattr(signal, "SIGKILL", signal.SIGTERM))
+    with _lock:
+        if _cluster is cluster:
+            _cluster = None
+
+
+def close(cluster: LocalCluster) -> None:
+    """Close ``cluster`` (once killed). Blocking: call from a thread."""
+    _close(cluster)
