@@ -141,8 +141,8 @@ def test_bad_file_values_name_their_key_and_file(clean: Path, table: str, messag
 def test_a_dask_key_that_is_not_a_table(clean: Path) -> None:
     (clean / "pocketcore.toml").write_text('dask = "tcp://x:1"\n')
     # The kernel's own check of the file's keys comes first.
-    assert config_error() == (
-        "unknown key 'dask' in pocketcore.toml; known keys: executor, max_concurrency"
+    assert config_error().startswith(
+        "unknown key 'dask' in pocketcore.toml; known keys: executor, max_concurrency, "
     )
 
 
