@@ -258,3 +258,20 @@ class SyncExits(pocketcore.ParallelBatchNode):
         time.sleep(0.5)
         mark(folder, f"finished-{i}")
         return i
+
+
+class HangsThenAnswers(pocketcore.AsyncParallelBatchNode):
+    """Item i hangs on its first ``hangs[i]`` attempts (until timed out), then answers."""
+
+    async def prep_async(self, shared: dict[str, Any]) -> Any:
+        return list(range(len(shared["hangs"])))
+
+    async def exec_async(self, item: int) -> tuple[int, int]:
+        if self.cur_retry < self.params["hangs"][item]:
+            await asyncio.sleep(30)  # only the timeout ends this
+        if item in self.params.get("bad", ()):
+            raise ValueError(f"item {item} is bad")
+        return item, self.cur_retry
+
+    async def post_async(self, shared: dict[str, Any], prep_res: Any, exec_res: Any) -> None:
+        shared["results"] = exec_res
