@@ -7,6 +7,7 @@ that names it, and ``on_error="collect"`` keeps every item's outcome.
 
 from __future__ import annotations
 
+import itertools
 import math
 import re
 import threading
@@ -358,3 +359,80 @@ def test_a_bad_timeout_names_its_source(value: Any) -> None:
         pytest.raises(ConfigError, match="POCKETCORE_TIMEOUT"),
     ):
         pocketcore.run(AsyncItems(), {"n": 1})
+
+
+# --- regressions found in review --------------------------------------------------
+
+
+@pytest.mark.parametrize("executor", ["asyncio", "trio"])
+def test_one_limiter_serves_two_runs_on_two_threads(executor: str) -> None:
+    # Each run has its own event loop on its own thread; a slot released on
+    # one loop wakes a waiter on the other without waiting for it.
+    shared_limiter = Limiter(max_concurrency=2)
+    outcomes: dict[str, Any] = {}
+
+    def run(name: str) -> None:
+        probe = Starts()
+        node = AsyncItems(limiter=shared_limiter)
+        node.set_params({"probe": probe, "hold": 0.001})
+        shared: dict[str, Any] = {"n": 200}
+        try:
+            pocketcore.run(node, shared, executor=executor)
+            outcomes[name] = shared["out"][0]
+        except BaseException as exc:  # reported below, not lost in the thread
+            outcomes[name] = exc
+
+    threads = [threading.Thread(target=run, args=(name,)) for name in "AB"]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(20)
+    assert not any(thread.is_alive() for thread in threads), "a run hung"
+    assert outcomes == {"A": list(range(200)), "B": list(range(200))}
+
+
+def test_a_batch_waiting_for_a_shared_slot_still_spaces_its_starts() -> None:
+    class Uneven(AsyncItems):
+        async def exec_async(self, item: int) -> int:
+            self.params["probe"].enter()
+            await anyio.sleep([0.3, 0.25, 0.0, 0.0, 0.0][item])
+            self.params["probe"].leave()
+            return item
+
+    probe = Starts()
+    node = Uneven(max_per_second=10, limiter=Limiter(max_concurrency=2))
+    node.set_params({"probe": probe})
+    pocketcore.run(node, {"n": 5}, executor="asyncio")
+    starts = sorted(probe.times)
+    gaps = [b - a for a, b in itertools.pairwise(starts)]
+    # Items 2-4 waited for a slot; their turns are taken after it, so they
+    # start 0.1 s apart rather than together.
+    assert min(gaps) >= 0.1 - JITTER
+
+
+def test_a_flows_timeout_applies_to_the_batches_inside_it() -> None:
+    flow = pocketcore.AsyncFlow(start=Hangs(), timeout=0.05)
+    flow.set_params({"hangs": [1, 0]})  # a flow hands its params to its nodes
+    shared: dict[str, Any] = {}
+    started = time.monotonic()
+    pocketcore.run(flow, shared)
+    assert time.monotonic() - started < 5
+    # Item 0's first attempt hung: the flow's timeout ended it, and its
+    # fallback got the TimeoutError.
+    assert shared["out"] == [("fallback", 0, 0, "TimeoutError"), (1, 0)]
+
+
+@pytest.mark.parametrize("setting", [{"on_error": "collect"}, {"max_per_second": 3}])
+def test_settings_other_than_the_executor_do_not_read_it(
+    setting: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("POCKETCORE_EXECUTOR", "no-such-executor")
+
+    class Plain(pocketcore.AsyncNode):
+        async def exec_async(self, prep_res: Any) -> str:
+            return "ran"
+
+        async def post_async(self, shared: Any, prep_res: Any, exec_res: Any) -> str:
+            return str(exec_res)
+
+    assert pocketcore.run(pocketcore.AsyncFlow(start=Plain(), **setting)) == "ran"

@@ -354,10 +354,15 @@ def _limited(
     async def limited(item: Any) -> Any:
         taken: list[Limiter] = []
         try:
+            # Every slot first, then every turn: a turn taken while waiting for
+            # a slot would be spent late, and starts would bunch together.
             for limiter in limiters:
-                if not limiter.try_acquire():
-                    await limiter.acquire()
+                if not limiter.try_take_slot():
+                    await limiter.take_slot()
                 taken.append(limiter)
+            for limiter in limiters:
+                if not limiter.try_take_turn():
+                    await limiter.take_turn()
             return await fn(item)
         finally:
             for limiter in taken:

@@ -178,8 +178,15 @@ def _graph(target: BaseNode) -> list[BaseNode]:
 
 
 def needs_executor(target: BaseNode) -> bool:
-    """Whether any node reachable from ``target`` fans out or has settings of its own."""
-    return any(type(node).fans_out or own_settings(node) for node in _graph(target))
+    """Whether any node reachable from ``target`` fans out, or chooses an executor or a limit.
+
+    Only then is the run's executor looked for in the environment and the
+    files: other settings of a node (``on_error``, say) do not need one.
+    """
+    return any(
+        type(node).fans_out or own_executor(node) is not None or node.max_concurrency is not None
+        for node in _graph(target)
+    )
 
 
 def check_graph(target: BaseNode, cfg: RunConfig) -> None:

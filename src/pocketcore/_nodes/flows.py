@@ -86,6 +86,8 @@ class Flow(BaseNode):
             Keyword only; see :class:`BaseNode`.
     """
 
+    holds_nodes = True
+
     def __init__(
         self,
         start: BaseNode | None = None,

@@ -65,8 +65,9 @@ class BaseNode:
         timeout: Keyword only. Seconds each attempt of an item's
             ``exec_async`` may take in a parallel batch; a longer one is
             cancelled and fails with ``TimeoutError`` (so retries, wait and
-            the fallback apply). Read on the parallel batch classes only; a
-            blocking ``exec`` with a timeout is refused when the run starts.
+            the fallback apply). Read on the parallel batch classes and on
+            flows only (a PocketFlow node may keep a ``timeout`` of its own);
+            a blocking ``exec`` with a timeout is refused before it runs.
 
         Each is also settable as a class attribute. On a flow, it applies to
         every node inside that does not set its own.
@@ -90,6 +91,9 @@ class BaseNode:
     #: *Parallel* classes). A run whose graph has none never needs an executor,
     #: so it never reads the executor settings.
     fans_out: ClassVar[bool] = False
+    #: Whether the class runs other nodes (the flows): its settings are in
+    #: force for the nodes inside it.
+    holds_nodes: ClassVar[bool] = False
 
     def __init__(
         self,

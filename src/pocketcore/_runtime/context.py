@@ -151,9 +151,10 @@ def own_settings(node: Any) -> dict[str, Setting]:
         ("max_per_second", node.max_per_second),
         ("limiter", node.limiter),
         ("on_error", node.on_error),
-        # A timeout is the parallel batch nodes' own only: PocketFlow programs
-        # may well keep a `timeout` of their own on other nodes.
-        ("timeout", node.timeout if type(node).fans_out else None),
+        # Only the parallel batch nodes and the flows read a timeout:
+        # PocketFlow programs may well keep a `timeout` of their own on the
+        # nodes they write.
+        ("timeout", node.timeout if type(node).fans_out or type(node).holds_nodes else None),
     ):
         if value is not None:
             source = node_source(node, key)

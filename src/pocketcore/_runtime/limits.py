@@ -10,16 +10,17 @@ woken through the loop it waits on.
 
 from __future__ import annotations
 
+import asyncio
 import math
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from typing import Any
 
 import anyio
-import anyio.from_thread
-import anyio.lowlevel
 import attrs
+import sniffio
 
 from pocketcore._core.errors import ConfigError
 
@@ -53,20 +54,36 @@ def _check_concurrency(value: object, source: str) -> int | None:
 
 
 class _Waiter:
-    """A task waiting for a slot, and how to wake it from any thread."""
+    """A task waiting for a slot, and how to wake it from any thread without waiting."""
 
-    __slots__ = ("event", "thread", "token")
+    __slots__ = ("event", "soon", "thread")
 
     def __init__(self) -> None:
         self.event = anyio.Event()
         self.thread = threading.get_ident()
-        self.token = anyio.lowlevel.current_token()
+        # How to have the waiter's own loop run a call soon, from any thread,
+        # without blocking the caller: the releasing thread may be running a
+        # loop of its own, which must not wait on this one (two loops waking
+        # each other's waiters would each wait for the other).
+        if sniffio.current_async_library() == "trio":
+            import trio
 
-    def wake(self) -> None:
+            self.soon: Callable[[Callable[[], object]], object] = (
+                trio.lowlevel.current_trio_token().run_sync_soon
+            )
+        else:
+            self.soon = asyncio.get_running_loop().call_soon_threadsafe
+
+    def wake(self) -> bool:
+        """Set the waiter's event; ``False`` when its loop has already ended."""
         if threading.get_ident() == self.thread:
             self.event.set()
-        else:  # its loop runs on another thread: set the event there
-            anyio.from_thread.run_sync(self.event.set, token=self.token)
+            return True
+        try:
+            self.soon(self.event.set)
+        except RuntimeError:  # its loop is closed (asyncio) or its run finished (trio)
+            return False
+        return True
 
 
 @attrs.define(eq=False)
@@ -104,36 +121,56 @@ class Limiter:
         self.max_concurrency = _check_concurrency(self.max_concurrency, source)
         self.max_per_second = check_rate(self.max_per_second, source)
 
-    def try_acquire(self) -> bool:
-        """Take a slot and this start's turn now if both are free, without waiting.
-
-        The common case of a limiter with room to spare costs no coroutine;
-        when it returns ``False``, nothing was taken and :meth:`acquire` waits.
-        """
-        with self._lock:
-            if self.max_concurrency is not None and (
-                self._in_flight >= self.max_concurrency or self._waiters
-            ):
-                return False
-            if self.max_per_second is not None:
-                now = time.monotonic()
-                if self._next_start > now:
-                    return False
-                self._next_start = now + 1 / self.max_per_second
-            if self.max_concurrency is not None:
-                self._in_flight += 1
-            return True
-
     async def acquire(self) -> None:
         """Wait for a slot (when bounded), then for this start's turn (when paced)."""
-        if self.max_concurrency is not None:
-            await self._take_slot()
-        if self.max_per_second is not None:
-            try:
-                await self._pace()
-            except BaseException:
-                self.release()
-                raise
+        await self.take_slot()
+        try:
+            await self.take_turn()
+        except BaseException:
+            self.release()
+            raise
+
+    def try_take_slot(self) -> bool:
+        """Take a slot now if one is free (always, when unbounded); ``False`` takes nothing."""
+        if self.max_concurrency is None:
+            return True
+        with self._lock:
+            if self._in_flight < self.max_concurrency and not self._waiters:
+                self._in_flight += 1
+                return True
+            return False
+
+    async def take_slot(self) -> None:
+        """Wait for a slot (nothing to wait for when unbounded); :meth:`release` gives it back."""
+        if self.try_take_slot():
+            return
+        await self._wait_for_slot()
+
+    def try_take_turn(self) -> bool:
+        """Take this start's turn now if it is due (always, when unpaced); ``False`` takes nothing.
+
+        A turn is taken after the slot: a turn held while waiting for a slot
+        would be spent late, and starts that waited would bunch together.
+        """
+        if self.max_per_second is None:
+            return True
+        with self._lock:
+            now = time.monotonic()
+            if self._next_start > now:
+                return False
+            self._next_start = now + 1 / self.max_per_second
+            return True
+
+    async def take_turn(self) -> None:
+        """Wait for this start's turn: starts are spaced ``1 / max_per_second`` apart."""
+        if self.max_per_second is None:
+            return
+        with self._lock:
+            now = time.monotonic()
+            start = max(now, self._next_start)
+            self._next_start = start + 1 / self.max_per_second
+        if start > now:
+            await anyio.sleep(start - now)
 
     def release(self) -> None:
         """Give back the slot taken by :meth:`acquire` (a paced-only limiter has none)."""
@@ -144,9 +181,10 @@ class Limiter:
                 self._in_flight -= 1
                 return
             waiter = self._waiters.popleft()  # the slot passes to it: in_flight unchanged
-        waiter.wake()
+        if not waiter.wake():  # its loop is gone, and its task with it: pass the slot on
+            self.release()
 
-    async def _take_slot(self) -> None:
+    async def _wait_for_slot(self) -> None:
         with self._lock:
             assert self.max_concurrency is not None
             if self._in_flight < self.max_concurrency and not self._waiters:
@@ -164,15 +202,6 @@ class Limiter:
             if granted:  # woken and cancelled at once: pass the slot on
                 self.release()
             raise
-
-    async def _pace(self) -> None:
-        assert self.max_per_second is not None
-        with self._lock:
-            now = time.monotonic()
-            start = max(now, self._next_start)
-            self._next_start = start + 1 / self.max_per_second
-        if start > now:
-            await anyio.sleep(start - now)
 
     def describe(self) -> str:
         """The limiter in words, for messages: ``limiter 'llm' (8 at once, 2/s)``."""
