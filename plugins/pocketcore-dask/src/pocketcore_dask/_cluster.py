@@ -17,9 +17,11 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import logging
 import os
 import signal
 import threading
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from ._settings import Settings
@@ -112,9 +114,16 @@ def kill(cluster: LocalCluster) -> None:
     Told first, the nannies do not start new worker processes in place of
     the ones killed (nor log that they do). Close the clients of the cluster,
     then the cluster itself (:func:`close`).
+
+    Until it is closed, dask's own logs are held back: the connections to the
+    killed workers break, and dask reports each with a traceback, while the
+    user asked for the run to stop and gets one line saying so.
     """
-    global _cluster
+    global _cluster, _restore_logs
     from distributed import Nanny
+
+    if _restore_logs is None:
+        _restore_logs = _quiet("distributed")
 
     for nanny in list(cluster.workers.values()):
         if not isinstance(nanny, Nanny):  # a worker thread of this process: closing stops it
@@ -130,4 +139,20 @@ def kill(cluster: LocalCluster) -> None:
 
 def close(cluster: LocalCluster) -> None:
     """Close ``cluster`` (once killed). Blocking: call from a thread."""
+    global _restore_logs
     _close(cluster)
+    restore, _restore_logs = _restore_logs, None
+    if restore is not None:
+        restore()
+
+
+# Set while a killed cluster is being closed: how to put dask's logging back.
+_restore_logs: Callable[[], None] | None = None
+
+
+def _quiet(name: str) -> Callable[[], None]:
+    """Hold back the records of logger ``name`` (and below); return how to undo it."""
+    logger = logging.getLogger(name)
+    level = logger.level
+    logger.setLevel(logging.CRITICAL + 1)
+    return lambda: logger.setLevel(level)
