@@ -6,6 +6,7 @@ import sys
 from collections.abc import Iterable
 
 __all__ = [
+    "CacheError",
     "ConfigError",
     "PluginError",
     "PluginWarning",
@@ -38,6 +39,17 @@ class PluginError(PocketcoreError):
 
     Raised, for example, when two plugins register an executor under the same
     name; the message names both plugins.
+    """
+
+
+class CacheError(PocketcoreError):
+    """The result cache's store failed while a run used it.
+
+    Raised when a store that opened fine fails mid-run (a full disk, a file
+    made read-only): the message names the store and what it was doing. The
+    run stops; what the store already held is not damaged. A store that
+    cannot be opened at all is a :class:`ConfigError`, raised before any
+    item runs.
     """
 
 
