@@ -1,9 +1,11 @@
-"""Configuration files are read only when an executor must be chosen, and fail by name.
+"""Configuration files are read when a setting is needed, each value when it is used.
 
-A program that fans nothing out and chooses no executor runs the same
-whatever ``pocketcore.toml`` or ``pyproject.toml`` in the working directory
-hold (PocketFlow never reads them). Once an executor must be chosen, a file
-that cannot be read or holds a bad value is a ``ConfigError`` naming it.
+Every run with a node that has an ``exec`` reads the ``cache`` setting, so
+it reads the file: one that cannot be read (or names an unknown key) is a
+``ConfigError`` naming it. The *values* of other settings are checked only
+when they are used: a program that fans nothing out and chooses no executor
+runs the same whatever the file says about executors and limits. Once an
+executor must be chosen, a bad value is a ``ConfigError`` naming the file.
 """
 
 from __future__ import annotations
@@ -34,6 +36,8 @@ HOSTILE: dict[str, tuple[Callable[[Path], None], bool]] = {
     "an unknown key": (lambda p: p.write_text(_table(p, "exector = 'asyncio'")), True),
     "another tool's table": (lambda p: p.write_text("[tool.black]\nline-length = 3\n"), False),
 }
+#: What stops any run that reads the file at all (every run reads ``cache``).
+UNREADABLE = {"invalid TOML", "not UTF-8", "nested too deeply", "a directory", "an unknown key"}
 
 
 def _table(path: Path, line: str) -> str:
@@ -110,12 +114,16 @@ PROGRAMS = {
     file_name=st.sampled_from(["pocketcore.toml", "pyproject.toml"]),
     program=st.sampled_from(sorted(PROGRAMS)),
 )
-def test_a_program_that_chooses_no_executor_never_reads_the_files(
+def test_a_program_that_chooses_no_executor_checks_only_what_it_uses(
     hostile: str, file_name: str, program: str
 ) -> None:
     with configured() as where:
         HOSTILE[hostile][0](where / file_name)
         shared = {"word": "hey"}
+        if hostile in UNREADABLE:
+            with pytest.raises(ConfigError, match=re.escape(file_name)):
+                PROGRAMS[program](shared)
+            return
         result = PROGRAMS[program](shared)
     assert (result, shared["out"]) == ("done", "HEY")
 

@@ -22,14 +22,16 @@ checks this with import-linter; docs/architecture.md describes them):
 from __future__ import annotations
 
 from ._core.errors import (
+    CacheError,
     ConfigError,
     PluginError,
     PluginWarning,
     PocketcoreError,
     attach_failures,
 )
-from ._core.executor import BlockingExecutor, Executor, RemoteExecutor
+from ._core.executor import BlockingExecutor, Executor, RemoteExecutor, ReportingExecutor
 from ._core.results import Failed
+from ._core.store import Store, StoreInfo, StoreOpener
 from ._front.flowfile import FlowFileError, LoadedFlow, load_flow
 from ._front.run import run
 from ._front.timeline import Timeline
@@ -58,6 +60,7 @@ from ._plugins.registry import (
     get_registry,
     make_plugin_manager,
 )
+from ._runtime.cache import CacheWarning, close_stores
 from ._runtime.config import plugin_settings
 from ._runtime.limits import Limiter
 from .hookspecs import hookimpl
@@ -73,6 +76,8 @@ __all__ = [
     "BatchFlow",
     "BatchNode",
     "BlockingExecutor",
+    "CacheError",
+    "CacheWarning",
     "ConfigError",
     "Executor",
     "ExecutorEntry",
@@ -91,8 +96,13 @@ __all__ = [
     "PocketcoreError",
     "Registry",
     "RemoteExecutor",
+    "ReportingExecutor",
+    "Store",
+    "StoreInfo",
+    "StoreOpener",
     "Timeline",
     "attach_failures",
+    "close_stores",
     "get_registry",
     "hookimpl",
     "load_flow",

@@ -61,6 +61,7 @@ __all__ = [
     "PROJECT_NAME",
     "hookimpl",
     "hookspec",
+    "pocketcore_batch_item_cached",
     "pocketcore_batch_item_done",
     "pocketcore_batch_item_start",
     "pocketcore_batch_start",
@@ -68,6 +69,7 @@ __all__ = [
     "pocketcore_node_start",
     "pocketcore_register_executors",
     "pocketcore_register_nodes",
+    "pocketcore_register_stores",
     "pocketcore_run_end",
     "pocketcore_run_start",
 ]
@@ -135,6 +137,33 @@ def pocketcore_register_nodes(register: Callable[[str, type], None]) -> None:
             registered. A name that another supplier (a plugin or a
             ``pocketcore.nodes`` entry point) also registers makes collecting
             the nodes raise :class:`pocketcore.PluginError` naming both.
+
+    Returns:
+        Nothing; the return value is ignored.
+    """
+
+
+@hookspec
+def pocketcore_register_stores(register: Callable[[str, Callable[[str], Any]], None]) -> None:
+    """Contribute result-cache stores that a cache setting can name.
+
+    Called once per implementing plugin, the first time a store is opened by
+    name. Call ``register(name, opener)`` for each store: a cache setting of
+    ``"NAME:REST"`` then opens it with ``opener(REST)``, which returns an
+    object satisfying :class:`pocketcore.Store` (see
+    :class:`pocketcore.StoreOpener`). pocketcore registers ``sqlite`` and
+    ``memory`` itself, through the same hook.
+
+    As for :func:`pocketcore_register_executors`, an implementation that raises
+    or registers something invalid (a name that is not a non-empty str of two
+    characters or more, an opener that is not callable) contributes no store;
+    the failure is recorded and warned about, and the other plugins' stores
+    are still available. Two plugins registering one name is a
+    :class:`pocketcore.PluginError` naming both.
+
+    Args:
+        register: Records one store opener under a name, with the plugin
+            that registered it.
 
     Returns:
         Nothing; the return value is ignored.
@@ -245,6 +274,23 @@ def pocketcore_batch_item_done(node: Any, index: int, result: Any, exception: An
     """
 
 
+@hookspec
+def pocketcore_batch_item_cached(node: Any, index: int, item: Any, result: Any) -> None:
+    """One item of a batch was found in the result cache, so its ``exec`` did not run.
+
+    Reported instead of :func:`pocketcore_batch_item_start` and
+    :func:`pocketcore_batch_item_done`, from the task that pulls the batch's
+    items, as the item is pulled (also for a remote executor: hits never
+    leave this process).
+
+    Args:
+        node: The batch node.
+        index: The item's position in the input.
+        item: The item.
+        result: The stored result, as ``post`` will receive it.
+    """
+
+
 LIFECYCLE_HOOKS = (
     "pocketcore_run_start",
     "pocketcore_run_end",
@@ -253,5 +299,6 @@ LIFECYCLE_HOOKS = (
     "pocketcore_batch_start",
     "pocketcore_batch_item_start",
     "pocketcore_batch_item_done",
+    "pocketcore_batch_item_cached",
 )
 """The names of the lifecycle hooks (the ones observers implement)."""

@@ -7,7 +7,14 @@ from typing import Any, Literal, Protocol, TypeVar, runtime_checkable
 
 import attrs
 
-__all__ = ["BlockingExecutor", "Capabilities", "Executor", "RemoteExecutor", "capabilities"]
+__all__ = [
+    "BlockingExecutor",
+    "Capabilities",
+    "Executor",
+    "RemoteExecutor",
+    "ReportingExecutor",
+    "capabilities",
+]
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -102,6 +109,30 @@ class BlockingExecutor(Executor, Protocol):
         ...
 
 
+@runtime_checkable
+class ReportingExecutor(Executor, Protocol):
+    """An executor that tells the kernel of each result as it comes back.
+
+    Declared with the attribute ``reports_results = True``. Its ``map`` (and
+    ``map_blocking``, if it has one) then accept a keyword argument
+    ``on_result``: a function the executor calls in the dispatching process,
+    with the item's position in ``items`` and its result, as soon as the
+    result is back, for every item that succeeded, before ``map`` returns or
+    raises. The kernel passes it only when it needs it (a result cache, which
+    then writes each result as it arrives, so a killed run loses none that
+    came back), and not at all to an executor that does not declare it.
+
+    What ``on_result`` raises (a cache store that failed) is a failure of
+    the batch: the executor stops the batch as for an item's failure, and
+    raises that exception.
+
+    Remote executors are the ones that need it: a local executor's items
+    run in this process, where the kernel sees each one end.
+    """
+
+    reports_results: Literal[True]
+
+
 @attrs.frozen
 class Capabilities:
     """The optional capabilities one executor declares.
@@ -110,10 +141,12 @@ class Capabilities:
         remote: Items run in other processes (:class:`RemoteExecutor`).
         map_blocking: The executor's own ``map_blocking``
             (:class:`BlockingExecutor`), or ``None``.
+        reports_results: ``map`` takes ``on_result`` (:class:`ReportingExecutor`).
     """
 
     remote: bool
     map_blocking: Callable[..., Awaitable[list[Any]]] | None
+    reports_results: bool = False
 
 
 def capabilities(executor: Executor) -> Capabilities:
@@ -125,4 +158,5 @@ def capabilities(executor: Executor) -> Capabilities:
     """
     remote = getattr(executor, "remote", False) is True
     blocking = executor.map_blocking if isinstance(executor, BlockingExecutor) else None
-    return Capabilities(remote=remote, map_blocking=blocking)
+    reports = getattr(executor, "reports_results", False) is True
+    return Capabilities(remote=remote, map_blocking=blocking, reports_results=reports)

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import functools
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Iterator
 from typing import Any, TypeVar
 
 import anyio
@@ -33,6 +33,7 @@ from pocketcore._core.remote import detached, refuse_batch_flow, shippable
 from pocketcore._core.results import Failed
 from pocketcore._dispatch.threads import call_sync, on_threads, run_blocking
 from pocketcore._runtime import observe
+from pocketcore._runtime.cache import MISS, Keyed, NodeCache, node_cache
 from pocketcore._runtime.context import (
     CUR_RETRY,
     THREAD_STOP,
@@ -46,6 +47,10 @@ from pocketcore._runtime.limits import Limiter
 __all__ = [
     "each",
     "each_async",
+    "exec_cached",
+    "exec_cached_async",
+    "exec_each",
+    "exec_each_async",
     "exec_item",
     "exec_item_async",
     "fan_out",
@@ -58,7 +63,9 @@ __all__ = [
 # --- the per-item pipeline ---------------------------------------------------
 
 
-def exec_item(node: Any, item: Any, attempt: Attempt | None = None) -> Any:
+def exec_item(
+    node: Any, item: Any, attempt: Attempt | None = None, call: Callable[[Any], Any] | None = None
+) -> Any:
     """Run ``node.exec(item)`` with the node's attempts, waits and fallback (sync).
 
     ``attempt`` is given when items of ``node`` run concurrently (see
@@ -66,14 +73,17 @@ def exec_item(node: Any, item: Any, attempt: Attempt | None = None) -> Any:
     counter lives in the instance dict (so a class attribute ``cur_retry`` is
     shadowed, not used), and whether to give up is decided on ``cur_retry``
     after the attempt, so an ``exec`` that assigns it steers the loop.
+    ``call`` stands in for ``node.exec`` (the result cache's, which notes
+    that it returned).
     """
     d = node.__dict__
+    run = node.exec if call is None else call
     for n in range(node.max_retries):
         d["cur_retry"] = n
         if attempt is not None:
             attempt.n = n
         try:
-            return node.exec(item)
+            return run(item)
         except Exception as exc:
             cur = d["cur_retry"] if attempt is None else attempt.n
             if cur == node.max_retries - 1:
@@ -91,7 +101,11 @@ def exec_item(node: Any, item: Any, attempt: Attempt | None = None) -> Any:
 
 
 async def exec_item_async(
-    node: Any, item: Any, attempt: Attempt | None = None, per_attempt: float | None = None
+    node: Any,
+    item: Any,
+    attempt: Attempt | None = None,
+    per_attempt: float | None = None,
+    call: Callable[[Any], Awaitable[Any]] | None = None,
 ) -> Any:
     """Run ``await node.exec_async(item)`` with attempts, waits and fallback.
 
@@ -99,10 +113,14 @@ async def exec_item_async(
     pocketcore sets it (so ``exec_async`` can read it) and, like PocketFlow,
     decides on the loop's own counter. With ``per_attempt`` seconds (the
     node's timeout), an attempt that takes longer is cancelled and fails with
-    ``TimeoutError``, like any failed attempt.
+    ``TimeoutError``, like any failed attempt. ``call`` stands in for
+    ``node.exec_async``, as for :func:`exec_item`.
     """
     d = node.__dict__
-    call = node.exec_async if per_attempt is None else functools.partial(_within, per_attempt, node)
+    if call is None:
+        call = node.exec_async
+    if per_attempt is not None:
+        call = functools.partial(_within, per_attempt, call)
     if node.max_retries == 1:  # the usual case, without the loop's overhead
         d["cur_retry"] = 0
         try:
@@ -123,50 +141,60 @@ async def exec_item_async(
     return None
 
 
-async def _within(seconds: float, node: Any, item: Any) -> Any:
+async def _within(seconds: float, call: Callable[[Any], Awaitable[Any]], item: Any) -> Any:
     """One attempt of ``exec_async``, cancelled after ``seconds`` (``TimeoutError``)."""
     with anyio.fail_after(seconds):
-        return await node.exec_async(item)
+        return await call(item)
 
 
-def _concurrent_item(node: Any, item: Any) -> Any:
+def _concurrent_item(node: Any, item: Any, call: Callable[[Any], Any] | None = None) -> Any:
     """One item of a concurrent sync batch: the pipeline with its own ``cur_retry``."""
     attempt = Attempt(node)
     token = CUR_RETRY.set(attempt)
     try:
-        return exec_item(node, item, attempt)
+        return exec_item(node, item, attempt, call)
     finally:
         CUR_RETRY.reset(token)
 
 
-async def _concurrent_item_async(node: Any, item: Any, per_attempt: float | None = None) -> Any:
+async def _concurrent_item_async(
+    node: Any,
+    item: Any,
+    per_attempt: float | None = None,
+    call: Callable[[Any], Awaitable[Any]] | None = None,
+) -> Any:
     """One item of a concurrent async batch: the pipeline with its own ``cur_retry``."""
     attempt = Attempt(node)
     token = CUR_RETRY.set(attempt)
     try:
-        return await exec_item_async(node, item, attempt, per_attempt)
+        return await exec_item_async(node, item, attempt, per_attempt, call)
     finally:
         CUR_RETRY.reset(token)
 
 
-def _collect_item(node: Any, item: Any) -> Any:
+def _collect_item(node: Any, item: Any, call: Callable[[Any], Any] | None = None) -> Any:
     """One item with ``on_error="collect"`` (sync): a failure becomes a :class:`Failed`."""
     attempt = Attempt(node)
     token = CUR_RETRY.set(attempt)
     try:
-        return exec_item(node, item, attempt)
+        return exec_item(node, item, attempt, call)
     except Exception as exc:
         return Failed(exc, item, -1, attempt.n + 1)  # its index is set by fan_out
     finally:
         CUR_RETRY.reset(token)
 
 
-async def _collect_item_async(node: Any, item: Any, per_attempt: float | None = None) -> Any:
+async def _collect_item_async(
+    node: Any,
+    item: Any,
+    per_attempt: float | None = None,
+    call: Callable[[Any], Awaitable[Any]] | None = None,
+) -> Any:
     """One item with ``on_error="collect"``: a failure becomes a :class:`Failed`."""
     attempt = Attempt(node)
     token = CUR_RETRY.set(attempt)
     try:
-        return await exec_item_async(node, item, attempt, per_attempt)
+        return await exec_item_async(node, item, attempt, per_attempt, call)
     except Exception as exc:
         return Failed(exc, item, -1, attempt.n + 1)  # its index is set by fan_out
     finally:
@@ -216,6 +244,187 @@ def _reraises(fallback: object) -> bool:
     return getattr(fallback, "__pocketcore_reraises__", False) is True
 
 
+# --- the result cache ------------------------------------------------------------
+#
+# With a cache in effect, each input is keyed and looked up before its
+# pipeline runs; a hit is the result, and exec never runs. On a miss the
+# pipeline runs with an exec that notes it returned: only then is the result
+# stored (a fallback's result, or a Failed, never is). The write happens
+# after the pipeline, outside its attempts, so a store that fails fails the
+# batch rather than an attempt.
+
+
+class _Returned:
+    """``exec`` (sync) for one input, noting that it returned."""
+
+    __slots__ = ("call", "returned")
+
+    def __init__(self, call: Callable[[Any], Any]) -> None:
+        self.call, self.returned = call, False
+
+    def __call__(self, item: Any) -> Any:
+        result = self.call(item)
+        self.returned = True
+        return result
+
+
+class _ReturnedAsync:
+    """``exec_async`` for one input, noting that it returned."""
+
+    __slots__ = ("call", "returned")
+
+    def __init__(self, call: Callable[[Any], Awaitable[Any]]) -> None:
+        self.call, self.returned = call, False
+
+    async def __call__(self, item: Any) -> Any:
+        result = await self.call(item)
+        self.returned = True
+        return result
+
+
+@attrs.frozen
+class _Computed:
+    """A result a remote worker's ``exec`` returned (not a fallback's): the dispatcher stores it."""
+
+    value: Any
+
+
+def _keyed_item(node: Any, cache: NodeCache, one: Keyed, concurrent: bool, collect: bool) -> Any:
+    """Run one input that missed through the sync pipeline, and store what ``exec`` returned."""
+    call = _Returned(node.exec)
+    attempt = Attempt(node) if concurrent else None
+    token = None if attempt is None else CUR_RETRY.set(attempt)
+    try:
+        result = exec_item(node, one.item, attempt, call)
+    except Exception as exc:
+        if not collect or attempt is None:
+            raise
+        return Failed(exc, one.item, -1, attempt.n + 1)
+    finally:
+        if token is not None:
+            CUR_RETRY.reset(token)
+    if call.returned and one.key is not None:
+        cache.save(one.key, result, one.index)
+    return result
+
+
+async def _keyed_item_async(
+    node: Any,
+    cache: NodeCache,
+    one: Keyed,
+    concurrent: bool,
+    collect: bool,
+    per_attempt: float | None = None,
+) -> Any:
+    """:func:`_keyed_item` for ``exec_async``."""
+    call = _ReturnedAsync(node.exec_async)
+    attempt = Attempt(node) if concurrent else None
+    token = None if attempt is None else CUR_RETRY.set(attempt)
+    try:
+        result = await exec_item_async(node, one.item, attempt, per_attempt, call)
+    except Exception as exc:
+        if not collect or attempt is None:
+            raise
+        return Failed(exc, one.item, -1, attempt.n + 1)
+    finally:
+        if token is not None:
+            CUR_RETRY.reset(token)
+    if call.returned and one.key is not None:
+        cache.save(one.key, result, one.index)
+    return result
+
+
+def _computed_item(node: Any, collect: bool, item: Any) -> Any:
+    """One item on a remote worker (sync): its result, marked when ``exec`` returned it."""
+    call = _Returned(node.exec)
+    result = (_collect_item if collect else _concurrent_item)(node, item, call)
+    return _Computed(result) if call.returned else result
+
+
+async def _computed_item_async(
+    node: Any, collect: bool, per_attempt: float | None, item: Any
+) -> Any:
+    """:func:`_computed_item` for ``exec_async``."""
+    call = _ReturnedAsync(node.exec_async)
+    each_item = _collect_item_async if collect else _concurrent_item_async
+    result = await each_item(node, item, per_attempt, call)
+    return _Computed(result) if call.returned else result
+
+
+def exec_cached(node: Any, item: Any) -> Any:
+    """A plain node's ``exec`` pipeline, through the run's result cache if it has one."""
+    cache = node_cache(node)
+    if cache is None:
+        return exec_item(node, item)
+    one = Keyed(None, cache.key(item, None), item)
+    if one.key is not None:
+        found = cache.get(one.key, None)
+        if found is not MISS:
+            return found
+    return _keyed_item(node, cache, one, concurrent=False, collect=False)
+
+
+async def exec_cached_async(node: Any, cache: NodeCache, item: Any) -> Any:
+    """:func:`exec_cached` for an async node whose cache is ``cache``."""
+    one = Keyed(None, cache.key(item, None), item)
+    if one.key is not None:
+        found = cache.get(one.key, None)
+        if found is not MISS:
+            return found
+    return await _keyed_item_async(node, cache, one, concurrent=False, collect=False)
+
+
+_PENDING: Any = object()
+#: The most items keyed and looked up in one go (fewer under a lower limit).
+LOOKUP_GROUP = 128
+
+
+class _CachedBatch:
+    """A batch read through the cache: hits are kept, misses are handed on, both in order.
+
+    Items are pulled, keyed and looked up a group at a time as the executor
+    pulls the misses, so a limit still bounds how many are held.
+    """
+
+    def __init__(
+        self,
+        cache: NodeCache,
+        items: Iterable[Any],
+        group: int,
+        on_hit: Callable[[Keyed, Any], None] | None,
+    ) -> None:
+        self.cache, self.items, self.group, self.on_hit = cache, items, group, on_hit
+        self.slots: list[Any] = []  # each input's result; _PENDING for a miss
+        self.missed: list[Keyed] = []  # the misses, in the order they were handed on
+
+    def misses(self) -> Iterator[Keyed]:
+        """The inputs that missed, pulled lazily; hits are recorded on the way."""
+        cache = self.cache
+        for group in cache.keyed(self.items, self.group):
+            keys = [one.key for one in group if one.key is not None]
+            found = cache.get_many(keys) if keys else {}
+            for one in group:
+                raw = None if one.key is None else found.get(one.key)
+                value = MISS if raw is None else cache.load(raw, one.index)
+                if value is MISS:
+                    self.slots.append(_PENDING)
+                    self.missed.append(one)
+                    yield one
+                else:
+                    self.slots.append(value)
+                    if self.on_hit is not None:
+                        self.on_hit(one, value)
+
+    def merge(self, computed: list[Any]) -> list[Any]:
+        """Every input's result, in input order: the hits, and ``computed`` for the misses."""
+        fresh = iter(computed)
+        return [next(fresh) if slot is _PENDING else slot for slot in self.slots]
+
+
+def _group_for(limit: int | None) -> int:
+    return LOOKUP_GROUP if limit is None else max(1, min(limit, LOOKUP_GROUP))
+
+
 # --- sequential batches --------------------------------------------------------
 
 
@@ -231,6 +440,34 @@ async def each_async(
     """:func:`each` for an async ``fn``."""
     batch, run_one = observe.items_async(owner, () if items is None else items, fn)
     return [await run_one(item) for item in batch]
+
+
+def exec_each(node: Any, items: Iterable[Any] | None) -> list[Any]:
+    """A sequential batch node's items through its pipeline (and the run's cache), in order."""
+    cache = node_cache(node)
+    if cache is None:
+        return each(node, items, functools.partial(exec_item, node))
+    run_one, on_hit = observe.keyed(
+        node,
+        observe.batch_size(items),
+        functools.partial(_keyed_item, node, cache, concurrent=False, collect=False),
+    )
+    batch = _CachedBatch(cache, () if items is None else items, 1, on_hit)
+    return batch.merge([run_one(one) for one in batch.misses()])
+
+
+async def exec_each_async(node: Any, items: Iterable[Any] | None) -> list[Any]:
+    """:func:`exec_each` for an async batch node."""
+    cache = node_cache(node)
+    if cache is None:
+        return await each_async(node, items, functools.partial(exec_item_async, node))
+    run_one, on_hit = observe.keyed_async(
+        node,
+        observe.batch_size(items),
+        functools.partial(_keyed_item_async, node, cache, concurrent=False, collect=False),
+    )
+    batch = _CachedBatch(cache, () if items is None else items, 1, on_hit)
+    return batch.merge([await run_one(one) for one in batch.misses()])
 
 
 # --- parallel batches: the fan-out ---------------------------------------------
@@ -272,10 +509,22 @@ async def fan_out(
     if timeout is not None and blocking:
         raise refuse_timeout(owner, timeout)
     batch: Iterable[Any] = () if items is None else items
+    cache = None if work is not None else node_cache(owner)  # a batch flow's passes: no exec
     caps = capabilities(executor)
     if caps.remote or (blocking and caps.map_blocking is not None):
         results = await _executor_runs_items(
-            owner, executor, batch, blocking=blocking, work=work, limit=limit, controls=controls
+            owner,
+            executor,
+            batch,
+            blocking=blocking,
+            work=work,
+            limit=limit,
+            controls=controls,
+            cache=cache,
+        )
+    elif cache is not None:
+        results = await _fan_out_cached(
+            owner, executor, cache, batch, blocking=blocking, limit=limit, controls=controls
         )
     else:
         fn = (
@@ -294,6 +543,40 @@ async def fan_out(
     return results
 
 
+async def _fan_out_cached(
+    owner: Any,
+    executor: Executor,
+    cache: NodeCache,
+    batch: Iterable[Any],
+    *,
+    blocking: bool,
+    limit: int | None,
+    controls: Controls | None,
+) -> list[Any]:
+    """A parallel batch read through the cache, on a local executor: only misses are mapped."""
+    collect = controls is not None and controls.collect
+    size = observe.batch_size(batch)
+    fn: Callable[[Keyed], Any]
+    if blocking:
+        fn = functools.partial(_keyed_item, owner, cache, concurrent=True, collect=collect)
+        fn, limit = on_threads(fn, limit)
+    else:
+        per_attempt = None if controls is None else controls.timeout
+        fn = functools.partial(
+            _keyed_item_async,
+            owner,
+            cache,
+            concurrent=True,
+            collect=collect,
+            per_attempt=per_attempt,
+        )
+    fn, on_hit = observe.keyed_async(owner, size, fn)
+    if controls is not None and controls.limiters:
+        fn = _limited(fn, controls.limiters)
+    cached = _CachedBatch(cache, batch, _group_for(limit), on_hit)
+    return cached.merge(await executor.map(fn, cached.misses(), limit=limit))
+
+
 async def _executor_runs_items(
     owner: Any,
     executor: Executor,
@@ -303,12 +586,16 @@ async def _executor_runs_items(
     work: Callable[[Any], Any] | None,
     limit: int | None,
     controls: Controls | None,
+    cache: NodeCache | None = None,
 ) -> list[Any]:
     """A batch whose calls the executor runs itself: in other processes, or its ``map_blocking``.
 
     The kernel does not see each item start there, so it cannot pace or
     limit them; it prepares the work (a detached copy of the node, checked
     to pickle, for a remote executor) and reports the items once they are back.
+    With a cache, hits stay here: only misses are handed over, and their
+    results are stored here, each as it comes back when the executor
+    reports results (:class:`~pocketcore._core.executor.ReportingExecutor`).
     """
     caps = capabilities(executor)
     if controls is not None and controls.limiters:
@@ -319,21 +606,108 @@ async def _executor_runs_items(
         )
     collect = controls is not None and controls.collect and work is None
     timeout = None if controls is None or work is not None else controls.timeout
+    cached = None
+    size = observe.batch_size(batch)
+    if cache is not None:
+        cached = _CachedBatch(cache, batch, _group_for(limit), observe.hits(owner))
+        batch = _Items(cached, bare=caps.remote)
     if caps.remote:
         if work is not None:
             refuse_batch_flow(owner, executor)
         # The timeout travels with the work: each attempt is timed where it runs.
-        fn = _pipeline(detached(owner), blocking=blocking, collect=collect, timeout=timeout)
+        home = detached(owner)
+        if cached is not None:
+            fn: Callable[[Any], Any] = (
+                functools.partial(_computed_item, home, collect)
+                if blocking
+                else functools.partial(_computed_item_async, home, collect, timeout)
+            )
+        else:
+            fn = _pipeline(home, blocking=blocking, collect=collect, timeout=timeout)
         batch = shippable(owner, executor, fn, batch)
+    elif cached is not None:
+        fn = functools.partial(_keyed_item, owner, cached.cache, concurrent=True, collect=collect)
     else:
         fn = work if work is not None else _pipeline(owner, blocking=blocking, collect=collect)
-    if blocking and caps.map_blocking is not None:
-        run_blocking_batch = caps.map_blocking
-        return await observe.items_after(
-            owner, batch, lambda its: run_blocking_batch(fn, its, limit=limit)
-        )
-    call = functools.partial(call_sync, fn) if blocking else fn
-    return await observe.items_after(owner, batch, lambda its: executor.map(call, its, limit=limit))
+    run_batch = _runner(executor, fn, blocking=blocking, limit=limit, cached=cached)
+    if cached is None:
+        return await observe.items_after(owner, batch, run_batch)
+    missed = cached.missed
+    done = await observe.items_after(
+        owner, batch, run_batch, size=size, index_of=lambda position: missed[position].index
+    )
+    return cached.merge(done)
+
+
+class _Items:
+    """The misses of a cached batch, as the items handed to an executor that runs them itself.
+
+    A remote executor is handed the item itself (the key stays here); one
+    with its own ``map_blocking`` runs the pipeline here, and is handed the
+    :class:`Keyed` input.
+    """
+
+    def __init__(self, cached: _CachedBatch, *, bare: bool) -> None:
+        self.cached, self.bare = cached, bare
+
+    def __iter__(self) -> Iterator[Any]:
+        if not self.bare:
+            return self.cached.misses()
+        return (one.item for one in self.cached.misses())
+
+
+def _runner(
+    executor: Executor,
+    fn: Callable[[Any], Any],
+    *,
+    blocking: bool,
+    limit: int | None,
+    cached: _CachedBatch | None,
+) -> Callable[[Iterable[Any]], Awaitable[list[Any]]]:
+    """How to run a batch through ``executor``'s own ``map`` or ``map_blocking``."""
+    caps = capabilities(executor)
+    own_blocking = caps.map_blocking if blocking else None
+    run_map: Callable[..., Awaitable[list[Any]]] = (
+        executor.map if own_blocking is None else own_blocking
+    )
+    call = functools.partial(call_sync, fn) if blocking and own_blocking is None else fn
+    if cached is None or not caps.remote:
+        return lambda its: run_map(call, its, limit=limit)
+    store = _Storing(cached)
+    if caps.reports_results:
+
+        async def reporting(its: Iterable[Any]) -> list[Any]:
+            reported = await run_map(call, its, limit=limit, on_result=store.one)
+            return store.unwrap(reported)
+
+        return reporting
+
+    async def at_the_end(its: Iterable[Any]) -> list[Any]:
+        results = await run_map(call, its, limit=limit)
+        for position, result in enumerate(results):
+            store.one(position, result)
+        return store.unwrap(results)
+
+    return at_the_end
+
+
+class _Storing:
+    """Stores the results a remote executor brings back for a cached batch's misses."""
+
+    def __init__(self, cached: _CachedBatch) -> None:
+        self.cached = cached
+
+    def one(self, position: int, result: Any) -> None:
+        """Store the result of the ``position``-th miss, if its worker's ``exec`` returned it."""
+        if type(result) is _Computed:
+            one = self.cached.missed[position]
+            if one.key is not None:
+                self.cached.cache.save(one.key, result.value, one.index)
+
+    @staticmethod
+    def unwrap(results: list[Any]) -> list[Any]:
+        """The results without their marks."""
+        return [r.value if type(r) is _Computed else r for r in results]
 
 
 def refuse_timeout(node: Any, timeout: float) -> ConfigError:

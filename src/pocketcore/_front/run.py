@@ -14,9 +14,11 @@ from pocketcore._nodes.flows import Flow
 from pocketcore._nodes.nodes import AsyncNode, BaseNode, ParallelBatchNode
 from pocketcore._plugins.registry import get_registry
 from pocketcore._runtime import observe
+from pocketcore._runtime.cache import open_store
 from pocketcore._runtime.config import (
     RunConfig,
     RunSettings,
+    Setting,
     lookup_executor,
     run_arguments,
 )
@@ -36,6 +38,7 @@ def run(
     limiter: str | Limiter | None = None,
     on_error: str | None = None,
     timeout: float | None = None,
+    cache: Any = None,
 ) -> Any:
     """Run a node or flow, sync or async, and return what its ``run`` returns.
 
@@ -47,7 +50,7 @@ def run(
     most specific first: the argument, then the environment
     (``POCKETCORE_EXECUTOR``, ``POCKETCORE_MAX_CONCURRENCY``,
     ``POCKETCORE_MAX_PER_SECOND``, ``POCKETCORE_LIMITER``, ``POCKETCORE_ON_ERROR``,
-    ``POCKETCORE_TIMEOUT``), then ``pocketcore.toml`` or ``[tool.pocketcore]``
+    ``POCKETCORE_TIMEOUT``, ``POCKETCORE_CACHE``), then ``pocketcore.toml`` or ``[tool.pocketcore]``
     in ``pyproject.toml`` of the working directory, then the default. A
     node's or flow's own setting still wins for that node; the target's own
     executor also decides which event loop is started.
@@ -64,6 +67,12 @@ def run(
             :class:`~pocketcore.Failed`.
         timeout: Seconds each attempt of a parallel batch item's
             ``exec_async`` may take (``POCKETCORE_TIMEOUT``).
+        cache: Where to keep ``exec`` results for every node that does not
+            opt out (``cache=False`` on it): a store specification
+            (``"memory"``, a file path, ``"sqlite:///path"``, ``"NAME:..."``),
+            a :class:`~pocketcore.Store`, or ``False`` for none, whatever the
+            environment and the file say. The store is opened (and a bad
+            one reported) before any node runs.
 
     Returns:
         What ``target.run(shared)`` (or ``run_async``) returns: for a flow,
@@ -89,6 +98,7 @@ def run(
             limiter=limiter,
             on_error=on_error,
             timeout=timeout,
+            cache=cache,
         )
     )
     registry = get_registry()
@@ -209,3 +219,24 @@ def check_graph(target: BaseNode, cfg: RunConfig) -> None:
             timeout = own.get("timeout") or cfg.setting("timeout")
             if timeout is not None:
                 raise refuse_timeout(node, timeout.value)
+    _open_caches(target, cfg)
+
+
+def _open_caches(target: BaseNode, cfg: RunConfig) -> None:
+    """Open the stores the run's nodes will use now, so a bad one fails before any item runs.
+
+    A flow's own setting is opened too (the nodes inside use it). The
+    run-level setting is read only when some node has an ``exec`` (a flow
+    alone has none) and does not choose for itself.
+    """
+    chosen: list[Setting | None] = []
+    for node in _graph(target):
+        own = own_settings(node).get("cache")
+        if own is not None:
+            chosen.append(own)
+        elif not isinstance(node, Flow) and not chosen.count(None):
+            chosen.append(None)  # the run's, read once below
+    for setting in chosen:
+        found = cfg.setting("cache") if setting is None else setting
+        if found is not None and found.value is not False:
+            open_store(found.value, found.source)

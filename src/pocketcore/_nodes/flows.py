@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import copy
+import os
 import warnings
 from typing import Any
 
 from pocketcore._core.executor import Executor
+from pocketcore._core.store import Store
 from pocketcore._dispatch.items import each, each_async, fan_out, fan_out_blocking
 from pocketcore._nodes.nodes import AsyncNode, BaseNode, ParallelBatchNode
 from pocketcore._runtime import observe
@@ -82,7 +84,7 @@ class Flow(BaseNode):
 
     Args:
         start: The first node (also settable later with :meth:`start`).
-        executor, max_concurrency, max_per_second, limiter, on_error, timeout:
+        executor, max_concurrency, max_per_second, limiter, on_error, timeout, cache:
             Keyword only; see :class:`BaseNode`.
     """
 
@@ -98,6 +100,7 @@ class Flow(BaseNode):
         limiter: str | Limiter | None = None,
         on_error: str | None = None,
         timeout: float | None = None,
+        cache: str | os.PathLike[str] | Store | bool | None = None,
     ) -> None:
         super().__init__(
             executor=executor,
@@ -106,6 +109,7 @@ class Flow(BaseNode):
             limiter=limiter,
             on_error=on_error,
             timeout=timeout,
+            cache=cache,
         )
         self.start_node = start
 

@@ -9,22 +9,25 @@ that picks the next node. Batch variants run ``exec`` once per item of what
 
 from __future__ import annotations
 
-import functools
+import os
 import warnings
 from collections.abc import Awaitable
 from typing import Any, ClassVar
 
 from pocketcore._core.executor import Executor
+from pocketcore._core.store import Store
 from pocketcore._dispatch.items import (
-    each,
-    each_async,
-    exec_item,
+    exec_cached,
+    exec_cached_async,
+    exec_each,
+    exec_each_async,
     exec_item_async,
     fan_out,
     fan_out_blocking,
     reraises,
 )
 from pocketcore._runtime import observe
+from pocketcore._runtime.cache import node_cache
 from pocketcore._runtime.config import CODE_CHECKS
 from pocketcore._runtime.context import CUR_RETRY, RUN, current_config
 from pocketcore._runtime.limits import Limiter
@@ -68,6 +71,12 @@ class BaseNode:
             the fallback apply). Read on the parallel batch classes and on
             flows only (a PocketFlow node may keep a ``timeout`` of its own);
             a blocking ``exec`` with a timeout is refused before it runs.
+        cache: Keyword only. Where to keep the results of ``exec``, so that a
+            later run with the same input skips it: a store specification
+            (``"memory"``, a file path, ``"sqlite:///path"``, ``"NAME:..."``
+            for a plugin's store) or a :class:`~pocketcore.Store`. ``False``
+            opts the node out of the run's cache (for an ``exec`` with side
+            effects). See "Resuming and caching" in the docs.
 
         Each is also settable as a class attribute. On a flow, it applies to
         every node inside that does not set its own.
@@ -87,6 +96,10 @@ class BaseNode:
     limiter: str | Limiter | None = None
     on_error: str | None = None
     timeout: float | None = None
+    cache: str | os.PathLike[str] | Store | bool | None = None
+    #: Bump it to invalidate what the cache holds for this class (any
+    #: picklable value; part of every key).
+    cache_version: Any = None
     #: Whether the class fans its items out through an executor (the
     #: *Parallel* classes). A run whose graph has none never needs an executor,
     #: so it never reads the executor settings.
@@ -104,6 +117,7 @@ class BaseNode:
         limiter: str | Limiter | None = None,
         on_error: str | None = None,
         timeout: float | None = None,
+        cache: str | os.PathLike[str] | Store | bool | None = None,
     ) -> None:
         self.params: dict[str, Any] = {}
         self.successors: dict[str, BaseNode] = {}
@@ -114,10 +128,23 @@ class BaseNode:
             ("limiter", limiter),
             ("on_error", on_error),
             ("timeout", timeout),
+            ("cache", cache),
         ):
             if value is not None:
                 source = f"argument {key}= of {type(self).__name__}()"
                 setattr(self, key, CODE_CHECKS[key](value, source))
+
+    def cache_key(self, input: Any) -> Any:
+        """What identifies ``input`` for the result cache; ``None`` skips the cache for it.
+
+        By default the node's params and the input itself. Override it to key
+        on part of the input (an id rather than a whole record), or to return
+        ``None`` for inputs whose results must not be kept. What it returns
+        must pickle; the node class and :attr:`cache_version` are added to it.
+        """
+        return (self.params, input)
+
+    cache_key.__pocketcore_default__ = True  # type: ignore[attr-defined]
 
     def set_params(self, params: dict[str, Any]) -> None:
         """Replace this node's parameters with ``params`` (the dict itself, not a copy)."""
@@ -191,7 +218,7 @@ class Node(BaseNode):
     Args:
         max_retries: How many times ``exec`` is attempted in all (default 1).
         wait: Seconds to sleep between attempts (default 0).
-        executor, max_concurrency, max_per_second, limiter, on_error, timeout:
+        executor, max_concurrency, max_per_second, limiter, on_error, timeout, cache:
             Keyword only; see :class:`BaseNode`.
 
     Attributes:
@@ -211,6 +238,7 @@ class Node(BaseNode):
         limiter: str | Limiter | None = None,
         on_error: str | None = None,
         timeout: float | None = None,
+        cache: str | os.PathLike[str] | Store | bool | None = None,
     ) -> None:
         super().__init__(
             executor=executor,
@@ -219,6 +247,7 @@ class Node(BaseNode):
             limiter=limiter,
             on_error=on_error,
             timeout=timeout,
+            cache=cache,
         )
         self.max_retries, self.wait = max_retries, wait
 
@@ -249,8 +278,8 @@ class Node(BaseNode):
         raise exc
 
     def _exec(self, prep_res: Any) -> Any:
-        # The per-item pipeline (attempts, waits, fallback) lives in dispatch.
-        return exec_item(self, prep_res)
+        # The per-item pipeline (attempts, waits, fallback, the cache) lives in dispatch.
+        return exec_cached(self, prep_res)
 
 
 class BatchNode(Node):
@@ -261,7 +290,7 @@ class BatchNode(Node):
     """
 
     def _exec(self, items: Any) -> Any:
-        return each(self, items or [], functools.partial(exec_item, self))
+        return exec_each(self, items or [])
 
 
 class AsyncNode(Node):
@@ -287,7 +316,10 @@ class AsyncNode(Node):
 
     def _exec(self, prep_res: Any) -> Awaitable[Any]:
         # The async pipeline, in dispatch; handing back its coroutine costs no frame.
-        return exec_item_async(self, prep_res)
+        cache = node_cache(self)
+        if cache is None:
+            return exec_item_async(self, prep_res)
+        return exec_cached_async(self, cache, prep_res)
 
     async def run_async(self, shared: Any) -> Any:
         """Run this node (or flow) on the running event loop; return ``post_async``'s result.
@@ -324,7 +356,7 @@ class AsyncBatchNode(AsyncNode, BatchNode):
     """
 
     async def _exec(self, items: Any) -> Any:
-        return await each_async(self, items, functools.partial(exec_item_async, self))
+        return await exec_each_async(self, items)
 
 
 class AsyncParallelBatchNode(AsyncNode, BatchNode):

@@ -24,6 +24,7 @@ import pluggy
 from pocketcore import hookspecs
 from pocketcore._core.errors import ConfigError, PluginError
 from pocketcore._core.executor import Executor
+from pocketcore._core.store import StoreOpener
 from pocketcore._plugins.discovery import (
     NODES_GROUP,
     PluginSelection,
@@ -48,12 +49,16 @@ __all__ = [
     # they are named here too because pocketcore/__init__.py imports them from here.
     "PluginFailure",
     "Registry",
+    "StoreEntry",
     "get_registry",
     "make_plugin_manager",
 ]
 
 EXECUTORS_HOOK = "pocketcore_register_executors"
 NODES_HOOK = "pocketcore_register_nodes"
+STORES_HOOK = "pocketcore_register_stores"
+#: The name the kernel's own stores (``sqlite``, ``memory``) are registered under.
+BUILTIN_STORES = "pocketcore.stores"
 
 
 @attrs.frozen
@@ -94,6 +99,21 @@ class NodeEntry:
     plugin: str | None = None
 
 
+@attrs.frozen
+class StoreEntry:
+    """One registered result-cache store and the plugin that registered it.
+
+    Attributes:
+        name: The store's name, as a cache setting names it (``"NAME:..."``).
+        opener: Opens the store a setting names (see :class:`~pocketcore.StoreOpener`).
+        plugin: The name of the plugin that registered it.
+    """
+
+    name: str
+    opener: StoreOpener
+    plugin: str
+
+
 # What a register callback's arguments become: the name and the contribution.
 # A check raises _Invalid, with a message that reads after the plugin's name.
 _Check = Callable[..., "tuple[str, Any]"]
@@ -128,6 +148,7 @@ class Registry:
     node_entry_points: list[metadata.EntryPoint] = attrs.field(factory=list)
     _executors: dict[str, ExecutorEntry] | None = attrs.field(default=None, init=False)
     _nodes: dict[str, NodeEntry] | None = attrs.field(default=None, init=False)
+    _stores: dict[str, StoreEntry] | None = attrs.field(default=None, init=False)
     _observer: Observer | bool | None = attrs.field(default=False, init=False)
     # The failures each collection recorded, replaced when it runs again.
     _collection_failures: dict[str, list[PluginFailure]] = attrs.field(factory=dict, init=False)
@@ -151,6 +172,7 @@ class Registry:
                 recorded in :attr:`failures`); the other plugins still load.
         """
         pm = make_plugin_manager()
+        register_builtin_stores(pm)
         loaded = load_entry_points(pm)
         return cls(pm, loaded.failures, loaded.distributions, loaded.node_entry_points)
 
@@ -180,7 +202,7 @@ class Registry:
         self._forget()
 
     def _forget(self) -> None:
-        self._executors = self._nodes = None
+        self._executors = self._nodes = self._stores = None
         self._observer = False
 
     # --- executors ----------------------------------------------------------
@@ -263,6 +285,55 @@ class Registry:
         ``POCKETCORE_DISABLE_PLUGIN_AUTOLOAD`` turns it off.
         """
         return PluginSelection.from_environment().note()
+
+    # --- stores ---------------------------------------------------------------
+
+    @property
+    def stores(self) -> Mapping[str, StoreEntry]:
+        """Every registered result-cache store by name, collected from the plugins once.
+
+        The same rules as :attr:`executors`: a plugin whose
+        ``pocketcore_register_stores`` raises or registers something invalid
+        contributes none (recorded and warned about); two plugins registering
+        one name raise :class:`~pocketcore.PluginError` naming both.
+        """
+        found = self._stores
+        if found is None:
+            with self._lock:
+                found = self._stores
+                if found is None:
+                    found = self._stores = self._collect_stores()
+        return found
+
+    def _collect_stores(self) -> dict[str, StoreEntry]:
+        made_by, failures = self._call_registration_hook(STORES_HOOK, _check_store)
+        self._settle_failures(STORES_HOOK, failures)
+        found: dict[str, StoreEntry] = {}
+        for plugin, made in made_by:
+            for name, opener in made.items():
+                if name in found:
+                    raise PluginError(
+                        f"store {name!r} is registered twice: by plugin "
+                        f"{found[name].plugin!r} and by plugin {plugin!r}"
+                    )
+                found[name] = StoreEntry(name, opener, plugin)
+        return found
+
+    def get_store_opener(self, name: str, *, source: str) -> StoreOpener:
+        """The opener of the store called ``name``.
+
+        Raises:
+            ConfigError: No store has that name; the message lists the
+                registered ones.
+        """
+        entry = self.stores.get(name)
+        if entry is None:
+            raise ConfigError(
+                f"unknown cache store {name!r} (from {source}); registered stores: "
+                f"{self._choices_text(sorted(self.stores))} (a path without 'NAME:' "
+                "is an SQLite file)"
+            )
+        return entry.opener
 
     # --- nodes ----------------------------------------------------------------
 
@@ -435,6 +506,27 @@ def _check_executor(*args: Any) -> tuple[str, Any]:
             f"name, backend, run() and map(); missing: {', '.join(missing) or 'a valid name'})"
         )
     return executor.name, executor
+
+
+def _check_store(*args: Any) -> tuple[str, Any]:
+    if len(args) != 2:
+        raise _Invalid(f"called register() with {len(args)} arguments; it takes (name, opener)")
+    name, opener = args
+    if not isinstance(name, str) or len(name) < 2 or ":" in name:
+        raise _Invalid(
+            f"registered a store with the invalid name {name!r} (a str of two characters or "
+            "more, without ':')"
+        )
+    if not callable(opener):
+        raise _Invalid(f"registered {opener!r} as store {name!r}; it is not callable")
+    return name, opener
+
+
+def register_builtin_stores(pm: pluggy.PluginManager) -> None:
+    """Register the kernel's own stores (``sqlite``, ``memory``) in ``pm``."""
+    from pocketcore import _stores
+
+    pm.register(_stores, name=BUILTIN_STORES)
 
 
 def _check_node(*args: Any) -> tuple[str, Any]:

@@ -23,6 +23,7 @@ import attrs
 
 from pocketcore._core.errors import ConfigError
 from pocketcore._core.executor import Executor
+from pocketcore._core.store import Store
 from pocketcore._plugins.registry import Observer, Registry
 from pocketcore._runtime.limits import Limiter, as_limiter_table, check_rate
 
@@ -160,6 +161,49 @@ def _check_limiter_name(value: object, source: str) -> str:
     return value
 
 
+#: The strings that turn the cache off (in the environment, a file, the CLI, code).
+CACHE_OFF = ("off", "false")
+
+
+def check_cache_value(value: object, source: str) -> str | Store | bool | None:
+    """Check a cache setting: a store specification, a :class:`~pocketcore.Store`, or ``False``.
+
+    ``None`` leaves it unset; ``False`` (or the string ``"off"``) turns the
+    cache off; a path (``str`` or ``os.PathLike``) or ``"NAME:..."`` names a
+    store. The store itself is opened when a node first needs it.
+    """
+    if value is None or value is False:
+        return value
+    if isinstance(value, os.PathLike):
+        value = os.fspath(value)
+    if isinstance(value, str) and value.strip():
+        return False if value.strip().lower() in CACHE_OFF else value
+    if isinstance(value, bytes):
+        raise ConfigError(
+            f"cache must be a str path or store specification, got bytes from {source}"
+        )
+    if value is True:
+        raise ConfigError(
+            f"cache=True (from {source}) does not say where to keep results: name a store "
+            "('memory', a file path such as 'cache.db', 'sqlite:///cache.db'), or False for none"
+        )
+    if isinstance(value, Store):
+        return value
+    raise ConfigError(
+        f"cache must be a store specification (a path, 'memory', 'NAME:...'), a "
+        f"pocketcore.Store, or False; got {value!r} ({type(value).__name__}) from {source}"
+    )
+
+
+def _check_cache_text(value: object, source: str) -> str | bool | None:
+    if value is False or (isinstance(value, str) and value.strip()):
+        return check_cache_value(value, source)  # type: ignore[return-value]
+    raise ConfigError(
+        f"cache must be a store specification (a path, 'memory', 'NAME:...') or false, "
+        f"got {value!r} from {source}"
+    )
+
+
 SPECS: dict[str, _Spec] = {
     "executor": _Spec("POCKETCORE_EXECUTOR", _check_executor_name, _check_executor_name),
     "max_concurrency": _Spec("POCKETCORE_MAX_CONCURRENCY", _parse_int, check_limit),
@@ -167,6 +211,7 @@ SPECS: dict[str, _Spec] = {
     "limiter": _Spec("POCKETCORE_LIMITER", _check_limiter_name, _check_limiter_name),
     "on_error": _Spec("POCKETCORE_ON_ERROR", check_on_error, check_on_error),
     "timeout": _Spec("POCKETCORE_TIMEOUT", _parse_timeout, _check_timeout),
+    "cache": _Spec("POCKETCORE_CACHE", _check_cache_text, _check_cache_text),
 }
 
 
@@ -196,25 +241,39 @@ def _load_toml(path: str, name: str) -> dict[str, Any]:
 
 @attrs.frozen
 class _FileTable:
-    """The pocketcore table of one configuration file, with its settings checked."""
+    """The pocketcore table of one configuration file.
+
+    Its keys are checked to be known when the file is read; each value is
+    checked when its setting is first asked for, so a bad value of a
+    setting a run never uses does not stop it.
+    """
 
     table: dict[str, Any]
     where: str
-    settings: dict[str, Setting]
     limiters: dict[str, Limiter]
+    _checked: dict[str, Setting] = attrs.field(factory=dict, eq=False)
+
+    def setting(self, key: str) -> Setting | None:
+        """The file's value of ``key``, checked, or ``None`` when the file does not set it.
+
+        Raises:
+            ConfigError: The value is unusable; the message names the file.
+        """
+        found = self._checked.get(key)
+        if found is None and key in self.table:
+            source = f"key {key!r} in {self.where}"
+            found = self._checked[key] = Setting(
+                SPECS[key].from_value(self.table[key], source), source
+            )
+        return found
 
 
-def _table_settings(table: dict[str, Any], where: str) -> dict[str, Setting]:
-    found = {}
+def _known_keys(table: dict[str, Any], where: str) -> None:
     for key, value in table.items():
         if isinstance(value, dict):  # sub-tables belong to plugins ([tool.pocketcore.<plugin>])
             continue
-        spec = SPECS.get(key)
-        if spec is None:
+        if key not in SPECS:
             raise ConfigError(f"unknown key {key!r} in {where}; known keys: {', '.join(SPECS)}")
-        source = f"key {key!r} in {where}"
-        found[key] = Setting(spec.from_value(value, source), source)
-    return found
 
 
 def _declared_limiters(table: dict[str, Any], where: str) -> dict[str, Limiter]:
@@ -227,7 +286,8 @@ def _declared_limiters(table: dict[str, Any], where: str) -> dict[str, Limiter]:
 def _read_table(path: str, name: str) -> _FileTable | None:
     data = _load_toml(path, name)
     if name == "pocketcore.toml":
-        return _FileTable(data, name, _table_settings(data, name), _declared_limiters(data, name))
+        _known_keys(data, name)
+        return _FileTable(data, name, _declared_limiters(data, name))
     tool = data.get("tool", {})
     table: object = tool.get("pocketcore") if isinstance(tool, dict) else None
     if table is None:
@@ -235,9 +295,8 @@ def _read_table(path: str, name: str) -> _FileTable | None:
     if not isinstance(table, dict):
         raise ConfigError(f"[tool.pocketcore] in pyproject.toml must be a table, got {table!r}")
     where = "pyproject.toml [tool.pocketcore]"
-    return _FileTable(
-        table, where, _table_settings(table, where), _declared_limiters(table, "pyproject.toml")
-    )
+    _known_keys(table, where)
+    return _FileTable(table, where, _declared_limiters(table, "pyproject.toml"))
 
 
 # (path, mtime, size) -> what that file holds (None: no pocketcore table).
@@ -333,7 +392,7 @@ class RunSettings:
         found = self.arguments.get(key) or _env_setting(key)
         if found is None:
             table = _file_table(self.cwd)
-            found = None if table is None else table.settings.get(key)
+            found = None if table is None else table.setting(key)
         self._resolved[key] = found
         return found
 
@@ -347,6 +406,7 @@ CODE_CHECKS: dict[str, Callable[[object, str], Any]] = {
     "limiter": check_limiter_value,
     "on_error": check_on_error,
     "timeout": _check_timeout,
+    "cache": check_cache_value,
 }
 
 
@@ -391,6 +451,8 @@ class RunConfig:
     # and a declared limiter is one object, one budget, for the whole run.
     by_name: dict[str, Executor] = attrs.field(factory=dict, eq=False, repr=False)
     limiters: dict[str, Limiter] = attrs.field(factory=dict, eq=False, repr=False)
+    #: What the result cache has warned about in this run: (id(node), kind).
+    cache_warned: set[tuple[int, str]] = attrs.field(factory=set, eq=False, repr=False)
 
     def setting(self, key: str) -> Setting | None:
         """The setting ``key`` in force here: a flow's, else the run's."""

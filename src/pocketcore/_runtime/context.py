@@ -7,6 +7,7 @@ sees the run's configuration, on asyncio and trio alike.
 
 from __future__ import annotations
 
+import os
 import threading
 from contextvars import ContextVar, Token
 from typing import Any
@@ -15,6 +16,7 @@ import attrs
 import sniffio
 
 from pocketcore._core.executor import Executor
+from pocketcore._core.store import Store
 from pocketcore._plugins.registry import get_registry
 from pocketcore._runtime.config import CODE_CHECKS, RunConfig, RunSettings, Setting, check_limit
 from pocketcore._runtime.limits import Limiter
@@ -31,6 +33,7 @@ __all__ = [
     "executor_for",
     "new_run",
     "node_source",
+    "own_cache",
     "own_executor",
     "own_settings",
 ]
@@ -116,6 +119,20 @@ def own_executor(node: Any) -> str | Executor | None:
     return own if isinstance(own, Executor) else None
 
 
+def own_cache(node: Any) -> Any:
+    """The node's own ``cache`` setting, else ``None``.
+
+    Like :func:`own_executor`, only what can be a cache setting is taken as
+    pocketcore's (a store specification, a path, a :class:`~pocketcore.Store`,
+    ``True`` or ``False``, the last two checked later); an attribute of
+    another type, a program's own ``dict`` of memos say, is left alone.
+    """
+    own: Any = getattr(node, "cache", None)
+    if own is None or isinstance(own, (str, bool, os.PathLike)):
+        return own
+    return own if isinstance(own, Store) else None
+
+
 def executor_for(node: Any) -> tuple[Executor, int | None]:
     """The executor and limit ``node`` fans out with in the current run.
 
@@ -147,6 +164,7 @@ def own_settings(node: Any) -> dict[str, Setting]:
     if executor is not None:
         found["executor"] = Setting(executor, node_source(node, "executor"))
     for key, value in (
+        ("cache", own_cache(node)),
         ("max_concurrency", node.max_concurrency),
         ("max_per_second", node.max_per_second),
         ("limiter", node.limiter),

@@ -17,6 +17,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, TypeVar
 
 from pocketcore._plugins.registry import Observer, get_registry
+from pocketcore._runtime.cache import Keyed
 from pocketcore._runtime.config import RunConfig
 from pocketcore._runtime.context import RUN
 
@@ -26,6 +27,8 @@ __all__ = [
     "items",
     "items_after",
     "items_async",
+    "keyed",
+    "keyed_async",
     "steppers",
     "whole_run",
     "whole_run_async",
@@ -181,10 +184,81 @@ def items_async(
     return enumerate(batch), run_indexed
 
 
+Hit = Callable[[Keyed, Any], None]
+
+
+def _report_hit(obs: Observer, owner: Any) -> Hit:
+    def hit(keyed: Keyed, result: Any) -> None:
+        obs.pocketcore_batch_item_cached(
+            node=owner, index=keyed.index, item=keyed.item, result=result
+        )
+
+    return hit
+
+
+def keyed(
+    owner: Any, size: int | None, fn: Callable[[Keyed], T]
+) -> tuple[Callable[[Keyed], T], Hit | None]:
+    """For a batch read through the result cache: report the batch, each miss and each hit.
+
+    ``fn`` runs one item that missed (a :class:`Keyed`, which carries its
+    position in the input). Returns what to call instead of ``fn``, and what
+    to call with each hit and its result (``None``: nobody listens). The
+    batch is reported as started now.
+    """
+    obs = current()
+    if obs is None:
+        return fn, None
+    obs.pocketcore_batch_start(node=owner, size=size)
+
+    def run_keyed(one: Keyed) -> T:
+        obs.pocketcore_batch_item_start(node=owner, index=one.index, item=one.item)
+        try:
+            result = fn(one)
+        except BaseException as exc:
+            obs.pocketcore_batch_item_done(node=owner, index=one.index, result=None, exception=exc)
+            raise
+        obs.pocketcore_batch_item_done(node=owner, index=one.index, result=result, exception=None)
+        return result
+
+    return run_keyed, _report_hit(obs, owner)
+
+
+def keyed_async(
+    owner: Any, size: int | None, fn: Callable[[Keyed], Awaitable[T]]
+) -> tuple[Callable[[Keyed], Awaitable[T]], Hit | None]:
+    """:func:`keyed` for an async per-item function; items report from their own task."""
+    obs = current()
+    if obs is None:
+        return fn, None
+    obs.pocketcore_batch_start(node=owner, size=size)
+
+    async def run_keyed(one: Keyed) -> T:
+        obs.pocketcore_batch_item_start(node=owner, index=one.index, item=one.item)
+        try:
+            result = await fn(one)
+        except BaseException as exc:
+            obs.pocketcore_batch_item_done(node=owner, index=one.index, result=None, exception=exc)
+            raise
+        obs.pocketcore_batch_item_done(node=owner, index=one.index, result=result, exception=None)
+        return result
+
+    return run_keyed, _report_hit(obs, owner)
+
+
+def hits(owner: Any) -> Hit | None:
+    """What to call with each cache hit of ``owner``'s batch (``None``: nobody listens)."""
+    obs = current()
+    return None if obs is None else _report_hit(obs, owner)
+
+
 async def items_after(
     owner: Any,
     batch: Iterable[Any],
     run_batch: Callable[[Iterable[Any]], Awaitable[list[Any]]],
+    *,
+    size: int | None = None,
+    index_of: Callable[[int], int | None] | None = None,
 ) -> list[Any]:
     """Run a batch whose calls happen elsewhere, reporting its items once the results are back.
 
@@ -192,12 +266,16 @@ async def items_after(
     ``map_blocking``) cannot carry an observer to them, so the batch is
     reported here and each item when ``run_batch`` returns. When the batch
     fails, which of its items finished is not known here, and none is reported.
+    ``size`` and ``index_of`` (position in ``batch`` -> position in the
+    input) are given for a batch read through the result cache, whose
+    ``batch`` holds only the items that missed.
     """
     obs = current()
     if obs is None:
         return await run_batch(batch)
-    obs.pocketcore_batch_start(node=owner, size=batch_size(batch))
+    obs.pocketcore_batch_start(node=owner, size=batch_size(batch) if size is None else size)
     results = await run_batch(batch)
-    for index, result in enumerate(results):
+    for position, result in enumerate(results):
+        index = position if index_of is None else index_of(position)
         obs.pocketcore_batch_item_done(node=owner, index=index, result=result, exception=None)
     return results

@@ -1,0 +1,366 @@
+"""The result cache: which store a node uses, the keys of its inputs, reading and writing.
+
+The lookup and the write happen in one place, the dispatch layer
+(:mod:`pocketcore._dispatch.items`); this module supplies what they use:
+
+* :func:`node_cache` decides whether a node's ``exec`` is cached in the run
+  in progress, and returns a :class:`NodeCache` for it (or ``None``);
+* :class:`NodeCache` makes each input's key, looks keys up in groups,
+  unpickles hits and pickles and writes results;
+* :func:`open_store` turns a store specification (``"memory"``, a path,
+  ``"sqlite:///path"``, ``"NAME:..."``) into an open store, one per
+  specification per process.
+
+A key is a BLAKE2b digest of the node class's import path and qualified
+name, its ``cache_version``, its ``params`` and the input. Inputs are
+fingerprinted by pickling them without pickle's memo (so equal values give
+equal bytes however their objects are shared), with sets and frozensets put
+in a canonical order (their iteration order changes between processes).
+Two equal inputs that still pickle differently make two keys: a miss, never
+a wrong hit.
+"""
+
+from __future__ import annotations
+
+import atexit
+import hashlib
+import io
+import os
+import pickle
+import re
+import threading
+import warnings
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from typing import Any
+
+import attrs
+
+from pocketcore._core.errors import CacheError, ConfigError
+from pocketcore._core.store import Store
+from pocketcore._plugins.registry import get_registry
+from pocketcore._runtime.config import Setting, check_cache_value
+from pocketcore._runtime.context import current_config, node_source, own_cache
+
+__all__ = [
+    "MISS",
+    "CacheWarning",
+    "Keyed",
+    "NodeCache",
+    "close_stores",
+    "fingerprint",
+    "node_cache",
+    "open_store",
+    "parse_spec",
+]
+
+#: Bumped when the way keys are made changes: every old entry then misses.
+KEY_FORMAT = b"pocketcore-cache-key-1\0"
+#: How values are pickled. Fixed, so that a newer Python's default cannot
+#: make every stored value unreadable to an older one sharing the file.
+VALUE_PROTOCOL = 4
+_SCALARS = frozenset({str, int, float, bytes, bool, type(None)})
+# The pickle opcodes that build a set or a frozenset (EMPTY_SET, FROZENSET);
+# when neither byte occurs the input holds no set. (They may also occur
+# inside other data: then the canonical form is made for nothing.)
+_SET_OPCODES = (b"\x8f", b"\x91")
+
+
+class CacheWarning(UserWarning):
+    """The result cache skipped an input or a result, and the run went on.
+
+    Emitted once per node per run for an input that cannot be fingerprinted
+    (it does not pickle), a result that cannot be pickled, and a stored
+    value that can no longer be unpickled (its class moved, say); each is
+    simply not cached.
+    """
+
+
+MISS: Any = object()
+"""What :meth:`NodeCache.get` returns for a key with no usable value."""
+
+
+# --- fingerprints ---------------------------------------------------------------
+
+
+def fingerprint(value: object) -> bytes:
+    """Bytes that identify ``value``: equal for equal inputs, in any process.
+
+    Raises:
+        Exception: ``value`` cannot be pickled (whatever pickle raises).
+    """
+    if type(value) in _SCALARS:
+        return pickle.dumps(value, VALUE_PROTOCOL)
+    data = _pickled(value)
+    if _SET_OPCODES[0] in data or _SET_OPCODES[1] in data:
+        data = _pickled(_canonical(value))
+    return data
+
+
+def _pickled(value: object) -> bytes:
+    out = io.BytesIO()
+    pickler = pickle.Pickler(out, VALUE_PROTOCOL)
+    # No memo: a string that appears twice is written twice, whether or not
+    # the two are one object. (A recursive value then fails, as it should:
+    # it has no finite fingerprint.)
+    pickler.fast = True
+    pickler.dump(value)
+    return out.getvalue()
+
+
+@attrs.frozen
+class _SetOf:
+    """The canonical stand-in for a set or frozenset: its members' fingerprints, sorted."""
+
+    kind: str
+    members: tuple[bytes, ...]
+
+
+def _canonical(value: object) -> object:
+    kind = type(value)
+    if kind is set or kind is frozenset:
+        members: Iterable[Any] = value  # type: ignore[assignment]
+        return _SetOf(kind.__name__, tuple(sorted(fingerprint(m) for m in members)))
+    if kind is list or kind is tuple:
+        return kind(_canonical(v) for v in value)  # type: ignore[attr-defined]
+    if kind is dict:
+        return {_canonical(k): _canonical(v) for k, v in value.items()}  # type: ignore[attr-defined]
+    return value
+
+
+# --- stores -----------------------------------------------------------------------
+
+# A store's name: two characters or more, so a Windows drive ("C:\...") is a path.
+_NAMED = re.compile(r"^([A-Za-z][A-Za-z0-9_.+-]+):(.*)$", re.DOTALL)
+
+_open_stores: dict[tuple[str, str], Store] = {}
+_open_lock = threading.Lock()
+
+
+def parse_spec(spec: str) -> tuple[str, str]:
+    """Split a store specification into the store's name and what the store is given.
+
+    ``"memory"`` is the memory store; ``"NAME:REST"`` names a registered store
+    (``"sqlite:///cache.db"``: SQLite, file ``cache.db``); anything else is
+    the path of an SQLite file. SQLite paths come back absolute, so one file
+    is one store however it was named.
+    """
+    if spec == "memory":
+        return "memory", ""
+    named = _NAMED.match(spec)
+    if named is None:
+        return "sqlite", _absolute(spec)
+    name, rest = named.group(1), named.group(2)
+    if name == "sqlite" and rest.startswith("///"):
+        return "sqlite", _absolute(rest[3:])
+    return name, rest
+
+
+def _absolute(path: str) -> str:
+    return os.path.abspath(os.path.expanduser(path)) if path else path
+
+
+def open_store(value: str | Store, source: str) -> Store:
+    """The open store that ``value`` names (or ``value`` itself); opened once per process.
+
+    Raises:
+        ConfigError: No store of that name is registered, or the store
+            cannot be opened (the message names the file).
+    """
+    if not isinstance(value, str):
+        return value
+    name, rest = parse_spec(value)
+    with _open_lock:
+        found = _open_stores.get((name, rest))
+        if found is None:
+            opener = get_registry().get_store_opener(name, source=source)
+            try:
+                found = opener(rest)
+            except ConfigError as exc:
+                raise ConfigError(f"{exc} (cache from {source})") from None
+            except Exception as exc:
+                raise ConfigError(
+                    f"cannot open cache store {value!r} (from {source}): "
+                    f"{type(exc).__name__}: {exc}"
+                ) from exc
+            _open_stores[(name, rest)] = found
+    return found
+
+
+def close_stores() -> None:
+    """Close every store opened by name in this process (they reopen on next use)."""
+    with _open_lock:
+        stores = list(_open_stores.values())
+        _open_stores.clear()
+    for store in stores:
+        store.close()
+
+
+atexit.register(close_stores)
+
+
+# --- one node's cache -------------------------------------------------------------
+
+
+def node_cache(node: Any) -> NodeCache | None:
+    """The cache of ``node``'s ``exec`` in the run in progress, or ``None`` when it has none.
+
+    The node's own ``cache`` wins (``False`` opts it out), then the run's
+    (a flow's, the arguments, ``POCKETCORE_CACHE``, the file).
+
+    Raises:
+        ConfigError: The setting is unusable or its store cannot be opened.
+    """
+    cfg = current_config()
+    own = own_cache(node)
+    if own is None:
+        chosen = cfg.setting("cache")
+    else:
+        source = node_source(node, "cache")
+        chosen = Setting(check_cache_value(own, source), source)
+    if chosen is None or chosen.value is False:
+        return None
+    store = open_store(chosen.value, chosen.source)
+    return NodeCache(node, store, cfg.cache_warned)
+
+
+@attrs.frozen
+class Keyed:
+    """An input with its key: what a cached batch hands on for each item that missed.
+
+    Attributes:
+        index: The item's position in the batch (``None`` for a plain node's input).
+        key: The input's key, or ``None`` when it is not cached.
+        item: The input itself.
+    """
+
+    index: int | None
+    key: bytes | None
+    item: Any
+
+
+class NodeCache:
+    """One node's view of its store, for one node step or one batch.
+
+    Args:
+        node: The node whose ``exec`` is cached.
+        store: Where its results live.
+        warned: The run's record of what was warned about, so that each
+            warning is given once per node per run.
+    """
+
+    def __init__(self, node: Any, store: Store, warned: set[tuple[int, str]]) -> None:
+        self.node, self.store, self.warned = node, store, warned
+        cls = type(node)
+        self.label = f"{cls.__module__}.{cls.__qualname__}"
+        base = hashlib.blake2b(KEY_FORMAT, digest_size=20)
+        base.update(self.label.encode() + b"\0")
+        version = getattr(node, "cache_version", None)
+        base.update(self._describe(version, "its cache_version") + b"\0")
+        # BaseNode.cache_key is marked as the default; an override is the node's own key.
+        self.custom = not getattr(getattr(cls, "cache_key", None), "__pocketcore_default__", True)
+        self.prefix = base
+        if not self.custom:
+            self.prefix = base.copy()
+            self.prefix.update(self._describe(node.params, "its params") + b"\0")
+
+    def _describe(self, value: object, what: str) -> bytes:
+        try:
+            return fingerprint(value)
+        except Exception as exc:
+            raise ConfigError(
+                f"{type(self.node).__name__} cannot be cached: {what} cannot be pickled "
+                f"({type(exc).__name__}: {exc}); give it a cache_key method, or cache=False"
+            ) from None
+
+    def key(self, item: Any, index: int | None) -> bytes | None:
+        """The key of ``item``, or ``None`` when it is not cached.
+
+        An input is not cached when the node's ``cache_key`` returns ``None``
+        for it, or when it does not pickle (a :class:`CacheWarning` then says
+        so, once per node per run).
+        """
+        what: Any = item
+        if self.custom:
+            what = self.node.cache_key(item)
+            if what is None:
+                return None
+        try:
+            data = fingerprint(what)
+        except Exception as exc:
+            self._warn("key", f"{self._which(index)} cannot be fingerprinted", exc)
+            return None
+        digest = self.prefix.copy()
+        digest.update(data)
+        return digest.digest()
+
+    def keyed(self, items: Iterable[Any], chunk: int) -> Iterator[list[Keyed]]:
+        """``items`` keyed, in groups of up to ``chunk``, pulled one group at a time."""
+        group: list[Keyed] = []
+        for index, item in enumerate(items):
+            group.append(Keyed(index, self.key(item, index), item))
+            if len(group) >= chunk:
+                yield group
+                group = []
+        if group:
+            yield group
+
+    def get_many(self, keys: Sequence[bytes]) -> Mapping[bytes, bytes]:
+        """The stored values of ``keys`` (those that have one), still pickled.
+
+        Raises:
+            CacheError: The store failed.
+        """
+        try:
+            return self.store.get_many(keys)
+        except Exception as exc:
+            raise self._failed("reading", exc) from exc
+
+    def load(self, raw: bytes, index: int | None) -> Any:
+        """Unpickle a stored value; :data:`MISS` (with a warning) when it no longer loads."""
+        try:
+            return pickle.loads(raw)
+        except Exception as exc:
+            self._warn("load", f"the stored result of {self._which(index)} cannot be loaded", exc)
+            return MISS
+
+    def get(self, key: bytes, index: int | None) -> Any:
+        """The stored result under ``key``, or :data:`MISS`."""
+        raw = self.get_many((key,)).get(key)
+        return MISS if raw is None else self.load(raw, index)
+
+    def save(self, key: bytes, value: Any, index: int | None) -> None:
+        """Store ``value`` under ``key``; a value that does not pickle is skipped, with a warning.
+
+        Raises:
+            CacheError: The store failed to write it.
+        """
+        try:
+            data = pickle.dumps(value, VALUE_PROTOCOL)
+        except Exception as exc:
+            self._warn("value", f"the result of {self._which(index)} cannot be pickled", exc)
+            return
+        try:
+            self.store.put(key, data, self.label)
+        except Exception as exc:
+            raise self._failed("writing", exc) from exc
+
+    def _which(self, index: int | None) -> str:
+        name = type(self.node).__name__
+        return f"the input of {name}" if index is None else f"item {index} of {name}"
+
+    def _warn(self, kind: str, what: str, exc: Exception) -> None:
+        mark = (id(self.node), kind)
+        if mark in self.warned:
+            return
+        self.warned.add(mark)
+        warnings.warn(
+            f"{what} ({type(exc).__name__}: {exc}); it is not cached (said once per node per run)",
+            CacheWarning,
+            stacklevel=2,
+        )
+
+    def _failed(self, doing: str, exc: Exception) -> CacheError:
+        return CacheError(
+            f"cache store {self.store.location} failed while {doing} results of "
+            f"{type(self.node).__name__}: {type(exc).__name__}: {exc}"
+        )
