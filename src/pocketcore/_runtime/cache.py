@@ -257,7 +257,8 @@ class NodeCache:
         version = getattr(node, "cache_version", None)
         base.update(self._describe(version, "its cache_version") + b"\0")
         # BaseNode.cache_key is marked as the default; an override is the node's own key.
-        self.custom = not getattr(getattr(cls, "cache_key", None), "__pocketcore_default__", True)
+        method = getattr(cls, "cache_key", None)
+        self.custom = method is not None and not getattr(method, "__pocketcore_default__", False)
         self.prefix = base
         if not self.custom:
             self.prefix = base.copy()
