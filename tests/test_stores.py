@@ -30,7 +30,7 @@ from pocketcore._stores import (
     open_sqlite,
     pocketcore_register_stores,
 )
-from pocketcore._stores.sqlite import APPLICATION_ID, SCHEMA_VERSION
+from pocketcore._stores.sqlite import APPLICATION_ID, CHECKPOINT_BYTES, SCHEMA_VERSION
 from pocketcore.testing import StoreConformance
 
 if sys.version_info < (3, 11):
@@ -218,25 +218,46 @@ def test_a_closed_store_refuses_calls_and_closes_twice(cache: SqliteStore) -> No
         cache.put(b"k", b"v", "n")
 
 
+def checkpoint_threads() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name.startswith("pocketcore checkpoints")]
+
+
+def test_checkpoints_run_on_a_thread_of_their_own(cache: SqliteStore) -> None:
+    assert not checkpoint_threads()  # none until there is something to copy
+    value = b"x" * 100_000
+    for i in range(2 * CHECKPOINT_BYTES // len(value) + 1):
+        cache.put(b"%d" % i, value, "n")
+    (thread,) = checkpoint_threads()
+    deadline = time.monotonic() + 10
+    while cache._checkpointer is not None and cache._checkpointer.runs < 1:
+        assert time.monotonic() < deadline, "no checkpoint ran"
+        time.sleep(0.01)
+    cache.close()
+    assert not thread.is_alive()
+
+
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="no fork")
 @pytest.mark.filterwarnings("ignore:.*fork.*:DeprecationWarning")
 def test_a_forked_child_uses_a_connection_of_its_own(cache: SqliteStore) -> None:
-    cache.put(b"parent", b"1", "n")
-    inherited = cache._con
+    big = b"x" * CHECKPOINT_BYTES  # so that the parent's checkpoint thread has started
+    cache.put(b"parent", big, "n")
+    inherited, checkpointer = cache._con, cache._checkpointer
+    assert checkpointer is not None
     pid = os.fork()
     if pid == 0:  # the child: exit at once, whatever happens
         code = 1
         try:
-            cache.put(b"child", b"2", "n")
+            cache.put(b"child", big, "n")
             found = cache.get_many([b"parent", b"child"])
-            code = 0 if found == {b"parent": b"1", b"child": b"2"} else 2
+            code = 0 if found == {b"parent": big, b"child": big} else 2
             code = code or (3 if cache._con is inherited else 0)
+            code = code or (4 if cache._checkpointer in (None, checkpointer) else 0)
         finally:
             os._exit(code)
     _, status = os.waitpid(pid, 0)
     assert os.waitstatus_to_exitcode(status) == 0
     assert cache._con is inherited
-    assert cache.get_many([b"parent", b"child"]) == {b"parent": b"1", b"child": b"2"}
+    assert cache.get_many([b"parent", b"child"]) == {b"parent": big, b"child": big}
 
 
 # --- specifications ----------------------------------------------------------------

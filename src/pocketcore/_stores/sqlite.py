@@ -9,14 +9,25 @@ would fsync the WAL on every commit, a disk flush per finished item, to
 keep the last moments through a power cut; for a cache, whose worst loss is
 to compute those items again, NORMAL is the right trade.)
 
+Checkpoints. SQLite copies the WAL into the database file now and then (a
+checkpoint), with an fsync before and after. Left to itself it does so in
+the ``put`` that fills the WAL past 1000 pages, which then takes
+milliseconds instead of microseconds, on the event loop's thread. A store
+runs its checkpoints on a thread of its own instead, with a connection of
+its own (started at the first one), each after about
+:data:`CHECKPOINT_BYTES` were put: a ``PASSIVE`` checkpoint, which never
+makes a writer wait. The connection that puts checkpoints itself only past
+ten times that, should the thread fall behind.
+
 Concurrency. Several processes may use one file at once: WAL lets readers
 go on while one process writes, and a busy timeout of
 :data:`BUSY_TIMEOUT` seconds makes a writer wait for another's transaction
 (each lasts microseconds) instead of failing. Within a process a store has
-one connection, used under a lock: a second connection in the same process
-would only contend with the first for the file's write lock (waiting in
-SQLite's busy handler, which sleeps in steps of milliseconds) and would
-drop its page cache whenever the other one wrote. A process forked from
+one connection, used under a lock (``sqlite3`` lets other threads run
+while SQLite works). A connection per thread would still write one at a
+time, through the file's write lock, and each would drop its page cache
+whenever another wrote; measured, with four to eight threads putting at
+once, it was no faster, and slower with one. A process forked from
 one that holds a store opens a connection of its own on its first use,
 and never touches the inherited one, as SQLite requires.
 
@@ -47,7 +58,14 @@ from pocketcore._core.store import StoreInfo
 
 from ._fork import after_fork_in_child
 
-__all__ = ["APPLICATION_ID", "BUSY_TIMEOUT", "SCHEMA_VERSION", "SqliteStore", "open_sqlite"]
+__all__ = [
+    "APPLICATION_ID",
+    "BUSY_TIMEOUT",
+    "CHECKPOINT_BYTES",
+    "SCHEMA_VERSION",
+    "SqliteStore",
+    "open_sqlite",
+]
 
 #: The version of the file's layout, kept in ``PRAGMA user_version``. A file
 #: with a greater one was written by a newer pocketcore and is not opened.
@@ -57,6 +75,10 @@ SCHEMA_VERSION: Final = 1
 APPLICATION_ID: Final = 0x70637263
 #: Seconds a connection waits for another process's write to finish.
 BUSY_TIMEOUT: Final = 30.0
+#: Bytes put between two background checkpoints: about SQLite's own 1000 pages.
+CHECKPOINT_BYTES: Final = 4 << 20
+#: Pages of WAL past which the putting connection checkpoints itself.
+_FALLBACK_CHECKPOINT_PAGES: Final = 10 * CHECKPOINT_BYTES // 4096
 #: Keys per ``SELECT``: below SQLite's limit on a statement's parameters,
 #: which is 999 in versions before 3.32.
 _CHUNK: Final = 500
@@ -96,10 +118,14 @@ class SqliteStore:
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.location = os.fspath(path)
+        # Every later connection opens this, wherever the working directory went.
+        self._file = os.path.abspath(self.location)
         _create(self.location)
         self._lock = threading.Lock()
         self._closed = False
-        self._con: sqlite3.Connection | None = _connect(self.location)
+        self._con: sqlite3.Connection | None = _connect(self._file, self.location)
+        self._checkpointer: _Checkpointer | None = None
+        self._unchecked = 0  # bytes put since the last checkpoint was asked for
         after_fork_in_child(self._forget_connection)
 
     def __repr__(self) -> str:
@@ -123,13 +149,19 @@ class SqliteStore:
         """Store ``value`` under ``key`` (for node class ``node``), committed when this returns."""
         with self._lock:
             (self._con or self._reconnect()).execute(_PUT, (key, value, node))
+            self._unchecked += len(key) + len(value)
+            if self._unchecked >= CHECKPOINT_BYTES:
+                self._unchecked = 0
+                if self._checkpointer is None:
+                    self._checkpointer = _Checkpointer(self._file)
+                self._checkpointer.wake()
 
     def info(self) -> StoreInfo:
         """The entries per node class, and the size of the file and its WAL file."""
         with self._lock:
             con = self._con or self._reconnect()
             rows = con.execute("SELECT node, count(*) FROM entries GROUP BY node").fetchall()
-        size = sum(_file_size(p) for p in (self.location, self.location + "-wal"))
+        size = sum(_file_size(p) for p in (self._file, self._file + "-wal"))
         return StoreInfo(location=self.location, entries=dict(rows), size=size)
 
     def clear(self, node: str | None = None) -> int:
@@ -141,10 +173,13 @@ class SqliteStore:
             return con.execute("DELETE FROM entries WHERE node = ?", (node,)).rowcount
 
     def close(self) -> None:
-        """Close the connection; calling it again does nothing."""
+        """Close the connections (and stop the checkpoints); calling it again does nothing."""
         with self._lock:
             self._closed = True
             con, self._con = self._con, None
+            checkpointer, self._checkpointer = self._checkpointer, None
+        if checkpointer is not None:
+            checkpointer.stop()
         if con is not None:
             con.close()
 
@@ -152,7 +187,7 @@ class SqliteStore:
         # Called with the lock held, in a forked child (or after close).
         if self._closed:
             raise sqlite3.ProgrammingError(f"the cache {self.location} is closed")
-        self._con = _connect(self.location)
+        self._con = _connect(self._file, self.location)
         return self._con
 
     def _forget_connection(self) -> None:
@@ -162,6 +197,54 @@ class SqliteStore:
         if self._con is not None:
             _INHERITED.append(self._con)
             self._con = None
+        # Its thread is the parent's; its connection is left with the thread's frame.
+        self._checkpointer = None
+
+
+class _Checkpointer:
+    """A thread that checkpoints the WAL of the cache file at ``path`` each time it is woken."""
+
+    def __init__(self, path: str) -> None:
+        self._uri = _uri(path)
+        self._wake = threading.Event()
+        self._stopping = False
+        self.runs = 0  # checkpoints made, for tests
+        self._thread = threading.Thread(
+            target=self._run, name=f"pocketcore checkpoints of {path}", daemon=True
+        )
+        self._thread.start()
+
+    def wake(self) -> None:
+        """Ask for a checkpoint (one runs, however often it is asked for while it waits)."""
+        self._wake.set()
+
+    def stop(self) -> None:
+        """Let a running checkpoint finish, and end the thread."""
+        self._stopping = True
+        self._wake.set()
+        self._thread.join()
+
+    def _run(self) -> None:
+        try:
+            con = sqlite3.connect(self._uri, uri=True, timeout=BUSY_TIMEOUT, isolation_level=None)
+        except sqlite3.Error:
+            return  # the putting connection's own checkpoints take over
+        try:
+            # The checkpointing connection decides the fsyncs of a checkpoint.
+            con.execute("PRAGMA synchronous = NORMAL")
+            while True:
+                self._wake.wait()
+                self._wake.clear()
+                if self._stopping:
+                    return
+                # PASSIVE never waits for a reader or writer; what it could
+                # not copy this time, it copies the next.
+                con.execute("PRAGMA wal_checkpoint(PASSIVE)")
+                self.runs += 1
+        except sqlite3.Error:
+            return  # likewise: the file went away, say; puts will say so
+        finally:
+            con.close()
 
 
 def open_sqlite(rest: str) -> SqliteStore:
@@ -212,25 +295,25 @@ def _create(path: str) -> None:
     os.close(fd)
 
 
-def _connect(path: str) -> sqlite3.Connection:
-    """A connection to the cache file ``path`` (which exists), checked and ready for use."""
+def _connect(path: str, name: str) -> sqlite3.Connection:
+    """A connection to the cache file ``path`` (which exists), checked and ready for use.
+
+    ``name`` is the file as messages name it (the path as it was given).
+    """
     if not os.access(path, os.R_OK | os.W_OK):
-        raise ConfigError(f"cannot open the cache file {path}: it is not readable and writable")
-    # mode=rw: if the file went away since _create, fail rather than let
-    # SQLite make one with the umask's mode.
-    uri = pathlib.Path(os.path.abspath(path)).as_uri() + "?mode=rw"
+        raise ConfigError(f"cannot open the cache file {name}: it is not readable and writable")
     try:
         con = sqlite3.connect(
-            uri,
+            _uri(path),
             uri=True,
             timeout=BUSY_TIMEOUT,
             isolation_level=None,  # autocommit: each put is a transaction
             check_same_thread=False,  # the store's lock serialises its use
         )
     except sqlite3.Error as exc:
-        raise ConfigError(f"cannot open the cache file {path}: {exc}") from None
+        raise ConfigError(f"cannot open the cache file {name}: {exc}") from None
     try:
-        _prepare(con, path)
+        _prepare(con, name)
     except BaseException:
         con.close()
         raise
@@ -249,8 +332,18 @@ def _prepare(con: sqlite3.Connection, path: str) -> None:
         # journal_mode is kept in the file; synchronous is the connection's.
         con.execute("PRAGMA journal_mode = WAL")
         con.execute("PRAGMA synchronous = NORMAL")
+        con.execute(f"PRAGMA wal_autocheckpoint = {_FALLBACK_CHECKPOINT_PAGES}")
     except sqlite3.Error as exc:
         raise ConfigError(f"cannot open the cache file {path}: {exc}") from None
+
+
+def _uri(path: str) -> str:
+    """The URI that opens the existing file ``path`` for reading and writing.
+
+    ``mode=rw``: if the file went away since :func:`_create`, fail rather
+    than let SQLite make one with the umask's mode.
+    """
+    return pathlib.Path(os.path.abspath(path)).as_uri() + "?mode=rw"
 
 
 def _read_state(con: sqlite3.Connection) -> _State:
