@@ -132,6 +132,24 @@ def _histories(draw: st.DrawFn) -> _History:
     return _History(tuple(pool), tuple(steps))
 
 
+@st.composite
+def _labelled_histories(draw: st.DrawFn) -> _History:
+    """Puts under two node classes or more, each with an entry, and some overwrites."""
+    nodes = draw(st.lists(NODES, min_size=2, max_size=4, unique=True))
+    pool = draw(st.lists(KEYS, min_size=len(nodes), max_size=12, unique=True))
+    more = len(pool) - len(nodes)
+    labels = nodes + draw(st.lists(st.sampled_from(nodes), min_size=more, max_size=more))
+    puts = [("put", key, draw(VALUES), node) for key, node in zip(pool, labels, strict=True)]
+    puts = draw(st.permutations(puts))
+    # Overwrites, possibly under another class (which may leave one with none).
+    again = st.tuples(st.just("put"), st.sampled_from(pool), VALUES, st.sampled_from(nodes))
+    return _History(tuple(pool), tuple(puts + draw(st.lists(again, max_size=4))))
+
+
+def _values(held: Mapping[bytes, tuple[bytes, str]]) -> dict[bytes, bytes]:
+    return {key: value for key, (value, _) in held.items()}
+
+
 class StoreConformance:
     """The store contract as pytest tests; subclass it, set two attributes, write ``open_store``.
 
@@ -263,7 +281,7 @@ class StoreConformance:
                 _assert_found(store.get_many([key]), [key], {key: value})
                 _assert_counts(store, {node: 1})
 
-    @_store_property(st.integers(400, 2_100), st.integers(0, 2**32), cap=5)
+    @_store_property(st.integers(700, 2_100), st.integers(0, 2**32), cap=5)
     def test_get_many_of_thousands_of_keys(self, count: int, seed: int) -> None:
         """One ``get_many`` of thousands of keys, present, absent and repeated, finds each."""
         rnd = random.Random(seed)
@@ -277,25 +295,29 @@ class StoreConformance:
                 store.put(key, value, "n")
             _assert_found(store.get_many(asked), asked, held)
 
-    @_store_property(_histories(), st.randoms())
-    def test_info_counts_and_clear_removes(self, history: _History, rnd: random.Random) -> None:
+    @_store_property(_labelled_histories(), NODES, st.randoms())
+    def test_info_counts_and_clear_removes(
+        self, history: _History, stranger: str, rnd: random.Random
+    ) -> None:
         """``info`` counts the entries per node class; ``clear`` removes one class's or all."""
         held = history.model()
+        expected = Counter(node for _, node in held.values())
         with tempfile.TemporaryDirectory() as tmp, self._opened(Path(tmp)) as store:
             _replay(store, history)
-            expected = Counter(node for _, node in held.values())
             _assert_counts(store, expected)
             size = store.info().size
             assert isinstance(size, int), f"info().size is {size!r}, not an int"
             assert size >= 0, f"info().size is {size}"
-            if expected:
-                node = rnd.choice(sorted(expected))
+            # Every node class but one, one at a time (and one that has no
+            # entries), then all that is left at once.
+            nodes = sorted(set(expected) | {stranger})
+            for node in rnd.sample(nodes, len(nodes) - 1):
                 gone = store.clear(node)
                 assert gone == expected[node], f"clear({node!r}) said {gone}, not {expected[node]}"
                 del expected[node]
                 _assert_counts(store, expected)
-                kept = {k: v for k, (v, n) in held.items() if n != node}
-                _assert_found(store.get_many(history.pool), history.pool, kept)
+                held = {k: (v, n) for k, (v, n) in held.items() if n != node}
+                _assert_found(store.get_many(history.pool), history.pool, _values(held))
             gone, rest = store.clear(), sum(expected.values())
             assert gone == rest, f"clear() said {gone}, not {rest}"
             _assert_counts(store, {})
@@ -326,7 +348,7 @@ class StoreConformance:
                 _replay(store, history)
             with self._opened(Path(tmp)) as store:
                 found = store.get_many(history.pool)
-                _assert_found(found, history.pool, {k: v for k, (v, _) in held.items()})
+                _assert_found(found, history.pool, _values(held))
                 _assert_counts(store, Counter(node for _, node in held.values()))
 
     @_store_property(
