@@ -236,6 +236,19 @@ def test_checkpoints_run_on_a_thread_of_their_own(cache: SqliteStore) -> None:
     assert not thread.is_alive()
 
 
+def wait_for_child(pid: int, timeout: float = 30.0) -> int:
+    """The exit code of forked child ``pid``; a child still running at the timeout is killed."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            return os.waitstatus_to_exitcode(status)
+        time.sleep(0.01)
+    os.kill(pid, 9)
+    os.waitpid(pid, 0)
+    raise AssertionError(f"the forked child hung for {timeout} s (a lock held across the fork?)")
+
+
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="no fork")
 @pytest.mark.filterwarnings("ignore:.*fork.*:DeprecationWarning")
 def test_a_forked_child_uses_a_connection_of_its_own(cache: SqliteStore) -> None:
@@ -254,10 +267,42 @@ def test_a_forked_child_uses_a_connection_of_its_own(cache: SqliteStore) -> None
             code = code or (4 if cache._checkpointer in (None, checkpointer) else 0)
         finally:
             os._exit(code)
-    _, status = os.waitpid(pid, 0)
-    assert os.waitstatus_to_exitcode(status) == 0
+    assert wait_for_child(pid) == 0
     assert cache._con is inherited
     assert cache.get_many([b"parent", b"child"]) == {b"parent": big, b"child": big}
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="no fork")
+@pytest.mark.filterwarnings("ignore:.*fork.*:DeprecationWarning")
+def test_forks_while_threads_are_in_sqlite(cache: SqliteStore) -> None:
+    # A writer thread keeps the store and its checkpoint thread busy while
+    # the process forks again and again: no child may inherit a lock held.
+    stop = threading.Event()
+    value = b"x" * 200_000
+
+    def write() -> None:
+        i = 0
+        while not stop.is_set():
+            cache.put(b"w%d" % (i % 50), value, "n")
+            i += 1
+
+    writer = threading.Thread(target=write)
+    writer.start()
+    try:
+        for n in range(15):
+            time.sleep(0.005)
+            pid = os.fork()
+            if pid == 0:
+                code = 1
+                try:
+                    cache.put(b"child", b"%d" % n, "n")
+                    code = 0 if cache.get_many([b"child"]) == {b"child": b"%d" % n} else 2
+                finally:
+                    os._exit(code)
+            assert wait_for_child(pid, timeout=20) == 0
+    finally:
+        stop.set()
+        writer.join()
 
 
 # --- specifications ----------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""What a store does in a process forked from one that holds it."""
+"""What a store does around a fork of the process that holds it."""
 
 from __future__ import annotations
 
@@ -7,15 +7,34 @@ import weakref
 from collections.abc import Callable
 
 
-def after_fork_in_child(method: Callable[[], None]) -> None:
-    """Call the bound ``method`` in every child forked from now on, while its object lives.
+def on_fork(
+    *,
+    before: Callable[[], None] | None = None,
+    after_in_parent: Callable[[], None] | None = None,
+    after_in_child: Callable[[], None] | None = None,
+) -> None:
+    """Call these bound methods around every fork from now on, while their object lives.
 
-    A store's lock may be held, at the moment of the fork, by a thread the
-    child does not have, and SQLite forbids using a connection opened
-    before the fork: a store replaces both in the child.
+    A fork copies only the thread that calls it. A lock another thread held
+    at that moment stays held in the child for good, and so does any mutex
+    of SQLite's that a thread was inside: a store waits, before the fork,
+    until its threads are out of SQLite, and replaces its locks in the
+    child. SQLite forbids using a connection opened before the fork: the
+    child opens its own.
     """
     if not hasattr(os, "register_at_fork"):  # not on Windows, which does not fork
         return
+    os.register_at_fork(
+        before=_weak(before),
+        after_in_parent=_weak(after_in_parent),
+        after_in_child=_weak(after_in_child),
+    )
+
+
+def _weak(method: Callable[[], None] | None) -> Callable[[], None]:
+    """A function that calls the bound ``method`` if its object still lives."""
+    if method is None:
+        return _nothing
     ref = weakref.WeakMethod(method)
 
     def call() -> None:
@@ -23,4 +42,8 @@ def after_fork_in_child(method: Callable[[], None]) -> None:
         if bound is not None:
             bound()
 
-    os.register_at_fork(after_in_child=call)
+    return call
+
+
+def _nothing() -> None:
+    pass

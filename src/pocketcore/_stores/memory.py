@@ -10,7 +10,7 @@ from typing import final
 from pocketcore._core.errors import ConfigError
 from pocketcore._core.store import StoreInfo
 
-from ._fork import after_fork_in_child
+from ._fork import on_fork
 
 __all__ = ["MemoryStore", "open_memory"]
 
@@ -28,7 +28,7 @@ class MemoryStore:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._entries: dict[bytes, tuple[bytes, str]] = {}
-        after_fork_in_child(self._new_lock)
+        on_fork(after_in_child=self._new_lock)
 
     def __repr__(self) -> str:
         return "MemoryStore()"

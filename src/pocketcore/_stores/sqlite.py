@@ -27,9 +27,10 @@ one connection, used under a lock (``sqlite3`` lets other threads run
 while SQLite works). A connection per thread would still write one at a
 time, through the file's write lock, and each would drop its page cache
 whenever another wrote; measured, with four to eight threads putting at
-once, it was no faster, and slower with one. A process forked from
-one that holds a store opens a connection of its own on its first use,
-and never touches the inherited one, as SQLite requires.
+once, it was no faster, and slower with one. A fork waits until none of
+a store's threads is inside SQLite (a child would inherit SQLite's mutexes
+held, for good); the child opens a connection of its own on its first
+use, and never touches the inherited one, as SQLite requires.
 
 The file. A table ``entries (key BLOB PRIMARY KEY, value BLOB, node TEXT)``,
 the ``application_id`` :data:`APPLICATION_ID` and the ``user_version``
@@ -56,7 +57,7 @@ from typing import Final, final
 from pocketcore._core.errors import ConfigError
 from pocketcore._core.store import StoreInfo
 
-from ._fork import after_fork_in_child
+from ._fork import on_fork
 
 __all__ = [
     "APPLICATION_ID",
@@ -126,7 +127,12 @@ class SqliteStore:
         self._con: sqlite3.Connection | None = _connect(self._file, self.location)
         self._checkpointer: _Checkpointer | None = None
         self._unchecked = 0  # bytes put since the last checkpoint was asked for
-        after_fork_in_child(self._forget_connection)
+        self._held_for_fork: _Checkpointer | None = None
+        on_fork(
+            before=self._hold_for_fork,
+            after_in_parent=self._release_after_fork,
+            after_in_child=self._forget_connection,
+        )
 
     def __repr__(self) -> str:
         return f"SqliteStore({self.location!r})"
@@ -190,10 +196,25 @@ class SqliteStore:
         self._con = _connect(self._file, self.location)
         return self._con
 
+    def _hold_for_fork(self) -> None:
+        # No thread of this store is in SQLite while the process forks: the
+        # child would inherit the mutexes it holds, held for good.
+        self._lock.acquire()
+        self._held_for_fork = self._checkpointer
+        if self._held_for_fork is not None:
+            self._held_for_fork.busy.acquire()
+
+    def _release_after_fork(self) -> None:
+        if self._held_for_fork is not None:
+            self._held_for_fork.busy.release()
+            self._held_for_fork = None
+        self._lock.release()
+
     def _forget_connection(self) -> None:
-        # In a forked child, before anything else runs: the lock may have been
-        # held by a thread that the child does not have.
+        # In a forked child, before anything else runs. The locks held for
+        # the fork stay held here: new ones replace them.
         self._lock = threading.Lock()
+        self._held_for_fork = None
         if self._con is not None:
             _INHERITED.append(self._con)
             self._con = None
@@ -208,6 +229,8 @@ class _Checkpointer:
         self._uri = _uri(path)
         self._wake = threading.Event()
         self._stopping = False
+        #: Held while the thread is in SQLite (so that a fork can wait for it).
+        self.busy = threading.Lock()
         self.runs = 0  # checkpoints made, for tests
         self._thread = threading.Thread(
             target=self._run, name=f"pocketcore checkpoints of {path}", daemon=True
@@ -225,26 +248,38 @@ class _Checkpointer:
         self._thread.join()
 
     def _run(self) -> None:
+        # Every call into SQLite holds `busy`, so a fork can wait for it.
+        with self.busy:
+            con = self._connect()
+        if con is None:
+            return  # the putting connection's own checkpoints take over
+        try:
+            while self._woken():
+                with self.busy:
+                    # PASSIVE never waits for a reader or writer; what it
+                    # could not copy this time, it copies the next.
+                    con.execute("PRAGMA wal_checkpoint(PASSIVE)")
+                self.runs += 1
+        except sqlite3.Error:
+            pass  # likewise: the file went away, say; puts will say so
+        finally:
+            with self.busy:
+                con.close()
+
+    def _connect(self) -> sqlite3.Connection | None:
         try:
             con = sqlite3.connect(self._uri, uri=True, timeout=BUSY_TIMEOUT, isolation_level=None)
         except sqlite3.Error:
-            return  # the putting connection's own checkpoints take over
-        try:
-            # The checkpointing connection decides the fsyncs of a checkpoint.
-            con.execute("PRAGMA synchronous = NORMAL")
-            while True:
-                self._wake.wait()
-                self._wake.clear()
-                if self._stopping:
-                    return
-                # PASSIVE never waits for a reader or writer; what it could
-                # not copy this time, it copies the next.
-                con.execute("PRAGMA wal_checkpoint(PASSIVE)")
-                self.runs += 1
-        except sqlite3.Error:
-            return  # likewise: the file went away, say; puts will say so
-        finally:
-            con.close()
+            return None
+        # The checkpointing connection decides the fsyncs of a checkpoint.
+        con.execute("PRAGMA synchronous = NORMAL")
+        return con
+
+    def _woken(self) -> bool:
+        """Wait to be woken; whether to checkpoint (rather than stop)."""
+        self._wake.wait()
+        self._wake.clear()
+        return not self._stopping
 
 
 def open_sqlite(rest: str) -> SqliteStore:
