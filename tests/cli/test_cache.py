@@ -8,14 +8,20 @@ kept in one file, registered for each test; each ``exec`` notes its call in
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 import pocketcore
+from pocketcore._cli.cache import find_node, human_size
+from pocketcore._cli.errors import BadInput
 from tests import filestore
+from tests.strategies import node_label_sets, store_sizes
 
 from .support import assert_bad_input, call
 
@@ -276,3 +282,251 @@ def test_verbose_shows_the_cache(
     )
     monkeypatch.setenv("POCKETCORE_CACHE", "off")
     assert cache_line() == "pocketcore: cache: off (from environment variable POCKETCORE_CACHE)"
+
+
+# --- pocketcore cache info -------------------------------------------------------------
+
+
+def info_lines(capsys: pytest.CaptureFixture[str], *args: str) -> list[str]:
+    code, out, err = call(capsys, "cache", "info", *args)
+    assert (code, err) == (0, ""), err
+    return out.splitlines()
+
+
+def test_info_counts_the_entries_of_each_node_class(
+    capsys: pytest.CaptureFixture[str], store: Path
+) -> None:
+    run(capsys, "--cache", "testfile:results", "--shared", '{"items": [1, 2, 3, 4]}')
+    run(capsys, "--cache", "testfile:results", "--shared", '{"items": [5]}')
+    size = human_size(store.stat().st_size)
+    lines = info_lines(capsys, "testfile:results")
+    assert lines[0] == f"location  {store}"
+    assert lines[1:] == [
+        "source    the SPEC argument",
+        f"size      {size}",
+        "",
+        "node class     entries",
+        "cached.Square        5",
+        "cached.Total         2",
+        "total                7",
+    ]
+    as_json = json.loads(call(capsys, "cache", "info", "testfile:results", "--json")[1])
+    assert as_json == {
+        "location": str(store),
+        "source": "the SPEC argument",
+        "exists": True,
+        "entries": {"cached.Square": 5, "cached.Total": 2},
+        "total": 7,
+        "size": store.stat().st_size,
+    }
+
+
+def test_info_of_an_empty_store(capsys: pytest.CaptureFixture[str], store: Path) -> None:
+    run(capsys, "--cache", "testfile:results")
+    call(capsys, "cache", "clear", "testfile:results")
+    assert info_lines(capsys, "testfile:results")[2:] == [
+        f"size      {human_size(store.stat().st_size)}",
+        "entries   none",
+    ]
+
+
+def test_info_uses_the_configured_cache(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    run(capsys, "--cache", "testfile:results")
+    (tmp_path / "pocketcore.toml").write_text('cache = "testfile:results"\n')
+    assert info_lines(capsys)[1:] == [
+        "source    key 'cache' in pocketcore.toml",
+        f"size      {human_size((tmp_path / 'results').stat().st_size)}",
+        "",
+        "node class     entries",
+        "cached.Square        3",
+        "cached.Total         1",
+        "total                4",
+    ]
+    # The environment wins over the file, as for a run.
+    monkeypatch.setenv("POCKETCORE_CACHE", "testfile:elsewhere")
+    (tmp_path / "elsewhere").mkdir()
+    code, out, err = call(capsys, "cache", "info")
+    assert_bad_input(code, out, err)
+    assert err == (
+        f"pocketcore: error: the test cache {tmp_path}/elsewhere is a directory "
+        "(cache from environment variable POCKETCORE_CACHE)\n"
+    )
+
+
+@pytest.mark.parametrize("command", ["info", "clear"])
+def test_with_no_cache_configured_there_is_nothing_to_open(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, command: str
+) -> None:
+    code, out, err = call(capsys, "cache", command)
+    assert_bad_input(code, out, err)
+    assert err.startswith("pocketcore: error: no cache is configured: name one"), err
+    monkeypatch.setenv("POCKETCORE_CACHE", "off")
+    code, out, err = call(capsys, "cache", command)
+    assert_bad_input(code, out, err)
+    assert err == (
+        "pocketcore: error: the cache is off (from environment variable POCKETCORE_CACHE): "
+        "name a store as SPEC\n"
+    )
+    assert sorted(p.name for p in Path().iterdir()) == ["cached.py"]  # no file was made
+
+
+@pytest.mark.parametrize("command", ["info", "clear"])
+def test_the_memory_store_is_not_shown_from_another_process(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, command: str
+) -> None:
+    code, out, err = call(capsys, "cache", command, "memory")
+    assert_bad_input(code, out, err)
+    assert err.startswith(
+        "pocketcore: error: the 'memory' cache (from the SPEC argument) lives in the process "
+        "that runs a flow and ends with it: a new process has nothing in it to show or clear"
+    ), err
+    monkeypatch.setenv("POCKETCORE_CACHE", "memory")
+    code, out, err = call(capsys, "cache", command)
+    assert_bad_input(code, out, err)
+    assert "(from environment variable POCKETCORE_CACHE)" in err
+
+
+def test_an_sqlite_file_that_does_not_exist_is_not_created(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    missing = tmp_path / "missing.db"
+    for spec in ("missing.db", "sqlite:///missing.db", str(missing)):
+        assert info_lines(capsys, spec) == [
+            f"location  {missing} (no such file: nothing stored yet)",
+            "source    the SPEC argument",
+        ]
+        info = json.loads(call(capsys, "cache", "info", spec, "--json")[1])
+        assert (info["exists"], info["total"], info["size"]) == (False, 0, 0)
+        assert call(capsys, "cache", "clear", spec) == (
+            0,
+            f"nothing to clear: {missing} does not exist\n",
+            "",
+        )
+    assert not missing.exists()
+
+
+def test_a_store_that_fails_while_read_is_one_line(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, store: Path
+) -> None:
+    run(capsys, "--cache", "testfile:results")
+
+    def fail(*args: object) -> None:
+        raise OSError("disk I/O error")
+
+    monkeypatch.setattr(filestore.FileStore, "info", fail)
+    code, out, err = call(capsys, "cache", "info", "testfile:results")
+    assert_bad_input(code, out, err)
+    assert err == (
+        f"pocketcore: error: cache store {store} failed while reading its entries: "
+        "OSError: disk I/O error\n"
+    )
+    monkeypatch.setattr(filestore.FileStore, "clear", fail)
+    code, out, err = call(capsys, "cache", "clear", "testfile:results")
+    assert_bad_input(code, out, err)
+    assert err.endswith("failed while clearing it: OSError: disk I/O error\n")
+
+
+@given(size=store_sizes)
+def test_sizes_are_shown_to_one_decimal_in_the_largest_unit_below_1000(size: int) -> None:
+    shown = human_size(size)
+    if size < 1000:
+        assert shown == ("1 byte" if size == 1 else f"{size} bytes")
+        return
+    match = re.fullmatch(r"(\d{1,3}\.\d) (kB|MB|GB|TB|PB|EB|ZB|YB)", shown)
+    assert match is not None, shown
+    number, unit = float(match[1]), match[2]
+    scale = 1000 ** (["kB", "MB", "GB", "TB", "PB", "EB", "ZB", "YB"].index(unit) + 1)
+    assert 1.0 <= number < 1000
+    assert abs(number * scale - size) <= 0.05 * scale + 1e-9 * size
+
+
+def test_sizes_at_the_edges() -> None:
+    assert [human_size(n) for n in (0, 1, 999, 1000, 1049, 1050, 999_949, 999_950, 1_234_567)] == [
+        "0 bytes",
+        "1 byte",
+        "999 bytes",
+        "1.0 kB",
+        "1.0 kB",
+        "1.1 kB",
+        "999.9 kB",
+        "1.0 MB",
+        "1.2 MB",
+    ]
+
+
+# --- pocketcore cache clear ------------------------------------------------------------
+
+
+def test_clear_node_removes_only_that_classs_entries(
+    capsys: pytest.CaptureFixture[str], store: Path
+) -> None:
+    run(capsys, "--cache", "testfile:results")
+    calls()
+    code, out, err = call(capsys, "cache", "clear", "testfile:results", "--node", "Total")
+    assert (code, out, err) == (0, f"removed 1 entry of cached.Total from {store}\n", "")
+    assert filestore.entries(store) == {"cached.Square": 3}
+    run(capsys, "--cache", "testfile:results")
+    assert calls() == ["total [1, 4, 9]", "announce"]  # the squares still came from the cache
+    code, out, _ = call(capsys, "cache", "clear", "testfile:results", "--node", "cached:Square")
+    assert (code, out) == (0, f"removed 3 entries of cached.Square from {store}\n")
+    assert filestore.entries(store) == {"cached.Total": 1}
+    code, out, _ = call(capsys, "cache", "clear", "testfile:results")
+    assert (code, out) == (0, f"removed 1 entry from {store}\n")
+    assert filestore.entries(store) == {}
+
+
+def test_clear_uses_the_configured_cache(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, store: Path
+) -> None:
+    monkeypatch.setenv("POCKETCORE_CACHE", "testfile:results")
+    run(capsys)
+    code, out, _ = call(capsys, "cache", "clear", "--node", "cached.Square")
+    assert (code, out) == (0, f"removed 3 entries of cached.Square from {store}\n")
+
+
+def test_a_node_name_that_is_ambiguous_or_unknown(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, store: Path
+) -> None:
+    (tmp_path / "other.py").write_text(OTHER)
+    run(capsys, "--cache", "testfile:results")
+    code, _, err = call(capsys, "run", "other:Square", "--cache", "testfile:results")
+    assert code == 0, err
+    for name, message in [
+        (
+            "Square",
+            f"--node 'Square' matches 2 node classes in {store}: cached.Square, other.Square; "
+            "give the whole name",
+        ),
+        (
+            "Sqare",
+            f"--node 'Sqare': no such node class in {store}; its node classes: cached.Square, "
+            "cached.Total, other.Square; did you mean 'Square'?",
+        ),
+        ("quare", f"--node 'quare': no such node class in {store}; its node classes: "),
+    ]:
+        code, out, err = call(capsys, "cache", "clear", "testfile:results", "--node", name)
+        assert_bad_input(code, out, err)
+        assert err.startswith(f"pocketcore: error: {message}"), err
+    assert filestore.entries(store).total() == 5  # nothing was removed
+
+
+@given(labels=node_label_sets, data=st.data())
+def test_a_node_name_means_the_one_class_it_names(labels: list[str], data: st.DataObject) -> None:
+    entries = dict.fromkeys(labels, 1)
+    label = data.draw(st.sampled_from(labels))
+    assert find_node(label, entries) == label  # a whole label means itself, always
+    module, _, qualname = label.partition(".")
+    assert find_node(f"{module}:{qualname}", entries) == label
+    tail = label.split(".", data.draw(st.integers(1, label.count(".")))).pop()
+    sharing = [other for other in labels if other == tail or other.endswith("." + tail)]
+    if tail in entries:
+        assert find_node(tail, entries) == tail
+    elif sharing == [label]:
+        assert find_node(tail, entries) == label
+    else:
+        with pytest.raises(BadInput, match=r"matches \d node classes"):
+            find_node(tail, entries)
+    with pytest.raises(BadInput, match="no such node class"):
+        find_node("x" + label, entries)
