@@ -36,15 +36,23 @@ SPEC_HELP = (
     "[tool.pocketcore] of pyproject.toml"
 )
 
-EPILOG = """\
+CONFIGURED = """\
 Without SPEC the configured cache is used: POCKETCORE_CACHE, else the 'cache' key of
-pocketcore.toml (or [tool.pocketcore] of pyproject.toml) in the working directory.
-With neither, there is nothing to show: the command says so and exits 2. The
-'memory' store lives inside the process that runs a flow and goes with it, so
-there is none to show or clear from here.
+pocketcore.toml (or [tool.pocketcore] of pyproject.toml) in the working directory;
+with neither, the command says so and exits 2. The 'memory' store lives inside the
+process that runs a flow and ends with it, so there is none to show or clear here.
+An SQLite file that does not exist is reported as empty, and is not created.
+"""
 
+STATUS = """
 Exit status: 0 success, 2 bad input (no cache configured, a store that cannot be
 opened, a --node that names no class in the store).
+"""
+
+CLASSES = """
+CLASS is a node class as 'pocketcore cache info' lists it (module.Qualname), or
+module:Qualname, or its name alone (Summarize, Outer.Inner) when exactly one class
+in the store has that name.
 """
 
 
@@ -54,7 +62,7 @@ def add_command(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
         "cache",
         help="show what a result cache holds, or clear it",
         description="Show what a result cache holds, or clear all or part of it.",
-        epilog=EPILOG,
+        epilog=CONFIGURED + STATUS,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     sub = p.add_subparsers(title="subcommands", dest="subcommand", metavar="SUBCOMMAND")
@@ -64,9 +72,9 @@ def add_command(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
     info = sub.add_parser(
         "info",
         help="the store's location, entries per node class, total entries and size",
-        description="Print where the cache is, how many entries each node class has there, "
+        description="Print where the cache is, how many entries each node class has there,\n"
         "the total, and the store's size.",
-        epilog=EPILOG,
+        epilog=CONFIGURED + STATUS,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     info.add_argument("spec", metavar="SPEC", nargs="?", help=SPEC_HELP)
@@ -76,14 +84,9 @@ def add_command(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
     clear = sub.add_parser(
         "clear",
         help="remove every entry, or those of one node class",
-        description="Remove every entry of the cache, or those of one node class, and say "
+        description="Remove every entry of the cache, or those of one node class, and say\n"
         "how many went. The next run computes those results again.",
-        epilog=EPILOG
-        + """
-CLASS is a node class as 'pocketcore cache info' lists it (module.Qualname), or
-module:Qualname, or its name alone (Summarize, Outer.Inner) when exactly one class
-in the store has that name.
-""",
+        epilog=CONFIGURED + CLASSES + STATUS,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     clear.add_argument("spec", metavar="SPEC", nargs="?", help=SPEC_HELP)
