@@ -361,7 +361,11 @@ def test_with_no_cache_configured_there_is_nothing_to_open(
 ) -> None:
     code, out, err = call(capsys, "cache", command)
     assert_bad_input(code, out, err)
-    assert err.startswith("pocketcore: error: no cache is configured: name one"), err
+    assert err.startswith(
+        f"pocketcore: error: no cache is configured: name one (pocketcore cache {command} SPEC), "
+        "or set POCKETCORE_CACHE or 'cache' in pocketcore.toml or [tool.pocketcore] of "
+        "pyproject.toml\n"
+    ), err
     monkeypatch.setenv("POCKETCORE_CACHE", "off")
     code, out, err = call(capsys, "cache", command)
     assert_bad_input(code, out, err)

@@ -110,7 +110,7 @@ class _Chosen:
     file: str | None  # an SQLite store's file; None for another store
 
 
-def _choose(spec: str | None) -> _Chosen:
+def _choose(spec: str | None, command: str) -> _Chosen:
     """The store ``spec`` names, else the configured one.
 
     Raises:
@@ -124,7 +124,7 @@ def _choose(spec: str | None) -> _Chosen:
         setting = RunSettings().get("cache")
     if setting is None:
         raise BadInput(
-            "no cache is configured: name one (pocketcore cache info SPEC), or set "
+            f"no cache is configured: name one (pocketcore cache {command} SPEC), or set "
             "POCKETCORE_CACHE or 'cache' in pocketcore.toml or [tool.pocketcore] of pyproject.toml"
         )
     value = setting.value
@@ -176,7 +176,7 @@ def _info(store: Store) -> StoreInfo:
 
 
 def _cmd_info(args: argparse.Namespace) -> int:
-    chosen = _choose(args.spec)
+    chosen = _choose(args.spec, "info")
     with _opened(chosen) as store:
         info = StoreInfo(chosen.file or chosen.spec, {}, 0) if store is None else _info(store)
     exists = store is not None
@@ -240,7 +240,7 @@ def human_size(size: int) -> str:
 
 
 def _cmd_clear(args: argparse.Namespace) -> int:
-    chosen = _choose(args.spec)
+    chosen = _choose(args.spec, "clear")
     with _opened(chosen) as store:
         if store is None:
             write(f"nothing to clear: {chosen.file} does not exist")
