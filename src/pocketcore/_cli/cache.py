@@ -137,7 +137,11 @@ def _choose(spec: str | None, command: str) -> _Chosen:
             "and ends with it: a new process has nothing in it to show or clear; use a file "
             "(--cache cache.db) to keep results between runs"
         )
-    return _Chosen(value, setting.source, rest if name == "sqlite" else None)
+    # parse_spec makes a path (bare, or sqlite:///) absolute; other sqlite: forms
+    # (sqlite://host/..., sqlite:relative) are the store's to judge when it opens them.
+    is_file = name == "sqlite" and os.path.isabs(rest) and not rest.startswith("//")
+    file = rest if is_file else None
+    return _Chosen(value, setting.source, file)
 
 
 @contextmanager
