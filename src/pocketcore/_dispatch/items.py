@@ -739,6 +739,8 @@ def _limited(
     fn: Callable[[Any], Awaitable[Any]], limiters: tuple[Limiter, ...]
 ) -> Callable[[Any], Awaitable[Any]]:
     """``fn`` that first takes its turn of each limiter, and gives the slots back after."""
+    if len(limiters) == 1:
+        return functools.partial(_limited_by_one, fn, limiters[0])
 
     async def limited(item: Any) -> Any:
         taken: list[Limiter] = []
@@ -758,6 +760,18 @@ def _limited(
                 limiter.release()
 
     return limited
+
+
+async def _limited_by_one(fn: Callable[[Any], Awaitable[Any]], limiter: Limiter, item: Any) -> Any:
+    """The usual case of :func:`_limited`, one limiter, with no list and no loop per item."""
+    if not limiter.try_take_slot():
+        await limiter.take_slot()
+    try:
+        if not limiter.try_take_turn():
+            await limiter.take_turn()
+        return await fn(item)
+    finally:
+        limiter.release()
 
 
 def _number_failures(results: list[Any]) -> None:
