@@ -16,14 +16,10 @@ from pathlib import Path
 import pytest
 
 import pocketcore
+from pocketcore._stores.sqlite import APPLICATION_ID, SCHEMA_VERSION
 
 from .support import COMMANDS, EXECUTORS, assert_bad_input, call, shell
 from .test_cache import ALL, CACHED, calls, flow_file, run
-
-# The built-in sqlite store is written on a branch of its own; until it is
-# merged here these tests have nothing to run against.
-sqlite_store = pytest.importorskip("pocketcore._stores.sqlite", reason="no sqlite store yet")
-APPLICATION_ID, SCHEMA_VERSION = sqlite_store.APPLICATION_ID, sqlite_store.SCHEMA_VERSION
 
 
 @pytest.fixture(autouse=True)

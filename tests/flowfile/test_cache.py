@@ -143,11 +143,9 @@ def test_a_bad_value_is_reported_at_its_place(
 def test_loading_opens_no_store(registry: Registry, tmp_path: Path) -> None:
     # Checked by name only: the store is opened by the run, before any item runs.
     (tmp_path / "folder").mkdir()
-    loaded = load(
-        two_nodes(config="cache = 'testfile:folder'", square="cache = 'testfile:x'"), registry
-    )
+    loaded = load(two_nodes(config="cache = 'testfile:folder'", square="cache = 'x.db'"), registry)
     assert loaded.cache == "testfile:folder"
-    assert not (tmp_path / "x").exists()
+    assert not (tmp_path / "x.db").exists()
     with pytest.raises(pocketcore.ConfigError, match="is a directory"):
         pocketcore.run(loaded.flow, {"items": [1]}, **loaded.config)
     assert CALLS == {}
@@ -163,13 +161,13 @@ def test_good_values_are_set_as_attributes_and_config(registry: Registry) -> Non
             flow="cache = 'memory'",
             sub="cache = 'testfile:sub'",
             square="cache = false",
-            total="cache = 'testfile:t'",
+            total="cache = 'sqlite:///t.db'",
         ),
         registry,
     )
     names = loaded.names
     assert (names["inner"].cache, names["inner.square"].cache) == ("testfile:sub", False)
-    assert (names["inner.total"].cache, loaded.flow.cache) == ("testfile:t", "memory")
+    assert (names["inner.total"].cache, loaded.flow.cache) == ("sqlite:///t.db", "memory")
     assert loaded.cache == "testfile:run"
     assert loaded.config == {"cache": "testfile:run"}
     off = load(two_nodes(config="cache = false"), registry)
