@@ -73,7 +73,10 @@ class Events:
         self.add("attempt_start", index, attempt, SEEN_ITEM.get())
 
     @pocketcore.hookimpl
-    def pocketcore_batch_item_attempt_done(self, index: int, attempt: int, exception: Any) -> None:
+    def pocketcore_batch_item_attempt_done(
+        self, index: int, attempt: int, exception: Any, duration: float
+    ) -> None:
+        assert duration >= 0
         self.add("attempt_done", index, attempt, exception, SEEN_ITEM.get())
 
     @pocketcore.hookimpl
@@ -194,7 +197,7 @@ def plans(draw: st.DrawFn) -> tuple[list[int], dict[int, int], bool]:
 
 
 @settings(
-    max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
 @given(
     cls=st.sampled_from(CLASSES),
@@ -295,7 +298,9 @@ def check_item(
     assert ends[: len(failed)] == failed[:made]
     (_, _, result, exception) = mine[-1]
     fallbacks = [e for e in mine if e[0] == "fallback"]
-    if item in plan.rescued:
+    # A thread's fallback may return after its batch failed: the item was then
+    # cancelled while it waited for the thread, and its result dropped.
+    if item in plan.rescued and exception is None:
         exc, rescued = plan.rescued[item]
         assert fallbacks == [("fallback", index, exc, rescued, index)]
         assert ends[-1] is exc

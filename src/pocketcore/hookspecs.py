@@ -43,10 +43,13 @@ They are collected again after :meth:`pocketcore.Registry.register` or
 ``pocketcore_batch_*``) let observers follow a run: progress bars, tracing,
 metrics. When no plugin implements any lifecycle hook the kernel never calls
 into pluggy at all, so they cost nothing; when one does, every event arrives
-exactly once, also under the parallel executors, where ``batch_item_done``
-is called from the item's own task. Lifecycle hooks are plain functions
-called synchronously: keep them quick, and do not raise from them (an
-exception propagates into the run like one raised by a node).
+exactly once, also under the parallel executors, where an item's events
+(its start and done, and its attempts') are called from the item's own
+context. The attempt hooks cost a run something only when a plugin
+implements one of them. Lifecycle hooks are plain functions called
+synchronously: keep them quick, and do not raise from them (an exception
+propagates into the run like one raised by a node). Their return values are
+ignored, but for :func:`pocketcore_batch_item_sent`'s.
 """
 
 from __future__ import annotations
@@ -355,7 +358,8 @@ def pocketcore_batch_item_attempt_start(node: Any, index: int, attempt: int) -> 
     start is visible here). Each call is followed by one
     :func:`pocketcore_batch_item_attempt_done` for the same attempt, in the
     same context. The wait between two attempts (the node's ``wait``) lies
-    between one attempt's end and the next one's start.
+    between one attempt's end and the next one's start. Each attempt hook is
+    called only when a plugin implements it.
 
     Reported for the items of batch nodes, whose items run ``exec``; not
     for the passes of batch flows (their nodes' steps are reported with
@@ -374,7 +378,9 @@ def pocketcore_batch_item_attempt_start(node: Any, index: int, attempt: int) -> 
 
 
 @hookspec
-def pocketcore_batch_item_attempt_done(node: Any, index: int, attempt: int, exception: Any) -> None:
+def pocketcore_batch_item_attempt_done(
+    node: Any, index: int, attempt: int, exception: Any, duration: float
+) -> None:
     """One attempt of a batch item's ``exec`` has ended, successfully or not.
 
     See :func:`pocketcore_batch_item_attempt_start`. An attempt that fails
@@ -389,6 +395,9 @@ def pocketcore_batch_item_attempt_done(node: Any, index: int, attempt: int, exce
         exception: What ``exec`` raised (a timeout is the ``TimeoutError``
             of the attempt; a cancellation, when a sibling failed, is the
             backend's cancellation exception), or ``None``.
+        duration: The seconds the attempt took (``time.perf_counter()``
+            readings around the call of ``exec``), so that an observer of
+            durations needs no start hook.
     """
 
 

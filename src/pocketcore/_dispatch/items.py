@@ -217,16 +217,11 @@ def _pipeline(
     ``cur_retry`` is 0, so no per-item counter is needed, and handing the
     executor the bound method saves two frames per item. Otherwise each item
     runs the full pipeline with its own counter. ``call`` is ``exec``'s
-    stand-in of an observed batch (see :func:`_observed_exec`): each item
-    then runs the full pipeline with it.
+    stand-in of an observed batch (see :func:`_observed_exec`), which takes
+    ``exec``'s place.
     """
     if call is not None:
-        if blocking:
-            return functools.partial(
-                _collect_item if collect else _concurrent_item, node, call=call
-            )
-        each_item = _collect_item_async if collect else _concurrent_item_async
-        return functools.partial(each_item, node, call=call)
+        return _observed_pipeline(node, blocking=blocking, collect=collect, call=call)
     if blocking:
         if collect:
             return functools.partial(_collect_item, node)
@@ -239,6 +234,25 @@ def _pipeline(
         node.__dict__["cur_retry"] = 0
         return node.exec if blocking else node.exec_async  # type: ignore[no-any-return]
     return functools.partial(_concurrent_item if blocking else _concurrent_item_async, node)
+
+
+def _observed_pipeline(
+    node: Any, *, blocking: bool, collect: bool, call: Callable[[Any], Any]
+) -> Callable[[Any], Any]:
+    """:func:`_pipeline` with ``exec``'s stand-in (which holds the timeout, if any).
+
+    In the usual case the stand-in is the whole pipeline, as ``exec`` is
+    when nobody listens.
+    """
+    cls = type(node)
+    fallback = cls.exec_fallback if blocking else cls.exec_fallback_async
+    if node.max_retries == 1 and _reraises(fallback) and not collect:
+        node.__dict__["cur_retry"] = 0
+        return call
+    if blocking:
+        return functools.partial(_collect_item if collect else _concurrent_item, node, call=call)
+    each_item = _collect_item_async if collect else _concurrent_item_async
+    return functools.partial(each_item, node, call=call)
 
 
 F = TypeVar("F", bound=Callable[..., Any])

@@ -21,6 +21,7 @@ its ``LIFECYCLE_HOOKS``) and a wrapper here.
 from __future__ import annotations
 
 import functools
+import time
 from collections.abc import Awaitable, Callable, Iterable, Iterator
 from contextvars import ContextVar
 from typing import Any, TypeVar
@@ -460,34 +461,53 @@ async def items_after(
 # --- attempts -------------------------------------------------------------------
 
 
+def _implemented(caller: Any) -> Any:
+    """A hook's caller, or ``None`` when no plugin implements it (not worth a call per attempt)."""
+    return caller if caller.get_hookimpls() else None
+
+
 class _Attempts:
     """``exec``'s stand-in for the items of an observed batch: reports each attempt."""
 
-    __slots__ = ("call", "node", "obs")
+    __slots__ = ("call", "done", "node", "start")
 
     def __init__(self, obs: Observer, node: Any, call: Callable[[Any], Any]) -> None:
-        self.obs, self.node, self.call = obs, node, call
+        self.node, self.call = node, call
+        self.start = _implemented(obs.pocketcore_batch_item_attempt_start)
+        self.done = _implemented(obs.pocketcore_batch_item_attempt_done)
+
+    def _begin(self, tally: _Tally) -> int:
+        attempt = tally.count
+        tally.count = attempt + 1
+        if self.start is not None:
+            self.start(node=self.node, index=tally.index, attempt=attempt)
+        return attempt
+
+    def _end(
+        self, tally: _Tally, attempt: int, began: float, exception: BaseException | None
+    ) -> None:
+        tally.failure = exception
+        if self.done is not None:
+            self.done(
+                node=self.node,
+                index=tally.index,
+                attempt=attempt,
+                exception=exception,
+                duration=time.perf_counter() - began,
+            )
 
     def __call__(self, item: Any) -> Any:
         tally = _ITEM.get()
         if tally is None or tally.node is not self.node:  # not an item reported here
             return self.call(item)
-        obs, node, index = self.obs, self.node, tally.index
-        attempt = tally.count
-        tally.count = attempt + 1
-        obs.pocketcore_batch_item_attempt_start(node=node, index=index, attempt=attempt)
+        attempt = self._begin(tally)
+        began = time.perf_counter()
         try:
             result = self.call(item)
         except BaseException as exc:
-            tally.failure = exc
-            obs.pocketcore_batch_item_attempt_done(
-                node=node, index=index, attempt=attempt, exception=exc
-            )
+            self._end(tally, attempt, began, exc)
             raise
-        tally.failure = None
-        obs.pocketcore_batch_item_attempt_done(
-            node=node, index=index, attempt=attempt, exception=None
-        )
+        self._end(tally, attempt, began, None)
         return result
 
 
@@ -500,22 +520,14 @@ class _AttemptsAsync(_Attempts):
         tally = _ITEM.get()
         if tally is None or tally.node is not self.node:
             return await self.call(item)
-        obs, node, index = self.obs, self.node, tally.index
-        attempt = tally.count
-        tally.count = attempt + 1
-        obs.pocketcore_batch_item_attempt_start(node=node, index=index, attempt=attempt)
+        attempt = self._begin(tally)
+        began = time.perf_counter()
         try:
             result = await self.call(item)
         except BaseException as exc:
-            tally.failure = exc
-            obs.pocketcore_batch_item_attempt_done(
-                node=node, index=index, attempt=attempt, exception=exc
-            )
+            self._end(tally, attempt, began, exc)
             raise
-        tally.failure = None
-        obs.pocketcore_batch_item_attempt_done(
-            node=node, index=index, attempt=attempt, exception=None
-        )
+        self._end(tally, attempt, began, None)
         return result
 
 

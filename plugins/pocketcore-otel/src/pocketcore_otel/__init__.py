@@ -22,7 +22,8 @@ Span names (``<Class>`` is the node's class name):
 * ``pocketcore.item <Class>``: one item of a batch node, or one pass of a
   batch flow, ``<Class>`` being the batch node or flow. An item has **one
   span, whatever the number of attempts** its pipeline makes: each attempt
-  is a span event (``pocketcore.attempt``) on it, its count the attribute
+  is a span event (``pocketcore.attempt``) on it (none when the first one
+  succeeded), their count the attribute
   ``pocketcore.item.attempts``, and a fallback that gave the result an event
   (``pocketcore.fallback``) and ``pocketcore.item.fallback``. An item found in
   the result cache has a span too, of no duration, with
@@ -127,7 +128,8 @@ back: what became of it is not known here, and its status stays unset."""
 ATTEMPT_EVENT = "pocketcore.attempt"
 """Name of the span event that an item's span gets at the end of each attempt
 of its ``exec``, with :data:`ATTEMPT_NUMBER`, :data:`ATTEMPT_DURATION` and,
-for a failed attempt, ``exception.type`` and ``exception.message``."""
+for a failed attempt, ``exception.type`` and ``exception.message``. An item
+whose first attempt succeeded has none: :data:`ITEM_ATTEMPTS` says it all."""
 ATTEMPT_NUMBER = "pocketcore.attempt.number"
 """Attribute of an attempt event: the attempt, from 0 (``cur_retry`` during it)."""
 ATTEMPT_DURATION = "pocketcore.attempt.duration"
@@ -151,7 +153,6 @@ class _Open:
     """A span this plugin opened and has not ended, with what ending it needs."""
 
     __slots__ = (
-        "attempt_started",
         "attempts",
         "batch_started",
         "failures",
@@ -175,7 +176,6 @@ class _Open:
         self.batch_started: int | None = None
         self.hits = 0  # of the batch whose span this is
         self.attempts = 0  # of the item whose span this is
-        self.attempt_started = 0
 
 
 # The innermost span opened here, in this context. The kernel calls every
@@ -362,31 +362,28 @@ class Spans:
         span.end()
 
     @pocketcore.hookimpl
-    def pocketcore_batch_item_attempt_start(self, node: Any, index: int) -> None:
-        """Note when the attempt started, on the item's record."""
-        record = self._item(node, index)
-        if record is not None:
-            record.attempt_started = time.time_ns()
-
-    @pocketcore.hookimpl
     def pocketcore_batch_item_attempt_done(
-        self, node: Any, index: int, attempt: int, exception: BaseException | None
+        self, node: Any, index: int, attempt: int, exception: BaseException | None, duration: float
     ) -> None:
-        """Add the attempt's event to its item's span."""
+        """Add the attempt's event to its item's span (none for a first attempt that succeeded)."""
         record = self._item(node, index)
         if record is None:
             return
-        now = time.time_ns()
         record.attempts += 1
+        if attempt == 0 and exception is None:
+            # The usual case: one attempt, which succeeded. The item's
+            # attempts attribute says it all, and an event would cost more
+            # than the rest of the item's span.
+            return
         attributes: dict[str, AttributeValue] = {
             ATTEMPT_NUMBER: attempt,
-            ATTEMPT_DURATION: (now - record.attempt_started) / 1e9,
+            ATTEMPT_DURATION: duration,
         }
         if exception is not None:
             attributes.update(_described(exception))
             if not isinstance(exception, _FAILURES):
                 attributes[CANCELLED] = True
-        record.span.add_event(ATTEMPT_EVENT, attributes, timestamp=now)
+        record.span.add_event(ATTEMPT_EVENT, attributes)
 
     @pocketcore.hookimpl
     def pocketcore_batch_item_fallback(self, node: Any, index: int, exception: Exception) -> None:
