@@ -20,6 +20,7 @@ attempt, in :func:`fan_out` when it paces a whole batch.
 from __future__ import annotations
 
 import functools
+import itertools
 import time
 from collections.abc import Awaitable, Callable, Iterable, Iterator
 from typing import Any, TypeVar
@@ -392,28 +393,40 @@ class _CachedBatch:
         items: Iterable[Any],
         group: int,
         on_hit: Callable[[Keyed, Any], None] | None,
+        *,
+        keep_missed: bool = False,
     ) -> None:
         self.cache, self.items, self.group, self.on_hit = cache, items, group, on_hit
         self.slots: list[Any] = []  # each input's result; _PENDING for a miss
-        self.missed: list[Keyed] = []  # the misses, in the order they were handed on
+        # The misses, in the order they were handed on: kept only for an
+        # executor that runs them itself (their keys are needed when the
+        # results come back), so that a local batch's memory follows its limit.
+        self.missed: list[Keyed] = []
+        self.keep_missed = keep_missed
 
     def misses(self) -> Iterator[Keyed]:
         """The inputs that missed, pulled lazily; hits are recorded on the way."""
-        cache = self.cache
-        for group in cache.keyed(self.items, self.group):
-            keys = [one.key for one in group if one.key is not None]
-            found = cache.get_many(keys) if keys else {}
-            for one in group:
-                raw = None if one.key is None else found.get(one.key)
-                value = MISS if raw is None else cache.load(raw, one.index)
+        cache, slots, on_hit = self.cache, self.slots, self.on_hit
+        missed = self.missed if self.keep_missed else None
+        source = iter(self.items)
+        first = 0
+        while group := list(itertools.islice(source, self.group)):
+            keys = cache.keys(group, first)
+            found = cache.get_many([key for key in keys if key is not None])
+            for index, (item, key) in enumerate(zip(group, keys, strict=True), first):
+                raw = found.get(key) if key is not None else None
+                value = MISS if raw is None else cache.load(raw, index)
                 if value is MISS:
-                    self.slots.append(_PENDING)
-                    self.missed.append(one)
+                    one = Keyed(index, key, item)
+                    slots.append(_PENDING)
+                    if missed is not None:
+                        missed.append(one)
                     yield one
                 else:
-                    self.slots.append(value)
-                    if self.on_hit is not None:
-                        self.on_hit(one, value)
+                    slots.append(value)
+                    if on_hit is not None:
+                        on_hit(Keyed(index, key, item), value)
+            first += len(group)
 
     def merge(self, computed: list[Any]) -> list[Any]:
         """Every input's result, in input order: the hits, and ``computed`` for the misses."""
@@ -609,7 +622,9 @@ async def _executor_runs_items(
     cached = None
     size = observe.batch_size(batch)
     if cache is not None:
-        cached = _CachedBatch(cache, batch, _group_for(limit), observe.hits(owner))
+        cached = _CachedBatch(
+            cache, batch, _group_for(limit), observe.hits(owner), keep_missed=True
+        )
         batch = _Items(cached, bare=caps.remote)
     if caps.remote:
         if work is not None:

@@ -30,7 +30,7 @@ import pickle
 import re
 import threading
 import warnings
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import attrs
@@ -58,6 +58,8 @@ KEY_FORMAT = b"pocketcore-cache-key-1\0"
 #: How values are pickled. Fixed, so that a newer Python's default cannot
 #: make every stored value unreadable to an older one sharing the file.
 VALUE_PROTOCOL = 4
+#: Fingerprints up to this many bytes are part of the key as they are; longer ones are hashed.
+SHORT_FINGERPRINT = 64
 _SCALARS = frozenset({str, int, float, bytes, bool, type(None)})
 # The pickle opcodes that build a set or a frozenset (EMPTY_SET, FROZENSET);
 # when neither byte occurs the input holds no set. (They may also occur
@@ -223,7 +225,6 @@ def node_cache(node: Any) -> NodeCache | None:
     return NodeCache(node, store, cfg.cache_warned)
 
 
-@attrs.frozen
 class Keyed:
     """An input with its key: what a cached batch hands on for each item that missed.
 
@@ -233,9 +234,13 @@ class Keyed:
         item: The input itself.
     """
 
-    index: int | None
-    key: bytes | None
-    item: Any
+    __slots__ = ("index", "item", "key")
+
+    def __init__(self, index: int | None, key: bytes | None, item: Any) -> None:
+        self.index, self.key, self.item = index, key, item
+
+    def __repr__(self) -> str:
+        return f"Keyed({self.index!r}, {self.key!r}, {self.item!r})"
 
 
 class NodeCache:
@@ -263,6 +268,10 @@ class NodeCache:
         if not self.custom:
             self.prefix = base.copy()
             self.prefix.update(self._describe(node.params, "its params") + b"\0")
+        # A short fingerprint is part of its key as it is (hashing it would
+        # cost more than the rest of a hit); a longer one is hashed. The
+        # first byte keeps the two forms apart.
+        self.head = b"\x01" + self.prefix.digest()
 
     def _describe(self, value: object, what: str) -> bytes:
         try:
@@ -290,20 +299,31 @@ class NodeCache:
         except Exception as exc:
             self._warn("key", f"{self._which(index)} cannot be fingerprinted", exc)
             return None
+        return self._key_of(data)
+
+    def _key_of(self, data: bytes) -> bytes:
+        if len(data) <= SHORT_FINGERPRINT:
+            return self.head + data
         digest = self.prefix.copy()
         digest.update(data)
-        return digest.digest()
+        return b"\x00" + digest.digest()
 
-    def keyed(self, items: Iterable[Any], chunk: int) -> Iterator[list[Keyed]]:
-        """``items`` keyed, in groups of up to ``chunk``, pulled one group at a time."""
-        group: list[Keyed] = []
-        for index, item in enumerate(items):
-            group.append(Keyed(index, self.key(item, index), item))
-            if len(group) >= chunk:
-                yield group
-                group = []
-        if group:
-            yield group
+    def keys(self, group: list[Any], first: int) -> list[bytes | None]:
+        """The keys of a group of items, the first of which is item ``first`` of the batch."""
+        if self.custom:
+            return [self.key(item, first + n) for n, item in enumerate(group)]
+        # The usual case, once per item of every cached batch: key() inlined.
+        head, scalars, dumps = self.head, _SCALARS, pickle.dumps
+        found: list[bytes | None] = []
+        for n, item in enumerate(group):
+            try:
+                data = dumps(item, VALUE_PROTOCOL) if type(item) in scalars else fingerprint(item)
+            except Exception as exc:
+                self._warn("key", f"{self._which(first + n)} cannot be fingerprinted", exc)
+                found.append(None)
+                continue
+            found.append(head + data if len(data) <= SHORT_FINGERPRINT else self._key_of(data))
+        return found
 
     def get_many(self, keys: Sequence[bytes]) -> Mapping[bytes, bytes]:
         """The stored values of ``keys`` (those that have one), still pickled.
