@@ -7,7 +7,7 @@ import contextlib
 import itertools
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from contextvars import ContextVar
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 import anyio
 
@@ -270,10 +270,10 @@ class DaskExecutor:
     backend: str | None = "asyncio"
     #: Items run in other processes: the kernel sends a detached copy of the
     #: node, checks that the work and the items pickle, and refuses batch flows.
-    remote = True
+    remote: Literal[True] = True
     #: ``map`` and ``map_blocking`` take ``on_result``, called here as each
     #: result comes back: a result cache writes it then, not at the batch's end.
-    reports_results = True
+    reports_results: Literal[True] = True
 
     def __init__(
         self,
