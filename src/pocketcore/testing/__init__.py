@@ -1,4 +1,4 @@
-"""Tools for testing executors and flows: the conformance suite and a recording executor.
+"""Tools for testing executors, stores and flows: the conformance suites and a recording executor.
 
 Every executor must meet the contract of :class:`pocketcore.Executor`. An
 executor plugin proves it by subclassing :class:`ExecutorConformance` in its
@@ -22,6 +22,23 @@ that every process writes to (the worker processes must see this machine's
 file system, as those of a ``LocalCluster`` do), and they are module-level
 picklable objects that the workers import from here. Delays are stretched by
 :attr:`ExecutorConformance.time_scale` and Hypothesis runs fewer examples.
+
+A store of the result cache (:class:`pocketcore.Store`, contributed with the
+hook ``pocketcore_register_stores``) proves the store contract the same way,
+with :class:`StoreConformance`::
+
+    from pocketcore.testing import StoreConformance
+    from my_plugin import MyStore
+
+    class TestMyStore(StoreConformance):
+        persistent = True
+        shared = True
+
+        def open_store(self, directory):
+            return MyStore(directory / "cache")
+
+Its properties about several processes and a killed writer run child
+processes that import the test class by name (see its docstring).
 """
 
 from __future__ import annotations
@@ -29,12 +46,13 @@ from __future__ import annotations
 from ._conformance import ExecutorConformance
 from ._probes import ItemFailure
 from ._recording import MapCall, RecordingExecutor
+from ._stores import StoreConformance
 
-__all__ = ["ExecutorConformance", "ItemFailure", "MapCall", "RecordingExecutor"]
+__all__ = ["ExecutorConformance", "ItemFailure", "MapCall", "RecordingExecutor", "StoreConformance"]
 
 # Defined in private modules, they are known by their public place: in
 # tracebacks, in the docs, and to pickle (a remote executor sends an
 # ItemFailure back by name).
-for _public in (ExecutorConformance, ItemFailure, MapCall, RecordingExecutor):
+for _public in (ExecutorConformance, ItemFailure, MapCall, RecordingExecutor, StoreConformance):
     _public.__module__ = __name__
 del _public
