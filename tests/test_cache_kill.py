@@ -1,4 +1,4 @@
-"""The result cache against real processes: a batch killed with SIGKILL resumes from its file.
+"""The result cache against real processes: killed with SIGKILL, and two sharing one file.
 
 A script, written to a temporary folder, runs a parallel batch with
 ``cache=<tmp>/cache.db`` on the asyncio executor, the trio executor, or
@@ -18,13 +18,19 @@ batch's limit, and are counted.
 
 In the killed run the items from ``GATE`` on wait forever, so a slow test
 process can be late to kill it without the batch finishing first.
+
+Two processes sharing one file run overlapping batches (items 0-199 and
+100-299, 50 at a time) at the same instant, then a probe run must find
+every item of the union, each value whole and right.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import textwrap
@@ -167,11 +173,17 @@ class Batch:
         out: Path,
         first: int = 0,
         last: int = N,
+        *,
+        limit: int = LIMIT,
         go: Path | None = None,
     ) -> subprocess.Popen[bytes]:
-        """Start the script; its output goes to ``out`` with ``.stderr`` added."""
+        """Start the script; its output goes to ``out`` with ``.stderr`` added.
+
+        With ``go``, the script says it is ready (``out.ready``) and waits
+        for that file before it runs its batch.
+        """
         args = [mode, self.kind, str(side), str(self.cache), str(out)]
-        args += [str(first), str(last), str(LIMIT), str(GATE)]
+        args += [str(first), str(last), str(limit), str(GATE)]
         if go is not None:
             args.append(str(go))
         with open(f"{out}.stderr", "wb") as err:
@@ -306,3 +318,35 @@ def killed_and_resumed(batch: Batch) -> dict[str, int]:
 def test_a_killed_batch_resumes_and_computes_only_what_it_had_not_stored(batch: Batch) -> None:
     counts = killed_and_resumed(batch)
     print(f"\nkill test, {batch.kind}: {counts}")
+
+
+@pytest.mark.parametrize("batch", ["asyncio", "threads"], indirect=True)
+def test_two_processes_share_one_cache_file(batch: Batch) -> None:
+    """Overlapping batches at once on one new file: no error, every value right, all stored."""
+    go = batch.folder / "go"
+    spans = [(0, 200), (100, 300)]
+    outs = [batch.folder / "a.json", batch.folder / "b.json"]
+    sides = [batch.folder / "a-side", batch.folder / "b-side"]
+    procs = [
+        batch.start("run", side, out, first, last, limit=50, go=go)
+        for side, out, (first, last) in zip(sides, outs, spans, strict=True)
+    ]
+    for proc, out in zip(procs, outs, strict=True):
+        wait_until(Path(f"{out}.ready").exists, proc, "both runs ready")
+    go.touch()  # both open the file (new) and write to it at the same time
+    for proc, out, (first, last) in zip(procs, outs, spans, strict=True):
+        assert batch.finish(proc, out) == [value(i) for i in range(first, last)]
+    for side, (first, last) in zip(sides, spans, strict=True):
+        started = items(side, "start")
+        assert len(set(started)) == len(started)
+        assert set(started) <= set(range(first, last))
+    computed = set(items(sides[0], "start")) | set(items(sides[1], "start"))
+    assert computed == set(range(300))
+
+    # A third run finds every item of the union, whole and right, and computes nothing.
+    probe_side = batch.folder / "probe-side"
+    probed = batch.run("probe", probe_side, batch.folder / "probe.json", 0, 300)
+    assert probed == [value(i) for i in range(300)]
+    assert not probe_side.exists()
+    with contextlib.closing(sqlite3.connect(batch.cache)) as db:
+        assert db.execute("PRAGMA integrity_check").fetchone() == ("ok",)
