@@ -52,8 +52,11 @@ def tests(session: nox.Session, suite: str) -> None:
     # dict.fromkeys: the kernel's own plugins are already in KERNEL. trio is
     # there for the executors that run on any backend (checked on both); the
     # example nodes are also run with the trio executor, and the OpenTelemetry
-    # plugin is checked on every executor, with the SDK its tests record with.
+    # plugin is checked on every executor, with the SDK its tests record with,
+    # and with dask (the trace context sent to its workers).
     extra = [plugin_path("trio")] if suite in ("example-nodes", "otel") else []
+    if suite == "otel":
+        extra.append(plugin_path("dask"))
     deps = [*TEST_DEPS, "trio", *(OTEL_TEST_DEPS if suite == "otel" else ())]
     session.install(*dict.fromkeys((*KERNEL, *extra, path)), *deps)
     session.chdir(path)

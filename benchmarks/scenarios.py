@@ -21,6 +21,7 @@ import pocketflow  # type: ignore[import-untyped]
 
 import pocketcore
 
+from . import cache
 from . import workloads as w
 from .harness import Contender, Group, Row
 
@@ -66,6 +67,7 @@ class Sizes:
     paced_rate: float = 100.0
     repeats_paced: int = 5  # a sample takes 2 s, and the ratio barely moves
     uvloop_items: int = 10_000
+    cache_items: int = 10_000
 
 
 FULL = Sizes(
@@ -675,6 +677,18 @@ def memory(s: Sizes) -> list[Group]:
                 small,
                 warmup=False,
             ),
+            Contender(
+                "pc_cache",
+                f"pocketcore limit {limit}, cache on (every item a miss, written)",
+                _peak_on(
+                    backend,
+                    cache.fresh_cache_batch(
+                        partial(item_cls, executor=backend, max_concurrency=limit), n
+                    ),
+                ),
+                n,
+                warmup=False,
+            ),
             Contender("raw", f"{raw_label}", _peak_on(backend, raw), n, warmup=False),
             Contender(
                 "pool", f"{limit} {backend} worker tasks", _peak_on(backend, pool), n, warmup=False
@@ -697,6 +711,13 @@ def memory(s: Sizes) -> list[Group]:
         rows += [
             Row("pc_lim", "pc_unb", MEMORY_TARGET, label=f"executor {backend}, limit {limit}"),
             Row("pc_lim", "pool", label=f"executor {backend}, limit {limit}"),
+            Row(
+                "pc_cache",
+                "pc_unb",
+                MEMORY_TARGET,
+                label=f"executor {backend}, limit {limit}, cache on",
+            ),
+            Row("pc_cache", "pc_lim", label=f"executor {backend}, limit {limit}, cache on"),
             Row(
                 "pc_lim",
                 "pc_small",
@@ -871,6 +892,7 @@ def all_groups(s: Sizes, with_langgraph: bool) -> list[Group]:
         *bounded(s),
         *latency(s),
         *controls(s),
+        *cache.cache_groups(s.cache_items, s.repeats),
         *memory(s),
     ]
     if uvloop_available():

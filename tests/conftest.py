@@ -20,6 +20,7 @@ def _isolated_config(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
         "POCKETCORE_LIMITER",
         "POCKETCORE_ON_ERROR",
         "POCKETCORE_TIMEOUT",
+        "POCKETCORE_CACHE",
         "POCKETCORE_DISABLE_PLUGIN_AUTOLOAD",
         "POCKETCORE_PLUGINS",
     ):

@@ -2,8 +2,8 @@
 
 Executor names and limits (good and bad, as arguments and as environment
 text), item lists, node attributes (``test_flows``), random PocketFlow
-programs (``test_compat_properties``) and ``pocketcore.run``'s inputs
-(``test_run``).
+programs (``test_compat_properties``), ``pocketcore.run``'s inputs
+(``test_run``) and what ``pocketcore cache`` shows (``cli/test_cache``).
 """
 
 from __future__ import annotations
@@ -143,3 +143,14 @@ executor_choices = st.none() | executor_names
 run_results = st.one_of(st.none(), st.integers(), st.text(max_size=5), st.builds(object))
 # Shared stores a caller may pass, the empty one included (it must not be replaced).
 shared_stores = st.dictionaries(st.text(max_size=3), st.integers(), max_size=3)
+
+
+# --------------------------------------------------------------------------
+# The result cache's command line (tests/cli/test_cache.py).
+
+# Dotted names as a store labels node classes (module.Qualname): few parts,
+# from a small alphabet, so that tails are often shared.
+_name_parts = st.text(alphabet="abAB", min_size=1, max_size=2)
+node_labels = st.lists(_name_parts, min_size=2, max_size=4).map(".".join)
+node_label_sets = st.lists(node_labels, min_size=1, max_size=6, unique=True)
+store_sizes = st.integers(min_value=0, max_value=10**27 - 10**23)  # below 999.95 YB

@@ -225,9 +225,9 @@ def test_registered_by_hand_it_writes_when_asked(tmp_path: Path) -> None:
 def test_items_reported_without_a_start_are_counted_not_drawn() -> None:
     timeline = pocketcore.Timeline()
     node = object()
-    timeline.pocketcore_batch_start(node=node, size=2)
-    timeline.pocketcore_batch_item_done(node=node, index=0, exception=None)
-    timeline.pocketcore_batch_item_done(node=node, index=1, exception=None)
+    timeline.pocketcore_batch_start(node=node, size=2, executor=None, limit=None)
+    timeline.pocketcore_batch_item_done(node=node, index=0, result=None, exception=None)
+    timeline.pocketcore_batch_item_done(node=node, index=1, result=None, exception=None)
     text = timeline.html()
     assert Page(text).items() == []
     assert "2 items ran where they cannot be observed" in text
@@ -237,7 +237,7 @@ def test_items_reported_without_a_start_are_counted_not_drawn() -> None:
 def test_an_item_still_running_is_drawn_unfinished() -> None:
     timeline = pocketcore.Timeline()
     node = object()
-    timeline.pocketcore_batch_start(node=node, size=1)
+    timeline.pocketcore_batch_start(node=node, size=1, executor=None, limit=None)
     timeline.pocketcore_batch_item_start(node=node, index=0)
     (bar,) = Page(timeline.html()).items()
     assert "unfinished" in bar["classes"]
@@ -246,10 +246,10 @@ def test_an_item_still_running_is_drawn_unfinished() -> None:
 def test_errors_are_escaped() -> None:
     timeline = pocketcore.Timeline()
     node = object()
-    timeline.pocketcore_batch_start(node=node, size=1)
+    timeline.pocketcore_batch_start(node=node, size=1, executor=None, limit=None)
     timeline.pocketcore_batch_item_start(node=node, index=0)
     error = ValueError("<script>alert(1)</script>")
-    timeline.pocketcore_batch_item_done(node=node, index=0, exception=error)
+    timeline.pocketcore_batch_item_done(node=node, index=0, result=None, exception=error)
     text = timeline.html()
     assert "<script>" not in text
     (bar,) = Page(text).items()
@@ -322,7 +322,125 @@ def test_items_of_a_batch_it_did_not_see_start_are_ignored() -> None:
     timeline = pocketcore.Timeline()
     node = object()
     timeline.pocketcore_batch_item_start(node=node, index=0)
-    timeline.pocketcore_batch_item_done(node=node, index=0, exception=None)
-    timeline.pocketcore_batch_item_done(node=node, index=1, exception=None)
+    timeline.pocketcore_batch_item_done(node=node, index=0, result=None, exception=None)
+    timeline.pocketcore_batch_item_done(node=node, index=1, result=None, exception=None)
     assert timeline.batches == []
     assert Page(timeline.html()).items() == []
+
+
+# --- attempts, fallbacks and cache hits -------------------------------------------------------
+
+
+class Flaky(pocketcore.AsyncParallelBatchNode):
+    """Item ``i`` fails its first ``fails[i]`` attempts; the fallback rescues the ``rescued``."""
+
+    async def prep_async(self, shared: dict[str, Any]) -> list[int]:
+        return list(range(len(self.params["fails"])))
+
+    async def exec_async(self, i: int) -> int:
+        await anyio.sleep(0.001)
+        if self.cur_retry < self.params["fails"][i]:
+            raise ValueError(f"item {i} attempt {self.cur_retry}")
+        return i
+
+    async def exec_fallback_async(self, i: int, exc: Exception) -> int:
+        if i in self.params["rescued"]:
+            return -1
+        raise exc
+
+
+@settings(
+    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    fails=st.lists(st.integers(0, 3), max_size=10),
+    rescued=st.sets(st.integers(0, 9)),
+    retries=st.integers(1, 3),
+    executor=executor_names,
+    limit=limits,
+)
+def test_attempts_are_segments_of_their_items_bar(
+    fails: list[int], rescued: set[int], retries: int, executor: str, limit: int | None
+) -> None:
+    node = Flaky(max_retries=retries, wait=0.001, on_error="collect")
+    node.set_params({"fails": fails, "rescued": rescued})
+    timeline = pocketcore.Timeline()
+    with timeline:
+        pocketcore.run(node, executor=executor, max_concurrency=limit)
+    page = Page(timeline.html())
+    bars = {int(b["data-index"]): b for b in page.items()}
+    assert set(bars) == set(range(len(fails)))
+    segments = page.of_class("attempt")
+    for i, bar in bars.items():
+        made = min(fails[i] + 1, retries)
+        fell_back = fails[i] >= retries and i in rescued
+        mine = [s for s in segments if s["title"].startswith(f"Flaky item {i},")]
+        drawn = made > 1 or fell_back
+        assert len(mine) == (made + fell_back if drawn else 0)
+        assert ("fill-opacity" in bar) == drawn
+        if not drawn:
+            continue
+        attempts = [s for s in mine if "fallback" not in s["classes"]]
+        outcomes = ["failed" if n < fails[i] else "ok" for n in range(made)]
+        assert [next(iter(s["classes"] - {"attempt"})) for s in attempts] == outcomes
+        assert [f"attempt {n + 1} of {made}" in s["title"] for n, s in enumerate(attempts)] == [
+            True
+        ] * made
+        x0, x1 = float(bar["x"]), float(bar["x"]) + float(bar["width"])
+        assert all(x0 - 0.1 <= float(s["x"]) <= x1 + 0.1 for s in mine)
+        if fell_back:
+            assert "fallback" in bar["classes"]
+            assert "fallback" in mine[-1]["classes"]
+            assert f"in place of ValueError: item {i} attempt {retries - 1}" in bar["title"]
+        else:  # a failure collected (on_error="collect") is a failure all the same
+            assert ("failed" if fails[i] >= retries else "ok") in bar["classes"]
+    fallbacks = sum(1 for i, f in enumerate(fails) if f >= retries and i in rescued)
+    failed = sum(1 for i, f in enumerate(fails) if f >= retries and i not in rescued)
+    assert f"({failed} failed, 0 cancelled, " in timeline.html()
+    assert len(page.of_class("fallback")) == 2 * fallbacks  # each bar, and its segment
+
+
+class Cached(pocketcore.AsyncParallelBatchNode):
+    async def prep_async(self, shared: dict[str, Any]) -> list[int]:
+        return list(shared["items"])
+
+    async def exec_async(self, item: int) -> int:
+        return item
+
+
+@pytest.mark.parametrize("max_bars", [MAX_BARS, 2])
+def test_cache_hits_are_ticks_above_their_group(max_bars: int) -> None:
+    store = pocketcore.get_registry().get_store_opener("memory", source="test")("")
+    pocketcore.run(Cached(), {"items": [1, 3, 5]}, cache=store)
+    timeline = pocketcore.Timeline(max_bars=max_bars)
+    with timeline:
+        pocketcore.run(Cached(), {"items": [0, 1, 2, 3, 4, 5]}, cache=store, executor="trio")
+    text = timeline.html()
+    page = Page(text)
+    groups = [t for tag, t in page.texts if tag == "group"]
+    assert groups[-1].startswith("Cached (6 items): 3 recorded, 3 cache hits")
+    assert groups[-1].endswith(", on trio")
+    if max_bars >= 3:
+        ticks = page.of_class("hit")
+        assert sorted(int(t["data-index"]) for t in ticks) == [1, 3, 5]
+        assert all(t["title"].endswith("cache hit") for t in ticks)
+    else:
+        (ticks,) = page.of_class("hits")
+        assert ticks["title"] == "3 cache hits"
+    assert "<th>cache hits</th><td>3</td>" in text
+
+
+def test_a_group_says_how_its_batches_ran() -> None:
+    class OneByOne(pocketcore.BatchNode):
+        def prep(self, shared: Any) -> list[int]:
+            return [1, 2]
+
+    timeline = pocketcore.Timeline()
+    with timeline:
+        pocketcore.run(OneByOne())
+        node = Work()
+        node.set_params({"delays": [0, 0], "bad": None, "seen": Seen()})
+        pocketcore.run(node, executor="asyncio", max_concurrency=4)
+    groups = [t for tag, t in Page(timeline.html()).texts if tag == "group"]
+    assert groups[-2].endswith(", one at a time")
+    assert groups[-1].endswith(", on asyncio, at most 4 at once")

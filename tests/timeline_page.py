@@ -20,7 +20,7 @@ class Page(HTMLParser):
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         self.tags.append((tag, dict(attrs)))
-        if tag in ("rect", "path"):
+        if tag in ("rect", "path", "line"):
             shape = {"tag": tag, **dict(attrs), "title": ""}
             shape["classes"] = set(str(shape.get("class", "")).split())
             self.shapes.append(shape)

@@ -43,10 +43,13 @@ They are collected again after :meth:`pocketcore.Registry.register` or
 ``pocketcore_batch_*``) let observers follow a run: progress bars, tracing,
 metrics. When no plugin implements any lifecycle hook the kernel never calls
 into pluggy at all, so they cost nothing; when one does, every event arrives
-exactly once, also under the parallel executors, where ``batch_item_done``
-is called from the item's own task. Lifecycle hooks are plain functions
-called synchronously: keep them quick, and do not raise from them (an
-exception propagates into the run like one raised by a node).
+exactly once, also under the parallel executors, where an item's events
+(its start and done, and its attempts') are called from the item's own
+context. The attempt hooks cost a run something only when a plugin
+implements one of them. Lifecycle hooks are plain functions called
+synchronously: keep them quick, and do not raise from them (an exception
+propagates into the run like one raised by a node). Their return values are
+ignored, but for :func:`pocketcore_batch_item_sent`'s.
 """
 
 from __future__ import annotations
@@ -61,8 +64,13 @@ __all__ = [
     "PROJECT_NAME",
     "hookimpl",
     "hookspec",
+    "pocketcore_batch_end",
+    "pocketcore_batch_item_attempt_done",
+    "pocketcore_batch_item_attempt_start",
     "pocketcore_batch_item_cached",
     "pocketcore_batch_item_done",
+    "pocketcore_batch_item_fallback",
+    "pocketcore_batch_item_sent",
     "pocketcore_batch_item_start",
     "pocketcore_batch_start",
     "pocketcore_node_end",
@@ -221,13 +229,59 @@ def pocketcore_node_end(node: Any, shared: Any, action: Any, exception: Any) -> 
 
 
 @hookspec
-def pocketcore_batch_start(node: Any, size: Any) -> None:
+def pocketcore_batch_start(
+    node: Any,
+    size: Any,
+    executor: Any,
+    limit: Any,
+    timeout: Any,
+    limiters: Any,
+) -> None:
     """A batch node or batch flow is about to run its items.
+
+    Called once per batch, before its first item (and before its first cache
+    hit is reported), in the task that runs the batch. It is followed by one
+    :func:`pocketcore_batch_end` for the same batch, in the same context.
 
     Args:
         node: The batch node or batch flow.
         size: The number of items, or ``None`` when ``prep`` returned an
             iterable without a length.
+        executor: The :class:`pocketcore.Executor` the items are handed to,
+            as resolved for this batch (the node's own setting, else the
+            run's); ``None`` for the classes that run their items one after
+            another whatever the executor (``BatchNode``, ``AsyncBatchNode``,
+            ``BatchFlow``, ``AsyncBatchFlow``).
+        limit: The most items in flight at once: the resolved
+            ``max_concurrency``, ``None`` for no limit, ``1`` for the
+            one-after-another classes.
+        timeout: The seconds each attempt of an item may take (the resolved
+            ``timeout``), or ``None``.
+        limiters: The :class:`pocketcore.Limiter` objects each item takes a
+            turn of before it starts, in the order it takes them: the
+            batch's own pacing (``max_per_second``, an unnamed limiter),
+            then the shared limiter (``limiter``, named after its
+            declaration in the configuration file). Empty when none is set.
+    """
+
+
+@hookspec
+def pocketcore_batch_end(node: Any, results: Any, exception: Any) -> None:
+    """A batch node or batch flow has finished running its items.
+
+    Called once per batch that was reported started, after its last item
+    (and its last cache hit), in the context of its
+    :func:`pocketcore_batch_start`, whether the batch returned or raised.
+
+    Args:
+        node: The batch node or batch flow.
+        results: The items' results in input order (with
+            ``on_error="collect"``, a failed item's is a
+            :class:`pocketcore.Failed`), as ``post`` will receive them;
+            ``None`` when the batch raised.
+        exception: What the batch raised (an item's failure, a
+            cancellation, an error of the cache), or ``None``. It still
+            propagates.
     """
 
 
@@ -291,14 +345,127 @@ def pocketcore_batch_item_cached(node: Any, index: int, item: Any, result: Any) 
     """
 
 
+@hookspec
+def pocketcore_batch_item_attempt_start(node: Any, index: int, attempt: int) -> None:
+    """One attempt of a batch item's ``exec`` is starting.
+
+    An item makes one attempt, and more when its node's ``max_retries``
+    lets it retry after a failure. Reported between the item's
+    :func:`pocketcore_batch_item_start` and its
+    :func:`pocketcore_batch_item_done`, in the context ``exec`` runs in:
+    the item's own task, or the worker thread that runs a sync item (which
+    has a copy of the item's context, so what an observer set at the item's
+    start is visible here). Each call is followed by one
+    :func:`pocketcore_batch_item_attempt_done` for the same attempt, in the
+    same context. The wait between two attempts (the node's ``wait``) lies
+    between one attempt's end and the next one's start. Each attempt hook is
+    called only when a plugin implements it.
+
+    Reported for the items of batch nodes, whose items run ``exec``; not
+    for the passes of batch flows (their nodes' steps are reported with
+    :func:`pocketcore_node_start`), nor for items whose executor runs them
+    itself (see :func:`pocketcore_batch_item_start`). Only reported when
+    a plugin implements one of the attempt hooks
+    (``pocketcore_batch_item_attempt_*``, ``pocketcore_batch_item_fallback``).
+
+    Args:
+        node: The batch node.
+        index: The item's position in the input.
+        attempt: How many attempts the item made before this one: ``0``
+            for the first (what ``cur_retry`` reads during it, unless
+            ``exec`` assigns it).
+    """
+
+
+@hookspec
+def pocketcore_batch_item_attempt_done(
+    node: Any, index: int, attempt: int, exception: Any, duration: float
+) -> None:
+    """One attempt of a batch item's ``exec`` has ended, successfully or not.
+
+    See :func:`pocketcore_batch_item_attempt_start`. An attempt that fails
+    is followed by the next attempt, or, after the last one, by the node's
+    ``exec_fallback``: the item's :func:`pocketcore_batch_item_done` tells
+    the item's outcome.
+
+    Args:
+        node: The batch node.
+        index: The item's position in the input.
+        attempt: The attempt's number, as in its start.
+        exception: What ``exec`` raised (a timeout is the ``TimeoutError``
+            of the attempt; a cancellation, when a sibling failed, is the
+            backend's cancellation exception), or ``None``.
+        duration: The seconds the attempt took (``time.perf_counter()``
+            readings around the call of ``exec``), so that an observer of
+            durations needs no start hook.
+    """
+
+
+@hookspec
+def pocketcore_batch_item_fallback(node: Any, index: int, exception: Any, result: Any) -> None:
+    """A batch item's last attempt failed, and its node's fallback gave its result.
+
+    Reported after ``exec_fallback`` (``exec_fallback_async``) returned,
+    just before the item's :func:`pocketcore_batch_item_done`, in the same
+    context; the fallback ran from the end of the last attempt to then. A
+    fallback that raises (the default one re-raises) is not reported: the
+    item failed, and its done event carries the exception. Reported under
+    the same conditions as the attempt hooks.
+
+    Args:
+        node: The batch node.
+        index: The item's position in the input.
+        exception: The failure of the last attempt, which the fallback was
+            given.
+        result: What the fallback returned: the item's result.
+    """
+
+
+@hookspec
+def pocketcore_batch_item_sent(node: Any, index: int, item: Any) -> Any:
+    """One item of a batch is about to be sent to an executor that runs it in another process.
+
+    Called for the items of a remote executor (one whose ``remote`` is true,
+    such as ``dask``), from the task that hands the batch to the executor,
+    as the executor pulls each item (items that hit the result cache stay
+    here and are not sent). Such items have no
+    :func:`pocketcore_batch_item_start`: their done event comes once their
+    results are back.
+
+    This is how an observer makes its context travel with the work (a
+    tracing plugin's W3C ``traceparent``, so that spans made on the worker
+    join the trace). Return a context manager, or ``None``. It is pickled
+    with the item and entered on the worker around the item's whole
+    pipeline (its attempts and fallback), in the task or thread that runs
+    it there, and exited when the item is done, also when it raised. So it
+    must pickle, its class must be importable on the workers (as the node's
+    own class must), and it must be a plain (sync) context manager. The
+    context managers of several plugins are entered in pluggy's order of
+    their results.
+
+    Args:
+        node: The batch node.
+        index: The item's position in the input.
+        item: The item.
+
+    Returns:
+        A picklable context manager to enter on the worker, or ``None``.
+    """
+
+
 LIFECYCLE_HOOKS = (
     "pocketcore_run_start",
     "pocketcore_run_end",
     "pocketcore_node_start",
     "pocketcore_node_end",
     "pocketcore_batch_start",
+    "pocketcore_batch_end",
     "pocketcore_batch_item_start",
     "pocketcore_batch_item_done",
+    "pocketcore_batch_item_attempt_start",
+    "pocketcore_batch_item_attempt_done",
+    "pocketcore_batch_item_fallback",
     "pocketcore_batch_item_cached",
+    "pocketcore_batch_item_sent",
 )
 """The names of the lifecycle hooks (the ones observers implement)."""

@@ -2,11 +2,14 @@
 
 Run by ``nox -s browser`` (not by pytest: it needs a Chromium binary, found on
 PATH as ``chromium``, ``chromium-browser`` or ``google-chrome``, or named by
-the ``CHROMIUM`` environment variable). Three pages are made: a parallel
-batch, a failing batch and the image-filter demo on trio. Each is loaded,
-its DOM as the browser parsed it must hold one item bar per recorded item,
-and its screenshot must show the item colour (and the failure colour when an
-item failed) on a page that is not blank. ``--screenshot PATH`` also keeps the
+the ``CHROMIUM`` environment variable). Four pages are made: a parallel
+batch, a failing batch, a retried batch (items that fail before they succeed,
+and fallbacks) and the image-filter demo on trio. Each is loaded, its DOM as
+the browser parsed it must hold one item bar per recorded item and one
+segment per attempt of the items that made several (and one per fallback),
+and its screenshot must show the item colour (the failure colour when an
+attempt or item failed, the fallback colour when a fallback gave a result)
+on a page that is not blank. ``--screenshot PATH`` also keeps the
 image-filter demo's screenshot at PATH (how ``docs/timeline-image-filter.png``
 is made).
 """
@@ -32,6 +35,7 @@ from pocketcore._cli.demos import images
 
 ITEM_RGB = (0x3B, 0x7D, 0xD8)
 FAILED_RGB = (0xD6, 0x27, 0x28)
+FALLBACK_RGB = (0xF2, 0xA5, 0x16)
 LEGEND_PX = 12 * 10
 FLAGS = (
     "--headless",
@@ -56,6 +60,23 @@ class Check(pocketcore.AsyncParallelBatchNode):
         if i == self.params.get("bad"):
             raise ValueError(f"item {i} is bad")
         return i
+
+
+class Retried(pocketcore.AsyncParallelBatchNode):
+    """Item ``i`` fails ``i % 3`` attempts before it succeeds; with 2 attempts, every third
+    falls back."""
+
+    async def prep_async(self, shared: dict[str, Any]) -> range:
+        return range(shared["n"])
+
+    async def exec_async(self, i: int) -> int:
+        await anyio.sleep(0.01)
+        if self.cur_retry < i % 3:
+            raise ValueError(f"item {i} attempt {self.cur_retry}")
+        return i
+
+    async def exec_fallback_async(self, i: int, exc: Exception) -> int:
+        return -i
 
 
 def chromium() -> str:
@@ -94,12 +115,21 @@ def record(path: Path, run: Callable[[], None]) -> pocketcore.Timeline:
 def check_page(browser: str, path: Path, timeline: pocketcore.Timeline, shot: Path) -> str:
     items = [span for batch in timeline.batches for span in batch.items]
     failed = sum(span.outcome == "failed" for span in items)
+    fallbacks = sum(span.outcome == "fallback" for span in items)
+    segments = sum(
+        len(s.attempts) + (s.outcome == "fallback")
+        for s in items
+        if len(s.attempts) > 1 or s.outcome == "fallback"
+    )
+    red_attempts = sum(a.outcome == "failed" for s in items for a in s.attempts)
     dom, console = browse(browser, path, "--dump-dom")
     assert not console, f"{path.name}: console messages:\n{console}"
     assert "<svg" in dom, f"{path.name}: no SVG in the DOM"
     bars = len(re.findall(r'<rect class="item ', dom))
     assert bars == len(items), f"{path.name}: {bars} item bars, {len(items)} items"
     assert len(re.findall(r'<rect class="item failed"', dom)) == failed
+    drawn = len(re.findall(r'<rect class="attempt ', dom))
+    assert drawn == segments, f"{path.name}: {drawn} attempt segments, {segments} expected"
     svg = re.search(r'<svg width="\d+" height="(\d+)"', dom)
     assert svg, f"{path.name}: the SVG has no height"
     height = int(svg.group(1)) + 280  # the header and notes above it
@@ -110,8 +140,14 @@ def check_page(browser: str, path: Path, timeline: pocketcore.Timeline, shot: Pa
     # The legend has a swatch of each colour (12 x 10 pixels): bars are more.
     assert pixels.get(ITEM_RGB, 0) > LEGEND_PX, f"{path.name}: no item bar on the screenshot"
     red = pixels.get(FAILED_RGB, 0)
-    assert (red > LEGEND_PX) == bool(failed), f"{path.name}: {red} red pixels, {failed} failed"
-    return f"{path.name}: {bars} item bars ({failed} failed), no console messages, {shot.name} ok"
+    reds = failed + red_attempts
+    assert (red > LEGEND_PX) == bool(reds), f"{path.name}: {red} red pixels, {reds} failures"
+    amber = pixels.get(FALLBACK_RGB, 0)
+    assert (amber > LEGEND_PX) == bool(fallbacks), f"{path.name}: {amber} amber pixels"
+    return (
+        f"{path.name}: {bars} item bars ({failed} failed, {fallbacks} by fallback), "
+        f"{drawn} attempt segments, no console messages, {shot.name} ok"
+    )
 
 
 def self_test(browser: str, folder: Path) -> None:
@@ -137,6 +173,9 @@ def main() -> None:
             ),
             "failing": lambda: pocketcore.run(
                 failing, {"n": 12}, executor="asyncio", max_concurrency=3
+            ),
+            "retried": lambda: pocketcore.run(
+                Retried(max_retries=2, wait=0.01), {"n": 12}, executor="trio", max_concurrency=4
             ),
             "image-filter": lambda: pocketcore.run(
                 images.build(True), images.start(0.25), executor="trio", max_concurrency=4

@@ -253,6 +253,7 @@ def test_verbose_says_where_each_setting_came_from(
         "pocketcore: limiter: llm (from [config] of flow.toml; 2 at once)",
         "pocketcore: on_error: raise (from --on-error)",
         "pocketcore: timeout: not set (none)",
+        "pocketcore: cache: not set (off)",
     ]
     code, _, err = call(capsys, "run", "ctl.py:items", "-v")
     assert code == 0
@@ -264,6 +265,7 @@ def test_verbose_says_where_each_setting_came_from(
         "pocketcore: limiter: not set (none)",
         "pocketcore: on_error: not set (the default: raise)",
         "pocketcore: timeout: not set (none)",
+        "pocketcore: cache: not set (off)",
     ]
 
 

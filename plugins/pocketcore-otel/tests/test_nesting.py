@@ -11,7 +11,7 @@ from opentelemetry.trace import StatusCode
 from tree import Tree, recorded_exceptions
 
 import pocketcore
-from pocketcore_otel import BATCH_SIZE, CANCELLED, ITEM_INDEX, NODE_CLASS
+from pocketcore_otel import ATTEMPT_EVENT, BATCH_SIZE, CANCELLED, ITEM_INDEX, NODE_CLASS
 
 
 class Step(pocketcore.Node):
@@ -109,5 +109,12 @@ def test_a_cancelled_run_is_marked_cancelled_not_failed(spans: Recorded) -> None
     for span in tree.spans:
         assert span.attributes[CANCELLED] is True  # type: ignore[index]
         assert span.status.status_code is StatusCode.UNSET
-        assert not span.events
-    assert len(tree.named("pocketcore.item Sleepy")) == 2
+        assert not recorded_exceptions(span)
+    items = tree.named("pocketcore.item Sleepy")
+    assert len(items) == 2
+    for item in items:  # its one attempt, cancelled
+        (attempt,) = item.events
+        assert attempt.name == ATTEMPT_EVENT
+        assert attempt.attributes is not None
+        assert attempt.attributes[CANCELLED] is True
+        assert attempt.attributes["exception.type"] == "Cancelled"

@@ -1,11 +1,17 @@
 """The span tree mirrors the flow, on every executor and for every kind of batch.
 
 Hypothesis draws a batch (its size, which items fail for good, which fail
-once and succeed on their retry, how long each takes, a limit), runs it on
-an executor either as a step of a flow or as the run's target, and checks
-the recorded trace against what really ran: every item span's parent is its
-batch node's span, one span per item that started (not per attempt), and
-the failures recorded are the ones raised, each on the span that raised it.
+once and succeed on their retry, which the fallback rescues, how long each
+takes, a limit), runs it on an executor either as a step of a flow or as the
+run's target, and checks the recorded trace against what really ran: every
+item span's parent is its batch node's span; there is **one span per item
+that started, not one per attempt**, and each attempt of a batch node's item
+is an event on that span (``pocketcore.attempt``, numbered from 0, with what
+the attempt raised; none when the first attempt succeeded), their count its
+``pocketcore.item.attempts``; a
+fallback that gave the result marks the span and leaves it without error;
+the batch's span has the executor and limit it ran with; and the failures
+recorded are the ones raised, each on the span that raised it.
 """
 
 from __future__ import annotations
@@ -24,7 +30,19 @@ from opentelemetry.trace import StatusCode
 from tree import Tree, recorded_exceptions
 
 import pocketcore
-from pocketcore_otel import BATCH_LIMIT, BATCH_SIZE, CANCELLED, EXECUTOR_NAME, ITEM_INDEX
+from pocketcore_otel import (
+    ATTEMPT_DURATION,
+    ATTEMPT_EVENT,
+    ATTEMPT_NUMBER,
+    BATCH_LIMIT,
+    BATCH_SIZE,
+    CANCELLED,
+    EXECUTOR_NAME,
+    FALLBACK_EVENT,
+    ITEM_ATTEMPTS,
+    ITEM_FALLBACK,
+    ITEM_INDEX,
+)
 
 EXECUTORS = ["sequential", "asyncio", "trio"]
 
@@ -32,29 +50,44 @@ EXECUTORS = ["sequential", "asyncio", "trio"]
 class Scenario:
     """What one example asks of its items, and what they did."""
 
-    def __init__(self, n: int, failing: set[int], flaky: set[int], delays: list[float]) -> None:
+    def __init__(
+        self, n: int, failing: set[int], flaky: set[int], rescued: set[int], delays: list[float]
+    ) -> None:
         self.n, self.failing, self.flaky, self.delays = n, failing, flaky, delays
+        self.rescued = rescued  # what the fallback returns a value for (else it re-raises)
         self.lock = threading.Lock()
         self.started: set[int] = set()
+        self.attempts: dict[int, int] = {}  # item -> attempts its exec made
         self.raised: dict[int, str] = {}  # the items that failed for good
         # Everything each item raised, its retried failures too: on a worker
         # thread, an item whose batch has failed makes no further attempt and
         # gives up with the failure it had.
         self.raised_all: dict[int, list[tuple[str, str]]] = {}
+        self.fell_back: set[int] = set()  # the items whose fallback gave the result
+        self.returned: set[int] = set()  # the items whose exec returned (on some attempt)
 
     def begin(self, i: int, attempt: int) -> float:
         with self.lock:
             self.started.add(i)
+            self.attempts[i] = self.attempts.get(i, 0) + 1
         return self.delays[i]
 
     def end(self, i: int, attempt: int) -> int:
         if i in self.flaky and attempt == 0:
             self.note(i, OSError(f"item {i} flakes"))
         if i in self.failing:
-            with self.lock:
-                self.raised[i] = f"item {i} fails"
             self.note(i, ValueError(f"item {i} fails"))
+        with self.lock:
+            self.returned.add(i)
         return i
+
+    def fallback(self, i: int, exc: Exception) -> int:
+        with self.lock:
+            if i in self.rescued:
+                self.fell_back.add(i)
+                return -1
+            self.raised[i] = str(exc)
+        raise exc
 
     def note(self, i: int, exc: Exception) -> None:
         with self.lock:
@@ -75,6 +108,9 @@ class AsyncItems:
         await anyio.sleep(sc.begin(i, attempt))
         return sc.end(i, attempt)
 
+    async def exec_fallback_async(self, i: int, exc: Exception) -> int:
+        return self.params["scenario"].fallback(i, exc)  # type: ignore[attr-defined,no-any-return]
+
 
 class SyncItems:
     def prep(self, shared: Any) -> list[int]:
@@ -85,6 +121,9 @@ class SyncItems:
         attempt = self.cur_retry  # type: ignore[attr-defined]
         time.sleep(sc.begin(i, attempt))
         return sc.end(i, attempt)
+
+    def exec_fallback(self, i: int, exc: Exception) -> int:
+        return self.params["scenario"].fallback(i, exc)  # type: ignore[attr-defined,no-any-return]
 
 
 class APBatch(AsyncItems, pocketcore.AsyncParallelBatchNode):
@@ -115,6 +154,9 @@ class AsyncPass(pocketcore.AsyncNode):
         await anyio.sleep(sc.begin(i, self.cur_retry))
         return sc.end(i, self.cur_retry)
 
+    async def exec_fallback_async(self, i: int, exc: Exception) -> int:
+        return self.params["scenario"].fallback(i, exc)  # type: ignore[no-any-return]
+
 
 class SyncPass(pocketcore.Node):
     def prep(self, shared: Any) -> int:
@@ -124,6 +166,9 @@ class SyncPass(pocketcore.Node):
         sc: Scenario = self.params["scenario"]
         time.sleep(sc.begin(i, self.cur_retry))
         return sc.end(i, self.cur_retry)
+
+    def exec_fallback(self, i: int, exc: Exception) -> int:
+        return self.params["scenario"].fallback(i, exc)  # type: ignore[no-any-return]
 
 
 class Passes:
@@ -174,6 +219,7 @@ def scenarios(draw: st.DrawFn) -> Scenario:
         n,
         failing=draw(indices),
         flaky=draw(indices),
+        rescued=draw(indices),
         delays=draw(st.lists(st.sampled_from([0, 0.001, 0.004]), min_size=n, max_size=n)),
     )
 
@@ -235,7 +281,7 @@ def test_the_span_tree_mirrors_the_flow(
         assert tree.parent(tree.one("pocketcore.node Begin")) is tree.root
     else:
         batch_span = tree.root
-    check_batch_attributes(batch_span, sc, own)
+    check_batch_attributes(batch_span, sc, kind, executor, limit)
 
     items = tree.named(f"pocketcore.item {type(batch).__name__}")
     assert all(tree.parent(span) is batch_span for span in items)
@@ -249,6 +295,12 @@ def test_the_span_tree_mirrors_the_flow(
         for span in items:
             steps = tree.children(span)
             assert [s.name for s in steps] in ([], [f"pocketcore.node {KINDS[kind][1].__name__}"])  # type: ignore[union-attr]
+            # A pass has no attempts of its own: its node's step is the span to look at.
+            assert not span.events
+            assert ITEM_ATTEMPTS not in attrs(span)
+    else:
+        for span in items:
+            check_attempts(span, sc)
 
     check_failures(tree, items, sc, caught)
 
@@ -257,11 +309,50 @@ def attrs(span: ReadableSpan) -> dict[str, Any]:
     return dict(span.attributes or {})
 
 
-def check_batch_attributes(span: ReadableSpan, sc: Scenario, own: dict[str, Any]) -> None:
+def check_batch_attributes(
+    span: ReadableSpan, sc: Scenario, kind: str, executor: str, limit: int | None
+) -> None:
+    """The executor and limit the batch ran with, its own settings or the run's alike."""
     a = attrs(span)
     assert a[BATCH_SIZE] == sc.n
-    assert a.get(EXECUTOR_NAME) == own.get("executor")
-    assert a.get(BATCH_LIMIT) == own.get("max_concurrency")
+    if "Parallel" in kind:
+        assert a[EXECUTOR_NAME] == executor
+        assert a.get(BATCH_LIMIT) == limit
+    else:  # one item after another, whatever the executor
+        assert EXECUTOR_NAME not in a
+        assert a[BATCH_LIMIT] == 1
+
+
+def check_attempts(span: ReadableSpan, sc: Scenario) -> None:
+    """One event per attempt the item's exec made, with what it raised; the fallback's mark."""
+    i = attrs(span)[ITEM_INDEX]
+    made = sc.attempts.get(i, 0)
+    events = [e for e in span.events if e.name == ATTEMPT_EVENT]
+    assert attrs(span).get(ITEM_ATTEMPTS) == (made or None)
+    # A first attempt that succeeded has no event: the attribute says it all.
+    succeeded_at_once = made == 1 and i in sc.returned
+    assert len(events) == (0 if succeeded_at_once else made)
+    failed = []
+    for number, event in enumerate(events):
+        a = dict(event.attributes or {})
+        assert a[ATTEMPT_NUMBER] == number
+        assert a[ATTEMPT_DURATION] >= 0
+        if "exception.type" in a and not a.get(CANCELLED):
+            failed.append((a["exception.type"], a["exception.message"]))
+    assert failed == sc.raised_all.get(i, [])
+    fallbacks = [e for e in span.events if e.name == FALLBACK_EVENT]
+    # A thread's fallback may return after its batch failed: the item was then
+    # cancelled while it waited for the thread, and its result dropped.
+    if i in sc.fell_back and not attrs(span).get(CANCELLED):
+        assert attrs(span)[ITEM_FALLBACK] is True
+        (fallback,) = fallbacks
+        assert fallback.attributes is not None
+        last = (fallback.attributes["exception.type"], fallback.attributes["exception.message"])
+        assert last == sc.raised_all[i][-1]
+        assert span.status.status_code is StatusCode.UNSET
+    else:
+        assert ITEM_FALLBACK not in attrs(span)
+        assert not fallbacks
 
 
 def check_failures(
@@ -270,7 +361,10 @@ def check_failures(
     if caught is None:
         assert not sc.raised
         assert {attrs(s)[ITEM_INDEX] for s in items} == set(range(sc.n))
-        assert all(s.status.status_code is StatusCode.UNSET and not s.events for s in tree.spans)
+        assert all(
+            s.status.status_code is StatusCode.UNSET and not recorded_exceptions(s)
+            for s in tree.spans
+        )
         return
     recorded = [s for s in tree.spans if recorded_exceptions(s)]
     # Each recorded failure is one an item raised, on the span of the item

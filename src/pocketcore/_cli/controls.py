@@ -1,8 +1,9 @@
 """``pocketcore run``'s run-level settings: their options, where each came from, and failures.
 
-The options ``--max-per-second``, ``--limiter`` and ``--on-error`` join
-``--executor`` and ``--max-concurrency``: each wins over the flow file's
-``[config]``, which wins over the environment and the configuration files.
+The options ``--max-per-second``, ``--limiter``, ``--on-error``, ``--timeout``
+and ``--cache`` / ``--no-cache`` join ``--executor`` and ``--max-concurrency``:
+each wins over the flow file's ``[config]``, which wins over the environment
+and the configuration files.
 ``--verbose`` says which value each setting has and where it came from, and
 a run that collected failures (``on_error="collect"``) ends with a one-line
 count of them, kept by a lifecycle observer registered only for such runs.
@@ -22,7 +23,14 @@ from pocketcore._core.results import Failed
 from pocketcore._nodes.flows import Flow
 from pocketcore._nodes.nodes import BaseNode
 from pocketcore._plugins.registry import Registry
-from pocketcore._runtime.config import ON_ERROR, RunSettings, Setting, plugin_settings
+from pocketcore._runtime.cache import open_store, parse_spec
+from pocketcore._runtime.config import (
+    ON_ERROR,
+    RunSettings,
+    Setting,
+    check_cache_value,
+    plugin_settings,
+)
 from pocketcore._runtime.limits import as_limiter_table, check_rate
 from pocketcore.hookspecs import hookimpl
 
@@ -39,6 +47,7 @@ __all__ = [
     "chosen",
     "count_failures",
     "describe",
+    "open_cache",
 ]
 
 FAILURES_PLUGIN = "pocketcore-cli-failures"
@@ -51,6 +60,7 @@ SETTINGS = {
     "limiter": "--limiter",
     "on_error": "--on-error",
     "timeout": "--timeout",
+    "cache": "--cache",
 }
 
 # What a setting nobody gives means, for --verbose.
@@ -61,11 +71,12 @@ _UNSET = {
     "limiter": "none",
     "on_error": "the default: raise",
     "timeout": "none",
+    "cache": "off",
 }
 
 
 def add_options(parser: argparse.ArgumentParser) -> None:
-    """Add ``--max-per-second``, ``--limiter``, ``--on-error``, ``--timeout``, ``--verbose``."""
+    """Add the options of the settings beyond the executor and limit, and ``--verbose``."""
     parser.add_argument(
         "--max-per-second",
         metavar="RATE",
@@ -91,6 +102,21 @@ def add_options(parser: argparse.ArgumentParser) -> None:
         type=_seconds,
         help="the most seconds each attempt of a parallel batch item's exec_async may take; "
         "a longer one fails with TimeoutError, and retries apply",
+    )
+    cache = parser.add_mutually_exclusive_group()
+    cache.add_argument(
+        "--cache",
+        metavar="SPEC",
+        type=_cache_spec,
+        help="keep the results of exec in the store SPEC names, and use them on later runs: "
+        "a file path (an SQLite file, such as cache.db), sqlite:///PATH, or NAME:... for a "
+        "store a plugin registers ('off' is --no-cache); nodes with cache=False are not cached",
+    )
+    cache.add_argument(
+        "--no-cache",
+        action="store_true",
+        help="no result cache for this run, whatever the flow file's [config], "
+        "POCKETCORE_CACHE and the configuration files say (a node's own cache still applies)",
     )
     parser.add_argument(
         "-v",
@@ -120,12 +146,40 @@ def _seconds(text: str) -> float:
     return value
 
 
+def _cache_spec(text: str) -> str | bool:
+    try:
+        value = check_cache_value(text, "--cache")
+    except ConfigError:  # blank
+        value = None
+    if not isinstance(value, (str, bool)):
+        raise argparse.ArgumentTypeError(f"must name a store (a path, NAME:...), got {text!r}")
+    return value
+
+
+def open_cache(given: dict[str, Setting]) -> None:
+    """Open the store that ``--cache`` or the flow file's ``[config]`` names.
+
+    The run would open it too, before any item runs, but would name its own
+    argument as the source of a bad one; opened here (once per process: the
+    run then uses it), the error names the option or the file.
+
+    Raises:
+        ConfigError: The store cannot be opened; the message names the file
+            and the option or flow file.
+    """
+    setting = given.get("cache")
+    if setting is not None and isinstance(setting.value, str):
+        open_store(setting.value, setting.source)
+
+
 def chosen(args: argparse.Namespace, target: Target) -> dict[str, Setting]:
     """The settings the options give, else the flow file's ``[config]``, with their sources."""
     found = {}
     for key, option in SETTINGS.items():
         value = getattr(args, key)
-        if value is not None:
+        if key == "cache" and args.no_cache:
+            found[key] = Setting(False, "--no-cache")
+        elif value is not None:
             found[key] = Setting(value, option)
         elif target.config.get(key) is not None:
             found[key] = Setting(target.config[key], f"[config] of {args.target}")
@@ -172,9 +226,23 @@ def describe(given: dict[str, Setting]) -> list[str]:
             continue
         value = setting.value
         shown = f"{value:g}" if isinstance(value, float) else str(value)
-        bounds = _limiter_bounds(value) if key == "limiter" else ""
-        lines.append(f"{PROG}: {key}: {shown} (from {setting.source}{bounds})")
+        more = ""
+        if key == "limiter":
+            more = _limiter_bounds(value)
+        elif key == "cache":
+            shown, more = _cache_details(value)
+        lines.append(f"{PROG}: {key}: {shown} (from {setting.source}{more})")
     return lines
+
+
+def _cache_details(value: object) -> tuple[str, str]:
+    """The cache setting as ``--verbose`` shows it, and the file a path names."""
+    if value is False:
+        return "off", ""
+    if not isinstance(value, str):  # a Store object given in code
+        return str(getattr(value, "location", value)), ""
+    name, rest = parse_spec(value)
+    return value, f"; SQLite file {rest}" if name == "sqlite" and rest != value else ""
 
 
 def _limiter_bounds(name: str) -> str:

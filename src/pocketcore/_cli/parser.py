@@ -6,13 +6,13 @@ import argparse
 from importlib import metadata
 from typing import Any
 
-from . import demo, executors, graph, nodes, plugins, run
+from . import cache, demo, executors, graph, nodes, plugins, run
 from .output import PROG, error
 
 __all__ = ["build_parser"]
 
 # In the order ``pocketcore --help`` lists them; each module adds its own subcommand.
-COMMANDS = (run, graph, plugins, executors, nodes, demo)
+COMMANDS = (run, cache, graph, plugins, executors, nodes, demo)
 
 
 class Parser(argparse.ArgumentParser):

@@ -26,7 +26,8 @@ EPILOG = """\
 TARGET is loaded as follows:
   flow.toml                   a flow file; its [config] settings (executor,
                               max_concurrency, max_per_second, limiter, on_error,
-                              timeout) are used unless the matching option is given
+                              timeout, cache) are used unless the matching option
+                              is given
   path/to/file.py:object      the file is imported (its folder first on sys.path)
   package.module:object       imported with the current directory first on sys.path
 object may be dotted (module:holder.flow). If it is a class or function rather than
@@ -41,6 +42,13 @@ With --on-error collect, failed items become pocketcore.Failed values and the ru
 goes on; when any were collected, a line on stderr counts them ("pocketcore: 1,997 ok,
 3 failed"), and the exit status is 0.
 
+With --cache SPEC, each node's exec result is stored as it finishes, keyed by the
+node class, its params and its input; a later run with the same cache skips exec
+for every input it finds there. Nodes with cache=False (an exec with side effects)
+are never cached. A path is an SQLite file, created readable by its owner only; it
+holds pickles, which run code when loaded: use only cache files you trust as you
+trust the code. See 'pocketcore cache --help' to inspect and clear one.
+
 Exit status: 0 success, 1 the flow raised (its 'Type: message' on stderr),
 2 bad input, 130 interrupted.
 
@@ -49,6 +57,7 @@ examples:
   pocketcore run flows/summarize.toml --shared @input.json --executor trio
   pocketcore run mypkg.flows:build_flow --set model=small --output json
   pocketcore run flows/summarize.toml --executor trio --timeline run.html
+  pocketcore run flows/summarize.toml --cache cache.db
 """
 
 
@@ -144,6 +153,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     given = controls.chosen(args, target)
     if args.verbose:
         print(*controls.describe(given), sep="\n", file=sys.stderr)
+    controls.open_cache(given)
     with (
         progress(registry, enabled=not args.quiet and is_terminal(sys.stderr)),
         timeline(registry, args.timeline),

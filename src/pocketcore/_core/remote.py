@@ -6,20 +6,25 @@ and stay here. So the kernel sends a copy of the node without its
 successors (the rest of the graph stays home), and checks that the work and
 every item can be pickled, naming the node and the item, before the
 executor's own serialization would fail somewhere deep inside it.
+
+What observers send along with an item (a tracing plugin's trace context)
+travels as ``(contexts, item)`` pairs, with the work wrapped by
+:func:`carrying` to enter those context managers where the item runs.
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import importlib
 import pickle
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Awaitable, Callable, Iterable, Iterator
 from typing import Any, TypeVar
 
 from .errors import ConfigError, PocketcoreError
 from .executor import Executor, capabilities
 
-__all__ = ["detached", "is_remote", "refuse_batch_flow", "shippable"]
+__all__ = ["carrying", "detached", "is_remote", "refuse_batch_flow", "shippable"]
 
 N = TypeVar("N")
 
@@ -103,3 +108,45 @@ def refuse_batch_flow(flow: Any, executor: Executor) -> None:
             "here; give the flow a local executor of its own (executor='asyncio', say) and "
             "let the batch nodes inside it use the remote one"
         )
+
+
+def carrying(fn: Callable[[Any], Any], *, blocking: bool) -> Callable[[Any], Any]:
+    """``fn`` for items sent as ``(contexts, item)`` pairs: the contexts are entered around it.
+
+    The result pickles when ``fn`` does. Where it runs (on a worker), it
+    enters each context manager in order, runs ``fn(item)`` (awaits it,
+    unless ``blocking``), and exits them, also when ``fn`` raised.
+    """
+    return _Carrying(fn) if blocking else _CarryingAsync(fn)
+
+
+class _Carrying:
+    """A sync item's work, run inside the contexts sent with the item."""
+
+    __slots__ = ("fn",)
+
+    def __init__(self, fn: Callable[[Any], Any]) -> None:
+        self.fn = fn
+
+    def __call__(self, sent: tuple[tuple[Any, ...], Any]) -> Any:
+        contexts, item = sent
+        with contextlib.ExitStack() as stack:
+            for context in contexts:
+                stack.enter_context(context)
+            return self.fn(item)
+
+
+class _CarryingAsync:
+    """An async item's work, run inside the contexts sent with the item (in its own task)."""
+
+    __slots__ = ("fn",)
+
+    def __init__(self, fn: Callable[[Any], Awaitable[Any]]) -> None:
+        self.fn = fn
+
+    async def __call__(self, sent: tuple[tuple[Any, ...], Any]) -> Any:
+        contexts, item = sent
+        with contextlib.ExitStack() as stack:
+            for context in contexts:
+                stack.enter_context(context)
+            return await self.fn(item)

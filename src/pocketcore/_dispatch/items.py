@@ -203,7 +203,12 @@ async def _collect_item_async(
 
 
 def _pipeline(
-    node: Any, *, blocking: bool, collect: bool = False, timeout: float | None = None
+    node: Any,
+    *,
+    blocking: bool,
+    collect: bool = False,
+    timeout: float | None = None,
+    call: Callable[[Any], Any] | None = None,
 ) -> Callable[[Any], Any]:
     """What runs for each item of ``node``'s parallel batch.
 
@@ -211,8 +216,12 @@ def _pipeline(
     the pipeline is just ``exec`` / ``exec_async`` itself: every item's
     ``cur_retry`` is 0, so no per-item counter is needed, and handing the
     executor the bound method saves two frames per item. Otherwise each item
-    runs the full pipeline with its own counter.
+    runs the full pipeline with its own counter. ``call`` is ``exec``'s
+    stand-in of an observed batch (see :func:`_observed_exec`), which takes
+    ``exec``'s place.
     """
+    if call is not None:
+        return _observed_pipeline(node, blocking=blocking, collect=collect, call=call)
     if blocking:
         if collect:
             return functools.partial(_collect_item, node)
@@ -227,7 +236,43 @@ def _pipeline(
     return functools.partial(_concurrent_item if blocking else _concurrent_item_async, node)
 
 
+def _observed_pipeline(
+    node: Any, *, blocking: bool, collect: bool, call: Callable[[Any], Any]
+) -> Callable[[Any], Any]:
+    """:func:`_pipeline` with ``exec``'s stand-in (which holds the timeout, if any).
+
+    In the usual case the stand-in is the whole pipeline, as ``exec`` is
+    when nobody listens.
+    """
+    cls = type(node)
+    fallback = cls.exec_fallback if blocking else cls.exec_fallback_async
+    if node.max_retries == 1 and _reraises(fallback) and not collect:
+        node.__dict__["cur_retry"] = 0
+        return call
+    if blocking:
+        return functools.partial(_collect_item if collect else _concurrent_item, node, call=call)
+    each_item = _collect_item_async if collect else _concurrent_item_async
+    return functools.partial(each_item, node, call=call)
+
+
 F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _observed_exec(
+    node: Any, *, blocking: bool, timeout: float | None = None
+) -> Callable[[Any], Any] | None:
+    """``exec``'s stand-in reporting each attempt of ``node``'s items, or ``None``: nobody listens.
+
+    For ``exec_async`` it holds the timeout, so that an attempt that times
+    out is reported with its ``TimeoutError``: the pipeline is then given no
+    ``per_attempt`` of its own.
+    """
+    if blocking:
+        return observe.attempts(node, node.exec)
+    run = (
+        node.exec_async if timeout is None else functools.partial(_within, timeout, node.exec_async)
+    )
+    return observe.attempts_async(node, run)
 
 
 def reraises(fallback: F) -> F:
@@ -290,9 +335,19 @@ class _Computed:
     value: Any
 
 
-def _keyed_item(node: Any, cache: NodeCache, one: Keyed, concurrent: bool, collect: bool) -> Any:
-    """Run one input that missed through the sync pipeline, and store what ``exec`` returned."""
-    call = _Returned(node.exec)
+def _keyed_item(
+    node: Any,
+    cache: NodeCache,
+    one: Keyed,
+    concurrent: bool,
+    collect: bool,
+    call: Callable[[Any], Any] | None = None,
+) -> Any:
+    """Run one input that missed through the sync pipeline, and store what ``exec`` returned.
+
+    ``call`` stands in for ``exec`` (an observed batch's, see :func:`_observed_exec`).
+    """
+    call = _Returned(node.exec if call is None else call)
     attempt = Attempt(node) if concurrent else None
     token = None if attempt is None else CUR_RETRY.set(attempt)
     try:
@@ -316,9 +371,10 @@ async def _keyed_item_async(
     concurrent: bool,
     collect: bool,
     per_attempt: float | None = None,
+    call: Callable[[Any], Awaitable[Any]] | None = None,
 ) -> Any:
     """:func:`_keyed_item` for ``exec_async``."""
-    call = _ReturnedAsync(node.exec_async)
+    call = _ReturnedAsync(node.exec_async if call is None else call)
     attempt = Attempt(node) if concurrent else None
     token = None if attempt is None else CUR_RETRY.set(attempt)
     try:
@@ -443,44 +499,60 @@ def _group_for(limit: int | None) -> int:
 
 def each(owner: Any, items: Iterable[Any] | None, fn: Callable[[Any], Any]) -> list[Any]:
     """Run ``fn`` on each item in order (``None`` is an empty batch), observed."""
-    batch, run_one = observe.items(owner, () if items is None else items, fn)
-    return [run_one(item) for item in batch]
+    return observe.each(owner, () if items is None else items, fn)
 
 
 async def each_async(
     owner: Any, items: Iterable[Any] | None, fn: Callable[[Any], Awaitable[Any]]
 ) -> list[Any]:
     """:func:`each` for an async ``fn``."""
-    batch, run_one = observe.items_async(owner, () if items is None else items, fn)
-    return [await run_one(item) for item in batch]
+    return await observe.each_async(owner, () if items is None else items, fn)
 
 
 def exec_each(node: Any, items: Iterable[Any] | None) -> list[Any]:
     """A sequential batch node's items through its pipeline (and the run's cache), in order."""
     cache = node_cache(node)
+    call = _observed_exec(node, blocking=True)
     if cache is None:
-        return each(node, items, functools.partial(exec_item, node))
-    run_one, on_hit = observe.keyed(
+        if call is None:
+            return each(node, items, functools.partial(exec_item, node))
+        return each(node, items, functools.partial(exec_item, node, call=call))
+
+    def run(run_one: Callable[[Keyed], Any], on_hit: observe.Hit | None) -> list[Any]:
+        batch = _CachedBatch(cache, () if items is None else items, 1, on_hit)
+        return batch.merge([run_one(one) for one in batch.misses()])
+
+    return observe.keyed(
         node,
         observe.batch_size(items),
-        functools.partial(_keyed_item, node, cache, concurrent=False, collect=False),
+        functools.partial(_keyed_item, node, cache, concurrent=False, collect=False, call=call),
+        run,
     )
-    batch = _CachedBatch(cache, () if items is None else items, 1, on_hit)
-    return batch.merge([run_one(one) for one in batch.misses()])
 
 
 async def exec_each_async(node: Any, items: Iterable[Any] | None) -> list[Any]:
     """:func:`exec_each` for an async batch node."""
     cache = node_cache(node)
+    call = _observed_exec(node, blocking=False)
     if cache is None:
-        return await each_async(node, items, functools.partial(exec_item_async, node))
-    run_one, on_hit = observe.keyed_async(
+        if call is None:
+            return await each_async(node, items, functools.partial(exec_item_async, node))
+        return await each_async(node, items, functools.partial(exec_item_async, node, call=call))
+
+    async def run(
+        run_one: Callable[[Keyed], Awaitable[Any]], on_hit: observe.Hit | None
+    ) -> list[Any]:
+        batch = _CachedBatch(cache, () if items is None else items, 1, on_hit)
+        return batch.merge([await run_one(one) for one in batch.misses()])
+
+    return await observe.keyed_async(
         node,
         observe.batch_size(items),
-        functools.partial(_keyed_item_async, node, cache, concurrent=False, collect=False),
+        functools.partial(
+            _keyed_item_async, node, cache, concurrent=False, collect=False, call=call
+        ),
+        run,
     )
-    batch = _CachedBatch(cache, () if items is None else items, 1, on_hit)
-    return batch.merge([await run_one(one) for one in batch.misses()])
 
 
 # --- parallel batches: the fan-out ---------------------------------------------
@@ -540,20 +612,52 @@ async def fan_out(
             owner, executor, cache, batch, blocking=blocking, limit=limit, controls=controls
         )
     else:
-        fn = (
-            work
-            if work is not None
-            else _pipeline(owner, blocking=blocking, collect=collect, timeout=timeout)
+        if work is None:
+            call = _observed_exec(owner, blocking=blocking, timeout=timeout)
+            fn = _pipeline(owner, blocking=blocking, collect=collect, timeout=timeout, call=call)
+        else:
+            fn = work
+        fn, run_map, _ = _mapped(executor, fn, blocking=blocking, limit=limit, controls=controls)
+        results = await observe.fan_out(
+            owner,
+            batch,
+            fn,
+            run_map,
+            executor=executor,
+            limit=limit,
+            controls=controls,
         )
-        if blocking:
-            fn, limit = on_threads(fn, limit)
-        batch, fn = observe.items_async(owner, batch, fn)
-        if controls is not None and controls.limiters:
-            fn = _limited(fn, controls.limiters)  # outside observation: waiting is not running
-        results = await executor.map(fn, batch, limit=limit)
     if collect:
         _number_failures(results)
     return results
+
+
+def _mapped(
+    executor: Executor,
+    fn: Callable[[Any], Any],
+    *,
+    blocking: bool,
+    limit: int | None,
+    controls: Controls | None,
+) -> tuple[Callable[[Any], Awaitable[Any]], observe.MapRun, int | None]:
+    """The per-item coroutine function of a local parallel batch, how to map it, and the limit.
+
+    Sync work goes to worker threads (the limit is then the number of
+    threads). The limiters are taken around the (observed) per-item
+    function: waiting for a turn is not running.
+    """
+    if blocking:
+        fn, limit = on_threads(fn, limit)
+    if controls is not None and controls.limiters:
+        limiters = controls.limiters
+        return (
+            fn,
+            lambda each_item, items: executor.map(
+                _limited(each_item, limiters), items, limit=limit
+            ),
+            limit,
+        )
+    return fn, lambda each_item, items: executor.map(each_item, items, limit=limit), limit
 
 
 async def _fan_out_cached(
@@ -569,25 +673,37 @@ async def _fan_out_cached(
     """A parallel batch read through the cache, on a local executor: only misses are mapped."""
     collect = controls is not None and controls.collect
     size = observe.batch_size(batch)
+    timeout = None if controls is None else controls.timeout
+    call = _observed_exec(owner, blocking=blocking, timeout=timeout)
     fn: Callable[[Keyed], Any]
     if blocking:
-        fn = functools.partial(_keyed_item, owner, cache, concurrent=True, collect=collect)
-        fn, limit = on_threads(fn, limit)
+        fn = functools.partial(
+            _keyed_item, owner, cache, concurrent=True, collect=collect, call=call
+        )
     else:
-        per_attempt = None if controls is None else controls.timeout
         fn = functools.partial(
             _keyed_item_async,
             owner,
             cache,
             concurrent=True,
             collect=collect,
-            per_attempt=per_attempt,
+            per_attempt=timeout if call is None else None,  # the stand-in is timed
+            call=call,
         )
-    fn, on_hit = observe.keyed_async(owner, size, fn)
-    if controls is not None and controls.limiters:
-        fn = _limited(fn, controls.limiters)
-    cached = _CachedBatch(cache, batch, _group_for(limit), on_hit)
-    return cached.merge(await executor.map(fn, cached.misses(), limit=limit))
+    fn, run_map, map_limit = _mapped(
+        executor, fn, blocking=blocking, limit=limit, controls=controls
+    )
+    group = _group_for(map_limit)
+
+    async def run(
+        each_item: Callable[[Keyed], Awaitable[Any]], on_hit: observe.Hit | None
+    ) -> list[Any]:
+        cached = _CachedBatch(cache, batch, group, on_hit)
+        return cached.merge(await run_map(each_item, cached.misses()))
+
+    return await observe.keyed_async(
+        owner, size, fn, run, executor=executor, limit=limit, controls=controls
+    )
 
 
 async def _executor_runs_items(
@@ -639,19 +755,35 @@ async def _executor_runs_items(
             )
         else:
             fn = _pipeline(home, blocking=blocking, collect=collect, timeout=timeout)
+        # What observers send along (a trace context) travels with each item.
+        batch, fn = observe.sending(
+            owner, batch, fn, blocking=blocking, index_of=_miss_index(cached)
+        )
         batch = shippable(owner, executor, fn, batch)
     elif cached is not None:
         fn = functools.partial(_keyed_item, owner, cached.cache, concurrent=True, collect=collect)
     else:
         fn = work if work is not None else _pipeline(owner, blocking=blocking, collect=collect)
     run_batch = _runner(executor, fn, blocking=blocking, limit=limit, cached=cached)
-    if cached is None:
-        return await observe.items_after(owner, batch, run_batch)
-    missed = cached.missed
     done = await observe.items_after(
-        owner, batch, run_batch, size=size, index_of=lambda position: missed[position].index
+        owner,
+        batch,
+        run_batch,
+        executor=executor,
+        limit=limit,
+        controls=controls,
+        size=size,
+        index_of=_miss_index(cached),
     )
-    return cached.merge(done)
+    return done if cached is None else cached.merge(done)
+
+
+def _miss_index(cached: _CachedBatch | None) -> Callable[[int], int | None] | None:
+    """The input position of each miss of ``cached`` handed over, by its position among them."""
+    if cached is None:
+        return None
+    missed = cached.missed
+    return lambda position: missed[position].index
 
 
 class _Items:
@@ -739,6 +871,8 @@ def _limited(
     fn: Callable[[Any], Awaitable[Any]], limiters: tuple[Limiter, ...]
 ) -> Callable[[Any], Awaitable[Any]]:
     """``fn`` that first takes its turn of each limiter, and gives the slots back after."""
+    if len(limiters) == 1:
+        return functools.partial(_limited_by_one, fn, limiters[0])
 
     async def limited(item: Any) -> Any:
         taken: list[Limiter] = []
@@ -758,6 +892,18 @@ def _limited(
                 limiter.release()
 
     return limited
+
+
+async def _limited_by_one(fn: Callable[[Any], Awaitable[Any]], limiter: Limiter, item: Any) -> Any:
+    """The usual case of :func:`_limited`, one limiter, with no list and no loop per item."""
+    if not limiter.try_take_slot():
+        await limiter.take_slot()
+    try:
+        if not limiter.try_take_turn():
+            await limiter.take_turn()
+        return await fn(item)
+    finally:
+        limiter.release()
 
 
 def _number_failures(results: list[Any]) -> None:

@@ -21,10 +21,11 @@ from typing import Any
 
 import attrs
 
+from pocketcore._core.results import Failed
 from pocketcore._plugins.registry import Registry, get_registry
 from pocketcore.hookspecs import hookimpl
 
-__all__ = ["MAX_BARS", "Timeline"]
+__all__ = ["MAX_BARS", "Attempt", "Timeline"]
 
 MAX_BARS = 2000
 """Above this many bars, a group (a batch class's items, or the steps) is drawn as a profile.
@@ -37,6 +38,23 @@ still drawn one by one.
 
 
 @attrs.frozen
+class Attempt:
+    """One attempt of a batch item's ``exec``: a segment of the item's bar.
+
+    Attributes:
+        start: ``time.perf_counter()`` when it started.
+        end: ``time.perf_counter()`` when it ended.
+        outcome: ``"ok"``, ``"failed"``, ``"cancelled"`` or ``"unfinished"``.
+        error: ``"Type: message"`` of what it raised, or ``""``.
+    """
+
+    start: float
+    end: float
+    outcome: str
+    error: str = ""
+
+
+@attrs.frozen
 class Span:
     """One bar: a run, a step of a flow or a batch item, from start to end.
 
@@ -45,22 +63,24 @@ class Span:
         start: ``time.perf_counter()`` when it started.
         end: ``time.perf_counter()`` when it ended.
         outcome: ``"ok"``, ``"failed"``, ``"cancelled"`` (stopped because a
-            sibling failed, or the run was interrupted) or ``"unfinished"``
-            (no end was reported before the page was made).
-        error: ``"Type: message"`` of what it raised, or ``""``.
+            sibling failed, or the run was interrupted), ``"fallback"`` (the
+            last attempt failed and the node's fallback gave the result) or
+            ``"unfinished"`` (no end was reported before the page was made).
+        error: ``"Type: message"`` of what it raised (for ``"fallback"``,
+            the failure the fallback replaced), or ``""``.
         index: The item's position in its batch (``None`` for runs and steps).
+        attempts: The attempts of an item's ``exec``, in order (empty when
+            they were not reported: a batch flow's passes, items an executor
+            ran itself).
     """
 
-    # Retries and fallbacks: the kernel reports one start and one end per
-    # item, not each attempt. When it reports attempts, they belong here (a
-    # tuple of (start, end, error) inside the span) and are drawn as segments
-    # of the item's bar.
     label: str
     start: float
     end: float
     outcome: str
     error: str = ""
     index: int | None = None
+    attempts: tuple[Attempt, ...] = ()
 
 
 @attrs.define
@@ -75,6 +95,11 @@ class Batch:
         unstarted: Items reported done without a start (an executor that
             runs the calls itself reports them only when the results are
             back): counted, not drawn.
+        executor: The name of the executor its items were handed to
+            (``None`` for the classes that run their items one after another).
+        limit: The most items in flight at once (``None``: no limit).
+        hits: ``(time, index)`` of each item found in the result cache.
+        end: When the batch ended (``None`` until it has).
     """
 
     label: str
@@ -82,6 +107,28 @@ class Batch:
     start: float
     items: list[Span] = attrs.field(factory=list)
     unstarted: int = 0
+    executor: str | None = None
+    limit: int | None = None
+    hits: list[tuple[float, int]] = attrs.field(factory=list)
+    end: float | None = None
+
+
+class _Running:
+    """An item that has started and not ended: its batch, start and attempts so far."""
+
+    __slots__ = ("attempt_start", "attempts", "batch", "fallback", "start")
+
+    def __init__(self, batch: Batch, start: float) -> None:
+        self.batch, self.start = batch, start
+        self.attempts: list[Attempt] = []
+        self.attempt_start: float | None = None  # of the attempt in progress
+        self.fallback = ""  # the failure the fallback replaced, once it has
+
+    def attempts_until(self, now: float) -> tuple[Attempt, ...]:
+        """The attempts, the one in progress (if any) ending ``now``, unfinished."""
+        if self.attempt_start is None:
+            return tuple(self.attempts)
+        return (*self.attempts, Attempt(self.attempt_start, now, "unfinished"))
 
 
 def _outcome(exception: BaseException | None) -> tuple[str, str]:
@@ -102,12 +149,14 @@ class Timeline:
     class, its batches' items on lanes packed by concurrency: the number of
     busy lanes is the number of items in flight, so a concurrency limit shows
     as a ceiling. Failed items are red, cancelled ones grey; hovering a bar
-    shows its node, item index, duration and error. The header has the
-    totals: wall time, items, peak and mean concurrency and the slowest
-    items. A group of more than ``max_bars`` bars is drawn as a profile of
-    how many were in flight over time, its failures one by one; the page
-    says so. Retries and fallbacks are not shown: the kernel does not report
-    attempts yet.
+    shows its node, item index, duration and error. An item that made more
+    than one attempt, or whose fallback gave its result, has a segment per
+    attempt (failed ones red) and an amber one for the fallback; cache hits
+    are green ticks above their group. The header has the totals: wall
+    time, items, peak and mean concurrency and the slowest items. A group of
+    more than ``max_bars`` bars is drawn as a profile of how many were in
+    flight over time, its failures and fallbacks one by one; the page says
+    so.
 
     Use it as a context manager, which registers it with the registry for the
     body and writes ``path`` at the end, also when the body raises::
@@ -152,7 +201,7 @@ class Timeline:
         self._lock = threading.Lock()
         self._runs: dict[int, float] = {}  # id(target) -> start, while it runs
         self._steps: dict[int, tuple[str, float]] = {}  # id(node copy) -> (label, start)
-        self._items: dict[tuple[int, int], tuple[Batch, float]] = {}  # (id(node), index)
+        self._items: dict[tuple[int, int], _Running] = {}  # (id(node), index)
         self._batch_of: dict[int, Batch] = {}  # id(batch node) -> its latest batch
 
     # --- registering -------------------------------------------------------
@@ -199,10 +248,19 @@ class Timeline:
                 *self.steps,
                 *(Span(label, start, now, "unfinished") for label, start in self._steps.values()),
             ]
-            copies = {id(b): attrs.evolve(b, items=list(b.items)) for b in self.batches}
-            for (_, index), (batch, start) in self._items.items():
-                copies[id(batch)].items.append(
-                    Span(batch.label, start, now, "unfinished", index=index)
+            copies = {
+                id(b): attrs.evolve(b, items=list(b.items), hits=list(b.hits)) for b in self.batches
+            }
+            for (_, index), running in self._items.items():
+                copies[id(running.batch)].items.append(
+                    Span(
+                        running.batch.label,
+                        running.start,
+                        now,
+                        "unfinished",
+                        index=index,
+                        attempts=running.attempts_until(now),
+                    )
                 )
         batches = list(copies.values())
         return _Page(runs, steps, batches, self.max_bars).render(title)
@@ -238,12 +296,24 @@ class Timeline:
             self.steps.append(Span(type(node).__name__, start, end, *_outcome(exception)))
 
     @hookimpl
-    def pocketcore_batch_start(self, node: Any, size: int | None) -> None:
+    def pocketcore_batch_start(
+        self, node: Any, size: int | None, executor: Any, limit: int | None
+    ) -> None:
         """Start the record of a batch."""
-        batch = Batch(type(node).__name__, size, time.perf_counter())
+        name = None if executor is None else str(executor.name)
+        batch = Batch(type(node).__name__, size, time.perf_counter(), executor=name, limit=limit)
         with self._lock:
             self.batches.append(batch)
             self._batch_of[id(node)] = batch
+
+    @hookimpl
+    def pocketcore_batch_end(self, node: Any) -> None:
+        """Note when the batch ended."""
+        end = time.perf_counter()
+        with self._lock:
+            batch = self._batch_of.get(id(node))
+            if batch is not None:
+                batch.end = end
 
     @hookimpl
     def pocketcore_batch_item_start(self, node: Any, index: int) -> None:
@@ -253,23 +323,77 @@ class Timeline:
             # kept the run's hooks live); its items are not recorded.
             batch = self._batch_of.get(id(node))
             if batch is not None:
-                self._items[(id(node), index)] = (batch, time.perf_counter())
+                self._items[(id(node), index)] = _Running(batch, time.perf_counter())
+
+    @hookimpl
+    def pocketcore_batch_item_attempt_start(self, node: Any, index: int) -> None:
+        """Note when the attempt started."""
+        now = time.perf_counter()
+        with self._lock:
+            running = self._items.get((id(node), index))
+            if running is not None:
+                running.attempt_start = now
+
+    @hookimpl
+    def pocketcore_batch_item_attempt_done(
+        self, node: Any, index: int, exception: BaseException | None
+    ) -> None:
+        """Record the attempt in its item."""
+        end = time.perf_counter()
+        with self._lock:
+            running = self._items.get((id(node), index))
+            if running is not None and running.attempt_start is not None:
+                attempt = Attempt(running.attempt_start, end, *_outcome(exception))
+                running.attempts.append(attempt)
+                running.attempt_start = None
+
+    @hookimpl
+    def pocketcore_batch_item_fallback(self, node: Any, index: int, exception: Exception) -> None:
+        """Note that the item's fallback gave its result, in place of ``exception``."""
+        with self._lock:
+            running = self._items.get((id(node), index))
+            if running is not None:
+                running.fallback = _outcome(exception)[1]
+
+    @hookimpl
+    def pocketcore_batch_item_cached(self, node: Any, index: int) -> None:
+        """Record a cache hit: a tick in its batch's group."""
+        now = time.perf_counter()
+        with self._lock:
+            batch = self._batch_of.get(id(node))
+            if batch is not None:
+                batch.hits.append((now, index))
 
     @hookimpl
     def pocketcore_batch_item_done(
-        self, node: Any, index: int, exception: BaseException | None
+        self, node: Any, index: int, result: Any, exception: BaseException | None
     ) -> None:
-        """Record the item in its batch."""
+        """Record the item in its batch (a failure collected by ``on_error="collect"`` too)."""
         end = time.perf_counter()
+        if type(result) is Failed:
+            exception = result.exception
         with self._lock:
-            started = self._items.pop((id(node), index), None)
-            if started is None:
+            running = self._items.pop((id(node), index), None)
+            if running is None:
                 batch = self._batch_of.get(id(node))
                 if batch is not None:  # run by the executor itself: reported afterwards
                     batch.unstarted += 1
                 return
-            batch, start = started
-            batch.items.append(Span(batch.label, start, end, *_outcome(exception), index))
+            outcome, error = _outcome(exception)
+            if running.fallback and outcome == "ok":
+                outcome, error = "fallback", running.fallback
+            batch = running.batch
+            batch.items.append(
+                Span(
+                    batch.label,
+                    running.start,
+                    end,
+                    outcome,
+                    error,
+                    index,
+                    running.attempts_until(end),
+                )
+            )
 
 
 # --- packing and measuring ------------------------------------------------------------------
@@ -354,16 +478,31 @@ svg .group{font-weight:600}
 svg .axis{stroke:#ccc}
 rect.run{fill:#7a7a7a}
 rect.step{fill:#8e6bbf}
-rect.item{fill:#3b7dd8}
+rect.item,rect.attempt.ok{fill:#3b7dd8}
 rect.failed{fill:#d62728}
 rect.cancelled{fill:#b9b9b9}
-rect.unfinished{fill:#f0ad4e}
+rect.fallback{fill:#f2a516}
+rect.unfinished{fill:#dbe8f8;stroke:#3b7dd8;stroke-dasharray:2 2}
 rect.step,rect.item{stroke:#fff;stroke-width:.6}
+rect.attempt{stroke:none}
+rect.item.fallback{stroke:#f2a516;stroke-width:1.5}
 rect:hover{stroke:#000;stroke-width:1}
+line.hit,path.hits{stroke:#2ca02c;stroke-width:1.5}
 svg text.in{fill:#fff;font-size:10px;pointer-events:none}
 path.profile{fill:#3b7dd8;fill-opacity:.75;stroke:#1f4f99;stroke-width:.5}
-.legend span{display:inline-block;width:12px;height:10px;margin:0 4px 0 12px}
+.legend span{display:inline-block;width:12px;height:10px;margin:0 4px 0 12px;box-sizing:border-box}
 """
+
+
+def _how(batches: list[Batch]) -> str:
+    """How the batches ran, when they all ran the same way: executor and limit."""
+    ways = {(b.executor, b.limit) for b in batches}
+    if len(ways) != 1:
+        return ""
+    ((executor, limit),) = ways
+    if executor is None:
+        return ", one at a time" if limit == 1 else ""
+    return f", on {executor}" + ("" if limit is None else f", at most {limit} at once")
 
 
 def _owner(span: Span, owners: list[int] | None, i: int) -> str:
@@ -412,7 +551,8 @@ class _Page:
         for numbers in by_class.values():
             owned = [(span, n) for n in numbers for span in self.batches[n].items]
             spans, owners = [s for s, _ in owned], [n for _, n in owned]
-            self.lanes(self._batch_title(numbers, spans), spans, "item", owners)
+            hits = sorted(hit for n in numbers for hit in self.batches[n].hits)
+            self.lanes(self._batch_title(numbers, spans), spans, "item", owners, hits)
         height = self.y + 8
         axis = self._axis(height)
         svg = (
@@ -452,11 +592,18 @@ class _Page:
         width = max((span.end - span.start) * self.scale, 0.5)  # instant items stay visible
         where = "" if span.index is None else f" item {span.index}"
         tip = f"{span.label}{where}: {_seconds(span.end - span.start)}"
-        if span.outcome != "ok":
+        if len(span.attempts) > 1:
+            tip += f", {len(span.attempts)} attempts"
+        if span.outcome == "fallback":
+            tip += f", result from the fallback, in place of {span.error}"
+        elif span.outcome != "ok":
             tip += f", {span.outcome}" + (f": {span.error}" if span.error else "")
+        segments = self._segments(span, y, h)
+        if segments:  # pale beneath its segments: the gaps are the waits between attempts
+            extra += ' fill-opacity=".3"'
         bar = (
             f'<rect class="{kind} {span.outcome}" x="{x:.1f}" y="{y:.1f}" width="{width:.1f}" '
-            f'height="{h:.1f}"{extra}><title>{html.escape(tip)}</title></rect>'
+            f'height="{h:.1f}"{extra}><title>{html.escape(tip)}</title></rect>{segments}'
         )
         # Named in the bar when it fits: steps of different nodes share lanes.
         name = span.label if span.index is None else f"{span.index}"
@@ -466,18 +613,83 @@ class _Page:
             )
         return bar
 
+    def _segments(self, span: Span, y: float, h: float) -> str:
+        """An item's attempts as segments of its bar, and its fallback; ``""`` for one attempt.
+
+        Failed attempts are red, the one that succeeded blue, the fallback
+        (from the last attempt's end to the item's) amber.
+        """
+        tried = span.attempts
+        if not tried or (len(tried) == 1 and span.outcome != "fallback"):
+            return ""  # the bar says it all
+        where = f"{span.label} item {span.index}"
+        parts = []
+        for n, attempt in enumerate(tried):
+            tip = (
+                f"{where}, attempt {n + 1} of {len(tried)} (cur_retry {n}): "
+                f"{_seconds(attempt.end - attempt.start)}"
+            )
+            if attempt.outcome != "ok":
+                tip += f", {attempt.outcome}" + (f": {attempt.error}" if attempt.error else "")
+            parts.append(self._segment(attempt.start, attempt.end, attempt.outcome, y, h, tip))
+        if span.outcome == "fallback":
+            start = tried[-1].end
+            tip = (
+                f"{where}, fallback: {_seconds(span.end - start)}, its result in place of "
+                f"{span.error}"
+            )
+            # At least 3 pixels: a fallback that returns at once is still seen.
+            parts.append(self._segment(start, span.end, "fallback", y, h, tip, wide=3.0))
+        return "".join(parts)
+
+    def _segment(
+        self, start: float, end: float, css: str, y: float, h: float, tip: str, wide: float = 0.5
+    ) -> str:
+        x = self.x(start)
+        width = max((end - start) * self.scale, wide)
+        return (
+            f'<rect class="attempt {css}" x="{x:.1f}" y="{y:.1f}" width="{width:.1f}" '
+            f'height="{h:.1f}"><title>{html.escape(tip)}</title></rect>'
+        )
+
+    def _ticks(self, hits: list[tuple[float, int]], label: str) -> None:
+        """Cache hits: a tick each on a strip of their own, one path if there are many."""
+        y0, y1 = self.y, self.y + 6
+        if len(hits) > self.max_bars:
+            d = "".join(f"M{self.x(t):.1f},{y0}V{y1}" for t, _ in hits)
+            self.svg.append(
+                f'<path class="hits" d="{d}"><title>{len(hits)} cache hits</title></path>'
+            )
+        else:
+            for t, index in hits:
+                x = self.x(t)
+                tip = html.escape(f"{label} item {index}: cache hit")
+                self.svg.append(
+                    f'<line class="hit" x1="{x:.1f}" y1="{y0}" x2="{x:.1f}" y2="{y1}" '
+                    f'data-index="{index}"><title>{tip}</title></line>'
+                )
+        self.y += 9
+
     def lanes(
-        self, title: str, spans: list[Span], kind: str, owners: list[int] | None = None
+        self,
+        title: str,
+        spans: list[Span],
+        kind: str,
+        owners: list[int] | None = None,
+        hits: list[tuple[float, int]] | None = None,
     ) -> None:
         """One group: its title on a row, then its spans on lanes, or as a profile if many.
 
         ``kind`` is the bars' class (``run``, ``step``, ``item``); ``owners``
-        the number of each item's batch.
+        the number of each item's batch; ``hits`` the group's cache hits,
+        drawn as ticks above its lanes.
         """
         if not spans and owners is None:
             return
         self._label(title, self.y, ' class="group"')
         self.y += 16
+        if hits:
+            self._ticks(hits, title.split(" (", 1)[0])
         if len(spans) > self.max_bars:
             self.profiles.append(title)
             self.profile(spans, kind, owners)
@@ -511,8 +723,8 @@ class _Page:
             f"at most {peak} {kind}s in flight, {mean:.1f} on average</title></path>"
         )
         self._label(f"{peak} in flight", self.y)
-        for i, span in enumerate(spans):  # failures stay visible one by one
-            if span.outcome == "failed":
+        for i, span in enumerate(spans):  # failures and fallbacks stay visible one by one
+            if span.outcome in ("failed", "fallback"):
                 self.svg.append(self._bar(span, kind, self.y, PROFILE_H, _owner(span, owners, i)))
         self.y = base + 8
 
@@ -521,19 +733,25 @@ class _Page:
         unseen = sum(b.unstarted for b in batches)
         lanes = f", {pack(spans)[1]} lanes" if len(spans) <= self.max_bars else " (profile)"
         unseen_text = f", {unseen} not observed" if unseen else ""
+        hits = sum(len(b.hits) for b in batches)
+        hits_text = f", {hits} cache hits" if hits else ""
         if len(batches) == 1:
             size = "unknown size" if batches[0].size is None else f"{batches[0].size} items"
             head = f"{batches[0].label} ({size})"
         else:
             head = f"{batches[0].label} ({len(batches)} batches)"
-        return f"{head}: {len(spans)} recorded{unseen_text}{lanes}"
+        return f"{head}: {len(spans)} recorded{hits_text}{unseen_text}{lanes}{_how(batches)}"
 
     # --- the HTML around it ---
 
     def _totals(self) -> str:
         items = self.items
         peak, mean = concurrency(items)
-        by = {o: sum(1 for s in items if s.outcome == o) for o in ("failed", "cancelled")}
+        by = {
+            o: sum(1 for s in items if s.outcome == o) for o in ("failed", "cancelled", "fallback")
+        }
+        retried = sum(1 for s in items if len(s.attempts) > 1)
+        hits = sum(len(b.hits) for b in self.batches)
         slowest = sorted(items, key=lambda s: s.start - s.end)[:5]
         rows = [
             ("wall time", _seconds(self.wall)),
@@ -542,8 +760,10 @@ class _Page:
             (
                 "items",
                 f"{len(items)} in {len(self.batches)} batches "
-                f"({by['failed']} failed, {by['cancelled']} cancelled)",
+                f"({by['failed']} failed, {by['cancelled']} cancelled, {retried} retried, "
+                f"{by['fallback']} given their result by the fallback)",
             ),
+            ("cache hits", f"{hits}"),
             ("peak concurrency", f"{peak} items in flight"),
             ("mean concurrency", f"{mean:.2f} items in flight, while any was"),
             (
@@ -557,22 +777,27 @@ class _Page:
 
     def _notes(self) -> str:
         legend = "".join(
-            f'<span style="background:{c}"></span>{name}'
-            for name, c in (
-                ("ok", "#3b7dd8"),
-                ("failed", "#d62728"),
-                ("cancelled", "#b9b9b9"),
-                ("unfinished", "#f0ad4e"),
-                ("step", "#8e6bbf"),
+            f'<span style="{style}"></span>{name}'
+            for name, style in (
+                ("ok", "background:#3b7dd8"),
+                ("failed", "background:#d62728"),
+                ("cancelled", "background:#b9b9b9"),
+                ("fallback", "background:#f2a516"),
+                ("unfinished", "background:#dbe8f8;border:1px dashed #3b7dd8"),
+                ("step", "background:#8e6bbf"),
+                ("cache hit", "border-left:2px solid #2ca02c;width:2px"),
             )
         )
         notes = [
             f'<p class="legend">{legend}</p>',
             '<p class="note">Each batch\'s items are packed on lanes: a lane holds one item '
             "at a time, so the number of busy lanes is the number of items in flight, and a "
-            "concurrency limit shows as a ceiling. Hover over a bar for its node, item, "
-            "duration and error. Retries and fallbacks are not shown: the kernel reports one "
-            "start and one end per item, not each attempt.</p>",
+            "concurrency limit shows as a ceiling. An item that made more than one attempt, or "
+            "whose fallback gave its result, is drawn pale with a segment for each attempt (red "
+            "when it failed, blue for the one that succeeded) and, in amber, the fallback; the "
+            "pale gaps between them are the waits. Cache hits are green ticks above their "
+            "group. Hover over a bar or a segment for its node, item, attempt, duration and "
+            "error.</p>",
         ]
         if self.profiles:
             notes.append(

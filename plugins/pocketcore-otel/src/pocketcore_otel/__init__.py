@@ -20,16 +20,27 @@ Span names (``<Class>`` is the node's class name):
 * ``pocketcore.flow <Class>`` / ``pocketcore.node <Class>``: one step of a
   flow, that is a nested flow or a node;
 * ``pocketcore.item <Class>``: one item of a batch node, or one pass of a
-  batch flow, ``<Class>`` being the batch node or flow. An item has one
-  span, whatever the number of attempts its pipeline makes.
+  batch flow, ``<Class>`` being the batch node or flow. An item has **one
+  span, whatever the number of attempts** its pipeline makes: each attempt
+  is a span event (``pocketcore.attempt``) on it (none when the first one
+  succeeded), their count the attribute
+  ``pocketcore.item.attempts``, and a fallback that gave the result an event
+  (``pocketcore.fallback``) and ``pocketcore.item.fallback``. An item found in
+  the result cache has a span too, of no duration, with
+  ``pocketcore.item.cached``.
 
 Each span of a step, item or run is the current span while it runs: a span
 user code opens in ``exec`` is a child of its item's span, on asyncio tasks,
 trio tasks and worker threads alike, and siblings never see each other's.
+For an executor that runs items in other processes (``dask``), the item's
+span starts when the item is handed over, and its W3C trace context
+(``traceparent``) travels with the item: the worker attaches it around the
+item, so spans opened there join the trace as children of the item's span.
 """
 
 from __future__ import annotations
 
+import threading
 import time
 from contextvars import ContextVar
 from typing import Any
@@ -37,6 +48,7 @@ from typing import Any
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.trace import Span, Status, StatusCode, TracerProvider
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 from opentelemetry.util.types import AttributeValue
 
 import pocketcore
@@ -44,15 +56,27 @@ import pocketcore
 __version__ = "0.1.0"
 
 __all__ = [
+    "ATTEMPT_DURATION",
+    "ATTEMPT_EVENT",
+    "ATTEMPT_NUMBER",
+    "BATCH_CACHE_HITS",
     "BATCH_LIMIT",
+    "BATCH_LIMITER",
     "BATCH_SIZE",
+    "BATCH_TIMEOUT",
     "CANCELLED",
     "EXECUTOR_NAME",
+    "FALLBACK_EVENT",
+    "ITEM_ATTEMPTS",
+    "ITEM_CACHED",
     "ITEM_DEFERRED",
+    "ITEM_FALLBACK",
     "ITEM_INDEX",
+    "ITEM_UNREPORTED",
     "NODE_CLASS",
     "Off",
     "Spans",
+    "Traceparent",
     "plugin",
     "sdk_configured",
 ]
@@ -63,18 +87,57 @@ BATCH_SIZE = "pocketcore.batch.size"
 """Attribute of a batch node's span (its step's, or its run's): the number of
 items, absent when ``prep`` returned an iterable without a length."""
 BATCH_LIMIT = "pocketcore.batch.limit"
-"""Attribute of a parallel batch node's span: its own ``max_concurrency``,
-when it sets one (the run's setting is not visible to observers)."""
+"""Attribute of a batch node's span: the most items in flight at once, as
+resolved for the batch (the node's ``max_concurrency``, else the run's); ``1``
+for the classes that run their items one after another; absent for no limit."""
 EXECUTOR_NAME = "pocketcore.executor.name"
-"""Attribute of a parallel batch node's span: the executor it names itself,
-when it does (the run's executor is not visible to observers)."""
+"""Attribute of a parallel batch node's span: the name of the executor its
+items were handed to, as resolved for the batch (the node's own, else the
+run's); absent for the classes that run their items one after another."""
+BATCH_TIMEOUT = "pocketcore.batch.timeout"
+"""Attribute of a parallel batch node's span: the seconds each attempt of an
+item may take (the resolved ``timeout``), when one is set."""
+BATCH_LIMITER = "pocketcore.batch.limiter"
+"""Attribute of a parallel batch node's span: the name of the shared limiter
+its items take turns of (``limiter=``), when it has one with a name."""
+BATCH_CACHE_HITS = "pocketcore.batch.cache_hits"
+"""Attribute of a batch node's span: how many of its items were found in the
+result cache, when any was."""
 ITEM_INDEX = "pocketcore.item.index"
 """Attribute of an item span: the item's position in the batch's input."""
+ITEM_ATTEMPTS = "pocketcore.item.attempts"
+"""Attribute of an item span: how many attempts its ``exec`` made (``cur_retry``
+of the last one, plus one). Absent for a pass of a batch flow, and for an
+item that the executor ran itself."""
+ITEM_FALLBACK = "pocketcore.item.fallback"
+"""Attribute of an item span, ``True`` when its last attempt failed and the
+node's ``exec_fallback`` gave its result."""
+ITEM_CACHED = "pocketcore.item.cached"
+"""Attribute of an item span, ``True`` for an item found in the result cache:
+its ``exec`` did not run, and its span has no duration."""
 ITEM_DEFERRED = "pocketcore.item.deferred"
 """Attribute of an item span, ``True`` when the executor ran the item itself
 (a remote executor, or its own ``map_blocking``): the item was reported once
-the whole batch was back, so its span covers the batch, and what ``exec``
-did happened elsewhere."""
+the results were back. For a remote executor its span starts when the item
+was handed over (and user spans on the worker are its children); otherwise
+it starts with the batch. What ``exec`` did happened elsewhere."""
+ITEM_UNREPORTED = "pocketcore.item.unreported"
+"""Attribute of the span of an item sent to a remote executor, ``True`` when
+its batch ended (failed, or was cancelled) before the item's result came
+back: what became of it is not known here, and its status stays unset."""
+ATTEMPT_EVENT = "pocketcore.attempt"
+"""Name of the span event that an item's span gets at the end of each attempt
+of its ``exec``, with :data:`ATTEMPT_NUMBER`, :data:`ATTEMPT_DURATION` and,
+for a failed attempt, ``exception.type`` and ``exception.message``. An item
+whose first attempt succeeded has none: :data:`ITEM_ATTEMPTS` says it all."""
+ATTEMPT_NUMBER = "pocketcore.attempt.number"
+"""Attribute of an attempt event: the attempt, from 0 (``cur_retry`` during it)."""
+ATTEMPT_DURATION = "pocketcore.attempt.duration"
+"""Attribute of an attempt event: how long the attempt took, in seconds."""
+FALLBACK_EVENT = "pocketcore.fallback"
+"""Name of the span event an item's span gets when its fallback gave its
+result, with the ``exception.type`` and ``exception.message`` of the last
+attempt's failure, which the fallback replaced."""
 CANCELLED = "pocketcore.cancelled"
 """Attribute of a span whose work was cancelled (a sibling item failed, or
 the run was cancelled); its status stays unset, as the failure is not its own."""
@@ -89,7 +152,17 @@ _FAILURES = (Exception, KeyboardInterrupt, SystemExit)
 class _Open:
     """A span this plugin opened and has not ended, with what ending it needs."""
 
-    __slots__ = ("batch_started", "failures", "index", "node", "parent", "span", "token")
+    __slots__ = (
+        "attempts",
+        "batch_started",
+        "failures",
+        "hits",
+        "index",
+        "node",
+        "parent",
+        "span",
+        "token",
+    )
 
     def __init__(self, span: Span, node: object, index: int | None, parent: _Open | None) -> None:
         self.span = span
@@ -101,12 +174,19 @@ class _Open:
         # span too, it is marked as an error but not recorded a second time.
         self.failures: list[BaseException] | None = None
         self.batch_started: int | None = None
+        self.hits = 0  # of the batch whose span this is
+        self.attempts = 0  # of the item whose span this is
 
 
 # The innermost span opened here, in this context. The kernel calls every
 # end hook in the context of its start hook, so this is what the end pairs
 # with, even when user code left a context of its own attached.
 _OPEN: ContextVar[_Open | None] = ContextVar("pocketcore_otel_open", default=None)
+
+# The trace context that travels with an item to a remote worker is W3C's,
+# whatever propagators the application configured for its own requests: both
+# ends are this plugin.
+_W3C = TraceContextTextMapPropagator()
 
 
 def sdk_configured() -> bool:
@@ -135,6 +215,10 @@ class Spans:
     def __init__(self, tracer_provider: TracerProvider | None = None) -> None:
         self._tracer = trace.get_tracer(_INSTRUMENTATION, __version__, tracer_provider)
         self._names: dict[tuple[str, type], str] = {}
+        # The spans of items sent to a remote executor, until their results
+        # are back: id(batch node) -> index -> span.
+        self._sent: dict[int, dict[int, Span]] = {}
+        self._sent_lock = threading.Lock()
 
     def _name(self, kind: str, node: object) -> str:
         cls = type(node)
@@ -158,10 +242,28 @@ class Spans:
             return False
         _OPEN.set(record.parent)
         otel_context.detach(record.token)  # type: ignore[arg-type]
+        if record.attempts:
+            record.span.set_attribute(ITEM_ATTEMPTS, record.attempts)
         if exception is not None:
             _failed(record, exception)
         record.span.end()
         return True
+
+    def _batch(self, node: object) -> _Open | None:
+        """The record of ``node``'s own span (its step's, or its run's), if it is current."""
+        record = _OPEN.get()
+        if record is None or record.node is not node or record.index is not None:
+            # A batch node run with node.run() inside a run has no span of
+            # its own: its items nest under the span that is current.
+            return None
+        return record
+
+    def _item(self, node: object, index: int) -> _Open | None:
+        """The record of the span of ``node``'s item ``index``, if it is current."""
+        record = _OPEN.get()
+        if record is None or record.node is not node or record.index != index:
+            return None
+        return record
 
     @pocketcore.hookimpl
     def pocketcore_run_start(self, target: Any) -> None:
@@ -185,25 +287,46 @@ class Spans:
         self._close(node, None, exception)
 
     @pocketcore.hookimpl
-    def pocketcore_batch_start(self, node: pocketcore.BaseNode, size: int | None) -> None:
+    def pocketcore_batch_start(
+        self,
+        node: pocketcore.BaseNode,
+        size: int | None,
+        executor: pocketcore.Executor | None,
+        limit: int | None,
+        timeout: float | None,
+        limiters: tuple[pocketcore.Limiter, ...],
+    ) -> None:
         """Describe the batch on its node's span (the step's, or the run's)."""
-        record = _OPEN.get()
-        if record is None or record.node is not node or record.index is not None:
-            # A batch node run with node.run() inside a run has no span of
-            # its own: its items nest under the span that is current.
+        record = self._batch(node)
+        if record is None:
             return
         record.batch_started = time.time_ns()
-        span = record.span
+        record.hits = 0
+        attributes: dict[str, AttributeValue] = {}
         if size is not None:
-            span.set_attribute(BATCH_SIZE, size)
-        if node.fans_out:
-            own = node.executor
-            if isinstance(own, str):
-                span.set_attribute(EXECUTOR_NAME, own)
-            elif isinstance(own, pocketcore.Executor):
-                span.set_attribute(EXECUTOR_NAME, own.name)
-            if isinstance(node.max_concurrency, int):
-                span.set_attribute(BATCH_LIMIT, node.max_concurrency)
+            attributes[BATCH_SIZE] = size
+        if executor is not None:
+            attributes[EXECUTOR_NAME] = executor.name
+        if limit is not None:
+            attributes[BATCH_LIMIT] = limit
+        if timeout is not None:
+            attributes[BATCH_TIMEOUT] = timeout
+        for limiter in limiters:
+            if limiter.name is not None:
+                attributes[BATCH_LIMITER] = limiter.name
+        record.span.set_attributes(attributes)
+
+    @pocketcore.hookimpl
+    def pocketcore_batch_end(self, node: pocketcore.BaseNode) -> None:
+        """Count the batch's cache hits; end the spans of sent items that were never reported."""
+        record = self._batch(node)
+        if record is not None and record.hits:
+            record.span.set_attribute(BATCH_CACHE_HITS, record.hits)
+        with self._sent_lock:
+            sent = self._sent.pop(id(node), None)
+        for span in (sent or {}).values():
+            span.set_attribute(ITEM_UNREPORTED, True)
+            span.end()
 
     @pocketcore.hookimpl
     def pocketcore_batch_item_start(self, node: Any, index: int) -> None:
@@ -219,18 +342,125 @@ class Spans:
             self._deferred(node, index, exception)
 
     def _deferred(self, node: Any, index: int, exception: BaseException | None) -> None:
-        # The executor ran the item where no hook follows it: all that is
-        # known is that it ran within the batch, which started at batch_start.
+        # The executor ran the item where no hook follows it. Sent to another
+        # process, it has had its span since it was handed over; otherwise
+        # all that is known is that it ran within the batch.
         current = _OPEN.get()
-        started = current.batch_started if current is not None and current.node is node else None
-        span = self._tracer.start_span(
-            self._name("item", node),
-            start_time=started,
-            attributes={ITEM_INDEX: index, ITEM_DEFERRED: True},
-        )
+        with self._sent_lock:
+            span = self._sent.get(id(node), {}).pop(index, None)
+        if span is None:
+            started = (
+                current.batch_started if current is not None and current.node is node else None
+            )
+            span = self._tracer.start_span(
+                self._name("item", node),
+                start_time=started,
+                attributes={ITEM_INDEX: index, ITEM_DEFERRED: True},
+            )
         if exception is not None:
             _failed(_Open(span, node, index, current), exception)
         span.end()
+
+    @pocketcore.hookimpl
+    def pocketcore_batch_item_attempt_done(
+        self, node: Any, index: int, attempt: int, exception: BaseException | None, duration: float
+    ) -> None:
+        """Add the attempt's event to its item's span (none for a first attempt that succeeded)."""
+        record = self._item(node, index)
+        if record is None:
+            return
+        record.attempts += 1
+        if attempt == 0 and exception is None:
+            # The usual case: one attempt, which succeeded. The item's
+            # attempts attribute says it all, and an event would cost more
+            # than the rest of the item's span.
+            return
+        attributes: dict[str, AttributeValue] = {
+            ATTEMPT_NUMBER: attempt,
+            ATTEMPT_DURATION: duration,
+        }
+        if exception is not None:
+            attributes.update(_described(exception))
+            if not isinstance(exception, _FAILURES):
+                attributes[CANCELLED] = True
+        record.span.add_event(ATTEMPT_EVENT, attributes)
+
+    @pocketcore.hookimpl
+    def pocketcore_batch_item_fallback(self, node: Any, index: int, exception: Exception) -> None:
+        """Mark the item's span: its fallback gave its result, in place of ``exception``."""
+        record = self._item(node, index)
+        if record is not None:
+            record.span.set_attribute(ITEM_FALLBACK, True)
+            record.span.add_event(FALLBACK_EVENT, _described(exception))
+
+    @pocketcore.hookimpl
+    def pocketcore_batch_item_cached(self, node: Any, index: int) -> None:
+        """Record a span of no duration for an item found in the result cache."""
+        now = time.time_ns()
+        span = self._tracer.start_span(
+            self._name("item", node),
+            start_time=now,
+            attributes={ITEM_INDEX: index, ITEM_CACHED: True},
+        )
+        span.end(end_time=now)
+        record = self._batch(node)
+        if record is not None:
+            record.hits += 1
+
+    @pocketcore.hookimpl
+    def pocketcore_batch_item_sent(self, node: Any, index: int) -> Traceparent:
+        """Open the span of an item sent to another process; its trace context goes along."""
+        span = self._tracer.start_span(
+            self._name("item", node), attributes={ITEM_INDEX: index, ITEM_DEFERRED: True}
+        )
+        with self._sent_lock:
+            self._sent.setdefault(id(node), {})[index] = span
+        carrier: dict[str, str] = {}
+        _W3C.inject(carrier, trace.set_span_in_context(span))
+        return Traceparent(carrier)
+
+
+class Traceparent:
+    """The W3C trace context of an item's span, sent with the item to the worker that runs it.
+
+    :meth:`Spans.pocketcore_batch_item_sent` returns one for each item handed
+    to a remote executor; pocketcore pickles it with the item and, on the
+    worker, enters it around the item's pipeline. Entered, it makes the
+    item's span the current span there (as a remote parent), so spans opened
+    in ``exec`` on the worker, by user code or instrumented libraries, are
+    its children and join the trace, whatever SDK the worker has configured.
+    The worker needs ``pocketcore_otel`` importable, as it needs the node's
+    own module.
+
+    Args:
+        carrier: The ``traceparent`` (and ``tracestate``) headers.
+    """
+
+    __slots__ = ("_token", "carrier")
+
+    def __init__(self, carrier: dict[str, str]) -> None:
+        self.carrier = carrier
+        self._token: object = None
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (Traceparent, (self.carrier,))
+
+    def __repr__(self) -> str:
+        return f"pocketcore_otel.Traceparent({self.carrier!r})"
+
+    def __enter__(self) -> Traceparent:
+        """Make the item's span the current span (a remote parent) in this context."""
+        self._token = otel_context.attach(_W3C.extract(self.carrier))
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        """Restore the context that was current before :meth:`__enter__`."""
+        otel_context.detach(self._token)  # type: ignore[arg-type]
+
+
+def _described(exception: BaseException) -> dict[str, AttributeValue]:
+    """The semantic-convention attributes of an exception, for an event."""
+    return {"exception.type": type(exception).__name__, "exception.message": str(exception)}
 
 
 def _qualified(node: object) -> str:

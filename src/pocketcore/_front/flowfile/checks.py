@@ -28,7 +28,8 @@ from pocketcore._nodes.flows import (
 )
 from pocketcore._nodes.nodes import AsyncNode, BaseNode
 from pocketcore._plugins.registry import Registry
-from pocketcore._runtime.config import CODE_CHECKS, check_limit, plugin_settings
+from pocketcore._runtime.cache import parse_spec
+from pocketcore._runtime.config import CACHE_OFF, CODE_CHECKS, check_limit, plugin_settings
 
 FLOW_TYPES: dict[str, type[Flow]] = {
     cls.__name__: cls
@@ -314,6 +315,29 @@ class Checks:
         hint = suggest(value, declared)
         return f"unknown limiter {value!r} ({where} declares: {listing(sorted(declared))}){hint}"
 
+    def cache_problem(self, value: object) -> str | None:
+        """A store specification or ``false``; a ``NAME:`` is that of a registered store.
+
+        The store itself is opened when the flow runs, before any item does:
+        loading a file creates no cache file.
+        """
+        if value is False:
+            return None
+        if not (isinstance(value, str) and _accepts(CODE_CHECKS["cache"], value)):
+            return (
+                "expected a store specification (a file path, 'sqlite:///PATH', "
+                f"'NAME:...') or false, {got(value)}"
+            )
+        name, _ = parse_spec(value)
+        if value.strip().lower() in CACHE_OFF or name in self.registry.stores:
+            return None
+        stores = sorted(self.registry.stores)
+        hint = suggest(name, stores)
+        return (
+            f"unknown cache store {name!r} (registered stores: {listing(stores)}; a path "
+            f"without 'NAME:' is an SQLite file){hint}"
+        )
+
 
 def _count_problem(checks: Checks, value: object) -> str | None:
     # The kernel's rule for a limit (an int >= 1, not a bool) is also the rule
@@ -361,4 +385,5 @@ _SETTING_CHECKS: dict[str, Callable[[Checks, object], str | None]] = {
     "limiter": Checks.limiter_problem,
     "on_error": _on_error_problem,
     "timeout": _timeout_problem,
+    "cache": Checks.cache_problem,
 }

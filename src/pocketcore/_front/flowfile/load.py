@@ -43,6 +43,9 @@ class LoadedFlow:
             name), else ``None``.
         on_error: ``on_error`` of the file's ``[config]``, else ``None``.
         timeout: ``timeout`` of the file's ``[config]``, else ``None``.
+        cache: ``cache`` of the file's ``[config]`` as the file gives it (a
+            store specification; ``False`` or ``"off"`` turns the run's cache
+            off), else ``None``.
     """
 
     flow: BaseNode
@@ -54,6 +57,7 @@ class LoadedFlow:
     limiter: str | None = None
     on_error: str | None = None
     timeout: float | None = None
+    cache: str | bool | None = None
 
     @property
     def config(self) -> dict[str, Any]:
@@ -65,6 +69,7 @@ class LoadedFlow:
             "limiter": self.limiter,
             "on_error": self.on_error,
             "timeout": self.timeout,
+            "cache": self.cache,
         }
         return {key: value for key, value in given.items() if value is not None}
 
@@ -138,4 +143,5 @@ def load_flow(path: str | os.PathLike[str], *, registry: Registry | None = None)
         limiter=config.get("limiter"),
         on_error=config.get("on_error"),
         timeout=config.get("timeout"),
+        cache=config.get("cache"),
     )

@@ -20,7 +20,15 @@ from .filenodes import FileBatch, FromFile, file_class
 _TOP_KEYS = ("config", "flow", "flows")
 # The run-level settings a file may give: for the run in [config], else for a
 # flow (and the nodes in it) or a node, as attributes.
-RUN_SETTINGS = ("executor", "max_concurrency", "max_per_second", "limiter", "on_error", "timeout")
+RUN_SETTINGS = (
+    "executor",
+    "max_concurrency",
+    "max_per_second",
+    "limiter",
+    "on_error",
+    "timeout",
+    "cache",
+)
 _CONFIG_KEYS = RUN_SETTINGS
 _FLOW_SETTINGS = RUN_SETTINGS
 _NODE_SETTINGS = ("max_retries", "wait", *RUN_SETTINGS)
