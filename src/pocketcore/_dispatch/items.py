@@ -391,6 +391,28 @@ async def _keyed_item_async(
     return result
 
 
+async def _keyed_once_async(
+    node: Any, cache: NodeCache, collect: bool, per_attempt: float | None, one: Keyed
+) -> Any:
+    """The usual case of :func:`_keyed_item_async`: one attempt, a fallback that re-raises.
+
+    Then whatever ``exec_async`` returned is the result, and a failure is
+    the item's; no attempt counter or stand-in is needed.
+    """
+    try:
+        if per_attempt is None:
+            result = await node.exec_async(one.item)
+        else:
+            result = await _within(per_attempt, node.exec_async, one.item)
+    except Exception as exc:
+        if not collect:
+            raise
+        return Failed(exc, one.item, -1, 1)
+    if one.key is not None:
+        cache.save(one.key, result, one.index)
+    return result
+
+
 def _computed_item(node: Any, collect: bool, item: Any) -> Any:
     """One item on a remote worker (sync): its result, marked when ``exec`` returned it."""
     call = _Returned(node.exec)
@@ -680,6 +702,9 @@ async def _fan_out_cached(
         fn = functools.partial(
             _keyed_item, owner, cache, concurrent=True, collect=collect, call=call
         )
+    elif call is None and owner.max_retries == 1 and _reraises(type(owner).exec_fallback_async):
+        owner.__dict__["cur_retry"] = 0  # as in _pipeline: every item's is 0
+        fn = functools.partial(_keyed_once_async, owner, cache, collect, timeout)
     else:
         fn = functools.partial(
             _keyed_item_async,
