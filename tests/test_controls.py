@@ -21,11 +21,18 @@ from hypothesis import strategies as st
 
 import pocketcore
 from pocketcore import ConfigError, Failed, Limiter
+from pocketcore.testing import RecordingExecutor
+from pocketcore_asyncio import AsyncioExecutor
 
 from .helpers import configured
 from .test_remote import Pickling
 
 executors = ["sequential", "asyncio", "trio"]
+# An executor that gates items (pocketcore.GatingExecutor) enters the batch's
+# limiters itself; one that does not gets each item wrapped instead, which
+# must hold the same bounds.
+wrapped = pytest.param(RecordingExecutor(inner=AsyncioExecutor()), id="wrapped-asyncio")
+paced_executors = [*executors, wrapped]
 slow_settings = settings(
     max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow]
 )
@@ -98,7 +105,7 @@ KINDS = {"async": AsyncItems, "threads": ThreadItems}
 JITTER = 0.02
 
 
-@pytest.mark.parametrize("executor", executors)
+@pytest.mark.parametrize("executor", paced_executors)
 @slow_settings
 @given(
     kind=st.sampled_from(sorted(KINDS)),
@@ -107,7 +114,7 @@ JITTER = 0.02
     limit=st.one_of(st.none(), st.integers(1, 4)),
 )
 def test_starts_are_paced_evenly(
-    executor: str, kind: str, n: int, rate: float, limit: int | None
+    executor: Any, kind: str, n: int, rate: float, limit: int | None
 ) -> None:
     probe = Starts()
     node = KINDS[kind](max_per_second=rate, max_concurrency=limit)
@@ -124,11 +131,11 @@ def test_starts_are_paced_evenly(
             assert j - i + 1 <= math.floor(rate * (window + JITTER)) + 1
 
 
-@pytest.mark.parametrize("executor", executors)
+@pytest.mark.parametrize("executor", paced_executors)
 @slow_settings
 @given(bound=st.integers(1, 3), per_node=st.integers(1, 6))
 def test_a_shared_limiter_bounds_every_batch_naming_it(
-    executor: str, bound: int, per_node: int
+    executor: Any, bound: int, per_node: int
 ) -> None:
     probe = Starts()
     shared_limiter = Limiter(max_concurrency=bound, name="llm")
@@ -160,7 +167,7 @@ def test_a_declared_limiter_is_one_budget_per_run_and_an_unknown_one_is_named() 
             pocketcore.run(AsyncItems(limiter="openai"), {"n": 1})
 
 
-@pytest.mark.parametrize("executor", executors)
+@pytest.mark.parametrize("executor", paced_executors)
 @slow_settings
 @given(
     kind=st.sampled_from(sorted(KINDS)),
@@ -255,11 +262,27 @@ def test_bad_values_from_the_environment_and_files(
         pocketcore.run(AsyncItems(), {"n": 1})
 
 
-def test_an_executor_that_runs_the_items_itself_refuses_pacing() -> None:
-    node = AsyncItems(max_per_second=10)
-    node.set_params({"probe": Starts()})
-    with pytest.raises(ConfigError, match="cannot pace their starts"):
-        pocketcore.run(node, {"n": 2}, executor=Pickling())
+class OwnBlocking(RecordingExecutor):
+    """A local executor that runs blocking items itself, and does not gate them."""
+
+    async def map_blocking(self, fn: Any, items: Any, *, limit: int | None) -> list[Any]:
+        return [fn(item) for item in items]
+
+
+@pytest.mark.parametrize(
+    ("kind", "executor"),
+    [("async", Pickling()), ("threads", Pickling()), ("threads", OwnBlocking())],
+    ids=["remote", "remote-blocking", "own-map-blocking"],
+)
+def test_an_executor_that_runs_the_items_itself_without_a_gate_refuses_pacing(
+    kind: str, executor: Any
+) -> None:
+    probe = Starts()
+    node = KINDS[kind](limiter=Limiter(max_per_second=10))
+    node.set_params({"probe": probe})
+    with pytest.raises(ConfigError, match=r"does not declare gates_items.*cannot pace"):
+        pocketcore.run(node, {"n": 2}, executor=executor)
+    assert probe.times == []  # refused before any item started
 
 
 # --- timeouts per attempt -------------------------------------------------------

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import gc
 import sys
 from collections.abc import Awaitable, Callable, Iterable
@@ -16,6 +17,7 @@ from typing import Any
 import pytest
 
 from pocketcore.testing import ExecutorConformance, RecordingExecutor
+from pocketcore_asyncio import AsyncioExecutor
 
 if sys.version_info < (3, 11):
     from exceptiongroup import BaseExceptionGroup, ExceptionGroup
@@ -203,6 +205,95 @@ class Workers(_AsyncioBase):
         return results
 
 
+# --- executors that declare gates_items and break the gate's contract -----------
+#
+# Each is the asyncio executor (which keeps the rest of the contract), handed
+# a per-item function that uses the gate in one flawed way, in place of the
+# gate itself.
+
+
+class _GatesItems(AsyncioExecutor):
+    """The asyncio executor, whose ``map`` hands the gate to :meth:`gated` instead."""
+
+    gates_items = True
+
+    async def map(  # type: ignore[override]
+        self, fn: Any, items: Iterable[Any], *, limit: int | None, gate: Any = None
+    ) -> list[Any]:
+        each = fn if gate is None else functools.partial(self.gated, fn, gate)
+        return await super().map(each, items, limit=limit)
+
+    async def gated(self, fn: Any, gate: Any, item: Any) -> Any:
+        raise NotImplementedError
+
+
+class IgnoresTheGate(_GatesItems):
+    """Declares the capability, and never enters the gate."""
+
+    name = "ignores-the-gate"
+
+    async def gated(self, fn: Any, gate: Any, item: Any) -> Any:
+        return await fn(item)
+
+
+class LeavesOnceSent(_GatesItems):
+    """Leaves the gate once the item is handed over, not once it has ended."""
+
+    name = "leaves-once-sent"
+
+    async def gated(self, fn: Any, gate: Any, item: Any) -> Any:
+        if not gate.try_enter():
+            await gate.enter()
+        call = fn(item)
+        gate.leave()
+        return await call
+
+
+class LeavesOnlyOnSuccess(_GatesItems):
+    """Leaves the gate after a call that returns, not after one that fails (no ``finally``)."""
+
+    name = "leaves-only-on-success"
+
+    async def gated(self, fn: Any, gate: Any, item: Any) -> Any:
+        if not gate.try_enter():
+            await gate.enter()
+        result = await fn(item)
+        gate.leave()
+        return result
+
+
+class TakesTryEnterForAYes(_GatesItems):
+    """Calls ``try_enter``, and starts the item whatever it answered."""
+
+    name = "takes-try-enter-for-a-yes"
+
+    async def gated(self, fn: Any, gate: Any, item: Any) -> Any:
+        gate.try_enter()
+        try:
+            return await fn(item)
+        finally:
+            gate.leave()
+
+
+class OneEntryPerBatch(AsyncioExecutor):
+    """Enters the gate once for the whole batch, rather than once per item."""
+
+    name = "one-entry-per-batch"
+    gates_items = True
+
+    async def map(  # type: ignore[override]
+        self, fn: Any, items: Iterable[Any], *, limit: int | None, gate: Any = None
+    ) -> list[Any]:
+        if gate is None:
+            return await super().map(fn, items, limit=limit)
+        if not gate.try_enter():
+            await gate.enter()
+        try:
+            return await super().map(fn, items, limit=limit)
+        finally:
+            gate.leave()
+
+
 CASES = [
     (BareGather(), "test_failure_stops_the_batch"),
     (BareGather(), "test_limit_bounds_calls_and_pulls"),
@@ -215,6 +306,12 @@ CASES = [
     (TaskGroupPerBatch(), "test_base_exception_is_raised_unwrapped"),
     (Workers(ask_len=True), "test_input_length_is_not_trusted"),
     (Workers(ask_len=False), "test_huge_limit_costs_what_no_limit_costs"),
+    (IgnoresTheGate(), "test_gate_bounds_the_items_in_flight"),
+    (LeavesOnceSent(), "test_gate_is_entered_before_each_call_and_left_after_it"),
+    (LeavesOnlyOnSuccess(), "test_gate_is_left_when_the_batch_fails"),
+    (LeavesOnlyOnSuccess(), "test_gate_is_left_when_the_caller_is_cancelled"),
+    (TakesTryEnterForAYes(), "test_gate_bounds_the_items_in_flight"),
+    (OneEntryPerBatch(), "test_gate_is_entered_before_each_call_and_left_after_it"),
 ]
 
 
@@ -238,3 +335,14 @@ class TestRecordingExecutorPassesTheSequentialContract(ExecutorConformance):
 
     executor = RecordingExecutor()
     parallel = False
+
+
+def test_the_gate_properties_are_only_for_executors_that_gate_items() -> None:
+    gating = type("Suite", (ExecutorConformance,), {"executor": IgnoresTheGate()})
+    plain = type("Suite", (ExecutorConformance,), {"executor": BareGather()})
+    name = "test_gate_bounds_the_items_in_flight"
+    assert callable(getattr(gating, name))
+    assert getattr(plain, name) is None  # not collected: pytest skips what is not callable
+    # A subclass that swaps in a gating executor gets the property back.
+    again = type("Again", (plain,), {"executor": IgnoresTheGate()})
+    assert callable(getattr(again, name))

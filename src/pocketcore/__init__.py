@@ -29,7 +29,14 @@ from ._core.errors import (
     PocketcoreError,
     attach_failures,
 )
-from ._core.executor import BlockingExecutor, Executor, RemoteExecutor, ReportingExecutor
+from ._core.executor import (
+    BlockingExecutor,
+    Executor,
+    Gate,
+    GatingExecutor,
+    RemoteExecutor,
+    ReportingExecutor,
+)
 from ._core.results import Failed
 from ._core.store import Store, StoreInfo, StoreOpener
 from ._front.flowfile import FlowFileError, LoadedFlow, load_flow
@@ -84,6 +91,8 @@ __all__ = [
     "Failed",
     "Flow",
     "FlowFileError",
+    "Gate",
+    "GatingExecutor",
     "Limiter",
     "LoadedFlow",
     "Node",

@@ -11,6 +11,8 @@ __all__ = [
     "BlockingExecutor",
     "Capabilities",
     "Executor",
+    "Gate",
+    "GatingExecutor",
     "RemoteExecutor",
     "ReportingExecutor",
     "capabilities",
@@ -33,10 +35,13 @@ class Executor(Protocol):
         backend: The async library it needs running: ``"asyncio"``,
             ``"trio"``, or ``None`` when it works on any backend.
 
-    Two optional capabilities are declared by the protocols
-    :class:`RemoteExecutor` (items run in other processes) and
-    :class:`BlockingExecutor` (the executor runs blocking items itself);
-    :func:`capabilities` is the one place the kernel asks which an executor has.
+    Optional capabilities are declared by the protocols
+    :class:`RemoteExecutor` (items run in other processes),
+    :class:`BlockingExecutor` (the executor runs blocking items itself),
+    :class:`ReportingExecutor` (it reports each result as it comes back) and
+    :class:`GatingExecutor` (it passes each item through a :class:`Gate`
+    before starting it); :func:`capabilities` is the one place the kernel
+    asks which an executor has.
     """
 
     name: str
@@ -133,6 +138,64 @@ class ReportingExecutor(Executor, Protocol):
     reports_results: Literal[True]
 
 
+@runtime_checkable
+class Gate(Protocol):
+    """What an item passes through before it starts, and leaves once it has ended.
+
+    The kernel builds one per batch from the batch's limiters (its own
+    ``max_per_second``, a shared ``limiter``) and hands it to the ``map`` of
+    a :class:`GatingExecutor`, which enters it before starting each item::
+
+        if not gate.try_enter():
+            await gate.enter()
+        ...  # start the item; once it has ended, however:
+        gate.leave()
+
+    Each entry is left exactly once, when its item has ended: returned,
+    failed, been cancelled, or was never started because the batch stopped
+    meanwhile. An entry that is never left holds a slot of a shared limiter
+    for the rest of the run. All three are called from the event loop that
+    runs ``map``.
+    """
+
+    def try_enter(self) -> bool:
+        """Enter now if nothing has to be waited for; ``False`` enters nothing (then ``enter``)."""
+        ...
+
+    async def enter(self) -> None:
+        """Wait until the item may start, and enter.
+
+        Cancelled or failed, it has entered nothing, and nothing is to be left.
+        """
+        ...
+
+    def leave(self) -> None:
+        """Leave an entry whose item has ended (or will never start)."""
+        ...
+
+
+@runtime_checkable
+class GatingExecutor(Executor, Protocol):
+    """An executor that passes each item through a :class:`Gate` before it starts it.
+
+    Declared with the attribute ``gates_items = True``. Its ``map`` (and
+    ``map_blocking``, if it has one) then accept a keyword argument
+    ``gate``: before starting each item (calling ``fn``, or sending the
+    item to another process) the executor enters the gate, and once the
+    item has ended it leaves it, exactly once per entry (see :class:`Gate`).
+    The kernel passes a gate when the batch has limiters (``max_per_second``,
+    ``limiter=``), and only to an executor that declares this; it passes
+    ``None``, or nothing, otherwise.
+
+    A local executor without it gets each item's call wrapped instead (one
+    more coroutine per item); one that runs the items itself (a remote
+    executor, or its own ``map_blocking``) cannot be paced without it, and a
+    batch with limiters is refused there with a ``ConfigError``.
+    """
+
+    gates_items: Literal[True]
+
+
 @attrs.frozen
 class Capabilities:
     """The optional capabilities one executor declares.
@@ -142,11 +205,13 @@ class Capabilities:
         map_blocking: The executor's own ``map_blocking``
             (:class:`BlockingExecutor`), or ``None``.
         reports_results: ``map`` takes ``on_result`` (:class:`ReportingExecutor`).
+        gates_items: ``map`` takes ``gate`` (:class:`GatingExecutor`).
     """
 
     remote: bool
     map_blocking: Callable[..., Awaitable[list[Any]]] | None
     reports_results: bool = False
+    gates_items: bool = False
 
 
 def capabilities(executor: Executor) -> Capabilities:
@@ -154,9 +219,13 @@ def capabilities(executor: Executor) -> Capabilities:
 
     An executor is remote when its ``remote`` attribute is ``True`` (a
     missing or false one means local), and runs blocking items itself when
-    it has a ``map_blocking`` method.
+    it has a ``map_blocking`` method. The declared attributes
+    (``reports_results``, ``gates_items``) count only when they are ``True``.
     """
     remote = getattr(executor, "remote", False) is True
     blocking = executor.map_blocking if isinstance(executor, BlockingExecutor) else None
     reports = getattr(executor, "reports_results", False) is True
-    return Capabilities(remote=remote, map_blocking=blocking, reports_results=reports)
+    gates = getattr(executor, "gates_items", False) is True
+    return Capabilities(
+        remote=remote, map_blocking=blocking, reports_results=reports, gates_items=gates
+    )

@@ -29,7 +29,7 @@ import anyio
 import attrs
 
 from pocketcore._core.errors import ConfigError
-from pocketcore._core.executor import Executor, capabilities
+from pocketcore._core.executor import Executor, Gate, capabilities
 from pocketcore._core.remote import detached, refuse_batch_flow, shippable
 from pocketcore._core.results import Failed
 from pocketcore._dispatch.threads import call_sync, on_threads, run_blocking
@@ -43,7 +43,7 @@ from pocketcore._runtime.context import (
     batch_controls,
     executor_for,
 )
-from pocketcore._runtime.limits import Limiter
+from pocketcore._runtime.limits import Limiter, gate_of
 
 __all__ = [
     "each",
@@ -665,21 +665,25 @@ def _mapped(
     """The per-item coroutine function of a local parallel batch, how to map it, and the limit.
 
     Sync work goes to worker threads (the limit is then the number of
-    threads). The limiters are taken around the (observed) per-item
-    function: waiting for a turn is not running.
+    threads). The limiters are taken before the (observed) per-item
+    function starts, as waiting for a turn is not running: by the executor,
+    through a gate, when it gates items (:class:`~pocketcore._core.executor.GatingExecutor`),
+    else by a wrapper around the function.
     """
     if blocking:
         fn, limit = on_threads(fn, limit)
-    if controls is not None and controls.limiters:
-        limiters = controls.limiters
-        return (
-            fn,
-            lambda each_item, items: executor.map(
-                _limited(each_item, limiters), items, limit=limit
-            ),
-            limit,
-        )
-    return fn, lambda each_item, items: executor.map(each_item, items, limit=limit), limit
+    run: Callable[..., Awaitable[list[Any]]] = executor.map
+    if controls is None or not controls.limiters:
+        return fn, lambda each_item, items: run(each_item, items, limit=limit), limit
+    limiters = controls.limiters
+    if capabilities(executor).gates_items:
+        gate = gate_of(limiters)
+        return fn, lambda each_item, items: run(each_item, items, limit=limit, gate=gate), limit
+    return (
+        fn,
+        lambda each_item, items: run(_limited(each_item, limiters), items, limit=limit),
+        limit,
+    )
 
 
 async def _fan_out_cached(
@@ -744,20 +748,22 @@ async def _executor_runs_items(
 ) -> list[Any]:
     """A batch whose calls the executor runs itself: in other processes, or its ``map_blocking``.
 
-    The kernel does not see each item start there, so it cannot pace or
-    limit them; it prepares the work (a detached copy of the node, checked
-    to pickle, for a remote executor) and reports the items once they are back.
-    With a cache, hits stay here: only misses are handed over, and their
-    results are stored here, each as it comes back when the executor
-    reports results (:class:`~pocketcore._core.executor.ReportingExecutor`).
+    The kernel does not see each item start there: it prepares the work (a
+    detached copy of the node, checked to pickle, for a remote executor),
+    hands the batch's limiters over as a gate, which the executor enters
+    before starting each item (:class:`~pocketcore._core.executor.GatingExecutor`;
+    one that does not gate items cannot be paced, and is refused), and
+    reports the items once they are back. With a cache, hits stay here:
+    only misses are handed over, and their results are stored here, each as
+    it comes back when the executor reports results
+    (:class:`~pocketcore._core.executor.ReportingExecutor`).
     """
     caps = capabilities(executor)
+    gate = None
     if controls is not None and controls.limiters:
-        raise ConfigError(
-            f"{type(owner).__name__} has max_per_second or a limiter, but executor "
-            f"{executor.name!r} runs the items itself (in other processes, or with its own "
-            "map_blocking), so pocketcore cannot pace their starts; this is not supported yet"
-        )
+        if not caps.gates_items:
+            raise _refuse_limiters(owner, executor)
+        gate = gate_of(controls.limiters)
     collect = controls is not None and controls.collect and work is None
     timeout = None if controls is None or work is not None else controls.timeout
     cached = None
@@ -789,7 +795,7 @@ async def _executor_runs_items(
         fn = functools.partial(_keyed_item, owner, cached.cache, concurrent=True, collect=collect)
     else:
         fn = work if work is not None else _pipeline(owner, blocking=blocking, collect=collect)
-    run_batch = _runner(executor, fn, blocking=blocking, limit=limit, cached=cached)
+    run_batch = _runner(executor, fn, blocking=blocking, limit=limit, cached=cached, gate=gate)
     done = await observe.items_after(
         owner,
         batch,
@@ -801,6 +807,17 @@ async def _executor_runs_items(
         index_of=_miss_index(cached),
     )
     return done if cached is None else cached.merge(done)
+
+
+def _refuse_limiters(owner: Any, executor: Executor) -> ConfigError:
+    """The error for limiters on a batch whose executor runs the items itself, ungated."""
+    return ConfigError(
+        f"{type(owner).__name__} has max_per_second or a limiter, but executor "
+        f"{executor.name!r} runs the items itself (in other processes, or with its own "
+        "map_blocking) and does not declare gates_items, so pocketcore cannot pace or limit "
+        "their starts; use an executor that does (asyncio, trio, sequential, dask), or drop "
+        "the limiter"
+    )
 
 
 def _miss_index(cached: _CachedBatch | None) -> Callable[[int], int | None] | None:
@@ -835,13 +852,19 @@ def _runner(
     blocking: bool,
     limit: int | None,
     cached: _CachedBatch | None,
+    gate: Gate | None = None,
 ) -> Callable[[Iterable[Any]], Awaitable[list[Any]]]:
-    """How to run a batch through ``executor``'s own ``map`` or ``map_blocking``."""
+    """How to run a batch through ``executor``'s own ``map`` or ``map_blocking``.
+
+    ``gate`` is passed on when there is one (the executor gates items).
+    """
     caps = capabilities(executor)
     own_blocking = caps.map_blocking if blocking else None
     run_map: Callable[..., Awaitable[list[Any]]] = (
         executor.map if own_blocking is None else own_blocking
     )
+    if gate is not None:
+        run_map = functools.partial(run_map, gate=gate)
     call = functools.partial(call_sync, fn) if blocking and own_blocking is None else fn
     if cached is None or not caps.remote:
         return lambda its: run_map(call, its, limit=limit)
@@ -895,7 +918,12 @@ def refuse_timeout(node: Any, timeout: float) -> ConfigError:
 def _limited(
     fn: Callable[[Any], Awaitable[Any]], limiters: tuple[Limiter, ...]
 ) -> Callable[[Any], Awaitable[Any]]:
-    """``fn`` that first takes its turn of each limiter, and gives the slots back after."""
+    """``fn`` that first takes its turn of each limiter, and gives the slots back after.
+
+    For a local executor that does not gate items: one that does is handed
+    the limiters as a gate instead (:func:`~pocketcore._runtime.limits.gate_of`),
+    and spares each item this extra coroutine.
+    """
     if len(limiters) == 1:
         return functools.partial(_limited_by_one, fn, limiters[0])
 

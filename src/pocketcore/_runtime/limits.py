@@ -15,7 +15,7 @@ import math
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 import anyio
@@ -23,8 +23,9 @@ import attrs
 import sniffio
 
 from pocketcore._core.errors import ConfigError
+from pocketcore._core.executor import Gate
 
-__all__ = ["Limiter", "check_rate"]
+__all__ = ["Limiter", "check_rate", "gate_of"]
 
 
 def check_rate(value: object, source: str, what: str = "max_per_second") -> float | None:
@@ -203,6 +204,14 @@ class Limiter:
                 self.release()
             raise
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        # A node sent to a remote executor's workers carries its limiter
+        # along: it arrives as a fresh limiter with the same bounds (a lock
+        # and waiters cannot travel). The budget is kept here, where the
+        # executor admits each item before sending it; a copy over there
+        # limits nothing of this run.
+        return (type(self), (self.max_concurrency, self.max_per_second, self.name))
+
     def describe(self) -> str:
         """The limiter in words, for messages: ``limiter 'llm' (8 at once, 2/s)``."""
         bounds = [
@@ -231,3 +240,102 @@ def as_limiter_table(table: Any, where: str, name: str) -> Limiter:
         return Limiter(table.get("max_concurrency"), table.get("max_per_second"), name=name)
     except ConfigError as exc:
         raise ConfigError(f"{exc} (in {source})") from None
+
+
+# --- the gate of a batch -----------------------------------------------------------
+#
+# What an executor that gates items (pocketcore.GatingExecutor) is handed
+# instead of items wrapped one by one: it enters the gate right before it
+# starts an item, and leaves it once the item has ended. The order is the one
+# of the wrapper the other executors get (see pocketcore._dispatch.items):
+# every slot first, then every turn, so that a turn is never held while a
+# slot is awaited (it would be spent late, and starts would bunch together).
+
+
+def gate_of(limiters: tuple[Limiter, ...]) -> Gate:
+    """The gate through which each item of a batch with ``limiters`` (at least one) starts."""
+    if len(limiters) == 1:
+        return _OneLimiter(limiters[0])
+    return _Limiters(limiters)
+
+
+class _OneLimiter:
+    """The usual gate: one limiter (the batch's own ``max_per_second``, or a shared one).
+
+    A limiter with one bound is entered through the limiter's own methods,
+    bound once per batch: the gate adds no call per item to what the
+    limiter itself costs.
+    """
+
+    __slots__ = ("enter", "leave", "limiter", "try_enter")
+
+    def __init__(self, limiter: Limiter) -> None:
+        self.limiter = limiter
+        self.try_enter: Callable[[], bool]
+        self.enter: Callable[[], Coroutine[Any, Any, None]]
+        if limiter.max_per_second is None:  # slots only (or no bound at all)
+            self.try_enter, self.enter = limiter.try_take_slot, limiter.take_slot
+        elif limiter.max_concurrency is None:  # turns only
+            self.try_enter, self.enter = limiter.try_take_turn, limiter.take_turn
+        else:
+            self.try_enter, self.enter = self._try_slot_and_turn, limiter.acquire
+        self.leave: Callable[[], None] = limiter.release  # nothing to give back for a turn
+
+    def _try_slot_and_turn(self) -> bool:
+        limiter = self.limiter
+        if not limiter.try_take_slot():
+            return False
+        if limiter.try_take_turn():
+            return True
+        limiter.release()  # all or nothing: enter() takes both
+        return False
+
+    def __repr__(self) -> str:
+        return f"<gate of {self.limiter.describe()}>"
+
+
+class _Limiters:
+    """The gate of several limiters (the batch's own rate and a shared limiter, say)."""
+
+    __slots__ = ("limiters", "paced")
+
+    def __init__(self, limiters: tuple[Limiter, ...]) -> None:
+        self.limiters = limiters
+        self.paced = [limiter for limiter in limiters if limiter.max_per_second is not None]
+
+    def try_enter(self) -> bool:
+        # A turn cannot be given back: with more than one to take, they are
+        # taken (and waited for) in enter(), where a slot stays held.
+        if len(self.paced) > 1:
+            return False
+        taken: list[Limiter] = []
+        for limiter in self.limiters:
+            if not limiter.try_take_slot():
+                break
+            taken.append(limiter)
+        else:
+            if not self.paced or self.paced[0].try_take_turn():
+                return True
+        for limiter in taken:
+            limiter.release()
+        return False
+
+    async def enter(self) -> None:
+        taken: list[Limiter] = []
+        try:
+            for limiter in self.limiters:
+                await limiter.take_slot()
+                taken.append(limiter)
+            for limiter in self.paced:
+                await limiter.take_turn()
+        except BaseException:
+            for limiter in taken:
+                limiter.release()
+            raise
+
+    def leave(self) -> None:
+        for limiter in self.limiters:
+            limiter.release()
+
+    def __repr__(self) -> str:
+        return f"<gate of {', '.join(limiter.describe() for limiter in self.limiters)}>"

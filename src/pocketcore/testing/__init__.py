@@ -15,6 +15,13 @@ item lists, per-item delays, failure positions and limits, and run each
 property on every backend the executor claims. This module needs pytest and
 Hypothesis (``pip install pocketcore[testing]``).
 
+An executor that gates items (``gates_items = True``, see
+:class:`pocketcore.GatingExecutor`) is also handed a recording gate, and held
+to the gate's contract: entered before each call starts, left once per entry
+after the call has ended (on failure and cancellation too), and no more calls
+in flight than the gate admits. These properties are made only for such an
+executor.
+
 A *remote* executor (one with ``remote = True``, whose items run in other
 processes) is held to the same properties. Its items cannot report to this
 process's memory, so the suite's probes then append what happens to a file

@@ -1,8 +1,9 @@
 """The conformance suite: :class:`ExecutorConformance`, the executor contract as pytest tests.
 
 Its properties are grouped by topic in mixins (``_scheduling``,
-``_failures``); this class combines them, adds the checks that need no
-batch, and makes each property a Hypothesis test for every subclass.
+``_failures``, ``_gating``); this class combines them, adds the checks that
+need no batch, and makes each property a Hypothesis test for every subclass
+(those of an optional capability only where the executor declares it).
 """
 
 from __future__ import annotations
@@ -14,11 +15,12 @@ import sniffio
 from hypothesis import given, settings
 
 from ._failures import Failures
+from ._gating import Gating
 from ._scheduling import Scheduling
-from ._suite import EXAMPLES, GENERATED, PROPERTIES, REMOTE_EXAMPLES, SETTINGS
+from ._suite import CAPABILITY, EXAMPLES, GENERATED, PROPERTIES, REMOTE_EXAMPLES, SETTINGS
 
 
-class ExecutorConformance(Scheduling, Failures):
+class ExecutorConformance(Scheduling, Gating, Failures):
     """The executor contract as pytest tests; subclass it and set :attr:`executor`.
 
     Attributes:
@@ -40,6 +42,9 @@ class ExecutorConformance(Scheduling, Failures):
             ``limit - 1``) may still start within ``0.1 * time_scale``
             seconds, while its stop signal travels; a local executor's never.
 
+    The properties of the gate (``test_gate_...``) are made only when the
+    executor declares ``gates_items = True``.
+
     The Hypothesis tests are made for each subclass when it is defined, from
     its own settings, so set these as class attributes. A test method a
     subclass defines itself is left alone. (The attributes are declared, with
@@ -57,6 +62,12 @@ class ExecutorConformance(Scheduling, Failures):
         for name, (body, strategies) in PROPERTIES.items():
             if cls._defines_own(name):
                 continue
+            applies = CAPABILITY.get(name)
+            if applies is not None and not applies(cls):
+                # A capability the executor does not declare: no test (the
+                # body, inherited, must not be collected either).
+                setattr(cls, name, None)
+                continue
             test = config(given(*strategies)(body))
             GENERATED.add(test)
             setattr(cls, name, test)
@@ -66,7 +77,8 @@ class ExecutorConformance(Scheduling, Failures):
         for klass in cls.__mro__:
             if name in vars(klass):
                 value = vars(klass)[name]
-                return value is not PROPERTIES[name][0] and value not in GENERATED
+                generated = value is None or value in GENERATED
+                return value is not PROPERTIES[name][0] and not generated
         return False
 
     def test_declares_name_and_backend(self) -> None:

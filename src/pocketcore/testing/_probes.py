@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -240,6 +240,68 @@ class Misleading:
         return {"says 0": 0, "says 1": 1, "says 3 too many": self.count + 3}[self.length]
 
 
+class ProbeGate:
+    """A gate (``pocketcore.Gate``) that admits ``capacity`` entries at a time, and records them.
+
+    Each entry is recorded as ``enter`` and each leave as ``leave``, on the
+    log the items record to, so that the timeline shows whether every item
+    entered before its call started and left after it ended. With ``eager``
+    false, ``try_enter`` never admits, so every entry goes through the
+    executor's ``await gate.enter()``; ``enter`` always yields to the
+    scheduler first. Waiters are admitted in order, and a leave hands its
+    slot to the first one, as a shared limiter does. It lives in the process
+    that calls ``map`` (a remote executor's gate stays on its client side).
+    """
+
+    def __init__(self, log: Log, capacity: int | None = None, *, eager: bool = True) -> None:
+        self.log, self.capacity, self.eager = log, capacity, eager
+        self.held = self.entries = self.leaves = 0
+        self.waiters: deque[anyio.Event] = deque()
+
+    def _room(self) -> bool:
+        return not self.waiters and (self.capacity is None or self.held < self.capacity)
+
+    def _entered(self) -> None:
+        self.entries += 1
+        self.log.record("enter", self.entries)
+
+    def try_enter(self) -> bool:
+        if not self.eager or not self._room():
+            return False
+        self.held += 1
+        self._entered()
+        return True
+
+    async def enter(self) -> None:
+        await anyio.lowlevel.checkpoint()
+        if self._room():
+            self.held += 1
+            self._entered()
+            return
+        waiter = anyio.Event()
+        self.waiters.append(waiter)
+        try:
+            await waiter.wait()
+        except BaseException:
+            if waiter in self.waiters:
+                self.waiters.remove(waiter)
+            else:  # admitted and cancelled at once: the slot passes on
+                self._release()
+            raise
+        self._entered()  # the slot was handed over: held already counts it
+
+    def leave(self) -> None:
+        self.leaves += 1
+        self.log.record("leave", self.leaves)
+        self._release()
+
+    def _release(self) -> None:
+        if self.waiters:
+            self.waiters.popleft().set()
+        else:
+            self.held -= 1
+
+
 def pulled(log: Log, count: int) -> Iterator[int]:
     """The input, as a generator, so lazy pulling can be observed."""
     for index in range(count):
@@ -269,6 +331,38 @@ class Seen:
             elif kind == "exit":
                 exited += 1
         return max_in_flight, max_pending, started - exited
+
+    def gate_problem(self, capacity: int | None) -> str | None:
+        """What breaks the gate's contract on this timeline (``None``: nothing).
+
+        Every call starts on an entry of its own, made before it (the starts
+        so far never outnumber the entries so far); an entry is left only
+        once its call has ended (the entries not yet left never fall below
+        the calls in flight), and only once; at most ``capacity`` calls are
+        in flight; and by the end every entry has been left.
+        """
+        entered = started = exited = left = 0
+        for kind, _, _ in self.timeline:
+            if kind == "enter":
+                entered += 1
+            elif kind == "start":
+                started += 1
+                if started > entered:
+                    return f"call {started} started without an entry of its own ({entered} entries)"
+            elif kind == "exit":
+                exited += 1
+            elif kind == "leave":
+                left += 1
+            else:
+                continue
+            in_flight = started - exited
+            if entered - left < in_flight:
+                return f"{left} leaves of {entered} entries while {in_flight} calls were in flight"
+            if capacity is not None and in_flight > capacity:
+                return f"{in_flight} calls in flight through a gate that admits {capacity}"
+        if left != entered:
+            return f"{entered} entries but {left} leaves"
+        return None
 
 
 def notes(exc: BaseException) -> str:

@@ -58,9 +58,14 @@ HUGE_LIMITS = (10**3, 10**4)
 #: Seconds (times ``time_scale``) a batch of a few instant items may take, whatever the limit.
 PROMPT = 2.0
 
+#: How many entries the suite's gates admit at a time (``None``: any number).
+CAPACITIES = st.one_of(st.none(), st.integers(min_value=1, max_value=4))
+
 #: name -> (test body, its Hypothesis strategies); made into tests per suite class.
 PROPERTIES: dict[str, tuple[Callable[..., None], tuple[st.SearchStrategy[Any], ...]]] = {}
 GENERATED: set[Callable[..., None]] = set()
+#: The properties of an optional capability: name -> whether a suite class has it.
+CAPABILITY: dict[str, Callable[[type[SuiteBase]], bool]] = {}
 
 
 def suite_property(
@@ -71,6 +76,18 @@ def suite_property(
     def register(body: Callable[..., None]) -> Callable[..., None]:
         PROPERTIES[body.__name__] = (body, strategies)
         return body
+
+    return register
+
+
+def gate_property(
+    *strategies: st.SearchStrategy[Any],
+) -> Callable[[Callable[..., None]], Callable[..., None]]:
+    """Declare a property of executors that gate items (``gates_items = True``) only."""
+
+    def register(body: Callable[..., None]) -> Callable[..., None]:
+        CAPABILITY[body.__name__] = lambda suite: suite._gates()
+        return suite_property(*strategies)(body)
 
     return register
 
@@ -88,6 +105,11 @@ class SuiteBase:
     def _is_remote(cls) -> bool:
         executor = vars(cls).get("executor") or getattr(cls, "executor", None)
         return executor is not None and capabilities(executor).remote
+
+    @classmethod
+    def _gates(cls) -> bool:
+        executor = getattr(cls, "executor", None)
+        return executor is not None and capabilities(executor).gates_items
 
     @property
     def _scale(self) -> float:
