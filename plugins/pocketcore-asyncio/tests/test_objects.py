@@ -63,3 +63,34 @@ def test_an_item_keeps_no_more_alive_than_under_a_raw_gather() -> None:
     raw = alive_per_item(raw_gather)
     mine = alive_per_item(executor_map)
     assert mine <= raw + 0.01, f"{mine:.2f} objects alive per item; a raw gather: {raw:.2f}"
+
+
+class Admits:
+    """A gate that admits every item at once (as a limiter that never limits does)."""
+
+    def __init__(self) -> None:
+        self.held = 0
+
+    def try_enter(self) -> bool:
+        self.held += 1
+        return True
+
+    async def enter(self) -> None:  # never needed: try_enter always admits
+        raise AssertionError("try_enter admitted every item")
+
+    def leave(self) -> None:
+        self.held -= 1
+
+
+def test_a_gated_item_keeps_no_more_alive_than_an_ungated_one() -> None:
+    # The gate is entered by the item's own task: no wrapper coroutine per item,
+    # which was what tipped a full collection when limiters wrapped each call.
+    gate = Admits()
+
+    async def gated_map(fn: Fn) -> None:
+        await AsyncioExecutor().map(fn, range(N), limit=None, gate=gate)
+
+    plain = alive_per_item(executor_map)
+    gated = alive_per_item(gated_map)
+    assert gated <= plain + 0.01, f"{gated:.2f} objects alive per item; ungated: {plain:.2f}"
+    assert gate.held == 0

@@ -16,15 +16,23 @@ items those extra objects brought on a full (generation 2) garbage
 collection that a raw ``gather`` of the same calls escapes, and which cost
 more than scheduling the whole batch. As it is, a batch keeps no more
 objects alive per item than a raw ``gather`` does.
+
+For the same reason the batch's limiters (``max_per_second``, a shared
+limiter) reach it as a gate (``pocketcore.GatingExecutor``) rather than as
+a wrapper coroutine around each call: the item's task enters the gate right
+before its call and leaves it when the call has ended.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable, Iterable, Iterator
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 import pluggy
+
+if TYPE_CHECKING:
+    from pocketcore import Gate
 
 __all__ = ["AsyncioExecutor", "pocketcore_register_executors"]
 
@@ -71,12 +79,16 @@ class _Batch:
     than reach the caller of ``map``.
     """
 
-    __slots__ = ("done", "failures", "fn", "pending", "results", "source", "tasks")
+    __slots__ = ("done", "failures", "fn", "gate", "pending", "results", "source", "tasks")
 
     def __init__(
-        self, fn: Callable[[Any], Awaitable[Any]], loop: asyncio.AbstractEventLoop
+        self,
+        fn: Callable[[Any], Awaitable[Any]],
+        loop: asyncio.AbstractEventLoop,
+        gate: Gate | None = None,
     ) -> None:
         self.fn = fn
+        self.gate = gate
         self.tasks: list[asyncio.Task[Any]] = []
         self.results: list[Any] = []
         # The first entry is what ``map`` raises. Once there is one, no item
@@ -134,6 +146,34 @@ class _Batch:
             return
         self.ended()
 
+    async def gated_call(self, index: int, item: Any) -> None:
+        """One item of an unlimited batch, entering the gate right before its call.
+
+        The item is entered by its own task: a task cancelled before it ran
+        has entered nothing, and one that entered leaves when its call ends.
+        """
+        if self.failures:
+            return
+        gate = self.gate
+        assert gate is not None
+        try:
+            if not gate.try_enter():
+                await gate.enter()
+                if self.done.done():  # the batch stopped while it waited
+                    gate.leave()
+                    return
+            try:
+                self.results[index] = await self.fn(item)
+            finally:
+                gate.leave()
+        except asyncio.CancelledError:
+            self.cancelled()
+            raise
+        except BaseException as exc:
+            self.fail(exc)
+            return
+        self.ended()
+
     async def worker(self, index: int, item: Any) -> None:
         """A task of a limited batch: its item, then the next ones it pulls."""
         # Checked before each item (and so before each pull): once the batch
@@ -161,6 +201,44 @@ class _Batch:
             return
         self.ended()
 
+    async def gated_worker(self, index: int, item: Any) -> None:
+        """:meth:`worker` entering the gate right before each call (see :meth:`gated_call`).
+
+        An item is pulled, then waits at the gate: a turn taken before the
+        pull would be spent late by the pull's duration (starts would bunch
+        together), and one taken at the end of the input would be wasted.
+        """
+        done = self.done
+        if done.done():
+            return
+        results, fn, gate = self.results, self.fn, self.gate
+        assert gate is not None
+        try:
+            while True:
+                if not gate.try_enter():
+                    await gate.enter()
+                    if done.done():
+                        gate.leave()
+                        return
+                try:
+                    results[index] = await fn(item)
+                finally:
+                    gate.leave()
+                if done.done():
+                    return
+                item = next(self.source, _END)
+                if item is _END:
+                    break
+                index = len(results)
+                results.append(None)
+        except asyncio.CancelledError:
+            self.cancelled()
+            raise
+        except BaseException as exc:  # the item's, the input's, or the gate's
+            self.fail(exc)
+            return
+        self.ended()
+
     def start_all(self, loop: asyncio.AbstractEventLoop, items: Iterable[Any]) -> None:
         """A task for every item, at once.
 
@@ -168,7 +246,7 @@ class _Batch:
         """
         tasks = self.tasks
         results = self.results
-        call = self.call
+        call = self.call if self.gate is None else self.gated_call
         try:
             for index, item in enumerate(items):
                 results.append(None)
@@ -187,13 +265,14 @@ class _Batch:
         Nothing here awaits, so no task runs (or fails) before this is done.
         """
         self.source = source = iter(items)
+        worker = self.worker if self.gate is None else self.gated_worker
         try:
             for index in range(limit):
                 item = next(source, _END)
                 if item is _END:
                     break
                 self.results.append(None)
-                self.tasks.append(loop.create_task(self.worker(index, item)))
+                self.tasks.append(loop.create_task(worker(index, item)))
         except BaseException as exc:  # the input itself failed: a failure like any
             self.fail(exc)
         self.pending = len(self.tasks)
@@ -248,6 +327,9 @@ class AsyncioExecutor:
 
     name = "asyncio"
     backend: str | None = "asyncio"
+    #: ``map`` takes ``gate``: each item's own task enters it right before
+    #: the call (``pocketcore.GatingExecutor``), with no wrapper per item.
+    gates_items: Literal[True] = True
 
     def run(self, fn: Callable[[], Awaitable[T]]) -> T:
         """Run ``fn()`` on a new asyncio event loop (``asyncio.run``)."""
@@ -258,16 +340,25 @@ class AsyncioExecutor:
         return asyncio.run(main())
 
     async def map(
-        self, fn: Callable[[Any], Awaitable[R]], items: Iterable[Any], *, limit: int | None
+        self,
+        fn: Callable[[Any], Awaitable[R]],
+        items: Iterable[Any],
+        *,
+        limit: int | None,
+        gate: Gate | None = None,
     ) -> list[R]:
         """Await ``fn(item)`` for all items concurrently; results in input order.
+
+        With a ``gate`` (``pocketcore.Gate``), each item is pulled, then
+        waits to enter the gate in its task, and leaves it once its call has
+        ended; an item that was waiting when the batch stopped never starts.
 
         Raises:
             BaseException: The first exception an item (or the input) raised,
                 unwrapped; other failures are named in its notes.
         """
         loop = asyncio.get_running_loop()
-        batch = _Batch(fn, loop)
+        batch = _Batch(fn, loop, gate)
         if limit is None:
             batch.start_all(loop, items)
         else:

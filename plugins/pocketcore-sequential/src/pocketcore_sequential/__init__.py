@@ -10,9 +10,12 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable, Iterable
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 import pluggy
+
+if TYPE_CHECKING:
+    from pocketcore import Gate
 
 __all__ = ["SequentialExecutor", "pocketcore_register_executors"]
 
@@ -31,6 +34,8 @@ class SequentialExecutor:
 
     name = "sequential"
     backend: str | None = None
+    #: ``map`` takes ``gate`` (``pocketcore.GatingExecutor``).
+    gates_items: Literal[True] = True
 
     def run(self, fn: Callable[[], Awaitable[T]]) -> T:
         """Run ``fn()`` on a new asyncio event loop and return its result."""
@@ -41,10 +46,29 @@ class SequentialExecutor:
         return asyncio.run(main())
 
     async def map(
-        self, fn: Callable[[Any], Awaitable[R]], items: Iterable[Any], *, limit: int | None
+        self,
+        fn: Callable[[Any], Awaitable[R]],
+        items: Iterable[Any],
+        *,
+        limit: int | None,
+        gate: Gate | None = None,
     ) -> list[R]:
-        """Return ``[await fn(item) for item in items]``."""
-        return [await fn(item) for item in items]
+        """Return ``[await fn(item) for item in items]``.
+
+        With a ``gate`` (``pocketcore.Gate``), each item, once pulled,
+        enters it before its call and leaves it when the call has ended.
+        """
+        if gate is None:
+            return [await fn(item) for item in items]
+        results = []
+        for item in items:
+            if not gate.try_enter():
+                await gate.enter()
+            try:
+                results.append(await fn(item))
+            finally:
+                gate.leave()
+        return results
 
     def __repr__(self) -> str:
         return "SequentialExecutor()"

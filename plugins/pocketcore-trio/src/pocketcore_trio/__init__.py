@@ -14,12 +14,15 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Awaitable, Callable, Iterable, Iterator
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 import pluggy
 
 if sys.version_info < (3, 11):
     from exceptiongroup import BaseExceptionGroup
+
+if TYPE_CHECKING:
+    from pocketcore import Gate
 
 # anyio and trio are imported where they are used: plugins are loaded in every
 # process that runs a flow, and most runs never touch trio.
@@ -60,10 +63,16 @@ class _Batch:
     so that the nursery does not wrap it in an exception group.
     """
 
-    __slots__ = ("cancelled", "failures", "fn", "nursery", "results", "source")
+    __slots__ = ("cancelled", "failures", "fn", "gate", "nursery", "results", "source")
 
-    def __init__(self, fn: Callable[[Any], Awaitable[Any]], cancelled: type[BaseException]) -> None:
+    def __init__(
+        self,
+        fn: Callable[[Any], Awaitable[Any]],
+        cancelled: type[BaseException],
+        gate: Gate | None = None,
+    ) -> None:
         self.fn = fn
+        self.gate = gate
         self.cancelled = cancelled  # trio.Cancelled; trio is imported only when used
         self.nursery: Any = None
         self.results: list[Any] = []
@@ -82,6 +91,31 @@ class _Batch:
             return
         try:
             self.results[index] = await self.fn(item)
+        except self.cancelled:
+            raise
+        except BaseException as exc:
+            self.fail(exc)
+
+    async def gated_call(self, index: int, item: Any) -> None:
+        """One item of an unlimited batch, entering the gate right before its call.
+
+        The item is entered by its own task: a task cancelled before it ran
+        has entered nothing, and one that entered leaves when its call ends.
+        """
+        if self.failures:
+            return
+        gate = self.gate
+        assert gate is not None
+        try:
+            if not gate.try_enter():
+                await gate.enter()
+                if self.failures:  # the batch stopped while it waited
+                    gate.leave()
+                    return
+            try:
+                self.results[index] = await self.fn(item)
+            finally:
+                gate.leave()
         except self.cancelled:
             raise
         except BaseException as exc:
@@ -109,12 +143,47 @@ class _Batch:
         except BaseException as exc:  # the item's, or the input's
             self.fail(exc)
 
+    async def gated_worker(self, index: int, item: Any) -> None:
+        """:meth:`worker` entering the gate right before each call (see :meth:`gated_call`).
+
+        An item is pulled, then waits at the gate: a turn taken before the
+        pull would be spent late by the pull's duration (starts would bunch
+        together), and one taken at the end of the input would be wasted.
+        """
+        if self.failures:
+            return
+        results, fn, gate = self.results, self.fn, self.gate
+        assert gate is not None
+        try:
+            while True:
+                if not gate.try_enter():
+                    await gate.enter()
+                    if self.failures:
+                        gate.leave()
+                        return
+                try:
+                    results[index] = await fn(item)
+                finally:
+                    gate.leave()
+                if self.failures:
+                    return
+                item = next(self.source, _END)
+                if item is _END:
+                    return
+                index = len(results)
+                results.append(None)
+        except self.cancelled:
+            raise
+        except BaseException as exc:  # the item's, the input's, or the gate's
+            self.fail(exc)
+
     def start_all(self, items: Iterable[Any]) -> None:
         """A task for every item, at once."""
+        call = self.call if self.gate is None else self.gated_call
         try:
             for index, item in enumerate(items):
                 self.results.append(None)
-                self.nursery.start_soon(self.call, index, item)
+                self.nursery.start_soon(call, index, item)
         except BaseException as exc:  # the input itself failed: a failure like any
             self.fail(exc)
 
@@ -124,13 +193,14 @@ class _Batch:
         Nothing here is a checkpoint, so no task runs (or fails) before this is done.
         """
         self.source = source = iter(items)
+        worker = self.worker if self.gate is None else self.gated_worker
         try:
             for index in range(limit):
                 item = next(source, _END)
                 if item is _END:
                     break
                 self.results.append(None)
-                self.nursery.start_soon(self.worker, index, item)
+                self.nursery.start_soon(worker, index, item)
         except BaseException as exc:  # the input itself failed
             self.fail(exc)
 
@@ -152,6 +222,9 @@ class TrioExecutor:
 
     name = "trio"
     backend: str | None = "trio"
+    #: ``map`` takes ``gate``: each item's own task enters it right before
+    #: the call (``pocketcore.GatingExecutor``), with no wrapper per item.
+    gates_items: Literal[True] = True
 
     def run(self, fn: Callable[[], Awaitable[T]]) -> T:
         """Run ``fn()`` on a new trio event loop, started through anyio.
@@ -178,9 +251,18 @@ class TrioExecutor:
         raise interrupt
 
     async def map(
-        self, fn: Callable[[Any], Awaitable[R]], items: Iterable[Any], *, limit: int | None
+        self,
+        fn: Callable[[Any], Awaitable[R]],
+        items: Iterable[Any],
+        *,
+        limit: int | None,
+        gate: Gate | None = None,
     ) -> list[R]:
         """Await ``fn(item)`` for all items concurrently; results in input order.
+
+        With a ``gate`` (``pocketcore.Gate``), each item is pulled, then
+        waits to enter the gate in its task, and leaves it once its call has
+        ended; an item that was waiting when the batch stopped never starts.
 
         Raises:
             BaseException: The first exception an item (or the input) raised,
@@ -188,7 +270,7 @@ class TrioExecutor:
         """
         import trio
 
-        batch = _Batch(fn, trio.Cancelled)
+        batch = _Batch(fn, trio.Cancelled, gate)
         try:
             async with trio.open_nursery() as nursery:
                 batch.nursery = nursery
