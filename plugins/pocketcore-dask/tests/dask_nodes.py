@@ -416,3 +416,41 @@ def fails_first(item: tuple[str, int, int]) -> int:
     time.sleep(0.5)
     mark(folder, f"ended-{i}")
     return i * 10
+
+
+class Timed(pocketcore.AsyncParallelBatchNode):
+    """Each item holds ``params["hold"]`` seconds; its result is when it started and ended.
+
+    Wall-clock times, which the processes of one machine share. An item in
+    ``params["fail"]`` raises once it has held.
+    """
+
+    async def prep_async(self, shared: dict[str, Any]) -> Any:
+        return range(shared["n"])
+
+    async def exec_async(self, item: int) -> tuple[float, float]:
+        start = time.time()
+        await asyncio.sleep(self.params.get("hold", 0.0))
+        if item in self.params.get("fail", ()):
+            raise ValueError(f"item {item} failed")
+        return start, time.time()
+
+    async def post_async(self, shared: dict[str, Any], prep_res: Any, exec_res: Any) -> None:
+        shared["times"] = exec_res
+
+
+class SyncTimed(pocketcore.ParallelBatchNode):
+    """:class:`Timed` with a sync ``exec`` (the executor's ``map_blocking``)."""
+
+    def prep(self, shared: dict[str, Any]) -> Any:
+        return range(shared["n"])
+
+    def exec(self, item: int) -> tuple[float, float]:
+        start = time.time()
+        time.sleep(self.params.get("hold", 0.0))
+        if item in self.params.get("fail", ()):
+            raise ValueError(f"item {item} failed")
+        return start, time.time()
+
+    def post(self, shared: dict[str, Any], prep_res: Any, exec_res: Any) -> None:
+        shared["times"] = exec_res

@@ -13,6 +13,14 @@ Each result is handed to the kernel's ``on_result`` as soon as it is back
 loses none that came back). What ``on_result`` raises stops the batch like
 an item's failure.
 
+With the kernel's ``gate`` (the batch's limiters: ``max_per_second``, a
+shared limiter), each item, once pulled, enters the gate before it is
+submitted, and leaves it when its task settles: from the small task that
+awaits the task's future, not from the loop that submits, so a slot comes
+back even while that loop waits at the gate for the next item. That wait is
+one more thing the loop waits for, beside the tasks: results are taken, and
+a failure stops the batch, while an item waits for its turn.
+
 While the batch waits, it says so on stderr when the scheduler has no worker
 to run its tasks: dask would wait for one forever, in silence.
 """
@@ -33,7 +41,7 @@ import anyio
 from distributed import Client, Event, Future
 from distributed.scheduler import KilledWorker
 
-from pocketcore import attach_failures
+from pocketcore import Gate, attach_failures
 
 from ._worker import Exited, Stopped, forget, interrupt
 
@@ -85,14 +93,22 @@ def _lost_scheduler(exc: BaseException) -> bool:
     )
 
 
-async def _settle(future: Future[Any]) -> _Outcome:
-    """Wait for one task; ``(True, result)`` or ``(False, exception)``, never raising its error."""
+async def _settle(future: Future[Any], leave: Callable[[], None] | None) -> _Outcome:
+    """Wait for one task; ``(True, result)`` or ``(False, exception)``, never raising its error.
+
+    ``leave``, the gate's, is called as the task settles, whatever its
+    outcome: from this waiter of the one task, before anyone sees it done,
+    and never from the loop that submits (which may be waiting at the gate).
+    """
     try:
         return True, await future
     except asyncio.CancelledError:
         raise  # the waiting was cancelled, not the task
     except BaseException as exc:  # the item's own exception, as the worker raised it
         return False, exc
+    finally:
+        if leave is not None:
+            leave()
 
 
 class _Reporter:
@@ -120,6 +136,148 @@ class _Reporter:
         return None
 
 
+class _Gated:
+    """The batch's side of the kernel's gate: the item waiting to enter it, and its entry.
+
+    Without a gate every item is admitted at once. With one, an item that
+    cannot enter at once is held here while a task enters for it, which the
+    batch waits for beside its running tasks; only one item waits at a time.
+    """
+
+    __slots__ = ("dropped", "entering", "gate", "item")
+
+    def __init__(self, gate: Gate | None) -> None:
+        self.gate = gate
+        self.entering: asyncio.Future[None] | None = None
+        self.item: Any = _END
+        self.dropped: asyncio.Future[None] | None = None  # an entry given up, until it is over
+
+    def admit(self, item: Any) -> bool:
+        """Whether ``item`` may be submitted now; else it waits (see :meth:`waits`)."""
+        if self.gate is None or self.gate.try_enter():
+            return True
+        self.item = item
+        self.entering = asyncio.ensure_future(self.gate.enter())
+        return False
+
+    @property
+    def busy(self) -> bool:
+        """Whether an item waits to enter the gate."""
+        return self.entering is not None
+
+    def waits(self) -> list[asyncio.Future[None]]:
+        """What to wait for beside the tasks: the waiting item's entry, if any."""
+        return [] if self.entering is None else [self.entering]
+
+    def admitted(self) -> Any:
+        """The waiting item, now that it has entered (what entering raised is raised)."""
+        entering, self.entering = self.entering, None
+        assert entering is not None
+        entering.result()
+        item, self.item = self.item, _END
+        return item
+
+    @property
+    def leave(self) -> Callable[[], None] | None:
+        """What leaves an admitted item's entry (``None`` without a gate)."""
+        return None if self.gate is None else self.gate.leave
+
+    def never_started(self) -> None:
+        """Leave the entry of an item that was admitted but never submitted."""
+        if self.gate is not None:
+            self.gate.leave()
+
+    def drop(self) -> None:
+        """The batch stops: the waiting item never starts, and an entry it got is left."""
+        entering, self.entering, self.item = self.entering, None, _END
+        if entering is not None:
+            entering.cancel()  # a no-op if it entered meanwhile; then it is left
+            entering.add_done_callback(self._leave_if_entered)
+            self.dropped = entering
+
+    async def settled(self) -> None:
+        """Wait until an entry given up is over (and left, if it had entered)."""
+        if self.dropped is not None:
+            # Its callback was added first: it has run when this wait returns.
+            await asyncio.wait([self.dropped])
+
+    def _leave_if_entered(self, entering: asyncio.Future[None]) -> None:
+        if self.gate is not None and not entering.cancelled() and entering.exception() is None:
+            self.gate.leave()
+
+
+class _Batch:
+    """The tasks of one batch: submitted in input order, each settled into its place.
+
+    ``waiting`` maps the task awaiting each submitted future to the item's
+    position; ``futures`` holds the futures not settled yet. ``stopped`` is
+    set when a task reports that the batch has stopped (a failure elsewhere
+    set the flag, and its report is on the way) or a failure is taken: no
+    further item is submitted.
+    """
+
+    def __init__(
+        self,
+        client: Client,
+        work: Callable[..., Any],
+        prefix: str,
+        name: str,
+        report: _Reporter,
+        gate: Gate | None,
+    ) -> None:
+        self.client, self.work, self.prefix, self.name = client, work, prefix, name
+        self.report = report
+        self.gated = _Gated(gate)
+        self.waiting: dict[asyncio.Future[_Outcome], int] = {}
+        self.futures: dict[int, Future[Any]] = {}
+        self.results: list[Any] = []
+        self.failures: list[BaseException] = []
+        self.stopped = False
+
+    @property
+    def busy(self) -> bool:
+        """Whether a task is unsettled, or an item waits at the gate."""
+        return bool(self.waiting) or self.gated.busy
+
+    def fill(self, source: Iterator[Any], limit: int | None) -> None:
+        """Submit items while there is room (``limit``) and none waits at the gate."""
+        gated, waiting = self.gated, self.waiting
+        while not self.stopped and not gated.busy and (limit is None or len(waiting) < limit):
+            item = next(source, _END)
+            if item is _END:
+                return
+            if gated.admit(item):
+                self.submit(item)
+
+    def submit(self, item: Any) -> None:
+        """Send an admitted item to the cluster; its entry is left when its task settles."""
+        index = len(self.results)
+        self.results.append(None)
+        try:
+            future = self.client.submit(self.work, item, key=(self.prefix, index), pure=False)
+        except BaseException:
+            self.gated.never_started()
+            raise
+        self.futures[index] = future
+        self.waiting[asyncio.ensure_future(_settle(future, self.gated.leave))] = index
+
+    async def step(self) -> None:
+        """Wait until a task settles, or the item at the gate enters; take what came."""
+        entering = self.gated.waits()
+        pending: list[asyncio.Future[Any]] = [*self.waiting, *entering]
+        done, _ = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+        entered = bool(entering) and entering[0] in done
+        done.difference_update(entering)
+        taken = _take(
+            done, self.waiting, self.futures, self.results, self.failures, self.name, self.report
+        )
+        self.stopped = taken or self.stopped
+        if self.stopped:
+            self.gated.drop()
+        elif entered:
+            self.submit(self.gated.admitted())
+
+
 async def run_batch(
     client: Client,
     task: Callable[..., Any],
@@ -129,6 +287,7 @@ async def run_batch(
     *,
     warn_after: float,
     on_result: OnResult | None = None,
+    gate: Gate | None = None,
 ) -> list[Any]:
     """Run ``task(fn, stop_name, item)`` on the cluster for every item; results in input order.
 
@@ -136,7 +295,8 @@ async def run_batch(
     batch says on stderr that it is waiting for one. ``on_result``: called
     here with each item's position and result as soon as it is back (also
     for items that finish while a failed batch winds down), before this
-    returns or raises.
+    returns or raises. ``gate``: entered by each item before it is
+    submitted, left when its task settles (see the module's docstring).
 
     Raises:
         BaseException: The first failure the client learned of (the item's own
@@ -151,41 +311,28 @@ async def run_batch(
     # One function object for the whole batch: dask serializes it once.
     work = functools.partial(task, fn, stop.name)
     name = _name(fn)
-    prefix = f"pocketcore-{name}-{token}"
-    waiting: dict[asyncio.Future[_Outcome], int] = {}
-    futures: dict[int, Future[Any]] = {}  # the tasks submitted and not yet settled
-    results: list[Any] = []
-    failures: list[BaseException] = []
+    batch = _Batch(client, work, f"pocketcore-{name}-{token}", name, _Reporter(on_result), gate)
     source: Iterator[Any] = iter(items)
-    # Set when a task reports that the batch has stopped: a failure elsewhere
-    # set the flag and its report is on the way. No further item is pulled.
-    stopped = False
-    report = _Reporter(on_result)
-    halt = functools.partial(_halt, client, stop, waiting, futures, name, report)
+    halt = functools.partial(
+        _halt, client, stop, batch.waiting, batch.futures, name, batch.report, batch.gated
+    )
     watch = asyncio.ensure_future(_warn_without_workers(client, warn_after))
     try:
         while True:
-            while not stopped and (limit is None or len(waiting) < limit):
-                item = next(source, _END)
-                if item is _END:
-                    break
-                index = len(results)
-                results.append(None)
-                future = client.submit(work, item, key=(prefix, index), pure=False)
-                futures[index] = future
-                waiting[asyncio.ensure_future(_settle(future))] = index
-            if failures or not waiting:
+            batch.fill(source, limit)
+            if batch.failures or not batch.busy:
                 break
-            done, _ = await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
-            stopped = _take(done, waiting, futures, results, failures, name, report) or stopped
+            await batch.step()
     except BaseException as exc:
         # The caller was cancelled, or pulling the input raised (the kernel
-        # names an item that cannot be pickled there).
-        failures.extend(await halt())
-        attach_failures(exc, failures)
+        # names an item that cannot be pickled there), or the gate did.
+        batch.gated.drop()
+        batch.failures.extend(await halt())
+        attach_failures(exc, batch.failures)
         raise
     finally:
         watch.cancel()
+    failures, stopped, results = batch.failures, batch.stopped, batch.results
     if failures:
         failures.extend(await halt())
         attach_failures(failures[0], failures[1:])
@@ -308,6 +455,7 @@ async def _halt(
     futures: dict[int, Future[Any]],
     name: str,
     report: _Reporter,
+    gated: _Gated,
 ) -> list[BaseException]:
     """Stop the batch and wait until none of its tasks runs; return the failures seen meanwhile.
 
@@ -347,6 +495,9 @@ async def _halt(
             if waiting:
                 with contextlib.suppress(Exception):
                     await _absorbing(functools.partial(_drop_if_no_workers, client, futures))
+        # Each settled task has left the gate as it settled; an item that was
+        # waiting to enter leaves once its entry is over.
+        await _absorbing(gated.settled)
         for step in (
             functools.partial(client.run, forget, stop.name, on_error="ignore"),
             stop.clear,  # frees the flag on the scheduler

@@ -17,6 +17,8 @@ from ._settings import Settings, check_address, check_count, check_flag, check_s
 if TYPE_CHECKING:
     from distributed import Client, LocalCluster
 
+    from pocketcore import Gate
+
 __all__ = ["DaskExecutor"]
 
 T = TypeVar("T")
@@ -274,6 +276,10 @@ class DaskExecutor:
     #: ``map`` and ``map_blocking`` take ``on_result``, called here as each
     #: result comes back: a result cache writes it then, not at the batch's end.
     reports_results: Literal[True] = True
+    #: ``map`` and ``map_blocking`` take ``gate``: each item enters it before
+    #: it is submitted and leaves it when its task settles, so pacing and
+    #: limiters apply to the items sent to the cluster.
+    gates_items: Literal[True] = True
 
     def __init__(
         self,
@@ -351,6 +357,7 @@ class DaskExecutor:
         *,
         limit: int | None,
         on_result: Callable[[int, Any], None] | None = None,
+        gate: Gate | None = None,
     ) -> list[R]:
         """Run ``fn(item)`` for every item as a dask task; results in input order.
 
@@ -364,10 +371,15 @@ class DaskExecutor:
         is called in this process for each item that succeeded, as its result
         comes back, before ``map`` returns or raises. What it raises stops
         the batch like an item's failure, and is raised.
+
+        With a ``gate`` (``pocketcore.Gate``, the batch's limiters), each
+        item, once pulled, enters it before it is submitted, and leaves it
+        when its task settles: starts are paced, and limited, where they are
+        sent to the cluster.
         """
         from . import _worker
 
-        return await self._batch(_worker.run_async_item, fn, items, limit, on_result)
+        return await self._batch(_worker.run_async_item, fn, items, limit, on_result, gate)
 
     async def map_blocking(
         self,
@@ -376,6 +388,7 @@ class DaskExecutor:
         *,
         limit: int | None,
         on_result: Callable[[int, Any], None] | None = None,
+        gate: Gate | None = None,
     ) -> list[R]:
         """:meth:`map` for a sync ``fn`` (the items of ``ParallelBatchNode``).
 
@@ -385,7 +398,7 @@ class DaskExecutor:
         """
         from . import _worker
 
-        return await self._batch(_worker.run_sync_item, fn, items, limit, on_result)
+        return await self._batch(_worker.run_sync_item, fn, items, limit, on_result, gate)
 
     async def _batch(
         self,
@@ -394,6 +407,7 @@ class DaskExecutor:
         items: Iterable[Any],
         limit: int | None,
         on_result: Callable[[int, Any], None] | None,
+        gate: Gate | None,
     ) -> list[Any]:
         from ._batch import run_batch
 
@@ -409,7 +423,14 @@ class DaskExecutor:
             client = await session.client()
             warn_after = session.settings.no_workers_warning
             return await run_batch(
-                client, task, fn, items, limit, warn_after=warn_after, on_result=on_result
+                client,
+                task,
+                fn,
+                items,
+                limit,
+                warn_after=warn_after,
+                on_result=on_result,
+                gate=gate,
             )
 
         session = _SESSION.get()
