@@ -26,8 +26,11 @@ from pocketcore.testing import RecordingExecutor
 
 from .test_remote import Pickling
 
-#: How much earlier than its reserved time a start may be seen (see test_controls.JITTER).
-JITTER = 0.02
+#: How much closer together than their turns two starts may be seen: a start is
+#: never early, but may be late (a loop's wake-up on a loaded machine), and the
+#: next one's turn does not move. Half of the spacing at the rates used here,
+#: so an unpaced batch (starts a few microseconds apart) still fails by far.
+SLACK = 0.05
 
 
 class SeesTheGate:
@@ -147,7 +150,7 @@ def test_without_limiters_no_gate_is_passed() -> None:
 def test_a_remote_executor_that_gates_items_is_paced(
     cls: type[pocketcore.BaseNode], how: str
 ) -> None:
-    rate, n = 20.0, 5
+    rate, n = 10.0, 4
     shared: dict[str, Any] = {"n": n}
     # A Limiter object travels with the node it is set on (as a copy, unused there).
     node = (
@@ -159,7 +162,7 @@ def test_a_remote_executor_that_gates_items_is_paced(
     starts = shared["starts"]
     assert len(starts) == n
     gaps = [b - a for a, b in itertools.pairwise(starts)]
-    assert min(gaps) >= 1 / rate - JITTER
+    assert min(gaps) >= 1 / rate - SLACK
 
 
 # --- the gate the kernel builds from a batch's limiters ------------------------------
@@ -234,7 +237,8 @@ def test_a_cancelled_entry_gives_back_the_slots_it_took(backend: str) -> None:
 
 
 def test_the_gate_keeps_the_pacing_bound_across_batches_sharing_a_limiter() -> None:
-    limiter = Limiter(max_per_second=25)
+    rate = 10
+    limiter = Limiter(max_per_second=rate)
     starts: list[float] = []
     for _ in range(2):
         shared: dict[str, Any] = {"n": 3}
@@ -244,7 +248,7 @@ def test_the_gate_keeps_the_pacing_bound_across_batches_sharing_a_limiter() -> N
     for i in range(len(starts)):
         for j in range(i + 1, len(starts)):
             window = starts[j] - starts[i]
-            assert j - i + 1 <= math.floor(25 * (window + JITTER)) + 1
+            assert j - i + 1 <= math.floor(rate * (window + SLACK)) + 1
 
 
 def test_a_limiter_travels_as_a_fresh_one_with_the_same_bounds() -> None:
