@@ -199,6 +199,37 @@ def test_processes_opening_a_new_file_together_make_one_cache(tmp_path: Path) ->
     store.close()
 
 
+def _open_together(path: Path, openers: int) -> list[Exception]:
+    """Open a store on ``path`` from ``openers`` threads at once; what they raised."""
+    barrier = threading.Barrier(openers)
+    errors: list[Exception] = []
+
+    def open_it() -> None:
+        barrier.wait(timeout=60)
+        try:
+            SqliteStore(path).close()
+        except Exception as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=open_it) for _ in range(openers)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    return errors
+
+
+def test_openers_of_a_new_file_at_the_same_instant_all_open_it(tmp_path: Path) -> None:
+    # Regression: an opener could read the file's header before another made
+    # it a cache and its tables after ("not a pocketcore cache"), or have its
+    # change to WAL refused at once ("database is locked"); about every other
+    # round of four openers failed. Threads meet at a barrier, closer than
+    # processes starting can.
+    for round_ in range(50):
+        errors = _open_together(tmp_path / f"cache-{round_}.db", 4)
+        assert not errors, f"round {round_}: {errors}"
+
+
 def test_info_counts_the_file_and_its_wal(cache: SqliteStore, tmp_path: Path) -> None:
     cache.put(b"k", b"v" * 10_000, "a.B")
     info = cache.info()

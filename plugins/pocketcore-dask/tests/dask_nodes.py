@@ -8,9 +8,11 @@ process's ``sys.path``, where pytest put the tests folder.
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -275,3 +277,142 @@ class HangsThenAnswers(pocketcore.AsyncParallelBatchNode):
 
     async def post_async(self, shared: dict[str, Any], prep_res: Any, exec_res: Any) -> None:
         shared["results"] = exec_res
+
+
+def note(path: str, line: str) -> None:
+    """Append one line to a side file, in one write (O_APPEND: lines never mix)."""
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        os.write(fd, f"{line}\n".encode())
+    finally:
+        os.close(fd)
+
+
+def noted(path: Path) -> list[str]:
+    """The lines of a side file (none when it does not exist yet)."""
+    return path.read_text().splitlines() if path.exists() else []
+
+
+def started_and_ended(path: Path) -> tuple[list[int], list[int]]:
+    """The items that noted ``start i`` and ``end i`` in a side file, in the order noted."""
+    lines = [line.split() for line in noted(path)]
+    return (
+        [int(i) for what, i in lines if what == "start"],
+        [int(i) for what, i in lines if what == "end"],
+    )
+
+
+def _fails(calls: str, n: int) -> bool:
+    """Whether item ``n`` fails this run: a file ``fail-n`` lies beside the calls file."""
+    return Path(calls).with_name(f"fail-{n}").exists()
+
+
+def _all_started(calls: str, size: int) -> bool:
+    return len(started_and_ended(Path(calls))[0]) >= size
+
+
+async def until(check: Callable[[], bool], seconds: float = 20) -> bool:
+    """Whether ``check()`` holds within ``seconds``, polled (a file has no event to wait on)."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if check():
+            return True
+        await asyncio.sleep(0.02)
+    return check()
+
+
+class Counted(pocketcore.AsyncParallelBatchNode):
+    """Squares its numbers, noting ``start n`` and ``end n`` in the file ``params["calls"]``.
+
+    Item n fails while a file ``fail-n`` lies beside that file: once every
+    item of the batch (``params["size"]``) has started (20 s at most), and
+    0.3 s later, so the others have long returned.
+    """
+
+    async def prep_async(self, shared: dict[str, Any]) -> Any:
+        return shared["numbers"]
+
+    async def exec_async(self, n: int) -> int:
+        calls = self.params["calls"]
+        note(calls, f"start {n}")
+        if _fails(calls, n):
+            await until(functools.partial(_all_started, calls, self.params["size"]))
+            await asyncio.sleep(0.3)
+            raise ValueError(f"item {n} failed")
+        await asyncio.sleep(0.01)
+        note(calls, f"end {n}")
+        return n * n
+
+    async def post_async(self, shared: dict[str, Any], prep_res: Any, exec_res: Any) -> None:
+        shared["results"] = exec_res
+
+
+class SyncCounted(pocketcore.ParallelBatchNode):
+    """:class:`Counted` with a blocking ``exec``."""
+
+    def prep(self, shared: dict[str, Any]) -> Any:
+        return shared["numbers"]
+
+    def exec(self, n: int) -> int:
+        calls = self.params["calls"]
+        note(calls, f"start {n}")
+        if _fails(calls, n):
+            deadline = time.monotonic() + 20
+            while not _all_started(calls, self.params["size"]) and time.monotonic() < deadline:
+                time.sleep(0.02)
+            time.sleep(0.3)
+            raise ValueError(f"item {n} failed")
+        time.sleep(0.01)
+        note(calls, f"end {n}")
+        return n * n
+
+    def post(self, shared: dict[str, Any], prep_res: Any, exec_res: Any) -> None:
+        shared["results"] = exec_res
+
+
+async def async_square(item: tuple[str, int]) -> int:
+    """:func:`marked_square` for ``map``."""
+    folder, i = item
+    mark(folder, f"started-{i}")
+    await asyncio.sleep(0.01 * (i % 3))
+    mark(folder, f"ended-{i}")
+    return i * i
+
+
+async def waits_for_report(item: tuple[str, int]) -> tuple[int, bool]:
+    """Item 0 returns at once; the others wait (20 s at most) until item 0's report is seen.
+
+    The test's ``on_result`` leaves the file ``reported-0``, so the others
+    see it only when results are reported as they come back. Returns the
+    item and whether it saw the report.
+    """
+    folder, i = item
+    seen = functools.partial(os.path.exists, os.path.join(folder, "reported-0"))
+    return i, not i or await until(seen)
+
+
+async def stalls_unless_first(item: tuple[str, int]) -> int:
+    """Item 0 returns at once; the others wait 30 s, leaving marks (``cancelled-i`` too)."""
+    folder, i = item
+    mark(folder, f"started-{i}")
+    if i:
+        try:
+            await asyncio.sleep(30)
+        except asyncio.CancelledError:
+            mark(folder, f"cancelled-{i}")
+            raise
+    return i
+
+
+def fails_first(item: tuple[str, int, int]) -> int:
+    """Item 0 fails once all ``size`` items have started (20 s at most); the others take 0.5 s."""
+    folder, i, size = item
+    mark(folder, f"started-{i}")
+    if not i:
+        deadline = time.monotonic() + 20
+        while len(marks(Path(folder), "started")) < size and time.monotonic() < deadline:
+            time.sleep(0.02)
+        raise ValueError("item 0 failed")
+    time.sleep(0.5)
+    mark(folder, f"ended-{i}")
+    return i * 10

@@ -51,6 +51,7 @@ import os
 import pathlib
 import sqlite3
 import threading
+import time
 from collections.abc import Mapping, Sequence
 from typing import Final, final
 
@@ -365,7 +366,7 @@ def _prepare(con: sqlite3.Connection, path: str) -> None:
         _check(state, path)
         # Both after the check: another program's database is left as it was.
         # journal_mode is kept in the file; synchronous is the connection's.
-        con.execute("PRAGMA journal_mode = WAL")
+        _to_wal(con)
         con.execute("PRAGMA synchronous = NORMAL")
         con.execute(f"PRAGMA wal_autocheckpoint = {_FALLBACK_CHECKPOINT_PAGES}")
     except sqlite3.Error as exc:
@@ -382,13 +383,50 @@ def _uri(path: str) -> str:
 
 
 def _read_state(con: sqlite3.Connection) -> _State:
-    """The file's application id, schema version and tables (reading its header and schema)."""
-    (application,) = con.execute("PRAGMA application_id").fetchone()
-    (version,) = con.execute("PRAGMA user_version").fetchone()
-    # SQLite's own objects (the primary key's index) are not the file's content.
-    rows = con.execute("SELECT name FROM sqlite_master WHERE name NOT LIKE 'sqlite%'")
-    names = frozenset(row[0] for row in rows)
+    """The file's application id, schema version and tables (reading its header and schema).
+
+    Read in one transaction: three reads of their own could straddle another
+    process making a new file a cache, and see its table but not its id.
+    """
+    own = not con.in_transaction  # _initialise reads inside its own
+    if own:
+        con.execute("BEGIN")
+    try:
+        (application,) = con.execute("PRAGMA application_id").fetchone()
+        (version,) = con.execute("PRAGMA user_version").fetchone()
+        # SQLite's own objects (the primary key's index) are not the file's content.
+        rows = con.execute("SELECT name FROM sqlite_master WHERE name NOT LIKE 'sqlite%'")
+        names = frozenset(row[0] for row in rows)
+    finally:
+        if own:
+            con.execute("COMMIT")
     return application, version, names
+
+
+def _to_wal(con: sqlite3.Connection) -> None:
+    """Put the file in WAL mode, waiting up to the busy timeout for others to let it.
+
+    SQLite refuses a change of journal mode that another connection's lock
+    holds up at once ("database is locked"), without calling its busy
+    handler: two processes opening a new file together would see one fail.
+    """
+    deadline = time.monotonic() + BUSY_TIMEOUT
+    while True:
+        refused = _try_wal(con)
+        if refused is None:
+            return
+        if "locked" not in str(refused) or time.monotonic() >= deadline:
+            raise refused
+        time.sleep(0.005)
+
+
+def _try_wal(con: sqlite3.Connection) -> sqlite3.OperationalError | None:
+    """Ask for WAL mode once; what SQLite answered, if it refused."""
+    try:
+        con.execute("PRAGMA journal_mode = WAL")
+    except sqlite3.OperationalError as exc:
+        return exc
+    return None
 
 
 def _initialise(con: sqlite3.Connection) -> None:

@@ -8,6 +8,11 @@ the running async items are interrupted, and ``map`` waits until every task
 it submitted has finished (the ones that had not started finish at once,
 doing nothing) before it raises. Cancelling the caller does the same.
 
+Each result is handed to the kernel's ``on_result`` as soon as it is back
+(the result cache writes it then, in this process, so a run killed later
+loses none that came back). What ``on_result`` raises stops the batch like
+an item's failure.
+
 While the batch waits, it says so on stderr when the scheduler has no worker
 to run its tasks: dask would wait for one forever, in silence.
 """
@@ -32,10 +37,12 @@ from pocketcore import attach_failures
 
 from ._worker import Exited, Stopped, forget, interrupt
 
-__all__ = ["SchedulerLost", "run_batch"]
+__all__ = ["OnResult", "SchedulerLost", "run_batch"]
 
 _END = object()
 _Outcome = tuple[bool, Any]
+#: The kernel's callback for each result that came back: its position and value.
+OnResult = Callable[[int, Any], None]
 
 
 def _name(fn: Callable[..., Any]) -> str:
@@ -88,6 +95,31 @@ async def _settle(future: Future[Any]) -> _Outcome:
         return False, exc
 
 
+class _Reporter:
+    """Hands each result that came back to the kernel's ``on_result``, in this process.
+
+    What the callback raises (a cache store that failed) is given back, to be
+    treated as a failure of the batch. After that the callback is not called
+    again: the batch is stopping, and a store that failed once would only
+    fail again, adding nothing but notes.
+    """
+
+    __slots__ = ("broken", "on_result")
+
+    def __init__(self, on_result: OnResult | None) -> None:
+        self.on_result, self.broken = on_result, False
+
+    def __call__(self, index: int, value: Any) -> Exception | None:
+        if self.on_result is None or self.broken:
+            return None
+        try:
+            self.on_result(index, value)
+        except Exception as exc:
+            self.broken = True
+            return exc
+        return None
+
+
 async def run_batch(
     client: Client,
     task: Callable[..., Any],
@@ -96,11 +128,15 @@ async def run_batch(
     limit: int | None,
     *,
     warn_after: float,
+    on_result: OnResult | None = None,
 ) -> list[Any]:
     """Run ``task(fn, stop_name, item)`` on the cluster for every item; results in input order.
 
     ``warn_after``: seconds without a worker at the scheduler after which the
-    batch says on stderr that it is waiting for one.
+    batch says on stderr that it is waiting for one. ``on_result``: called
+    here with each item's position and result as soon as it is back (also
+    for items that finish while a failed batch winds down), before this
+    returns or raises.
 
     Raises:
         BaseException: The first failure the client learned of (the item's own
@@ -124,7 +160,8 @@ async def run_batch(
     # Set when a task reports that the batch has stopped: a failure elsewhere
     # set the flag and its report is on the way. No further item is pulled.
     stopped = False
-    halt = functools.partial(_halt, client, stop, waiting, futures, name)
+    report = _Reporter(on_result)
+    halt = functools.partial(_halt, client, stop, waiting, futures, name, report)
     watch = asyncio.ensure_future(_warn_without_workers(client, warn_after))
     try:
         while True:
@@ -140,7 +177,7 @@ async def run_batch(
             if failures or not waiting:
                 break
             done, _ = await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
-            stopped = _take(done, waiting, futures, results, failures, name) or stopped
+            stopped = _take(done, waiting, futures, results, failures, name, report) or stopped
     except BaseException as exc:
         # The caller was cancelled, or pulling the input raised (the kernel
         # names an item that cannot be pickled there).
@@ -156,11 +193,13 @@ async def run_batch(
     if stopped:
         # Only a failing item sets the flag, and its failure then arrives
         # too, unless dask re-ran it elsewhere (its worker died) and it passed.
-        await halt()
-        raise RuntimeError(
+        late = await halt()
+        lost = RuntimeError(
             "the batch was stopped by an item that failed on a worker which then died; "
             "dask re-ran it elsewhere, but the items it had stopped did not run"
         )
+        attach_failures(lost, late)
+        raise lost
     return results
 
 
@@ -171,11 +210,14 @@ def _take(
     results: list[Any],
     failures: list[BaseException],
     name: str,
+    report: _Reporter,
 ) -> bool:
-    """Record settled tasks in input order: each result in its place, each failure unwrapped.
+    """Record settled tasks in input order: each result in its place, and reported.
 
-    Returns whether one of them stopped the batch: it failed, or it found the
-    stop flag set by a failure whose report is still on the way.
+    Each failure is recorded unwrapped, and so is what reporting a result
+    raised. Returns whether one of them stopped the batch: a failure, or a
+    task that found the stop flag set by a failure whose report is still on
+    the way.
     """
     stopped = False
     for settled in sorted(done, key=waiting.__getitem__):
@@ -184,23 +226,36 @@ def _take(
         ok, value = settled.result()
         if not ok:
             stopped = True
-            if _lost_scheduler(value):
-                # One error for the one cause, not one per item in flight.
-                if any(isinstance(f, SchedulerLost) for f in failures):
-                    continue
-                value = SchedulerLost(
-                    f"lost the connection to the dask scheduler while item {index} of {name} "
-                    "was on the cluster: its result, and those of the batch's other unfinished "
-                    "items, cannot come back (was the scheduler stopped, or the network cut?)"
-                )
-            if isinstance(value, KilledWorker):
-                _note(value, f"item {index} of {name}: the dask workers running it died each time")
-            failures.append(_unwrap(value, index, name))
+            failure = _failure(value, index, name, failures)
+            if failure is not None:
+                failures.append(failure)
         elif isinstance(value, Stopped):
             stopped = True
         else:
             results[index] = value
+            failed = report(index, value)
+            if failed is not None:
+                stopped = True
+                failures.append(failed)
     return stopped
+
+
+def _failure(
+    exc: BaseException, index: int, name: str, failures: list[BaseException]
+) -> BaseException | None:
+    """What the batch raises for item ``index``'s failure; ``None`` when already said."""
+    if _lost_scheduler(exc):
+        # One error for the one cause, not one per item in flight.
+        if any(isinstance(f, SchedulerLost) for f in failures):
+            return None
+        return SchedulerLost(
+            f"lost the connection to the dask scheduler while item {index} of {name} "
+            "was on the cluster: its result, and those of the batch's other unfinished "
+            "items, cannot come back (was the scheduler stopped, or the network cut?)"
+        )
+    if isinstance(exc, KilledWorker):
+        _note(exc, f"item {index} of {name}: the dask workers running it died each time")
+    return _unwrap(exc, index, name)
 
 
 def _known_workers(client: Client) -> int:
@@ -252,8 +307,12 @@ async def _halt(
     waiting: dict[asyncio.Future[_Outcome], int],
     futures: dict[int, Future[Any]],
     name: str,
+    report: _Reporter,
 ) -> list[BaseException]:
     """Stop the batch and wait until none of its tasks runs; return the failures seen meanwhile.
+
+    The results of items that finish meanwhile are reported, not kept: the
+    batch fails, but a cache can still keep what they computed.
 
     Shielded: the contract says nothing of the batch may still run once
     ``map`` has raised, so a cancellation arriving now is absorbed here and
@@ -282,9 +341,9 @@ async def _halt(
             for settled in [w for w in waiting if w.done()]:
                 index = waiting.pop(settled)
                 del futures[index]
-                ok, value = settled.result()
-                if not ok and not isinstance(value, concurrent.futures.CancelledError):
-                    failures.append(_unwrap(value, index, name))
+                failure = _late(settled.result(), index, name, report)
+                if failure is not None:
+                    failures.append(failure)
             if waiting:
                 with contextlib.suppress(Exception):
                     await _absorbing(functools.partial(_drop_if_no_workers, client, futures))
@@ -295,6 +354,16 @@ async def _halt(
             with contextlib.suppress(Exception):
                 await _absorbing(step)
     return failures
+
+
+def _late(outcome: _Outcome, index: int, name: str, report: _Reporter) -> BaseException | None:
+    """A task that settled while the batch stopped: its result reported, or its failure."""
+    ok, value = outcome
+    if ok:
+        return None if isinstance(value, Stopped) else report(index, value)
+    if isinstance(value, concurrent.futures.CancelledError):
+        return None  # cancelled by the halt itself: not a failure of its item
+    return _unwrap(value, index, name)
 
 
 async def _drop_if_no_workers(client: Client, futures: dict[int, Future[Any]]) -> None:

@@ -7,7 +7,7 @@ import contextlib
 import itertools
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from contextvars import ContextVar
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 import anyio
 
@@ -270,7 +270,10 @@ class DaskExecutor:
     backend: str | None = "asyncio"
     #: Items run in other processes: the kernel sends a detached copy of the
     #: node, checks that the work and the items pickle, and refuses batch flows.
-    remote = True
+    remote: Literal[True] = True
+    #: ``map`` and ``map_blocking`` take ``on_result``, called here as each
+    #: result comes back: a result cache writes it then, not at the batch's end.
+    reports_results: Literal[True] = True
 
     def __init__(
         self,
@@ -342,7 +345,12 @@ class DaskExecutor:
         return asyncio.run(main())
 
     async def map(
-        self, fn: Callable[[Any], Awaitable[R]], items: Iterable[Any], *, limit: int | None
+        self,
+        fn: Callable[[Any], Awaitable[R]],
+        items: Iterable[Any],
+        *,
+        limit: int | None,
+        on_result: Callable[[int, Any], None] | None = None,
     ) -> list[R]:
         """Run ``fn(item)`` for every item as a dask task; results in input order.
 
@@ -351,23 +359,33 @@ class DaskExecutor:
         caller is cancelled) no further item starts, running items are
         cancelled at their next ``await``, and the exception (the item's own,
         other failures as notes) is raised once no task of the batch runs.
+
+        ``on_result(position, result)`` (see ``pocketcore.ReportingExecutor``)
+        is called in this process for each item that succeeded, as its result
+        comes back, before ``map`` returns or raises. What it raises stops
+        the batch like an item's failure, and is raised.
         """
         from . import _worker
 
-        return await self._batch(_worker.run_async_item, fn, items, limit)
+        return await self._batch(_worker.run_async_item, fn, items, limit, on_result)
 
     async def map_blocking(
-        self, fn: Callable[[Any], R], items: Iterable[Any], *, limit: int | None
+        self,
+        fn: Callable[[Any], R],
+        items: Iterable[Any],
+        *,
+        limit: int | None,
+        on_result: Callable[[int, Any], None] | None = None,
     ) -> list[R]:
         """:meth:`map` for a sync ``fn`` (the items of ``ParallelBatchNode``).
 
         A sync item that has started cannot be interrupted: after a failure
-        it runs to completion (its result is dropped) before ``map_blocking``
-        raises.
+        it runs to completion before ``map_blocking`` raises; its result is
+        dropped, but still handed to ``on_result``.
         """
         from . import _worker
 
-        return await self._batch(_worker.run_sync_item, fn, items, limit)
+        return await self._batch(_worker.run_sync_item, fn, items, limit, on_result)
 
     async def _batch(
         self,
@@ -375,6 +393,7 @@ class DaskExecutor:
         fn: Callable[[Any], Any],
         items: Iterable[Any],
         limit: int | None,
+        on_result: Callable[[int, Any], None] | None,
     ) -> list[Any]:
         from ._batch import run_batch
 
@@ -389,7 +408,9 @@ class DaskExecutor:
         async def on(session: _Session) -> list[Any]:
             client = await session.client()
             warn_after = session.settings.no_workers_warning
-            return await run_batch(client, task, fn, items, limit, warn_after=warn_after)
+            return await run_batch(
+                client, task, fn, items, limit, warn_after=warn_after, on_result=on_result
+            )
 
         session = _SESSION.get()
         if session is not None and session.loop is asyncio.get_running_loop():
