@@ -294,16 +294,7 @@ def async_steps(s: Sizes) -> list[Group]:
 # --- fan-out -----------------------------------------------------------------------------
 
 
-def _batch(node: Any, n: int) -> w.Body:
-    """``await node.run_async(shared)`` on a fresh shared store holding ``range(n)``."""
-
-    async def body() -> Any:
-        shared = {"items": range(n)}
-        await node.run_async(shared)
-        if len(shared["results"]) != n:
-            raise AssertionError(f"{type(node).__name__}: {len(shared['results'])} results of {n}")
-
-    return body
+_batch = w.batch
 
 
 def _timed_on(backend: str, body: w.Body, times: int) -> Callable[[], float]:
