@@ -632,6 +632,10 @@ def _marginal(small: int, large: int) -> Callable[[Group], list[str]]:
     return notes
 
 
+def _cached_node(item_cls: type[Any], backend: str, limit: int, path: str) -> Any:
+    return item_cls(executor=backend, max_concurrency=limit, cache=path)
+
+
 def memory(s: Sizes) -> list[Group]:
     n, limit = s.memory_items, s.memory_limit
     small = n // 10
@@ -673,9 +677,7 @@ def memory(s: Sizes) -> list[Group]:
                 f"pocketcore limit {limit}, cache on (every item a miss, written)",
                 _peak_on(
                     backend,
-                    cache.fresh_cache_batch(
-                        partial(item_cls, executor=backend, max_concurrency=limit), n
-                    ),
+                    cache.fresh_cache_batch(partial(_cached_node, item_cls, backend, limit), n),
                 ),
                 n,
                 warmup=False,
