@@ -90,14 +90,7 @@ class PcTrioValue(w.PcTrioItem):
         return item
 
 
-def _batch(node: Any, n: int) -> w.Body:
-    async def body() -> Any:
-        shared = {"items": range(n)}
-        await node.run_async(shared)
-        if len(shared["results"]) != n:
-            raise AssertionError(f"{type(node).__name__}: {len(shared['results'])} results of {n}")
-
-    return body
+_batch = w.batch
 
 
 def _fresh_each_time(make: Callable[[str], Any], n: int) -> w.Body:

@@ -294,16 +294,7 @@ def async_steps(s: Sizes) -> list[Group]:
 # --- fan-out -----------------------------------------------------------------------------
 
 
-def _batch(node: Any, n: int) -> w.Body:
-    """``await node.run_async(shared)`` on a fresh shared store holding ``range(n)``."""
-
-    async def body() -> Any:
-        shared = {"items": range(n)}
-        await node.run_async(shared)
-        if len(shared["results"]) != n:
-            raise AssertionError(f"{type(node).__name__}: {len(shared['results'])} results of {n}")
-
-    return body
+_batch = w.batch
 
 
 def _timed_on(backend: str, body: w.Body, times: int) -> Callable[[], float]:
@@ -641,6 +632,10 @@ def _marginal(small: int, large: int) -> Callable[[Group], list[str]]:
     return notes
 
 
+def _cached_node(item_cls: type[Any], backend: str, limit: int, path: str) -> Any:
+    return item_cls(executor=backend, max_concurrency=limit, cache=path)
+
+
 def memory(s: Sizes) -> list[Group]:
     n, limit = s.memory_items, s.memory_limit
     small = n // 10
@@ -682,9 +677,7 @@ def memory(s: Sizes) -> list[Group]:
                 f"pocketcore limit {limit}, cache on (every item a miss, written)",
                 _peak_on(
                     backend,
-                    cache.fresh_cache_batch(
-                        partial(item_cls, executor=backend, max_concurrency=limit), n
-                    ),
+                    cache.fresh_cache_batch(partial(_cached_node, item_cls, backend, limit), n),
                 ),
                 n,
                 warmup=False,

@@ -326,6 +326,18 @@ async def trio_pool(work: Work, items: Iterable[Any], limit: int) -> None:
 Body = Callable[[], Awaitable[Any]]
 
 
+def batch(node: Any, n: int) -> Body:
+    """``await node.run_async(shared)`` on a fresh shared store holding ``range(n)``, checked."""
+
+    async def body() -> Any:
+        shared = {"items": range(n)}
+        await node.run_async(shared)
+        if len(shared["results"]) != n:
+            raise AssertionError(f"{type(node).__name__}: {len(shared['results'])} results of {n}")
+
+    return body
+
+
 async def timed(body: Body, times: int) -> float:
     """Seconds taken by ``times`` awaits of ``body()``, measured inside the running loop."""
     start = perf_counter()

@@ -523,3 +523,43 @@ def test_items_are_pulled_as_the_limit_allows_with_a_cache_on(executor: str) -> 
     pocketcore.run(Slow(), {}, cache=DictStore(), executor=executor, max_concurrency=limit)
     # Pulled ahead of what finished: the items in flight plus one lookup group.
     assert worst <= 2 * limit + 1
+
+
+# --- the per-step hint: CACHING ---------------------------------------------------------
+
+
+def test_a_flows_own_cache_applies_to_its_plain_nodes_and_every_count_is_undone() -> None:
+    from pocketcore._runtime.context import CACHING
+
+    store = DictStore()
+    Plain.runs = 0
+    for _ in range(2):
+        pocketcore.run(pocketcore.Flow(Plain(), cache=store), {"x": "flow"})
+    assert Plain.runs == 1
+    assert CACHING[0] == 0
+
+    class Boom(Plain):
+        def exec(self, x: Any) -> Any:
+            raise RuntimeError("boom")
+
+    with pytest.raises(RuntimeError, match="boom"):
+        pocketcore.run(pocketcore.Flow(Boom(), cache=store), {"x": 1}, cache=store)
+    assert CACHING[0] == 0
+    PlainAsync.runs = 0
+    for _ in range(2):
+        pocketcore.run(pocketcore.AsyncFlow(PlainAsync(), cache=store), {"x": "async flow"})
+    assert PlainAsync.runs == 1
+    assert CACHING[0] == 0
+
+
+def test_a_run_without_a_cache_ignores_another_runs_count() -> None:
+    from pocketcore._runtime.context import count_caching
+
+    Plain.runs = 0
+    count_caching(1)  # as while another thread's run has a cache
+    try:
+        for _ in range(2):
+            pocketcore.run(Plain(), {"x": "uncached"})
+    finally:
+        count_caching(-1)
+    assert Plain.runs == 2

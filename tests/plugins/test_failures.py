@@ -24,12 +24,14 @@ from hypothesis import strategies as st
 
 import pocketcore
 from pocketcore import PluginError, PluginWarning, Registry
+from pocketcore._stores import MemoryStore
 from pocketcore.testing import RecordingExecutor
 
 from .distributions import executor_module, fake_distribution
 
 EXECUTORS = "pocketcore_register_executors"
 NODES = "pocketcore_register_nodes"
+STORES = "pocketcore_register_stores"
 
 
 class Raising:
@@ -201,6 +203,8 @@ def _plugin(hook: str, names: list[str], behaviour: str) -> object:
         for name in names:
             if hook == EXECUTORS:
                 register(RecordingExecutor(name=name))
+            elif hook == STORES:
+                register(name, lambda rest: MemoryStore())
             else:
                 register(name, pocketcore.Node)
         if behaviour == "raises-after":
@@ -215,7 +219,7 @@ def _plugin(hook: str, names: list[str], behaviour: str) -> object:
 
 
 @given(
-    hook=st.sampled_from([EXECUTORS, NODES]),
+    hook=st.sampled_from([EXECUTORS, NODES, STORES]),
     behaviours=st.lists(st.sampled_from(BEHAVIOURS), min_size=1, max_size=6),
 )
 def test_exactly_the_broken_plugins_fail_and_the_others_contribute(
@@ -227,7 +231,7 @@ def test_exactly_the_broken_plugins_fail_and_the_others_contribute(
         registry.register(_plugin(hook, names, behaviour), name=f"p{index}")
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        found = registry.executors if hook == EXECUTORS else registry.nodes
+        found = getattr(registry, {EXECUTORS: "executors", NODES: "nodes", STORES: "stores"}[hook])
     broken = {f"p{i}" for i, b in enumerate(behaviours) if b != "works"}
     expected = {
         f"p{i}-{k}" for i, b in enumerate(behaviours) if b == "works" for k in range(1 + i % 2)

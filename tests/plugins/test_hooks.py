@@ -84,6 +84,34 @@ def test_nodes_from_hooks_name_their_plugin(pm: Registry) -> None:
     assert "'nodes-b'" in str(info.value)
 
 
+def test_stores_from_hooks_name_their_plugin_and_a_duplicate_names_both(pm: Registry) -> None:
+    class Stores:
+        @pocketcore.hookimpl
+        def pocketcore_register_stores(self, register: Any) -> None:
+            register("redis", lambda rest: None)
+
+    pm.register(Stores(), name="stores-a")
+    assert pm.stores["redis"].plugin == "stores-a"
+    pm.register(Stores(), name="stores-b")
+    with pytest.raises(PluginError, match="store 'redis' is registered twice") as info:
+        _ = pm.stores
+    assert "'stores-a'" in str(info.value)
+    assert "'stores-b'" in str(info.value)
+
+
+@pytest.mark.parametrize("name", ["", "x", "a:b", 3])
+def test_a_store_name_a_setting_could_not_name_fails_the_plugin(pm: Registry, name: Any) -> None:
+    class Odd:
+        @pocketcore.hookimpl
+        def pocketcore_register_stores(self, register: Any) -> None:
+            register(name, lambda rest: None)
+
+    pm.register(Odd(), name="odd")
+    with pytest.warns(pocketcore.PluginWarning, match="invalid name"):
+        assert dict(pm.stores) == {}
+    assert [f.entry_point for f in pm.failures] == ["odd"]
+
+
 def test_registering_a_name_twice_is_a_plugin_error(pm: Registry) -> None:
     pm.register(ExecutorsPlugin("a"), name="dup")
     with pytest.raises(PluginError, match="dup"):

@@ -78,13 +78,13 @@ def exec_item(
     that it returned).
     """
     d = node.__dict__
-    run = node.exec if call is None else call
     for n in range(node.max_retries):
         d["cur_retry"] = n
         if attempt is not None:
             attempt.n = n
         try:
-            return run(item)
+            # node.exec(item) is called as a method: no bound method is made.
+            return node.exec(item) if call is None else call(item)
         except Exception as exc:
             cur = d["cur_retry"] if attempt is None else attempt.n
             if cur == node.max_retries - 1:
@@ -118,16 +118,31 @@ async def exec_item_async(
     ``node.exec_async``, as for :func:`exec_item`.
     """
     d = node.__dict__
+    if node.max_retries == 1 and call is None and per_attempt is None:
+        # The usual case: no loop, and exec_async called as a method (no bound method made).
+        d["cur_retry"] = 0
+        try:
+            return await node.exec_async(item)
+        except Exception as exc:
+            return await node.exec_fallback_async(item, exc)
     if call is None:
         call = node.exec_async
     if per_attempt is not None:
         call = functools.partial(_within, per_attempt, call)
-    if node.max_retries == 1:  # the usual case, without the loop's overhead
+    if node.max_retries == 1:
         d["cur_retry"] = 0
         try:
             return await call(item)
         except Exception as exc:
             return await node.exec_fallback_async(item, exc)
+    return await _retrying_async(node, item, attempt, call)
+
+
+async def _retrying_async(
+    node: Any, item: Any, attempt: Attempt | None, call: Callable[[Any], Awaitable[Any]]
+) -> Any:
+    """The attempts of :func:`exec_item_async` for a node that makes more than one."""
+    d = node.__dict__
     for n in range(node.max_retries):
         d["cur_retry"] = n
         if attempt is not None:

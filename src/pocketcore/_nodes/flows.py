@@ -12,7 +12,7 @@ from pocketcore._core.store import Store
 from pocketcore._dispatch.items import each, each_async, fan_out, fan_out_blocking
 from pocketcore._nodes.nodes import AsyncNode, BaseNode, ParallelBatchNode
 from pocketcore._runtime import observe
-from pocketcore._runtime.context import RUN, enter_scope
+from pocketcore._runtime.context import enter_scope, leave_scope
 from pocketcore._runtime.limits import Limiter
 
 __all__ = [
@@ -145,7 +145,7 @@ class Flow(BaseNode):
             return last_action
         finally:
             if scope is not None:
-                RUN.reset(scope)
+                leave_scope(scope)
 
     def _run(self, shared: Any) -> Any:
         p = self.prep(shared)
@@ -194,7 +194,7 @@ class AsyncFlow(Flow, AsyncNode):
             return last_action
         finally:
             if scope is not None:
-                RUN.reset(scope)
+                leave_scope(scope)
 
     async def _run_async(self, shared: Any) -> Any:
         p = await self.prep_async(shared)

@@ -21,6 +21,7 @@ from pocketcore._dispatch.items import (
     exec_cached_async,
     exec_each,
     exec_each_async,
+    exec_item,
     exec_item_async,
     fan_out,
     fan_out_blocking,
@@ -29,7 +30,7 @@ from pocketcore._dispatch.items import (
 from pocketcore._runtime import observe
 from pocketcore._runtime.cache import node_cache
 from pocketcore._runtime.config import CODE_CHECKS
-from pocketcore._runtime.context import CUR_RETRY, RUN, current_config
+from pocketcore._runtime.context import CACHING, CUR_RETRY, RUN, current_config
 from pocketcore._runtime.limits import Limiter
 
 __all__ = [
@@ -279,6 +280,9 @@ class Node(BaseNode):
 
     def _exec(self, prep_res: Any) -> Any:
         # The per-item pipeline (attempts, waits, fallback, the cache) lives in dispatch.
+        # Every step asks, cheaply while no cache is in force anywhere (CACHING).
+        if self.cache is None and not CACHING[0]:
+            return exec_item(self, prep_res)
         return exec_cached(self, prep_res)
 
 
@@ -316,6 +320,8 @@ class AsyncNode(Node):
 
     def _exec(self, prep_res: Any) -> Awaitable[Any]:
         # The async pipeline, in dispatch; handing back its coroutine costs no frame.
+        if self.cache is None and not CACHING[0]:
+            return exec_item_async(self, prep_res)
         cache = node_cache(self)
         if cache is None:
             return exec_item_async(self, prep_res)

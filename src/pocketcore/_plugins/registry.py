@@ -16,7 +16,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Mapping
 from importlib import metadata
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import attrs
 import pluggy
@@ -113,6 +113,8 @@ class StoreEntry:
     opener: StoreOpener
     plugin: str
 
+
+_E = TypeVar("_E")
 
 # What a register callback's arguments become: the name and the contribution.
 # A check raises _Invalid, with a message that reads after the plugin's name.
@@ -231,17 +233,28 @@ class Registry:
         return found
 
     def _collect_executors(self) -> dict[str, ExecutorEntry]:
-        made_by, failures = self._call_registration_hook(EXECUTORS_HOOK, _check_executor)
-        self._settle_failures(EXECUTORS_HOOK, failures)
-        found: dict[str, ExecutorEntry] = {}
+        return self._collect_named(EXECUTORS_HOOK, _check_executor, "executor", ExecutorEntry)
+
+    def _collect_named(
+        self, hook: str, check: _Check, kind: str, entry: Callable[[str, Any, str], _E]
+    ) -> dict[str, _E]:
+        """What each plugin registered through ``hook``, by name: one ``entry`` per name.
+
+        Raises:
+            PluginError: Two plugins registered one name; the message names both.
+        """
+        made_by, failures = self._call_registration_hook(hook, check)
+        self._settle_failures(hook, failures)
+        found: dict[str, _E] = {}
+        plugin_of: dict[str, str] = {}
         for plugin, made in made_by:
-            for name, executor in made.items():
+            for name, value in made.items():
                 if name in found:
                     raise PluginError(
-                        f"executor {name!r} is registered twice: by plugin "
-                        f"{found[name].plugin!r} and by plugin {plugin!r}"
+                        f"{kind} {name!r} is registered twice: by plugin "
+                        f"{plugin_of[name]!r} and by plugin {plugin!r}"
                     )
-                found[name] = ExecutorEntry(name, executor, plugin)
+                found[name], plugin_of[name] = entry(name, value, plugin), plugin
         return found
 
     def get_executor(self, name: str, *, source: str) -> Executor:
@@ -306,18 +319,7 @@ class Registry:
         return found
 
     def _collect_stores(self) -> dict[str, StoreEntry]:
-        made_by, failures = self._call_registration_hook(STORES_HOOK, _check_store)
-        self._settle_failures(STORES_HOOK, failures)
-        found: dict[str, StoreEntry] = {}
-        for plugin, made in made_by:
-            for name, opener in made.items():
-                if name in found:
-                    raise PluginError(
-                        f"store {name!r} is registered twice: by plugin "
-                        f"{found[name].plugin!r} and by plugin {plugin!r}"
-                    )
-                found[name] = StoreEntry(name, opener, plugin)
-        return found
+        return self._collect_named(STORES_HOOK, _check_store, "store", StoreEntry)
 
     def get_store_opener(self, name: str, *, source: str) -> StoreOpener:
         """The opener of the store called ``name``.

@@ -215,7 +215,7 @@ def node_cache(node: Any) -> NodeCache | None:
     cfg = current_config()
     own = own_cache(node)
     if own is None:
-        chosen = cfg.setting("cache")
+        chosen = cfg.cache_setting
     else:
         source = node_source(node, "cache")
         chosen = Setting(check_cache_value(own, source), source)

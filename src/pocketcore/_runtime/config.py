@@ -14,6 +14,7 @@ so, as with PocketFlow, whatever they hold cannot stop it.
 
 from __future__ import annotations
 
+import functools
 import os
 import sys
 from collections.abc import Callable
@@ -424,7 +425,7 @@ def run_arguments(**given: object) -> dict[str, Setting]:
     return found
 
 
-@attrs.frozen
+@attrs.frozen(slots=False)  # not slots: cache_setting is a cached_property
 class RunConfig:
     """What one run uses: its backend, its settings and its plugins.
 
@@ -458,6 +459,16 @@ class RunConfig:
         """The setting ``key`` in force here: a flow's, else the run's."""
         found = self.scope.get(key)
         return self.settings.get(key) if found is None else found
+
+    @functools.cached_property
+    def cache_setting(self) -> Setting | None:
+        """The result cache in force here for nodes without their own; ``None`` when off.
+
+        Read on every node step, so it is resolved once per configuration
+        (a flow with settings of its own runs its nodes under a copy).
+        """
+        found = self.setting("cache")
+        return None if found is None or found.value is False else found
 
     @property
     def executor(self) -> Executor:

@@ -32,7 +32,7 @@ from pocketcore._core.results import Failed
 from pocketcore._plugins.registry import Observer, get_registry
 from pocketcore._runtime.cache import Keyed
 from pocketcore._runtime.config import RunConfig
-from pocketcore._runtime.context import RUN, Controls
+from pocketcore._runtime.context import RUN, Controls, count_caching
 
 __all__ = [
     "attempts",
@@ -77,7 +77,11 @@ def batch_size(items: object) -> int | None:
 
 def whole_run(cfg: RunConfig, target: Any, shared: Any, call: Callable[[], T]) -> T:
     """Run ``call()`` as the run ``cfg`` of ``target``, reporting its start and end."""
+    # Counted before the first step (see CACHING); a bad cache setting fails here.
+    counted = cfg.cache_setting is not None
     token = RUN.set(cfg)
+    if counted:
+        count_caching(1)
     try:
         obs = cfg.observer
         if obs is None:
@@ -91,6 +95,8 @@ def whole_run(cfg: RunConfig, target: Any, shared: Any, call: Callable[[], T]) -
         obs.pocketcore_run_end(target=target, shared=shared, result=result, exception=None)
         return result
     finally:
+        if counted:
+            count_caching(-1)
         RUN.reset(token)
 
 
@@ -98,7 +104,11 @@ async def whole_run_async(
     cfg: RunConfig, target: Any, shared: Any, call: Callable[[], Awaitable[T]]
 ) -> T:
     """:func:`whole_run` for an async run."""
+    # Counted before the first step (see CACHING); a bad cache setting fails here.
+    counted = cfg.cache_setting is not None
     token = RUN.set(cfg)
+    if counted:
+        count_caching(1)
     try:
         obs = cfg.observer
         if obs is None:
@@ -112,6 +122,8 @@ async def whole_run_async(
         obs.pocketcore_run_end(target=target, shared=shared, result=result, exception=None)
         return result
     finally:
+        if counted:
+            count_caching(-1)
         RUN.reset(token)
 
 
