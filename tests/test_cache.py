@@ -34,6 +34,7 @@ class DictStore:
     def __init__(self) -> None:
         self.data: dict[bytes, tuple[bytes, str]] = {}
         self.gets = 0
+        self.asked: list[int] = []  # how many keys each get_many asked for
         self.puts = 0
         self.fail_on: str | None = None
         self.lock = threading.Lock()
@@ -42,6 +43,7 @@ class DictStore:
         if self.fail_on == "get":
             raise OSError("disk on fire")
         self.gets += 1
+        self.asked.append(len(keys))
         return {k: self.data[k][0] for k in keys if k in self.data}
 
     def put(self, key: bytes, value: bytes, node: str) -> None:

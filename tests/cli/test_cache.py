@@ -160,7 +160,12 @@ def test_a_second_run_computes_nothing(capsys: pytest.CaptureFixture[str], store
     # New inputs are computed; the rest come from the cache.
     run(capsys, "--cache", "testfile:results", "--shared", '{"items": [2, 3, 4]}')
     assert calls() == ["square 4", "total [4, 9, 16]", "announce"]
-    assert filestore.entries(store) == {"cached.Square": 4, "cached.Total": 2}
+    # Each completed batch of squares also has its whole-batch entry.
+    assert filestore.entries(store) == {
+        "cached.Square": 4,
+        "cached.Square [whole batches]": 2,
+        "cached.Total": 2,
+    }
 
 
 def test_without_a_cache_everything_is_computed(capsys: pytest.CaptureFixture[str]) -> None:
@@ -180,7 +185,7 @@ def test_no_cache_beats_the_environment(
     assert sorted(calls()) == sorted(ALL)
     run(capsys, "--cache", "off")  # the same, in the words the environment and files use
     assert sorted(calls()) == sorted(ALL)
-    assert filestore.entries(store).total() == 4
+    assert filestore.entries(store).total() == 5  # 3 squares, their batch, 1 total
 
 
 def test_a_flow_files_config_and_the_options(
@@ -189,14 +194,14 @@ def test_a_flow_files_config_and_the_options(
     name = flow_file(tmp_path / "flow.toml", config='cache = "testfile:from-file"')
     code, _, err = call(capsys, "run", name, "-q")
     assert (code, err) == (0, "")
-    assert filestore.entries(tmp_path / "from-file").total() == 4
+    assert filestore.entries(tmp_path / "from-file").total() == 5
     assert len(calls()) == 4  # the file's flow has no Announce
     call(capsys, "run", name)
     assert calls() == []
     # --cache wins over [config]; --no-cache turns it off.
     call(capsys, "run", name, "--cache", "testfile:from-option")
     assert len(calls()) == 4
-    assert filestore.entries(tmp_path / "from-option").total() == 4
+    assert filestore.entries(tmp_path / "from-option").total() == 5
     call(capsys, "run", name, "--no-cache")
     assert len(calls()) == 4
 
@@ -305,18 +310,19 @@ def test_info_counts_the_entries_of_each_node_class(
         "source    the SPEC argument",
         f"size      {size}",
         "",
-        "node class     entries",
-        "cached.Square        5",
-        "cached.Total         2",
-        "total                7",
+        "node class                     entries",
+        "cached.Square                        5",
+        "cached.Square [whole batches]        1",
+        "cached.Total                         2",
+        "total                                8",
     ]
     as_json = json.loads(call(capsys, "cache", "info", "testfile:results", "--json")[1])
     assert as_json == {
         "location": str(store),
         "source": "the SPEC argument",
         "exists": True,
-        "entries": {"cached.Square": 5, "cached.Total": 2},
-        "total": 7,
+        "entries": {"cached.Square": 5, "cached.Square [whole batches]": 1, "cached.Total": 2},
+        "total": 8,
         "size": store.stat().st_size,
     }
 
@@ -339,10 +345,11 @@ def test_info_uses_the_configured_cache(
         "source    key 'cache' in pocketcore.toml",
         f"size      {human_size((tmp_path / 'results').stat().st_size)}",
         "",
-        "node class     entries",
-        "cached.Square        3",
-        "cached.Total         1",
-        "total                4",
+        "node class                     entries",
+        "cached.Square                        3",
+        "cached.Square [whole batches]        1",
+        "cached.Total                         1",
+        "total                                5",
     ]
     # The environment wins over the file, as for a run.
     monkeypatch.setenv("POCKETCORE_CACHE", "testfile:elsewhere")
@@ -470,11 +477,15 @@ def test_clear_node_removes_only_that_classs_entries(
     calls()
     code, out, err = call(capsys, "cache", "clear", "testfile:results", "--node", "Total")
     assert (code, out, err) == (0, f"removed 1 entry of cached.Total from {store}\n", "")
-    assert filestore.entries(store) == {"cached.Square": 3}
+    assert filestore.entries(store) == {"cached.Square": 3, "cached.Square [whole batches]": 1}
     run(capsys, "--cache", "testfile:results")
     assert calls() == ["total [1, 4, 9]", "announce"]  # the squares still came from the cache
     code, out, _ = call(capsys, "cache", "clear", "testfile:results", "--node", "cached:Square")
-    assert (code, out) == (0, f"removed 3 entries of cached.Square from {store}\n")
+    # The class's whole batches go with its results: nothing of it is left to hit.
+    assert (code, out) == (
+        0,
+        f"removed 4 entries of cached.Square (3 results, 1 whole batch) from {store}\n",
+    )
     assert filestore.entries(store) == {"cached.Total": 1}
     code, out, _ = call(capsys, "cache", "clear", "testfile:results")
     assert (code, out) == (0, f"removed 1 entry from {store}\n")
@@ -486,8 +497,14 @@ def test_clear_uses_the_configured_cache(
 ) -> None:
     monkeypatch.setenv("POCKETCORE_CACHE", "testfile:results")
     run(capsys)
+    calls()
     code, out, _ = call(capsys, "cache", "clear", "--node", "cached.Square")
-    assert (code, out) == (0, f"removed 3 entries of cached.Square from {store}\n")
+    assert (code, out) == (
+        0,
+        f"removed 4 entries of cached.Square (3 results, 1 whole batch) from {store}\n",
+    )
+    run(capsys)
+    assert sorted(calls()) == sorted(["square 1", "square 2", "square 3", "announce"])
 
 
 def test_a_node_name_that_is_ambiguous_or_unknown(
@@ -513,7 +530,7 @@ def test_a_node_name_that_is_ambiguous_or_unknown(
         code, out, err = call(capsys, "cache", "clear", "testfile:results", "--node", name)
         assert_bad_input(code, out, err)
         assert err.startswith(f"pocketcore: error: {message}"), err
-    assert filestore.entries(store).total() == 5  # nothing was removed
+    assert filestore.entries(store).total() == 6  # nothing was removed
 
 
 @given(labels=node_label_sets, data=st.data())

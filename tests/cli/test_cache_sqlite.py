@@ -79,7 +79,7 @@ def test_a_second_run_computes_nothing(
     info = json.loads(call(capsys, "cache", "info", "results.db", "--json")[1])
     assert (info["location"], info["entries"]) == (
         str(database),
-        {"cached.Square": 3, "cached.Total": 1},
+        {"cached.Square": 3, "cached.Square [whole batches]": 1, "cached.Total": 1},
     )
 
 
@@ -172,7 +172,8 @@ def test_a_flow_file_names_its_cache_by_path(
         assert (code, err) == (0, "")
     assert sorted(calls()) == [*ALL[:3], ALL[3], ALL[3]]
     assert call(capsys, "cache", "clear", "results.db", "--node", "Square")[1] == (
-        f"removed 3 entries of cached.Square from {tmp_path}/results.db\n"
+        f"removed 4 entries of cached.Square (3 results, 1 whole batch) from "
+        f"{tmp_path}/results.db\n"
     )
 
 
@@ -205,26 +206,27 @@ def test_end_to_end(command: list[str], tmp_path: Path) -> None:
     # The second run computes nothing but what opted out, and prints the same.
     assert pocketcore_(*target, "--cache", "path.db", "--executor", "trio") == first
     assert noted(tmp_path) == ["announce"]
-    assert entries() == {"cached.Square": 3, "cached.Total": 1}
+    assert entries() == {"cached.Square": 3, "cached.Square [whole batches]": 1, "cached.Total": 1}
     # --no-cache beats POCKETCORE_CACHE: everything is computed, nothing stored.
     pocketcore_(*target, "--no-cache", "--shared", '{"items": [7]}', POCKETCORE_CACHE="path.db")
     assert noted(tmp_path) == ["square 7", "total [49]", "announce"]
-    assert entries() == {"cached.Square": 3, "cached.Total": 1}
+    assert entries() == {"cached.Square": 3, "cached.Square [whole batches]": 1, "cached.Total": 1}
     pocketcore_(*target, POCKETCORE_CACHE="path.db")
     assert noted(tmp_path) == ["announce"]
     # clear --node removes that class's entries only: the next run computes those alone.
     out = pocketcore_("cache", "clear", "--node", "Total", POCKETCORE_CACHE="path.db")
     assert out == f"removed 1 entry of cached.Total from {tmp_path}/path.db\n"
-    assert entries() == {"cached.Square": 3}
+    assert entries() == {"cached.Square": 3, "cached.Square [whole batches]": 1}
     pocketcore_(*target, "--cache", "path.db")
     assert noted(tmp_path) == ["total [1, 4, 9]", "announce"]
     info = pocketcore_("cache", "info", "path.db").splitlines()
     assert info[0] == f"location  {tmp_path}/path.db"
     assert info[4:] == [
-        "node class     entries",
-        "cached.Square        3",
-        "cached.Total         1",
-        "total                4",
+        "node class                     entries",
+        "cached.Square                        3",
+        "cached.Square [whole batches]        1",
+        "cached.Total                         1",
+        "total                                5",
     ]
 
 

@@ -186,7 +186,10 @@ def test_a_run_level_cache_from_config_and_a_node_that_opts_out(
         pocketcore.run(loaded.flow, shared, **{**loaded.config, "executor": executor})
         assert (shared["out"], shared["total"]) == ([1, 4, 9], 14)
     assert CALLS == {"square 1": 1, "square 2": 1, "square 3": 1, "total": 3}
-    assert filestore.entries(tmp_path / "run") == {f"{HERE}.Square": 3}
+    assert filestore.entries(tmp_path / "run") == {
+        f"{HERE}.Square": 3,
+        f"{HERE}.Square [whole batches]": 1,
+    }
 
 
 def test_a_flows_cache_applies_to_the_nodes_inside_it(registry: Registry, tmp_path: Path) -> None:
@@ -195,7 +198,11 @@ def test_a_flows_cache_applies_to_the_nodes_inside_it(registry: Registry, tmp_pa
     for _ in range(2):
         pocketcore.run(loaded.flow, {"items": [2, 3]})
     assert CALLS == {"square 2": 1, "square 3": 1, "total": 1}
-    assert filestore.entries(tmp_path / "sub") == {f"{HERE}.Square": 2, f"{HERE}.Total": 1}
+    assert filestore.entries(tmp_path / "sub") == {
+        f"{HERE}.Square": 2,
+        f"{HERE}.Square [whole batches]": 1,
+        f"{HERE}.Total": 1,
+    }
     # A node's own store wins over its flow's; false on a flow turns the run's off inside it.
     CALLS.clear()
     loaded = load(

@@ -21,7 +21,7 @@ import attrs
 
 from pocketcore._core.errors import CacheError
 from pocketcore._core.store import Store, StoreInfo
-from pocketcore._runtime.cache import close_stores, open_store, parse_spec
+from pocketcore._runtime.cache import WHOLE_BATCH_SUFFIX, close_stores, open_store, parse_spec
 from pocketcore._runtime.config import RunSettings, Setting, check_cache_value
 
 from .errors import BadInput
@@ -249,16 +249,45 @@ def _cmd_clear(args: argparse.Namespace) -> int:
         if store is None:
             write(f"nothing to clear: {chosen.file} does not exist")
             return 0
-        node = None if args.node is None else find_node(args.node, _info(store).entries, store)
+        node = None
+        labels: list[str | None] = [None]
+        if args.node is not None:
+            entries = _info(store).entries
+            node = find_node(args.node, _node_classes(entries), store)
+            # A class's whole-batch entries go with its items' (they hold the same results).
+            labels = [label for label in (node, node + WHOLE_BATCH_SUFFIX) if label in entries]
+        removed: dict[str | None, int] = {}
         try:
-            gone = store.clear(node)
+            for label in labels:
+                removed[label] = store.clear(label)
         except Exception as exc:  # a read-only file, say
             raise _failed(store, "clearing it", exc) from exc
         location = store.location
-    what = "entry" if gone == 1 else "entries"
-    of = "" if node is None else f" of {node}"
-    write(f"removed {gone:,} {what}{of} from {location}")
+    write(_removed(removed, node, location))
     return 0
+
+
+def _removed(removed: Mapping[str | None, int], node: str | None, location: str) -> str:
+    """The line ``cache clear`` prints: how many entries went, of which class, from where."""
+    gone = sum(removed.values())
+    what = "entry" if gone == 1 else "entries"
+    if node is None:
+        return f"removed {gone:,} {what} from {location}"
+    wholes = removed.get(node + WHOLE_BATCH_SUFFIX, 0)
+    detail = ""
+    if wholes:
+        batches = "batch" if wholes == 1 else "batches"
+        detail = f" ({gone - wholes:,} results, {wholes:,} whole {batches})"
+    return f"removed {gone:,} {what} of {node}{detail} from {location}"
+
+
+def _node_classes(entries: Mapping[str, int]) -> dict[str, int]:
+    """The node classes that have entries (a whole-batch label counts as its class's)."""
+    classes: dict[str, int] = {}
+    for label, n in entries.items():
+        base = label.removesuffix(WHOLE_BATCH_SUFFIX)
+        classes[base] = classes.get(base, 0) + n
+    return classes
 
 
 def find_node(name: str, entries: Mapping[str, int], store: Store | None = None) -> str:

@@ -22,7 +22,7 @@ from __future__ import annotations
 import functools
 import itertools
 import time
-from collections.abc import Awaitable, Callable, Iterable, Iterator
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
 from typing import Any, TypeVar
 
 import anyio
@@ -34,7 +34,15 @@ from pocketcore._core.remote import detached, refuse_batch_flow, shippable
 from pocketcore._core.results import Failed
 from pocketcore._dispatch.threads import call_sync, on_threads, run_blocking
 from pocketcore._runtime import observe
-from pocketcore._runtime.cache import MISS, Keyed, NodeCache, node_cache
+from pocketcore._runtime.cache import (
+    MISS,
+    WHOLE_BATCH_KINDS,
+    WHOLE_BATCH_MAX_BYTES,
+    WHOLE_BATCH_MIN,
+    Keyed,
+    NodeCache,
+    node_cache,
+)
 from pocketcore._runtime.context import (
     CUR_RETRY,
     THREAD_STOP,
@@ -478,6 +486,13 @@ class _CachedBatch:
 
     Items are pulled, keyed and looked up a group at a time as the executor
     pulls the misses, so a limit still bounds how many are held.
+
+    A batch already in memory (a list, tuple or range of two items or more)
+    also has a whole-batch entry: every result, under a key made of every
+    input. It is read first, so that re-running an unchanged batch is one
+    lookup, not one per item, and written once every item's result is
+    stored: never when an item failed, fell back or was not cached, so that
+    such an item still runs again next time.
     """
 
     def __init__(
@@ -496,15 +511,22 @@ class _CachedBatch:
         # results come back), so that a local batch's memory follows its limit.
         self.missed: list[Keyed] = []
         self.keep_missed = keep_missed
+        self.whole: bytes | None = None  # the whole-batch key, while it is to be written
+        self.known: list[bytes | None] | None = None  # the items' keys, when made up front
+        self.n_missed = 0
+        self.hit_bytes = 0
+        self.saved_before, self.bytes_before = cache.saved, cache.saved_bytes
 
     def misses(self) -> Iterator[Keyed]:
         """The inputs that missed, pulled lazily; hits are recorded on the way."""
-        cache, slots, on_hit = self.cache, self.slots, self.on_hit
+        if self._whole_batch_hit():
+            return
+        cache, slots, on_hit, known = self.cache, self.slots, self.on_hit, self.known
         missed = self.missed if self.keep_missed else None
         source = iter(self.items)
         first = 0
         while group := list(itertools.islice(source, self.group)):
-            keys = cache.keys(group, first)
+            keys = cache.keys(group, first) if known is None else known[first : first + len(group)]
             found = cache.get_many([key for key in keys if key is not None])
             for index, (item, key) in enumerate(zip(group, keys, strict=True), first):
                 raw = found.get(key) if key is not None else None
@@ -512,19 +534,53 @@ class _CachedBatch:
                 if value is MISS:
                     one = Keyed(index, key, item)
                     slots.append(_PENDING)
+                    self.n_missed += 1
                     if missed is not None:
                         missed.append(one)
                     yield one
                 else:
                     slots.append(value)
+                    self.hit_bytes += len(raw)  # type: ignore[arg-type]
                     if on_hit is not None:
                         on_hit(Keyed(index, key, item), value)
             first += len(group)
 
+    def _whole_batch_hit(self) -> bool:
+        """Whether the whole batch was found in one entry (its results are then the slots)."""
+        items = self.items
+        if type(items) not in WHOLE_BATCH_KINDS or len(items) < WHOLE_BATCH_MIN:  # type: ignore[arg-type]
+            return False
+        batch: Sequence[Any] = items  # type: ignore[assignment]
+        self.whole, self.known = self.cache.batch_key(batch)
+        if self.whole is None:
+            return False
+        found = self.cache.load_batch(self.whole, len(batch))
+        if found is None:
+            return False
+        self.slots, self.whole = found, None  # nothing to write
+        if self.on_hit is not None:
+            for index, (item, value) in enumerate(zip(batch, found, strict=True)):
+                self.on_hit(Keyed(index, None, item), value)
+        return True
+
     def merge(self, computed: list[Any]) -> list[Any]:
-        """Every input's result, in input order: the hits, and ``computed`` for the misses."""
-        fresh = iter(computed)
-        return [next(fresh) if slot is _PENDING else slot for slot in self.slots]
+        """Every input's result, in input order: the hits, and ``computed`` for the misses.
+
+        Writes the whole-batch entry when every result is stored.
+        """
+        if not self.n_missed:
+            results = self.slots
+        else:
+            fresh = iter(computed)
+            results = [next(fresh) if slot is _PENDING else slot for slot in self.slots]
+        cache = self.cache
+        if (
+            self.whole is not None
+            and cache.saved - self.saved_before == self.n_missed
+            and self.hit_bytes + cache.saved_bytes - self.bytes_before <= WHOLE_BATCH_MAX_BYTES
+        ):
+            cache.save_batch(self.whole, results)
+        return results
 
 
 def _group_for(limit: int | None) -> int:

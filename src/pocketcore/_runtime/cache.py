@@ -18,6 +18,10 @@ equal bytes however their objects are shared), with sets and frozensets put
 in a canonical order (their iteration order changes between processes).
 Two equal inputs that still pickle differently make two keys: a miss, never
 a wrong hit.
+
+A batch already in memory also has a whole-batch key, over every input in
+order (:meth:`NodeCache.batch_key`), whose entry holds every result: an
+unchanged batch is then read back in one lookup.
 """
 
 from __future__ import annotations
@@ -43,6 +47,7 @@ from pocketcore._runtime.context import current_config, node_source, own_cache
 
 __all__ = [
     "MISS",
+    "WHOLE_BATCH_SUFFIX",
     "CacheWarning",
     "Keyed",
     "NodeCache",
@@ -65,6 +70,15 @@ _SCALARS = frozenset({str, int, float, bytes, bool, type(None)})
 # when neither byte occurs the input holds no set. (They may also occur
 # inside other data: then the canonical form is made for nothing.)
 _SET_OPCODES = (b"\x8f", b"\x91")
+#: The kinds of batch that also get a whole-batch entry: already in memory,
+#: and with a length (a generator's items are pulled lazily, and are not).
+WHOLE_BATCH_KINDS = frozenset({list, tuple, range})
+#: Batches of fewer items get no whole-batch entry (it would repeat the item's).
+WHOLE_BATCH_MIN = 2
+#: A batch whose results pickle to more than this gets no whole-batch entry.
+WHOLE_BATCH_MAX_BYTES = 64 << 20
+#: What a whole-batch entry's node class label ends with (``module.Qualname [whole batches]``).
+WHOLE_BATCH_SUFFIX = " [whole batches]"
 
 
 class CacheWarning(UserWarning):
@@ -96,6 +110,43 @@ def fingerprint(value: object) -> bytes:
     if _SET_OPCODES[0] in data or _SET_OPCODES[1] in data:
         data = _pickled(_canonical(value))
     return data
+
+
+class _Digesting:
+    """A file that pickle writes to: it feeds a digest, and notes a set or frozenset opcode."""
+
+    __slots__ = ("digest", "sets")
+
+    def __init__(self, digest: Any) -> None:
+        self.digest, self.sets = digest, False
+
+    def write(self, chunk: bytes) -> int:
+        data = bytes(chunk)
+        self.digest.update(data)
+        if not self.sets and (_SET_OPCODES[0] in data or _SET_OPCODES[1] in data):
+            self.sets = True
+        return len(data)
+
+
+def digest_of(value: object, digest: Any) -> bytes:
+    """The digest of ``fingerprint(value)`` fed to a copy of ``digest``, without holding it all.
+
+    For a whole batch, whose pickle may be large: pickle writes it in frames
+    of about 64 KiB, each hashed as it comes.
+
+    Raises:
+        Exception: ``value`` cannot be pickled (whatever pickle raises).
+    """
+    out = _Digesting(digest.copy())
+    pickler = pickle.Pickler(out, VALUE_PROTOCOL)
+    pickler.fast = True  # no memo, as in _pickled
+    pickler.dump(value)
+    if not out.sets:
+        return out.digest.digest()  # type: ignore[no-any-return]
+    # Rare: a set somewhere. Its canonical form is made in memory, as fingerprint() does.
+    again = digest.copy()
+    again.update(fingerprint(value))
+    return again.digest()  # type: ignore[no-any-return]
 
 
 def _pickled(value: object) -> bytes:
@@ -272,6 +323,9 @@ class NodeCache:
         # cost more than the rest of a hit); a longer one is hashed. The
         # first byte keeps the two forms apart.
         self.head = b"\x01" + self.prefix.digest()
+        # What this batch stored: whether every miss was, and how many bytes.
+        self.saved = 0
+        self.saved_bytes = 0
 
     def _describe(self, value: object, what: str) -> bytes:
         try:
@@ -362,6 +416,63 @@ class NodeCache:
             return
         try:
             self.store.put(key, data, self.label)
+        except Exception as exc:
+            raise self._failed("writing", exc) from exc
+        self.saved += 1
+        self.saved_bytes += len(data)
+
+    # --- whole batches: one entry holding every result of a batch --------------
+
+    def batch_key(self, items: Sequence[Any]) -> tuple[bytes | None, list[bytes | None] | None]:
+        """The key of the whole batch ``items``, and its items' keys if they were made for it.
+
+        The key covers what an item's key covers, for every item in order.
+        With the node's own ``cache_key``, the items' keys are made here (and
+        returned, to be used again), and an item it skips means no key.
+        Without, the batch is fingerprinted in one go; when that fails, an
+        item does not pickle, which its own key will say.
+        """
+        digest = self.prefix.copy()
+        digest.update(b"\0whole batch\0")
+        if not self.custom:
+            try:
+                return b"\x02" + digest_of(items, digest), None
+            except Exception:
+                return None, None
+        keys = self.keys(list(items), 0)
+        for key in keys:
+            if key is None:
+                return None, keys
+            digest.update(len(key).to_bytes(4, "little") + key)
+        return b"\x02" + digest.digest(), keys
+
+    def load_batch(self, key: bytes, size: int) -> list[Any] | None:
+        """The stored results of a whole batch of ``size`` items, or ``None``.
+
+        An entry that no longer loads (or is not what it should be) is
+        passed over: the items' own entries are read instead, and warn.
+        """
+        raw = self.get_many((key,)).get(key)
+        if raw is None:
+            return None
+        try:
+            values = pickle.loads(raw)
+        except Exception:
+            return None
+        return values if type(values) is list and len(values) == size else None
+
+    def save_batch(self, key: bytes, results: list[Any]) -> None:
+        """Store a whole batch's ``results`` under ``key``.
+
+        Raises:
+            CacheError: The store failed to write them.
+        """
+        try:
+            data = pickle.dumps(results, VALUE_PROTOCOL)
+        except Exception:  # each result pickled on its own; not so together (too deep, say)
+            return
+        try:
+            self.store.put(key, data, self.label + WHOLE_BATCH_SUFFIX)
         except Exception as exc:
             raise self._failed("writing", exc) from exc
 
