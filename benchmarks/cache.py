@@ -11,10 +11,10 @@ temporary directory that is removed at exit), through the node's
   one lookup; a second row, for information, re-runs the batch with one new
   item each time, so that every other item is read from its own entry.
 * **misses**: the per-item cost of the miss path (keying, the lookup, the
-  pickled write, one committed transaction per item), on items that do no
-  work (``sleep(0)``), so nothing hides it: a fresh file per sample against
-  the same batch uncached, at a limit of 100. Reported in µs per item;
-  target: at most 25 µs.
+  pickled write and its commit; results that finish together share one
+  transaction), on items that do no work (``sleep(0)``), so nothing hides
+  it: a fresh file per sample against the same batch uncached, at a limit
+  of 100. Reported in µs per item; target: at most 25 µs.
 * **memory** (in the memory groups of ``scenarios``): the peak of a batch at
   a limit of 100 with a cache that misses every item (so every item is
   keyed, looked up and written), which must still follow the limit.

@@ -1,8 +1,10 @@
 """What the result cache's built-in stores cost per call: ``put`` and ``get_many``.
 
 ``python -m benchmarks.store_speed`` (from the repository root) prints, for the
-``sqlite`` and ``memory`` stores, the time of one ``put`` and of one key of a
-``get_many`` (hits and misses), in chunks of keys as the kernel looks them up.
+``sqlite`` and ``memory`` stores, the time of one ``put``, of one entry of a
+``put_many`` (in chunks of ``--chunk``, as the kernel hands over results that
+finish together) and of one key of a ``get_many`` (hits and misses), in chunks
+of keys as the kernel looks them up.
 Each figure is the median (and the best) over ``--repeats`` rounds, each
 round on a fresh store in a new temporary directory (``--dir`` chooses where: the file system
 matters, since every sqlite ``put`` is a committed write). Keys are 32-byte
@@ -37,8 +39,8 @@ def keys(prefix: bytes, count: int) -> list[bytes]:
 
 def one_round(
     open_store: Callable[[Path], Store], directory: str | None, entries: int, size: int, chunk: int
-) -> tuple[float, float, float]:
-    """µs per put, per key of a get_many that hits, per key of one that misses."""
+) -> tuple[float, float, float, float]:
+    """µs per put, per entry of a put_many, per key of a get_many that hits / that misses."""
     with tempfile.TemporaryDirectory(dir=directory) as tmp:
         store = open_store(Path(tmp))
         try:
@@ -48,6 +50,11 @@ def one_round(
             for key in stored:
                 store.put(key, value, "bench.Node")
             put = (time.perf_counter() - start) / entries
+            grouped = [(key, value, "bench.Node") for key in keys(b"grouped", entries)]
+            start = time.perf_counter()
+            for i in range(0, entries, chunk):
+                store.put_many(grouped[i : i + chunk])  # type: ignore[attr-defined]
+            put_many = (time.perf_counter() - start) / entries
             start = time.perf_counter()
             for i in range(0, entries, chunk):
                 found = store.get_many(stored[i : i + chunk])
@@ -60,23 +67,24 @@ def one_round(
             miss = (time.perf_counter() - start) / entries
         finally:
             store.close()
-    return put * 1e6, hit * 1e6, miss * 1e6
+    return put * 1e6, put_many * 1e6, hit * 1e6, miss * 1e6
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--entries", type=int, default=10_000, help="keys put per round")
     parser.add_argument("--sizes", default="200,2000", help="value sizes in bytes, comma-separated")
-    parser.add_argument("--chunk", type=int, default=100, help="keys per get_many")
+    parser.add_argument("--chunk", type=int, default=100, help="keys per get_many and put_many")
     parser.add_argument("--repeats", type=int, default=5, help="rounds per figure")
     parser.add_argument("--dir", default=None, help="where the temporary directories go")
     parser.add_argument("--stores", default="sqlite,memory", help="stores, comma-separated")
     args = parser.parse_args()
     print(
-        f"{args.entries} entries, get_many in chunks of {args.chunk}; "
+        f"{args.entries} entries, put_many and get_many in chunks of {args.chunk}; "
         f"µs, median (best) of {args.repeats} rounds"
     )
-    print(f"{'store':8} {'value':>7} {'put':>16} {'get hit/key':>16} {'get miss/key':>16}")
+    columns = ("put", "put_many/entry", "get hit/key", "get miss/key")
+    print(f"{'store':8} {'value':>7}", *(f"{column:>16}" for column in columns))
     for name in args.stores.split(","):
         for size in (int(s) for s in args.sizes.split(",")):
             rounds = [

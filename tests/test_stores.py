@@ -471,6 +471,14 @@ class ClearsEveryNode(DictStore):
         return super().clear(None)
 
 
+class PutsManyBackwards(DictStore):
+    """Writes a put_many's entries last to first: of two values for one key, the first wins."""
+
+    def put_many(self, entries: Sequence[tuple[bytes, bytes, str]]) -> None:
+        for entry in reversed(entries):
+            self.put(*entry)
+
+
 class WritesInTwoSteps(DictStore):
     """Stores half a value, then the whole: a reader in between sees half."""
 
@@ -581,6 +589,7 @@ KeepsTheFirstValueSuite = _suite("KeepsTheFirstValueSuite", KeepsTheFirstValue)
 AnswersTheFirst999KeysSuite = _suite("AnswersTheFirst999KeysSuite", AnswersTheFirst999Keys)
 ClearsEveryNodeSuite = _suite("ClearsEveryNodeSuite", ClearsEveryNode)
 WritesInTwoStepsSuite = _suite("WritesInTwoStepsSuite", WritesInTwoSteps)
+PutsManyBackwardsSuite = _suite("PutsManyBackwardsSuite", PutsManyBackwards)
 # A store private to its process, claiming to keep its entries or to share them.
 ForgetfulSuite = _suite("ForgetfulSuite", DictStore, persistent=True)
 UnsharedSuite = _suite("UnsharedSuite", DictStore, persistent=True, shared=True)
@@ -596,6 +605,7 @@ CASES = [
     (AnswersTheFirst999KeysSuite, "test_get_many_of_thousands_of_keys"),
     (ClearsEveryNodeSuite, "test_info_counts_and_clear_removes"),
     (WritesInTwoStepsSuite, "test_threads_leave_whole_values"),
+    (PutsManyBackwardsSuite, "test_put_many_is_each_put_in_turn"),
     (ForgetfulSuite, "test_reopened_store_has_every_value"),
     (UnsharedSuite, "test_processes_leave_whole_values"),
     (WritesFilesInPlaceSuite, "test_killed_writer_leaves_whole_values"),

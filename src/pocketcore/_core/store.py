@@ -57,6 +57,12 @@ class Store(Protocol):
     5. A value is stored whole or not at all: a process killed in the
        middle of :meth:`put` leaves the key absent or with its old value.
 
+    A store may also have ``put_many(entries)``, optional and not part of
+    this protocol's check: store each ``(key, value, node)`` of the
+    sequence as :meth:`put` would, one after the other, all of them durable
+    once it returns. The kernel then writes the results of items that
+    finish at the same moment in one call (SQLite: one transaction).
+
     Methods raise what they like when the store fails (a full disk, a file
     made read-only); the kernel reports that as a
     :class:`~pocketcore.CacheError` naming the store, and fails the run.

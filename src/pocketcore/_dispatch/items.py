@@ -410,7 +410,7 @@ async def _keyed_item_async(
         if token is not None:
             CUR_RETRY.reset(token)
     if call.returned and one.key is not None:
-        cache.save(one.key, result, one.index)
+        await cache.save_async(one.key, result, one.index)
     return result
 
 
@@ -432,7 +432,7 @@ async def _keyed_once_async(
             raise
         return Failed(exc, one.item, -1, 1)
     if one.key is not None:
-        cache.save(one.key, result, one.index)
+        await cache.save_async(one.key, result, one.index)
     return result
 
 

@@ -34,9 +34,10 @@ import pickle
 import re
 import threading
 import warnings
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
+import anyio
 import attrs
 
 from pocketcore._core.errors import CacheError, ConfigError
@@ -294,6 +295,17 @@ class Keyed:
         return f"Keyed({self.index!r}, {self.key!r}, {self.item!r})"
 
 
+class _Group:
+    """Results gathered to be written in one ``put_many``, and who waits for it."""
+
+    __slots__ = ("done", "entries", "error")
+
+    def __init__(self, entries: list[tuple[bytes, bytes, str]]) -> None:
+        self.entries = entries
+        self.done = anyio.Event()
+        self.error: CacheError | None = None
+
+
 class NodeCache:
     """One node's view of its store, for one node step or one batch.
 
@@ -326,6 +338,11 @@ class NodeCache:
         # What this batch stored: whether every miss was, and how many bytes.
         self.saved = 0
         self.saved_bytes = 0
+        # The store's put_many, if it has one, and the write gathering results now.
+        self.put_many: Callable[[Sequence[tuple[bytes, bytes, str]]], None] | None = getattr(
+            store, "put_many", None
+        )
+        self._group: _Group | None = None
 
     def _describe(self, value: object, what: str) -> bytes:
         try:
@@ -409,17 +426,80 @@ class NodeCache:
         Raises:
             CacheError: The store failed to write it.
         """
+        data = self._pickled(value, index)
+        if data is not None:
+            self._put_one(key, data)
+
+    async def save_async(self, key: bytes, value: Any, index: int | None) -> None:
+        """:meth:`save` from a task: results that finish together are written together.
+
+        With a store that has ``put_many``, the first result to be saved
+        waits for one scheduling turn, in which the tasks that finish at the
+        same moment add theirs, and writes them all in one call (for SQLite,
+        one transaction: a commit costs the same for one result or a
+        hundred). Each caller returns once its own result is written, as
+        with :meth:`save`, so an item still counts as in flight until its
+        result is stored. A batch cancelled meanwhile still keeps the
+        results that were handed in: they are written as the cancellation
+        passes.
+
+        Raises:
+            CacheError: The store failed to write it.
+        """
+        data = self._pickled(value, index)
+        if data is None:
+            return
+        if self.put_many is None:
+            self._put_one(key, data)
+            return
+        group = self._group
+        if group is not None:  # a write is gathering: join it
+            group.entries.append((key, data, self.label))
+            await group.done.wait()
+            if group.error is not None:
+                raise CacheError(str(group.error)) from group.error.__cause__
+            return
+        group = self._group = _Group([(key, data, self.label)])
         try:
-            data = pickle.dumps(value, VALUE_PROTOCOL)
+            await anyio.lowlevel.checkpoint()
+        finally:
+            # Also when the batch is cancelled meanwhile (by any means: an
+            # asyncio executor's task.cancel() knows no anyio shield): what
+            # was handed in is written before the cancellation goes on.
+            self._group = None  # later results gather anew
+            self._put_group(group)
+            group.done.set()
+        if group.error is not None:
+            raise group.error
+
+    def _pickled(self, value: Any, index: int | None) -> bytes | None:
+        try:
+            return pickle.dumps(value, VALUE_PROTOCOL)
         except Exception as exc:
             self._warn("value", f"the result of {self._which(index)} cannot be pickled", exc)
-            return
+            return None
+
+    def _put_one(self, key: bytes, data: bytes) -> None:
         try:
             self.store.put(key, data, self.label)
         except Exception as exc:
             raise self._failed("writing", exc) from exc
         self.saved += 1
         self.saved_bytes += len(data)
+
+    def _put_group(self, group: _Group) -> None:
+        entries = group.entries
+        try:
+            if len(entries) == 1:
+                self.store.put(*entries[0])
+            else:
+                self.put_many(entries)  # type: ignore[misc]
+        except Exception as exc:
+            group.error = self._failed("writing", exc)
+            group.error.__cause__ = exc
+            return
+        self.saved += len(entries)
+        self.saved_bytes += sum(len(data) for _, data, _ in entries)
 
     # --- whole batches: one entry holding every result of a batch --------------
 

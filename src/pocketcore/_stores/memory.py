@@ -44,6 +44,12 @@ class MemoryStore:
         with self._lock:
             self._entries[key] = (value, node)
 
+    def put_many(self, entries: Sequence[tuple[bytes, bytes, str]]) -> None:
+        """Store each ``(key, value, node)`` as :meth:`put` would."""
+        with self._lock:
+            for key, value, node in entries:
+                self._entries[key] = (value, node)
+
     def info(self) -> StoreInfo:
         """The entries per node class, and the total size of the values."""
         with self._lock:

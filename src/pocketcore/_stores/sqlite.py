@@ -1,8 +1,9 @@
 """The ``sqlite`` store: the result cache in one SQLite file, with the standard ``sqlite3``.
 
 Durability. The file is in ``journal_mode=WAL`` with ``synchronous=NORMAL``.
-Every ``put`` is its own committed transaction, so once ``put`` returns the
-value is in the WAL file in the OS page cache and survives SIGKILL of the
+Every ``put`` (and every ``put_many``, which the kernel uses for results
+that finish together) is a committed transaction, so once it returns the
+values are in the WAL file in the OS page cache and survive SIGKILL of the
 process; power loss / OS crash may lose the transactions since the last
 checkpoint fsync but never corrupts the database. (``synchronous=FULL``
 would fsync the WAL on every commit, a disk flush per finished item, to
@@ -156,12 +157,34 @@ class SqliteStore:
         """Store ``value`` under ``key`` (for node class ``node``), committed when this returns."""
         with self._lock:
             (self._con or self._reconnect()).execute(_PUT, (key, value, node))
-            self._unchecked += len(key) + len(value)
-            if self._unchecked >= CHECKPOINT_BYTES:
-                self._unchecked = 0
-                if self._checkpointer is None:
-                    self._checkpointer = _Checkpointer(self._file)
-                self._checkpointer.wake()
+            self._written(len(key) + len(value))
+
+    def put_many(self, entries: Sequence[tuple[bytes, bytes, str]]) -> None:
+        """Store each ``(key, value, node)`` as :meth:`put` would, in one committed transaction.
+
+        A commit costs about 20 µs, most of it system calls, whatever it
+        holds: results that finish together are cheaper written together.
+        """
+        with self._lock:
+            con = self._con or self._reconnect()
+            con.execute("BEGIN IMMEDIATE")
+            try:
+                con.executemany(_PUT, entries)
+                con.execute("COMMIT")
+            except BaseException:
+                if con.in_transaction:
+                    con.execute("ROLLBACK")
+                raise
+            self._written(sum(len(key) + len(value) for key, value, _ in entries))
+
+    def _written(self, size: int) -> None:
+        # Called with the lock held, after a commit of ``size`` bytes.
+        self._unchecked += size
+        if self._unchecked >= CHECKPOINT_BYTES:
+            self._unchecked = 0
+            if self._checkpointer is None:
+                self._checkpointer = _Checkpointer(self._file)
+            self._checkpointer.wake()
 
     def info(self) -> StoreInfo:
         """The entries per node class, and the size of the file and its WAL file."""

@@ -165,16 +165,18 @@ class StoreConformance:
                 return MyStore(directory / "cache")
 
     The properties (Hypothesis, on random keys, values and node names):
-    ``get_many`` returns the value last put under each key and nothing for
-    a key never put, also for thousands of keys at once; ``put`` replaces a
-    value; ``info`` counts the entries per node class and ``clear`` removes
-    all of them or one node's; threads writing overlapping keys (while
-    another reads) leave every key with one whole value that was written,
-    the last of some writer's. With :attr:`persistent`, a store opened again
-    on the directory has every value, and a process killed with ``SIGKILL``
-    while it writes large values leaves every value whole, every put that
-    had returned kept, and no value that was never written. With
-    :attr:`shared`, the same holds for two processes writing at once.
+    ``get_many`` returns the value last put under each key and nothing for a
+    key never put, also for thousands of keys at once; ``put`` replaces a
+    value; ``put_many``, when the store has it, stores its entries as
+    ``put`` would, one after the other; ``info`` counts the entries per node
+    class and ``clear`` removes all of them or one node's; threads writing
+    overlapping keys (while another reads) leave every key with one whole
+    value that was written, the last of some writer's. With
+    :attr:`persistent`, a store opened again on the directory has every
+    value, and a process killed with ``SIGKILL`` while it writes large
+    values leaves every value whole, every put that had returned kept, and
+    no value that was never written. With :attr:`shared`, the same holds for
+    two processes writing at once.
 
     Child processes. The properties about processes run children with this
     interpreter and this process's ``sys.path``. A child imports the test
@@ -280,6 +282,22 @@ class StoreConformance:
                 store.put(key, value, node)
                 _assert_found(store.get_many([key]), [key], {key: value})
                 _assert_counts(store, {node: 1})
+
+    @_store_property(_labelled_histories(), st.randoms())
+    def test_put_many_is_each_put_in_turn(self, history: _History, rnd: random.Random) -> None:
+        """``put_many`` (optional) stores its entries as ``put`` would, one after the other."""
+        with tempfile.TemporaryDirectory() as tmp, self._opened(Path(tmp)) as store:
+            put_many = getattr(store, "put_many", None)
+            if put_many is None:
+                pytest.skip("the store has no put_many (it is optional)")
+            puts = [step[1:] for step in history.steps if step[0] == "put"]
+            while puts:
+                size = rnd.randint(1, len(puts))
+                put_many(puts[:size])
+                puts = puts[size:]
+            held = history.model()
+            _assert_found(store.get_many(history.pool), history.pool, _values(held))
+            _assert_counts(store, Counter(node for _, node in held.values()))
 
     @_store_property(st.integers(700, 2_100), st.integers(0, 2**32), cap=5)
     def test_get_many_of_thousands_of_keys(self, count: int, seed: int) -> None:
