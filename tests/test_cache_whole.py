@@ -1,10 +1,13 @@
 """Whole-batch entries: an unchanged batch is read back in one lookup, and never wrongly.
 
-A batch already in memory (a list, tuple or range) gets, besides each
-item's entry, one entry holding all its results, written once every item's
+A node's batch already in memory (a list, tuple or range) is also checked
+against the node's whole-batch entry, which holds the last complete batch
+(a digest of its inputs, and all its results), written once every item's
 result is stored. These tests check that it is read when it should be (one
-lookup, no ``exec``), and that it never hides an item that must run again:
-one whose result fell back, failed or was not cached.
+lookup, no ``exec``), that it never hides an item that must run again (one
+whose result fell back, failed or was not cached), that a batch changing
+from run to run keeps one entry, and that the entry is never a reason for
+a run to fail.
 """
 
 from __future__ import annotations
@@ -60,9 +63,16 @@ def test_an_unchanged_batch_is_one_lookup_and_a_changed_one_reads_each_item(
         longer: Any = range(6)
     else:
         longer = form([*items, 5])
+    store.asked.clear()
     assert run(node, longer, store, executor) == [("done", x) for x in longer]
     assert calls.count == Counter(longer)
-    assert len(whole_entries(store)) == 2
+    assert len(store.asked) > 1
+    # Its entry replaced the shorter batch's: the node keeps one.
+    assert len(whole_entries(store)) == 1
+    store.asked.clear()
+    assert run(node, items, store, executor) == expected
+    assert len(store.asked) > 1  # read item by item again
+    assert calls.count == Counter(longer)  # and nothing computed
 
 
 class Chooser:
@@ -136,27 +146,114 @@ def test_what_must_run_again_always_does_and_the_rest_never(
         ran = set(calls.count - before)
         # Each run computes what was never stored, and nothing else.
         assert ran == (set(items) if n == 0 else again)
-        if n and not again and len(items) >= 2:
+        if n and not again and len(items) >= 2 and not custom:
             assert store.asked == [1]
-    # A whole-batch entry exists exactly when every result was stored.
-    assert len(whole_entries(store)) == (1 if len(items) >= 2 and not again else 0)
+    # A whole-batch entry exists exactly when every result was stored (and
+    # never with the node's own cache_key, whose keys are made as items are pulled).
+    whole = len(items) >= 2 and not again and not custom
+    assert len(whole_entries(store)) == (1 if whole else 0)
 
 
-@pytest.mark.parametrize("garbage", [b"not a pickle", b"\x80\x04K\x07.", "wrong length"])
-def test_a_whole_batch_entry_that_is_wrong_is_passed_over_quietly(garbage: Any) -> None:
+@pytest.mark.parametrize("garbage", ["not a pickle", "not a list", "wrong length", "short"])
+def test_a_whole_batch_entry_that_is_wrong_is_passed_over_quietly(garbage: str) -> None:
     calls = Calls()
     node = _batch_nodes(calls)["AsyncParallelBatchNode"]()
     store = DictStore()
     run(node, [1, 2, 3], store)
     [key] = whole_entries(store)
-    if garbage == "wrong length":
-        garbage = pickle.dumps([("done", 1)])
-    store.data[key] = (garbage, store.data[key][1])
+    digest = store.data[key][0][:20]
+    data = {
+        "not a pickle": digest + b"not a pickle",
+        "not a list": digest + pickle.dumps(7),
+        "wrong length": digest + pickle.dumps([("done", 1)]),
+        "short": digest[:5],
+    }[garbage]
+    store.data[key] = (data, store.data[key][1])
     with warnings.catch_warnings():
         warnings.simplefilter("error", CacheWarning)
         assert run(node, [1, 2, 3], store) == [("done", 1), ("done", 2), ("done", 3)]
     assert calls.count == Counter([1, 2, 3])  # the items' own entries answered
-    assert pickle.loads(store.data[key][0]) == [("done", 1), ("done", 2), ("done", 3)]
+    assert pickle.loads(store.data[key][0][20:]) == [("done", 1), ("done", 2), ("done", 3)]
+
+
+def test_a_batch_that_grows_or_changes_while_it_runs_gets_no_whole_entry() -> None:
+    class Queue(pocketcore.BatchNode):
+        """A work queue: exec appends follow-up work to its own batch."""
+
+        def prep(self, shared: Any) -> Any:
+            return shared["items"]
+
+        def exec(self, x: Any) -> Any:
+            if x == 1:
+                self.batch.append(10)
+            return x * 2
+
+        def post(self, shared: Any, p: Any, e: Any) -> None:
+            shared["out"] = e
+
+    node = Queue()
+    node.batch = grown = [1, 2, 3]
+    shared: dict[str, Any] = {"items": grown}
+    store = DictStore()
+    pocketcore.run(node, shared, cache=store)
+    assert shared["out"] == [2, 4, 6, 20]
+    assert grown == [1, 2, 3, 10]
+    assert whole_entries(store) == []
+    # The batch it began as: read item by item (each hits), not from a whole entry.
+    node.batch = [1, 2, 3]
+    store.asked.clear()
+    again: dict[str, Any] = {"items": node.batch}
+    pocketcore.run(node, again, cache=store)
+    assert again["out"] == [2, 4, 6]
+    assert store.asked == [1, 1, 1, 1]  # the node's whole-batch entry (none), then each item
+
+
+def test_a_batch_whose_later_input_changes_while_it_runs_gets_no_whole_entry() -> None:
+    class Meddles(pocketcore.BatchNode):
+        """Item 1's exec changes item 3 before it is pulled: [1, 2, 3] runs as [1, 2, 7]."""
+
+        def prep(self, shared: Any) -> Any:
+            return shared["items"]
+
+        def exec(self, x: Any) -> Any:
+            if x == 1:
+                self.batch[2] = 7
+            return x * 2
+
+        def post(self, shared: Any, p: Any, e: Any) -> None:
+            shared["out"] = e
+
+    store = DictStore()
+    node = Meddles()
+    node.batch = [1, 2, 3]
+    shared: dict[str, Any] = {"items": node.batch}
+    pocketcore.run(node, shared, cache=store)
+    assert shared["out"] == [2, 4, 14]
+    assert whole_entries(store) == []
+    # [1, 2, 3] again: 1 and 2 hit (so nothing meddles), 3 was never computed.
+    node.batch = [1, 2, 3]
+    shared = {"items": node.batch}
+    pocketcore.run(node, shared, cache=store)
+    assert shared["out"] == [2, 4, 6]
+
+
+def test_a_store_that_cannot_write_the_whole_batch_warns_and_the_run_goes_on() -> None:
+    calls = Calls()
+    node = _batch_nodes(calls)["AsyncParallelBatchNode"]()
+    store = DictStore()
+    run(node, [0, 1, 2, 3], store)
+    store.fail_on = "put"  # read-only, say: every item hits, only the whole entry is new
+    with pytest.warns(CacheWarning, match="could not write the whole-batch entry of Par"):
+        assert run(node, [3, 2, 1, 0], store) == [("done", x) for x in (3, 2, 1, 0)]
+    assert calls.count == Counter(range(4))
+
+
+def test_a_range_too_long_to_measure_runs_as_any_batch() -> None:
+    calls = Calls()
+    calls.failing = {0}
+    node = _batch_nodes(calls)["AsyncBatchNode"]()
+    with pytest.raises(ValueError, match="item 0 fails"):
+        run(node, range(2**64), DictStore())
 
 
 def test_a_lazy_batch_a_single_item_and_a_large_one_get_no_whole_entry(

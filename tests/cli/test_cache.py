@@ -160,10 +160,10 @@ def test_a_second_run_computes_nothing(capsys: pytest.CaptureFixture[str], store
     # New inputs are computed; the rest come from the cache.
     run(capsys, "--cache", "testfile:results", "--shared", '{"items": [2, 3, 4]}')
     assert calls() == ["square 4", "total [4, 9, 16]", "announce"]
-    # Each completed batch of squares also has its whole-batch entry.
+    # The squares' whole-batch entry now holds the second batch (one per node).
     assert filestore.entries(store) == {
         "cached.Square": 4,
-        "cached.Square [whole batches]": 2,
+        "cached.Square [whole batches]": 1,
         "cached.Total": 2,
     }
 
@@ -490,6 +490,16 @@ def test_clear_node_removes_only_that_classs_entries(
     code, out, _ = call(capsys, "cache", "clear", "testfile:results")
     assert (code, out) == (0, f"removed 1 entry from {store}\n")
     assert filestore.entries(store) == {}
+
+
+def test_clear_node_with_a_whole_batch_label_removes_those_entries_alone(
+    capsys: pytest.CaptureFixture[str], store: Path
+) -> None:
+    run(capsys, "--cache", "testfile:results")
+    label = "cached.Square [whole batches]"
+    code, out, err = call(capsys, "cache", "clear", "testfile:results", "--node", label)
+    assert (code, out, err) == (0, f"removed 1 entry of {label} from {store}\n", "")
+    assert filestore.entries(store) == {"cached.Square": 3, "cached.Total": 1}
 
 
 def test_clear_uses_the_configured_cache(

@@ -253,9 +253,13 @@ def _cmd_clear(args: argparse.Namespace) -> int:
         labels: list[str | None] = [None]
         if args.node is not None:
             entries = _info(store).entries
-            node = find_node(args.node, _node_classes(entries), store)
-            # A class's whole-batch entries go with its items' (they hold the same results).
-            labels = [label for label in (node, node + WHOLE_BATCH_SUFFIX) if label in entries]
+            if args.node.endswith(WHOLE_BATCH_SUFFIX) and args.node in entries:
+                node = args.node  # a whole-batch label, as info lists it: those entries alone
+                labels = [node]
+            else:
+                node = find_node(args.node, _node_classes(entries), store)
+                # A class's whole-batch entries go with its items' (they hold the same results).
+                labels = [label for label in (node, node + WHOLE_BATCH_SUFFIX) if label in entries]
         removed: dict[str | None, int] = {}
         try:
             for label in labels:

@@ -410,7 +410,10 @@ async def _keyed_item_async(
         if token is not None:
             CUR_RETRY.reset(token)
     if call.returned and one.key is not None:
-        await cache.save_async(one.key, result, one.index)
+        if concurrent:  # with siblings that may finish at the same moment
+            await cache.save_async(one.key, result, one.index)
+        else:
+            cache.save(one.key, result, one.index)
     return result
 
 
@@ -488,11 +491,13 @@ class _CachedBatch:
     pulls the misses, so a limit still bounds how many are held.
 
     A batch already in memory (a list, tuple or range of two items or more)
-    also has a whole-batch entry: every result, under a key made of every
-    input. It is read first, so that re-running an unchanged batch is one
-    lookup, not one per item, and written once every item's result is
-    stored: never when an item failed, fell back or was not cached, so that
-    such an item still runs again next time.
+    is also checked against the node's whole-batch entry, which holds the
+    last complete batch (a digest of every input, and every result): when
+    it is the same batch, that one lookup answers for all its items. The
+    entry is written once every item's result is stored, and only if the
+    inputs are still those the batch started with: never when an item
+    failed, fell back or was not cached, so that such an item still runs
+    again next time.
     """
 
     def __init__(
@@ -511,8 +516,8 @@ class _CachedBatch:
         # results come back), so that a local batch's memory follows its limit.
         self.missed: list[Keyed] = []
         self.keep_missed = keep_missed
-        self.whole: bytes | None = None  # the whole-batch key, while it is to be written
-        self.known: list[bytes | None] | None = None  # the items' keys, when made up front
+        self.whole: bytes | None = None  # the batch's digest, while its entry is to be written
+        self.size = 0
         self.n_missed = 0
         self.hit_bytes = 0
         self.saved_before, self.bytes_before = cache.saved, cache.saved_bytes
@@ -521,12 +526,12 @@ class _CachedBatch:
         """The inputs that missed, pulled lazily; hits are recorded on the way."""
         if self._whole_batch_hit():
             return
-        cache, slots, on_hit, known = self.cache, self.slots, self.on_hit, self.known
+        cache, slots, on_hit = self.cache, self.slots, self.on_hit
         missed = self.missed if self.keep_missed else None
         source = iter(self.items)
         first = 0
         while group := list(itertools.islice(source, self.group)):
-            keys = cache.keys(group, first) if known is None else known[first : first + len(group)]
+            keys = cache.keys(group, first)
             found = cache.get_many([key for key in keys if key is not None])
             for index, (item, key) in enumerate(zip(group, keys, strict=True), first):
                 raw = found.get(key) if key is not None else None
@@ -546,15 +551,21 @@ class _CachedBatch:
             first += len(group)
 
     def _whole_batch_hit(self) -> bool:
-        """Whether the whole batch was found in one entry (its results are then the slots)."""
+        """Whether the node's whole-batch entry is this batch; its results then fill the slots."""
         items = self.items
-        if type(items) not in WHOLE_BATCH_KINDS or len(items) < WHOLE_BATCH_MIN:  # type: ignore[arg-type]
+        if type(items) not in WHOLE_BATCH_KINDS:
             return False
         batch: Sequence[Any] = items  # type: ignore[assignment]
-        self.whole, self.known = self.cache.batch_key(batch)
+        try:
+            size = len(batch)
+        except OverflowError:  # a range of more than sys.maxsize items
+            return False
+        if size < WHOLE_BATCH_MIN:
+            return False
+        self.whole, self.size = self.cache.batch_digest(batch), size
         if self.whole is None:
             return False
-        found = self.cache.load_batch(self.whole, len(batch))
+        found = self.cache.load_batch(self.whole, size)
         if found is None:
             return False
         self.slots, self.whole = found, None  # nothing to write
@@ -573,14 +584,24 @@ class _CachedBatch:
         else:
             fresh = iter(computed)
             results = [next(fresh) if slot is _PENDING else slot for slot in self.slots]
-        cache = self.cache
-        if (
-            self.whole is not None
-            and cache.saved - self.saved_before == self.n_missed
-            and self.hit_bytes + cache.saved_bytes - self.bytes_before <= WHOLE_BATCH_MAX_BYTES
-        ):
-            cache.save_batch(self.whole, results)
+        if self.whole is not None and self._complete(results):
+            self.cache.save_batch(self.whole, results)
         return results
+
+    def _complete(self, results: list[Any]) -> bool:
+        """Whether every result is stored, not too large together, and of the inputs begun with.
+
+        The inputs are fingerprinted again: a batch whose list grew, or
+        whose items changed, while it ran (an ``exec`` that appends work to
+        its own list) gets no entry.
+        """
+        cache = self.cache
+        return (
+            cache.saved - self.saved_before == self.n_missed
+            and len(results) == self.size
+            and self.hit_bytes + cache.saved_bytes - self.bytes_before <= WHOLE_BATCH_MAX_BYTES
+            and cache.batch_digest(self.items) == self.whole  # type: ignore[arg-type]
+        )
 
 
 def _group_for(limit: int | None) -> int:

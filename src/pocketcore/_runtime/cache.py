@@ -19,9 +19,10 @@ in a canonical order (their iteration order changes between processes).
 Two equal inputs that still pickle differently make two keys: a miss, never
 a wrong hit.
 
-A batch already in memory also has a whole-batch key, over every input in
-order (:meth:`NodeCache.batch_key`), whose entry holds every result: an
-unchanged batch is then read back in one lookup.
+A node's batch already in memory also has a digest, over every input in
+order (:meth:`NodeCache.batch_digest`); the node's whole-batch entry holds
+the last complete batch's digest and every result, so that re-running an
+unchanged batch is one lookup.
 """
 
 from __future__ import annotations
@@ -88,7 +89,8 @@ class CacheWarning(UserWarning):
     Emitted once per node per run for an input that cannot be fingerprinted
     (it does not pickle), a result that cannot be pickled, and a stored
     value that can no longer be unpickled (its class moved, say); each is
-    simply not cached.
+    simply not cached. Also for a whole-batch entry the store failed to
+    write (the items' own entries are kept).
     """
 
 
@@ -503,58 +505,64 @@ class NodeCache:
 
     # --- whole batches: one entry holding every result of a batch --------------
 
-    def batch_key(self, items: Sequence[Any]) -> tuple[bytes | None, list[bytes | None] | None]:
-        """The key of the whole batch ``items``, and its items' keys if they were made for it.
+    def batch_digest(self, items: Sequence[Any]) -> bytes | None:
+        """What identifies the whole batch ``items`` (every input, in order), or ``None``.
 
-        The key covers what an item's key covers, for every item in order.
-        With the node's own ``cache_key``, the items' keys are made here (and
-        returned, to be used again), and an item it skips means no key.
-        Without, the batch is fingerprinted in one go; when that fails, an
-        item does not pickle, which its own key will say.
+        ``None`` for a node with its own ``cache_key`` (whose keys are made
+        as items are pulled, never all up front) and for a batch that does
+        not pickle (an item's own key will say which).
         """
-        digest = self.prefix.copy()
-        digest.update(b"\0whole batch\0")
-        if not self.custom:
-            try:
-                return b"\x02" + digest_of(items, digest), None
-            except Exception:
-                return None, None
-        keys = self.keys(list(items), 0)
-        for key in keys:
-            if key is None:
-                return None, keys
-            digest.update(len(key).to_bytes(4, "little") + key)
-        return b"\x02" + digest.digest(), keys
-
-    def load_batch(self, key: bytes, size: int) -> list[Any] | None:
-        """The stored results of a whole batch of ``size`` items, or ``None``.
-
-        An entry that no longer loads (or is not what it should be) is
-        passed over: the items' own entries are read instead, and warn.
-        """
-        raw = self.get_many((key,)).get(key)
-        if raw is None:
+        if self.custom:
             return None
         try:
-            values = pickle.loads(raw)
+            return digest_of(items, self.prefix)
+        except Exception:
+            return None
+
+    def _slot(self) -> bytes:
+        """The key of the node's whole-batch entry: one per class, version and params."""
+        slot = self.prefix.copy()
+        slot.update(b"\0whole batch\0")
+        return b"\x02" + slot.digest()
+
+    def load_batch(self, digest: bytes, size: int) -> list[Any] | None:
+        """The stored results of the batch ``digest`` identifies, of ``size`` items, or ``None``.
+
+        The entry holds the last complete batch of this node (its class,
+        version and params): its digest, then its results. Another batch's,
+        or one that no longer loads, is passed over quietly: the items' own
+        entries answer, and warn if need be.
+        """
+        slot = self._slot()
+        raw = self.get_many((slot,)).get(slot)
+        if raw is None or raw[: len(digest)] != digest:
+            return None
+        try:
+            values = pickle.loads(raw[len(digest) :])
         except Exception:
             return None
         return values if type(values) is list and len(values) == size else None
 
-    def save_batch(self, key: bytes, results: list[Any]) -> None:
-        """Store a whole batch's ``results`` under ``key``.
+    def save_batch(self, digest: bytes, results: list[Any]) -> None:
+        """Make ``results`` the node's whole-batch entry, for the batch ``digest`` identifies.
 
-        Raises:
-            CacheError: The store failed to write them.
+        It replaces the entry of the batch before, so a batch that changes
+        from run to run keeps one entry, not one per version. The entry only
+        spares lookups: a store that fails to write it gives a
+        :class:`CacheWarning`, and the run goes on.
         """
         try:
-            data = pickle.dumps(results, VALUE_PROTOCOL)
+            data = digest + pickle.dumps(results, VALUE_PROTOCOL)
         except Exception:  # each result pickled on its own; not so together (too deep, say)
             return
         try:
-            self.store.put(key, data, self.label + WHOLE_BATCH_SUFFIX)
+            self.store.put(self._slot(), data, self.label + WHOLE_BATCH_SUFFIX)
         except Exception as exc:
-            raise self._failed("writing", exc) from exc
+            what = (
+                f"cache store {self.store.location} could not write the whole-batch entry of "
+                f"{type(self.node).__name__} (the entries of its items are kept)"
+            )
+            self._warn("batch", what, exc)
 
     def _which(self, index: int | None) -> str:
         name = type(self.node).__name__
