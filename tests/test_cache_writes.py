@@ -9,6 +9,7 @@ and a failed write fails the batch, naming the store.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
@@ -18,7 +19,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import pocketcore
-from pocketcore import CacheError
+from pocketcore import CacheError, CacheWarning
 
 from .test_cache import DictStore
 
@@ -132,3 +133,30 @@ def test_a_failed_write_fails_the_batch_naming_the_store(executor: str) -> None:
         pocketcore.run(node, {"items": list(range(3, 40))}, cache=store, executor=executor)
     assert "database or disk is full" in str(caught.value)
     assert store.data == kept
+
+
+@pytest.mark.parametrize("executor", ASYNC_EXECUTORS)
+@pytest.mark.parametrize("size", [2, 10, 40])
+def test_a_failed_write_is_never_silent_when_a_sibling_fails_too(executor: str, size: int) -> None:
+    store = GroupStore()
+    store.fail_on = "put"
+    node = Quick()
+    node.returned = []
+    node.fails = size - 1  # fails in the turn the others' results are written
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with pytest.raises((ValueError, CacheError)) as raised:
+            pocketcore.run(node, {"items": list(range(size))}, cache=store, executor=executor)
+    said = [str(w.message) for w in caught if issubclass(w.category, CacheWarning)]
+    said += getattr(raised.value, "__notes__", [])
+    if raised.type is ValueError and not node.returned:
+        assert not said  # cancelled before any exec returned: no write was tried
+    elif raised.type is ValueError:
+        # The sibling's failure won. The write's failure is a note on it (the
+        # executor names other failures so), or, when the write waited in a
+        # cancelled task that had nobody to raise to, a warning.
+        assert said, "the store's failure went unsaid"
+        assert "dict-store failed while writing" in said[0]
+        assert "database or disk is full" in said[0]
+    else:
+        assert "dict-store failed while writing" in str(raised.value)

@@ -464,15 +464,26 @@ class NodeCache:
         group = self._group = _Group([(key, data, self.label)])
         try:
             await anyio.lowlevel.checkpoint()
-        finally:
-            # Also when the batch is cancelled meanwhile (by any means: an
-            # asyncio executor's task.cancel() knows no anyio shield): what
-            # was handed in is written before the cancellation goes on.
-            self._group = None  # later results gather anew
-            self._put_group(group)
-            group.done.set()
+        except BaseException:
+            # The batch was cancelled meanwhile (by any means: an asyncio
+            # executor's task.cancel() knows no anyio shield). What was
+            # handed in is written before the cancellation goes on, and a
+            # failure to write it, which nobody will raise now, is said.
+            self._write(group)
+            if group.error is not None:
+                warnings.warn(f"{group.error} (as the batch stopped)", CacheWarning, stacklevel=2)
+            raise
+        self._write(group)
         if group.error is not None:
             raise group.error
+
+    def _write(self, group: _Group) -> None:
+        """Write a gathered group, and wake who waits for it (its error, if any, is kept)."""
+        self._group = None  # later results gather anew
+        try:
+            self._put_group(group)
+        finally:
+            group.done.set()
 
     def _pickled(self, value: Any, index: int | None) -> bytes | None:
         try:
