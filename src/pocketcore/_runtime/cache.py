@@ -90,7 +90,8 @@ class CacheWarning(UserWarning):
     (it does not pickle), a result that cannot be pickled, and a stored
     value that can no longer be unpickled (its class moved, say); each is
     simply not cached. Also for a whole-batch entry the store failed to
-    write (the items' own entries are kept).
+    write (the items' own entries are kept), and for results the store
+    failed to write while their batch was stopping for another failure.
     """
 
 
