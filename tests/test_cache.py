@@ -446,6 +446,44 @@ def test_equal_values_have_equal_fingerprints(value: Any, seed: Any) -> None:
     assert fingerprint(copy) == fingerprint(value)
 
 
+def _holds_set(value: Any) -> bool:
+    if isinstance(value, (set, frozenset)):
+        return True
+    if isinstance(value, (list, tuple)):
+        return any(_holds_set(v) for v in value)
+    if isinstance(value, dict):
+        return any(_holds_set(k) or _holds_set(v) for k, v in value.items())
+    return False
+
+
+@given(value=VALUES)
+def test_a_plain_value_is_said_to_hold_a_set_exactly_when_it_does(value: Any) -> None:
+    from pocketcore._runtime.cache import _may_hold_set
+
+    assert _may_hold_set(value) == _holds_set(value)
+    assert _may_hold_set([value, object()])  # an object's pickle may hold one
+
+
+def test_text_whose_bytes_look_like_a_set_opcode_skips_the_canonical_form(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import hashlib
+
+    from pocketcore._runtime import cache
+
+    def never(value: Any) -> Any:
+        raise AssertionError("the canonical form was made for a value with no set")
+
+    text = ["\u0451\u044f", {"\u044f": ("\u0451", 1)}]  # UTF-8: d1 91, d1 8f
+    assert b"\x91" in cache._pickled(text)
+    assert b"\x8f" in cache._pickled(text)
+    monkeypatch.setattr(cache, "_canonical", never)
+    assert fingerprint(text) == cache._pickled(text)
+    cache.digest_of(text, hashlib.blake2b(digest_size=20))
+    with pytest.raises(AssertionError, match="canonical form"):
+        fingerprint([*text, {1}])
+
+
 def test_set_order_and_object_sharing_do_not_change_a_fingerprint() -> None:
     a = "".join(["ab", "c"])
     b = "".join(["a", "bc"])

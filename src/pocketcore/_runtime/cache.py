@@ -111,9 +111,34 @@ def fingerprint(value: object) -> bytes:
     if type(value) in _SCALARS:
         return pickle.dumps(value, VALUE_PROTOCOL)
     data = _pickled(value)
-    if _SET_OPCODES[0] in data or _SET_OPCODES[1] in data:
+    if (_SET_OPCODES[0] in data or _SET_OPCODES[1] in data) and _may_hold_set(value):
         data = _pickled(_canonical(value))
     return data
+
+
+def _may_hold_set(value: object) -> bool:
+    """Whether ``value`` may hold a set: ``False`` only for plain containers of scalars.
+
+    Asked when a set opcode's byte is in the pickle, which text (UTF-8
+    Cyrillic, say) also puts there. Any type but the plain ones may pickle
+    a set in its state, so it counts as holding one.
+    """
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        kind = type(item)
+        members: Iterable[Any]
+        if kind is list or kind is tuple:
+            members = item  # type: ignore[assignment]
+        elif kind is dict:
+            members = [*item.keys(), *item.values()]  # type: ignore[attr-defined]
+        elif kind in _SCALARS:
+            continue
+        else:
+            return True
+        if not set(map(type, members)) <= _SCALARS:
+            stack.extend(m for m in members if type(m) not in _SCALARS)
+    return False
 
 
 class _Digesting:
@@ -145,7 +170,7 @@ def digest_of(value: object, digest: Any) -> bytes:
     pickler = pickle.Pickler(out, VALUE_PROTOCOL)
     pickler.fast = True  # no memo, as in _pickled
     pickler.dump(value)
-    if not out.sets:
+    if not out.sets or not _may_hold_set(value):
         return out.digest.digest()  # type: ignore[no-any-return]
     # Rare: a set somewhere. Its canonical form is made in memory, as fingerprint() does.
     again = digest.copy()
