@@ -324,7 +324,7 @@ class Retried(pocketcore.AsyncParallelBatchNode):
         frame: Any = sys._getframe()
         while frame is not None:
             if frame.f_code.co_name == "__call__" and frame.f_code.co_filename.endswith(
-                "observe.py"
+                "report.py"
             ):
                 return True
             frame = frame.f_back

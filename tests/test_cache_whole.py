@@ -23,7 +23,7 @@ from hypothesis import strategies as st
 
 import pocketcore
 from pocketcore import CacheWarning, Failed
-from pocketcore._dispatch import items as dispatch
+from pocketcore._dispatch import cached as dispatch
 from pocketcore._runtime.cache import VALUE_PROTOCOL, WHOLE_BATCH_SUFFIX
 
 from .test_cache import EXECUTORS, KINDS, Calls, DictStore, HitWatcher, _batch_nodes

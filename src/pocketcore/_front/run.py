@@ -9,7 +9,7 @@ import anyio
 import sniffio
 
 from pocketcore._core.executor import Executor
-from pocketcore._dispatch.items import refuse_timeout
+from pocketcore._dispatch.plan import refuse_timeout
 from pocketcore._nodes.flows import Flow
 from pocketcore._nodes.nodes import AsyncNode, BaseNode, ParallelBatchNode
 from pocketcore._plugins.registry import get_registry

@@ -9,7 +9,7 @@ from typing import Any
 
 from pocketcore._core.executor import Executor
 from pocketcore._core.store import Store
-from pocketcore._dispatch.items import each, each_async, fan_out, fan_out_blocking
+from pocketcore._dispatch.batch import each, each_async, fan_out, fan_out_blocking
 from pocketcore._nodes.nodes import AsyncNode, BaseNode, ParallelBatchNode
 from pocketcore._runtime import observe
 from pocketcore._runtime.context import enter_scope, leave_scope
@@ -166,7 +166,7 @@ class BatchFlow(Flow):
 
     def _run(self, shared: Any) -> Any:
         pr = self.prep(shared) or []
-        each(self, pr, lambda bp: self._orch(shared, {**self.params, **bp}))
+        each(self, pr, work=lambda bp: self._orch(shared, {**self.params, **bp}))
         return self.post(shared, pr, None)
 
 
@@ -211,7 +211,7 @@ class AsyncBatchFlow(AsyncFlow, BatchFlow):
 
     async def _run_async(self, shared: Any) -> Any:
         pr = await self.prep_async(shared) or []
-        await each_async(self, pr, lambda bp: self._orch_async(shared, {**self.params, **bp}))
+        await each_async(self, pr, work=lambda bp: self._orch_async(shared, {**self.params, **bp}))
         return await self.post_async(shared, pr, None)
 
 

@@ -16,17 +16,9 @@ from typing import Any, ClassVar
 
 from pocketcore._core.executor import Executor
 from pocketcore._core.store import Store
-from pocketcore._dispatch.items import (
-    exec_cached,
-    exec_cached_async,
-    exec_each,
-    exec_each_async,
-    exec_item,
-    exec_item_async,
-    fan_out,
-    fan_out_blocking,
-    reraises,
-)
+from pocketcore._dispatch.attempts import exec_item, exec_item_async, reraise, reraise_async
+from pocketcore._dispatch.batch import each, each_async, fan_out, fan_out_blocking
+from pocketcore._dispatch.cached import exec_cached, exec_cached_async
 from pocketcore._runtime import observe
 from pocketcore._runtime.cache import node_cache
 from pocketcore._runtime.config import CODE_CHECKS
@@ -273,10 +265,8 @@ class Node(BaseNode):
         else:
             self.__dict__["cur_retry"] = value
 
-    @reraises
-    def exec_fallback(self, prep_res: Any, exc: Exception) -> Any:
-        """Called with the last exception once every attempt failed; re-raises it by default."""
-        raise exc
+    #: Called with the last exception once every attempt failed; re-raises it by default.
+    exec_fallback = reraise
 
     def _exec(self, prep_res: Any) -> Any:
         # The per-item pipeline (attempts, waits, fallback, the cache) lives in dispatch.
@@ -294,7 +284,7 @@ class BatchNode(Node):
     """
 
     def _exec(self, items: Any) -> Any:
-        return exec_each(self, items or [])
+        return each(self, items or [])
 
 
 class AsyncNode(Node):
@@ -310,10 +300,8 @@ class AsyncNode(Node):
     async def exec_async(self, prep_res: Any) -> Any:
         """Async :meth:`~BaseNode.exec`. Returns ``None`` by default."""
 
-    @reraises
-    async def exec_fallback_async(self, prep_res: Any, exc: Exception) -> Any:
-        """Async :meth:`~Node.exec_fallback`; re-raises ``exc`` by default."""
-        raise exc
+    #: Async :meth:`~Node.exec_fallback`; re-raises ``exc`` by default.
+    exec_fallback_async = reraise_async
 
     async def post_async(self, shared: Any, prep_res: Any, exec_res: Any) -> Any:
         """Async :meth:`~BaseNode.post`. Returns ``None`` (the default action)."""
@@ -362,7 +350,7 @@ class AsyncBatchNode(AsyncNode, BatchNode):
     """
 
     async def _exec(self, items: Any) -> Any:
-        return await exec_each_async(self, items)
+        return await each_async(self, items)
 
 
 class AsyncParallelBatchNode(AsyncNode, BatchNode):

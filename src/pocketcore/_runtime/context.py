@@ -26,8 +26,8 @@ __all__ = [
     "CUR_RETRY",
     "RUN",
     "THREAD_STOP",
-    "Attempt",
     "Controls",
+    "ItemState",
     "batch_controls",
     "count_caching",
     "current_config",
@@ -45,25 +45,32 @@ RUN: ContextVar[RunConfig | None] = ContextVar("pocketcore_run", default=None)
 """The configuration of the run in progress, if any."""
 
 
-class Attempt:
-    """The attempt counter of one item of a concurrently running batch.
+class ItemState:
+    """What one item's layers share while it runs: its retry counter, and how it ended.
 
     Items of a parallel batch share one node object, so ``node.cur_retry``
-    cannot live on the node alone: each item's task carries its own counter in
+    cannot live on the node alone: each item's task carries its own state in
     :data:`CUR_RETRY`, and ``Node.cur_retry`` reads it when it belongs to that
-    node. Sequential paths skip this and keep the counter on the node, as
-    PocketFlow does.
+    node. Sequential batches without a cache skip this and keep the counter
+    on the node, as PocketFlow does.
+
+    Attributes:
+        node: The node whose item this is.
+        n: The 0-based attempt in progress (``cur_retry``).
+        returned: ``exec`` returned the item's result (a fallback did not
+            make it): the result cache stores only such results.
     """
 
-    __slots__ = ("n", "node")
+    __slots__ = ("n", "node", "returned")
 
     def __init__(self, node: object) -> None:
         self.node = node
         self.n = 0
+        self.returned = False
 
 
-CUR_RETRY: ContextVar[Attempt | None] = ContextVar("pocketcore_cur_retry", default=None)
-"""The :class:`Attempt` of the batch item executing in this context, if any."""
+CUR_RETRY: ContextVar[ItemState | None] = ContextVar("pocketcore_cur_retry", default=None)
+"""The :class:`ItemState` of the batch item executing in this context, if any."""
 
 CACHING = [0]
 """How many runs, and flows with a cache of their own, have a result cache in force now.

@@ -21,17 +21,12 @@ import pickle
 from collections.abc import Awaitable, Callable, Iterable, Iterator
 from typing import Any, TypeVar
 
-from .errors import ConfigError, PocketcoreError
-from .executor import Executor, capabilities
+from pocketcore._core.errors import PocketcoreError
+from pocketcore._core.executor import Executor
 
-__all__ = ["carrying", "detached", "is_remote", "refuse_batch_flow", "shippable"]
+__all__ = ["carrying", "detached", "shippable"]
 
 N = TypeVar("N")
-
-
-def is_remote(executor: Executor) -> bool:
-    """Whether ``executor`` runs items in other processes."""
-    return capabilities(executor).remote
 
 
 def detached(node: N) -> N:
@@ -93,21 +88,6 @@ class _Checked:
                     f"{self.where}: {type(exc).__name__}: {exc}"
                 ) from exc
             yield item
-
-
-def refuse_batch_flow(flow: Any, executor: Executor) -> None:
-    """Batch flows cannot fan out remotely: their passes read and write the shared store.
-
-    Raises:
-        ConfigError: ``executor`` is remote.
-    """
-    if is_remote(executor):
-        raise ConfigError(
-            f"executor {executor.name!r} runs items in other processes, but the passes of "
-            f"{type(flow).__name__} run prep and post against the shared store, which stays "
-            "here; give the flow a local executor of its own (executor='asyncio', say) and "
-            "let the batch nodes inside it use the remote one"
-        )
 
 
 def carrying(fn: Callable[[Any], Any], *, blocking: bool) -> Callable[[Any], Any]:

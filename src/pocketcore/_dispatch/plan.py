@@ -1,0 +1,147 @@
+"""The batch plan: everything a batch runs with, resolved once when it starts.
+
+A batch is a node's items (each through ``exec``) or a batch flow's passes
+(each a run of the flow). When it starts, :func:`plan_batch` resolves one
+immutable :class:`Plan`: the executor and what it declares it can do, the
+limit, the limiters, the error policy, the per-attempt timeout, the cache,
+whether the items are blocking, and who listens. Every layer of the item's
+trip (:mod:`pocketcore._dispatch.stack`) and the fan-out
+(:mod:`pocketcore._dispatch.batch`) read the plan; none resolves a setting
+again or asks the executor anything.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import attrs
+
+from pocketcore._core.errors import ConfigError
+from pocketcore._core.executor import Capabilities, Executor, capabilities
+from pocketcore._runtime.cache import NodeCache, node_cache
+from pocketcore._runtime.context import batch_controls, executor_for
+from pocketcore._runtime.limits import Limiter
+from pocketcore._runtime.observe import Events, events
+
+__all__ = ["LOCAL", "Plan", "plan_batch", "refuse_timeout"]
+
+#: What a batch that no executor runs (a sequential batch) can do: nothing optional.
+LOCAL = Capabilities(remote=False, map_blocking=None)
+
+
+@attrs.frozen
+class Plan:
+    """How one batch runs: resolved once, read by every layer.
+
+    Attributes:
+        owner: The batch node, or the batch flow whose passes these are.
+        passes: The items are a batch flow's passes (its own function runs
+            each one), not ``exec`` calls: no attempts, timeout, cache or
+            collecting apply to them.
+        blocking: Each item's work is sync (it runs on a worker thread, by
+            the executor's own ``map_blocking``, or inline in a sequential
+            batch).
+        parallel: The items fan out through :attr:`executor`; else they run
+            one after another, here.
+        executor: The executor of a parallel batch (``None`` otherwise).
+        caps: What :attr:`executor` declares it can do.
+        limit: The most items in flight (``1`` for a sequential batch).
+        limiters: What every item passes before it starts (its pacing, a
+            shared limiter).
+        collect: ``on_error="collect"``: a failed item is a
+            :class:`~pocketcore.Failed` in its slot.
+        timeout: Seconds each attempt of an async ``exec`` may take.
+        cache: The node's result cache in this run, if any.
+        events: The lifecycle hooks someone implements, or ``None``.
+    """
+
+    owner: Any
+    passes: bool
+    blocking: bool
+    parallel: bool
+    executor: Executor | None = None
+    caps: Capabilities = LOCAL
+    limit: int | None = 1
+    limiters: tuple[Limiter, ...] = ()
+    collect: bool = False
+    timeout: float | None = None
+    cache: NodeCache | None = None
+    events: Events | None = None
+
+    @property
+    def runs_elsewhere(self) -> bool:
+        """The executor calls the items itself: in other processes, or its own ``map_blocking``."""
+        return self.caps.remote or (self.blocking and self.caps.map_blocking is not None)
+
+
+def plan_batch(owner: Any, *, parallel: bool, blocking: bool, passes: bool) -> Plan:
+    """Resolve the plan of ``owner``'s batch in the current run.
+
+    A sequential batch reads only the cache (for a node's items) and who
+    listens. A parallel one also resolves its executor, limit and controls,
+    and refuses what cannot work before any item starts.
+
+    Raises:
+        ConfigError: A setting is unusable; a timeout on blocking items; a
+            remote executor for a batch flow's passes; limiters on items an
+            executor runs itself without gating them.
+    """
+    if not parallel:
+        cache = None if passes else node_cache(owner)
+        return Plan(owner, passes, blocking, parallel=False, cache=cache, events=events())
+    executor, limit = executor_for(owner)
+    controls = batch_controls(owner)
+    collect = timeout = None
+    limiters: tuple[Limiter, ...] = ()
+    if controls is not None:
+        limiters = controls.limiters
+        if not passes:
+            collect, timeout = controls.collect, controls.timeout
+    if timeout is not None and blocking:
+        raise refuse_timeout(owner, timeout)
+    cache = None if passes else node_cache(owner)
+    plan = Plan(
+        owner,
+        passes,
+        blocking,
+        parallel=True,
+        executor=executor,
+        caps=capabilities(executor),
+        limit=limit,
+        limiters=limiters,
+        collect=bool(collect),
+        timeout=timeout,
+        cache=cache,
+        events=events(),
+    )
+    _refuse(plan, executor)
+    return plan
+
+
+def _refuse(plan: Plan, executor: Executor) -> None:
+    """Refuse a plan the executor cannot honour."""
+    if plan.limiters and plan.runs_elsewhere and not plan.caps.gates_items:
+        raise ConfigError(
+            f"{type(plan.owner).__name__} has max_per_second or a limiter, but executor "
+            f"{executor.name!r} runs the items itself (in other processes, or with its own "
+            "map_blocking) and does not declare gates_items, so pocketcore cannot pace or "
+            "limit their starts; use an executor that does (asyncio, trio, sequential, dask), "
+            "or drop the limiter"
+        )
+    if plan.caps.remote and plan.passes:
+        raise ConfigError(
+            f"executor {executor.name!r} runs items in other processes, but the passes of "
+            f"{type(plan.owner).__name__} run prep and post against the shared store, which "
+            "stays here; give the flow a local executor of its own (executor='asyncio', say) "
+            "and let the batch nodes inside it use the remote one"
+        )
+
+
+def refuse_timeout(node: Any, timeout: float) -> ConfigError:
+    """The error for a timeout on items whose ``exec`` blocks: it could not stop them."""
+    return ConfigError(
+        f"{type(node).__name__} has a timeout ({timeout:g} s), but its exec is blocking and "
+        "runs on a worker thread (or a remote worker), where a timeout cannot stop it: the "
+        "attempt would go on running after the batch ends. Make exec async (an "
+        "AsyncParallelBatchNode), or bound the call inside exec itself"
+    )
