@@ -4,7 +4,7 @@ The executor schedules; each call hands one item's sync pipeline to a worker
 thread with anyio, so every executor (on asyncio or trio) can drive blocking
 work. (An executor that runs blocking items itself, a
 :class:`pocketcore.BlockingExecutor`, is handed the sync work instead; see
-:mod:`pocketcore._dispatch.items`.)
+:mod:`pocketcore._dispatch.batch`.)
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """The result cache: which store a node uses, the keys of its inputs, reading and writing.
 
 The lookup and the write happen in one place, the dispatch layer
-(:mod:`pocketcore._dispatch.items`); this module supplies what they use:
+(:mod:`pocketcore._dispatch.cached`); this module supplies what they use:
 
 * :func:`node_cache` decides whether a node's ``exec`` is cached in the run
   in progress, and returns a :class:`NodeCache` for it (or ``None``);

@@ -247,7 +247,7 @@ def as_limiter_table(table: Any, where: str, name: str) -> Limiter:
 # What an executor that gates items (pocketcore.GatingExecutor) is handed
 # instead of items wrapped one by one: it enters the gate right before it
 # starts an item, and leaves it once the item has ended. The order is the one
-# of the wrapper the other executors get (see pocketcore._dispatch.items):
+# of the layer the other executors get (see pocketcore._dispatch.gate):
 # every slot first, then every turn, so that a turn is never held while a
 # slot is awaited (it would be spent late, and starts would bunch together).
 
