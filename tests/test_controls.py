@@ -462,3 +462,39 @@ def test_settings_other_than_the_executor_do_not_read_it(
             return str(exec_res)
 
     assert pocketcore.run(pocketcore.AsyncFlow(start=Plain(), **setting)) == "ran"
+
+
+@pytest.mark.parametrize("executor", ["asyncio", "trio"])
+@pytest.mark.parametrize("kind", ["async", "threads"])
+@pytest.mark.parametrize("passes", [3, 5])
+def test_a_limiter_over_a_parallel_batch_flow_bounds_its_items_not_its_passes(
+    executor: str, kind: str, passes: int
+) -> None:
+    # Passes that took the limiter's slots left none for the items inside
+    # them, which waited forever; the passes hold none, and the bound holds.
+    probe = Starts()
+    shared_limiter = Limiter(max_concurrency=2, name="llm")
+
+    class Pass(pocketcore.AsyncParallelBatchFlow):
+        async def prep_async(self, shared: dict[str, Any]) -> Any:
+            return [{"pass": n} for n in range(passes)]
+
+    flow = Pass(start=KINDS[kind]())
+    flow.set_params({"probe": probe, "hold": 0.002})
+    shared: dict[str, Any] = {"n": 3}
+    outcome: list[BaseException | None] = []
+
+    def run() -> None:
+        try:
+            pocketcore.run(flow, shared, executor=executor, limiter=shared_limiter)
+        except BaseException as exc:  # handed to the test below
+            outcome.append(exc)
+        else:
+            outcome.append(None)
+
+    runner = threading.Thread(target=run, daemon=True)
+    runner.start()
+    runner.join(timeout=60)
+    assert outcome == [None], outcome or "the run hung"
+    assert len(probe.times) == passes * 3
+    assert probe.peak <= 2

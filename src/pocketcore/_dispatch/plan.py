@@ -36,8 +36,8 @@ class Plan:
     Attributes:
         owner: The batch node, or the batch flow whose passes these are.
         passes: The items are a batch flow's passes (its own function runs
-            each one), not ``exec`` calls: no attempts, timeout, cache or
-            collecting apply to them.
+            each one), not ``exec`` calls: no limiter, attempts, timeout,
+            cache or collecting applies to them (the nodes inside have theirs).
         blocking: Each item's work is sync (it runs on a worker thread, by
             the executor's own ``map_blocking``, or inline in a sequential
             batch).
@@ -93,10 +93,11 @@ def plan_batch(owner: Any, *, parallel: bool, blocking: bool, passes: bool) -> P
     controls = batch_controls(owner)
     collect = timeout = None
     limiters: tuple[Limiter, ...] = ()
-    if controls is not None:
-        limiters = controls.limiters
-        if not passes:
-            collect, timeout = controls.collect, controls.timeout
+    if controls is not None and not passes:
+        # A batch flow's passes are not gated: a limiter bounds the calls of
+        # the nodes inside them, which take their turns themselves. A pass
+        # holding a slot while its items wait for one could wait forever.
+        limiters, collect, timeout = controls.limiters, controls.collect, controls.timeout
     if timeout is not None and blocking:
         raise refuse_timeout(owner, timeout)
     cache = None if passes else node_cache(owner)
