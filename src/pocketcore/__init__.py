@@ -38,7 +38,7 @@ from ._core.executor import (
     ReportingExecutor,
 )
 from ._core.results import Failed
-from ._core.store import Store, StoreInfo, StoreOpener
+from ._core.store import BaseStore, Store, StoreInfo, StoreOpener
 from ._front.flowfile import FlowFileError, LoadedFlow, load_flow
 from ._front.run import run
 from ._front.timeline import Timeline
@@ -80,6 +80,7 @@ __all__ = [
     "AsyncParallelBatchFlow",
     "AsyncParallelBatchNode",
     "BaseNode",
+    "BaseStore",
     "BatchFlow",
     "BatchNode",
     "BlockingExecutor",

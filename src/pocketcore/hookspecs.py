@@ -157,10 +157,10 @@ def pocketcore_register_stores(register: Callable[[str, Callable[[str], Any]], N
 
     Called once per implementing plugin, the first time a store is opened by
     name. Call ``register(name, opener)`` for each store: a cache setting of
-    ``"NAME:REST"`` then opens it with ``opener(REST)``, which returns an
-    object satisfying :class:`pocketcore.Store` (see
-    :class:`pocketcore.StoreOpener`). pocketcore registers ``sqlite`` and
-    ``memory`` itself, through the same hook.
+    ``"NAME:REST"`` then opens it with ``opener(REST)``, which returns a
+    :class:`pocketcore.BaseStore` (see :class:`pocketcore.StoreOpener`).
+    pocketcore registers ``sqlite`` and ``memory`` itself, through the same
+    hook.
 
     As for :func:`pocketcore_register_executors`, an implementation that raises
     or registers something invalid (a name that is not a non-empty str of two
