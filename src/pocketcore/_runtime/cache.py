@@ -54,6 +54,7 @@ __all__ = [
     "Keyed",
     "NodeCache",
     "close_stores",
+    "default_cache_key",
     "fingerprint",
     "node_cache",
     "open_store",
@@ -290,6 +291,17 @@ atexit.register(close_stores)
 # --- one node's cache -------------------------------------------------------------
 
 
+def default_cache_key(self: Any, input: Any) -> Any:
+    """What identifies ``input`` for the result cache; ``None`` skips the cache for it.
+
+    By default the node's params and the input itself. Override it to key
+    on part of the input (an id rather than a whole record), or to return
+    ``None`` for inputs whose results must not be kept. What it returns
+    must pickle; the node class and :attr:`cache_version` are added to it.
+    """
+    return (self.params, input)
+
+
 def node_cache(node: Any) -> NodeCache | None:
     """The cache of ``node``'s ``exec`` in the run in progress, or ``None`` when it has none.
 
@@ -359,9 +371,8 @@ class NodeCache:
         base.update(self.label.encode() + b"\0")
         version = getattr(node, "cache_version", None)
         base.update(self._describe(version, "its cache_version") + b"\0")
-        # BaseNode.cache_key is marked as the default; an override is the node's own key.
-        method = getattr(cls, "cache_key", None)
-        self.custom = method is not None and not getattr(method, "__pocketcore_default__", False)
+        # An override of BaseNode.cache_key (which is default_cache_key) is the node's own key.
+        self.custom = cls.cache_key is not default_cache_key
         self.prefix = base
         if not self.custom:
             self.prefix = base.copy()
