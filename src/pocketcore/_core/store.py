@@ -226,6 +226,7 @@ def declared_store(store: Store, *, warn: bool = True) -> BaseStore:
     return _Undeclared(store)
 
 
+@runtime_checkable
 class StoreOpener(Protocol):
     """What a plugin registers under a store's name: it opens the store a spec names.
 
