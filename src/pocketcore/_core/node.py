@@ -1,6 +1,6 @@
 """What the layers below the nodes know of a node: :class:`NodeLike` and :class:`NodeClass`.
 
-The node classes live in layer 5 (``pocketcore._nodes``), above the hook
+The node classes live in layer 7 (``pocketcore._nodes``), above the hook
 specs, the registry and the run-time that must speak of nodes. They speak of
 them through these two declarations instead of importing that layer:
 
