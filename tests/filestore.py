@@ -23,7 +23,7 @@ NAME = "testfile"
 _MARK = "pocketcore-test-file-store"
 
 
-class FileStore:
+class FileStore(pocketcore.BaseStore):
     """Entries in a pickled ``dict`` of key to ``(value, node)``, under a mark."""
 
     def __init__(self, path: str) -> None:

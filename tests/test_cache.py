@@ -26,7 +26,7 @@ from .helpers import configured
 EXECUTORS = ("sequential", "asyncio", "trio")
 
 
-class DictStore:
+class DictStore(pocketcore.BaseStore):
     """A store in a dict, counting its calls; ``fail_on`` makes a call fail."""
 
     location = "dict-store"

@@ -18,11 +18,13 @@ import time
 from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+import pocketcore
 from pocketcore import ConfigError
-from pocketcore._core.store import Store, StoreInfo
+from pocketcore._core.store import Store, StoreInfo, declared_store
 from pocketcore._stores import (
     MemoryStore,
     SqliteStore,
@@ -643,3 +645,88 @@ def test_a_suite_class_made_in_a_function_cannot_run_children() -> None:
 
     with pytest.raises(TypeError, match="define it at module level"):
         Local().test_killed_writer_leaves_whole_values()
+
+
+# --- stores built on BaseStore, and stores of the earlier protocol -------------------
+
+
+class Tenfold(pocketcore.AsyncParallelBatchNode):
+    async def prep_async(self, shared: Any) -> Any:
+        return shared["items"]
+
+    async def exec_async(self, item: int) -> int:
+        return item * 10
+
+    async def post_async(self, shared: Any, prep_res: Any, exec_res: Any) -> None:
+        shared["out"] = exec_res
+
+
+def test_the_built_in_stores_build_on_the_base() -> None:
+    assert issubclass(SqliteStore, pocketcore.BaseStore)
+    assert issubclass(MemoryStore, pocketcore.BaseStore)
+    store = MemoryStore()
+    assert declared_store(store) is store
+
+
+def test_the_bases_put_many_puts_each_entry_in_turn() -> None:
+    class Counting(DictStore, pocketcore.BaseStore):
+        puts: list[bytes]
+
+        def put(self, key: bytes, value: bytes, node: str) -> None:
+            self.puts.append(key)
+            super().put(key, value, node)
+
+    store = Counting()
+    store.puts = []
+    store.put_many([(b"a", b"1", "n"), (b"b", b"2", "n"), (b"a", b"3", "n")])
+    assert store.puts == [b"a", b"b", b"a"]
+    assert store.get_many([b"a", b"b"]) == {b"a": b"3", b"b": b"2"}
+
+
+def test_a_store_of_the_earlier_protocol_works_and_is_warned_about_once() -> None:
+    class Undeclared(DictStore):
+        pass
+
+    store = Undeclared()
+    shared: dict[str, Any] = {"items": list(range(8))}
+    with pytest.warns(DeprecationWarning, match=r"Undeclared does not build on pocketcore\.Base"):
+        pocketcore.run(Tenfold(), shared, cache=store, executor="asyncio")
+    assert shared["out"] == [x * 10 for x in range(8)]
+    assert len(store.entries) == 8 + 1  # each item's, and the whole batch's
+    # Once per class: a second run, and another store of the class, are not warned about.
+    shared = {"items": list(range(10))}
+    pocketcore.run(Tenfold(), shared, cache=Undeclared(), executor="trio")
+    assert shared["out"] == [x * 10 for x in range(10)]
+
+
+def test_a_store_of_the_earlier_protocol_keeps_its_own_put_many() -> None:
+    class UndeclaredMany(DictStore):
+        sizes: list[int]
+
+        def put_many(self, entries: Sequence[tuple[bytes, bytes, str]]) -> None:
+            self.sizes.append(len(entries))
+            for entry in entries:
+                self.put(*entry)
+
+    store = UndeclaredMany()
+    store.sizes = []
+    adapted = declared_store(store, warn=False)
+    assert isinstance(adapted, pocketcore.BaseStore)
+    assert adapted.location == store.location
+    adapted.put_many([(b"a", b"1", "n"), (b"b", b"2", "n")])
+    assert store.sizes == [2]
+    assert adapted.get_many([b"a", b"b", b"c"]) == {b"a": b"1", b"b": b"2"}
+
+
+class UndeclaredSuite(StoreConformance):
+    persistent = False
+    shared = False
+
+    def open_store(self, directory: Path) -> Store:
+        return DictStore()
+
+
+def test_the_suite_passes_a_store_of_the_earlier_protocol_with_a_warning() -> None:
+    with pytest.warns(DeprecationWarning, match="does not build on pocketcore.BaseStore"):
+        UndeclaredSuite().test_is_a_store()
+    UndeclaredSuite().test_put_many_is_each_put_in_turn()

@@ -9,14 +9,16 @@ This module says what the public API is. The kernel behind it is in layers,
 lowest first, each importing only from those below it (``nox -s lint``
 checks this with import-linter; docs/architecture.md describes them):
 
-1. ``_core``: the exceptions, the executor protocol and its capabilities;
-   ``hookspecs`` beside it.
-2. ``_plugins``: plugin manager, entry-point discovery, the registry.
-3. ``_runtime``: configuration, the run's context, observation.
-4. ``_dispatch``: the per-item pipeline and the fan-out to an executor.
-5. ``_nodes``: PocketFlow's node and flow classes.
-6. ``_front``: :func:`run`, flow files, graph rendering.
-7. ``_cli`` and ``testing``: the command line, and the conformance suite.
+1. ``_core``: the exceptions, the executor protocol and its capabilities,
+   the store protocol and base, what the lower layers know of a node.
+2. ``hookspecs``: the hook specs, typed with ``_core``'s protocols.
+3. ``_stores``: the built-in result-cache stores.
+4. ``_plugins``: plugin manager, entry-point discovery, the registry.
+5. ``_runtime``: configuration, the run's context, observation, the cache.
+6. ``_dispatch``: the per-item pipeline and the fan-out to an executor.
+7. ``_nodes``: PocketFlow's node and flow classes.
+8. ``_front``: :func:`run`, flow files, graph rendering, the timeline.
+9. ``_cli`` and ``testing``: the command line, and the conformance suites.
 """
 
 from __future__ import annotations
@@ -38,7 +40,7 @@ from ._core.executor import (
     ReportingExecutor,
 )
 from ._core.results import Failed
-from ._core.store import Store, StoreInfo, StoreOpener
+from ._core.store import BaseStore, Store, StoreInfo, StoreOpener
 from ._front.flowfile import FlowFileError, LoadedFlow, load_flow
 from ._front.run import run
 from ._front.timeline import Timeline
@@ -80,6 +82,7 @@ __all__ = [
     "AsyncParallelBatchFlow",
     "AsyncParallelBatchNode",
     "BaseNode",
+    "BaseStore",
     "BatchFlow",
     "BatchNode",
     "BlockingExecutor",

@@ -50,14 +50,29 @@ implements one of them. Lifecycle hooks are plain functions called
 synchronously: keep them quick, and do not raise from them (an exception
 propagates into the run like one raised by a node). Their return values are
 ignored, but for :func:`pocketcore_batch_item_sent`'s.
+
+The parameters are typed with protocols of the kernel's lowest layer, which
+the public classes satisfy: a ``node`` or ``target`` is a
+:class:`pocketcore.BaseNode` (typed ``NodeLike``: its ``params``,
+``successors`` and ``set_params``), an executor a
+:class:`pocketcore.Executor`, a limiter a :class:`pocketcore.Limiter`
+(typed ``LimiterLike``: its ``name`` and bounds). What the program itself
+made (``shared``, a batch's items) is ``Any``; what is only reported
+(results, actions) is ``object``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
 from typing import Any
 
 import pluggy
+
+from pocketcore._core.executor import Executor
+from pocketcore._core.limiter import LimiterLike
+from pocketcore._core.node import NodeLike
+from pocketcore._core.store import StoreOpener
 
 __all__ = [
     "LIFECYCLE_HOOKS",
@@ -93,7 +108,7 @@ hookimpl = pluggy.HookimplMarker(PROJECT_NAME)
 
 
 @hookspec
-def pocketcore_register_executors(register: Callable[[Any], None]) -> None:
+def pocketcore_register_executors(register: Callable[[Executor], None]) -> None:
     """Contribute executors.
 
     Called once per implementing plugin, the first time an executor is looked
@@ -122,7 +137,7 @@ def pocketcore_register_executors(register: Callable[[Any], None]) -> None:
 
 
 @hookspec
-def pocketcore_register_nodes(register: Callable[[str, type], None]) -> None:
+def pocketcore_register_nodes(register: Callable[[str, type[NodeLike]], None]) -> None:
     """Contribute node (or flow) classes that can be created by name.
 
     Called once per implementing plugin, the first time the registered nodes
@@ -152,15 +167,15 @@ def pocketcore_register_nodes(register: Callable[[str, type], None]) -> None:
 
 
 @hookspec
-def pocketcore_register_stores(register: Callable[[str, Callable[[str], Any]], None]) -> None:
+def pocketcore_register_stores(register: Callable[[str, StoreOpener], None]) -> None:
     """Contribute result-cache stores that a cache setting can name.
 
     Called once per implementing plugin, the first time a store is opened by
     name. Call ``register(name, opener)`` for each store: a cache setting of
-    ``"NAME:REST"`` then opens it with ``opener(REST)``, which returns an
-    object satisfying :class:`pocketcore.Store` (see
-    :class:`pocketcore.StoreOpener`). pocketcore registers ``sqlite`` and
-    ``memory`` itself, through the same hook.
+    ``"NAME:REST"`` then opens it with ``opener(REST)``, which returns a
+    :class:`pocketcore.BaseStore` (see :class:`pocketcore.StoreOpener`).
+    pocketcore registers ``sqlite`` and ``memory`` itself, through the same
+    hook.
 
     As for :func:`pocketcore_register_executors`, an implementation that raises
     or registers something invalid (a name that is not a non-empty str of two
@@ -179,7 +194,7 @@ def pocketcore_register_stores(register: Callable[[str, Callable[[str], Any]], N
 
 
 @hookspec
-def pocketcore_run_start(target: Any, shared: Any) -> None:
+def pocketcore_run_start(target: NodeLike, shared: Any) -> None:
     """A run is starting.
 
     Called once per run, before anything of it runs: by :func:`pocketcore.run`,
@@ -193,7 +208,9 @@ def pocketcore_run_start(target: Any, shared: Any) -> None:
 
 
 @hookspec
-def pocketcore_run_end(target: Any, shared: Any, result: Any, exception: Any) -> None:
+def pocketcore_run_end(
+    target: NodeLike, shared: Any, result: object, exception: BaseException | None
+) -> None:
     """A run has ended, normally or with an exception.
 
     Args:
@@ -206,7 +223,7 @@ def pocketcore_run_end(target: Any, shared: Any, result: Any, exception: Any) ->
 
 
 @hookspec
-def pocketcore_node_start(node: Any, shared: Any) -> None:
+def pocketcore_node_start(node: NodeLike, shared: Any) -> None:
     """A step of a flow is starting: ``node`` is about to run.
 
     Args:
@@ -217,7 +234,9 @@ def pocketcore_node_start(node: Any, shared: Any) -> None:
 
 
 @hookspec
-def pocketcore_node_end(node: Any, shared: Any, action: Any, exception: Any) -> None:
+def pocketcore_node_end(
+    node: NodeLike, shared: Any, action: object, exception: BaseException | None
+) -> None:
     """A step of a flow has ended.
 
     Args:
@@ -230,12 +249,12 @@ def pocketcore_node_end(node: Any, shared: Any, action: Any, exception: Any) -> 
 
 @hookspec
 def pocketcore_batch_start(
-    node: Any,
-    size: Any,
-    executor: Any,
-    limit: Any,
-    timeout: Any,
-    limiters: Any,
+    node: NodeLike,
+    size: int | None,
+    executor: Executor | None,
+    limit: int | None,
+    timeout: float | None,
+    limiters: Sequence[LimiterLike],
 ) -> None:
     """A batch node or batch flow is about to run its items.
 
@@ -266,7 +285,9 @@ def pocketcore_batch_start(
 
 
 @hookspec
-def pocketcore_batch_end(node: Any, results: Any, exception: Any) -> None:
+def pocketcore_batch_end(
+    node: NodeLike, results: Sequence[object] | None, exception: BaseException | None
+) -> None:
     """A batch node or batch flow has finished running its items.
 
     Called once per batch that was reported started, after its last item
@@ -286,7 +307,7 @@ def pocketcore_batch_end(node: Any, results: Any, exception: Any) -> None:
 
 
 @hookspec
-def pocketcore_batch_item_start(node: Any, index: int, item: Any) -> None:
+def pocketcore_batch_item_start(node: NodeLike, index: int, item: Any) -> None:
     """One item of a batch is about to run.
 
     Called in the context the item runs in: its own task under a parallel
@@ -307,7 +328,9 @@ def pocketcore_batch_item_start(node: Any, index: int, item: Any) -> None:
 
 
 @hookspec
-def pocketcore_batch_item_done(node: Any, index: int, result: Any, exception: Any) -> None:
+def pocketcore_batch_item_done(
+    node: NodeLike, index: int, result: object, exception: BaseException | None
+) -> None:
     """One item of a batch has finished, successfully or not.
 
     Called once for every item that started (items never started because a
@@ -329,7 +352,7 @@ def pocketcore_batch_item_done(node: Any, index: int, result: Any, exception: An
 
 
 @hookspec
-def pocketcore_batch_item_cached(node: Any, index: int, item: Any, result: Any) -> None:
+def pocketcore_batch_item_cached(node: NodeLike, index: int, item: Any, result: object) -> None:
     """One item of a batch was found in the result cache, so its ``exec`` did not run.
 
     Reported instead of :func:`pocketcore_batch_item_start` and
@@ -346,7 +369,7 @@ def pocketcore_batch_item_cached(node: Any, index: int, item: Any, result: Any) 
 
 
 @hookspec
-def pocketcore_batch_item_attempt_start(node: Any, index: int, attempt: int) -> None:
+def pocketcore_batch_item_attempt_start(node: NodeLike, index: int, attempt: int) -> None:
     """One attempt of a batch item's ``exec`` is starting.
 
     An item makes one attempt, and more when its node's ``max_retries``
@@ -379,7 +402,7 @@ def pocketcore_batch_item_attempt_start(node: Any, index: int, attempt: int) -> 
 
 @hookspec
 def pocketcore_batch_item_attempt_done(
-    node: Any, index: int, attempt: int, exception: Any, duration: float
+    node: NodeLike, index: int, attempt: int, exception: BaseException | None, duration: float
 ) -> None:
     """One attempt of a batch item's ``exec`` has ended, successfully or not.
 
@@ -402,7 +425,9 @@ def pocketcore_batch_item_attempt_done(
 
 
 @hookspec
-def pocketcore_batch_item_fallback(node: Any, index: int, exception: Any, result: Any) -> None:
+def pocketcore_batch_item_fallback(
+    node: NodeLike, index: int, exception: BaseException, result: object
+) -> None:
     """A batch item's last attempt failed, and its node's fallback gave its result.
 
     Reported after ``exec_fallback`` (``exec_fallback_async``) returned,
@@ -422,7 +447,9 @@ def pocketcore_batch_item_fallback(node: Any, index: int, exception: Any, result
 
 
 @hookspec
-def pocketcore_batch_item_sent(node: Any, index: int, item: Any) -> Any:
+def pocketcore_batch_item_sent(
+    node: NodeLike, index: int, item: Any
+) -> AbstractContextManager[object] | None:
     """One item of a batch is about to be sent to an executor that runs it in another process.
 
     Called for the items of a remote executor (one whose ``remote`` is true,

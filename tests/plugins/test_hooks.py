@@ -13,6 +13,7 @@ from collections.abc import Generator
 from typing import Any
 
 import pluggy
+import pocketflow
 import pytest
 
 import pocketcore
@@ -110,6 +111,32 @@ def test_a_store_name_a_setting_could_not_name_fails_the_plugin(pm: Registry, na
     with pytest.warns(pocketcore.PluginWarning, match="invalid name"):
         assert dict(pm.stores) == {}
     assert [f.entry_point for f in pm.failures] == ["odd"]
+
+
+@pytest.mark.parametrize("cls", [pocketflow.Node, int, "Node"])
+def test_only_pocketcore_node_classes_register_as_nodes(pm: Registry, cls: Any) -> None:
+    # PocketFlow's own Node has every method of a node, and is still not one of pocketcore's.
+    class Lookalike:
+        @pocketcore.hookimpl
+        def pocketcore_register_nodes(self, register: Any) -> None:
+            register("ok", pocketcore.Flow)
+            register("odd", cls)
+
+    pm.register(Lookalike(), name="lookalike")
+    with pytest.warns(pocketcore.PluginWarning, match="not a subclass of pocketcore.BaseNode"):
+        assert dict(pm.nodes) == {}
+
+
+@pytest.mark.parametrize("opener", [None, "sqlite", 3])
+def test_a_store_opener_that_cannot_be_called_fails_the_plugin(pm: Registry, opener: Any) -> None:
+    class Odd:
+        @pocketcore.hookimpl
+        def pocketcore_register_stores(self, register: Any) -> None:
+            register("odd", opener)
+
+    pm.register(Odd(), name="odd")
+    with pytest.warns(pocketcore.PluginWarning, match="it is not callable"):
+        assert dict(pm.stores) == {}
 
 
 def test_registering_a_name_twice_is_a_plugin_error(pm: Registry) -> None:

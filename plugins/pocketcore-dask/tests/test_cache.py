@@ -36,7 +36,7 @@ from pocketcore_dask import DaskExecutor
 pytestmark = pytest.mark.usefixtures("address")
 
 
-class DictStore:
+class DictStore(pocketcore.BaseStore):
     """A store in a dict, counting its writes."""
 
     location = "dict-store"

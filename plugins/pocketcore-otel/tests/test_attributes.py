@@ -45,7 +45,7 @@ class Square(pocketcore.AsyncParallelBatchNode):
         return item * item
 
 
-class DictStore:
+class DictStore(pocketcore.BaseStore):
     """A result-cache store in a dict."""
 
     location = "dict"

@@ -1,4 +1,4 @@
-"""The ``pocketcore`` command: run flows, draw them, and list what plugins provide.
+"""Layer 9, the ``pocketcore`` command: run flows, draw them, and list what plugins provide.
 
 One module per command (``run``, ``cache``, ``graph``, ``plugins``,
 ``executors``, ``nodes``, ``demo``), each adding its subcommand to the parser

@@ -1,4 +1,4 @@
-"""Layer 4, dispatch: the one place where a batch's items meet their pipeline and an executor.
+"""Layer 6, dispatch: the one place where a batch's items meet their pipeline and an executor.
 
 A batch resolves one :class:`~pocketcore._dispatch.plan.Plan` when it starts
 (``plan.py``); each item then makes one trip through a stack of small

@@ -1,1 +1,1 @@
-"""Layer 6, front doors: ``pocketcore.run``, flow files and graph rendering."""
+"""Layer 8, front doors: ``pocketcore.run``, flow files, graph rendering and the timeline."""

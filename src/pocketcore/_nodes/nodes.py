@@ -20,7 +20,7 @@ from pocketcore._dispatch.attempts import exec_item, exec_item_async, reraise, r
 from pocketcore._dispatch.batch import each, each_async, fan_out, fan_out_blocking
 from pocketcore._dispatch.cached import exec_cached, exec_cached_async
 from pocketcore._runtime import observe
-from pocketcore._runtime.cache import node_cache
+from pocketcore._runtime.cache import default_cache_key, node_cache
 from pocketcore._runtime.config import CODE_CHECKS
 from pocketcore._runtime.context import CACHING, CUR_RETRY, RUN, current_config
 from pocketcore._runtime.limits import Limiter
@@ -127,17 +127,8 @@ class BaseNode:
                 source = f"argument {key}= of {type(self).__name__}()"
                 setattr(self, key, CODE_CHECKS[key](value, source))
 
-    def cache_key(self, input: Any) -> Any:
-        """What identifies ``input`` for the result cache; ``None`` skips the cache for it.
-
-        By default the node's params and the input itself. Override it to key
-        on part of the input (an id rather than a whole record), or to return
-        ``None`` for inputs whose results must not be kept. What it returns
-        must pickle; the node class and :attr:`cache_version` are added to it.
-        """
-        return (self.params, input)
-
-    cache_key.__pocketcore_default__ = True  # type: ignore[attr-defined]
+    # Defined beside the cache, which tells an override from it by identity.
+    cache_key = default_cache_key
 
     def set_params(self, params: dict[str, Any]) -> None:
         """Replace this node's parameters with ``params`` (the dict itself, not a copy)."""

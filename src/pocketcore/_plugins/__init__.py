@@ -1,4 +1,4 @@
-"""Layer 2, plugins: the plugin manager, entry-point discovery and the registry of contributions.
+"""Layer 4, plugins: the plugin manager, entry-point discovery and the registry of contributions.
 
 - :mod:`.manager`: the plugin manager factory, and the per-plugin calls of
   registration hooks through pluggy;

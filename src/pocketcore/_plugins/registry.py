@@ -9,14 +9,22 @@ contributes nothing through that hook, while every other plugin's
 contributions are kept. Two plugins claiming one name is a
 :class:`~pocketcore.PluginError` naming both, since neither is broken on its
 own and picking one would be a silent choice.
+
+What "invalid" means is declared below this layer and checked once per
+contribution, as it is registered: an executor is an
+:class:`~pocketcore.Executor`, a store's opener a
+:class:`~pocketcore.StoreOpener`, and a node class a
+:class:`~pocketcore._core.node.NodeClass` (which the node layer declares
+``BaseNode`` to be, so this layer never imports it).
 """
 
 from __future__ import annotations
 
+import inspect
 import threading
 from collections.abc import Callable, Mapping
 from importlib import metadata
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 
 import attrs
 import pluggy
@@ -24,6 +32,7 @@ import pluggy
 from pocketcore import hookspecs
 from pocketcore._core.errors import ConfigError, PluginError
 from pocketcore._core.executor import Executor
+from pocketcore._core.node import NodeClass, NodeLike
 from pocketcore._core.store import StoreOpener
 from pocketcore._plugins.discovery import (
     NODES_GROUP,
@@ -37,9 +46,6 @@ from pocketcore._plugins.manager import PluginCall, make_plugin_manager, per_plu
 
 Observer = pluggy.HookRelay
 """What lifecycle events are reported to: pluggy's relay of the hooks, ``pm.hook``."""
-
-if TYPE_CHECKING:
-    from pocketcore._nodes.nodes import BaseNode
 
 __all__ = [
     "ExecutorEntry",
@@ -93,7 +99,7 @@ class NodeEntry:
     """
 
     name: str
-    cls: type[BaseNode]
+    cls: type[NodeLike]
     supplier: str
     distribution: str | None
     plugin: str | None = None
@@ -395,7 +401,7 @@ class Registry:
             found[entry.name] = entry
         return found
 
-    def create_node(self, name: str, params: Mapping[str, Any] | None = None) -> BaseNode:
+    def create_node(self, name: str, params: Mapping[str, Any] | None = None) -> NodeLike:
         """Create the node registered as ``name``, with ``params`` as its params.
 
         Raises:
@@ -497,12 +503,31 @@ class Registry:
         return found  # type: ignore[return-value]
 
 
+# Every contribution is checked once, as its plugin registers it (pluggy's
+# _verify_hook does the same for a hook implementation), against what the
+# lower layers declare: the Executor and StoreOpener protocols, the NodeClass mark.
+
+
+def _declared(protocol: type) -> tuple[str, ...]:
+    """The attributes, then the methods, that ``protocol`` declares (for messages)."""
+    methods = [name for name, value in vars(protocol).items() if inspect.isfunction(value)]
+    names = [*inspect.get_annotations(protocol), *methods]
+    return tuple(name for name in names if not name.startswith("_"))
+
+
+_EXECUTOR_MEMBERS = _declared(Executor)
+
+
 def _check_executor(*args: Any) -> tuple[str, Any]:
     if len(args) != 1:
         raise _Invalid(f"called register() with {len(args)} arguments; it takes (executor)")
     (executor,) = args
-    missing = [a for a in ("name", "backend", "run", "map") if not hasattr(executor, a)]
-    if missing or not isinstance(executor.name, str) or not executor.name:
+    if (
+        not isinstance(executor, Executor)
+        or not isinstance(executor.name, str)
+        or not executor.name
+    ):
+        missing = [name for name in _EXECUTOR_MEMBERS if not hasattr(executor, name)]
         raise _Invalid(
             f"registered {executor!r}, which is not an executor (needs a non-empty str "
             f"name, backend, run() and map(); missing: {', '.join(missing) or 'a valid name'})"
@@ -519,7 +544,7 @@ def _check_store(*args: Any) -> tuple[str, Any]:
             f"registered a store with the invalid name {name!r} (a str of two characters or "
             "more, without ':')"
         )
-    if not callable(opener):
+    if not isinstance(opener, StoreOpener):
         raise _Invalid(f"registered {opener!r} as store {name!r}; it is not callable")
     return name, opener
 
@@ -545,11 +570,9 @@ def _check_node(*args: Any) -> tuple[str, Any]:
 
 
 def _is_node_class(cls: object) -> bool:
-    # The one import of the node layer (listed in the layers contract): made
-    # when nodes are collected, so loading plugins never imports it.
-    from pocketcore._nodes.nodes import BaseNode
-
-    return isinstance(cls, type) and issubclass(cls, BaseNode)
+    # pocketcore.BaseNode and its subclasses: the node layer registers BaseNode
+    # as a NodeClass, so this layer need not import it.
+    return isinstance(cls, type) and issubclass(cls, NodeClass)
 
 
 _registry: Registry | None = None

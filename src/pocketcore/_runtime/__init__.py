@@ -1,1 +1,1 @@
-"""Layer 3, run-time: configuration with its sources, the run's context, and observation."""
+"""Layer 5, run-time: configuration with its sources, the run's context, observation, the cache."""

@@ -35,14 +35,14 @@ import pickle
 import re
 import threading
 import warnings
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import anyio
 import attrs
 
 from pocketcore._core.errors import CacheError, ConfigError
-from pocketcore._core.store import Store
+from pocketcore._core.store import BaseStore, Store, declared_store
 from pocketcore._plugins.registry import get_registry
 from pocketcore._runtime.config import Setting, check_cache_value
 from pocketcore._runtime.context import current_config, node_source, own_cache
@@ -54,6 +54,7 @@ __all__ = [
     "Keyed",
     "NodeCache",
     "close_stores",
+    "default_cache_key",
     "fingerprint",
     "node_cache",
     "open_store",
@@ -214,7 +215,7 @@ def _canonical(value: object) -> object:
 # A store's name: two characters or more, so a Windows drive ("C:\...") is a path.
 _NAMED = re.compile(r"^([A-Za-z][A-Za-z0-9_.+-]+):(.*)$", re.DOTALL)
 
-_open_stores: dict[tuple[str, str], Store] = {}
+_open_stores: dict[tuple[str, str], BaseStore] = {}
 _open_lock = threading.Lock()
 
 
@@ -241,22 +242,29 @@ def _absolute(path: str) -> str:
     return os.path.abspath(os.path.expanduser(path)) if path else path
 
 
-def open_store(value: str | Store, source: str) -> Store:
+def open_store(value: str | Store, source: str) -> BaseStore:
     """The open store that ``value`` names (or ``value`` itself); opened once per process.
+
+    A store that does not build on :class:`~pocketcore.BaseStore` is used
+    through :func:`~pocketcore._core.store.declared_store`'s adapter.
 
     Raises:
         ConfigError: No store of that name is registered, or the store
             cannot be opened (the message names the file).
+
+    Warns:
+        DeprecationWarning: The store does not build on
+            :class:`~pocketcore.BaseStore` (once per class).
     """
     if not isinstance(value, str):
-        return value
+        return declared_store(value)
     name, rest = parse_spec(value)
     with _open_lock:
         found = _open_stores.get((name, rest))
         if found is None:
             opener = get_registry().get_store_opener(name, source=source)
             try:
-                found = opener(rest)
+                opened = opener(rest)
             except ConfigError as exc:
                 raise ConfigError(f"{exc} (cache from {source})") from None
             except Exception as exc:
@@ -264,7 +272,7 @@ def open_store(value: str | Store, source: str) -> Store:
                     f"cannot open cache store {value!r} (from {source}): "
                     f"{type(exc).__name__}: {exc}"
                 ) from exc
-            _open_stores[(name, rest)] = found
+            found = _open_stores[(name, rest)] = declared_store(opened)
     return found
 
 
@@ -281,6 +289,17 @@ atexit.register(close_stores)
 
 
 # --- one node's cache -------------------------------------------------------------
+
+
+def default_cache_key(self: Any, input: Any) -> Any:
+    """What identifies ``input`` for the result cache; ``None`` skips the cache for it.
+
+    By default the node's params and the input itself. Override it to key
+    on part of the input (an id rather than a whole record), or to return
+    ``None`` for inputs whose results must not be kept. What it returns
+    must pickle; the node class and :attr:`cache_version` are added to it.
+    """
+    return (self.params, input)
 
 
 def node_cache(node: Any) -> NodeCache | None:
@@ -344,7 +363,7 @@ class NodeCache:
             warning is given once per node per run.
     """
 
-    def __init__(self, node: Any, store: Store, warned: set[tuple[int, str]]) -> None:
+    def __init__(self, node: Any, store: BaseStore, warned: set[tuple[int, str]]) -> None:
         self.node, self.store, self.warned = node, store, warned
         cls = type(node)
         self.label = f"{cls.__module__}.{cls.__qualname__}"
@@ -352,9 +371,8 @@ class NodeCache:
         base.update(self.label.encode() + b"\0")
         version = getattr(node, "cache_version", None)
         base.update(self._describe(version, "its cache_version") + b"\0")
-        # BaseNode.cache_key is marked as the default; an override is the node's own key.
-        method = getattr(cls, "cache_key", None)
-        self.custom = method is not None and not getattr(method, "__pocketcore_default__", False)
+        # An override of BaseNode.cache_key (which is default_cache_key) is the node's own key.
+        self.custom = cls.cache_key is not default_cache_key
         self.prefix = base
         if not self.custom:
             self.prefix = base.copy()
@@ -366,10 +384,7 @@ class NodeCache:
         # What this batch stored: whether every miss was, and how many bytes.
         self.saved = 0
         self.saved_bytes = 0
-        # The store's put_many, if it has one, and the write gathering results now.
-        self.put_many: Callable[[Sequence[tuple[bytes, bytes, str]]], None] | None = getattr(
-            store, "put_many", None
-        )
+        # The write gathering results now, for one put_many.
         self._group: _Group | None = None
 
     def _describe(self, value: object, what: str) -> bytes:
@@ -461,24 +476,20 @@ class NodeCache:
     async def save_async(self, key: bytes, value: Any, index: int | None) -> None:
         """:meth:`save` from a task: results that finish together are written together.
 
-        With a store that has ``put_many``, the first result to be saved
-        waits for one scheduling turn, in which the tasks that finish at the
-        same moment add theirs, and writes them all in one call (for SQLite,
-        one transaction: a commit costs the same for one result or a
-        hundred). Each caller returns once its own result is written, as
-        with :meth:`save`, so an item still counts as in flight until its
-        result is stored. A batch cancelled meanwhile still keeps the
-        results that were handed in: they are written as the cancellation
-        passes.
+        The first result to be saved waits for one scheduling turn, in which
+        the tasks that finish at the same moment add theirs, and writes them
+        all in one ``put_many`` (for SQLite, one transaction: a commit costs
+        the same for one result or a hundred). Each caller returns once its
+        own result is written, as with :meth:`save`, so an item still counts
+        as in flight until its result is stored. A batch cancelled meanwhile
+        still keeps the results that were handed in: they are written as the
+        cancellation passes.
 
         Raises:
             CacheError: The store failed to write it.
         """
         data = self._pickled(value, index)
         if data is None:
-            return
-        if self.put_many is None:
-            self._put_one(key, data)
             return
         group = self._group
         if group is not None:  # a write is gathering: join it
@@ -532,7 +543,7 @@ class NodeCache:
             if len(entries) == 1:
                 self.store.put(*entries[0])
             else:
-                self.put_many(entries)  # type: ignore[misc]
+                self.store.put_many(entries)
         except Exception as exc:
             group.error = self._failed("writing", exc)
             group.error.__cause__ = exc

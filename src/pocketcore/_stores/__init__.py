@@ -1,6 +1,6 @@
-"""Built-in stores: the result cache's ``sqlite`` and ``memory`` stores.
+"""Layer 3, built-in stores: the result cache's ``sqlite`` and ``memory`` stores.
 
-A layer of its own, just above errors and protocols (the store protocol is
+Just above the hook specs and errors and protocols (:class:`BaseStore` is
 there), and below plugins; it imports nothing else of pocketcore's but the
 hook marker. This package is itself the plugin that registers the two
 stores, through ``pocketcore_register_stores``, the hook every store plugin

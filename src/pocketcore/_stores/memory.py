@@ -8,7 +8,7 @@ from collections.abc import Mapping, Sequence
 from typing import final
 
 from pocketcore._core.errors import ConfigError
-from pocketcore._core.store import StoreInfo
+from pocketcore._core.store import BaseStore, StoreInfo
 
 from ._fork import on_fork
 
@@ -16,7 +16,7 @@ __all__ = ["MemoryStore", "open_memory"]
 
 
 @final
-class MemoryStore:
+class MemoryStore(BaseStore):
     """A result cache in this process's memory, safe to share between threads.
 
     Its entries go with the process (or with :meth:`close`). A process

@@ -57,7 +57,7 @@ from collections.abc import Mapping, Sequence
 from typing import Final, final
 
 from pocketcore._core.errors import ConfigError
-from pocketcore._core.store import StoreInfo
+from pocketcore._core.store import BaseStore, StoreInfo
 
 from ._fork import on_fork
 
@@ -103,7 +103,7 @@ _INHERITED: list[sqlite3.Connection] = []
 
 
 @final
-class SqliteStore:
+class SqliteStore(BaseStore):
     """A result cache in the SQLite file at ``path``, created if it is missing.
 
     Safe to share between threads, and between processes that open the

@@ -30,7 +30,7 @@ file system, as those of a ``LocalCluster`` do), and they are module-level
 picklable objects that the workers import from here. Delays are stretched by
 :attr:`ExecutorConformance.time_scale` and Hypothesis runs fewer examples.
 
-A store of the result cache (:class:`pocketcore.Store`, contributed with the
+A store of the result cache (a :class:`pocketcore.BaseStore`, contributed with the
 hook ``pocketcore_register_stores``) proves the store contract the same way,
 with :class:`StoreConformance`::
 
