@@ -24,14 +24,9 @@ from pocketcore._nodes.flows import Flow
 from pocketcore._nodes.nodes import BaseNode
 from pocketcore._plugins.registry import Registry
 from pocketcore._runtime.cache import open_store, parse_spec
-from pocketcore._runtime.config import (
-    ON_ERROR,
-    RunSettings,
-    Setting,
-    check_cache_value,
-    plugin_settings,
-)
+from pocketcore._runtime.config import RunSettings, Setting, plugin_settings
 from pocketcore._runtime.limits import as_limiter_table, check_rate
+from pocketcore._runtime.settings import ON_ERROR, check_cache_value
 from pocketcore.hookspecs import hookimpl
 
 from .errors import BadInput

@@ -92,13 +92,15 @@ def run(
         shared = {}
     settings = RunSettings(
         run_arguments(
-            executor=executor,
-            max_concurrency=max_concurrency,
-            max_per_second=max_per_second,
-            limiter=limiter,
-            on_error=on_error,
-            timeout=timeout,
-            cache=cache,
+            {
+                "executor": executor,
+                "max_concurrency": max_concurrency,
+                "max_per_second": max_per_second,
+                "limiter": limiter,
+                "on_error": on_error,
+                "timeout": timeout,
+                "cache": cache,
+            }
         )
     )
     registry = get_registry()

@@ -29,9 +29,9 @@ from pocketcore._dispatch.items import (
 )
 from pocketcore._runtime import observe
 from pocketcore._runtime.cache import node_cache
-from pocketcore._runtime.config import CODE_CHECKS
 from pocketcore._runtime.context import CACHING, CUR_RETRY, RUN, current_config
 from pocketcore._runtime.limits import Limiter
+from pocketcore._runtime.settings import SETTINGS
 
 __all__ = [
     "AsyncBatchNode",
@@ -133,7 +133,7 @@ class BaseNode:
         ):
             if value is not None:
                 source = f"argument {key}= of {type(self).__name__}()"
-                setattr(self, key, CODE_CHECKS[key](value, source))
+                setattr(self, key, SETTINGS[key].check(value, source))
 
     def cache_key(self, input: Any) -> Any:
         """What identifies ``input`` for the result cache; ``None`` skips the cache for it.

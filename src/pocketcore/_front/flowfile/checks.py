@@ -29,7 +29,9 @@ from pocketcore._nodes.flows import (
 from pocketcore._nodes.nodes import AsyncNode, BaseNode
 from pocketcore._plugins.registry import Registry
 from pocketcore._runtime.cache import parse_spec
-from pocketcore._runtime.config import CACHE_OFF, CODE_CHECKS, check_limit, plugin_settings
+from pocketcore._runtime.config import plugin_settings
+from pocketcore._runtime.limits import check_count
+from pocketcore._runtime.settings import CACHE_OFF, SETTINGS
 
 FLOW_TYPES: dict[str, type[Flow]] = {
     cls.__name__: cls
@@ -281,7 +283,7 @@ class Checks:
         return _SETTING_CHECKS[key](self, value)
 
     def executor_problem(self, value: object) -> str | None:
-        if not (isinstance(value, str) and _accepts(CODE_CHECKS["executor"], value)):
+        if not (isinstance(value, str) and _accepts(SETTINGS["executor"].check, value)):
             return f"expected an executor name (str), {got(value)}"
         if value not in self.registry.executors:
             hint = suggest(value, self.registry.executors)
@@ -298,7 +300,7 @@ class Checks:
         ``pocketcore.toml``, else ``[tool.pocketcore.limiters.NAME]`` of
         ``pyproject.toml``), so a name it lacks would stop the run.
         """
-        if not (isinstance(value, str) and _accepts(CODE_CHECKS["limiter"], value)):
+        if not (isinstance(value, str) and _accepts(SETTINGS["limiter"].check, value)):
             return f"expected the name of a declared limiter (str), {got(value)}"
         try:
             declared, where = plugin_settings("limiters")
@@ -323,7 +325,7 @@ class Checks:
         """
         if value is False:
             return None
-        if not (isinstance(value, str) and _accepts(CODE_CHECKS["cache"], value)):
+        if not (isinstance(value, str) and _accepts(SETTINGS["cache"].check, value)):
             return (
                 "expected a store specification (a file path, 'sqlite:///PATH', "
                 f"'NAME:...') or false, {got(value)}"
@@ -342,7 +344,7 @@ class Checks:
 def _count_problem(checks: Checks, value: object) -> str | None:
     # The kernel's rule for a limit (an int >= 1, not a bool) is also the rule
     # for a number of attempts.
-    return None if _accepts(check_limit, value) else f"expected an integer >= 1, {got(value)}"
+    return None if _accepts(check_count, value) else f"expected an integer >= 1, {got(value)}"
 
 
 def _wait_problem(checks: Checks, value: object) -> str | None:
@@ -357,19 +359,19 @@ def _wait_problem(checks: Checks, value: object) -> str | None:
 
 
 def _rate_problem(checks: Checks, value: object) -> str | None:
-    if _accepts(CODE_CHECKS["max_per_second"], value):
+    if _accepts(SETTINGS["max_per_second"].check, value):
         return None
     return f"expected a positive number of items per second, {got(value)}"
 
 
 def _timeout_problem(checks: Checks, value: object) -> str | None:
-    if _accepts(CODE_CHECKS["timeout"], value):
+    if _accepts(SETTINGS["timeout"].check, value):
         return None
     return f"expected a positive number of seconds, {got(value)}"
 
 
 def _on_error_problem(checks: Checks, value: object) -> str | None:
-    if _accepts(CODE_CHECKS["on_error"], value):
+    if _accepts(SETTINGS["on_error"].check, value):
         return None
     return f"expected 'raise' or 'collect', {got(value)}"
 
