@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import typing
 
+import attrs
 import pytest
 
 import pocketcore
+from pocketcore._cli import main
 from pocketcore._runtime.settings import SETTINGS, SettingKeywords
 
 NAMES = ("executor", "max_concurrency", "max_per_second", "limiter", "on_error", "timeout", "cache")
@@ -51,3 +53,15 @@ def test_every_setting_is_a_keyword_of_nodes_flows_and_run(name: str) -> None:
     assert getattr(node, name) is None
     assert getattr(flow, name) is None
     assert pocketcore.run(flow, {}, **{name: None}) is None  # type: ignore[misc]
+
+
+def test_a_loaded_flow_file_holds_every_setting_of_its_config() -> None:
+    fields = {field.name for field in attrs.fields(pocketcore.LoadedFlow)}
+    assert set(NAMES) <= fields
+
+
+def test_every_setting_is_an_option_of_pocketcore_run(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["run", "--help"]) == 0
+    out = capsys.readouterr().out
+    for spec in SETTINGS.values():
+        assert f"{spec.option} " in out
