@@ -1,1 +1,1 @@
-"""Layer 3, run-time: configuration with its sources, the run's context, and observation."""
+"""Layer 3, run-time: the settings table, configuration, the run's context, observation."""
