@@ -136,7 +136,8 @@ def own_executor(node: Any) -> str | Executor | None:
     that satisfy :class:`~pocketcore.Executor` are taken as pocketcore's;
     anything else is left alone, so such programs run unchanged.
     """
-    return _EXECUTOR.own(node)  # type: ignore[no-any-return]
+    own: str | Executor | None = _EXECUTOR.own(node)
+    return own
 
 
 def own_cache(node: Any) -> Any:

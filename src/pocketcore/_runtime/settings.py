@@ -154,10 +154,6 @@ def _check_cache_text(value: object, source: str) -> str | bool | None:
     )
 
 
-def _every_node(cls: type[Any]) -> bool:
-    return True
-
-
 def _parallel_or_flow(cls: type[Any]) -> bool:
     # PocketFlow programs may well keep a `timeout` of their own on the nodes
     # they write; only the classes that fan out, and the flows, read pocketcore's.
@@ -194,7 +190,8 @@ class Spec:
             purposes (a ``ThreadPoolExecutor`` as ``executor``); a value of
             another type is left alone. ``None``: every value is claimed, and
             checked.
-        applies: Whether a node class reads the setting from its attributes.
+        applies: Whether a node class reads the setting from its attributes;
+            ``None``: every class does.
     """
 
     name: str
@@ -210,7 +207,7 @@ class Spec:
     usage: str = ""
     choices: tuple[str, ...] | None = None
     claims: tuple[type, ...] | None = None
-    applies: Callable[[type[Any]], bool] = _every_node
+    applies: Callable[[type[Any]], bool] | None = None
 
     @property
     def env(self) -> str:
@@ -243,7 +240,7 @@ class Spec:
         ``None`` too when the node's class does not read this setting, or
         when its attribute is not of a type :attr:`claims`.
         """
-        if not self.applies(type(node)):
+        if self.applies is not None and not self.applies(type(node)):
             return None
         value = getattr(node, self.name, None)
         if value is None or self.claims is None or isinstance(value, self.claims):
