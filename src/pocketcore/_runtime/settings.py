@@ -182,8 +182,9 @@ class Spec:
             text): no objects. ``check`` when not given.
         convert: Turns text (the environment, the command line) into the
             value ``plain`` checks; ``None`` keeps the text.
-        usage: What the text must be, completing ``"<name> must ..."``: the
-            message for text that does not convert or check.
+        usage: What text must be (``"must be an integer >= 1"``): what the
+            environment's and the command line's errors say of text that
+            does not convert or check. ``""``: the option takes any text.
         choices: The only values there are, when they are a few words.
         claims: The types of a node attribute taken as this setting. A
             program may keep an attribute of the same name for its own
