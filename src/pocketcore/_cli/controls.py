@@ -1,9 +1,10 @@
 """``pocketcore run``'s run-level settings: their options, where each came from, and failures.
 
-The options ``--max-per-second``, ``--limiter``, ``--on-error``, ``--timeout``
-and ``--cache`` / ``--no-cache`` join ``--executor`` and ``--max-concurrency``:
-each wins over the flow file's ``[config]``, which wins over the environment
-and the configuration files.
+There is an option per row of the settings table (``--executor``,
+``--max-concurrency``, ``--max-per-second``, ``--limiter``, ``--on-error``,
+``--timeout``, ``--cache``, and ``--no-cache`` beside it), read by the
+row's own parser: each wins over the flow file's ``[config]``, which wins
+over the environment and the configuration files.
 ``--verbose`` says which value each setting has and where it came from, and
 a run that collected failures (``on_error="collect"``) ends with a one-line
 count of them, kept by a lifecycle observer registered only for such runs.
@@ -15,7 +16,7 @@ import argparse
 import contextlib
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from pocketcore._core.errors import ConfigError
@@ -24,14 +25,9 @@ from pocketcore._nodes.flows import Flow
 from pocketcore._nodes.nodes import BaseNode
 from pocketcore._plugins.registry import Registry
 from pocketcore._runtime.cache import open_store, parse_spec
-from pocketcore._runtime.config import (
-    ON_ERROR,
-    RunSettings,
-    Setting,
-    check_cache_value,
-    plugin_settings,
-)
-from pocketcore._runtime.limits import as_limiter_table, check_rate
+from pocketcore._runtime.config import RunSettings, Setting, plugin_settings
+from pocketcore._runtime.limits import as_limiter_table
+from pocketcore._runtime.settings import SETTINGS, Spec
 from pocketcore.hookspecs import hookimpl
 
 from .errors import BadInput
@@ -40,7 +36,6 @@ from .targets import Target
 
 __all__ = [
     "FAILURES_PLUGIN",
-    "SETTINGS",
     "FailureCounter",
     "add_options",
     "check_limiter",
@@ -52,72 +47,22 @@ __all__ = [
 
 FAILURES_PLUGIN = "pocketcore-cli-failures"
 
-# The run-level settings, in the order --verbose lists them, with their options.
-SETTINGS = {
-    "executor": "--executor",
-    "max_concurrency": "--max-concurrency",
-    "max_per_second": "--max-per-second",
-    "limiter": "--limiter",
-    "on_error": "--on-error",
-    "timeout": "--timeout",
-    "cache": "--cache",
-}
-
-# What a setting nobody gives means, for --verbose.
-_UNSET = {
-    "executor": "the default: asyncio, or trio when the flow runs on trio",
-    "max_concurrency": "no limit",
-    "max_per_second": "no pacing",
-    "limiter": "none",
-    "on_error": "the default: raise",
-    "timeout": "none",
-    "cache": "off",
-}
-
 
 def add_options(parser: argparse.ArgumentParser) -> None:
-    """Add the options of the settings beyond the executor and limit, and ``--verbose``."""
-    parser.add_argument(
-        "--max-per-second",
-        metavar="RATE",
-        type=_rate,
-        help="the most items of a parallel batch started per second, spaced evenly "
-        "(a positive number)",
-    )
-    parser.add_argument(
-        "--limiter",
-        metavar="NAME",
-        help="a limiter declared under [tool.pocketcore.limiters.NAME] in pyproject.toml "
-        "(or [limiters.NAME] in pocketcore.toml), shared by every parallel batch item",
-    )
-    parser.add_argument(
-        "--on-error",
-        choices=ON_ERROR,
-        help="raise (default): the first failing item fails the run; collect: failed items "
-        "become pocketcore.Failed in their slot, and post gets the whole list",
-    )
-    parser.add_argument(
-        "--timeout",
-        metavar="SECONDS",
-        type=_seconds,
-        help="the most seconds each attempt of a parallel batch item's exec_async may take; "
-        "a longer one fails with TimeoutError, and retries apply",
-    )
-    cache = parser.add_mutually_exclusive_group()
-    cache.add_argument(
-        "--cache",
-        metavar="SPEC",
-        type=_cache_spec,
-        help="keep the results of exec in the store SPEC names, and use them on later runs: "
-        "a file path (an SQLite file, such as cache.db), sqlite:///PATH, or NAME:... for a "
-        "store a plugin registers ('off' is --no-cache); nodes with cache=False are not cached",
-    )
-    cache.add_argument(
-        "--no-cache",
-        action="store_true",
-        help="no result cache for this run, whatever the flow file's [config], "
-        "POCKETCORE_CACHE and the configuration files say (a node's own cache still applies)",
-    )
+    """Add an option per run-level setting, from the settings table, and ``--verbose``."""
+    for spec in SETTINGS.values():
+        if spec.name != "cache":
+            _add_option(parser, spec)
+            continue
+        cache = parser.add_mutually_exclusive_group()
+        _add_option(cache, spec)
+        cache.add_argument(
+            "--no-cache",
+            action="store_true",
+            help="no result cache for this run, whatever the flow file's [config], "
+            "POCKETCORE_CACHE and the configuration files say (a node's own cache still "
+            "applies)",
+        )
     parser.add_argument(
         "-v",
         "--verbose",
@@ -126,34 +71,29 @@ def add_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _rate(text: str) -> float:
-    try:
-        value = check_rate(float(text), "--max-per-second")
-    except (ValueError, ConfigError):  # not a number; or zero, negative, NaN or infinite
-        value = None
-    if value is None:
-        raise argparse.ArgumentTypeError(f"must be a positive number, got {text!r}")
-    return value
+def _add_option(parser: argparse._ActionsContainer, spec: Spec) -> None:
+    if spec.choices:
+        parser.add_argument(spec.option, choices=spec.choices, help=spec.help)
+    else:
+        parser.add_argument(spec.option, metavar=spec.metavar, type=_text_of(spec), help=spec.help)
 
 
-def _seconds(text: str) -> float:
-    try:
-        value = check_rate(float(text), "--timeout", "timeout")
-    except (ValueError, ConfigError):  # not a number; or zero, negative, NaN or infinite
-        value = None
-    if value is None:
-        raise argparse.ArgumentTypeError(f"must be a positive number of seconds, got {text!r}")
-    return value
+def _text_of(spec: Spec) -> Callable[[str], Any]:
+    """How argparse reads the option of ``spec``: its row's parser, or the text as it is.
 
+    A name (an executor, a limiter) is kept as given: it is looked up before
+    the run, and an unknown one reported with the installed choices.
+    """
+    if not spec.usage:
+        return str
 
-def _cache_spec(text: str) -> str | bool:
-    try:
-        value = check_cache_value(text, "--cache")
-    except ConfigError:  # blank
-        value = None
-    if not isinstance(value, (str, bool)):
-        raise argparse.ArgumentTypeError(f"must name a store (a path, NAME:...), got {text!r}")
-    return value
+    def parse(text: str) -> Any:
+        try:
+            return spec.parse(text, spec.option)
+        except ConfigError:  # not a number; zero, negative, NaN or infinite; blank
+            raise argparse.ArgumentTypeError(f"{spec.usage}, got {text!r}") from None
+
+    return parse
 
 
 def open_cache(given: dict[str, Setting]) -> None:
@@ -175,12 +115,12 @@ def open_cache(given: dict[str, Setting]) -> None:
 def chosen(args: argparse.Namespace, target: Target) -> dict[str, Setting]:
     """The settings the options give, else the flow file's ``[config]``, with their sources."""
     found = {}
-    for key, option in SETTINGS.items():
+    for key, spec in SETTINGS.items():
         value = getattr(args, key)
         if key == "cache" and args.no_cache:
             found[key] = Setting(False, "--no-cache")
         elif value is not None:
-            found[key] = Setting(value, option)
+            found[key] = Setting(value, spec.option)
         elif target.config.get(key) is not None:
             found[key] = Setting(target.config[key], f"[config] of {args.target}")
     return found
@@ -222,7 +162,7 @@ def describe(given: dict[str, Setting]) -> list[str]:
             lines.append(f"{PROG}: {key}: unusable: {exc}")
             continue
         if setting is None:
-            lines.append(f"{PROG}: {key}: not set ({_UNSET[key]})")
+            lines.append(f"{PROG}: {key}: not set ({SETTINGS[key].unset})")
             continue
         value = setting.value
         shown = f"{value:g}" if isinstance(value, float) else str(value)

@@ -78,18 +78,6 @@ def add_command(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
         help="the initial shared store: a JSON object, or @path to a JSON file "
         "(@- reads standard input); default {}",
     )
-    p.add_argument(
-        "--executor",
-        metavar="NAME",
-        help="the executor for the run (see 'pocketcore executors'); overrides the flow "
-        "file's [config] and the environment",
-    )
-    p.add_argument(
-        "--max-concurrency",
-        metavar="N",
-        type=_positive_int,
-        help="the most items of a parallel batch in flight at once (an integer >= 1)",
-    )
     controls.add_options(p)
     p.add_argument(
         "--set",
@@ -124,16 +112,6 @@ def add_command(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
         help="when the flow fails, print the full traceback, not just its last line",
     )
     p.set_defaults(handler=_cmd_run, command_parser=p)
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be an integer >= 1, got {text!r}")
-    return value
 
 
 def _cmd_run(args: argparse.Namespace) -> int:

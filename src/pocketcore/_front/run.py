@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 import sniffio
@@ -23,23 +23,16 @@ from pocketcore._runtime.config import (
     run_arguments,
 )
 from pocketcore._runtime.context import new_run, node_source, own_executor, own_settings
-from pocketcore._runtime.limits import Limiter
+from pocketcore._runtime.settings import SettingKeywords
+
+if TYPE_CHECKING:
+    # The keywords' names and types, as type checkers and IDEs see them (PEP 692).
+    from typing_extensions import Unpack
 
 __all__ = ["run"]
 
 
-def run(
-    target: BaseNode,
-    shared: Any = None,
-    *,
-    executor: Any = None,
-    max_concurrency: int | None = None,
-    max_per_second: float | None = None,
-    limiter: str | Limiter | None = None,
-    on_error: str | None = None,
-    timeout: float | None = None,
-    cache: Any = None,
-) -> Any:
+def run(target: BaseNode, shared: Any = None, **given: Unpack[SettingKeywords]) -> Any:
     """Run a node or flow, sync or async, and return what its ``run`` returns.
 
     For an async target this starts the event loop the chosen executor needs
@@ -58,6 +51,8 @@ def run(
     Args:
         target: The node or flow to run.
         shared: The shared store; a new empty dict when ``None``.
+        **given: The run-level settings, keyword only (the rows of the
+            settings table), each described below.
         executor: An executor name or executor object for the whole run.
         max_concurrency: The most items of a parallel batch in flight at once.
         max_per_second: The most items of a parallel batch started per second.
@@ -90,21 +85,11 @@ def run(
         raise TypeError(f"pocketcore.run() needs a node or flow, got {type(target).__name__}")
     if shared is None:
         shared = {}
-    settings = RunSettings(
-        run_arguments(
-            executor=executor,
-            max_concurrency=max_concurrency,
-            max_per_second=max_per_second,
-            limiter=limiter,
-            on_error=on_error,
-            timeout=timeout,
-            cache=cache,
-        )
-    )
+    settings = RunSettings(run_arguments(given))
     registry = get_registry()
-    given = settings.arguments.get("executor")
-    if given is not None and isinstance(given.value, str):
-        registry.get_executor(given.value, source=given.source)  # an unknown name fails now
+    chosen = settings.arguments.get("executor")
+    if chosen is not None and isinstance(chosen.value, str):
+        registry.get_executor(chosen.value, source=chosen.source)  # an unknown name fails now
 
     if not isinstance(target, AsyncNode):
         cfg = new_run(None, settings)

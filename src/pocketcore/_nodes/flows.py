@@ -3,17 +3,17 @@
 from __future__ import annotations
 
 import copy
-import os
 import warnings
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from pocketcore._core.executor import Executor
-from pocketcore._core.store import Store
 from pocketcore._dispatch.batch import each, each_async, fan_out, fan_out_blocking
 from pocketcore._nodes.nodes import AsyncNode, BaseNode, ParallelBatchNode
 from pocketcore._runtime import observe
 from pocketcore._runtime.context import enter_scope, leave_scope
-from pocketcore._runtime.limits import Limiter
+from pocketcore._runtime.settings import SettingKeywords
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 __all__ = [
     "AsyncBatchFlow",
@@ -90,27 +90,8 @@ class Flow(BaseNode):
 
     holds_nodes = True
 
-    def __init__(
-        self,
-        start: BaseNode | None = None,
-        *,
-        executor: str | Executor | None = None,
-        max_concurrency: int | None = None,
-        max_per_second: float | None = None,
-        limiter: str | Limiter | None = None,
-        on_error: str | None = None,
-        timeout: float | None = None,
-        cache: str | os.PathLike[str] | Store | bool | None = None,
-    ) -> None:
-        super().__init__(
-            executor=executor,
-            max_concurrency=max_concurrency,
-            max_per_second=max_per_second,
-            limiter=limiter,
-            on_error=on_error,
-            timeout=timeout,
-            cache=cache,
-        )
+    def __init__(self, start: BaseNode | None = None, **settings: Unpack[SettingKeywords]) -> None:
+        super().__init__(**settings)
         self.start_node = start
 
     def start(self, start: BaseNode) -> BaseNode:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import warnings
 from collections.abc import Awaitable
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from pocketcore._core.executor import Executor
 from pocketcore._core.store import Store
@@ -21,9 +21,13 @@ from pocketcore._dispatch.batch import each, each_async, fan_out, fan_out_blocki
 from pocketcore._dispatch.cached import exec_cached, exec_cached_async
 from pocketcore._runtime import observe
 from pocketcore._runtime.cache import default_cache_key, node_cache
-from pocketcore._runtime.config import CODE_CHECKS
 from pocketcore._runtime.context import CACHING, CUR_RETRY, RUN, current_config
 from pocketcore._runtime.limits import Limiter
+from pocketcore._runtime.settings import SettingKeywords, configure
+
+if TYPE_CHECKING:
+    # The keywords' names and types, as type checkers and IDEs see them (PEP 692).
+    from typing_extensions import Unpack
 
 __all__ = [
     "AsyncBatchNode",
@@ -101,31 +105,10 @@ class BaseNode:
     #: force for the nodes inside it.
     holds_nodes: ClassVar[bool] = False
 
-    def __init__(
-        self,
-        *,
-        executor: str | Executor | None = None,
-        max_concurrency: int | None = None,
-        max_per_second: float | None = None,
-        limiter: str | Limiter | None = None,
-        on_error: str | None = None,
-        timeout: float | None = None,
-        cache: str | os.PathLike[str] | Store | bool | None = None,
-    ) -> None:
+    def __init__(self, **settings: Unpack[SettingKeywords]) -> None:
         self.params: dict[str, Any] = {}
         self.successors: dict[str, BaseNode] = {}
-        for key, value in (
-            ("executor", executor),
-            ("max_concurrency", max_concurrency),
-            ("max_per_second", max_per_second),
-            ("limiter", limiter),
-            ("on_error", on_error),
-            ("timeout", timeout),
-            ("cache", cache),
-        ):
-            if value is not None:
-                source = f"argument {key}= of {type(self).__name__}()"
-                setattr(self, key, CODE_CHECKS[key](value, source))
+        configure(self, settings)
 
     # Defined beside the cache, which tells an override from it by identity.
     cache_key = default_cache_key
@@ -212,27 +195,9 @@ class Node(BaseNode):
     """
 
     def __init__(
-        self,
-        max_retries: int = 1,
-        wait: float = 0,
-        *,
-        executor: str | Executor | None = None,
-        max_concurrency: int | None = None,
-        max_per_second: float | None = None,
-        limiter: str | Limiter | None = None,
-        on_error: str | None = None,
-        timeout: float | None = None,
-        cache: str | os.PathLike[str] | Store | bool | None = None,
+        self, max_retries: int = 1, wait: float = 0, **settings: Unpack[SettingKeywords]
     ) -> None:
-        super().__init__(
-            executor=executor,
-            max_concurrency=max_concurrency,
-            max_per_second=max_per_second,
-            limiter=limiter,
-            on_error=on_error,
-            timeout=timeout,
-            cache=cache,
-        )
+        super().__init__(**settings)
         self.max_retries, self.wait = max_retries, wait
 
     @property

@@ -1,1 +1,1 @@
-"""Layer 5, run-time: configuration with its sources, the run's context, observation, the cache."""
+"""Layer 5, run-time: the settings table, configuration, the run's context, observation, cache."""

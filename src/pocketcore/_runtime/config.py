@@ -10,6 +10,9 @@ backend).
 A run resolves each run-level setting once, and only when something asks for
 it: a flow with no parallel node never reads the environment or the files,
 so, as with PocketFlow, whatever they hold cannot stop it.
+
+Which settings there are, their variables and their checks, is the table of
+:mod:`pocketcore._runtime.settings`; this module only reads it.
 """
 
 from __future__ import annotations
@@ -17,16 +20,16 @@ from __future__ import annotations
 import functools
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Mapping
 from typing import Any
 
 import attrs
 
 from pocketcore._core.errors import ConfigError
 from pocketcore._core.executor import Executor
-from pocketcore._core.store import Store
 from pocketcore._plugins.registry import Observer, Registry
-from pocketcore._runtime.limits import Limiter, as_limiter_table, check_rate
+from pocketcore._runtime.limits import Limiter, as_limiter_table
+from pocketcore._runtime.settings import SETTINGS, check_cache_value
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -37,10 +40,10 @@ __all__ = [
     "RunConfig",
     "RunSettings",
     "Setting",
-    "check_executor_value",
-    "check_limit",
+    "check_cache_value",
     "lookup_executor",
     "plugin_settings",
+    "run_arguments",
 ]
 
 
@@ -52,177 +55,13 @@ class Setting:
     source: str
 
 
-def check_limit(value: object, source: str) -> int | None:
-    """Return ``value`` as a concurrency limit, or raise :class:`ConfigError`.
-
-    ``None`` means no limit; anything else must be an ``int`` >= 1 (``bool``
-    is rejected even though it is an ``int``).
-    """
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ConfigError(
-            f"max_concurrency must be an integer >= 1, got {value!r} "
-            f"({type(value).__name__}) from {source}"
-        )
-    if value < 1:
-        raise ConfigError(f"max_concurrency must be >= 1, got {value} from {source}")
-    return value
-
-
-def check_executor_value(value: object, source: str) -> str | Executor | None:
-    """Check that ``value`` can name an executor: ``None``, a name, or an executor object."""
-    if value is None or (isinstance(value, str) and value):
-        return value
-    if isinstance(value, type):
-        raise ConfigError(
-            f"executor {value.__name__} (from {source}) is a class; pass an instance of it"
-        )
-    if isinstance(value, Executor):
-        return value
-    raise ConfigError(
-        f"executor must be an executor name (str) or an executor object, got "
-        f"{value!r} ({type(value).__name__}) from {source}"
-    )
-
-
-def _check_executor_name(value: object, source: str) -> str:
-    if not isinstance(value, str) or not value:
-        raise ConfigError(f"executor must be a non-empty string, got {value!r} from {source}")
-    return value
-
-
-def _parse_int(text: str, source: str) -> int | None:
-    try:
-        value = int(text)
-    except ValueError:
-        raise ConfigError(
-            f"max_concurrency must be an integer >= 1, got {text!r} from {source}"
-        ) from None
-    return check_limit(value, source)
-
-
-@attrs.frozen
-class _Spec:
-    """How one run-level setting is read: its variable, and its checks for text and values."""
-
-    env: str
-    from_text: Callable[[str, str], Any]
-    from_value: Callable[[object, str], Any]
-
-
-# The run-level settings. A new one is a line here, plus where it is used.
-def check_on_error(value: object, source: str) -> str | None:
-    """Return ``value`` as an error policy, ``"raise"`` or ``"collect"``, or raise ConfigError."""
-    if value is None or value in ON_ERROR:
-        return value
-    raise ConfigError(
-        f"on_error must be one of {', '.join(map(repr, ON_ERROR))}, got {value!r} from {source}"
-    )
-
-
-ON_ERROR = ("raise", "collect")
-
-
-def check_limiter_value(value: object, source: str) -> str | Limiter | None:
-    """Check that ``value`` can name a limiter: ``None``, a declared name, or a ``Limiter``."""
-    if value is None or isinstance(value, Limiter) or (isinstance(value, str) and value):
-        return value
-    raise ConfigError(
-        f"limiter must be a limiter name (str) or a pocketcore.Limiter, got {value!r} "
-        f"({type(value).__name__}) from {source}"
-    )
-
-
-def _parse_rate(text: str, source: str) -> float | None:
-    try:
-        value = float(text)
-    except ValueError:
-        raise ConfigError(f"max_per_second must be a number, got {text!r} from {source}") from None
-    return check_rate(value, source)
-
-
-def _check_timeout(value: object, source: str) -> float | None:
-    return check_rate(value, source, "timeout")
-
-
-def _parse_timeout(text: str, source: str) -> float | None:
-    try:
-        value = float(text)
-    except ValueError:
-        raise ConfigError(
-            f"timeout must be a number of seconds, got {text!r} from {source}"
-        ) from None
-    return _check_timeout(value, source)
-
-
-def _check_limiter_name(value: object, source: str) -> str:
-    if not isinstance(value, str) or not value:
-        raise ConfigError(f"limiter must be a limiter name, got {value!r} from {source}")
-    return value
-
-
-#: The strings that turn the cache off (in the environment, a file, the CLI, code).
-CACHE_OFF = ("off", "false")
-
-
-def check_cache_value(value: object, source: str) -> str | Store | bool | None:
-    """Check a cache setting: a store specification, a :class:`~pocketcore.Store`, or ``False``.
-
-    ``None`` leaves it unset; ``False`` (or the string ``"off"``) turns the
-    cache off; a path (``str`` or ``os.PathLike``) or ``"NAME:..."`` names a
-    store. The store itself is opened when a node first needs it.
-    """
-    if value is None or value is False:
-        return value
-    if isinstance(value, os.PathLike):
-        value = os.fspath(value)
-    if isinstance(value, str) and value.strip():
-        return False if value.strip().lower() in CACHE_OFF else value
-    if isinstance(value, bytes):
-        raise ConfigError(
-            f"cache must be a str path or store specification, got bytes from {source}"
-        )
-    if value is True:
-        raise ConfigError(
-            f"cache=True (from {source}) does not say where to keep results: name a store "
-            "('memory', a file path such as 'cache.db', 'sqlite:///cache.db'), or False for none"
-        )
-    if isinstance(value, Store):
-        return value
-    raise ConfigError(
-        f"cache must be a store specification (a path, 'memory', 'NAME:...'), a "
-        f"pocketcore.Store, or False; got {value!r} ({type(value).__name__}) from {source}"
-    )
-
-
-def _check_cache_text(value: object, source: str) -> str | bool | None:
-    if value is False or (isinstance(value, str) and value.strip()):
-        return check_cache_value(value, source)  # type: ignore[return-value]
-    raise ConfigError(
-        f"cache must be a store specification (a path, 'memory', 'NAME:...') or false, "
-        f"got {value!r} from {source}"
-    )
-
-
-SPECS: dict[str, _Spec] = {
-    "executor": _Spec("POCKETCORE_EXECUTOR", _check_executor_name, _check_executor_name),
-    "max_concurrency": _Spec("POCKETCORE_MAX_CONCURRENCY", _parse_int, check_limit),
-    "max_per_second": _Spec("POCKETCORE_MAX_PER_SECOND", _parse_rate, check_rate),
-    "limiter": _Spec("POCKETCORE_LIMITER", _check_limiter_name, _check_limiter_name),
-    "on_error": _Spec("POCKETCORE_ON_ERROR", check_on_error, check_on_error),
-    "timeout": _Spec("POCKETCORE_TIMEOUT", _parse_timeout, _check_timeout),
-    "cache": _Spec("POCKETCORE_CACHE", _check_cache_text, _check_cache_text),
-}
-
-
 def _env_setting(key: str) -> Setting | None:
-    spec = SPECS[key]
+    spec = SETTINGS[key]
     raw = os.environ.get(spec.env, "").strip()
     if not raw:
         return None
     source = f"environment variable {spec.env}"
-    return Setting(spec.from_text(raw, source), source)
+    return Setting(spec.parse(raw, source), source)
 
 
 def _load_toml(path: str, name: str) -> dict[str, Any]:
@@ -264,7 +103,7 @@ class _FileTable:
         if found is None and key in self.table:
             source = f"key {key!r} in {self.where}"
             found = self._checked[key] = Setting(
-                SPECS[key].from_value(self.table[key], source), source
+                SETTINGS[key].plain(self.table[key], source), source
             )
         return found
 
@@ -273,8 +112,8 @@ def _known_keys(table: dict[str, Any], where: str) -> None:
     for key, value in table.items():
         if isinstance(value, dict):  # sub-tables belong to plugins ([tool.pocketcore.<plugin>])
             continue
-        if key not in SPECS:
-            raise ConfigError(f"unknown key {key!r} in {where}; known keys: {', '.join(SPECS)}")
+        if key not in SETTINGS:
+            raise ConfigError(f"unknown key {key!r} in {where}; known keys: {', '.join(SETTINGS)}")
 
 
 def _declared_limiters(table: dict[str, Any], where: str) -> dict[str, Limiter]:
@@ -380,7 +219,7 @@ class RunSettings:
     _resolved: dict[str, Setting | None] = attrs.field(factory=dict, init=False)
 
     def get(self, key: str) -> Setting | None:
-        """The setting ``key`` (a key of :data:`SPECS`), or ``None`` when nothing sets it.
+        """The setting ``key`` (a key of the settings table), or ``None`` when nothing sets it.
 
         Raises:
             ConfigError: The environment or the file holds an unusable value,
@@ -398,30 +237,21 @@ class RunSettings:
         return found
 
 
-# How a value given in code (an argument of pocketcore.run, a node's or flow's
-# attribute or keyword) is checked, per setting.
-CODE_CHECKS: dict[str, Callable[[object, str], Any]] = {
-    "executor": check_executor_value,
-    "max_concurrency": check_limit,
-    "max_per_second": check_rate,
-    "limiter": check_limiter_value,
-    "on_error": check_on_error,
-    "timeout": _check_timeout,
-    "cache": check_cache_value,
-}
-
-
-def run_arguments(**given: object) -> dict[str, Setting]:
+def run_arguments(given: Mapping[str, object]) -> dict[str, Setting]:
     """Check the settings given to :func:`pocketcore.run`; return those that were given.
 
     Raises:
+        TypeError: A keyword is not a setting, as for any unknown keyword.
         ConfigError: A value has the wrong type or is out of range.
     """
     found = {}
     for key, value in given.items():
+        spec = SETTINGS.get(key)
+        if spec is None:
+            raise TypeError(f"run() got an unexpected keyword argument {key!r}")
         if value is not None:
             source = f"argument {key}= of pocketcore.run()"
-            found[key] = Setting(CODE_CHECKS[key](value, source), source)
+            found[key] = Setting(spec.check(value, source), source)
     return found
 
 

@@ -7,7 +7,6 @@ sees the run's configuration, on asyncio and trio alike.
 
 from __future__ import annotations
 
-import os
 import threading
 from contextvars import ContextVar, Token
 from typing import Any
@@ -16,10 +15,10 @@ import attrs
 import sniffio
 
 from pocketcore._core.executor import Executor
-from pocketcore._core.store import Store
 from pocketcore._plugins.registry import get_registry
-from pocketcore._runtime.config import CODE_CHECKS, RunConfig, RunSettings, Setting, check_limit
+from pocketcore._runtime.config import RunConfig, RunSettings, Setting
 from pocketcore._runtime.limits import Limiter
+from pocketcore._runtime.settings import SETTINGS
 
 __all__ = [
     "CACHING",
@@ -128,6 +127,9 @@ def current_config() -> RunConfig:
     return new_run(backend)
 
 
+_EXECUTOR, _LIMIT, _CACHE = SETTINGS["executor"], SETTINGS["max_concurrency"], SETTINGS["cache"]
+
+
 def node_source(node: Any, attr: str) -> str:
     """Describe a node attribute as the source of a setting, for error messages."""
     return f"attribute {attr} of {type(node).__name__}"
@@ -141,10 +143,8 @@ def own_executor(node: Any) -> str | Executor | None:
     that satisfy :class:`~pocketcore.Executor` are taken as pocketcore's;
     anything else is left alone, so such programs run unchanged.
     """
-    own: Any = node.executor
-    if own is None or isinstance(own, str):
-        return own
-    return own if isinstance(own, Executor) else None
+    own: str | Executor | None = _EXECUTOR.own(node)
+    return own
 
 
 def own_cache(node: Any) -> Any:
@@ -155,10 +155,7 @@ def own_cache(node: Any) -> Any:
     ``True`` or ``False``, the last two checked later); an attribute of
     another type, a program's own ``dict`` of memos say, is left alone.
     """
-    own: Any = getattr(node, "cache", None)
-    if own is None or isinstance(own, (str, bool, os.PathLike)):
-        return own
-    return own if isinstance(own, Store) else None
+    return _CACHE.own(node)
 
 
 def executor_for(node: Any) -> tuple[Executor, int | None]:
@@ -177,7 +174,7 @@ def executor_for(node: Any) -> tuple[Executor, int | None]:
     limit = node.max_concurrency
     if limit is None:
         return executor, cfg.limit
-    return executor, check_limit(limit, node_source(node, "max_concurrency"))
+    return executor, _LIMIT.check(limit, node_source(node, "max_concurrency"))
 
 
 def own_settings(node: Any) -> dict[str, Setting]:
@@ -188,23 +185,11 @@ def own_settings(node: Any) -> dict[str, Setting]:
             message names the attribute and the class.
     """
     found = {}
-    executor = own_executor(node)
-    if executor is not None:
-        found["executor"] = Setting(executor, node_source(node, "executor"))
-    for key, value in (
-        ("cache", own_cache(node)),
-        ("max_concurrency", node.max_concurrency),
-        ("max_per_second", node.max_per_second),
-        ("limiter", node.limiter),
-        ("on_error", node.on_error),
-        # Only the parallel batch nodes and the flows read a timeout:
-        # PocketFlow programs may well keep a `timeout` of their own on the
-        # nodes they write.
-        ("timeout", node.timeout if type(node).fans_out or type(node).holds_nodes else None),
-    ):
+    for spec in SETTINGS.values():
+        value = spec.own(node)
         if value is not None:
-            source = node_source(node, key)
-            found[key] = Setting(CODE_CHECKS[key](value, source), source)
+            source = node_source(node, spec.name)
+            found[spec.name] = Setting(spec.check(value, source), source)
     return found
 
 

@@ -25,7 +25,7 @@ import sniffio
 from pocketcore._core.errors import ConfigError
 from pocketcore._core.executor import Gate
 
-__all__ = ["Limiter", "check_rate", "gate_of"]
+__all__ = ["Limiter", "check_count", "check_rate", "gate_of"]
 
 
 def check_rate(value: object, source: str, what: str = "max_per_second") -> float | None:
@@ -46,11 +46,21 @@ def check_rate(value: object, source: str, what: str = "max_per_second") -> floa
     return float(value)
 
 
-def _check_concurrency(value: object, source: str) -> int | None:
+def check_count(value: object, source: str, what: str = "max_concurrency") -> int | None:
+    """Return ``value`` as a count of at least one (a concurrency limit), or raise ConfigError.
+
+    ``None`` means unset; anything else must be an ``int`` >= 1 (``bool`` is
+    rejected even though it is an ``int``). The one place this rule is written:
+    the settings table, limiters and flow files all use it.
+    """
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ConfigError(f"max_concurrency must be an integer >= 1, got {value!r} from {source}")
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ConfigError(
+            f"{what} must be an integer >= 1, got {value!r} ({type(value).__name__}) from {source}"
+        )
+    if value < 1:
+        raise ConfigError(f"{what} must be >= 1, got {value} from {source}")
     return value
 
 
@@ -119,7 +129,7 @@ class Limiter:
 
     def __attrs_post_init__(self) -> None:
         source = "pocketcore.Limiter()" if self.name is None else f"limiter {self.name!r}"
-        self.max_concurrency = _check_concurrency(self.max_concurrency, source)
+        self.max_concurrency = check_count(self.max_concurrency, source)
         self.max_per_second = check_rate(self.max_per_second, source)
 
     async def acquire(self) -> None:

@@ -84,7 +84,15 @@ def _fail(message: str) -> NoReturn:
 
 
 def check_count(value: object, name: str, source: str) -> int:
-    """Return ``value`` if it is an int >= 1 (not a bool), else raise ``ConfigError``."""
+    """Return ``value`` if it is an int >= 1 (not a bool), else raise ``ConfigError``.
+
+    The kernel has the same rule, worded the same (its ``max_concurrency``
+    check), but keeps it private: a plugin may use only pocketcore's public
+    API, and a validator is not worth a public name of the kernel for this
+    one rule of the plugin's own keys. This module also imports nothing of
+    pocketcore until a value is wrong. If the kernel ever exposes its checks
+    for plugins, use them here.
+    """
     if isinstance(value, bool) or not isinstance(value, int):
         _fail(
             f"{name} must be an integer >= 1, got {value!r} ({type(value).__name__}) from {source}"

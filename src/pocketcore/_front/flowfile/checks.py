@@ -29,7 +29,9 @@ from pocketcore._nodes.flows import (
 from pocketcore._nodes.nodes import AsyncNode, BaseNode
 from pocketcore._plugins.registry import Registry
 from pocketcore._runtime.cache import parse_spec
-from pocketcore._runtime.config import CACHE_OFF, CODE_CHECKS, check_limit, plugin_settings
+from pocketcore._runtime.config import plugin_settings
+from pocketcore._runtime.limits import check_count
+from pocketcore._runtime.settings import CACHE_OFF, SETTINGS
 
 FLOW_TYPES: dict[str, type[Flow]] = {
     cls.__name__: cls
@@ -277,12 +279,22 @@ class Checks:
         return valid
 
     def setting_problem(self, key: str, value: object) -> str | None:
-        """What is wrong with ``value`` for the setting ``key``, or ``None``."""
-        return _SETTING_CHECKS[key](self, value)
+        """What is wrong with ``value`` for the setting ``key``, or ``None``.
 
-    def executor_problem(self, value: object) -> str | None:
-        if not (isinstance(value, str) and _accepts(CODE_CHECKS["executor"], value)):
-            return f"expected an executor name (str), {got(value)}"
+        A run-level setting is checked by its row of the settings table (as a
+        configuration file's value is), then, for a name, against what is
+        installed or declared.
+        """
+        spec = SETTINGS.get(key)
+        if spec is None:
+            return _NODE_CHECKS[key](value)
+        if not _accepts(spec.plain, value):
+            return f"expected {spec.expects}, {got(value)}"
+        lookup = _LOOKUPS.get(key)
+        return None if lookup is None else lookup(self, value)
+
+    def executor_problem(self, value: str) -> str | None:
+        """An executor is named here and installed."""
         if value not in self.registry.executors:
             hint = suggest(value, self.registry.executors)
             return (
@@ -291,15 +303,13 @@ class Checks:
             )
         return None
 
-    def limiter_problem(self, value: object) -> str | None:
+    def limiter_problem(self, value: str) -> str | None:
         """A limiter is named here and declared in the working directory's configuration file.
 
         That file is where the run looks the name up (``[limiters.NAME]`` of
         ``pocketcore.toml``, else ``[tool.pocketcore.limiters.NAME]`` of
         ``pyproject.toml``), so a name it lacks would stop the run.
         """
-        if not (isinstance(value, str) and _accepts(CODE_CHECKS["limiter"], value)):
-            return f"expected the name of a declared limiter (str), {got(value)}"
         try:
             declared, where = plugin_settings("limiters")
         except ConfigError as exc:  # the configuration file is unreadable or holds a bad value
@@ -315,19 +325,14 @@ class Checks:
         hint = suggest(value, declared)
         return f"unknown limiter {value!r} ({where} declares: {listing(sorted(declared))}){hint}"
 
-    def cache_problem(self, value: object) -> str | None:
+    def cache_problem(self, value: str | bool) -> str | None:
         """A store specification or ``false``; a ``NAME:`` is that of a registered store.
 
         The store itself is opened when the flow runs, before any item does:
         loading a file creates no cache file.
         """
-        if value is False:
+        if not isinstance(value, str):  # false: no cache
             return None
-        if not (isinstance(value, str) and _accepts(CODE_CHECKS["cache"], value)):
-            return (
-                "expected a store specification (a file path, 'sqlite:///PATH', "
-                f"'NAME:...') or false, {got(value)}"
-            )
         name, _ = parse_spec(value)
         if value.strip().lower() in CACHE_OFF or name in self.registry.stores:
             return None
@@ -339,13 +344,13 @@ class Checks:
         )
 
 
-def _count_problem(checks: Checks, value: object) -> str | None:
+def _count_problem(value: object) -> str | None:
     # The kernel's rule for a limit (an int >= 1, not a bool) is also the rule
     # for a number of attempts.
-    return None if _accepts(check_limit, value) else f"expected an integer >= 1, {got(value)}"
+    return None if _accepts(check_count, value) else f"expected an integer >= 1, {got(value)}"
 
 
-def _wait_problem(checks: Checks, value: object) -> str | None:
+def _wait_problem(value: object) -> str | None:
     if (
         isinstance(value, (int, float))
         and not isinstance(value, bool)
@@ -356,34 +361,16 @@ def _wait_problem(checks: Checks, value: object) -> str | None:
     return f"expected a number of seconds >= 0, {got(value)}"
 
 
-def _rate_problem(checks: Checks, value: object) -> str | None:
-    if _accepts(CODE_CHECKS["max_per_second"], value):
-        return None
-    return f"expected a positive number of items per second, {got(value)}"
-
-
-def _timeout_problem(checks: Checks, value: object) -> str | None:
-    if _accepts(CODE_CHECKS["timeout"], value):
-        return None
-    return f"expected a positive number of seconds, {got(value)}"
-
-
-def _on_error_problem(checks: Checks, value: object) -> str | None:
-    if _accepts(CODE_CHECKS["on_error"], value):
-        return None
-    return f"expected 'raise' or 'collect', {got(value)}"
-
-
-# How each setting a file may give is checked: by the kernel's own check of
-# the value (CODE_CHECKS), worded for a file.
-_SETTING_CHECKS: dict[str, Callable[[Checks, object], str | None]] = {
+# The keys of a node that are not run-level settings (those are checked by
+# their rows of the settings table).
+_NODE_CHECKS: dict[str, Callable[[object], str | None]] = {
     "max_retries": _count_problem,
     "wait": _wait_problem,
+}
+
+# The settings whose valid value is a name, looked up where the run will look it up.
+_LOOKUPS: dict[str, Callable[[Checks, Any], str | None]] = {
     "executor": Checks.executor_problem,
-    "max_concurrency": _count_problem,
-    "max_per_second": _rate_problem,
     "limiter": Checks.limiter_problem,
-    "on_error": _on_error_problem,
-    "timeout": _timeout_problem,
     "cache": Checks.cache_problem,
 }

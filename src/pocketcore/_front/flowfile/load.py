@@ -12,6 +12,7 @@ import attrs
 from pocketcore._core.errors import ConfigError
 from pocketcore._nodes.nodes import BaseNode
 from pocketcore._plugins.registry import Registry, get_registry
+from pocketcore._runtime.settings import SETTINGS
 
 from .checks import FatalProblem
 from .loader import Loader
@@ -62,15 +63,7 @@ class LoadedFlow:
     @property
     def config(self) -> dict[str, Any]:
         """The settings of the file's ``[config]``, as keyword arguments of ``pocketcore.run``."""
-        given = {
-            "executor": self.executor,
-            "max_concurrency": self.max_concurrency,
-            "max_per_second": self.max_per_second,
-            "limiter": self.limiter,
-            "on_error": self.on_error,
-            "timeout": self.timeout,
-            "cache": self.cache,
-        }
+        given = {key: getattr(self, key) for key in SETTINGS}
         return {key: value for key, value in given.items() if value is not None}
 
 
@@ -134,14 +127,8 @@ def load_flow(path: str | os.PathLike[str], *, registry: Registry | None = None)
         raise FlowFileError(path, list(dict.fromkeys(loader.problems)))
     names = {name: node for name, node in loader.names.items() if node is not None}
     return LoadedFlow(
-        flow,
-        config.get("executor"),
-        config.get("max_concurrency"),
-        path,
-        types.MappingProxyType(names),
-        max_per_second=config.get("max_per_second"),
-        limiter=config.get("limiter"),
-        on_error=config.get("on_error"),
-        timeout=config.get("timeout"),
-        cache=config.get("cache"),
+        flow=flow,
+        path=path,
+        names=types.MappingProxyType(names),
+        **{key: config.get(key) for key in SETTINGS},
     )

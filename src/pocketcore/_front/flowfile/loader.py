@@ -13,22 +13,15 @@ from typing import Any
 from pocketcore._nodes.flows import BatchFlow, Flow
 from pocketcore._nodes.nodes import BaseNode, Node
 from pocketcore._plugins.registry import Registry
+from pocketcore._runtime.settings import SETTINGS
 
 from .checks import Checks, FatalProblem, Path, error_line, got, listing, suggest, toml_key
 from .filenodes import FileBatch, FromFile, file_class
 
 _TOP_KEYS = ("config", "flow", "flows")
-# The run-level settings a file may give: for the run in [config], else for a
-# flow (and the nodes in it) or a node, as attributes.
-RUN_SETTINGS = (
-    "executor",
-    "max_concurrency",
-    "max_per_second",
-    "limiter",
-    "on_error",
-    "timeout",
-    "cache",
-)
+# The run-level settings a file may give (the rows of the settings table): for
+# the run in [config], else for a flow (and the nodes in it) or a node, as attributes.
+RUN_SETTINGS = tuple(SETTINGS)
 _CONFIG_KEYS = RUN_SETTINGS
 _FLOW_SETTINGS = RUN_SETTINGS
 _NODE_SETTINGS = ("max_retries", "wait", *RUN_SETTINGS)

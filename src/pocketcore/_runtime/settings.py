@@ -1,0 +1,351 @@
+"""The settings table: one row per run-level setting, each rule of a setting written once.
+
+A setting can be given in many places: a node's or flow's keyword or class
+attribute, an argument of :func:`pocketcore.run`, an environment variable, a
+configuration file, a flow file, an option of ``pocketcore run``. Every one
+of them is derived from the row of the setting in :data:`SETTINGS`: its name
+(the keyword, the attribute, the file key), its environment variable, how
+text is read (the environment, the command line), how a value is checked (in
+code, in a file), the nodes it applies to and its help line.
+
+A new setting is one row here, plus one key in :class:`SettingKeywords` (the
+constructor keywords as type checkers and IDEs see them), plus the place
+that uses it.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from typing import Any, TypedDict
+
+import attrs
+
+from pocketcore._core.errors import ConfigError
+from pocketcore._core.executor import Executor
+from pocketcore._core.store import Store
+from pocketcore._runtime.limits import Limiter, check_count, check_rate
+
+__all__ = [
+    "CACHE_OFF",
+    "ON_ERROR",
+    "SETTINGS",
+    "SettingKeywords",
+    "Spec",
+    "check_cache_value",
+    "check_executor_value",
+    "check_limiter_value",
+    "check_on_error",
+    "configure",
+]
+
+#: The error policies: fail fast, or collect failures as ``pocketcore.Failed``.
+ON_ERROR = ("raise", "collect")
+
+#: The strings that turn the cache off (in the environment, a file, the CLI, code).
+CACHE_OFF = ("off", "false")
+
+
+class SettingKeywords(TypedDict, total=False):
+    """The settings as keyword arguments of nodes, flows and :func:`pocketcore.run`.
+
+    One key per row of :data:`SETTINGS` (a test holds them equal), typed as
+    the node attribute of the same name.
+    """
+
+    executor: str | Executor | None
+    max_concurrency: int | None
+    max_per_second: float | None
+    limiter: str | Limiter | None
+    on_error: str | None
+    timeout: float | None
+    cache: str | os.PathLike[str] | Store | bool | None
+
+
+# --- the rules -----------------------------------------------------------------------
+
+
+def _name_of(what: str) -> Callable[[object, str], str]:
+    """The check of a name given as plain data (a file, the environment): a non-empty string."""
+
+    def check(value: object, source: str) -> str:
+        if not isinstance(value, str) or not value:
+            raise ConfigError(f"{what} must be a non-empty string, got {value!r} from {source}")
+        return value
+
+    return check
+
+
+def check_executor_value(value: object, source: str) -> str | Executor | None:
+    """Check that ``value`` can name an executor: ``None``, a name, or an executor object."""
+    if value is None or (isinstance(value, str) and value):
+        return value
+    if isinstance(value, type):
+        raise ConfigError(
+            f"executor {value.__name__} (from {source}) is a class; pass an instance of it"
+        )
+    if isinstance(value, Executor):
+        return value
+    raise ConfigError(
+        f"executor must be an executor name (str) or an executor object, got "
+        f"{value!r} ({type(value).__name__}) from {source}"
+    )
+
+
+def check_on_error(value: object, source: str) -> str | None:
+    """Return ``value`` as an error policy, ``"raise"`` or ``"collect"``, or raise ConfigError."""
+    if value is None or value in ON_ERROR:
+        return value
+    raise ConfigError(
+        f"on_error must be one of {', '.join(map(repr, ON_ERROR))}, got {value!r} from {source}"
+    )
+
+
+def check_limiter_value(value: object, source: str) -> str | Limiter | None:
+    """Check that ``value`` can name a limiter: ``None``, a declared name, or a ``Limiter``."""
+    if value is None or isinstance(value, Limiter) or (isinstance(value, str) and value):
+        return value
+    raise ConfigError(
+        f"limiter must be a limiter name (str) or a pocketcore.Limiter, got {value!r} "
+        f"({type(value).__name__}) from {source}"
+    )
+
+
+def _check_timeout(value: object, source: str) -> float | None:
+    return check_rate(value, source, "timeout")
+
+
+def check_cache_value(value: object, source: str) -> str | Store | bool | None:
+    """Check a cache setting: a store specification, a :class:`~pocketcore.Store`, or ``False``.
+
+    ``None`` leaves it unset; ``False`` (or the string ``"off"``) turns the
+    cache off; a path (``str`` or ``os.PathLike``) or ``"NAME:..."`` names a
+    store. The store itself is opened when a node first needs it.
+    """
+    if value is None or value is False:
+        return value
+    if isinstance(value, os.PathLike):
+        value = os.fspath(value)
+    if isinstance(value, str) and value.strip():
+        return False if value.strip().lower() in CACHE_OFF else value
+    if isinstance(value, bytes):
+        raise ConfigError(
+            f"cache must be a str path or store specification, got bytes from {source}"
+        )
+    if value is True:
+        raise ConfigError(
+            f"cache=True (from {source}) does not say where to keep results: name a store "
+            "('memory', a file path such as 'cache.db', 'sqlite:///cache.db'), or False for none"
+        )
+    if isinstance(value, Store):
+        return value
+    raise ConfigError(
+        f"cache must be a store specification (a path, 'memory', 'NAME:...'), a "
+        f"pocketcore.Store, or False; got {value!r} ({type(value).__name__}) from {source}"
+    )
+
+
+def _check_cache_text(value: object, source: str) -> str | bool | None:
+    if value is False or (isinstance(value, str) and value.strip()):
+        return check_cache_value(value, source)  # type: ignore[return-value]
+    raise ConfigError(
+        f"cache must be a store specification (a path, 'memory', 'NAME:...') or false, "
+        f"got {value!r} from {source}"
+    )
+
+
+def _parallel_or_flow(cls: type[Any]) -> bool:
+    # PocketFlow programs may well keep a `timeout` of their own on the nodes
+    # they write; only the classes that fan out, and the flows, read pocketcore's.
+    return bool(cls.fans_out or cls.holds_nodes)
+
+
+# --- the descriptor ------------------------------------------------------------------
+
+
+@attrs.frozen
+class Spec:
+    """One setting: its names, how it is read and checked, and where it applies.
+
+    Attributes:
+        name: The keyword, node attribute, ``pocketcore.run`` argument and
+            configuration (and flow) file key.
+        check: Checks a value given in code (a keyword, an attribute, an
+            argument); returns it as used, or raises :class:`ConfigError`
+            naming the source it is given.
+        help: What the setting does, as ``pocketcore run --help`` says it.
+        expects: What a value must be, as a flow file's problem says it
+            (``"expected <expects>, got ..."``).
+        unset: What it means when nothing sets it, as ``--verbose`` says it.
+        metavar: The value of its command-line option, as ``--help`` shows it.
+        plain: Checks a value of plain data (a configuration or flow file, or
+            text): no objects. ``check`` when not given.
+        convert: Turns text (the environment, the command line) into the
+            value ``plain`` checks; ``None`` keeps the text.
+        usage: What text must be (``"must be an integer >= 1"``): what the
+            environment's and the command line's errors say of text that
+            does not convert or check. ``""``: the option takes any text.
+        choices: The only values there are, when they are a few words.
+        claims: The types of a node attribute taken as this setting. A
+            program may keep an attribute of the same name for its own
+            purposes (a ``ThreadPoolExecutor`` as ``executor``); a value of
+            another type is left alone. ``None``: every value is claimed, and
+            checked.
+        applies: Whether a node class reads the setting from its attributes;
+            ``None``: every class does.
+    """
+
+    name: str
+    check: Callable[[object, str], Any]
+    help: str
+    expects: str
+    unset: str
+    metavar: str | None = None
+    plain: Callable[[object, str], Any] = attrs.field(
+        default=attrs.Factory(lambda self: self.check, takes_self=True)
+    )
+    convert: Callable[[str], object] | None = None
+    usage: str = ""
+    choices: tuple[str, ...] | None = None
+    claims: tuple[type, ...] | None = None
+    applies: Callable[[type[Any]], bool] | None = None
+
+    @property
+    def env(self) -> str:
+        """The environment variable: ``POCKETCORE_`` and the name in capitals."""
+        return f"POCKETCORE_{self.name.upper()}"
+
+    @property
+    def option(self) -> str:
+        """The option of ``pocketcore run``: ``--`` and the name with dashes."""
+        return "--" + self.name.replace("_", "-")
+
+    def parse(self, text: str, source: str) -> Any:
+        """The value of ``text`` (from the environment or the command line), checked.
+
+        Raises:
+            ConfigError: The text does not convert, or its value is unusable;
+                the message names ``source``.
+        """
+        value: object = text
+        if self.convert is not None:
+            try:
+                value = self.convert(text)
+            except ValueError:
+                raise ConfigError(f"{self.name} {self.usage}, got {text!r} from {source}") from None
+        return self.plain(value, source)
+
+    def own(self, node: object) -> Any:
+        """The node's (or flow's) own value of this setting, unchecked; ``None`` when it has none.
+
+        ``None`` too when the node's class does not read this setting, or
+        when its attribute is not of a type :attr:`claims`.
+        """
+        if self.applies is not None and not self.applies(type(node)):
+            return None
+        value = getattr(node, self.name, None)
+        if value is None or self.claims is None or isinstance(value, self.claims):
+            return value
+        return None
+
+
+def _table(*specs: Spec) -> Mapping[str, Spec]:
+    return {spec.name: spec for spec in specs}
+
+
+#: Every run-level setting, in the order ``--verbose`` and ``--help`` list them.
+SETTINGS: Mapping[str, Spec] = _table(
+    Spec(
+        "executor",
+        check_executor_value,
+        help="the executor for the run (see 'pocketcore executors'); overrides the flow "
+        "file's [config] and the environment",
+        expects="an executor name (str)",
+        unset="the default: asyncio, or trio when the flow runs on trio",
+        metavar="NAME",
+        plain=_name_of("executor"),
+        claims=(str, Executor),
+    ),
+    Spec(
+        "max_concurrency",
+        check_count,
+        help="the most items of a parallel batch in flight at once (an integer >= 1)",
+        expects="an integer >= 1",
+        unset="no limit",
+        metavar="N",
+        convert=int,
+        usage="must be an integer >= 1",
+    ),
+    Spec(
+        "max_per_second",
+        check_rate,
+        help="the most items of a parallel batch started per second, spaced evenly "
+        "(a positive number)",
+        expects="a positive number of items per second",
+        unset="no pacing",
+        metavar="RATE",
+        convert=float,
+        usage="must be a positive number",
+    ),
+    Spec(
+        "limiter",
+        check_limiter_value,
+        help="a limiter declared under [tool.pocketcore.limiters.NAME] in pyproject.toml "
+        "(or [limiters.NAME] in pocketcore.toml), shared by every parallel batch item",
+        expects="the name of a declared limiter (str)",
+        unset="none",
+        metavar="NAME",
+        plain=_name_of("limiter"),
+    ),
+    Spec(
+        "on_error",
+        check_on_error,
+        help="raise (default): the first failing item fails the run; collect: failed items "
+        "become pocketcore.Failed in their slot, and post gets the whole list",
+        expects="'raise' or 'collect'",
+        unset="the default: raise",
+        choices=ON_ERROR,
+    ),
+    Spec(
+        "timeout",
+        _check_timeout,
+        help="the most seconds each attempt of a parallel batch item's exec_async may take; "
+        "a longer one fails with TimeoutError, and retries apply",
+        expects="a positive number of seconds",
+        unset="none",
+        metavar="SECONDS",
+        convert=float,
+        usage="must be a positive number of seconds",
+        applies=_parallel_or_flow,
+    ),
+    Spec(
+        "cache",
+        check_cache_value,
+        help="keep the results of exec in the store SPEC names, and use them on later runs: "
+        "a file path (an SQLite file, such as cache.db), sqlite:///PATH, or NAME:... for a "
+        "store a plugin registers ('off' is --no-cache); nodes with cache=False are not cached",
+        expects="a store specification (a file path, 'sqlite:///PATH', 'NAME:...') or false",
+        unset="off",
+        metavar="SPEC",
+        plain=_check_cache_text,
+        usage="must name a store (a path, NAME:...)",
+        claims=(str, bool, os.PathLike, Store),
+    ),
+)
+
+
+def configure(node: object, given: Mapping[str, object]) -> None:
+    """Set the settings given to a node's or flow's constructor on it, each checked.
+
+    Raises:
+        TypeError: A keyword is not a setting, as for any unknown keyword.
+        ConfigError: A value has the wrong type or is out of range; the
+            message names the keyword and the class.
+    """
+    name = type(node).__name__
+    for key, value in given.items():
+        spec = SETTINGS.get(key)
+        if spec is None:
+            raise TypeError(f"{name}.__init__() got an unexpected keyword argument {key!r}")
+        if value is not None:
+            setattr(node, key, spec.check(value, f"argument {key}= of {name}()"))
