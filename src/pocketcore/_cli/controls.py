@@ -21,7 +21,7 @@ from typing import Any
 
 from pocketcore._core.errors import ConfigError
 from pocketcore._core.results import Failed
-from pocketcore._nodes.flows import Flow
+from pocketcore._nodes.flows import Flow, reachable
 from pocketcore._nodes.nodes import BaseNode
 from pocketcore._plugins.registry import Registry
 from pocketcore._runtime.cache import open_store, parse_spec
@@ -228,19 +228,7 @@ def _may_collect(target: BaseNode, given: dict[str, Setting]) -> bool:
         run_level = None
     if run_level is not None and run_level.value == "collect":
         return True
-    return any(getattr(node, "on_error", None) == "collect" for node in _reachable(target))
-
-
-def _reachable(target: BaseNode) -> list[BaseNode]:
-    """Every node reachable from ``target``: successors and the nodes of nested flows."""
-    found, seen = [target], {id(target)}
-    for node in found:  # grows while it is walked
-        inner = node.start_node if isinstance(node, Flow) else None
-        for nxt in (*node.successors.values(), inner):
-            if isinstance(nxt, BaseNode) and id(nxt) not in seen:
-                seen.add(id(nxt))
-                found.append(nxt)
-    return found
+    return any(getattr(node, "on_error", None) == "collect" for node in reachable(target))
 
 
 class FailureCounter:

@@ -1,14 +1,45 @@
-"""What the listings (``plugins``, ``executors``, ``nodes``) share: collecting and problems."""
+"""What the listing commands (plugins, executors, nodes) share: options, collecting, problems."""
 
 from __future__ import annotations
 
+import argparse
+import json
 import warnings
+from collections.abc import Callable
 from typing import Any
 
 from pocketcore._core.errors import PluginWarning, PocketcoreError
 from pocketcore._plugins.registry import ExecutorEntry, NodeEntry, Registry
 
-__all__ = ["class_path", "collect", "problems", "split_dist", "with_problems"]
+from .output import table, write
+
+__all__ = [
+    "class_path",
+    "collect",
+    "listing_command",
+    "problems",
+    "split_dist",
+    "with_problems",
+    "write_listing",
+]
+
+
+def listing_command(
+    name: str,
+    handler: Callable[[argparse.Namespace], int],
+    *,
+    help: str,  # argparse's own word for it
+    description: str,
+) -> Callable[[argparse._SubParsersAction[argparse.ArgumentParser]], None]:
+    """The ``add_command`` of listing command ``name``: text by default, ``--json`` on request."""
+
+    def add_command(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+        p = commands.add_parser(name, help=help, description=description)
+        p.add_argument("--json", action="store_true", help="print JSON instead of text")
+        p.set_defaults(handler=handler, command_parser=p)
+
+    add_command.__doc__ = f"Add the ``{name}`` command to ``commands``."
+    return add_command
 
 
 def split_dist(label: str | None) -> dict[str, str | None]:
@@ -74,3 +105,26 @@ def with_problems(out: list[str], registry: Registry, errors: list[str]) -> str:
     if note is not None:
         lines.append(f"({note})")
     return "\n".join([*out, "", *lines] if lines else out)
+
+
+def write_listing(
+    args: argparse.Namespace,
+    registry: Registry,
+    errors: list[str],
+    key: str,
+    rows: list[dict[str, Any]],
+    text: tuple[list[str], list[list[Any]], str],
+) -> int:
+    """Print a listing as JSON (``--json``: ``rows`` under ``key``) or as a table, with problems.
+
+    ``text`` is the table's headers, its cells and what to say when it is
+    empty. Returns the exit status: 2 when plugins conflict, which makes
+    every run fail, else 0.
+    """
+    if args.json:
+        write(json.dumps({key: rows, **problems(registry, errors)}, indent=2))
+    else:
+        headers, cells, empty = text
+        out = table(headers, cells) if cells else []
+        write(with_problems(out or [empty], registry, errors))
+    return 2 if errors else 0

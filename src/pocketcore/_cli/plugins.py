@@ -8,27 +8,11 @@ from typing import Any
 
 from pocketcore._plugins.registry import NodeEntry, Registry
 
-from .listing import class_path, collect, problems, split_dist, with_problems
+from .listing import class_path, collect, listing_command, problems, split_dist, with_problems
 from .output import table, write
 from .targets import load_registry
 
 __all__ = ["add_command"]
-
-
-def add_command(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """Add the ``plugins`` command to ``commands``."""
-    p = commands.add_parser(
-        "plugins",
-        help="list loaded plugins, what they contribute, and failures",
-        description=(
-            "List every loaded plugin with its distribution and version, the executors "
-            "and nodes it contributes and the hooks it implements; node classes declared "
-            "in the pocketcore.nodes entry-point group; and entry points that failed to "
-            "load, with the reason."
-        ),
-    )
-    p.add_argument("--json", action="store_true", help="print JSON instead of text")
-    p.set_defaults(handler=_cmd_plugins, command_parser=p)
 
 
 def _cmd_plugins(args: argparse.Namespace) -> int:
@@ -80,3 +64,16 @@ def _entry_point_lines(entries: list[NodeEntry]) -> list[str]:
     return ["", "node classes from the entry-point group pocketcore.nodes:"] + [
         "  " + line for line in lines
     ]
+
+
+add_command = listing_command(
+    "plugins",
+    _cmd_plugins,
+    help="list loaded plugins, what they contribute, and failures",
+    description=(
+        "List every loaded plugin with its distribution and version, the executors "
+        "and nodes it contributes and the hooks it implements; node classes declared "
+        "in the pocketcore.nodes entry-point group; and entry points that failed to "
+        "load, with the reason."
+    ),
+)

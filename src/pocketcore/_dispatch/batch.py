@@ -85,7 +85,7 @@ async def each_async(
     ev = plan.events
     if ev is None:
         return await run()
-    return await report.batch_reported_async(plan, ev, batch_size(batch), run)  # type: ignore[no-any-return]
+    return await report.batch_reported_async(plan, ev, batch_size(batch), run)
 
 
 # --- parallel batches --------------------------------------------------------------

@@ -59,33 +59,40 @@ def _started(plan: Plan, ev: Events, size: int | None) -> None:
         )
 
 
-def batch_reported(plan: Plan, ev: Events, size: int | None, run: Callable[[], list[Any]]) -> Any:
+class _Batch:
+    """A batch's report: its start on entry, its end on exit (set :attr:`results` first)."""
+
+    __slots__ = ("ev", "plan", "results")
+
+    def __init__(self, plan: Plan, ev: Events, size: int | None) -> None:
+        self.plan, self.ev = plan, ev
+        self.results: list[Any] | None = None
+        _started(plan, ev, size)
+
+    def __enter__(self) -> _Batch:
+        return self
+
+    def __exit__(self, kind: object, exc: BaseException | None, tb: object) -> None:
+        if self.ev.end is not None:
+            results = self.results if exc is None else None
+            self.ev.end(node=self.plan.owner, results=results, exception=exc)
+
+
+def batch_reported(
+    plan: Plan, ev: Events, size: int | None, run: Callable[[], list[Any]]
+) -> list[Any]:
     """``run()`` reported as the batch of ``plan``: its start, then its end (sync)."""
-    _started(plan, ev, size)
-    try:
-        results = run()
-    except BaseException as exc:
-        if ev.end is not None:
-            ev.end(node=plan.owner, results=None, exception=exc)
-        raise
-    if ev.end is not None:
-        ev.end(node=plan.owner, results=results, exception=None)
+    with _Batch(plan, ev, size) as batch:
+        batch.results = results = run()
     return results
 
 
 async def batch_reported_async(
     plan: Plan, ev: Events, size: int | None, run: Callable[[], Awaitable[list[Any]]]
-) -> Any:
+) -> list[Any]:
     """:func:`batch_reported` for a batch run by a coroutine."""
-    _started(plan, ev, size)
-    try:
-        results = await run()
-    except BaseException as exc:
-        if ev.end is not None:
-            ev.end(node=plan.owner, results=None, exception=exc)
-        raise
-    if ev.end is not None:
-        ev.end(node=plan.owner, results=results, exception=None)
+    with _Batch(plan, ev, size) as batch:
+        batch.results = results = await run()
     return results
 
 
@@ -108,25 +115,13 @@ _ITEM: ContextVar[_Tally | None] = ContextVar("pocketcore_observed_item", defaul
 
 
 class _Item:
-    """What the item layer does before and after an item's trip (shared by both forms)."""
+    """What the item layer reports around each item's trip (shared by both forms)."""
 
     __slots__ = ("done", "ev", "owner", "start", "tallied")
 
     def __init__(self, ev: Events, owner: Any) -> None:
         self.ev, self.owner = ev, owner
         self.start, self.done, self.tallied = ev.item_start, ev.item_done, ev.attempts
-
-    def begin(self, one: Keyed) -> tuple[_Tally | None, Token[_Tally | None] | None]:
-        if self.start is not None:
-            self.start(node=self.owner, index=one.index, item=one.item)
-        if not self.tallied:
-            return None, None
-        tally = _Tally(self.owner, one.index)  # type: ignore[arg-type]  # a batch item's
-        return tally, _ITEM.set(tally)
-
-    def failed(self, one: Keyed, exc: BaseException) -> None:
-        if self.done is not None:
-            self.done(node=self.owner, index=one.index, result=None, exception=exc)
 
     def ended(self, one: Keyed, result: Any, tally: _Tally | None) -> None:
         # The last attempt failed, yet the item returned: its node's fallback
@@ -143,6 +138,36 @@ class _Item:
             self.done(node=self.owner, index=one.index, result=result, exception=None)
 
 
+class _Reporting:
+    """One item's report: its start on entry, its end on exit (set :attr:`result` first)."""
+
+    __slots__ = ("it", "one", "result", "tally", "token")
+
+    def __init__(self, it: _Item, one: Keyed) -> None:
+        self.it, self.one = it, one
+        self.result: Any = None
+        self.tally: _Tally | None = None
+        self.token: Token[_Tally | None] | None = None
+
+    def __enter__(self) -> _Reporting:
+        it, one = self.it, self.one
+        if it.start is not None:
+            it.start(node=it.owner, index=one.index, item=one.item)
+        if it.tallied:
+            self.tally = _Tally(it.owner, one.index)  # type: ignore[arg-type]  # a batch item's
+            self.token = _ITEM.set(self.tally)
+        return self
+
+    def __exit__(self, kind: object, exc: BaseException | None, tb: object) -> None:
+        it, one = self.it, self.one
+        if exc is not None and it.done is not None:
+            it.done(node=it.owner, index=one.index, result=None, exception=exc)
+        if self.token is not None:
+            _ITEM.reset(self.token)
+        if exc is None:
+            it.ended(one, self.result, self.tally)
+
+
 def reported(ev: Events, owner: Any, call: Call, *, whole: bool) -> Callable[[Keyed], Any]:
     """``call`` for a :class:`Keyed` input, reporting the item's start and end (sync).
 
@@ -152,16 +177,8 @@ def reported(ev: Events, owner: Any, call: Call, *, whole: bool) -> Callable[[Ke
 
 
 def _reported(it: _Item, call: Call, whole: bool, one: Keyed) -> Any:
-    tally, token = it.begin(one)
-    try:
-        result = call(one if whole else one.item)
-    except BaseException as exc:
-        it.failed(one, exc)
-        raise
-    finally:
-        if token is not None:
-            _ITEM.reset(token)
-    it.ended(one, result, tally)
+    with _Reporting(it, one) as report:
+        report.result = result = call(one if whole else one.item)
     return result
 
 
@@ -173,16 +190,8 @@ def reported_async(
 
 
 async def _reported_async(it: _Item, call: AsyncCall, whole: bool, one: Keyed) -> Any:
-    tally, token = it.begin(one)
-    try:
-        result = await call(one if whole else one.item)
-    except BaseException as exc:
-        it.failed(one, exc)
-        raise
-    finally:
-        if token is not None:
-            _ITEM.reset(token)
-    it.ended(one, result, tally)
+    with _Reporting(it, one) as report:
+        report.result = result = await call(one if whole else one.item)
     return result
 
 

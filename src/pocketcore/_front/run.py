@@ -10,7 +10,7 @@ import sniffio
 
 from pocketcore._core.executor import Executor
 from pocketcore._dispatch.plan import refuse_timeout
-from pocketcore._nodes.flows import Flow
+from pocketcore._nodes.flows import Flow, reachable
 from pocketcore._nodes.nodes import AsyncNode, BaseNode, ParallelBatchNode
 from pocketcore._plugins.registry import get_registry
 from pocketcore._runtime import observe
@@ -155,23 +155,6 @@ def _start_asyncio(fn: Callable[[], Awaitable[Any]]) -> Any:
     return anyio.run(main)
 
 
-def _graph(target: BaseNode) -> list[BaseNode]:
-    """Every node reachable from ``target``: successors and nested flows, once each.
-
-    Loops are fine; successors that are not nodes end a flow, as in
-    PocketFlow, and are skipped.
-    """
-    seen = {id(target)}
-    found = [target]
-    for node in found:  # grows while it is walked
-        inner = node.start_node if isinstance(node, Flow) else None
-        for nxt in (*node.successors.values(), inner):
-            if isinstance(nxt, BaseNode) and id(nxt) not in seen:
-                seen.add(id(nxt))
-                found.append(nxt)
-    return found
-
-
 def needs_executor(target: BaseNode) -> bool:
     """Whether any node reachable from ``target`` fans out, or chooses an executor or a limit.
 
@@ -180,7 +163,7 @@ def needs_executor(target: BaseNode) -> bool:
     """
     return any(
         type(node).fans_out or own_executor(node) is not None or node.max_concurrency is not None
-        for node in _graph(target)
+        for node in reachable(target)
     )
 
 
@@ -192,7 +175,7 @@ def check_graph(target: BaseNode, cfg: RunConfig) -> None:
             (a bad value, an unknown executor or limiter, an executor that
             cannot run on this backend).
     """
-    for node in _graph(target):
+    for node in reachable(target):
         own = own_settings(node)
         executor = own.get("executor")
         if executor is not None:
@@ -215,7 +198,7 @@ def _open_caches(target: BaseNode, cfg: RunConfig) -> None:
     alone has none) and does not choose for itself.
     """
     chosen: list[Setting | None] = []
-    for node in _graph(target):
+    for node in reachable(target):
         own = own_settings(node).get("cache")
         if own is not None:
             chosen.append(own)

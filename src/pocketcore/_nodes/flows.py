@@ -22,6 +22,7 @@ __all__ = [
     "BatchFlow",
     "Flow",
     "ParallelBatchFlow",
+    "reachable",
 ]
 
 _plain: dict[type, bool] = {}
@@ -73,6 +74,33 @@ def _copy(node: BaseNode | None) -> Any:
     return new
 
 
+class _Pass:
+    """One pass of a flow: its own settings in force, and where the walk starts.
+
+    Entered, it gives how steps are run (``None``: nobody listens, the
+    flow calls each step itself), a copy of the first node, and the params
+    every node of the pass shares.
+    """
+
+    __slots__ = ("flow", "params", "scope")
+
+    def __init__(self, flow: Flow, params: dict[str, Any] | None) -> None:
+        self.flow, self.params = flow, params
+
+    def __enter__(self) -> tuple[Any, Any, dict[str, Any]]:
+        flow = self.flow
+        self.scope = enter_scope(flow)
+        try:
+            return observe.steppers(), _copy(flow.start_node), self.params or {**flow.params}
+        except BaseException:
+            self.__exit__(None, None, None)
+            raise
+
+    def __exit__(self, kind: object, exc: object, tb: object) -> None:
+        if self.scope is not None:
+            leave_scope(self.scope)
+
+
 class Flow(BaseNode):
     """Runs nodes from ``start``, following the action each ``post`` returns.
 
@@ -113,20 +141,13 @@ class Flow(BaseNode):
         return nxt
 
     def _orch(self, shared: Any, params: dict[str, Any] | None = None) -> Any:
-        scope = enter_scope(self)
-        try:
-            observed = observe.steppers()
-            curr = _copy(self.start_node)
-            p = params or {**self.params}
+        with _Pass(self, params) as (observed, curr, p):
             last_action = None
             while curr:
                 curr.set_params(p)
                 last_action = curr._run(shared) if observed is None else observed[0](curr, shared)
                 curr = _copy(self.get_next_node(curr, last_action))
             return last_action
-        finally:
-            if scope is not None:
-                leave_scope(scope)
 
     def _run(self, shared: Any) -> Any:
         p = self.prep(shared)
@@ -155,11 +176,7 @@ class AsyncFlow(Flow, AsyncNode):
     """A flow that may hold async nodes (and sync ones, which run inline)."""
 
     async def _orch_async(self, shared: Any, params: dict[str, Any] | None = None) -> Any:
-        scope = enter_scope(self)
-        try:
-            observed = observe.steppers()
-            curr = _copy(self.start_node)
-            p = params or {**self.params}
+        with _Pass(self, params) as (observed, curr, p):
             last_action = None
             while curr:
                 curr.set_params(p)
@@ -173,9 +190,6 @@ class AsyncFlow(Flow, AsyncNode):
                     last_action = curr._run(shared)
                 curr = _copy(self.get_next_node(curr, last_action))
             return last_action
-        finally:
-            if scope is not None:
-                leave_scope(scope)
 
     async def _run_async(self, shared: Any) -> Any:
         p = await self.prep_async(shared)
@@ -237,6 +251,22 @@ class ParallelBatchFlow(BatchFlow):
             self, pr, blocking=True, work=lambda bp: self._orch(shared, {**self.params, **bp})
         )
         return self.post(shared, pr, None)
+
+
+def reachable(target: BaseNode) -> list[BaseNode]:
+    """Every node reachable from ``target``, once each: successors and the nodes of nested flows.
+
+    Loops are fine; successors that are not nodes end a flow, as in
+    PocketFlow, and are skipped.
+    """
+    found, seen = [target], {id(target)}
+    for node in found:  # grows while it is walked
+        inner = node.start_node if isinstance(node, Flow) else None
+        for nxt in (*node.successors.values(), inner):
+            if isinstance(nxt, BaseNode) and id(nxt) not in seen:
+                seen.add(id(nxt))
+                found.append(nxt)
+    return found
 
 
 # What an async flow awaits rather than calls: PocketFlow's async nodes, and

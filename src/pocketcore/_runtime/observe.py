@@ -58,56 +58,64 @@ def batch_size(items: object) -> int | None:
         return None
 
 
+class _WholeRun:
+    """The run ``cfg`` of ``target`` in force, its start reported on entry and its end on exit.
+
+    Set :attr:`result` before leaving without an exception: it is what the
+    end reports.
+    """
+
+    __slots__ = ("cfg", "counted", "obs", "result", "shared", "target", "token")
+
+    def __init__(self, cfg: RunConfig, target: Any, shared: Any) -> None:
+        self.cfg, self.target, self.shared = cfg, target, shared
+        self.obs = cfg.observer
+        self.result: Any = None
+
+    def __enter__(self) -> _WholeRun:
+        # Counted before the first step (see CACHING); a bad cache setting fails here.
+        self.counted = self.cfg.cache_setting is not None
+        self.token = RUN.set(self.cfg)
+        if self.counted:
+            count_caching(1)
+        if self.obs is not None:
+            try:
+                self.obs.pocketcore_run_start(target=self.target, shared=self.shared)
+            except BaseException:
+                self._leave()
+                raise
+        return self
+
+    def __exit__(self, kind: object, exc: BaseException | None, tb: object) -> None:
+        try:
+            if self.obs is not None:
+                result = self.result if exc is None else None
+                self.obs.pocketcore_run_end(
+                    target=self.target, shared=self.shared, result=result, exception=exc
+                )
+        finally:
+            self._leave()
+
+    def _leave(self) -> None:
+        if self.counted:
+            count_caching(-1)
+        RUN.reset(self.token)
+
+
 def whole_run(cfg: RunConfig, target: Any, shared: Any, call: Callable[[], T]) -> T:
     """Run ``call()`` as the run ``cfg`` of ``target``, reporting its start and end."""
-    # Counted before the first step (see CACHING); a bad cache setting fails here.
-    counted = cfg.cache_setting is not None
-    token = RUN.set(cfg)
-    if counted:
-        count_caching(1)
-    try:
-        obs = cfg.observer
-        if obs is None:
-            return call()
-        obs.pocketcore_run_start(target=target, shared=shared)
-        try:
-            result = call()
-        except BaseException as exc:
-            obs.pocketcore_run_end(target=target, shared=shared, result=None, exception=exc)
-            raise
-        obs.pocketcore_run_end(target=target, shared=shared, result=result, exception=None)
-        return result
-    finally:
-        if counted:
-            count_caching(-1)
-        RUN.reset(token)
+    with _WholeRun(cfg, target, shared) as run:
+        run.result = result = call()
+    return result
 
 
 async def whole_run_async(
     cfg: RunConfig, target: Any, shared: Any, call: Callable[[], Awaitable[T]]
 ) -> T:
     """:func:`whole_run` for an async run."""
-    # Counted before the first step (see CACHING); a bad cache setting fails here.
-    counted = cfg.cache_setting is not None
-    token = RUN.set(cfg)
-    if counted:
-        count_caching(1)
-    try:
-        obs = cfg.observer
-        if obs is None:
-            return await call()
-        obs.pocketcore_run_start(target=target, shared=shared)
-        try:
-            result = await call()
-        except BaseException as exc:
-            obs.pocketcore_run_end(target=target, shared=shared, result=None, exception=exc)
-            raise
-        obs.pocketcore_run_end(target=target, shared=shared, result=result, exception=None)
-        return result
-    finally:
-        if counted:
-            count_caching(-1)
-        RUN.reset(token)
+    with _WholeRun(cfg, target, shared) as run:
+        run.result = result = await call()
+    return result
 
 
 def _observed_step(obs: Observer, node: Any, shared: Any) -> Any:

@@ -18,14 +18,8 @@ from collections.abc import Callable, Iterable
 from typing import Any, TypeGuard
 
 from pocketcore._core.errors import ConfigError
-from pocketcore._nodes.flows import (
-    AsyncBatchFlow,
-    AsyncFlow,
-    AsyncParallelBatchFlow,
-    BatchFlow,
-    Flow,
-    ParallelBatchFlow,
-)
+from pocketcore._nodes import flows
+from pocketcore._nodes.flows import BatchFlow, Flow
 from pocketcore._nodes.nodes import AsyncNode, BaseNode
 from pocketcore._plugins.registry import Registry
 from pocketcore._runtime.cache import parse_spec
@@ -37,11 +31,11 @@ FLOW_TYPES: dict[str, type[Flow]] = {
     cls.__name__: cls
     for cls in (
         Flow,
-        AsyncFlow,
+        flows.AsyncFlow,
         BatchFlow,
-        AsyncBatchFlow,
-        ParallelBatchFlow,
-        AsyncParallelBatchFlow,
+        flows.AsyncBatchFlow,
+        flows.ParallelBatchFlow,
+        flows.AsyncParallelBatchFlow,
     )
 }
 
@@ -153,9 +147,9 @@ class Checks:
         if ref is None:
             # The plainest flow that can run these nodes (and this batch).
             if batch is not None:
-                cls = AsyncBatchFlow if async_nodes else BatchFlow
+                cls = flows.AsyncBatchFlow if async_nodes else BatchFlow
             else:
-                cls = AsyncFlow if async_nodes else Flow
+                cls = flows.AsyncFlow if async_nodes else Flow
         elif isinstance(ref, str) and ref in FLOW_TYPES:
             cls = FLOW_TYPES[ref]
         else:
@@ -218,8 +212,8 @@ class Checks:
     def unknown(self, ref: str, kind: str) -> str:
         registered = self.registry.nodes
         if kind == "flow type":
-            flows = [n for n, e in sorted(registered.items()) if issubclass(e.cls, Flow)]
-            choices = [*FLOW_TYPES, *flows]
+            found = [n for n, e in sorted(registered.items()) if issubclass(e.cls, Flow)]
+            choices = [*FLOW_TYPES, *found]
             known = f"flow types: {listing(choices)}, or 'package.module:Class'"
         else:
             choices = sorted(registered)
