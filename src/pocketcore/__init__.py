@@ -69,9 +69,10 @@ from ._plugins.registry import (
     get_registry,
     make_plugin_manager,
 )
-from ._runtime.cache import CacheWarning, close_stores
+from ._runtime.cache import CacheWarning
 from ._runtime.config import plugin_settings
 from ._runtime.limits import Limiter
+from ._runtime.stores import close_stores
 from .hookspecs import hookimpl
 
 __all__ = [

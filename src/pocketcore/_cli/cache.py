@@ -21,8 +21,9 @@ import attrs
 
 from pocketcore._core.errors import CacheError
 from pocketcore._core.store import Store, StoreInfo
-from pocketcore._runtime.cache import WHOLE_BATCH_SUFFIX, close_stores, open_store, parse_spec
+from pocketcore._runtime.cache import WHOLE_BATCH_SUFFIX
 from pocketcore._runtime.config import RunSettings, Setting, check_cache_value
+from pocketcore._runtime.stores import close_stores, open_store, parse_spec
 
 from .errors import BadInput
 from .output import write

@@ -24,10 +24,10 @@ from pocketcore._core.results import Failed
 from pocketcore._nodes.flows import Flow, reachable
 from pocketcore._nodes.nodes import BaseNode
 from pocketcore._plugins.registry import Registry
-from pocketcore._runtime.cache import open_store, parse_spec
 from pocketcore._runtime.config import RunSettings, Setting, plugin_settings
 from pocketcore._runtime.limits import as_limiter_table
 from pocketcore._runtime.settings import SETTINGS, Spec
+from pocketcore._runtime.stores import open_store, parse_spec
 from pocketcore.hookspecs import hookimpl
 
 from .errors import BadInput

@@ -18,14 +18,13 @@ from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 from pocketcore._dispatch import report
-from pocketcore._dispatch.cached import BareItems, CachedBatch, Storing, group_for
+from pocketcore._dispatch.cached import BareItems, CachedBatch, Keyed, Storing, group_for
 from pocketcore._dispatch.collect import number_failures
 from pocketcore._dispatch.gate import gated
 from pocketcore._dispatch.plan import Plan, plan_batch
 from pocketcore._dispatch.remote import shippable
 from pocketcore._dispatch.stack import Stack, core, remote_core, trip, with_report
 from pocketcore._dispatch.threads import call_sync, on_threads, run_blocking
-from pocketcore._runtime.cache import Keyed
 from pocketcore._runtime.limits import gate_of
 from pocketcore._runtime.observe import batch_size
 

@@ -28,7 +28,6 @@ from pocketcore._runtime.cache import (
     WHOLE_BATCH_KINDS,
     WHOLE_BATCH_MAX_BYTES,
     WHOLE_BATCH_MIN,
-    Keyed,
     NodeCache,
     node_cache,
 )
@@ -40,6 +39,7 @@ __all__ = [
     "BareItems",
     "CachedBatch",
     "Computed",
+    "Keyed",
     "Storing",
     "exec_cached",
     "exec_cached_async",
@@ -49,6 +49,24 @@ __all__ = [
     "stored",
     "stored_async",
 ]
+
+
+class Keyed:
+    """An input with its key: what a cached batch hands on for each item that missed.
+
+    Attributes:
+        index: The item's position in the batch (``None`` for a plain node's input).
+        key: The input's key, or ``None`` when it is not cached.
+        item: The input itself.
+    """
+
+    __slots__ = ("index", "item", "key")
+
+    def __init__(self, index: int | None, key: bytes | None, item: Any) -> None:
+        self.index, self.key, self.item = index, key, item
+
+    def __repr__(self) -> str:
+        return f"Keyed({self.index!r}, {self.key!r}, {self.item!r})"
 
 
 def _returned() -> bool:

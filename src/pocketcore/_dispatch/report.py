@@ -23,9 +23,9 @@ from contextvars import ContextVar, Token
 from typing import Any
 
 from pocketcore._core.results import Failed
+from pocketcore._dispatch.cached import Keyed
 from pocketcore._dispatch.plan import Plan
 from pocketcore._dispatch.remote import carrying
-from pocketcore._runtime.cache import Keyed
 from pocketcore._runtime.observe import Events, batch_size
 
 __all__ = [

@@ -14,7 +14,6 @@ from pocketcore._nodes.flows import Flow, reachable
 from pocketcore._nodes.nodes import AsyncNode, BaseNode, ParallelBatchNode
 from pocketcore._plugins.registry import get_registry
 from pocketcore._runtime import observe
-from pocketcore._runtime.cache import open_store
 from pocketcore._runtime.config import (
     RunConfig,
     RunSettings,
@@ -24,6 +23,7 @@ from pocketcore._runtime.config import (
 )
 from pocketcore._runtime.context import new_run, node_source, own_executor, own_settings
 from pocketcore._runtime.settings import SettingKeywords
+from pocketcore._runtime.stores import open_store
 
 if TYPE_CHECKING:
     # The keywords' names and types, as type checkers and IDEs see them (PEP 692).

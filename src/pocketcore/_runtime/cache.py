@@ -7,9 +7,8 @@ The lookup and the write happen in one place, the dispatch layer
   in progress, and returns a :class:`NodeCache` for it (or ``None``);
 * :class:`NodeCache` makes each input's key, looks keys up in groups,
   unpickles hits and pickles and writes results;
-* :func:`open_store` turns a store specification (``"memory"``, a path,
-  ``"sqlite:///path"``, ``"NAME:..."``) into an open store, one per
-  specification per process.
+* the store itself comes from :func:`~pocketcore._runtime.stores.open_store`,
+  one per specification per process.
 
 A key is a BLAKE2b digest of the node class's import path and qualified
 name, its ``cache_version``, its ``params`` and the input. Inputs are
@@ -27,13 +26,9 @@ unchanged batch is one lookup.
 
 from __future__ import annotations
 
-import atexit
 import hashlib
 import io
-import os
 import pickle
-import re
-import threading
 import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
@@ -42,23 +37,19 @@ import anyio
 import attrs
 
 from pocketcore._core.errors import CacheError, ConfigError
-from pocketcore._core.store import BaseStore, Store, declared_store
-from pocketcore._plugins.registry import get_registry
+from pocketcore._core.store import BaseStore
 from pocketcore._runtime.config import Setting, check_cache_value
 from pocketcore._runtime.context import current_config, node_source, own_cache
+from pocketcore._runtime.stores import open_store
 
 __all__ = [
     "MISS",
     "WHOLE_BATCH_SUFFIX",
     "CacheWarning",
-    "Keyed",
     "NodeCache",
-    "close_stores",
     "default_cache_key",
     "fingerprint",
     "node_cache",
-    "open_store",
-    "parse_spec",
 ]
 
 #: Bumped when the way keys are made changes: every old entry then misses.
@@ -210,84 +201,6 @@ def _canonical(value: object) -> object:
     return value
 
 
-# --- stores -----------------------------------------------------------------------
-
-# A store's name: two characters or more, so a Windows drive ("C:\...") is a path.
-_NAMED = re.compile(r"^([A-Za-z][A-Za-z0-9_.+-]+):(.*)$", re.DOTALL)
-
-_open_stores: dict[tuple[str, str], BaseStore] = {}
-_open_lock = threading.Lock()
-
-
-def parse_spec(spec: str) -> tuple[str, str]:
-    """Split a store specification into the store's name and what the store is given.
-
-    ``"memory"`` is the memory store; ``"NAME:REST"`` names a registered store
-    (``"sqlite:///cache.db"``: SQLite, file ``cache.db``); anything else is
-    the path of an SQLite file. SQLite paths come back absolute, so one file
-    is one store however it was named.
-    """
-    if spec == "memory":
-        return "memory", ""
-    named = _NAMED.match(spec)
-    if named is None:
-        return "sqlite", _absolute(spec)
-    name, rest = named.group(1), named.group(2)
-    if name == "sqlite" and rest.startswith("///"):
-        return "sqlite", _absolute(rest[3:])
-    return name, rest
-
-
-def _absolute(path: str) -> str:
-    return os.path.abspath(os.path.expanduser(path)) if path else path
-
-
-def open_store(value: str | Store, source: str) -> BaseStore:
-    """The open store that ``value`` names (or ``value`` itself); opened once per process.
-
-    A store that does not build on :class:`~pocketcore.BaseStore` is used
-    through :func:`~pocketcore._core.store.declared_store`'s adapter.
-
-    Raises:
-        ConfigError: No store of that name is registered, or the store
-            cannot be opened (the message names the file).
-
-    Warns:
-        DeprecationWarning: The store does not build on
-            :class:`~pocketcore.BaseStore` (once per class).
-    """
-    if not isinstance(value, str):
-        return declared_store(value)
-    name, rest = parse_spec(value)
-    with _open_lock:
-        found = _open_stores.get((name, rest))
-        if found is None:
-            opener = get_registry().get_store_opener(name, source=source)
-            try:
-                opened = opener(rest)
-            except ConfigError as exc:
-                raise ConfigError(f"{exc} (cache from {source})") from None
-            except Exception as exc:
-                raise ConfigError(
-                    f"cannot open cache store {value!r} (from {source}): "
-                    f"{type(exc).__name__}: {exc}"
-                ) from exc
-            found = _open_stores[(name, rest)] = declared_store(opened)
-    return found
-
-
-def close_stores() -> None:
-    """Close every store opened by name in this process (they reopen on next use)."""
-    with _open_lock:
-        stores = list(_open_stores.values())
-        _open_stores.clear()
-    for store in stores:
-        store.close()
-
-
-atexit.register(close_stores)
-
-
 # --- one node's cache -------------------------------------------------------------
 
 
@@ -322,24 +235,6 @@ def node_cache(node: Any) -> NodeCache | None:
         return None
     store = open_store(chosen.value, chosen.source)
     return NodeCache(node, store, cfg.cache_warned)
-
-
-class Keyed:
-    """An input with its key: what a cached batch hands on for each item that missed.
-
-    Attributes:
-        index: The item's position in the batch (``None`` for a plain node's input).
-        key: The input's key, or ``None`` when it is not cached.
-        item: The input itself.
-    """
-
-    __slots__ = ("index", "item", "key")
-
-    def __init__(self, index: int | None, key: bytes | None, item: Any) -> None:
-        self.index, self.key, self.item = index, key, item
-
-    def __repr__(self) -> str:
-        return f"Keyed({self.index!r}, {self.key!r}, {self.item!r})"
 
 
 class _Group:
