@@ -1,0 +1,14 @@
+"""A timeline of runs as one self-contained HTML file: the :class:`Timeline` observer.
+
+Recording and rendering are apart. ``record.py`` has the observer: its hooks
+only note a ``time.perf_counter()`` reading and a few fields per event, into
+the values of ``spans.py`` (attempts, spans, batches). ``render.py`` makes the
+page from a copy of them, after the run: one HTML file with the SVG, its CSS
+and no script, so it opens anywhere, offline.
+"""
+
+from .record import Timeline
+from .render import MAX_BARS, concurrency, in_flight, pack
+from .spans import Attempt, Batch, Span
+
+__all__ = ["MAX_BARS", "Attempt", "Batch", "Span", "Timeline", "concurrency", "in_flight", "pack"]
