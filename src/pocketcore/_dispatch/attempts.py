@@ -28,12 +28,12 @@ from pocketcore._runtime.context import CUR_RETRY, THREAD_STOP, ItemState
 __all__ = [
     "counted",
     "counted_async",
-    "exec_item",
-    "exec_item_async",
     "reraise",
     "reraise_async",
     "retried",
     "retried_async",
+    "retry",
+    "retry_async",
     "single",
     "timed",
 ]
@@ -103,10 +103,11 @@ def retried(node: Any, call: Call, *, stateful: bool) -> Call:
     :func:`counted`); its counter is the item's ``cur_retry``, and it is told
     when ``exec`` returned.
     """
-    return functools.partial(_retried, node, call, stateful)
+    return functools.partial(retry, node, call, stateful)
 
 
-def _retried(node: Any, call: Call, stateful: bool, item: Any) -> Any:
+def retry(node: Any, call: Call, stateful: bool, item: Any) -> Any:
+    """One item through ``node``'s attempts (the body of :func:`retried`)."""
     d = node.__dict__
     state = CUR_RETRY.get() if stateful else None
     for n in range(node.max_retries):
@@ -137,10 +138,11 @@ def _retried(node: Any, call: Call, stateful: bool, item: Any) -> Any:
 
 def retried_async(node: Any, call: AsyncCall, *, stateful: bool) -> AsyncCall:
     """:func:`retried` for ``exec_async``: the loop decides on its own counter."""
-    return functools.partial(_retried_async, node, call, stateful)
+    return functools.partial(retry_async, node, call, stateful)
 
 
-async def _retried_async(node: Any, call: AsyncCall, stateful: bool, item: Any) -> Any:
+async def retry_async(node: Any, call: AsyncCall, stateful: bool, item: Any) -> Any:
+    """:func:`retry` for ``exec_async`` (the body of :func:`retried_async`)."""
     d = node.__dict__
     state = CUR_RETRY.get() if stateful else None
     last = node.max_retries - 1
@@ -172,23 +174,3 @@ def timed(seconds: float | None, call: AsyncCall) -> AsyncCall:
 async def _within(seconds: float, call: AsyncCall, item: Any) -> Any:
     with anyio.fail_after(seconds):
         return await call(item)
-
-
-# --- a plain node's one input --------------------------------------------------
-
-
-def exec_item(node: Any, item: Any) -> Any:
-    """A plain node's ``exec(item)`` with its attempts, waits and fallback (sync)."""
-    return _retried(node, node.exec, False, item)
-
-
-async def exec_item_async(node: Any, item: Any) -> Any:
-    """A plain async node's ``exec_async(item)`` with its attempts, waits and fallback."""
-    if node.max_retries == 1:
-        # The usual case: no loop, and exec_async called as a method (no bound method made).
-        node.__dict__["cur_retry"] = 0
-        try:
-            return await node.exec_async(item)
-        except Exception as exc:
-            return await node.exec_fallback_async(item, exc)
-    return await _retried_async(node, node.exec_async, False, item)

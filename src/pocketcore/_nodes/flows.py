@@ -70,7 +70,7 @@ def _copy(node: BaseNode | None) -> Any:
     if not plain:
         return copy.copy(node)
     new = object.__new__(cls)
-    new.__dict__.update(node.__dict__)
+    new.__dict__ = node.__dict__.copy()
     return new
 
 

@@ -11,17 +11,16 @@ from __future__ import annotations
 
 import os
 import warnings
-from collections.abc import Awaitable
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from pocketcore._core.executor import Executor
 from pocketcore._core.store import Store
-from pocketcore._dispatch.attempts import exec_item, exec_item_async, reraise, reraise_async
+from pocketcore._dispatch.attempts import reraise, reraise_async
 from pocketcore._dispatch.batch import each, each_async, fan_out, fan_out_blocking
-from pocketcore._dispatch.cached import exec_cached, exec_cached_async
+from pocketcore._dispatch.step import exec_step, exec_step_async
 from pocketcore._runtime import observe
-from pocketcore._runtime.cache import default_cache_key, node_cache
-from pocketcore._runtime.context import CACHING, CUR_RETRY, RUN, current_config
+from pocketcore._runtime.cache import default_cache_key
+from pocketcore._runtime.context import CUR_RETRY, RUN, current_config
 from pocketcore._runtime.limits import Limiter
 from pocketcore._runtime.settings import SettingKeywords, configure
 
@@ -224,12 +223,9 @@ class Node(BaseNode):
     #: Called with the last exception once every attempt failed; re-raises it by default.
     exec_fallback = reraise
 
-    def _exec(self, prep_res: Any) -> Any:
-        # The per-item pipeline (attempts, waits, fallback, the cache) lives in dispatch.
-        # Every step asks, cheaply while no cache is in force anywhere (CACHING).
-        if self.cache is None and not CACHING[0]:
-            return exec_item(self, prep_res)
-        return exec_cached(self, prep_res)
+    # The per-item pipeline (attempts, waits, fallback, the cache) lives in
+    # dispatch; the function is the method, so a step runs it with no frame in between.
+    _exec = exec_step
 
 
 class BatchNode(Node):
@@ -262,14 +258,8 @@ class AsyncNode(Node):
     async def post_async(self, shared: Any, prep_res: Any, exec_res: Any) -> Any:
         """Async :meth:`~BaseNode.post`. Returns ``None`` (the default action)."""
 
-    def _exec(self, prep_res: Any) -> Awaitable[Any]:
-        # The async pipeline, in dispatch; handing back its coroutine costs no frame.
-        if self.cache is None and not CACHING[0]:
-            return exec_item_async(self, prep_res)
-        cache = node_cache(self)
-        if cache is None:
-            return exec_item_async(self, prep_res)
-        return exec_cached_async(self, cache, prep_res)
+    # The async pipeline, in dispatch, as the method itself (see Node._exec).
+    _exec = exec_step_async
 
     async def run_async(self, shared: Any) -> Any:
         """Run this node (or flow) on the running event loop; return ``post_async``'s result.
