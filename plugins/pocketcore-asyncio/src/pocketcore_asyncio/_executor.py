@@ -1,54 +1,25 @@
-"""The ``asyncio`` executor: items as asyncio tasks, with fail-fast and a limit.
-
-Unlike a bare ``gather``, a failing item cancels its siblings and ``map`` waits
-for them before raising the item's own exception, and ``limit`` bounds the
-tasks in flight: each task takes the next item from the input once its own
-is done. It imports pocketcore only where a batch has failed, to name the
-other failures (the kernel is loaded by then).
-
-Each item is one task running a coroutine of this module around the item's
-call: it catches the item's exception (so the failing task cancels its
-siblings itself, before any of them starts), stores the result in its slot
-and counts the batch down; the last one to end wakes ``map``.
-``asyncio.gather`` is not used: on top of that coroutine it would add, per
-item, a copy of the context and a handle for its done-callback. At 10,000
-items those extra objects brought on a full (generation 2) garbage
-collection that a raw ``gather`` of the same calls escapes, and which cost
-more than scheduling the whole batch. As it is, a batch keeps no more
-objects alive per item than a raw ``gather`` does.
-
-For the same reason the batch's limiters (``max_per_second``, a shared
-limiter) reach it as a gate (``pocketcore.GatingExecutor``) rather than as
-a wrapper coroutine around each call: the item's task enters the gate right
-before its call and leaves it when the call has ended.
-"""
+"""The ``asyncio`` executor itself (see the package docstring), on ``pocketcore.BaseExecutor``."""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable, Iterable, Iterator
-from typing import TYPE_CHECKING, Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
-import pluggy
+from pocketcore import BaseExecutor, attach_failures
 
 if TYPE_CHECKING:
     from pocketcore import Gate
 
-__all__ = ["AsyncioExecutor", "pocketcore_register_executors"]
+__all__ = ["AsyncioExecutor"]
 
-T = TypeVar("T")
 R = TypeVar("R")
 
-hookimpl = pluggy.HookimplMarker("pocketcore")
 _END = object()
 
 
 def _attach(first: BaseException, others: Iterable[BaseException]) -> None:
     """Name the other failures on the one that is raised (cancellations are not failures)."""
-    # The kernel is loaded wherever a batch runs; importing it only here keeps
-    # this plugin free of it when it is loaded.
-    from pocketcore import attach_failures
-
     attach_failures(first, (e for e in others if not isinstance(e, asyncio.CancelledError)))
 
 
@@ -311,7 +282,7 @@ class _Batch:
             raise stopped
 
 
-class AsyncioExecutor:
+class AsyncioExecutor(BaseExecutor):
     """Runs items concurrently as asyncio tasks.
 
     With ``limit=None`` every item becomes a task at once. With ``limit=k``,
@@ -329,15 +300,7 @@ class AsyncioExecutor:
     backend: str | None = "asyncio"
     #: ``map`` takes ``gate``: each item's own task enters it right before
     #: the call (``pocketcore.GatingExecutor``), with no wrapper per item.
-    gates_items: Literal[True] = True
-
-    def run(self, fn: Callable[[], Awaitable[T]]) -> T:
-        """Run ``fn()`` on a new asyncio event loop (``asyncio.run``)."""
-
-        async def main() -> T:
-            return await fn()
-
-        return asyncio.run(main())
+    gates_items = True
 
     async def map(
         self,
@@ -346,6 +309,7 @@ class AsyncioExecutor:
         *,
         limit: int | None,
         gate: Gate | None = None,
+        on_result: Callable[[int, Any], None] | None = None,
     ) -> list[R]:
         """Await ``fn(item)`` for all items concurrently; results in input order.
 
@@ -369,11 +333,6 @@ class AsyncioExecutor:
             raise batch.failures[0]
         return batch.results
 
-    def __repr__(self) -> str:
-        return "AsyncioExecutor()"
 
-
-@hookimpl
-def pocketcore_register_executors(register: Callable[[Any], None]) -> None:
-    """Register the ``asyncio`` executor."""
-    register(AsyncioExecutor())
+# Known by its public place: in tracebacks, in the docs, and to pickle.
+AsyncioExecutor.__module__ = "pocketcore_asyncio"

@@ -1,33 +1,17 @@
-"""The ``uvloop`` executor: the ``asyncio`` executor, on uvloop's event loop.
-
-Scheduling is not repeated here: :class:`UvloopExecutor` subclasses
-:class:`pocketcore_asyncio.AsyncioExecutor` and changes only its ``name`` and
-``run``. When pocketcore starts the loop (``pocketcore.run``, a sync flow's
-parallel batch), ``run`` starts uvloop's; its ``backend`` is ``"asyncio"``,
-so a batch awaited inside an asyncio loop that is already running (uvloop's
-or the default one) is scheduled there exactly as by the ``asyncio`` executor.
-
-uvloop is imported only inside ``run``: loading the plugin, which every
-process that runs a flow does, stays as cheap as loading the asyncio one.
-pocketcore is imported only to raise its ``ConfigError`` where uvloop cannot
-run (Windows, or a platform the install left it off).
-"""
+"""The ``uvloop`` executor itself (see the package's docstring)."""
 
 from __future__ import annotations
 
 import sys
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import TypeVar
 
-import pluggy
-
+from pocketcore import ConfigError
 from pocketcore_asyncio import AsyncioExecutor
 
-__all__ = ["UvloopExecutor", "pocketcore_register_executors"]
+__all__ = ["UvloopExecutor"]
 
 T = TypeVar("T")
-
-hookimpl = pluggy.HookimplMarker("pocketcore")
 
 
 class UvloopExecutor(AsyncioExecutor):
@@ -47,9 +31,6 @@ class UvloopExecutor(AsyncioExecutor):
             pocketcore.ConfigError: uvloop is not available: on Windows, for
                 which it is not built, or not installed.
         """
-        # At run time only: loading the plugin stays cheap.
-        from pocketcore import ConfigError
-
         if sys.platform == "win32":
             raise ConfigError("uvloop is not available on Windows; use executor='asyncio'")
         try:
@@ -65,11 +46,6 @@ class UvloopExecutor(AsyncioExecutor):
 
         return uvloop.run(main())
 
-    def __repr__(self) -> str:
-        return "UvloopExecutor()"
 
-
-@hookimpl
-def pocketcore_register_executors(register: Callable[[Any], None]) -> None:
-    """Register the ``uvloop`` executor."""
-    register(UvloopExecutor())
+# Known by its public place: in tracebacks, in the docs, and to pickle.
+UvloopExecutor.__module__ = "pocketcore_uvloop"
