@@ -1,4 +1,11 @@
-"""The executor protocol (the one scheduling operation a plugin supplies) and its capabilities."""
+"""The executor: its base class, its protocol, and the capabilities it declares.
+
+An executor builds on :class:`BaseExecutor`, whose ``map`` always takes the
+same keywords and whose capabilities are declared on the class;
+:func:`capabilities` reads them once per batch. An object of the plain
+:class:`Executor` protocol (the form of earlier releases) is seen through an
+adapter (:func:`declared_executor`) that calls it as before.
+"""
 
 from __future__ import annotations
 
@@ -39,6 +46,8 @@ class Executor(Protocol):
         backend: The async library it needs running: ``"asyncio"``,
             ``"trio"``, or ``None`` when it works on any backend.
 
+    Build one on :class:`BaseExecutor`; this protocol is what the kernel
+    accepts (through an adapter, for an object not built on the base).
     Optional capabilities are declared by the protocols
     :class:`RemoteExecutor` (items run in other processes),
     :class:`BlockingExecutor` (the executor runs blocking items itself),
