@@ -49,3 +49,14 @@ def test_config_error_is_a_value_error() -> None:
     assert issubclass(pocketcore.ConfigError, ValueError)
     assert issubclass(pocketcore.ConfigError, pocketcore.PocketcoreError)
     assert issubclass(pocketcore.PluginError, pocketcore.PocketcoreError)
+
+
+def test_every_executor_map_takes_the_same_keywords() -> None:
+    # The one signature the kernel calls, whatever the executor declares.
+    for method in (pocketcore.BaseExecutor.map, pocketcore.BaseExecutor.map_blocking):
+        keywords = [
+            p.name
+            for p in inspect.signature(method).parameters.values()
+            if p.kind is inspect.Parameter.KEYWORD_ONLY
+        ]
+        assert keywords == ["limit", "gate", "on_result"]

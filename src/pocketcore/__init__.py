@@ -32,6 +32,7 @@ from ._core.errors import (
     attach_failures,
 )
 from ._core.executor import (
+    BaseExecutor,
     BlockingExecutor,
     Executor,
     Gate,
@@ -82,6 +83,7 @@ __all__ = [
     "AsyncNode",
     "AsyncParallelBatchFlow",
     "AsyncParallelBatchNode",
+    "BaseExecutor",
     "BaseNode",
     "BaseStore",
     "BatchFlow",

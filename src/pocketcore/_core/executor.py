@@ -1,13 +1,23 @@
-"""The executor protocol (the one scheduling operation a plugin supplies) and its capabilities."""
+"""The executor: its base class, its protocol, and the capabilities it declares.
+
+An executor builds on :class:`BaseExecutor`, whose ``map`` always takes the
+same keywords and whose capabilities are declared on the class;
+:func:`capabilities` reads them once per batch. An object of the plain
+:class:`Executor` protocol (the form of earlier releases) is seen through an
+adapter (:func:`declared_executor`) that calls it as before.
+"""
 
 from __future__ import annotations
 
+import abc
+import asyncio
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, Literal, Protocol, TypeVar, runtime_checkable
 
 import attrs
 
 __all__ = [
+    "BaseExecutor",
     "BlockingExecutor",
     "Capabilities",
     "Executor",
@@ -16,6 +26,7 @@ __all__ = [
     "RemoteExecutor",
     "ReportingExecutor",
     "capabilities",
+    "declared_executor",
 ]
 
 T = TypeVar("T")
@@ -35,6 +46,8 @@ class Executor(Protocol):
         backend: The async library it needs running: ``"asyncio"``,
             ``"trio"``, or ``None`` when it works on any backend.
 
+    Build one on :class:`BaseExecutor`; this protocol is what the kernel
+    accepts (through an adapter, for an object not built on the base).
     Optional capabilities are declared by the protocols
     :class:`RemoteExecutor` (items run in other processes),
     :class:`BlockingExecutor` (the executor runs blocking items itself),
@@ -196,36 +209,245 @@ class GatingExecutor(Executor, Protocol):
     gates_items: Literal[True]
 
 
+#: What an executor that reports results calls: the item's position in ``items``, its result.
+OnResult = Callable[[int, Any], None]
+
+
+async def _awaited(fn: Callable[[], Awaitable[T]]) -> T:
+    return await fn()
+
+
+class BaseExecutor(abc.ABC):
+    """What an executor builds on: one ``map`` whose keywords never change, and declarations.
+
+    A subclass sets :attr:`name` (and :attr:`backend` unless it runs on any
+    backend), implements :meth:`map`, and declares each optional capability
+    it has as a class attribute, which the kernel reads once per batch:
+
+    * ``remote = True``: items run in other processes (:class:`RemoteExecutor`);
+    * ``gates_items = True``: :meth:`map` enters the ``gate`` it is handed
+      before starting each item (:class:`GatingExecutor`);
+    * ``reports_results = True``: :meth:`map` calls ``on_result`` as each
+      result comes back (:class:`ReportingExecutor`);
+    * overriding :meth:`map_blocking`: the executor runs blocking items
+      itself (:class:`BlockingExecutor`); the kernel tells by the method's
+      identity, not by an attribute.
+
+    The kernel always calls ``map(fn, items, limit=..., gate=..., on_result=...)``:
+    ``gate`` is ``None`` unless the executor gates items and the batch has
+    limiters, ``on_result`` is ``None`` unless it reports results and the
+    kernel needs them. An executor that does not declare a capability ignores
+    its keyword (it is always ``None``).
+
+    An object with the members of the :class:`Executor` protocol alone (the
+    form of earlier releases) still works: the kernel puts it behind an
+    adapter (:func:`declared_executor`) that calls it as before.
+
+    Attributes:
+        name: The name users select it by (``executor="asyncio"``).
+        backend: ``"asyncio"``, ``"trio"``, or ``None`` (any backend; the default).
+        remote: Items run in other processes (default ``False``).
+        gates_items: ``map`` enters the gate it is handed (default ``False``).
+        reports_results: ``map`` calls ``on_result`` (default ``False``).
+    """
+
+    name: str
+    backend: str | None = None
+    remote: bool = False
+    gates_items: bool = False
+    reports_results: bool = False
+
+    def run(self, fn: Callable[[], Awaitable[T]]) -> T:
+        """Start an event loop, run ``fn()`` in it, return its result.
+
+        Called from synchronous code with no event loop running. The
+        default starts asyncio's (``asyncio.run``): the loop pocketcore uses
+        when nothing else is asked for. Override it to start another.
+        """
+        return asyncio.run(_awaited(fn))
+
+    @abc.abstractmethod
+    async def map(
+        self,
+        fn: Callable[[Any], Awaitable[R]],
+        items: Iterable[Any],
+        *,
+        limit: int | None,
+        gate: Gate | None = None,
+        on_result: OnResult | None = None,
+    ) -> list[R]:
+        """Await ``fn(item)`` for every item and return the results in input order.
+
+        The contract of :meth:`Executor.map`, plus, for the capabilities the
+        class declares: with a ``gate``, enter it before starting each item
+        and leave it once the item has ended (see :class:`Gate`,
+        :meth:`gated`); with ``on_result``, call it here with each item's
+        position and result as soon as the result is back (see
+        :class:`ReportingExecutor`).
+        """
+
+    async def map_blocking(
+        self,
+        fn: Callable[[Any], R],
+        items: Iterable[Any],
+        *,
+        limit: int | None,
+        gate: Gate | None = None,
+        on_result: OnResult | None = None,
+    ) -> list[R]:
+        """Call the sync ``fn(item)`` for every item; results in input order.
+
+        Override it to run blocking items yourself, under the contract of
+        :meth:`map`. Without an override the kernel never calls it: it runs
+        each blocking item on a worker thread, through :meth:`map`.
+
+        Raises:
+            NotImplementedError: Always, unless overridden.
+        """
+        raise NotImplementedError(f"{type(self).__name__} does not run blocking items itself")
+
+    @property
+    def runs_blocking(self) -> bool:
+        """Whether :meth:`map_blocking` is the executor's own (an override)."""
+        return type(self).map_blocking is not BaseExecutor.map_blocking
+
+    @staticmethod
+    async def gated(gate: Gate, fn: Callable[[Any], Awaitable[R]], item: Any) -> R:
+        """``await fn(item)`` on an entry of ``gate``, left once the call has ended, however.
+
+        The gate discipline of one item, for a :meth:`map` that starts
+        each item in a task (or a loop) of its own.
+        """
+        if not gate.try_enter():
+            await gate.enter()
+        try:
+            return await fn(item)
+        finally:
+            gate.leave()
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}()"
+
+
+class _Undeclared(BaseExecutor):
+    """An executor of the :class:`Executor` protocol alone, seen through :class:`BaseExecutor`.
+
+    Its capabilities are read once, here, as earlier releases read them (a
+    true ``remote``, ``gates_items`` or ``reports_results`` attribute, a
+    ``map_blocking`` method), and its ``map`` is called as they called it:
+    with ``gate`` and ``on_result`` only when they are given.
+    """
+
+    def __init__(self, executor: Executor) -> None:
+        self.executor = executor
+        self.name = executor.name
+        self.backend = executor.backend
+        self.remote = getattr(executor, "remote", False) is True
+        self.gates_items = getattr(executor, "gates_items", False) is True
+        self.reports_results = getattr(executor, "reports_results", False) is True
+        own = getattr(executor, "map_blocking", None)
+        self._blocking: Callable[..., Awaitable[list[Any]]] | None = own if callable(own) else None
+
+    def run(self, fn: Callable[[], Awaitable[T]]) -> T:
+        return self.executor.run(fn)
+
+    async def map(
+        self,
+        fn: Callable[[Any], Awaitable[R]],
+        items: Iterable[Any],
+        *,
+        limit: int | None,
+        gate: Gate | None = None,
+        on_result: OnResult | None = None,
+    ) -> list[R]:
+        return await _called(self.executor.map, fn, items, limit, gate, on_result)
+
+    async def map_blocking(
+        self,
+        fn: Callable[[Any], R],
+        items: Iterable[Any],
+        *,
+        limit: int | None,
+        gate: Gate | None = None,
+        on_result: OnResult | None = None,
+    ) -> list[R]:
+        if self._blocking is None:
+            return await super().map_blocking(fn, items, limit=limit)
+        return await _called(self._blocking, fn, items, limit, gate, on_result)
+
+    @property
+    def runs_blocking(self) -> bool:
+        return self._blocking is not None
+
+    def __repr__(self) -> str:
+        return repr(self.executor)
+
+
+async def _called(
+    run: Callable[..., Awaitable[list[Any]]],
+    fn: Callable[[Any], Any],
+    items: Iterable[Any],
+    limit: int | None,
+    gate: Gate | None,
+    on_result: OnResult | None,
+) -> list[Any]:
+    """``run`` called as the :class:`Executor` protocol has it: each optional keyword if given."""
+    extra: dict[str, Any] = {}
+    if gate is not None:
+        extra["gate"] = gate
+    if on_result is not None:
+        extra["on_result"] = on_result
+    return await run(fn, items, limit=limit, **extra)
+
+
+def declared_executor(executor: Executor) -> BaseExecutor:
+    """``executor`` as the kernel calls it: itself, when it builds on :class:`BaseExecutor`.
+
+    An executor of the earlier protocol (an object with the members of
+    :class:`Executor`, declaring capabilities by attributes and taking
+    ``gate`` / ``on_result`` only when it declares them) is put behind an
+    adapter that reads its declarations once and calls it as before. The
+    kernel resolves it once per batch, in the batch's plan.
+    """
+    if isinstance(executor, BaseExecutor):
+        return executor
+    return _Undeclared(executor)
+
+
 @attrs.frozen
 class Capabilities:
-    """The optional capabilities one executor declares.
+    """What one executor declares, and the ``map`` the kernel calls.
 
     Attributes:
         remote: Items run in other processes (:class:`RemoteExecutor`).
         map_blocking: The executor's own ``map_blocking``
-            (:class:`BlockingExecutor`), or ``None``.
-        reports_results: ``map`` takes ``on_result`` (:class:`ReportingExecutor`).
-        gates_items: ``map`` takes ``gate`` (:class:`GatingExecutor`).
+            (:class:`BlockingExecutor`), or ``None``; it takes the same
+            keywords as :attr:`map`.
+        reports_results: ``map`` calls ``on_result`` (:class:`ReportingExecutor`).
+        gates_items: ``map`` enters ``gate`` (:class:`GatingExecutor`).
+        map: The executor's ``map`` (through its adapter, for one of the
+            earlier protocol): always called with ``limit``, ``gate`` and
+            ``on_result``; ``None`` where no executor runs the batch.
     """
 
     remote: bool
     map_blocking: Callable[..., Awaitable[list[Any]]] | None
     reports_results: bool = False
     gates_items: bool = False
+    map: Callable[..., Awaitable[list[Any]]] | None = None
 
 
 def capabilities(executor: Executor) -> Capabilities:
-    """Which optional capabilities ``executor`` declares: the one place the kernel asks.
+    """What ``executor`` declares: the one place the kernel asks, once per batch.
 
-    An executor is remote when its ``remote`` attribute is ``True`` (a
-    missing or false one means local), and runs blocking items itself when
-    it has a ``map_blocking`` method. The declared attributes
-    (``reports_results``, ``gates_items``) count only when they are ``True``.
+    An executor built on :class:`BaseExecutor` is read as it declares
+    itself; any other is first put behind :func:`declared_executor`'s adapter.
     """
-    remote = getattr(executor, "remote", False) is True
-    blocking = executor.map_blocking if isinstance(executor, BlockingExecutor) else None
-    reports = getattr(executor, "reports_results", False) is True
-    gates = getattr(executor, "gates_items", False) is True
+    declared = declared_executor(executor)
     return Capabilities(
-        remote=remote, map_blocking=blocking, reports_results=reports, gates_items=gates
+        remote=declared.remote is True,
+        map_blocking=declared.map_blocking if declared.runs_blocking else None,
+        reports_results=declared.reports_results is True,
+        gates_items=declared.gates_items is True,
+        map=declared.map,
     )

@@ -17,6 +17,7 @@ import functools
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
+from pocketcore._core.executor import Gate
 from pocketcore._dispatch import report
 from pocketcore._dispatch.cached import BareItems, CachedBatch, Keyed, Storing, group_for
 from pocketcore._dispatch.collect import number_failures
@@ -131,13 +132,16 @@ async def fan_out(
 
 
 def _map(plan: Plan, *, blocking: bool) -> Callable[..., Awaitable[list[Any]]]:
-    """The executor's ``map`` (or ``map_blocking``), given the gate when it gates items."""
-    assert plan.executor is not None  # a parallel plan's
+    """The executor's ``map`` (or its own ``map_blocking``): both take the same keywords."""
     own = plan.caps.map_blocking if blocking else None
-    run: Callable[..., Awaitable[list[Any]]] = plan.executor.map if own is None else own
-    if plan.limiters and plan.caps.gates_items:
-        return functools.partial(run, gate=gate_of(plan.limiters))
+    run = plan.caps.map if own is None else own
+    assert run is not None  # a parallel plan's
     return run
+
+
+def _gate(plan: Plan) -> Gate | None:
+    """The gate the executor enters before each item: only one that declares ``gates_items``."""
+    return gate_of(plan.limiters) if plan.limiters and plan.caps.gates_items else None
 
 
 async def _here(plan: Plan, batch: Iterable[Any], work: Work | None) -> list[Any]:
@@ -152,7 +156,9 @@ async def _here(plan: Plan, batch: Iterable[Any], work: Work | None) -> list[Any
     if plan.limiters and not plan.caps.gates_items:
         call = gated(gate_of(plan.limiters), call)
     inputs, cached = _inputs(plan, batch, stack.keyed, group_for(limit))
-    results = await _map(plan, blocking=False)(call, inputs, limit=limit)
+    results = await _map(plan, blocking=False)(
+        call, inputs, limit=limit, gate=_gate(plan), on_result=None
+    )
     return results if cached is None else cached.merge(results)
 
 
@@ -181,7 +187,7 @@ async def _elsewhere(plan: Plan, batch: Iterable[Any], work: Work | None) -> lis
         inputs = batch if cached is None else cached.misses()
     run_map = _map(plan, blocking=plan.blocking and plan.caps.map_blocking is not None)
     if cached is None or not plan.caps.remote:
-        results = await run_map(call, inputs, limit=plan.limit)
+        results = await run_map(call, inputs, limit=plan.limit, gate=_gate(plan), on_result=None)
     else:
         results = await _storing(plan, cached, run_map, call, inputs)
     if plan.events is not None:
@@ -198,11 +204,10 @@ async def _storing(
 ) -> list[Any]:
     """Run a remote batch's misses, storing each result ``exec`` returned as it comes back."""
     store = Storing(cached)
-    if plan.caps.reports_results:
-        results = await run_map(call, inputs, limit=plan.limit, on_result=store.one)
-    else:
-        results = store.all(await run_map(call, inputs, limit=plan.limit))
-    return store.unwrap(results)
+    reports = plan.caps.reports_results
+    on_result = store.one if reports else None
+    results = await run_map(call, inputs, limit=plan.limit, gate=_gate(plan), on_result=on_result)
+    return store.unwrap(results if reports else store.all(results))
 
 
 def _miss_index(cached: CachedBatch) -> Callable[[int], int]:

@@ -14,8 +14,11 @@ import anyio.lowlevel
 import sniffio
 from hypothesis import given, settings
 
+from pocketcore._core.executor import capabilities, declared_executor
+
 from ._failures import Failures
 from ._gating import Gating
+from ._probes import ItemCall, Log, pulled
 from ._scheduling import Scheduling
 from ._suite import CAPABILITY, EXAMPLES, GENERATED, PROPERTIES, REMOTE_EXAMPLES, SETTINGS
 
@@ -86,6 +89,31 @@ class ExecutorConformance(Scheduling, Gating, Failures):
         assert isinstance(self.executor.name, str)
         assert self.executor.name
         assert self.executor.backend is None or isinstance(self.executor.backend, str)
+
+    def test_map_takes_the_uniform_keywords(self) -> None:
+        """``map`` takes ``limit``, ``gate`` and ``on_result``, as the kernel always passes them.
+
+        An executor that declares ``reports_results`` calls ``on_result``
+        here, once per item, with its position and result, before ``map``
+        returns. An executor of the earlier protocol (not built on
+        ``pocketcore.BaseExecutor``) is called through the kernel's adapter.
+        """
+        executor = declared_executor(self.executor)
+        reports = capabilities(self.executor).reports_results
+        count = 5
+
+        async def body(log: Log) -> None:
+            for limit in (None, 2):
+                reported: dict[int, Any] = {}
+                on_result = reported.__setitem__ if reports else None
+                result = await executor.map(
+                    ItemCall(log), pulled(log, count), limit=limit, gate=None, on_result=on_result
+                )
+                assert result == [i * 2 for i in range(count)]
+                if reports:
+                    assert reported == dict(enumerate(result))
+
+        self._each_backend(body)
 
     def test_run_starts_its_backend(self) -> None:
         """``run`` starts an event loop of the declared backend and returns the result."""

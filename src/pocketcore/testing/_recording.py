@@ -8,7 +8,7 @@ from typing import Any, TypeVar
 import anyio
 import attrs
 
-from pocketcore._core.executor import Executor
+from pocketcore._core.executor import BaseExecutor, Executor, Gate, OnResult, declared_executor
 
 _T = TypeVar("_T")
 _R = TypeVar("_R")
@@ -29,7 +29,7 @@ class MapCall:
 
 
 @attrs.define(eq=False)
-class RecordingExecutor:
+class RecordingExecutor(BaseExecutor):
     """A test double that records every ``map`` call.
 
     It delegates the scheduling to ``inner`` when one is given; otherwise it
@@ -50,8 +50,9 @@ class RecordingExecutor:
     name: str = "recording"
     calls: list[MapCall] = attrs.field(factory=list)
 
+    # Read-only where the base has a plain attribute: it follows ``inner``.
     @property
-    def backend(self) -> str | None:
+    def backend(self) -> str | None:  # type: ignore[override]
         """The inner executor's backend, or ``None`` (any)."""
         return None if self.inner is None else self.inner.backend
 
@@ -66,9 +67,19 @@ class RecordingExecutor:
         return anyio.run(main)
 
     async def map(
-        self, fn: Callable[[Any], Awaitable[_R]], items: Iterable[Any], *, limit: int | None
+        self,
+        fn: Callable[[Any], Awaitable[_R]],
+        items: Iterable[Any],
+        *,
+        limit: int | None,
+        gate: Gate | None = None,
+        on_result: OnResult | None = None,
     ) -> list[_R]:
-        """Record the call, then schedule it (see the class docstring)."""
+        """Record the call, then schedule it (see the class docstring).
+
+        It declares no capability, so the kernel hands it no ``gate`` and no
+        ``on_result``; given them, it passes them on to the inner executor.
+        """
         call = MapCall([], limit)
         self.calls.append(call)
 
@@ -78,5 +89,6 @@ class RecordingExecutor:
                 yield item
 
         if self.inner is not None:
-            return await self.inner.map(fn, recorded(), limit=limit)
+            inner = declared_executor(self.inner)
+            return await inner.map(fn, recorded(), limit=limit, gate=gate, on_result=on_result)
         return [await fn(item) for item in recorded()]

@@ -8,19 +8,25 @@ the input only once every item of the current chunk has finished. With
 The executor is built on anyio alone, so it runs on asyncio and on trio
 (``backend = None``); started on its own it uses asyncio.
 
-This module imports pocketcore only where a batch has failed. pocketcore finds it through the
-entry-point group ``pocketcore`` and calls the hook below, which is marked with
-pluggy's marker for the ``"pocketcore"`` project.
+It builds on ``pocketcore.BaseExecutor``, which fixes ``map``'s keywords and
+declares what it does not do (no remote items, no gate, no reported results).
+pocketcore finds it through the entry-point group ``pocketcore`` and calls the
+hook below, which is marked with pluggy's marker for the ``"pocketcore"`` project.
 """
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Iterable, Iterator
 from itertools import islice
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import anyio
 import pluggy
+
+from pocketcore import BaseExecutor, attach_failures
+
+if TYPE_CHECKING:
+    from pocketcore import Gate
 
 __all__ = ["ChunkedExecutor", "pocketcore_register_executors"]
 
@@ -31,7 +37,7 @@ hookimpl = pluggy.HookimplMarker("pocketcore")
 """The same marker as ``pocketcore.hookimpl``, created without importing pocketcore."""
 
 
-class ChunkedExecutor:
+class ChunkedExecutor(BaseExecutor):
     """Runs items in consecutive chunks of ``limit`` items; each chunk is an anyio task group.
 
     At most ``limit`` calls are in flight, and at most ``limit`` items have been
@@ -57,9 +63,19 @@ class ChunkedExecutor:
         return anyio.run(main, backend="asyncio")
 
     async def map(
-        self, fn: Callable[[Any], Awaitable[R]], items: Iterable[Any], *, limit: int | None
+        self,
+        fn: Callable[[Any], Awaitable[R]],
+        items: Iterable[Any],
+        *,
+        limit: int | None,
+        gate: Gate | None = None,
+        on_result: Callable[[int, Any], None] | None = None,
     ) -> list[R]:
         """Await ``fn(item)`` for every item, one chunk at a time; results in input order.
+
+        It declares neither ``gates_items`` nor ``reports_results``, so the
+        kernel hands it no ``gate`` (it paces the calls itself) and no
+        ``on_result``.
 
         Raises:
             BaseException: The first exception an item raised, unwrapped;
@@ -100,16 +116,10 @@ class ChunkedExecutor:
                     tg.start_soon(call, tg.cancel_scope, index, item)
 
         if failures:
-            # The kernel is loaded wherever a batch runs: its helper names the
-            # other failures on the first, one note each.
-            from pocketcore import attach_failures
-
+            # The kernel's helper names the other failures on the first, one note each.
             attach_failures(failures[0], failures[1:])
             raise failures[0]
         return results
-
-    def __repr__(self) -> str:
-        return "ChunkedExecutor()"
 
 
 @hookimpl

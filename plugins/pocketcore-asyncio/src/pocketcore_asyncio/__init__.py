@@ -3,8 +3,7 @@
 Unlike a bare ``gather``, a failing item cancels its siblings and ``map`` waits
 for them before raising the item's own exception, and ``limit`` bounds the
 tasks in flight: each task takes the next item from the input once its own
-is done. It imports pocketcore only where a batch has failed, to name the
-other failures (the kernel is loaded by then).
+is done.
 
 Each item is one task running a coroutine of this module around the item's
 call: it catches the item's exception (so the failing task cancels its
@@ -21,359 +20,39 @@ For the same reason the batch's limiters (``max_per_second``, a shared
 limiter) reach it as a gate (``pocketcore.GatingExecutor``) rather than as
 a wrapper coroutine around each call: the item's task enters the gate right
 before its call and leaves it when the call has ended.
+
+:class:`AsyncioExecutor` builds on ``pocketcore.BaseExecutor``, so it lives
+in a module of its own that imports pocketcore, loaded the first time the
+class is asked for (by the hook below, or an import of the name): loading
+the plugin, which every process that runs a flow does, does not import pocketcore.
 """
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Awaitable, Callable, Iterable, Iterator
-from typing import TYPE_CHECKING, Any, Literal, TypeVar
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 import pluggy
 
 if TYPE_CHECKING:
-    from pocketcore import Gate
+    from ._executor import AsyncioExecutor
 
 __all__ = ["AsyncioExecutor", "pocketcore_register_executors"]
 
-T = TypeVar("T")
-R = TypeVar("R")
-
 hookimpl = pluggy.HookimplMarker("pocketcore")
-_END = object()
 
 
-def _attach(first: BaseException, others: Iterable[BaseException]) -> None:
-    """Name the other failures on the one that is raised (cancellations are not failures)."""
-    # The kernel is loaded wherever a batch runs; importing it only here keeps
-    # this plugin free of it when it is loaded.
-    from pocketcore import attach_failures
+def __getattr__(name: str) -> Any:
+    if name == "AsyncioExecutor":
+        from ._executor import AsyncioExecutor
 
-    attach_failures(first, (e for e in others if not isinstance(e, asyncio.CancelledError)))
-
-
-async def _wait_for_all(tasks: list[asyncio.Task[Any]]) -> asyncio.CancelledError | None:
-    """Wait until every task is done, even if this task is cancelled meanwhile.
-
-    Returning before then would leave items of the batch running after
-    ``map`` has raised. ``asyncio.wait`` (unlike ``gather``) leaves the tasks
-    alone when the waiter is cancelled, so the cancellation can be held here
-    and returned, the last one received, to be raised once the tasks are done.
-    """
-    held = None
-    pending = [task for task in tasks if not task.done()]
-    while pending:
-        try:
-            await asyncio.wait(pending)
-        except asyncio.CancelledError as exc:
-            held = exc
-        pending = [task for task in pending if not task.done()]
-    return held
-
-
-class _Batch:
-    """One call of ``map``: its function, tasks, results and failures, and how it ends.
-
-    Every exception is caught inside the tasks: a ``KeyboardInterrupt`` or
-    ``SystemExit`` escaping a task would leave the event loop itself rather
-    than reach the caller of ``map``.
-    """
-
-    __slots__ = ("done", "failures", "fn", "gate", "pending", "results", "source", "tasks")
-
-    def __init__(
-        self,
-        fn: Callable[[Any], Awaitable[Any]],
-        loop: asyncio.AbstractEventLoop,
-        gate: Gate | None = None,
-    ) -> None:
-        self.fn = fn
-        self.gate = gate
-        self.tasks: list[asyncio.Task[Any]] = []
-        self.results: list[Any] = []
-        # The first entry is what ``map`` raises. Once there is one, no item
-        # starts, even one whose task is already scheduled.
-        self.failures: list[BaseException] = []
-        self.source: Iterator[Any] = iter(())
-        # What ``map`` awaits: its result is set when the last task ends, or
-        # at the first failure; it is cancelled with the caller, or by a task
-        # cancelled from outside the batch.
-        self.done: asyncio.Future[None] = loop.create_future()
-        # Tasks whose coroutine has not ended yet (set once all are started).
-        self.pending = 0
-
-    def fail(self, exc: BaseException) -> None:
-        self.failures.append(exc)
-        if len(self.failures) == 1:
-            # From inside the failing task, before any other task takes a
-            # step: a sibling not started yet never starts.
-            current = asyncio.current_task()
-            for task in self.tasks:
-                if task is not current:
-                    task.cancel()
-            if not self.done.done():
-                self.done.set_result(None)
-
-    def ended(self) -> None:
-        """A task's coroutine ended normally; the last one wakes ``map``."""
-        self.pending -= 1
-        # done is already settled if the caller was cancelled and a task
-        # swallowed its own cancellation.
-        if not self.pending and not self.done.done():
-            self.done.set_result(None)
-
-    def cancelled(self) -> None:
-        """A task is being cancelled: unless the batch is stopping already, it stops now.
-
-        Either ``map``'s caller or a failure cancelled it (``done`` is settled
-        then), or something outside the batch did: ``map`` then raises that
-        cancellation, as ``gather`` does when one of its tasks is cancelled.
-        """
-        if not self.done.done():
-            self.done.cancel()
-
-    async def call(self, index: int, item: Any) -> None:
-        """One item of an unlimited batch."""
-        if self.failures:
-            return
-        try:
-            self.results[index] = await self.fn(item)
-        except asyncio.CancelledError:
-            self.cancelled()
-            raise
-        except BaseException as exc:
-            self.fail(exc)
-            return
-        self.ended()
-
-    async def gated_call(self, index: int, item: Any) -> None:
-        """One item of an unlimited batch, entering the gate right before its call.
-
-        The item is entered by its own task: a task cancelled before it ran
-        has entered nothing, and one that entered leaves when its call ends.
-        """
-        if self.failures:
-            return
-        gate = self.gate
-        assert gate is not None
-        try:
-            if not gate.try_enter():
-                await gate.enter()
-                if self.done.done():  # the batch stopped while it waited
-                    gate.leave()
-                    return
-            try:
-                self.results[index] = await self.fn(item)
-            finally:
-                gate.leave()
-        except asyncio.CancelledError:
-            self.cancelled()
-            raise
-        except BaseException as exc:
-            self.fail(exc)
-            return
-        self.ended()
-
-    async def worker(self, index: int, item: Any) -> None:
-        """A task of a limited batch: its item, then the next ones it pulls."""
-        # Checked before each item (and so before each pull): once the batch
-        # is stopping (a call has failed, or the caller is cancelled), no
-        # item starts and none is taken.
-        done = self.done
-        if done.done():
-            return
-        results = self.results
-        try:
-            while True:
-                results[index] = await self.fn(item)
-                if done.done():
-                    return
-                item = next(self.source, _END)
-                if item is _END:
-                    break
-                index = len(results)
-                results.append(None)
-        except asyncio.CancelledError:
-            self.cancelled()
-            raise
-        except BaseException as exc:  # the item's, or the input's
-            self.fail(exc)
-            return
-        self.ended()
-
-    async def gated_worker(self, index: int, item: Any) -> None:
-        """:meth:`worker` entering the gate right before each call (see :meth:`gated_call`).
-
-        An item is pulled, then waits at the gate: a turn taken before the
-        pull would be spent late by the pull's duration (starts would bunch
-        together), and one taken at the end of the input would be wasted.
-        """
-        done = self.done
-        if done.done():
-            return
-        results, fn, gate = self.results, self.fn, self.gate
-        assert gate is not None
-        try:
-            while True:
-                if not gate.try_enter():
-                    await gate.enter()
-                    if done.done():
-                        gate.leave()
-                        return
-                try:
-                    results[index] = await fn(item)
-                finally:
-                    gate.leave()
-                if done.done():
-                    return
-                item = next(self.source, _END)
-                if item is _END:
-                    break
-                index = len(results)
-                results.append(None)
-        except asyncio.CancelledError:
-            self.cancelled()
-            raise
-        except BaseException as exc:  # the item's, the input's, or the gate's
-            self.fail(exc)
-            return
-        self.ended()
-
-    def start_all(self, loop: asyncio.AbstractEventLoop, items: Iterable[Any]) -> None:
-        """A task for every item, at once.
-
-        Nothing here awaits, so no task runs (or fails) before this is done.
-        """
-        tasks = self.tasks
-        results = self.results
-        call = self.call if self.gate is None else self.gated_call
-        try:
-            for index, item in enumerate(items):
-                results.append(None)
-                tasks.append(loop.create_task(call(index, item)))
-        except BaseException as exc:  # the input itself failed: a failure like any
-            # The tasks made before it are kept, to be cancelled and awaited
-            # rather than left running.
-            self.fail(exc)
-        self.pending = len(tasks)
-
-    def start_limited(
-        self, loop: asyncio.AbstractEventLoop, items: Iterable[Any], limit: int
-    ) -> None:
-        """A task per item until ``limit`` are running; the tasks then take over the pulling.
-
-        Nothing here awaits, so no task runs (or fails) before this is done.
-        """
-        self.source = source = iter(items)
-        worker = self.worker if self.gate is None else self.gated_worker
-        try:
-            for index in range(limit):
-                item = next(source, _END)
-                if item is _END:
-                    break
-                self.results.append(None)
-                self.tasks.append(loop.create_task(worker(index, item)))
-        except BaseException as exc:  # the input itself failed: a failure like any
-            self.fail(exc)
-        self.pending = len(self.tasks)
-
-    async def settle(self) -> None:
-        """Return once no task of the batch runs any more, raising the caller's cancellation.
-
-        In the usual case every task has ended when ``done`` is set. Otherwise
-        (a failure, or a cancellation) every task is cancelled and awaited. A
-        cancellation that came with a failure already recorded gives way to the
-        failure, which ``map`` raises; any other is raised, with the failures
-        named on it.
-        """
-        if not self.tasks:
-            return
-        try:
-            await self.done
-        except asyncio.CancelledError as exc:  # the caller's, or a task's from outside
-            stopped: asyncio.CancelledError | None = exc
-        else:
-            if not self.failures:
-                return
-            stopped = None
-        failed = bool(self.failures)  # before the cancellation, not while it is under way
-        for task in self.tasks:
-            task.cancel()
-        caller = await _wait_for_all(self.tasks)
-        if caller is not None:
-            # The caller gave up on the batch while it was being stopped: its
-            # own cancellation is what it must get back (a timeout recognises
-            # itself by it), with the failures named on it.
-            _attach(caller, self.failures)
-            raise caller from None
-        if stopped is not None and not failed:
-            _attach(stopped, self.failures)
-            raise stopped
-
-
-class AsyncioExecutor:
-    """Runs items concurrently as asyncio tasks.
-
-    With ``limit=None`` every item becomes a task at once. With ``limit=k``,
-    a task is started for each of the first ``k`` items; from then on each
-    task, once its item is done, takes the next item from the input. So at
-    most ``k`` calls are in flight, at most ``k`` items have been pulled but
-    not finished, and there are never more tasks than items pulled, however
-    large ``k`` is.
-
-    Any exception an item raises, ``KeyboardInterrupt`` and ``SystemExit``
-    included, stops the batch and is raised by ``map`` itself, unwrapped.
-    """
-
-    name = "asyncio"
-    backend: str | None = "asyncio"
-    #: ``map`` takes ``gate``: each item's own task enters it right before
-    #: the call (``pocketcore.GatingExecutor``), with no wrapper per item.
-    gates_items: Literal[True] = True
-
-    def run(self, fn: Callable[[], Awaitable[T]]) -> T:
-        """Run ``fn()`` on a new asyncio event loop (``asyncio.run``)."""
-
-        async def main() -> T:
-            return await fn()
-
-        return asyncio.run(main())
-
-    async def map(
-        self,
-        fn: Callable[[Any], Awaitable[R]],
-        items: Iterable[Any],
-        *,
-        limit: int | None,
-        gate: Gate | None = None,
-    ) -> list[R]:
-        """Await ``fn(item)`` for all items concurrently; results in input order.
-
-        With a ``gate`` (``pocketcore.Gate``), each item is pulled, then
-        waits to enter the gate in its task, and leaves it once its call has
-        ended; an item that was waiting when the batch stopped never starts.
-
-        Raises:
-            BaseException: The first exception an item (or the input) raised,
-                unwrapped; other failures are named in its notes.
-        """
-        loop = asyncio.get_running_loop()
-        batch = _Batch(fn, loop, gate)
-        if limit is None:
-            batch.start_all(loop, items)
-        else:
-            batch.start_limited(loop, items, limit)
-        await batch.settle()
-        if batch.failures:
-            _attach(batch.failures[0], batch.failures[1:])
-            raise batch.failures[0]
-        return batch.results
-
-    def __repr__(self) -> str:
-        return "AsyncioExecutor()"
+        return AsyncioExecutor
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 @hookimpl
 def pocketcore_register_executors(register: Callable[[Any], None]) -> None:
     """Register the ``asyncio`` executor."""
+    from ._executor import AsyncioExecutor
+
     register(AsyncioExecutor())

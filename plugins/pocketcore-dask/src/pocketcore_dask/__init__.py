@@ -9,18 +9,20 @@ processes that the process starts at first use and reuses (:func:`shutdown`).
 
 Neither pocketcore nor distributed is imported when the plugin is loaded
 (which happens in every process that runs a flow): distributed when a run
-first needs the cluster, pocketcore only to read the plugin's settings and
-raise its ``ConfigError``.
+first needs the cluster, pocketcore when :class:`DaskExecutor` (built on
+``pocketcore.BaseExecutor``) is first asked for.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pluggy
 
-from ._executor import DaskExecutor
+if TYPE_CHECKING:
+    from ._batch import SchedulerLost
+    from ._executor import DaskExecutor
 
 __all__ = ["DaskExecutor", "SchedulerLost", "pocketcore_register_executors", "shutdown"]
 
@@ -40,16 +42,23 @@ def shutdown() -> None:
 
 
 def __getattr__(name: str) -> Any:
-    # SchedulerLost lives with the batch code, which imports distributed:
-    # loaded only when asked for, so that loading the plugin stays cheap.
+    # SchedulerLost lives with the batch code, which imports distributed, and
+    # DaskExecutor builds on pocketcore.BaseExecutor: each is loaded only
+    # when asked for, so that loading the plugin stays cheap.
     if name == "SchedulerLost":
         from ._batch import SchedulerLost
 
         return SchedulerLost
+    if name == "DaskExecutor":
+        from ._executor import DaskExecutor
+
+        return DaskExecutor
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 @hookimpl
 def pocketcore_register_executors(register: Callable[[Any], None]) -> None:
     """Register the ``dask`` executor."""
+    from ._executor import DaskExecutor
+
     register(DaskExecutor())

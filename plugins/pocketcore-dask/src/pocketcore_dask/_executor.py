@@ -7,9 +7,11 @@ import contextlib
 import itertools
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from contextvars import ContextVar
-from typing import TYPE_CHECKING, Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import anyio
+
+from pocketcore import BaseExecutor
 
 from . import _cluster
 from ._settings import Settings, check_address, check_count, check_flag, check_seconds, resolve
@@ -230,7 +232,7 @@ async def _reached(client: Client, settings: Settings, where: str) -> None:
         raise ConfigError(f"cannot reach the dask scheduler at {where}: {detail}") from None
 
 
-class DaskExecutor:
+class DaskExecutor(BaseExecutor):
     """Runs each item of a parallel batch as a task on a ``dask.distributed`` cluster.
 
     Only ``exec`` travels (with its retries, waits and fallback): ``prep`` and
@@ -272,14 +274,14 @@ class DaskExecutor:
     backend: str | None = "asyncio"
     #: Items run in other processes: the kernel sends a detached copy of the
     #: node, checks that the work and the items pickle, and refuses batch flows.
-    remote: Literal[True] = True
+    remote = True
     #: ``map`` and ``map_blocking`` take ``on_result``, called here as each
     #: result comes back: a result cache writes it then, not at the batch's end.
-    reports_results: Literal[True] = True
+    reports_results = True
     #: ``map`` and ``map_blocking`` take ``gate``: each item enters it before
     #: it is submitted and leaves it when its task settles, so pacing and
     #: limiters apply to the items sent to the cluster.
-    gates_items: Literal[True] = True
+    gates_items = True
 
     def __init__(
         self,

@@ -2,30 +2,29 @@
 
 Useful for debugging (deterministic order, plain tracebacks) and as the
 baseline parallel executors are measured against. It runs on any backend;
-started on its own it uses asyncio. This module does not import pocketcore:
-it only needs pluggy's marker for the ``pocketcore`` project.
+started on its own it uses asyncio (``pocketcore.BaseExecutor``'s ``run``).
 """
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Awaitable, Callable, Iterable
-from typing import TYPE_CHECKING, Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import pluggy
+
+from pocketcore import BaseExecutor
 
 if TYPE_CHECKING:
     from pocketcore import Gate
 
 __all__ = ["SequentialExecutor", "pocketcore_register_executors"]
 
-T = TypeVar("T")
 R = TypeVar("R")
 
 hookimpl = pluggy.HookimplMarker("pocketcore")
 
 
-class SequentialExecutor:
+class SequentialExecutor(BaseExecutor):
     """Awaits each item's call before pulling the next item.
 
     ``limit`` is accepted and has no effect: at most one call is ever in flight.
@@ -33,17 +32,8 @@ class SequentialExecutor:
     """
 
     name = "sequential"
-    backend: str | None = None
     #: ``map`` takes ``gate`` (``pocketcore.GatingExecutor``).
-    gates_items: Literal[True] = True
-
-    def run(self, fn: Callable[[], Awaitable[T]]) -> T:
-        """Run ``fn()`` on a new asyncio event loop and return its result."""
-
-        async def main() -> T:
-            return await fn()
-
-        return asyncio.run(main())
+    gates_items = True
 
     async def map(
         self,
@@ -52,6 +42,7 @@ class SequentialExecutor:
         *,
         limit: int | None,
         gate: Gate | None = None,
+        on_result: Callable[[int, Any], None] | None = None,
     ) -> list[R]:
         """Return ``[await fn(item) for item in items]``.
 
@@ -60,18 +51,7 @@ class SequentialExecutor:
         """
         if gate is None:
             return [await fn(item) for item in items]
-        results = []
-        for item in items:
-            if not gate.try_enter():
-                await gate.enter()
-            try:
-                results.append(await fn(item))
-            finally:
-                gate.leave()
-        return results
-
-    def __repr__(self) -> str:
-        return "SequentialExecutor()"
+        return [await self.gated(gate, fn, item) for item in items]
 
 
 @hookimpl

@@ -6,17 +6,18 @@ an anyio task group: on the trio backend an anyio task group is a thin layer
 over a nursery, and spawning through trio directly costs less per item (see
 docs/performance.md). Failures are caught inside each task, so ``map`` raises
 the first failure itself rather than an ``ExceptionGroup``; so does a Ctrl-C.
-It imports pocketcore only where a batch has failed, to name the other
-failures (the kernel is loaded by then).
+It builds on ``pocketcore.BaseExecutor``.
 """
 
 from __future__ import annotations
 
 import sys
 from collections.abc import Awaitable, Callable, Iterable, Iterator
-from typing import TYPE_CHECKING, Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import pluggy
+
+from pocketcore import BaseExecutor, attach_failures
 
 if sys.version_info < (3, 11):
     from exceptiongroup import BaseExceptionGroup
@@ -34,15 +35,6 @@ R = TypeVar("R")
 
 hookimpl = pluggy.HookimplMarker("pocketcore")
 _END = object()
-
-
-def _attach(first: BaseException, others: Iterable[BaseException]) -> None:
-    """Name the other failures on the one that is raised."""
-    # The kernel is loaded wherever a batch runs; importing it only here keeps
-    # this plugin free of it when it is loaded.
-    from pocketcore import attach_failures
-
-    attach_failures(first, others)
 
 
 def _leaves(group: BaseExceptionGroup[BaseException]) -> list[BaseException]:
@@ -205,7 +197,7 @@ class _Batch:
             self.fail(exc)
 
 
-class TrioExecutor:
+class TrioExecutor(BaseExecutor):
     """Runs items concurrently in one trio nursery.
 
     With ``limit=None`` every item is started at once. With ``limit=k``, a
@@ -224,7 +216,7 @@ class TrioExecutor:
     backend: str | None = "trio"
     #: ``map`` takes ``gate``: each item's own task enters it right before
     #: the call (``pocketcore.GatingExecutor``), with no wrapper per item.
-    gates_items: Literal[True] = True
+    gates_items = True
 
     def run(self, fn: Callable[[], Awaitable[T]]) -> T:
         """Run ``fn()`` on a new trio event loop, started through anyio.
@@ -257,6 +249,7 @@ class TrioExecutor:
         *,
         limit: int | None,
         gate: Gate | None = None,
+        on_result: Callable[[int, Any], None] | None = None,
     ) -> list[R]:
         """Await ``fn(item)`` for all items concurrently; results in input order.
 
@@ -287,12 +280,9 @@ class TrioExecutor:
                 raise
             batch.failures[:0] = _leaves(rest)  # an interrupt comes before the items' failures
         if batch.failures:
-            _attach(batch.failures[0], batch.failures[1:])
+            attach_failures(batch.failures[0], batch.failures[1:])
             raise batch.failures[0]
         return batch.results
-
-    def __repr__(self) -> str:
-        return "TrioExecutor()"
 
 
 @hookimpl
