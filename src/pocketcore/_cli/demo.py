@@ -54,7 +54,7 @@ def add_command(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
 
 def skip_reason(flow: BaseNode, executor: Executor) -> str | None:
     """Why ``executor`` cannot run ``flow``, or ``None`` when it can."""
-    if capabilities(executor).remote and isinstance(
+    if capabilities(executor, warn=False).remote and isinstance(
         flow, (AsyncParallelBatchFlow, ParallelBatchFlow)
     ):
         return (

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import abc
 import asyncio
+import warnings
+import weakref
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, Literal, Protocol, TypeVar, runtime_checkable
 
@@ -400,7 +402,10 @@ async def _called(
     return await run(fn, items, limit=limit, **extra)
 
 
-def declared_executor(executor: Executor) -> BaseExecutor:
+_warned: weakref.WeakSet[type] = weakref.WeakSet()
+
+
+def declared_executor(executor: Executor, *, warn: bool = True) -> BaseExecutor:
     """``executor`` as the kernel calls it: itself, when it builds on :class:`BaseExecutor`.
 
     An executor of the earlier protocol (an object with the members of
@@ -408,9 +413,23 @@ def declared_executor(executor: Executor) -> BaseExecutor:
     ``gate`` / ``on_result`` only when it declares them) is put behind an
     adapter that reads its declarations once and calls it as before. The
     kernel resolves it once per batch, in the batch's plan.
+
+    Warns:
+        DeprecationWarning: Once per class of such an executor, the first
+            time one is resolved (unless ``warn`` is false).
     """
     if isinstance(executor, BaseExecutor):
         return executor
+    cls = type(executor)
+    if warn and cls not in _warned:
+        _warned.add(cls)
+        warnings.warn(
+            f"the executor {cls.__module__}.{cls.__qualname__} does not build on "
+            "pocketcore.BaseExecutor; it is used through an adapter for now, and must "
+            "subclass pocketcore.BaseExecutor in the next release",
+            DeprecationWarning,
+            stacklevel=2,
+        )
     return _Undeclared(executor)
 
 
@@ -437,13 +456,14 @@ class Capabilities:
     map: Callable[..., Awaitable[list[Any]]] | None = None
 
 
-def capabilities(executor: Executor) -> Capabilities:
+def capabilities(executor: Executor, *, warn: bool = True) -> Capabilities:
     """What ``executor`` declares: the one place the kernel asks, once per batch.
 
     An executor built on :class:`BaseExecutor` is read as it declares
-    itself; any other is first put behind :func:`declared_executor`'s adapter.
+    itself; any other is first put behind :func:`declared_executor`'s
+    adapter (which warns, unless ``warn`` is false).
     """
-    declared = declared_executor(executor)
+    declared = declared_executor(executor, warn=warn)
     return Capabilities(
         remote=declared.remote is True,
         map_blocking=declared.map_blocking if declared.runs_blocking else None,

@@ -89,6 +89,6 @@ class RecordingExecutor(BaseExecutor):
                 yield item
 
         if self.inner is not None:
-            inner = declared_executor(self.inner)
+            inner = declared_executor(self.inner, warn=False)
             return await inner.map(fn, recorded(), limit=limit, gate=gate, on_result=on_result)
         return [await fn(item) for item in recorded()]

@@ -104,12 +104,12 @@ class SuiteBase:
     @classmethod
     def _is_remote(cls) -> bool:
         executor = vars(cls).get("executor") or getattr(cls, "executor", None)
-        return executor is not None and capabilities(executor).remote
+        return executor is not None and capabilities(executor, warn=False).remote
 
     @classmethod
     def _gates(cls) -> bool:
         executor = getattr(cls, "executor", None)
-        return executor is not None and capabilities(executor).gates_items
+        return executor is not None and capabilities(executor, warn=False).gates_items
 
     @property
     def _scale(self) -> float:
