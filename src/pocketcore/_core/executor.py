@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import abc
 import asyncio
-import warnings
-import weakref
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, Literal, Protocol, TypeVar, runtime_checkable
 
 import attrs
+
+from .deprecation import warn_undeclared
 
 __all__ = [
     "BaseExecutor",
@@ -402,9 +402,6 @@ async def _called(
     return await run(fn, items, limit=limit, **extra)
 
 
-_warned: weakref.WeakSet[type] = weakref.WeakSet()
-
-
 def declared_executor(executor: Executor, *, warn: bool = True) -> BaseExecutor:
     """``executor`` as the kernel calls it: itself, when it builds on :class:`BaseExecutor`.
 
@@ -420,16 +417,8 @@ def declared_executor(executor: Executor, *, warn: bool = True) -> BaseExecutor:
     """
     if isinstance(executor, BaseExecutor):
         return executor
-    cls = type(executor)
-    if warn and cls not in _warned:
-        _warned.add(cls)
-        warnings.warn(
-            f"the executor {cls.__module__}.{cls.__qualname__} does not build on "
-            "pocketcore.BaseExecutor; it is used through an adapter for now, and must "
-            "subclass pocketcore.BaseExecutor in the next release",
-            DeprecationWarning,
-            stacklevel=2,
-        )
+    if warn:
+        warn_undeclared(executor, "executor", "pocketcore.BaseExecutor")
     return _Undeclared(executor)
 
 

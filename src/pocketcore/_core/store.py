@@ -21,12 +21,12 @@ the suite a store runs to prove it keeps the contract.
 from __future__ import annotations
 
 import abc
-import warnings
-import weakref
 from collections.abc import Callable, Mapping, Sequence
 from typing import Protocol, final, runtime_checkable
 
 import attrs
+
+from .deprecation import warn_undeclared
 
 __all__ = ["BaseStore", "Store", "StoreInfo", "StoreOpener", "declared_store"]
 
@@ -197,9 +197,6 @@ class _Undeclared(BaseStore):
 
 
 # The classes of undeclared stores already warned about.
-_warned: weakref.WeakSet[type] = weakref.WeakSet()
-
-
 def declared_store(store: Store, *, warn: bool = True) -> BaseStore:
     """``store`` as the kernel uses it: itself, when it builds on :class:`BaseStore`.
 
@@ -213,16 +210,8 @@ def declared_store(store: Store, *, warn: bool = True) -> BaseStore:
     """
     if isinstance(store, BaseStore):
         return store
-    cls = type(store)
-    if warn and cls not in _warned:
-        _warned.add(cls)
-        warnings.warn(
-            f"the cache store {cls.__module__}.{cls.__qualname__} does not build on "
-            "pocketcore.BaseStore; it is used through an adapter for now, and must subclass "
-            "pocketcore.BaseStore in the next release",
-            DeprecationWarning,
-            stacklevel=2,
-        )
+    if warn:
+        warn_undeclared(store, "cache store", "pocketcore.BaseStore")
     return _Undeclared(store)
 
 

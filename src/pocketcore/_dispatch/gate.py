@@ -13,20 +13,14 @@ import functools
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from pocketcore._core.executor import Gate
+from pocketcore._core.executor import BaseExecutor, Gate
 
 __all__ = ["gated"]
 
 
 def gated(gate: Gate, call: Callable[[Any], Awaitable[Any]]) -> Callable[[Any], Awaitable[Any]]:
-    """``call`` entered through ``gate``, which is left once the call has ended."""
-    return functools.partial(_gated, gate, call)
+    """``call`` entered through ``gate``, which is left once the call has ended.
 
-
-async def _gated(gate: Gate, call: Callable[[Any], Awaitable[Any]], item: Any) -> Any:
-    if not gate.try_enter():
-        await gate.enter()
-    try:
-        return await call(item)
-    finally:
-        gate.leave()
+    The same discipline a gating executor keeps (:meth:`~pocketcore.BaseExecutor.gated`).
+    """
+    return functools.partial(BaseExecutor.gated, gate, call)

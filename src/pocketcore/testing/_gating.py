@@ -86,15 +86,11 @@ class Gating(Failures):
         ``test_failure_stops_the_batch``).
         """
         count = len(item_delays)
-        fail_at = data.draw(
-            st.sets(st.integers(min_value=0, max_value=count - 1), min_size=1, max_size=3),
-            label="fail_at",
-        )
-        delays = tuple(d * self._scale for d in item_delays)
+        fail_at, delays = self._failing(data, item_delays)
 
         async def body(log: Log) -> None:
             gate = ProbeGate(log, capacity, eager=eager)
-            call = ItemCall(log, delays, frozenset(fail_at))
+            call = ItemCall(log, delays, fail_at)
             try:
                 await self._map(call, pulled(log, count), limit, gate)
             except ItemFailure as exc:

@@ -117,6 +117,17 @@ class SuiteBase:
             return self.time_scale
         return REMOTE_TIME_SCALE if self._is_remote() else 1.0
 
+    def _failing(
+        self, data: st.DataObject, item_delays: list[float]
+    ) -> tuple[frozenset[int], tuple[float, ...]]:
+        """Which items of a batch fail (one to three of them), and each item's scaled delay."""
+        count = len(item_delays)
+        fail_at = data.draw(
+            st.sets(st.integers(min_value=0, max_value=count - 1), min_size=1, max_size=3),
+            label="fail_at",
+        )
+        return frozenset(fail_at), tuple(d * self._scale for d in item_delays)
+
     def _backends(self) -> tuple[str, ...]:
         if self.backends is not None:
             return self.backends
