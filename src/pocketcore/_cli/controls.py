@@ -31,6 +31,7 @@ from pocketcore._runtime.stores import open_store, parse_spec
 from pocketcore.hookspecs import hookimpl
 
 from .errors import BadInput
+from .observing import registered
 from .output import PROG
 from .targets import Target
 
@@ -212,11 +213,10 @@ def count_failures(
         yield
         return
     counter = FailureCounter()
-    registry.register(counter, name=FAILURES_PLUGIN)
     try:
-        yield
+        with registered(registry, counter, FAILURES_PLUGIN):
+            yield
     finally:
-        registry.unregister(counter)
         if counter.failed:
             print(f"{PROG}: {counter.ok:,} ok, {counter.failed:,} failed", file=sys.stderr)
 

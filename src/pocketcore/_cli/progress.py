@@ -10,6 +10,8 @@ from typing import TYPE_CHECKING, Any, TextIO
 from pocketcore._plugins.registry import Registry
 from pocketcore.hookspecs import hookimpl
 
+from .observing import registered
+
 if TYPE_CHECKING:
     from rich.console import Console
     from rich.progress import Progress, TaskID
@@ -38,11 +40,10 @@ def progress(registry: Registry, *, enabled: bool) -> Iterator[None]:
         yield
         return
     observer = ProgressObserver()
-    registry.register(observer, name=PROGRESS_PLUGIN)
     try:
-        yield
+        with registered(registry, observer, PROGRESS_PLUGIN):
+            yield
     finally:
-        registry.unregister(observer)
         observer.close()
 
 

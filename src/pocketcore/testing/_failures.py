@@ -92,12 +92,9 @@ class Failures(SuiteBase):
 
         async def body(log: Log) -> None:
             call = ItemCall(log, delays, fail_at)
-            try:
-                await self.executor.map(call, pulled(log, count), limit=limit)
-            except ItemFailure as exc:
-                raised: ItemFailure = exc
-            else:
-                raise AssertionError("map returned although an item failed")
+            raised = await self._failure_of(
+                self.executor.map(call, pulled(log, count), limit=limit)
+            )
             await self._check_stopped(log, raised, count, limit, delays)
 
         self._each_backend(body)

@@ -19,7 +19,7 @@ import anyio
 from hypothesis import strategies as st
 
 from ._failures import Failures
-from ._probes import ItemCall, ItemFailure, Log, OverlapCall, ProbeGate, Seen, pulled
+from ._probes import ItemCall, Log, OverlapCall, ProbeGate, Seen, pulled
 from ._suite import CAPACITIES, DELAYS, LIMITS, PATIENCE, gate_property
 
 
@@ -91,12 +91,7 @@ class Gating(Failures):
         async def body(log: Log) -> None:
             gate = ProbeGate(log, capacity, eager=eager)
             call = ItemCall(log, delays, fail_at)
-            try:
-                await self._map(call, pulled(log, count), limit, gate)
-            except ItemFailure as exc:
-                raised: ItemFailure = exc
-            else:
-                raise AssertionError("map returned although an item failed")
+            raised = await self._failure_of(self._map(call, pulled(log, count), limit, gate))
             self._check_gate(log, capacity)
             await self._check_stopped(log, raised, count, limit, delays)
 

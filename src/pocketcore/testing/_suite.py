@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 
 from pocketcore._core.executor import Executor, capabilities
 
-from ._probes import FileLog, ItemAbort, Log, MemoryLog
+from ._probes import FileLog, ItemAbort, ItemFailure, Log, MemoryLog
 
 #: Per-item delays, in seconds (times the suite's ``time_scale``): zero (no
 #: wait at all) or a few milliseconds.
@@ -127,6 +127,15 @@ class SuiteBase:
             label="fail_at",
         )
         return frozenset(fail_at), tuple(d * self._scale for d in item_delays)
+
+    @staticmethod
+    async def _failure_of(batch: Awaitable[object]) -> ItemFailure:
+        """What a batch with a failing item raised (a batch that returns fails the check)."""
+        try:
+            await batch
+        except ItemFailure as exc:
+            return exc
+        raise AssertionError("map returned although an item failed")
 
     def _backends(self) -> tuple[str, ...]:
         if self.backends is not None:
