@@ -25,7 +25,7 @@ class Batch:
         self.fn = fn
         self.gate = gate
         self.results: list[Any] = []
-        self.source: Iterator[Any] = iter(())
+        self.source: Iterator[Any] | None = None
         self.failures: list[BaseException] = []
         self.stopped = self.failures.__len__
         self.tasks: list[Coroutine[Any, Any, None]] = []

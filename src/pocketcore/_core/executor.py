@@ -227,14 +227,14 @@ class TaskBatch(Protocol):
         fn: What each item is awaited with.
         gate: What each item enters before its call, or ``None``.
         results: One slot per item pulled, in input order.
-        source: The input left to pull from (an empty one when every item
-            gets its own task at once).
+        source: The input left to pull from (``None`` until :meth:`BaseExecutor.start`
+            sets it, and so while every item gets its own task at once).
         stopped: Whether the batch is stopping: no item starts any more, and
             none is pulled.
         cancellation: The backend's cancellation, which a task lets through.
     """
 
-    source: Iterator[Any]
+    source: Iterator[Any] | None
 
     # Read only: an attribute of the batch's own (narrower) type will do.
     @property
@@ -261,7 +261,7 @@ class TaskBatch(Protocol):
         ...
 
     def ended(self) -> None:
-        """A task ran out of items to pull and ended normally."""
+        """A task ended without a failure: out of items, or its batch stopping after its call."""
         ...
 
 
@@ -441,8 +441,9 @@ class BaseExecutor(abc.ABC):
                         results[index] = await fn(item)
                     finally:
                         gate.leave()
-                if stopped():
-                    return
+                # A task per item has nothing to pull; a stopping batch takes nothing.
+                if source is None or stopped():
+                    break
                 item = next(source, _END)
                 if item is _END:
                     break

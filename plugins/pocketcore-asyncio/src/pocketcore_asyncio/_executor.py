@@ -78,7 +78,7 @@ class _Batch:
         # The first entry is what ``map`` raises. Once there is one, no item
         # starts, even one whose task is already scheduled.
         self.failures: list[BaseException] = []
-        self.source: Iterator[Any] = iter(())
+        self.source: Iterator[Any] | None = None
         # What ``map`` awaits: its result is set when the last task ends, or
         # at the first failure; it is cancelled with the caller, or by a task
         # cancelled from outside the batch.

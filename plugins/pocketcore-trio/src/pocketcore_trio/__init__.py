@@ -82,7 +82,7 @@ class _Batch:
         # starts, even one whose task is already scheduled, and none is pulled.
         self.failures: list[BaseException] = []
         self.stopped = self.failures.__len__
-        self.source: Iterator[Any] = iter(())
+        self.source: Iterator[Any] | None = None
 
     def spawn(self, index: int, item: Any) -> None:
         # Not a checkpoint: the task runs once ``map`` waits for the nursery.
