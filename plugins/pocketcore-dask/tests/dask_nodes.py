@@ -32,43 +32,57 @@ def mark(folder: str, name: str) -> None:
     Path(folder, name).touch()
 
 
+async def sleep_marked(folder: str, i: int, seconds: float) -> None:
+    """Sleep ``seconds``; item ``i``, cancelled meanwhile, leaves the mark ``cancelled-i``."""
+    try:
+        await asyncio.sleep(seconds)
+    except asyncio.CancelledError:
+        mark(folder, f"cancelled-{i}")
+        raise
+
+
 def marks(folder: Path, prefix: str) -> set[int]:
     """The items that left a mark starting with ``prefix``."""
     return {int(p.name.rsplit("-", 1)[1]) for p in folder.iterdir() if p.name.startswith(prefix)}
 
 
-class Square(pocketcore.AsyncParallelBatchNode):
+class Numbers(pocketcore.AsyncParallelBatchNode):
+    """A batch over ``shared["numbers"]`` whose results go to ``shared["results"]``."""
+
     async def prep_async(self, shared: dict[str, Any]) -> Any:
         return shared["numbers"]
-
-    async def exec_async(self, n: int) -> Any:
-        await asyncio.sleep(0.01)
-        return {"square": n * n, **where()}
 
     async def post_async(self, shared: dict[str, Any], prep_res: Any, exec_res: Any) -> None:
         shared["results"] = exec_res
 
 
-class SyncSquare(pocketcore.ParallelBatchNode):
+class SyncNumbers(pocketcore.ParallelBatchNode):
+    """:class:`Numbers` with blocking steps."""
+
     def prep(self, shared: dict[str, Any]) -> Any:
         return shared["numbers"]
-
-    def exec(self, n: int) -> Any:
-        time.sleep(0.01)
-        return {"square": n * n, **where()}
 
     def post(self, shared: dict[str, Any], prep_res: Any, exec_res: Any) -> None:
         shared["results"] = exec_res
 
 
-class Flaky(pocketcore.AsyncParallelBatchNode):
+class Square(Numbers):
+    async def exec_async(self, n: int) -> Any:
+        await asyncio.sleep(0.01)
+        return {"square": n * n, **where()}
+
+
+class SyncSquare(SyncNumbers):
+    def exec(self, n: int) -> Any:
+        time.sleep(0.01)
+        return {"square": n * n, **where()}
+
+
+class Flaky(Numbers):
     """Each item fails on its first two attempts; the third one returns its attempt number."""
 
     def __init__(self) -> None:
         super().__init__(max_retries=3, wait=0.01)
-
-    async def prep_async(self, shared: dict[str, Any]) -> Any:
-        return shared["numbers"]
 
     async def exec_async(self, n: int) -> Any:
         await asyncio.sleep(0.001 * n)  # interleave the items' attempts
@@ -76,16 +90,10 @@ class Flaky(pocketcore.AsyncParallelBatchNode):
             raise ConnectionError(f"attempt {self.cur_retry} of item {n}")
         return {"item": n, "attempt": self.cur_retry, **where()}
 
-    async def post_async(self, shared: dict[str, Any], prep_res: Any, exec_res: Any) -> None:
-        shared["results"] = exec_res
 
-
-class SyncFlaky(pocketcore.ParallelBatchNode):
+class SyncFlaky(SyncNumbers):
     def __init__(self) -> None:
         super().__init__(max_retries=3, wait=0.01)
-
-    def prep(self, shared: dict[str, Any]) -> Any:
-        return shared["numbers"]
 
     def exec(self, n: int) -> Any:
         time.sleep(0.001 * n)
@@ -93,16 +101,10 @@ class SyncFlaky(pocketcore.ParallelBatchNode):
             raise ConnectionError(f"attempt {self.cur_retry} of item {n}")
         return {"item": n, "attempt": self.cur_retry, **where()}
 
-    def post(self, shared: dict[str, Any], prep_res: Any, exec_res: Any) -> None:
-        shared["results"] = exec_res
 
-
-class FallsBack(pocketcore.AsyncParallelBatchNode):
+class FallsBack(Numbers):
     def __init__(self) -> None:
         super().__init__(max_retries=2)
-
-    async def prep_async(self, shared: dict[str, Any]) -> Any:
-        return shared["numbers"]
 
     async def exec_async(self, n: int) -> Any:
         raise ValueError(f"no luck with {n}")
@@ -110,25 +112,16 @@ class FallsBack(pocketcore.AsyncParallelBatchNode):
     async def exec_fallback_async(self, n: int, exc: Exception) -> Any:
         return f"fallback for {n} after {exc} (attempt {self.cur_retry})"
 
-    async def post_async(self, shared: dict[str, Any], prep_res: Any, exec_res: Any) -> None:
-        shared["results"] = exec_res
 
-
-class SyncFallsBack(pocketcore.ParallelBatchNode):
+class SyncFallsBack(SyncNumbers):
     def __init__(self) -> None:
         super().__init__(max_retries=2)
-
-    def prep(self, shared: dict[str, Any]) -> Any:
-        return shared["numbers"]
 
     def exec(self, n: int) -> Any:
         raise ValueError(f"no luck with {n}")
 
     def exec_fallback(self, n: int, exc: Exception) -> Any:
         return f"fallback for {n} after {exc} (attempt {self.cur_retry})"
-
-    def post(self, shared: dict[str, Any], prep_res: Any, exec_res: Any) -> None:
-        shared["results"] = exec_res
 
 
 class Stalls(pocketcore.AsyncParallelBatchNode):
@@ -150,11 +143,7 @@ class Stalls(pocketcore.AsyncParallelBatchNode):
         if i in fail:
             await asyncio.sleep(lag + 0.05 * fail.index(i))  # fail in this order
             raise ValueError(f"item {i} failed")
-        try:
-            await asyncio.sleep(seconds)
-        except asyncio.CancelledError:
-            mark(folder, f"cancelled-{i}")
-            raise
+        await sleep_marked(folder, i, seconds)
         mark(folder, f"finished-{i}")
         return i
 
@@ -237,11 +226,7 @@ class Exits(pocketcore.AsyncParallelBatchNode):
         if i == exits:
             await asyncio.sleep(0.2)
             leave(how)
-        try:
-            await asyncio.sleep(30)
-        except asyncio.CancelledError:
-            mark(folder, f"cancelled-{i}")
-            raise
+        await sleep_marked(folder, i, 30)
         return i
 
 
@@ -321,16 +306,13 @@ async def until(check: Callable[[], bool], seconds: float = 20) -> bool:
     return check()
 
 
-class Counted(pocketcore.AsyncParallelBatchNode):
+class Counted(Numbers):
     """Squares its numbers, noting ``start n`` and ``end n`` in the file ``params["calls"]``.
 
     Item n fails while a file ``fail-n`` lies beside that file: once every
     item of the batch (``params["size"]``) has started (20 s at most), and
     0.3 s later, so the others have long returned.
     """
-
-    async def prep_async(self, shared: dict[str, Any]) -> Any:
-        return shared["numbers"]
 
     async def exec_async(self, n: int) -> int:
         calls = self.params["calls"]
@@ -343,15 +325,9 @@ class Counted(pocketcore.AsyncParallelBatchNode):
         note(calls, f"end {n}")
         return n * n
 
-    async def post_async(self, shared: dict[str, Any], prep_res: Any, exec_res: Any) -> None:
-        shared["results"] = exec_res
 
-
-class SyncCounted(pocketcore.ParallelBatchNode):
+class SyncCounted(SyncNumbers):
     """:class:`Counted` with a blocking ``exec``."""
-
-    def prep(self, shared: dict[str, Any]) -> Any:
-        return shared["numbers"]
 
     def exec(self, n: int) -> int:
         calls = self.params["calls"]
@@ -365,9 +341,6 @@ class SyncCounted(pocketcore.ParallelBatchNode):
         time.sleep(0.01)
         note(calls, f"end {n}")
         return n * n
-
-    def post(self, shared: dict[str, Any], prep_res: Any, exec_res: Any) -> None:
-        shared["results"] = exec_res
 
 
 async def async_square(item: tuple[str, int]) -> int:
@@ -396,11 +369,7 @@ async def stalls_unless_first(item: tuple[str, int]) -> int:
     folder, i = item
     mark(folder, f"started-{i}")
     if i:
-        try:
-            await asyncio.sleep(30)
-        except asyncio.CancelledError:
-            mark(folder, f"cancelled-{i}")
-            raise
+        await sleep_marked(folder, i, 30)
     return i
 
 

@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from process_groups import kill_group, left_after
 
 pytestmark = pytest.mark.skipif(
     not sys.platform.startswith("linux"), reason="SIGKILL, process groups and /proc"
@@ -138,22 +139,6 @@ def value(i: int) -> dict[str, Any]:
     return {"item": i, "square": i * i, "word": "ab" * (i % 5), "pair": [i, -i]}
 
 
-def alive_in_group(pgid: int) -> set[int]:
-    """The live (not zombie) processes of the process group ``pgid``."""
-    alive = set()
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        state, _ppid, pgrp = stat.rpartition(")")[2].split()[:3]
-        if int(pgrp) == pgid and state != "Z":
-            alive.add(int(entry.name))
-    return alive
-
-
 class Batch:
     """The script in a temporary folder, and the runs of it a test makes."""
 
@@ -195,17 +180,12 @@ class Batch:
         """SIGKILL the dispatching process; wait until its workers have exited by themselves."""
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=PATIENCE)
-        deadline = time.monotonic() + PATIENCE
-        while alive_in_group(proc.pid):
-            assert time.monotonic() < deadline, "the killed run's workers live on"
-            time.sleep(0.05)
+        assert not left_after(proc, PATIENCE), "the killed run's workers live on"
 
     def cleanup(self) -> None:
         """Kill whatever of the runs is left (a failed test's), by their process groups."""
         for proc in self.started:
-            if proc.poll() is None or alive_in_group(proc.pid):
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
+            kill_group(proc)
 
 
 @pytest.fixture

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -189,34 +191,43 @@ def test_repr() -> None:
     assert repr(DaskExecutor("tcp://h:1", n_workers=2)) == "DaskExecutor('tcp://h:1', n_workers=2)"
 
 
-def test_something_else_answering_at_the_address_is_a_config_error(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    # Not a scheduler: a server that answers every connection with HTTP.
+@contextlib.contextmanager
+def listening(handle: Callable[[socket.socket], None]) -> Iterator[int]:
+    """A local server that hands each connection to ``handle``; its port, until the block ends."""
     server = socket.create_server(("127.0.0.1", 0))
-    port = server.getsockname()[1]
 
-    def answer() -> None:
+    def serve() -> None:
         with server:
             while True:
                 try:
                     conn, _ = server.accept()
                 except OSError:  # closed: the test is over
                     return
-                with conn:
-                    conn.sendall(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n" * 4)
+                handle(conn)
 
-    thread = threading.Thread(target=answer, daemon=True)
-    thread.start()
-    monkeypatch.setenv("POCKETCORE_DASK_ADDRESS", f"tcp://127.0.0.1:{port}")
+    threading.Thread(target=serve, daemon=True).start()
     try:
+        yield server.getsockname()[1]
+    finally:
+        server.close()
+
+
+def answer_http(conn: socket.socket) -> None:
+    """Not a scheduler: a server that answers every connection with HTTP."""
+    with conn:
+        conn.sendall(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n" * 4)
+
+
+def test_something_else_answering_at_the_address_is_a_config_error(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    with listening(answer_http) as port:
+        monkeypatch.setenv("POCKETCORE_DASK_ADDRESS", f"tcp://127.0.0.1:{port}")
         with (
             dask.config.set({"distributed.comm.timeouts.connect": "2s"}),
             pytest.raises(pocketcore.ConfigError) as info,
         ):
             squares()
-    finally:
-        server.close()
     assert str(info.value).startswith(
         f"cannot reach the dask scheduler at 'tcp://127.0.0.1:{port}' "
         "(from environment variable POCKETCORE_DASK_ADDRESS): "
@@ -230,21 +241,7 @@ def test_a_scheduler_that_accepts_but_never_answers_fails_within_the_connect_tim
     # What a frozen (or SIGSTOPped) scheduler looks like: the kernel accepts
     # the connection, nobody answers. dask bounds the connection, not the
     # handshake that follows, and the run used to wait forever.
-    server = socket.create_server(("127.0.0.1", 0))
-    port = server.getsockname()[1]
-    accepted: list[socket.socket] = []
-
-    def accept() -> None:
-        with server:
-            while True:
-                try:
-                    conn, _ = server.accept()
-                except OSError:  # closed: the test is over
-                    return
-                accepted.append(conn)  # held open, never answered
-
-    threading.Thread(target=accept, daemon=True).start()
-    monkeypatch.setenv("POCKETCORE_DASK_ADDRESS", f"tcp://127.0.0.1:{port}")
+    accepted: list[socket.socket] = []  # held open, never answered
     outcome: list[BaseException] = []
 
     def run() -> None:
@@ -254,13 +251,14 @@ def test_a_scheduler_that_accepts_but_never_answers_fails_within_the_connect_tim
             except BaseException as exc:  # handed to the test
                 outcome.append(exc)
 
-    start = time.monotonic()
-    runner = threading.Thread(target=run, daemon=True)
-    runner.start()
-    # The timeout, a second of grace, and a wide margin for a busy machine.
-    runner.join(timeout=2 + 20)
-    elapsed = time.monotonic() - start
-    server.close()
+    with listening(accepted.append) as port:
+        monkeypatch.setenv("POCKETCORE_DASK_ADDRESS", f"tcp://127.0.0.1:{port}")
+        start = time.monotonic()
+        runner = threading.Thread(target=run, daemon=True)
+        runner.start()
+        # The timeout, a second of grace, and a wide margin for a busy machine.
+        runner.join(timeout=2 + 20)
+        elapsed = time.monotonic() - start
     if runner.is_alive():  # hung: end it (the connections close) and fail
         for conn in accepted:
             conn.close()

@@ -155,36 +155,11 @@ def run_in_thread(call: Any, limit: float) -> Any:
     return outcome[0]
 
 
-def test_a_scheduler_and_workers_in_processes_of_their_own(
-    processes: Cluster, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setenv("POCKETCORE_DASK_ADDRESS", processes.address)
-    shared: dict[str, Any] = {"n": 8}
-    pocketcore.run(Where(), shared, executor="dask")
-    results = shared["results"]
-    assert [r["item"] for r in results] == list(range(8))
-    assert os.getpid() not in {r["pid"] for r in results}
-    assert all(r["worker"].startswith("tcp://127.0.0.1:") for r in results)
-
-
-def test_a_worker_killed_mid_batch_the_batch_completes(processes: Cluster, tmp_path: Path) -> None:
+def marked_items(tmp_path: Path, n: int) -> tuple[Path, dict[str, Any]]:
+    """A folder for :class:`Marked`'s marks, and the shared store of a batch of ``n`` items."""
     marks = tmp_path / "marks"
     marks.mkdir()
-    shared: dict[str, Any] = {"n": 6, "marks": str(marks)}
-    killed: list[int] = []
-    killer = threading.Thread(target=kill_first_worker_to_start, args=(marks, killed))
-    killer.start()
-    ok, value = run_in_thread(
-        lambda: pocketcore.run(Marked(), shared, executor=DaskExecutor(processes.address)), 120
-    )
-    killer.join()
-    assert killed, "no item started"
-    # dask ran the killed worker's items again on the other worker (or its
-    # replacement): the batch is complete, in order.
-    assert ok, value
-    assert shared["results"] == list(range(6))
-    rerun = {p.name.split("-")[1] for p in marks.iterdir() if not p.name.endswith(str(killed[0]))}
-    assert rerun == {str(i) for i in range(6)}
+    return marks, {"n": n, "marks": str(marks)}
 
 
 def kill_first_worker_to_start(marks: Path, killed: list[int]) -> None:
@@ -199,20 +174,54 @@ def kill_first_worker_to_start(marks: Path, killed: list[int]) -> None:
         time.sleep(0.05)
 
 
+@contextlib.contextmanager
+def first_worker_killed(marks: Path) -> Iterator[list[int]]:
+    """In a thread, SIGKILL the first worker process to mark an item; its pid, after the block."""
+    killed: list[int] = []
+    killer = threading.Thread(target=kill_first_worker_to_start, args=(marks, killed))
+    killer.start()
+    try:
+        yield killed
+    finally:
+        killer.join()
+
+
+def test_a_scheduler_and_workers_in_processes_of_their_own(
+    processes: Cluster, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("POCKETCORE_DASK_ADDRESS", processes.address)
+    shared: dict[str, Any] = {"n": 8}
+    pocketcore.run(Where(), shared, executor="dask")
+    results = shared["results"]
+    assert [r["item"] for r in results] == list(range(8))
+    assert os.getpid() not in {r["pid"] for r in results}
+    assert all(r["worker"].startswith("tcp://127.0.0.1:") for r in results)
+
+
+def test_a_worker_killed_mid_batch_the_batch_completes(processes: Cluster, tmp_path: Path) -> None:
+    marks, shared = marked_items(tmp_path, 6)
+    with first_worker_killed(marks) as killed:
+        ok, value = run_in_thread(
+            lambda: pocketcore.run(Marked(), shared, executor=DaskExecutor(processes.address)), 120
+        )
+    assert killed, "no item started"
+    # dask ran the killed worker's items again on the other worker (or its
+    # replacement): the batch is complete, in order.
+    assert ok, value
+    assert shared["results"] == list(range(6))
+    rerun = {p.name.split("-")[1] for p in marks.iterdir() if not p.name.endswith(str(killed[0]))}
+    assert rerun == {str(i) for i in range(6)}
+
+
 def test_an_item_whose_workers_keep_dying_is_named_in_the_error(tmp_path: Path) -> None:
     # A scheduler that gives up on a task at its first worker death, as dask
     # does by default at the fourth.
     cluster = Cluster(tmp_path / "strict", allowed_failures=0)
     try:
-        marks = tmp_path / "marks"
-        marks.mkdir()
-        shared: dict[str, Any] = {"n": 1, "marks": str(marks)}
-        killed: list[int] = []
-        killer = threading.Thread(target=kill_first_worker_to_start, args=(marks, killed))
-        killer.start()
+        marks, shared = marked_items(tmp_path, 1)
         dask = DaskExecutor(cluster.address)
-        ok, error = run_in_thread(lambda: pocketcore.run(Marked(), shared, executor=dask), 120)
-        killer.join()
+        with first_worker_killed(marks) as killed:
+            ok, error = run_in_thread(lambda: pocketcore.run(Marked(), shared, executor=dask), 120)
     finally:
         cluster.close()
     assert killed
@@ -224,9 +233,7 @@ def test_an_item_whose_workers_keep_dying_is_named_in_the_error(tmp_path: Path) 
 def test_the_scheduler_gone_mid_run_is_a_clear_error_not_a_hang(tmp_path: Path) -> None:
     cluster = Cluster(tmp_path / "doomed")
     try:
-        marks = tmp_path / "marks"
-        marks.mkdir()
-        shared: dict[str, Any] = {"n": 4, "marks": str(marks)}
+        marks, shared = marked_items(tmp_path, 4)
 
         def kill_the_scheduler_once_items_run() -> None:
             deadline = time.monotonic() + 60

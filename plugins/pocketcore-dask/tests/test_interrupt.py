@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 import pytest
+from process_groups import alive_in_group, kill_group, left_after
 
 FLOW = """
 import asyncio
@@ -52,23 +53,6 @@ computes = pocketcore.Flow(start=Computes())
 """
 
 
-def group(pgid: int) -> set[int]:
-    """The live (not zombie) processes of the process group ``pgid``."""
-    alive = set()
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:  # gone meanwhile
-            continue
-        # pid (comm) state ppid pgrp ...; comm may hold spaces and parentheses.
-        state, _ppid, pgrp = stat.rpartition(")")[2].split()[:3]
-        if int(pgrp) == pgid and state != "Z":
-            alive.add(int(entry.name))
-    return alive
-
-
 @pytest.fixture
 def folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     (tmp_path / "flows.py").write_text(FLOW)
@@ -98,20 +82,15 @@ def test_ctrl_c_ends_the_run_at_once_and_leaves_nothing_running(folder: Path, fl
                 assert proc.poll() is None, err.seek(0) or err.read()
                 assert time.monotonic() < deadline, "no item started"
                 time.sleep(0.1)
-            members = group(proc.pid)
+            members = alive_in_group(proc.pid)
             assert len(members) >= 3  # the run and its workers (at least)
             os.killpg(proc.pid, signal.SIGINT)  # Ctrl-C
             start = time.monotonic()
             status = proc.wait(timeout=60)
             elapsed = time.monotonic() - start
-            deadline = time.monotonic() + 30
-            while group(proc.pid) and time.monotonic() < deadline:
-                time.sleep(0.1)
-            left = group(proc.pid)
+            left = left_after(proc, 30)
         finally:
-            if proc.poll() is None or group(proc.pid):
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
+            kill_group(proc)
         err.seek(0)
         lines = err.read().splitlines()
     assert status == 130, lines

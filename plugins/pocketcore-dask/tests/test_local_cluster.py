@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
+from process_groups import kill_group, left_after
 
 from pocketcore_dask._main_guard import unguarded_line
 
@@ -64,22 +63,6 @@ if __name__ == "__main__":
 )
 
 
-def alive_in_group(pgid: int) -> set[int]:
-    """The live (not zombie) processes of the process group ``pgid``."""
-    alive = set()
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        state, _ppid, pgrp = stat.rpartition(")")[2].split()[:3]
-        if int(pgrp) == pgid and state != "Z":
-            alive.add(int(entry.name))
-    return alive
-
-
 def run_script(
     folder: Path, source: str, **env_vars: str
 ) -> tuple[subprocess.CompletedProcess[str], set[int]]:
@@ -99,14 +82,9 @@ def run_script(
     )
     try:
         out, err = proc.communicate(timeout=240)
-        deadline = time.monotonic() + 20
-        while alive_in_group(proc.pid) and time.monotonic() < deadline:
-            time.sleep(0.1)
-        left = alive_in_group(proc.pid)
+        left = left_after(proc, 20)
     finally:
-        if proc.poll() is None or alive_in_group(proc.pid):
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+        kill_group(proc)
     return subprocess.CompletedProcess(proc.args, proc.returncode, out, err), left
 
 

@@ -33,53 +33,46 @@ def check(executor: Any, prop: str, **inputs: Any) -> None:
     body(suite(), **inputs)
 
 
-def test_an_executor_that_goes_on_after_a_failure_is_rejected() -> None:
-    with pytest.raises(AssertionError, match=r"items \[2, 3, 4, 5\] started after the first"):
-        check(
-            NeverStops(),
-            "test_failure_stops_the_batch",
-            item_delays=[0.0] * 6,
-            data=Drawn({1}),
-            limit=1,
-        )
+#: A property, and the one input that exposes an executor breaking it.
+Case = tuple[str, dict[str, Any]]
+
+STOPS: Case = (
+    "test_failure_stops_the_batch",
+    {"item_delays": [0.0] * 6, "data": Drawn({1}), "limit": 1},
+)
+WAITS_FOR_CALLS: Case = (
+    "test_failure_stops_the_batch",
+    {"item_delays": [0.0, 0.5], "data": Drawn({0}), "limit": None},
+)
+WAITS_ON_CANCELLATION: Case = (
+    "test_cancelling_the_caller_cancels_the_batch",
+    {"item_delays": [10.0, 10.0], "limit": None, "after": 0.01},
+)
 
 
-def test_an_executor_that_raises_while_tasks_run_is_rejected() -> None:
-    with pytest.raises(AssertionError, match="map raised while calls were still in flight"):
-        check(
-            DoesNotWait(),
-            "test_failure_stops_the_batch",
-            item_delays=[0.0, 0.5],
-            data=Drawn({0}),
-            limit=None,
-        )
-
-
-def test_an_executor_that_returns_on_cancellation_while_tasks_run_is_rejected() -> None:
-    with pytest.raises(AssertionError, match="cancellation returned while calls were in flight"):
-        check(
-            DoesNotWait(),
-            "test_cancelling_the_caller_cancels_the_batch",
-            item_delays=[10.0, 10.0],
-            limit=None,
-            after=0.01,
-        )
+@pytest.mark.parametrize(
+    ("broken", "case", "message"),
+    [
+        (NeverStops, STOPS, r"items \[2, 3, 4, 5\] started after the first"),
+        (DoesNotWait, WAITS_FOR_CALLS, "map raised while calls were still in flight"),
+        (DoesNotWait, WAITS_ON_CANCELLATION, "cancellation returned while calls were in flight"),
+    ],
+    ids=[
+        "goes-on-after-a-failure",
+        "raises-while-tasks-run",
+        "returns-on-cancellation-while-tasks-run",
+    ],
+)
+def test_an_executor_that_breaks_the_contract_is_rejected(
+    broken: type[Any], case: Case, message: str
+) -> None:
+    prop, inputs = case
+    with pytest.raises(AssertionError, match=message):
+        check(broken(), prop, **inputs)
 
 
 def test_the_real_executor_passes_the_same_inputs() -> None:
     from pocketcore_dask import DaskExecutor
 
-    check(
-        DaskExecutor(),
-        "test_failure_stops_the_batch",
-        item_delays=[0.0] * 6,
-        data=Drawn({1}),
-        limit=1,
-    )
-    check(
-        DaskExecutor(),
-        "test_cancelling_the_caller_cancels_the_batch",
-        item_delays=[10.0, 10.0],
-        limit=None,
-        after=0.01,
-    )
+    for prop, inputs in (STOPS, WAITS_ON_CANCELLATION):
+        check(DaskExecutor(), prop, **inputs)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import abc
 import asyncio
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Iterator
 from typing import Any, Literal, Protocol, TypeVar, runtime_checkable
 
 import attrs
@@ -27,6 +27,7 @@ __all__ = [
     "GatingExecutor",
     "RemoteExecutor",
     "ReportingExecutor",
+    "TaskBatch",
     "capabilities",
     "declared_executor",
 ]
@@ -215,6 +216,59 @@ class GatingExecutor(Executor, Protocol):
 OnResult = Callable[[int, Any], None]
 
 
+class TaskBatch(Protocol):
+    """One ``map`` call of an executor that runs each item as a task of its own.
+
+    The executor keeps its backend's part (how a task is spawned, how the
+    batch is stopped and awaited); the items' own loop is written once, in
+    :meth:`BaseExecutor.start` and :meth:`BaseExecutor.pull`.
+
+    Attributes:
+        fn: What each item is awaited with.
+        gate: What each item enters before its call, or ``None``.
+        results: One slot per item pulled, in input order.
+        source: The input left to pull from (``None`` until :meth:`BaseExecutor.start`
+            sets it, and so while every item gets its own task at once).
+        stopped: Whether the batch is stopping: no item starts any more, and
+            none is pulled.
+        cancellation: The backend's cancellation, which a task lets through.
+    """
+
+    source: Iterator[Any] | None
+
+    # Read only: an attribute of the batch's own (narrower) type will do.
+    @property
+    def fn(self) -> Callable[[Any], Awaitable[Any]]: ...
+    @property
+    def gate(self) -> Gate | None: ...
+    @property
+    def results(self) -> list[Any]: ...
+    @property
+    def stopped(self) -> Callable[[], object]: ...
+    @property
+    def cancellation(self) -> type[BaseException]: ...
+
+    def spawn(self, index: int, item: Any) -> None:
+        """Start a task that runs ``BaseExecutor.pull(self, index, item)``; it must not run yet."""
+        ...
+
+    def fail(self, exc: BaseException) -> None:
+        """Record a failure (an item's, the input's, or the gate's) and stop the batch."""
+        ...
+
+    def cancelled(self) -> None:
+        """A task is being cancelled (by the backend's cancellation)."""
+        ...
+
+    def ended(self) -> None:
+        """A task ended without a failure: out of items, or its batch stopping after its call."""
+        ...
+
+
+#: What :meth:`BaseExecutor.pull` gets from an input that has no more items.
+_END = object()
+
+
 async def _awaited(fn: Callable[[], Awaitable[T]]) -> T:
     return await fn()
 
@@ -326,6 +380,82 @@ class BaseExecutor(abc.ABC):
             return await fn(item)
         finally:
             gate.leave()
+
+    @staticmethod
+    def start(batch: TaskBatch, items: Iterable[Any], limit: int | None) -> None:
+        """Spawn the tasks of ``batch``: one per item, or one per item until ``limit`` run.
+
+        With a ``limit``, the rest of the input is left in ``batch.source``
+        for the tasks to pull, one item whenever one of them is done with
+        its own; so there are never more tasks than items pulled. Nothing
+        here awaits, so no task runs before this is done. An input that
+        raises is a failure of the batch (``batch.fail``), like an item's.
+        """
+        results = batch.results
+        try:
+            if limit is None:
+                for index, item in enumerate(items):
+                    results.append(None)
+                    batch.spawn(index, item)
+                return
+            batch.source = source = iter(items)
+            for index in range(limit):
+                item = next(source, _END)
+                if item is _END:
+                    break
+                results.append(None)
+                batch.spawn(index, item)
+        except BaseException as exc:  # the input itself failed: a failure like any
+            # The tasks spawned before it are the executor's to stop and await.
+            batch.fail(exc)
+
+    @staticmethod
+    async def pull(batch: TaskBatch, index: int, item: Any) -> None:
+        """One task of ``batch``: its item, then each next one it pulls from ``batch.source``.
+
+        ``batch.stopped()`` is asked before each item and before each pull:
+        once the batch is stopping, no item starts and none is taken. With a
+        gate, an item is pulled, then waits at it: a turn taken before the
+        pull would be spent late by the pull's duration (starts would bunch
+        together), and one taken at the end of the input would be wasted.
+        Every exception but the backend's cancellation is caught here and
+        handed to ``batch.fail``, so that ``map`` raises it itself, unwrapped.
+        """
+        stopped = batch.stopped
+        if stopped():
+            return
+        results, fn, gate, source = batch.results, batch.fn, batch.gate, batch.source
+        try:
+            while True:
+                if gate is None:
+                    results[index] = await fn(item)
+                else:
+                    # Entered by the item's own task: one cancelled before it
+                    # ran has entered nothing, one that entered leaves at its end.
+                    if not gate.try_enter():
+                        await gate.enter()
+                        if stopped():  # the batch stopped while it waited
+                            gate.leave()
+                            return
+                    try:
+                        results[index] = await fn(item)
+                    finally:
+                        gate.leave()
+                # A task per item has nothing to pull; a stopping batch takes nothing.
+                if source is None or stopped():
+                    break
+                item = next(source, _END)
+                if item is _END:
+                    break
+                index = len(results)
+                results.append(None)
+        except batch.cancellation:
+            batch.cancelled()
+            raise
+        except BaseException as exc:  # the item's, the input's, or the gate's
+            batch.fail(exc)
+            return
+        batch.ended()
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}()"

@@ -5,10 +5,11 @@ for them before raising the item's own exception, and ``limit`` bounds the
 tasks in flight: each task takes the next item from the input once its own
 is done.
 
-Each item is one task running a coroutine of this module around the item's
-call: it catches the item's exception (so the failing task cancels its
-siblings itself, before any of them starts), stores the result in its slot
-and counts the batch down; the last one to end wakes ``map``.
+Each item is one task running ``pocketcore.BaseExecutor.pull`` (the items'
+loop every task-based executor shares) around the item's call: it catches the
+item's exception (so the failing task cancels its siblings itself, before any
+of them starts), stores the result in its slot and counts the batch down; the
+last one to end wakes ``map``.
 ``asyncio.gather`` is not used: on top of that coroutine it would add, per
 item, a copy of the context and a handle for its done-callback. At 10,000
 items those extra objects brought on a full (generation 2) garbage

@@ -15,8 +15,6 @@ __all__ = ["AsyncioExecutor"]
 
 R = TypeVar("R")
 
-_END = object()
-
 
 def _attach(first: BaseException, others: Iterable[BaseException]) -> None:
     """Name the other failures on the one that is raised (cancellations are not failures)."""
@@ -45,12 +43,26 @@ async def _wait_for_all(tasks: list[asyncio.Task[Any]]) -> asyncio.CancelledErro
 class _Batch:
     """One call of ``map``: its function, tasks, results and failures, and how it ends.
 
-    Every exception is caught inside the tasks: a ``KeyboardInterrupt`` or
-    ``SystemExit`` escaping a task would leave the event loop itself rather
-    than reach the caller of ``map``.
+    The items' loop is ``pocketcore.BaseExecutor``'s (``start`` and ``pull``);
+    this is the asyncio side of it. Every exception is caught inside the
+    tasks: a ``KeyboardInterrupt`` or ``SystemExit`` escaping a task would
+    leave the event loop itself rather than reach the caller of ``map``.
     """
 
-    __slots__ = ("done", "failures", "fn", "gate", "pending", "results", "source", "tasks")
+    __slots__ = (
+        "done",
+        "failures",
+        "fn",
+        "gate",
+        "loop",
+        "pending",
+        "results",
+        "source",
+        "stopped",
+        "tasks",
+    )
+
+    cancellation = asyncio.CancelledError
 
     def __init__(
         self,
@@ -60,18 +72,25 @@ class _Batch:
     ) -> None:
         self.fn = fn
         self.gate = gate
+        self.loop = loop
         self.tasks: list[asyncio.Task[Any]] = []
         self.results: list[Any] = []
         # The first entry is what ``map`` raises. Once there is one, no item
         # starts, even one whose task is already scheduled.
         self.failures: list[BaseException] = []
-        self.source: Iterator[Any] = iter(())
+        self.source: Iterator[Any] | None = None
         # What ``map`` awaits: its result is set when the last task ends, or
         # at the first failure; it is cancelled with the caller, or by a task
         # cancelled from outside the batch.
         self.done: asyncio.Future[None] = loop.create_future()
+        # Once ``done`` is settled (a call has failed, or the caller is
+        # cancelled), no item starts and none is taken.
+        self.stopped = self.done.done
         # Tasks whose coroutine has not ended yet (set once all are started).
         self.pending = 0
+
+    def spawn(self, index: int, item: Any) -> None:
+        self.tasks.append(self.loop.create_task(BaseExecutor.pull(self, index, item)))
 
     def fail(self, exc: BaseException) -> None:
         self.failures.append(exc)
@@ -103,149 +122,9 @@ class _Batch:
         if not self.done.done():
             self.done.cancel()
 
-    async def call(self, index: int, item: Any) -> None:
-        """One item of an unlimited batch."""
-        if self.failures:
-            return
-        try:
-            self.results[index] = await self.fn(item)
-        except asyncio.CancelledError:
-            self.cancelled()
-            raise
-        except BaseException as exc:
-            self.fail(exc)
-            return
-        self.ended()
-
-    async def gated_call(self, index: int, item: Any) -> None:
-        """One item of an unlimited batch, entering the gate right before its call.
-
-        The item is entered by its own task: a task cancelled before it ran
-        has entered nothing, and one that entered leaves when its call ends.
-        """
-        if self.failures:
-            return
-        gate = self.gate
-        assert gate is not None
-        try:
-            if not gate.try_enter():
-                await gate.enter()
-                if self.done.done():  # the batch stopped while it waited
-                    gate.leave()
-                    return
-            try:
-                self.results[index] = await self.fn(item)
-            finally:
-                gate.leave()
-        except asyncio.CancelledError:
-            self.cancelled()
-            raise
-        except BaseException as exc:
-            self.fail(exc)
-            return
-        self.ended()
-
-    async def worker(self, index: int, item: Any) -> None:
-        """A task of a limited batch: its item, then the next ones it pulls."""
-        # Checked before each item (and so before each pull): once the batch
-        # is stopping (a call has failed, or the caller is cancelled), no
-        # item starts and none is taken.
-        done = self.done
-        if done.done():
-            return
-        results = self.results
-        try:
-            while True:
-                results[index] = await self.fn(item)
-                if done.done():
-                    return
-                item = next(self.source, _END)
-                if item is _END:
-                    break
-                index = len(results)
-                results.append(None)
-        except asyncio.CancelledError:
-            self.cancelled()
-            raise
-        except BaseException as exc:  # the item's, or the input's
-            self.fail(exc)
-            return
-        self.ended()
-
-    async def gated_worker(self, index: int, item: Any) -> None:
-        """:meth:`worker` entering the gate right before each call (see :meth:`gated_call`).
-
-        An item is pulled, then waits at the gate: a turn taken before the
-        pull would be spent late by the pull's duration (starts would bunch
-        together), and one taken at the end of the input would be wasted.
-        """
-        done = self.done
-        if done.done():
-            return
-        results, fn, gate = self.results, self.fn, self.gate
-        assert gate is not None
-        try:
-            while True:
-                if not gate.try_enter():
-                    await gate.enter()
-                    if done.done():
-                        gate.leave()
-                        return
-                try:
-                    results[index] = await fn(item)
-                finally:
-                    gate.leave()
-                if done.done():
-                    return
-                item = next(self.source, _END)
-                if item is _END:
-                    break
-                index = len(results)
-                results.append(None)
-        except asyncio.CancelledError:
-            self.cancelled()
-            raise
-        except BaseException as exc:  # the item's, the input's, or the gate's
-            self.fail(exc)
-            return
-        self.ended()
-
-    def start_all(self, loop: asyncio.AbstractEventLoop, items: Iterable[Any]) -> None:
-        """A task for every item, at once.
-
-        Nothing here awaits, so no task runs (or fails) before this is done.
-        """
-        tasks = self.tasks
-        results = self.results
-        call = self.call if self.gate is None else self.gated_call
-        try:
-            for index, item in enumerate(items):
-                results.append(None)
-                tasks.append(loop.create_task(call(index, item)))
-        except BaseException as exc:  # the input itself failed: a failure like any
-            # The tasks made before it are kept, to be cancelled and awaited
-            # rather than left running.
-            self.fail(exc)
-        self.pending = len(tasks)
-
-    def start_limited(
-        self, loop: asyncio.AbstractEventLoop, items: Iterable[Any], limit: int
-    ) -> None:
-        """A task per item until ``limit`` are running; the tasks then take over the pulling.
-
-        Nothing here awaits, so no task runs (or fails) before this is done.
-        """
-        self.source = source = iter(items)
-        worker = self.worker if self.gate is None else self.gated_worker
-        try:
-            for index in range(limit):
-                item = next(source, _END)
-                if item is _END:
-                    break
-                self.results.append(None)
-                self.tasks.append(loop.create_task(worker(index, item)))
-        except BaseException as exc:  # the input itself failed: a failure like any
-            self.fail(exc)
+    def start(self, items: Iterable[Any], limit: int | None) -> None:
+        """The first tasks (see ``BaseExecutor.start``), then what ``settle`` counts down."""
+        BaseExecutor.start(self, items, limit)
         self.pending = len(self.tasks)
 
     async def settle(self) -> None:
@@ -323,10 +202,7 @@ class AsyncioExecutor(BaseExecutor):
         """
         loop = asyncio.get_running_loop()
         batch = _Batch(fn, loop, gate)
-        if limit is None:
-            batch.start_all(loop, items)
-        else:
-            batch.start_limited(loop, items, limit)
+        batch.start(items, limit)
         await batch.settle()
         if batch.failures:
             _attach(batch.failures[0], batch.failures[1:])

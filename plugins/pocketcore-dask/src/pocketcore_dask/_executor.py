@@ -14,7 +14,7 @@ import anyio
 from pocketcore import BaseExecutor
 
 from . import _cluster
-from ._settings import Settings, check_address, check_count, check_flag, check_seconds, resolve
+from ._settings import Settings, check_arguments, resolve
 
 if TYPE_CHECKING:
     from distributed import Client, LocalCluster
@@ -295,19 +295,21 @@ class DaskExecutor(BaseExecutor):
         no_workers_warning: float | None = None,
         log_failures: bool | None = None,
     ) -> None:
-        where = "argument {}= of DaskExecutor()"
-        self.address = None if address is None else check_address(address, where.format("address"))
+        # Checked here, so that a wrong one is reported where it is written.
+        self.arguments = check_arguments(
+            address=address,
+            n_workers=n_workers,
+            threads_per_worker=threads_per_worker,
+            processes=processes,
+            connect_timeout=connect_timeout,
+            no_workers_warning=no_workers_warning,
+            log_failures=log_failures,
+        )
         if client is not None and address is not None:
             from pocketcore import ConfigError
 
             raise ConfigError("DaskExecutor() takes an address or a client, not both")
         self.client = client
-        self.n_workers = _checked(check_count, n_workers, "n_workers")
-        self.threads_per_worker = _checked(check_count, threads_per_worker, "threads_per_worker")
-        self.processes = _checked(check_flag, processes, "processes")
-        self.connect_timeout = _checked(check_seconds, connect_timeout, "connect_timeout")
-        self.no_workers_warning = _checked(check_seconds, no_workers_warning, "no_workers_warning")
-        self.log_failures = _checked(check_flag, log_failures, "log_failures")
 
     def settings(self) -> Settings:
         """Resolve what a run connects to now (arguments, environment, file).
@@ -315,15 +317,7 @@ class DaskExecutor(BaseExecutor):
         Raises:
             ConfigError: A configured value is unusable; the message names its source.
         """
-        return resolve(
-            self.address,
-            self.n_workers,
-            self.threads_per_worker,
-            self.no_workers_warning,
-            processes=self.processes,
-            connect_timeout=self.connect_timeout,
-            log_failures=self.log_failures,
-        )
+        return resolve(self.arguments)
 
     def run(self, fn: Callable[[], Awaitable[T]]) -> T:
         """Run ``fn()`` on a new asyncio loop; batches of the run share one cluster connection.
@@ -452,22 +446,9 @@ class DaskExecutor(BaseExecutor):
         return {**self.__dict__, "client": None}
 
     def __repr__(self) -> str:
-        args = [] if self.address is None else [repr(self.address)]
-        for key in (
-            "client",
-            "n_workers",
-            "threads_per_worker",
-            "processes",
-            "connect_timeout",
-            "no_workers_warning",
-            "log_failures",
-        ):
-            value = getattr(self, key)
-            if value is not None:
-                args.append(f"{key}={value}")
+        arguments = dict(self.arguments)
+        args = [repr(arguments.pop("address"))] if "address" in arguments else []
+        if self.client is not None:
+            args.append(f"client={self.client}")
+        args.extend(f"{key}={value}" for key, value in arguments.items())
         return f"DaskExecutor({', '.join(args)})"
-
-
-def _checked(check: Callable[[object, str, str], Any], value: Any, name: str) -> Any:
-    """``None``, or ``value`` checked as argument ``name``."""
-    return None if value is None else check(value, name, f"argument {name}= of DaskExecutor()")

@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import os
+from collections.abc import Mapping
 from typing import Any, NoReturn
 
 __all__ = [
@@ -25,6 +26,7 @@ __all__ = [
     "KEYS",
     "NO_WORKERS_WARNING",
     "Settings",
+    "check_arguments",
     "check_count",
     "check_flag",
     "check_seconds",
@@ -146,6 +148,7 @@ _CHECKS: dict[str, Any] = {
     "no_workers_warning": check_seconds,
     "log_failures": check_flag,
 }
+_ARGUMENT = "argument {}= of DaskExecutor()"
 _TRUE = ("1", "true", "yes", "on")
 _FALSE = ("0", "false", "no", "off")
 
@@ -183,16 +186,21 @@ def _from_file() -> dict[str, tuple[Any, str]]:
     return found
 
 
-def resolve(
-    address: str | None = None,
-    n_workers: int | None = None,
-    threads_per_worker: int | None = None,
-    no_workers_warning: float | None = None,
-    *,
-    processes: bool | None = None,
-    connect_timeout: float | None = None,
-    log_failures: bool | None = None,
-) -> Settings:
+def check_arguments(**given: Any) -> dict[str, Any]:
+    """The arguments given to ``DaskExecutor()`` (``None``: not given), each checked as its key is.
+
+    Raises:
+        ConfigError: A value is of the wrong type or out of range; the
+            message names the argument.
+    """
+    return {
+        key: _CHECKS[key](value, key, _ARGUMENT.format(key))
+        for key, value in given.items()
+        if value is not None
+    }
+
+
+def resolve(arguments: Mapping[str, Any]) -> Settings:
     """Resolve the settings of one run; arguments (already checked) win, then the environment.
 
     Every key of the file's table and every ``POCKETCORE_DASK_*`` variable
@@ -204,21 +212,12 @@ def resolve(
             table has an unknown key; the message names the variable or the
             file and key.
     """
-    arguments = {
-        "address": address,
-        "n_workers": n_workers,
-        "threads_per_worker": threads_per_worker,
-        "processes": processes,
-        "connect_timeout": connect_timeout,
-        "no_workers_warning": no_workers_warning,
-        "log_failures": log_failures,
-    }
     file = _from_file()
     chosen: dict[str, tuple[Any, str]] = {}
     for key in KEYS:
         from_env = _from_environment(key)
-        if arguments[key] is not None:
-            chosen[key] = arguments[key], f"argument {key}= of DaskExecutor()"
+        if key in arguments:
+            chosen[key] = arguments[key], _ARGUMENT.format(key)
         elif from_env is not None:
             chosen[key] = from_env
         elif key in file:

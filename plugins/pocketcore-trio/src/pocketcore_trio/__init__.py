@@ -34,7 +34,6 @@ T = TypeVar("T")
 R = TypeVar("R")
 
 hookimpl = pluggy.HookimplMarker("pocketcore")
-_END = object()
 
 
 def _leaves(group: BaseExceptionGroup[BaseException]) -> list[BaseException]:
@@ -51,150 +50,53 @@ def _leaves(group: BaseExceptionGroup[BaseException]) -> list[BaseException]:
 class _Batch:
     """One call of ``map``: its function, nursery, results and failures.
 
-    Every exception but trio's own cancellation is caught inside the tasks,
-    so that the nursery does not wrap it in an exception group.
+    The items' loop is ``pocketcore.BaseExecutor``'s (``start`` and ``pull``);
+    this is the trio side of it. Every exception but trio's own cancellation
+    is caught inside the tasks, so that the nursery does not wrap it in an
+    exception group.
     """
 
-    __slots__ = ("cancelled", "failures", "fn", "gate", "nursery", "results", "source")
+    __slots__ = (
+        "cancellation",
+        "failures",
+        "fn",
+        "gate",
+        "nursery",
+        "results",
+        "source",
+        "stopped",
+    )
 
     def __init__(
         self,
         fn: Callable[[Any], Awaitable[Any]],
-        cancelled: type[BaseException],
+        cancellation: type[BaseException],
         gate: Gate | None = None,
     ) -> None:
         self.fn = fn
         self.gate = gate
-        self.cancelled = cancelled  # trio.Cancelled; trio is imported only when used
+        self.cancellation = cancellation  # trio.Cancelled; trio is imported only when used
         self.nursery: Any = None
         self.results: list[Any] = []
         # The first entry is what ``map`` raises. Once there is one, no item
-        # starts, even one whose task is already scheduled.
+        # starts, even one whose task is already scheduled, and none is pulled.
         self.failures: list[BaseException] = []
-        self.source: Iterator[Any] = iter(())
+        self.stopped = self.failures.__len__
+        self.source: Iterator[Any] | None = None
+
+    def spawn(self, index: int, item: Any) -> None:
+        # Not a checkpoint: the task runs once ``map`` waits for the nursery.
+        self.nursery.start_soon(BaseExecutor.pull, self, index, item)
 
     def fail(self, exc: BaseException) -> None:
         self.failures.append(exc)
         self.nursery.cancel_scope.cancel()
 
-    async def call(self, index: int, item: Any) -> None:
-        """One item of an unlimited batch."""
-        if self.failures:  # scheduled before the failure: never start
-            return
-        try:
-            self.results[index] = await self.fn(item)
-        except self.cancelled:
-            raise
-        except BaseException as exc:
-            self.fail(exc)
+    def cancelled(self) -> None:
+        """Nothing to do: the cancellation is the nursery's, which stops the batch."""
 
-    async def gated_call(self, index: int, item: Any) -> None:
-        """One item of an unlimited batch, entering the gate right before its call.
-
-        The item is entered by its own task: a task cancelled before it ran
-        has entered nothing, and one that entered leaves when its call ends.
-        """
-        if self.failures:
-            return
-        gate = self.gate
-        assert gate is not None
-        try:
-            if not gate.try_enter():
-                await gate.enter()
-                if self.failures:  # the batch stopped while it waited
-                    gate.leave()
-                    return
-            try:
-                self.results[index] = await self.fn(item)
-            finally:
-                gate.leave()
-        except self.cancelled:
-            raise
-        except BaseException as exc:
-            self.fail(exc)
-
-    async def worker(self, index: int, item: Any) -> None:
-        """A task of a limited batch: its item, then the next ones it pulls."""
-        # Checked before each item (and so before each pull): once a call has
-        # failed, no item starts and none is taken.
-        if self.failures:
-            return
-        results = self.results
-        try:
-            while True:
-                results[index] = await self.fn(item)
-                if self.failures:
-                    return
-                item = next(self.source, _END)
-                if item is _END:
-                    return
-                index = len(results)
-                results.append(None)
-        except self.cancelled:
-            raise
-        except BaseException as exc:  # the item's, or the input's
-            self.fail(exc)
-
-    async def gated_worker(self, index: int, item: Any) -> None:
-        """:meth:`worker` entering the gate right before each call (see :meth:`gated_call`).
-
-        An item is pulled, then waits at the gate: a turn taken before the
-        pull would be spent late by the pull's duration (starts would bunch
-        together), and one taken at the end of the input would be wasted.
-        """
-        if self.failures:
-            return
-        results, fn, gate = self.results, self.fn, self.gate
-        assert gate is not None
-        try:
-            while True:
-                if not gate.try_enter():
-                    await gate.enter()
-                    if self.failures:
-                        gate.leave()
-                        return
-                try:
-                    results[index] = await fn(item)
-                finally:
-                    gate.leave()
-                if self.failures:
-                    return
-                item = next(self.source, _END)
-                if item is _END:
-                    return
-                index = len(results)
-                results.append(None)
-        except self.cancelled:
-            raise
-        except BaseException as exc:  # the item's, the input's, or the gate's
-            self.fail(exc)
-
-    def start_all(self, items: Iterable[Any]) -> None:
-        """A task for every item, at once."""
-        call = self.call if self.gate is None else self.gated_call
-        try:
-            for index, item in enumerate(items):
-                self.results.append(None)
-                self.nursery.start_soon(call, index, item)
-        except BaseException as exc:  # the input itself failed: a failure like any
-            self.fail(exc)
-
-    def start_limited(self, items: Iterable[Any], limit: int) -> None:
-        """A task per item until ``limit`` are running; the tasks then take over the pulling.
-
-        Nothing here is a checkpoint, so no task runs (or fails) before this is done.
-        """
-        self.source = source = iter(items)
-        worker = self.worker if self.gate is None else self.gated_worker
-        try:
-            for index in range(limit):
-                item = next(source, _END)
-                if item is _END:
-                    break
-                self.results.append(None)
-                self.nursery.start_soon(worker, index, item)
-        except BaseException as exc:  # the input itself failed
-            self.fail(exc)
+    def ended(self) -> None:
+        """Nothing to count: the nursery waits for every task."""
 
 
 class TrioExecutor(BaseExecutor):
@@ -267,10 +169,7 @@ class TrioExecutor(BaseExecutor):
         try:
             async with trio.open_nursery() as nursery:
                 batch.nursery = nursery
-                if limit is None:
-                    batch.start_all(items)
-                else:
-                    batch.start_limited(items, limit)
+                BaseExecutor.start(batch, items, limit)
         except BaseExceptionGroup as group:
             # Only what the tasks do not catch: trio's cancellation, and a
             # KeyboardInterrupt trio delivers to this task (Ctrl-C while it
