@@ -125,7 +125,7 @@ def _run_sync(work: bytes, sent: bytes) -> Any:
     return pickle.loads(work)(pickle.loads(sent))
 
 
-class Elsewhere:
+class Elsewhere(pocketcore.BaseExecutor):
     """A remote-looking executor: the work and each item travel pickled, and run in a new thread.
 
     A new thread starts with an empty context, as another process would: only
@@ -158,13 +158,25 @@ class Elsewhere:
         return value
 
     async def map(
-        self, fn: Callable[[Any], Awaitable[Any]], items: Iterable[Any], *, limit: int | None
+        self,
+        fn: Callable[[Any], Awaitable[Any]],
+        items: Iterable[Any],
+        *,
+        limit: int | None,
+        gate: Any = None,
+        on_result: Any = None,
     ) -> list[Any]:
         work = pickle.dumps(fn)
         return [self._in_a_thread(_run_async, work, pickle.dumps(i)) for i in items]
 
     async def map_blocking(
-        self, fn: Callable[[Any], Any], items: Iterable[Any], *, limit: int | None
+        self,
+        fn: Callable[[Any], Any],
+        items: Iterable[Any],
+        *,
+        limit: int | None,
+        gate: Any = None,
+        on_result: Any = None,
     ) -> list[Any]:
         work = pickle.dumps(fn)
         return [self._in_a_thread(_run_sync, work, pickle.dumps(i)) for i in items]

@@ -165,7 +165,7 @@ def test_concurrent_runs_make_separate_traces(spans: Recorded, executor: str) ->
             assert item.attributes[ITEM_INDEX] == user.attributes["item"]  # type: ignore[index,union-attr]
 
 
-class Blocking:
+class Blocking(pocketcore.BaseExecutor):
     """An executor that runs blocking items itself, out of the observer's sight."""
 
     name = "blocking-test"
@@ -174,10 +174,10 @@ class Blocking:
     def run(self, fn: Any) -> Any:
         return anyio.run(fn)
 
-    async def map(self, fn: Any, items: Any, *, limit: int | None) -> list[Any]:
+    async def map(self, fn: Any, items: Any, *, limit: Any, **keywords: Any) -> list[Any]:
         return [await fn(item) for item in items]
 
-    async def map_blocking(self, fn: Any, items: Any, *, limit: int | None) -> list[Any]:
+    async def map_blocking(self, fn: Any, items: Any, *, limit: Any, **keywords: Any) -> list[Any]:
         return [fn(item) for item in items]
 
 
