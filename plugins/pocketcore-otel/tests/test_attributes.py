@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pickle
 import threading
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -157,27 +157,11 @@ class Elsewhere(pocketcore.BaseExecutor):
             raise value
         return value
 
-    async def map(
-        self,
-        fn: Callable[[Any], Awaitable[Any]],
-        items: Iterable[Any],
-        *,
-        limit: int | None,
-        gate: Any = None,
-        on_result: Any = None,
-    ) -> list[Any]:
+    async def map(self, fn: Any, items: Any, *, limit: Any, **keywords: Any) -> list[Any]:
         work = pickle.dumps(fn)
         return [self._in_a_thread(_run_async, work, pickle.dumps(i)) for i in items]
 
-    async def map_blocking(
-        self,
-        fn: Callable[[Any], Any],
-        items: Iterable[Any],
-        *,
-        limit: int | None,
-        gate: Any = None,
-        on_result: Any = None,
-    ) -> list[Any]:
+    async def map_blocking(self, fn: Any, items: Any, *, limit: Any, **keywords: Any) -> list[Any]:
         work = pickle.dumps(fn)
         return [self._in_a_thread(_run_sync, work, pickle.dumps(i)) for i in items]
 

@@ -69,14 +69,21 @@ class Keyed:
         return f"Keyed({self.index!r}, {self.key!r}, {self.item!r})"
 
 
-def _returned() -> bool:
-    """Whether ``exec`` returned the result of the item running in this context."""
+def _returned(checked: bool) -> bool:
+    """Whether ``exec`` returned the result of the item running in this context.
+
+    Unless ``checked``, the stack has no layer that could have made the
+    result otherwise (one attempt, the default fallback, no collecting),
+    and no state of its own to ask.
+    """
+    if not checked:
+        return True
     state = CUR_RETRY.get()
     return state is not None and state.returned
 
 
 def stored(
-    cache: NodeCache, call: Callable[[Any], Any], *, concurrent: bool = False
+    cache: NodeCache, call: Callable[[Any], Any], *, concurrent: bool = False, checked: bool = True
 ) -> Callable[[Keyed], Any]:
     """``call`` for a :class:`Keyed` input that missed, storing what ``exec`` returned (sync).
 
@@ -85,32 +92,40 @@ def stored(
     :func:`~pocketcore._dispatch.attempts.counted`, whose state says whether
     ``exec`` returned.
     """
-    return functools.partial(_stored, cache, call)
+    return functools.partial(_stored, cache, call, checked)
 
 
-def _stored(cache: NodeCache, call: Callable[[Any], Any], one: Keyed) -> Any:
+def _stored(cache: NodeCache, call: Callable[[Any], Any], checked: bool, one: Keyed) -> Any:
     result = call(one.item)
-    if one.key is not None and _returned():
+    if one.key is not None and _returned(checked):
         cache.save(one.key, result, one.index)
     return result
 
 
 def stored_async(
-    cache: NodeCache, call: Callable[[Any], Awaitable[Any]], *, concurrent: bool
+    cache: NodeCache,
+    call: Callable[[Any], Awaitable[Any]],
+    *,
+    concurrent: bool,
+    checked: bool = True,
 ) -> Callable[[Keyed], Awaitable[Any]]:
     """:func:`stored` for an async ``call``.
 
     ``concurrent``: siblings may finish at the same moment, and their
     results are written together (``save_async``).
     """
-    return functools.partial(_stored_async, cache, call, concurrent)
+    return functools.partial(_stored_async, cache, call, concurrent, checked)
 
 
 async def _stored_async(
-    cache: NodeCache, call: Callable[[Any], Awaitable[Any]], concurrent: bool, one: Keyed
+    cache: NodeCache,
+    call: Callable[[Any], Awaitable[Any]],
+    concurrent: bool,
+    checked: bool,
+    one: Keyed,
 ) -> Any:
     result = await call(one.item)
-    if one.key is not None and _returned():
+    if one.key is not None and _returned(checked):
         if concurrent:
             await cache.save_async(one.key, result, one.index)
         else:
@@ -125,24 +140,26 @@ class Computed:
     value: Any
 
 
-def marked(call: Callable[[Any], Any]) -> Callable[[Any], Any]:
+def marked(call: Callable[[Any], Any], *, checked: bool = True) -> Callable[[Any], Any]:
     """``call`` on a remote worker: its result, as :class:`Computed` when ``exec`` returned it."""
-    return functools.partial(_marked, call)
+    return functools.partial(_marked, call, checked)
 
 
-def _marked(call: Callable[[Any], Any], item: Any) -> Any:
+def _marked(call: Callable[[Any], Any], checked: bool, item: Any) -> Any:
     result = call(item)
-    return Computed(result) if _returned() else result
+    return Computed(result) if _returned(checked) else result
 
 
-def marked_async(call: Callable[[Any], Awaitable[Any]]) -> Callable[[Any], Awaitable[Any]]:
+def marked_async(
+    call: Callable[[Any], Awaitable[Any]], *, checked: bool = True
+) -> Callable[[Any], Awaitable[Any]]:
     """:func:`marked` for an async ``call``."""
-    return functools.partial(_marked_async, call)
+    return functools.partial(_marked_async, call, checked)
 
 
-async def _marked_async(call: Callable[[Any], Awaitable[Any]], item: Any) -> Any:
+async def _marked_async(call: Callable[[Any], Awaitable[Any]], checked: bool, item: Any) -> Any:
     result = await call(item)
-    return Computed(result) if _returned() else result
+    return Computed(result) if _returned(checked) else result
 
 
 class Storing:

@@ -51,11 +51,16 @@ class Stack:
 def _stateful(plan: Plan, single: bool) -> bool:
     """Whether each item needs a state of its own (see :func:`attempts.counted`).
 
-    The cache needs to know whether ``exec`` returned; concurrent items (and
-    collected ones) need their own counter, unless every item makes exactly
-    one attempt.
+    Concurrent items (and collected ones) need their own counter, unless
+    every item makes exactly one attempt. The cache needs to know whether
+    ``exec`` returned, unless nothing else can make a result: one attempt,
+    the default fallback, no collecting, and no sequential sync loop (which
+    an ``exec`` assigning ``cur_retry`` can end without a result).
     """
-    return plan.cache is not None or (not single and (plan.parallel or plan.collect))
+    loops = plan.blocking and not plan.parallel
+    if plan.cache is not None and (plan.collect or not single or loops):
+        return True
+    return not single and (plan.parallel or plan.collect)
 
 
 @attrs.frozen
@@ -67,7 +72,7 @@ class _Forms:
     retried: Callable[..., Call]
     collected: Callable[..., Call]
     stored: Callable[..., Call]
-    marked: Callable[[Call], Call]
+    marked: Callable[..., Call]
     counted: Callable[[Any, Call], Call]
 
 
@@ -107,7 +112,7 @@ def core(plan: Plan, node: Any, *, store: bool = True) -> Stack:
     if ev is not None and ev.attempts:
         call = forms.attempts_reported(ev, node, call)
     # A sync loop decides on cur_retry read back, so a sequential sync item
-    # always loops, as PocketFlow's does.
+    # always loops, as PocketFlow's does (and the cache then asks its state).
     if single and not stateful and (plan.parallel or not plan.blocking):
         node.__dict__["cur_retry"] = 0  # every item's; none needs its own
     else:
@@ -117,9 +122,10 @@ def core(plan: Plan, node: Any, *, store: bool = True) -> Stack:
     keyed = False
     if plan.cache is not None:
         if store:
-            call, keyed = forms.stored(plan.cache, call, concurrent=plan.parallel), True
+            call = forms.stored(plan.cache, call, concurrent=plan.parallel, checked=stateful)
+            keyed = True
         else:
-            call = forms.marked(call)
+            call = forms.marked(call, checked=stateful)
     if stateful:
         call = forms.counted(node, call)
     return Stack(call, keyed)
