@@ -25,7 +25,11 @@ __all__ = [
     "reachable",
 ]
 
-_plain: dict[type, bool] = {}
+# The node classes copy.copy would copy as a new instance with a copy of the
+# __dict__ (most), and those it would not: each class is asked once.
+_plain: set[type] = set()
+_custom: set[type] = set()
+_new = object.__new__
 
 
 _COPY_HOOKS = frozenset(
@@ -64,12 +68,12 @@ def _copy(node: BaseNode | None) -> Any:
     if node is None:
         return None
     cls = type(node)
-    plain = _plain.get(cls)
-    if plain is None:
-        plain = _plain[cls] = _copies_plainly(cls)
-    if not plain:
-        return copy.copy(node)
-    new = object.__new__(cls)
+    if cls not in _plain:
+        if cls in _custom:
+            return copy.copy(node)
+        (_plain if _copies_plainly(cls) else _custom).add(cls)
+        return _copy(node)
+    new = _new(cls)
     new.__dict__ = node.__dict__.copy()
     return new
 
