@@ -26,7 +26,7 @@ from pocketcore._core.results import Failed
 from pocketcore._dispatch.cached import Keyed
 from pocketcore._dispatch.plan import Plan
 from pocketcore._dispatch.remote import carrying
-from pocketcore._runtime.observe import Events, batch_size
+from pocketcore._runtime.observe import Events
 
 __all__ = [
     "attempts_reported",
@@ -338,8 +338,3 @@ def sending(
     if sent is None:
         return batch, fn
     return _Sending(sent, plan.owner, batch, index_of), carrying(fn, blocking=plan.blocking)
-
-
-def sized(items: object) -> int | None:
-    """The batch's size for its start event (``None`` when the items do not say)."""
-    return batch_size(items)
