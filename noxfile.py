@@ -40,9 +40,15 @@ def plugin_path(name: str) -> str:
 def tests(session: nox.Session, suite: str) -> None:
     """The kernel's tests, then each plugin's tests against its own install."""
     if suite == "kernel":
-        # pocketflow 0.0.3 is the reference the compatibility tests compare with.
+        # pocketflow 0.0.3 is the reference the compatibility tests compare with;
+        # the openai SDK drives the fake provider of tests/provider.py.
         session.install(
-            *KERNEL, plugin_path("trio"), EXAMPLE_NODES, *TEST_DEPS, "pocketflow==0.0.3"
+            *KERNEL,
+            plugin_path("trio"),
+            EXAMPLE_NODES,
+            *TEST_DEPS,
+            "pocketflow==0.0.3",
+            "openai>=1.40",
         )
         session.run("pytest", *session.posargs)
         return
