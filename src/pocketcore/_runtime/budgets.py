@@ -1,0 +1,240 @@
+"""Budgets refilled continuously, and the queue of calls waiting to be charged to them.
+
+The provider governor's core (see docs/architecture.md, "Provider limits"):
+a :class:`Budgets` holds one bucket per unit (requests, tokens, or any other),
+each refilled at its rate up to its capacity. A call waits in one queue, first
+come first served, until every bucket it draws on holds its charge, then is
+charged and starts. Nothing is booked ahead: a call that gives up waiting
+(cancelled, its batch failed) leaves the buckets as they were, and the next
+call in the queue moves up.
+
+Three things change what a call waits for while it waits:
+
+- a **correction**: a call charged an estimate reports what it really used,
+  and the difference goes back into (or comes out of) the buckets;
+- a **pause**: a rate-limit signal from the provider stops every start until
+  the time it gives;
+- a **sync**: the provider's own count of what is left (its
+  ``x-ratelimit-remaining-*`` headers) lowers a bucket that thought it held
+  more.
+
+A call larger than a bucket's capacity is not refused: it waits until that
+bucket is full, and the bucket goes into debt that later calls wait out. So
+over any window of ``T`` seconds a bucket admits at most
+``capacity + rate * T`` plus one call's excess over capacity.
+
+Budgets are shared by the batches of every thread and event loop that use a
+limiter, so the state is guarded by a thread lock, and a waiter is woken
+through its own loop (:class:`Waiter`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterable, Mapping
+
+import anyio
+import attrs
+import sniffio
+
+__all__ = ["Bucket", "Budgets", "Waiter"]
+
+
+class Waiter:
+    """A task waiting its turn, and how to wake it from any thread without blocking."""
+
+    __slots__ = ("event", "soon", "thread")
+
+    def __init__(self) -> None:
+        self.event = anyio.Event()
+        self.thread = threading.get_ident()
+        # The releasing thread may be running a loop of its own, which must
+        # not wait on this one (two loops waking each other's waiters would
+        # each wait for the other): ask the waiter's loop to set the event.
+        if sniffio.current_async_library() == "trio":
+            import trio
+
+            self.soon: Callable[[Callable[[], object]], object] = (
+                trio.lowlevel.current_trio_token().run_sync_soon
+            )
+        else:
+            self.soon = asyncio.get_running_loop().call_soon_threadsafe
+
+    def wake(self) -> bool:
+        """Set the waiter's event; ``False`` when its loop has already ended."""
+        event = self.event
+        if threading.get_ident() == self.thread:
+            event.set()
+            return True
+        try:
+            self.soon(event.set)
+        except RuntimeError:  # its loop is closed (asyncio) or its run finished (trio)
+            return False
+        return True
+
+
+@attrs.define(eq=False)
+class Bucket:
+    """One unit's budget: ``rate`` units a second flow in, up to ``capacity``.
+
+    ``level`` may go below zero (debt) after a call larger than the
+    capacity, or a correction upwards.
+    """
+
+    rate: float
+    capacity: float
+    level: float = attrs.field(init=False)
+    stamp: float = attrs.field(init=False, factory=time.monotonic)
+
+    def __attrs_post_init__(self) -> None:
+        self.level = self.capacity
+
+    def refill(self, now: float) -> None:
+        """Add what flowed in since the last look, up to the capacity."""
+        if now > self.stamp:
+            self.level = min(self.capacity, self.level + (now - self.stamp) * self.rate)
+            self.stamp = now
+
+    def delay(self, amount: float) -> float:
+        """Seconds until the bucket can be charged ``amount`` (``0.0``: now).
+
+        A charge larger than the capacity waits for a full bucket.
+        """
+        short = min(amount, self.capacity) - self.level
+        return short / self.rate if short > 0 else 0.0
+
+
+class Budgets:
+    """Buckets by unit, a pause, and one queue of calls waiting to be charged.
+
+    Args:
+        buckets: The budget of each unit (``{"requests": Bucket(...), ...}``).
+    """
+
+    __slots__ = ("_lock", "_paused_until", "_queue", "buckets")
+
+    def __init__(self, buckets: Mapping[str, Bucket]) -> None:
+        self.buckets = dict(buckets)
+        self._lock = threading.Lock()
+        self._queue: deque[Waiter] = deque()
+        self._paused_until = -math.inf
+
+    # --- waiting and charging ---------------------------------------------------
+
+    def _delay(self, charge: Mapping[str, float], now: float) -> float:
+        wait = self._paused_until - now
+        for unit, amount in charge.items():
+            bucket = self.buckets.get(unit)
+            if bucket is not None:
+                bucket.refill(now)
+                wait = max(wait, bucket.delay(amount))
+        return wait
+
+    def _debit(self, charge: Mapping[str, float]) -> None:
+        for unit, amount in charge.items():
+            bucket = self.buckets.get(unit)
+            if bucket is not None:
+                bucket.level -= amount
+
+    def try_charge(self, charge: Mapping[str, float]) -> bool:
+        """Charge now if nobody is waiting and every bucket holds its share; else take nothing."""
+        with self._lock:
+            if self._queue or self._delay(charge, time.monotonic()) > 0:
+                return False
+            self._debit(charge)
+            return True
+
+    async def charge(self, charge: Mapping[str, float]) -> None:
+        """Wait in the queue until every bucket holds its share of ``charge``, then take it.
+
+        A cancelled wait takes nothing.
+        """
+        if self.try_charge(charge):
+            return
+        waiter = Waiter()
+        with self._lock:
+            self._queue.append(waiter)
+        try:
+            while True:
+                with self._lock:
+                    if self._queue[0] is waiter:
+                        wait = self._delay(charge, time.monotonic())
+                        if wait <= 0:
+                            self._queue.popleft()
+                            self._debit(charge)
+                            self._wake_head()
+                            return
+                    else:
+                        wait = math.inf
+                    event = waiter.event = anyio.Event()
+                # The head sleeps until its charge fits, unless something
+                # (a correction, a pause, the head leaving) wakes it sooner.
+                with anyio.move_on_after(wait):
+                    await event.wait()
+        except BaseException:
+            with self._lock:
+                head = self._queue[0] is waiter
+                self._queue.remove(waiter)
+                if head:
+                    self._wake_head()
+            raise
+
+    def _wake_head(self) -> None:
+        # Under the lock: the new head (if any) works out its own wait. A
+        # head whose loop has ended is gone with its task: drop it.
+        while self._queue and not self._queue[0].wake():
+            self._queue.popleft()
+
+    # --- what changes a wait ----------------------------------------------------
+
+    def correct(self, charged: Mapping[str, float], used: Mapping[str, float]) -> None:
+        """Put back what a call was charged beyond what it ``used`` (or take the excess)."""
+        with self._lock:
+            now = time.monotonic()
+            for unit, amount in used.items():
+                bucket = self.buckets.get(unit)
+                if bucket is not None:
+                    bucket.refill(now)
+                    bucket.level = min(
+                        bucket.capacity, bucket.level + charged.get(unit, 0.0) - amount
+                    )
+            self._wake_head()
+
+    def pause(self, seconds: float) -> None:
+        """Start nothing for ``seconds`` from now (a later pause than the current one wins)."""
+        with self._lock:
+            self._paused_until = max(self._paused_until, time.monotonic() + seconds)
+            self._wake_head()
+
+    def paused_for(self) -> float:
+        """Seconds left of the current pause (``0.0`` when none)."""
+        with self._lock:
+            return max(0.0, self._paused_until - time.monotonic())
+
+    def sync(self, unit: str, remaining: float) -> None:
+        """Lower ``unit``'s bucket to ``remaining``, the provider's own count, if it held more."""
+        with self._lock:
+            bucket = self.buckets.get(unit)
+            if bucket is not None:
+                bucket.refill(time.monotonic())
+                bucket.level = min(bucket.level, remaining)
+
+    def waiting(self) -> int:
+        """How many calls are in the queue."""
+        with self._lock:
+            return len(self._queue)
+
+    def levels(self, units: Iterable[str] | None = None) -> dict[str, float]:
+        """Each bucket's level now (refilled to this moment)."""
+        with self._lock:
+            now = time.monotonic()
+            out = {}
+            for unit, bucket in self.buckets.items():
+                if units is None or unit in units:
+                    bucket.refill(now)
+                    out[unit] = bucket.level
+            return out
