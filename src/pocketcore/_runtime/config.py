@@ -369,9 +369,7 @@ class RunConfig:
                 )
             spec = declared[value]
             # A fresh object per run: its budget is this run's.
-            found = self.limiters[value] = Limiter(
-                spec.max_concurrency, spec.max_per_second, name=value
-            )
+            found = self.limiters[value] = spec.fresh()
         return found
 
 

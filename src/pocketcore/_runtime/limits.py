@@ -10,22 +10,20 @@ woken through the loop it waits on.
 
 from __future__ import annotations
 
-import asyncio
 import math
 import threading
-import time
 from collections import deque
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Mapping
+from types import MappingProxyType
 from typing import Any
 
-import anyio
 import attrs
-import sniffio
 
 from pocketcore._core.errors import ConfigError
 from pocketcore._core.executor import Gate
+from pocketcore._runtime.budgets import Bucket, Budgets, Waiter
 
-__all__ = ["Limiter", "check_count", "check_rate", "gate_of"]
+__all__ = ["ONE_REQUEST", "Limiter", "check_count", "check_rate", "gate_of"]
 
 
 def check_rate(value: object, source: str, what: str = "max_per_second") -> float | None:
@@ -64,37 +62,8 @@ def check_count(value: object, source: str, what: str = "max_concurrency") -> in
     return value
 
 
-class _Waiter:
-    """A task waiting for a slot, and how to wake it from any thread without waiting."""
-
-    __slots__ = ("event", "soon", "thread")
-
-    def __init__(self) -> None:
-        self.event = anyio.Event()
-        self.thread = threading.get_ident()
-        # How to have the waiter's own loop run a call soon, from any thread,
-        # without blocking the caller: the releasing thread may be running a
-        # loop of its own, which must not wait on this one (two loops waking
-        # each other's waiters would each wait for the other).
-        if sniffio.current_async_library() == "trio":
-            import trio
-
-            self.soon: Callable[[Callable[[], object]], object] = (
-                trio.lowlevel.current_trio_token().run_sync_soon
-            )
-        else:
-            self.soon = asyncio.get_running_loop().call_soon_threadsafe
-
-    def wake(self) -> bool:
-        """Set the waiter's event; ``False`` when its loop has already ended."""
-        if threading.get_ident() == self.thread:
-            self.event.set()
-            return True
-        try:
-            self.soon(self.event.set)
-        except RuntimeError:  # its loop is closed (asyncio) or its run finished (trio)
-            return False
-        return True
+ONE_REQUEST: Mapping[str, float] = MappingProxyType({"requests": 1.0})
+"""The charge of a start that says nothing of its cost: one request."""
 
 
 @attrs.define(eq=False)
@@ -106,31 +75,102 @@ class Limiter:
     declared under ``[tool.pocketcore.limiters.NAME]``), and all their items
     share it, in nested flows and in batches running side by side.
 
+    Budgets (requests, tokens, any unit) refill continuously. Every attempt
+    of an item waits its turn in one queue, first come first served, until
+    each budget it draws on holds its charge; nothing is booked ahead, so an
+    item that stops waiting (its batch failed, the run was cancelled) leaves
+    the budgets as they were.
+
     Args:
         max_concurrency: At most this many items hold the limiter at once
             (an int >= 1), or ``None`` for no such bound.
-        max_per_second: At most this many items start per second (a
+        max_per_second: At most this many attempts start per second (a
             positive number), spaced evenly rather than in bursts: in any
             window of ``T`` seconds at most ``floor(max_per_second * T) + 1``
             starts. ``None`` for no such bound.
         name: A name for messages and listings.
+        requests_per_minute: The provider's published request limit: the
+            same even spacing as ``max_per_second``, given per minute.
+            Give one of the two, not both.
+        tokens_per_minute: The provider's published token limit. Each
+            attempt is charged an estimate of its tokens before it starts
+            (see :func:`pocketcore.report_usage`), and corrected to what it
+            reports using.
+        budgets: Budgets in other units, per minute (``{"images": 50}``),
+            charged what a node's ``cost`` gives for them.
 
     Raises:
-        ConfigError: A bound is of the wrong type, zero, negative or not finite.
+        ConfigError: A bound is of the wrong type, zero, negative or not
+            finite, or the request rate is given twice.
     """
 
     max_concurrency: int | None = None
     max_per_second: float | None = None
     name: str | None = None
+    requests_per_minute: float | None = attrs.field(default=None, kw_only=True)
+    tokens_per_minute: float | None = attrs.field(default=None, kw_only=True)
+    budgets: Mapping[str, float] = attrs.field(factory=dict, kw_only=True)
     _lock: threading.Lock = attrs.field(factory=threading.Lock, init=False, repr=False)
     _in_flight: int = attrs.field(default=0, init=False, repr=False)
-    _waiters: deque[_Waiter] = attrs.field(factory=deque, init=False, repr=False)
-    _next_start: float = attrs.field(default=-math.inf, init=False, repr=False)
+    _waiters: deque[Waiter] = attrs.field(factory=deque, init=False, repr=False)
+    _account: Budgets | None = attrs.field(default=None, init=False, repr=False)
 
     def __attrs_post_init__(self) -> None:
         source = "pocketcore.Limiter()" if self.name is None else f"limiter {self.name!r}"
         self.max_concurrency = check_count(self.max_concurrency, source)
         self.max_per_second = check_rate(self.max_per_second, source)
+        rpm = check_rate(self.requests_per_minute, source, "requests_per_minute")
+        tpm = check_rate(self.tokens_per_minute, source, "tokens_per_minute")
+        if rpm is not None and self.max_per_second is not None:
+            raise ConfigError(
+                f"{source} gives both max_per_second and requests_per_minute; give one "
+                "(max_per_second = requests_per_minute / 60)"
+            )
+        if not isinstance(self.budgets, Mapping):
+            raise ConfigError(f"budgets must be a table of unit = per minute, from {source}")
+        per_minute: dict[str, float] = {}
+        for unit, value in self.budgets.items():
+            rate = check_rate(value, source, f"budgets.{unit}")
+            if rate is not None:
+                per_minute[str(unit)] = rate
+        for unit in ("requests", "tokens"):
+            if unit in per_minute:
+                raise ConfigError(f"budgets.{unit} in {source}: give it as {unit}_per_minute")
+        buckets: dict[str, Bucket] = {}
+        requests = self.max_per_second if rpm is None else rpm / 60
+        if requests is not None:
+            # A capacity of one start: evenly spaced, never a burst.
+            buckets["requests"] = Bucket(rate=requests, capacity=1.0)
+        if tpm is not None:
+            per_minute["tokens"] = tpm
+        for unit, rate in per_minute.items():
+            # One second's worth held at most: a batch starts at the budget's
+            # pace rather than spending a minute's worth at once.
+            buckets[unit] = Bucket(rate=rate / 60, capacity=max(1.0, rate / 60))
+        self.requests_per_minute, self.tokens_per_minute = rpm, tpm
+        self.budgets = {unit: v for unit, v in per_minute.items() if unit != "tokens"}
+        self._account = Budgets(buckets) if buckets else None
+
+    @property
+    def paced(self) -> bool:
+        """Whether starts wait for a budget (any rate or budget is set)."""
+        return self._account is not None
+
+    @property
+    def account(self) -> Budgets | None:
+        """The limiter's budgets (``None`` when it sets no rate or budget)."""
+        return self._account
+
+    def fresh(self) -> Limiter:
+        """A new limiter with the same bounds and name, and budgets of its own."""
+        return type(self)(
+            self.max_concurrency,
+            self.max_per_second,
+            self.name,
+            requests_per_minute=self.requests_per_minute,
+            tokens_per_minute=self.tokens_per_minute,
+            budgets=dict(self.budgets),
+        )
 
     async def acquire(self) -> None:
         """Wait for a slot (when bounded), then for this start's turn (when paced)."""
@@ -157,31 +197,23 @@ class Limiter:
             return
         await self._wait_for_slot()
 
-    def try_take_turn(self) -> bool:
+    def try_take_turn(self, charge: Mapping[str, float] = ONE_REQUEST) -> bool:
         """Take this start's turn now if it is due (always, when unpaced); ``False`` takes nothing.
 
         A turn is taken after the slot: a turn held while waiting for a slot
         would be spent late, and starts that waited would bunch together.
         """
-        if self.max_per_second is None:
-            return True
-        with self._lock:
-            now = time.monotonic()
-            if self._next_start > now:
-                return False
-            self._next_start = now + 1 / self.max_per_second
-            return True
+        account = self._account
+        return account is None or account.try_charge(charge)
 
-    async def take_turn(self) -> None:
-        """Wait for this start's turn: starts are spaced ``1 / max_per_second`` apart."""
-        if self.max_per_second is None:
-            return
-        with self._lock:
-            now = time.monotonic()
-            start = max(now, self._next_start)
-            self._next_start = start + 1 / self.max_per_second
-        if start > now:
-            await anyio.sleep(start - now)
+    async def take_turn(self, charge: Mapping[str, float] = ONE_REQUEST) -> None:
+        """Wait for this start's turn: until every budget holds its share of ``charge``.
+
+        A wait given up (cancelled) takes nothing.
+        """
+        account = self._account
+        if account is not None and not account.try_charge(charge):
+            await account.charge(charge)
 
     def release(self) -> None:
         """Give back the slot taken by :meth:`acquire` (a paced-only limiter has none)."""
@@ -201,7 +233,7 @@ class Limiter:
             if self._in_flight < self.max_concurrency and not self._waiters:
                 self._in_flight += 1
                 return
-            waiter = _Waiter()
+            waiter = Waiter()
             self._waiters.append(waiter)
         try:
             await waiter.event.wait()
@@ -214,22 +246,74 @@ class Limiter:
                 self.release()
             raise
 
+    def idle(self) -> bool:
+        """Nothing holds a slot and nothing waits: what a limiter is between runs."""
+        with self._lock:
+            busy = self._in_flight or self._waiters
+        return not busy and (self._account is None or self._account.waiting() == 0)
+
     def __reduce__(self) -> tuple[Any, ...]:
         # A node sent to a remote executor's workers carries its limiter
         # along: it arrives as a fresh limiter with the same bounds (a lock
         # and waiters cannot travel). The budget is kept here, where the
         # executor admits each item before sending it; a copy over there
         # limits nothing of this run.
-        return (type(self), (self.max_concurrency, self.max_per_second, self.name))
+        return (
+            _rebuilt,
+            (
+                type(self),
+                self.max_concurrency,
+                self.max_per_second,
+                self.name,
+                self.requests_per_minute,
+                self.tokens_per_minute,
+                dict(self.budgets),
+            ),
+        )
 
     def describe(self) -> str:
         """The limiter in words, for messages: ``limiter 'llm' (8 at once, 2/s)``."""
         bounds = [
             *([f"{self.max_concurrency} at once"] if self.max_concurrency is not None else []),
             *([f"{self.max_per_second:g}/s"] if self.max_per_second is not None else []),
+            *(
+                [f"{_amount(self.requests_per_minute)} requests/min"]
+                if self.requests_per_minute is not None
+                else []
+            ),
+            *(
+                [f"{_amount(self.tokens_per_minute)} tokens/min"]
+                if self.tokens_per_minute is not None
+                else []
+            ),
+            *(f"{_amount(v)} {unit}/min" for unit, v in self.budgets.items()),
         ]
         label = "limiter" if self.name is None else f"limiter {self.name!r}"
         return f"{label} ({', '.join(bounds) or 'no bounds'})"
+
+
+def _amount(value: float) -> str:
+    """``1,000,000`` for a whole amount, ``2.5`` otherwise: budgets as people write them."""
+    return f"{int(value):,}" if value == int(value) else f"{value:g}"
+
+
+def _rebuilt(
+    cls: type[Limiter],
+    max_concurrency: int | None,
+    max_per_second: float | None,
+    name: str | None,
+    requests_per_minute: float | None,
+    tokens_per_minute: float | None,
+    budgets: dict[str, float],
+) -> Limiter:
+    return cls(
+        max_concurrency,
+        max_per_second,
+        name,
+        requests_per_minute=requests_per_minute,
+        tokens_per_minute=tokens_per_minute,
+        budgets=budgets,
+    )
 
 
 def as_limiter_table(table: Any, where: str, name: str) -> Limiter:
@@ -241,15 +325,32 @@ def as_limiter_table(table: Any, where: str, name: str) -> Limiter:
     source = f"[limiters.{name}] in {where}"
     if not isinstance(table, dict):
         raise ConfigError(f"{source} must be a table, got {table!r}")
-    unknown = sorted(set(table) - {"max_concurrency", "max_per_second"})
+    unknown = sorted(set(table) - set(LIMITER_KEYS))
     if unknown:
         raise ConfigError(
-            f"unknown key {unknown[0]!r} in {source}; known keys: max_concurrency, max_per_second"
+            f"unknown key {unknown[0]!r} in {source}; known keys: {', '.join(LIMITER_KEYS)}"
         )
     try:
-        return Limiter(table.get("max_concurrency"), table.get("max_per_second"), name=name)
+        return Limiter(
+            table.get("max_concurrency"),
+            table.get("max_per_second"),
+            name=name,
+            requests_per_minute=table.get("requests_per_minute"),
+            tokens_per_minute=table.get("tokens_per_minute"),
+            budgets=table.get("budgets", {}),
+        )
     except ConfigError as exc:
         raise ConfigError(f"{exc} (in {source})") from None
+
+
+#: The keys of a ``[limiters.NAME]`` table.
+LIMITER_KEYS = (
+    "max_concurrency",
+    "max_per_second",
+    "requests_per_minute",
+    "tokens_per_minute",
+    "budgets",
+)
 
 
 # --- the gate of a batch -----------------------------------------------------------
@@ -283,7 +384,7 @@ class _OneLimiter:
         self.limiter = limiter
         self.try_enter: Callable[[], bool]
         self.enter: Callable[[], Coroutine[Any, Any, None]]
-        if limiter.max_per_second is None:  # slots only (or no bound at all)
+        if not limiter.paced:  # slots only (or no bound at all)
             self.try_enter, self.enter = limiter.try_take_slot, limiter.take_slot
         elif limiter.max_concurrency is None:  # turns only
             self.try_enter, self.enter = limiter.try_take_turn, limiter.take_turn
@@ -311,7 +412,7 @@ class _Limiters:
 
     def __init__(self, limiters: tuple[Limiter, ...]) -> None:
         self.limiters = limiters
-        self.paced = [limiter for limiter in limiters if limiter.max_per_second is not None]
+        self.paced = [limiter for limiter in limiters if limiter.paced]
 
     def try_enter(self) -> bool:
         # A turn cannot be given back: with more than one to take, they are
