@@ -179,10 +179,14 @@ class FakeProvider:
                 self.tokens.level += charge
             return status, self._headers(), latency
 
-    def refund(self, tokens: int) -> None:
-        """Give back tokens a request was charged but did not use."""
+    def refund(self, tokens: int) -> dict[str, str]:
+        """Give back tokens a request was charged but did not use; the headers as they are now."""
         with self._lock:
+            now = time.monotonic()
+            self.requests.refill(now)
+            self.tokens.refill(now)
             self.tokens.level = min(self.tokens.capacity, self.tokens.level + tokens)
+            return self._headers()
 
     def ok(self) -> list[Request]:
         """The requests that were answered with a completion."""
@@ -232,7 +236,7 @@ class _Handler(BaseHTTPRequestHandler):
             provider.log.append(Request(start, time.monotonic(), status, 0, 0))
             return
         completion = max(1, round(most * provider.completion))
-        provider.refund(most - completion)
+        headers = provider.refund(most - completion)  # the budgets as the answer leaves
         usage = {
             "prompt_tokens": prompt,
             "completion_tokens": completion,

@@ -126,16 +126,28 @@ class SyncStamps(pocketcore.ParallelBatchNode):
         shared["starts"] = exec_res
 
 
-def test_an_executor_that_gates_items_is_handed_the_gate_and_the_bare_items() -> None:
+def test_async_items_here_pass_the_limiters_in_the_kernel_not_through_the_gate() -> None:
+    # Every attempt of an async item that runs in this process passes its
+    # limiters (the governor's layers), so the executor is handed no gate:
+    # it would admit only the first attempt.
     executor = SeesTheGate()
-    node = Squares(limiter=Limiter(max_concurrency=2))
+    limiter = Limiter(max_concurrency=2)
+    node = Squares(limiter=limiter)
     shared: dict[str, Any] = {"items": [1, 2, 3]}
     pocketcore.run(node, shared, executor=executor)
     assert shared["out"] == [1, 4, 9]
     ((fn, gate),) = executor.seen
-    assert isinstance(gate, Gate)
-    # No wrapper per item: the usual pipeline is the node's own exec_async.
-    assert getattr(fn, "__func__", None) is Squares.exec_async
+    assert gate is None
+    assert getattr(fn, "__func__", None) is not Squares.exec_async
+    assert limiter.idle()
+
+
+def test_blocking_items_are_handed_to_a_gating_executor_with_the_gate() -> None:
+    executor = PicklingGated()
+    node = SyncStamps(limiter=Limiter(max_concurrency=1))
+    shared: dict[str, Any] = {"n": 2}
+    pocketcore.run(node, shared, executor=executor)
+    assert len(shared["starts"]) == 2  # PicklingGated asserts it was handed a gate
 
 
 def test_without_limiters_no_gate_is_passed() -> None:

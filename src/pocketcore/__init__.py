@@ -72,6 +72,7 @@ from ._plugins.registry import (
 )
 from ._runtime.cache import CacheWarning
 from ._runtime.config import plugin_settings
+from ._runtime.governor import report_usage
 from ._runtime.limits import Limiter
 from ._runtime.stores import close_stores
 from .hookspecs import hookimpl
@@ -123,5 +124,6 @@ __all__ = [
     "load_flow",
     "make_plugin_manager",
     "plugin_settings",
+    "report_usage",
     "run",
 ]

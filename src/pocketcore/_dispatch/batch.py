@@ -18,7 +18,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 from pocketcore._core.executor import Gate
-from pocketcore._dispatch import report
+from pocketcore._dispatch import govern, report
 from pocketcore._dispatch.cached import BareItems, CachedBatch, Keyed, Storing, group_for
 from pocketcore._dispatch.collect import number_failures
 from pocketcore._dispatch.gate import gated
@@ -140,8 +140,13 @@ def _map(plan: Plan, *, blocking: bool) -> Callable[..., Awaitable[list[Any]]]:
 
 
 def _gate(plan: Plan) -> Gate | None:
-    """The gate the executor enters before each item: only one that declares ``gates_items``."""
-    return gate_of(plan.limiters) if plan.limiters and plan.caps.gates_items else None
+    """The gate the executor enters before each item: only one that declares ``gates_items``.
+
+    None for a governed batch: the kernel enters the limiters for every attempt.
+    """
+    if plan.limiters and plan.caps.gates_items and not plan.governed:
+        return gate_of(plan.limiters)
+    return None
 
 
 async def _here(plan: Plan, batch: Iterable[Any], work: Work | None) -> list[Any]:
@@ -153,7 +158,9 @@ async def _here(plan: Plan, batch: Iterable[Any], work: Work | None) -> list[Any
         stack = Stack(call, stack.keyed)
     stack = with_report(plan, stack, sync=False)
     call = stack.call
-    if plan.limiters and not plan.caps.gates_items:
+    if plan.governed:
+        call = govern.admitted(plan.limiters, plan.owner, call, keyed=stack.keyed)
+    elif plan.limiters and not plan.caps.gates_items:
         call = gated(gate_of(plan.limiters), call)
     inputs, cached = _inputs(plan, batch, stack.keyed, group_for(limit))
     results = await _map(plan, blocking=False)(

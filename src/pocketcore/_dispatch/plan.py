@@ -69,6 +69,17 @@ class Plan:
     events: Events | None = None
 
     @property
+    def governed(self) -> bool:
+        """Every attempt passes the limiters here (see :mod:`pocketcore._dispatch.govern`).
+
+        For async items of a batch that runs here: the kernel enters the
+        limiters for each attempt itself, and hands the executor no gate.
+        Otherwise each item passes them once, before it starts (through the
+        executor's gate when it declares ``gates_items``).
+        """
+        return bool(self.limiters) and not self.blocking and not self.runs_elsewhere
+
+    @property
     def runs_elsewhere(self) -> bool:
         """The executor calls the items itself: in other processes, or its own ``map_blocking``."""
         return self.caps.remote or (self.blocking and self.caps.map_blocking is not None)

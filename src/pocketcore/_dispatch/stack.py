@@ -2,12 +2,13 @@
 
 From the outside in (a layer the plan does not need is not there)::
 
-    gate        its limiters, before it starts      (gate.py; else the executor's)
+    gate        its limiters, before it starts      (gate.py, govern.py; else the executor's)
     report      its start and end, its fallback     (report.py)
     counted     its own cur_retry and outcome       (attempts.py)
     stored      the cache's write, if exec returned (cached.py; marked on a worker)
     collected   a failure kept as a Failed          (collect.py)
     retried     attempts, waits, fallback           (attempts.py)
+    governed    each further attempt's limiters     (govern.py)
     attempt     each attempt's start and end        (report.py)
     timed       each attempt's timeout              (attempts.py)
     exec        the node's exec / exec_async
@@ -24,7 +25,7 @@ from typing import Any
 
 import attrs
 
-from pocketcore._dispatch import attempts, cached, collect, report
+from pocketcore._dispatch import attempts, cached, collect, govern, report
 from pocketcore._dispatch.plan import Plan
 from pocketcore._dispatch.remote import detached
 
@@ -111,6 +112,8 @@ def core(plan: Plan, node: Any, *, store: bool = True) -> Stack:
     ev = plan.events
     if ev is not None and ev.attempts:
         call = forms.attempts_reported(ev, node, call)
+    if plan.governed:
+        call = govern.governed(node, call)
     # A sync loop decides on cur_retry read back, so a sequential sync item
     # always loops, as PocketFlow's does (and the cache then asks its state).
     if single and not stateful and (plan.parallel or not plan.blocking):

@@ -36,12 +36,16 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
+from typing import TypeAlias
 
 import anyio
 import attrs
 import sniffio
 
-__all__ = ["Bucket", "Budgets", "Waiter"]
+__all__ = ["Bucket", "Budgets", "Charge", "Waiter"]
+
+Charge: TypeAlias = "Mapping[str, float] | Callable[[], Mapping[str, float]]"
+"""What a call is charged by unit, or a function giving it when the charge is made."""
 
 
 class Waiter:
@@ -140,21 +144,31 @@ class Budgets:
             if bucket is not None:
                 bucket.level -= amount
 
-    def try_charge(self, charge: Mapping[str, float]) -> bool:
-        """Charge now if nobody is waiting and every bucket holds its share; else take nothing."""
-        with self._lock:
-            if self._queue or self._delay(charge, time.monotonic()) > 0:
-                return False
-            self._debit(charge)
-            return True
+    def try_charge(self, charge: Charge) -> Mapping[str, float] | None:
+        """Charge now if nobody is waiting and every bucket holds its share; else take nothing.
 
-    async def charge(self, charge: Mapping[str, float]) -> None:
+        Returns what was charged (``None``: nothing). ``charge`` is a mapping
+        of unit to amount, or a function giving one, asked when the charge
+        is made (an estimate that improves while a call waits).
+        """
+        with self._lock:
+            if self._queue:
+                return None
+            amounts = charge() if callable(charge) else charge
+            if self._delay(amounts, time.monotonic()) > 0:
+                return None
+            self._debit(amounts)
+            return amounts
+
+    async def charge(self, charge: Charge) -> Mapping[str, float]:
         """Wait in the queue until every bucket holds its share of ``charge``, then take it.
 
-        A cancelled wait takes nothing.
+        Returns what was charged (see :meth:`try_charge` for a function as
+        ``charge``). A cancelled wait takes nothing.
         """
-        if self.try_charge(charge):
-            return
+        taken = self.try_charge(charge)
+        if taken is not None:
+            return taken
         waiter = Waiter()
         with self._lock:
             self._queue.append(waiter)
@@ -162,12 +176,13 @@ class Budgets:
             while True:
                 with self._lock:
                     if self._queue[0] is waiter:
-                        wait = self._delay(charge, time.monotonic())
+                        amounts = charge() if callable(charge) else charge
+                        wait = self._delay(amounts, time.monotonic())
                         if wait <= 0:
                             self._queue.popleft()
-                            self._debit(charge)
+                            self._debit(amounts)
                             self._wake_head()
-                            return
+                            return amounts
                     else:
                         wait = math.inf
                     event = waiter.event = anyio.Event()

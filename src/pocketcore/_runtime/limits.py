@@ -10,6 +10,7 @@ woken through the loop it waits on.
 
 from __future__ import annotations
 
+import json
 import math
 import threading
 from collections import deque
@@ -21,7 +22,9 @@ import attrs
 
 from pocketcore._core.errors import ConfigError
 from pocketcore._core.executor import Gate
-from pocketcore._runtime.budgets import Bucket, Budgets, Waiter
+from pocketcore._runtime.budgets import Bucket, Budgets, Charge, Waiter
+from pocketcore._runtime.governor import TICKET, report_usage
+from pocketcore._runtime.signals import RATE_LIMITED, remaining, retry_after
 
 __all__ = ["ONE_REQUEST", "Limiter", "check_count", "check_rate", "gate_of"]
 
@@ -113,7 +116,10 @@ class Limiter:
     _lock: threading.Lock = attrs.field(factory=threading.Lock, init=False, repr=False)
     _in_flight: int = attrs.field(default=0, init=False, repr=False)
     _waiters: deque[Waiter] = attrs.field(factory=deque, init=False, repr=False)
-    _account: Budgets | None = attrs.field(default=None, init=False, repr=False)
+    patience: float = attrs.field(default=300.0, kw_only=True)
+    _account: Budgets = attrs.field(init=False, repr=False)
+    _usage: dict[str, list[float]] = attrs.field(factory=dict, init=False, repr=False)
+    _strikes: int = attrs.field(default=0, init=False, repr=False)
 
     def __attrs_post_init__(self) -> None:
         source = "pocketcore.Limiter()" if self.name is None else f"limiter {self.name!r}"
@@ -149,17 +155,125 @@ class Limiter:
             buckets[unit] = Bucket(rate=rate / 60, capacity=max(1.0, rate / 60))
         self.requests_per_minute, self.tokens_per_minute = rpm, tpm
         self.budgets = {unit: v for unit, v in per_minute.items() if unit != "tokens"}
-        self._account = Budgets(buckets) if buckets else None
+        self._account = Budgets(buckets)
+        patience = check_rate(self.patience, source, "patience")
+        assert patience is not None
+        self.patience = patience
 
     @property
     def paced(self) -> bool:
         """Whether starts wait for a budget (any rate or budget is set)."""
-        return self._account is not None
+        return bool(self._account.buckets)
 
     @property
-    def account(self) -> Budgets | None:
-        """The limiter's budgets (``None`` when it sets no rate or budget)."""
+    def account(self) -> Budgets:
+        """The limiter's budgets (none, when it sets no rate or budget), and its pause."""
         return self._account
+
+    def units(self) -> tuple[str, ...]:
+        """The units an attempt is charged beyond its one request (``("tokens",)``, say)."""
+        return tuple(unit for unit in self._account.buckets if unit != "requests")
+
+    def estimate(self, unit: str) -> float:
+        """What an attempt that says nothing of its cost is charged in ``unit``.
+
+        The mean of what attempts on this limiter reported using so far
+        (:func:`pocketcore.report_usage`); before any has, the budget's
+        whole capacity (a second's worth), so that calls of unknown size
+        start one at a time until the first one tells.
+        """
+        with self._lock:
+            seen = self._usage.get(unit)
+        if seen:
+            return seen[0] / seen[1]
+        return self._account.buckets[unit].capacity
+
+    def learn(self, used: Mapping[str, float]) -> None:
+        """Count what an attempt reported using into :meth:`estimate`."""
+        with self._lock:
+            for unit, amount in used.items():
+                seen = self._usage.setdefault(unit, [0.0, 0.0])
+                seen[0] += amount
+                seen[1] += 1
+
+    def signal(self, retry_after: float | None) -> float:
+        """A rate-limit signal: pause every start on this limiter; return the pause's seconds.
+
+        ``retry_after`` is the provider's word (seconds); without it, the
+        pause doubles with each signal in a row (1 s, 2 s, ... 60 s), until
+        a call succeeds (:meth:`calm`).
+        """
+        with self._lock:
+            self._strikes += 1
+            strikes = self._strikes
+        seconds = retry_after if retry_after is not None else min(60.0, 2.0 ** (strikes - 1))
+        self._account.pause(seconds)
+        return seconds
+
+    def observe(self, status: int, headers: Mapping[str, str]) -> None:
+        """Take in what a provider's response says: what is left, and whether to pause.
+
+        The ``x-ratelimit-remaining-*`` (or Anthropic's) counts lower the
+        matching budgets to the provider's own count, which knows about
+        other processes sharing the key and reserves ``max_tokens``; a 429
+        or 529 pauses every start until the reset its headers give.
+        """
+        lowered = {str(k).lower(): str(v) for k, v in headers.items()}
+        for unit, left in remaining(lowered).items():
+            self._account.sync(unit, left)
+        if status in RATE_LIMITED:
+            self.signal(retry_after(lowered))
+
+    def event_hooks(self, *, blocking: bool = False) -> dict[str, list[Any]]:
+        """``event_hooks`` for an httpx client that calls the provider this limiter guards.
+
+        ``httpx.AsyncClient(event_hooks=limiter.event_hooks())`` (or
+        ``blocking=True`` for ``httpx.Client``), handed to the provider's SDK
+        (``openai.AsyncOpenAI(http_client=...)``). Then, for a call made
+        inside an item that passes this limiter:
+
+        - each request is charged what the provider will count for it (an
+          OpenAI-style body: its messages' characters over four, plus its
+          ``max_tokens``), in place of the estimate the item started with;
+        - each response keeps the budgets in step with the provider's own
+          count (:meth:`observe`); a 429, also one the SDK retries by
+          itself, pauses the limiter and gives the request's tokens back;
+        - the ``usage.total_tokens`` of a JSON answer corrects the charge,
+          so ``exec`` need not call :func:`pocketcore.report_usage`.
+
+        Outside such an item the responses are still observed.
+        """
+        if blocking:
+
+            def request(request: Any) -> None:
+                extra = _priced(self, request)
+                if extra:  # a blocking call cannot wait its turn: it owes it
+                    self.account.correct({"tokens": 0.0}, extra)
+
+            def response(response: Any) -> None:
+                if _answered(self, response):
+                    response.read()
+                    _report_tokens(response)
+
+            return {"request": [request], "response": [response]}
+
+        async def request_async(request: Any) -> None:
+            extra = _priced(self, request)
+            if extra:
+                await self.take_turn(extra)
+
+        async def response_async(response: Any) -> None:
+            if _answered(self, response):
+                await response.aread()
+                _report_tokens(response)
+
+        return {"request": [request_async], "response": [response_async]}
+
+    def calm(self) -> None:
+        """A call got through: the next signal without a retry time pauses briefly again."""
+        if self._strikes:
+            with self._lock:
+                self._strikes = 0
 
     def fresh(self) -> Limiter:
         """A new limiter with the same bounds and name, and budgets of its own."""
@@ -170,6 +284,7 @@ class Limiter:
             requests_per_minute=self.requests_per_minute,
             tokens_per_minute=self.tokens_per_minute,
             budgets=dict(self.budgets),
+            patience=self.patience,
         )
 
     async def acquire(self) -> None:
@@ -197,23 +312,24 @@ class Limiter:
             return
         await self._wait_for_slot()
 
-    def try_take_turn(self, charge: Mapping[str, float] = ONE_REQUEST) -> bool:
+    def try_take_turn(self, charge: Charge = ONE_REQUEST) -> bool:
         """Take this start's turn now if it is due (always, when unpaced); ``False`` takes nothing.
 
         A turn is taken after the slot: a turn held while waiting for a slot
         would be spent late, and starts that waited would bunch together.
         """
-        account = self._account
-        return account is None or account.try_charge(charge)
+        return self._account.try_charge(charge) is not None
 
-    async def take_turn(self, charge: Mapping[str, float] = ONE_REQUEST) -> None:
+    async def take_turn(self, charge: Charge = ONE_REQUEST) -> Mapping[str, float]:
         """Wait for this start's turn: until every budget holds its share of ``charge``.
 
-        A wait given up (cancelled) takes nothing.
+        Returns what was charged (``charge`` may be a function giving the
+        amounts, asked when the turn comes). A wait given up (cancelled)
+        takes nothing.
         """
         account = self._account
-        if account is not None and not account.try_charge(charge):
-            await account.charge(charge)
+        taken = account.try_charge(charge)
+        return taken if taken is not None else await account.charge(charge)
 
     def release(self) -> None:
         """Give back the slot taken by :meth:`acquire` (a paced-only limiter has none)."""
@@ -250,7 +366,7 @@ class Limiter:
         """Nothing holds a slot and nothing waits: what a limiter is between runs."""
         with self._lock:
             busy = self._in_flight or self._waiters
-        return not busy and (self._account is None or self._account.waiting() == 0)
+        return not busy and self._account.waiting() == 0
 
     def __reduce__(self) -> tuple[Any, ...]:
         # A node sent to a remote executor's workers carries its limiter
@@ -258,18 +374,7 @@ class Limiter:
         # and waiters cannot travel). The budget is kept here, where the
         # executor admits each item before sending it; a copy over there
         # limits nothing of this run.
-        return (
-            _rebuilt,
-            (
-                type(self),
-                self.max_concurrency,
-                self.max_per_second,
-                self.name,
-                self.requests_per_minute,
-                self.tokens_per_minute,
-                dict(self.budgets),
-            ),
-        )
+        return (_rebuilt, (type(self), attrs.asdict(self.fresh(), filter=_public)))
 
     def describe(self) -> str:
         """The limiter in words, for messages: ``limiter 'llm' (8 at once, 2/s)``."""
@@ -292,28 +397,101 @@ class Limiter:
         return f"{label} ({', '.join(bounds) or 'no bounds'})"
 
 
+def _charge_of(limiter: Limiter) -> dict[str, float] | None:
+    """The charge of the attempt in progress on ``limiter``, if an item holds it here."""
+    ticket = TICKET.get()
+    if ticket is None or not ticket.held:
+        return None
+    for held, charge in zip(ticket.limiters, ticket.charges, strict=True):
+        if held is limiter:
+            return charge
+    return None
+
+
+def _priced(limiter: Limiter, request: Any) -> dict[str, float] | None:
+    """Re-price the attempt's tokens to what ``request`` asks for; the extra to wait for.
+
+    What is charged beyond the estimate is returned, to be waited for (or
+    taken at once, for a blocking client); what was overestimated goes back.
+    """
+    charge = _charge_of(limiter)
+    if charge is None or "tokens" not in charge:
+        return None
+    asked = request_tokens(getattr(request, "content", b""))
+    if asked is None:
+        return None
+    extra = asked - charge["tokens"]
+    charge["tokens"] = asked
+    if extra < 0:
+        limiter.account.correct({"tokens": -extra}, {"tokens": 0.0})
+        return None
+    return {"tokens": extra} if extra > 0 else None
+
+
+def _answered(limiter: Limiter, response: Any) -> bool:
+    """Observe a response; whether it is a successful JSON answer to read the usage of."""
+    status = response.status_code
+    if status in RATE_LIMITED:
+        charge = _charge_of(limiter)
+        if charge is not None and charge.get("tokens"):
+            # Refused: the provider took none of it (the SDK may send it
+            # again). Given back before the provider's count is taken in.
+            limiter.account.correct({"tokens": charge["tokens"]}, {"tokens": 0.0})
+            charge["tokens"] = 0.0
+    limiter.observe(status, response.headers)
+    if status in RATE_LIMITED:
+        return False
+    kind = str(response.headers.get("content-type", ""))
+    return bool(status == 200 and kind.startswith("application/json"))
+
+
+def request_tokens(body: bytes) -> float | None:
+    """The tokens a provider counts against its budget for an OpenAI-style request body.
+
+    Its messages' text, at four characters a token, plus the completion it
+    may return (``max_tokens`` or ``max_completion_tokens``); ``None`` for a
+    body that is not such a request.
+    """
+    try:
+        data = json.loads(body or b"null")
+    except ValueError:
+        return None
+    if not isinstance(data, dict) or not isinstance(data.get("messages"), list):
+        return None
+    chars = 0
+    for message in data["messages"]:
+        content = message.get("content") if isinstance(message, dict) else None
+        if isinstance(content, str):
+            chars += len(content)
+        elif isinstance(content, list):  # parts: count the text ones
+            chars += sum(len(str(p.get("text", ""))) for p in content if isinstance(p, dict))
+    most = data.get("max_tokens") or data.get("max_completion_tokens") or 0
+    if isinstance(most, bool) or not isinstance(most, (int, float)):
+        most = 0
+    return max(1, chars // 4) + float(most)
+
+
+def _report_tokens(response: Any) -> None:
+    """Report the ``usage.total_tokens`` of an OpenAI-style answer, when it has one."""
+    try:
+        total = response.json()["usage"]["total_tokens"]
+    except (ValueError, KeyError, TypeError):
+        return
+    if isinstance(total, (int, float)) and not isinstance(total, bool) and total >= 0:
+        report_usage(tokens=total)
+
+
 def _amount(value: float) -> str:
     """``1,000,000`` for a whole amount, ``2.5`` otherwise: budgets as people write them."""
     return f"{int(value):,}" if value == int(value) else f"{value:g}"
 
 
-def _rebuilt(
-    cls: type[Limiter],
-    max_concurrency: int | None,
-    max_per_second: float | None,
-    name: str | None,
-    requests_per_minute: float | None,
-    tokens_per_minute: float | None,
-    budgets: dict[str, float],
-) -> Limiter:
-    return cls(
-        max_concurrency,
-        max_per_second,
-        name,
-        requests_per_minute=requests_per_minute,
-        tokens_per_minute=tokens_per_minute,
-        budgets=budgets,
-    )
+def _public(field: attrs.Attribute[Any], value: object) -> bool:
+    return field.init
+
+
+def _rebuilt(cls: type[Limiter], bounds: dict[str, Any]) -> Limiter:
+    return cls(**bounds)
 
 
 def as_limiter_table(table: Any, where: str, name: str) -> Limiter:
@@ -338,6 +516,7 @@ def as_limiter_table(table: Any, where: str, name: str) -> Limiter:
             requests_per_minute=table.get("requests_per_minute"),
             tokens_per_minute=table.get("tokens_per_minute"),
             budgets=table.get("budgets", {}),
+            patience=table.get("patience", 300.0),
         )
     except ConfigError as exc:
         raise ConfigError(f"{exc} (in {source})") from None
@@ -350,6 +529,7 @@ LIMITER_KEYS = (
     "requests_per_minute",
     "tokens_per_minute",
     "budgets",
+    "patience",
 )
 
 
@@ -387,10 +567,13 @@ class _OneLimiter:
         if not limiter.paced:  # slots only (or no bound at all)
             self.try_enter, self.enter = limiter.try_take_slot, limiter.take_slot
         elif limiter.max_concurrency is None:  # turns only
-            self.try_enter, self.enter = limiter.try_take_turn, limiter.take_turn
+            self.try_enter, self.enter = limiter.try_take_turn, self._turn
         else:
             self.try_enter, self.enter = self._try_slot_and_turn, limiter.acquire
         self.leave: Callable[[], None] = limiter.release  # nothing to give back for a turn
+
+    async def _turn(self) -> None:
+        await self.limiter.take_turn()
 
     def _try_slot_and_turn(self) -> bool:
         limiter = self.limiter

@@ -1,0 +1,295 @@
+"""The provider governor: every attempt pays its turn, usage corrects charges, 429s pause all."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import threading
+import time
+from typing import Any
+
+import anyio
+import openai
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import pocketcore
+from pocketcore import Failed, Limiter
+from pocketcore._runtime.limits import request_tokens
+from tests.provider import FakeProvider, serve
+
+SLACK = 0.03  # seconds: a wake-up on a busy machine comes late, never early
+
+
+class RateLimited(Exception):
+    """A provider's 429, in the shape clients raise it (status and headers on a response)."""
+
+    def __init__(self, retry_after: float | None) -> None:
+        super().__init__("429 too many requests")
+        headers = {} if retry_after is None else {"retry-after-ms": str(int(retry_after * 1000))}
+        self.response = type("Response", (), {"status_code": 429, "headers": headers})()
+
+
+class Script(pocketcore.AsyncParallelBatchNode):
+    """Items are ``(name, outcomes)``: each attempt takes the next outcome ("ok", "429", "boom").
+
+    Every attempt's start is logged with the item's name.
+    """
+
+    def __init__(self, log: list[tuple[float, str]], **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.log = log
+        self.lock = threading.Lock()
+        self.turns: dict[str, int] = {}
+
+    async def prep_async(self, shared: Any) -> Any:
+        return shared["items"]
+
+    async def exec_async(self, item: Any) -> Any:
+        name, outcomes = item
+        with self.lock:
+            turn = self.turns.get(name, 0)
+            self.turns[name] = turn + 1
+            self.log.append((time.monotonic(), name))
+        outcome = outcomes[min(turn, len(outcomes) - 1)]
+        await anyio.sleep(0.01)
+        if outcome == "429":
+            raise RateLimited(self.params.get("retry_after"))
+        if outcome == "boom":
+            raise ValueError(name)
+        return name
+
+    async def post_async(self, shared: Any, prep_res: Any, exec_res: Any) -> Any:
+        shared["out"] = exec_res
+
+
+def starts_of(log: list[tuple[float, str]], name: str) -> list[float]:
+    return [t for t, n in log if n == name]
+
+
+@pytest.mark.parametrize("executor", ["asyncio", "trio"])
+def test_a_rate_limit_pauses_every_start_and_costs_no_retry(executor: str) -> None:
+    log: list[tuple[float, str]] = []
+    node = Script(log, limiter=Limiter(max_concurrency=4))  # max_retries=1: no retry of its own
+    node.set_params({"retry_after": 0.3})
+    items = [("a", ["429", "ok"]), *((f"b{i}", ["ok"]) for i in range(6))]
+    shared: dict[str, Any] = {"items": items}
+    pocketcore.run(node, shared, executor=executor)
+    assert shared["out"] == [name for name, _ in items]
+    refused_at = starts_of(log, "a")[0] + 0.01  # its attempt ends (and signals) 10 ms in
+    again = starts_of(log, "a")[1]
+    assert again >= refused_at + 0.3 - SLACK
+    # Nothing else started during the pause, either.
+    late = [t for t, n in log if n != "a" and t > refused_at]
+    assert all(t >= refused_at + 0.3 - SLACK for t in late)
+
+
+def test_patience_ends_the_retries_of_a_rate_limited_item() -> None:
+    log: list[tuple[float, str]] = []
+    node = Script(log, limiter=Limiter(patience=0.25), on_error="collect")
+    node.set_params({"retry_after": 0.05})
+    shared: dict[str, Any] = {"items": [("a", ["429"])]}
+    started = time.monotonic()
+    pocketcore.run(node, shared)
+    (failed,) = shared["out"]
+    assert isinstance(failed, Failed)
+    assert isinstance(failed.exception, RateLimited)
+    assert 0.25 <= time.monotonic() - started < 3
+    assert len(starts_of(log, "a")) >= 3
+
+
+def test_a_retry_waits_its_turn_like_a_first_attempt() -> None:
+    log: list[tuple[float, str]] = []
+    node = Script(log, limiter=Limiter(max_per_second=10), max_retries=4)
+    shared: dict[str, Any] = {"items": [("a", ["boom", "boom", "boom", "ok"])]}
+    pocketcore.run(node, shared)
+    starts = starts_of(log, "a")
+    assert len(starts) == 4
+    assert min(b - a for a, b in itertools.pairwise(starts)) >= 0.1 - SLACK
+
+
+def test_an_item_waiting_to_retry_holds_no_slot() -> None:
+    log: list[tuple[float, str]] = []
+    node = Script(log, limiter=Limiter(max_concurrency=1), max_retries=2, wait=0.3)
+    shared: dict[str, Any] = {"items": [("a", ["boom", "ok"]), ("b", ["ok"])]}
+    pocketcore.run(node, shared)
+    first, second = starts_of(log, "a")
+    (b,) = starts_of(log, "b")
+    assert first < b < second  # b ran while a waited to retry
+
+
+def test_a_failed_batch_leaves_its_limiter_idle() -> None:
+    limiter = Limiter(max_concurrency=2, tokens_per_minute=60_000)  # 1,000 tokens held
+
+    class Costly(Script):
+        def cost(self, item: Any) -> float:
+            return 300
+
+    log: list[tuple[float, str]] = []
+    node = Costly(log, limiter=limiter)
+    items = [("a", ["boom"]), *((f"b{i}", ["ok"]) for i in range(20))]
+    with pytest.raises(ValueError, match="a"):
+        pocketcore.run(node, {"items": items})
+    # No slot held, nobody queued: the items that never started took nothing,
+    # so two more start at the budget's pace (300 tokens at 1,000 a second).
+    assert limiter.idle()
+    started = time.monotonic()
+    shared: dict[str, Any] = {"items": [("c", ["ok"]), ("d", ["ok"])]}
+    pocketcore.run(node, shared)
+    assert shared["out"] == ["c", "d"]
+    assert time.monotonic() - started < 2
+
+
+def test_cost_is_charged_and_reported_usage_corrects_it() -> None:
+    # Next to no refill: the bucket shows exactly what was charged.
+    limiter = Limiter(tokens_per_minute=1e-6)
+    seen: list[float] = []
+
+    class Reports(pocketcore.AsyncParallelBatchNode):
+        async def prep_async(self, shared: Any) -> Any:
+            return [5]
+
+        def cost(self, item: int) -> float:
+            return item
+
+        async def exec_async(self, item: int) -> int:
+            seen.append(limiter.account.levels()["tokens"])
+            pocketcore.report_usage(tokens=1)
+            pocketcore.report_usage(tokens=1)  # reports add up
+            return item
+
+    pocketcore.run(Reports(limiter=limiter), {})
+    assert seen == [pytest.approx(1 - 5)]  # a full bucket of one, charged five
+    assert limiter.account.levels()["tokens"] == pytest.approx(1 - 2)
+    assert limiter.estimate("tokens") == 2  # what the next call is charged without a cost
+
+
+def test_without_a_cost_the_estimate_is_the_mean_reported() -> None:
+    limiter = Limiter(tokens_per_minute=6_000)  # 100 held
+    assert limiter.estimate("tokens") == 100  # nothing reported yet: a full bucket
+    limiter.learn({"tokens": 10})
+    limiter.learn({"tokens": 30})
+    assert limiter.estimate("tokens") == 20
+
+
+@pytest.mark.parametrize(
+    ("value", "error"), [("many", TypeError), (-1, ValueError), (float("nan"), ValueError)]
+)
+def test_bad_usage_and_costs_are_refused(value: Any, error: type[Exception]) -> None:
+    with pytest.raises(error, match="tokens"):
+        pocketcore.report_usage(tokens=value)
+
+    class Bad(pocketcore.AsyncParallelBatchNode):
+        async def prep_async(self, shared: Any) -> Any:
+            return [1]
+
+        def cost(self, item: Any) -> Any:
+            return value
+
+    with pytest.raises(error, match=r"Bad\.cost"):
+        pocketcore.run(Bad(limiter=Limiter(tokens_per_minute=600)), {})
+
+
+def test_report_usage_outside_a_governed_item_does_nothing() -> None:
+    pocketcore.report_usage(tokens=5)  # no error, nothing to correct
+
+
+@settings(max_examples=10, deadline=None)
+@given(
+    plan=st.lists(
+        st.tuples(st.integers(1, 60), st.integers(0, 2)),  # (cost, failures before success)
+        min_size=1,
+        max_size=12,
+    ),
+    limit=st.one_of(st.none(), st.integers(1, 3)),
+)
+def test_no_window_spends_more_than_the_budget_counting_retries(
+    plan: list[tuple[int, int]], limit: int | None
+) -> None:
+    # 3,000 tokens a minute (50 a second, 50 held) and 600 requests a minute.
+    limiter = Limiter(limit, requests_per_minute=600, tokens_per_minute=3_000)
+    spent: list[tuple[float, int]] = []
+    lock = threading.Lock()
+
+    class Spends(pocketcore.AsyncParallelBatchNode):
+        async def prep_async(self, shared: Any) -> Any:
+            return list(enumerate(plan))
+
+        def cost(self, item: Any) -> float:
+            return item[1][0]
+
+        async def exec_async(self, item: Any) -> Any:
+            index, (cost, failures) = item
+            with lock:
+                spent.append((time.monotonic(), cost))
+                tries = sum(1 for t, c in spent if c == cost)
+            if self.cur_retry < failures:
+                raise ValueError(index)
+            return tries
+
+    pocketcore.run(Spends(limiter=limiter, max_retries=3), {})
+    assert len(spent) == sum(failures + 1 for _, failures in plan)
+    spent.sort()
+    for a, (start, _) in enumerate(spent):
+        for b in range(a, len(spent)):
+            window = spent[b][0] - start + SLACK
+            tokens = sum(c for _, c in spent[a : b + 1])
+            assert tokens <= 50 + 50 * window + 10  # one call's excess over capacity: none here
+            assert b - a + 1 <= 1 + 10 * window  # requests: one held, 10 a second
+    assert limiter.idle()
+
+
+# --- against a provider -------------------------------------------------------------
+
+
+class Ask(pocketcore.AsyncParallelBatchNode):
+    async def prep_async(self, shared: Any) -> Any:
+        return shared["sizes"]
+
+    async def exec_async(self, size: int) -> int:
+        reply = await self.params["client"].chat.completions.create(
+            model="fake",
+            messages=[{"role": "user", "content": "x" * (size * 4)}],
+            max_tokens=50,
+        )
+        return int(reply.usage.total_tokens)
+
+    async def post_async(self, shared: Any, prep_res: Any, exec_res: Any) -> Any:
+        shared["out"] = exec_res
+
+
+def test_a_batch_under_the_providers_published_limits_loses_no_item() -> None:
+    # 40 calls of 100 to 3,000 tokens against 600,000 tokens a minute: the
+    # limiter declares just the published limits and watches the responses.
+    sizes = [100, 3000, 400, 1500, 2500, 700, 200, 1000] * 5
+    rpm, tpm = 3000, 600_000
+    with serve(FakeProvider(rpm=rpm, tpm=tpm, latency=0.05, seed=3)) as provider:
+        limiter = Limiter(requests_per_minute=rpm, tokens_per_minute=tpm)
+
+        async def main() -> dict[str, Any]:
+            http = openai.DefaultAsyncHttpxClient(event_hooks=limiter.event_hooks())
+            async with openai.AsyncOpenAI(
+                base_url=provider.url, api_key="test", max_retries=0, http_client=http
+            ) as client:
+                node = Ask(limiter=limiter, on_error="collect")
+                node.set_params({"client": client})
+                shared: dict[str, Any] = {"sizes": sizes}
+                await node.run_async(shared)
+                return shared
+
+        shared = asyncio.run(main())
+    assert not [r for r in shared["out"] if isinstance(r, Failed)]
+    assert len(provider.ok()) == len(sizes)
+    assert limiter.idle()
+    # The usage the hook reported taught the limiter what calls cost.
+    assert 500 < limiter.estimate("tokens") < 2000
+
+
+def test_the_tokens_a_request_asks_for() -> None:
+    body = b'{"messages": [{"role": "user", "content": "abcdefgh"}], "max_tokens": 10}'
+    assert request_tokens(body) == 2 + 10
+    parts = b'{"messages": [{"content": [{"type": "text", "text": "abcd"}]}]}'
+    assert request_tokens(parts) == 1
+    assert request_tokens(b"not json") is None
+    assert request_tokens(b'{"input": "embeddings"}') is None
