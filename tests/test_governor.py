@@ -6,6 +6,7 @@ import asyncio
 import itertools
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -293,3 +294,19 @@ def test_the_tokens_a_request_asks_for() -> None:
     assert request_tokens(parts) == 1
     assert request_tokens(b"not json") is None
     assert request_tokens(b'{"input": "embeddings"}') is None
+
+
+def test_the_docs_example_runs_against_a_provider(monkeypatch: pytest.MonkeyPatch) -> None:
+    # docs/calling-llm-providers.md, its first Python block, as written; the
+    # SDK finds the provider through its environment variables.
+    page = (Path(__file__).parent.parent / "docs" / "calling-llm-providers.md").read_text()
+    code = page.split("```python\n", 1)[1].split("```", 1)[0]
+    namespace: dict[str, Any] = {}
+    exec(compile(code, "calling-llm-providers.md", "exec"), namespace)
+    with serve(FakeProvider(rpm=1500, tpm=1_000_000, latency=0.01)) as provider:
+        monkeypatch.setenv("OPENAI_BASE_URL", provider.url)
+        monkeypatch.setenv("OPENAI_API_KEY", "test")
+        summaries = asyncio.run(namespace["main"](["bees dance", "ants march", "owls hoot"]))
+    assert len(summaries) == 3
+    assert all(isinstance(s, str) and "tokens read" in s for s in summaries)
+    assert namespace["llm"].idle()
