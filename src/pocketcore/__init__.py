@@ -70,6 +70,7 @@ from ._plugins.registry import (
     get_registry,
     make_plugin_manager,
 )
+from ._runtime.backoff import Backoff
 from ._runtime.cache import CacheWarning
 from ._runtime.config import plugin_settings
 from ._runtime.governor import report_usage
@@ -84,6 +85,7 @@ __all__ = [
     "AsyncNode",
     "AsyncParallelBatchFlow",
     "AsyncParallelBatchNode",
+    "Backoff",
     "BaseExecutor",
     "BaseNode",
     "BaseStore",

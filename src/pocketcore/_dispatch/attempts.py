@@ -23,6 +23,7 @@ from typing import Any
 
 import anyio
 
+from pocketcore._runtime.backoff import pause_before
 from pocketcore._runtime.context import CUR_RETRY, THREAD_STOP, ItemState
 
 __all__ = [
@@ -121,13 +122,14 @@ def retry(node: Any, call: Call, stateful: bool, item: Any) -> Any:
             if cur == node.max_retries - 1:
                 return node.exec_fallback(item, exc)
             stop = THREAD_STOP.get()
+            pause = pause_before(node.wait, n, exc) if node.wait else 0.0
             if stop is None:
-                if node.wait > 0:
-                    time.sleep(node.wait)
+                if pause > 0:
+                    time.sleep(pause)
             # On a worker thread of a batch that has failed or been
             # cancelled, make no further attempt (and cut the wait short):
             # the result would be dropped, and the caller is waiting.
-            elif stop.is_set() or (node.wait > 0 and stop.wait(node.wait)):
+            elif stop.is_set() or (pause > 0 and stop.wait(pause)):
                 raise
         else:
             if state is not None:
@@ -155,8 +157,10 @@ async def retry_async(node: Any, call: AsyncCall, stateful: bool, item: Any) -> 
         except Exception as exc:
             if n == last:
                 return await node.exec_fallback_async(item, exc)
-            if node.wait > 0:
-                await anyio.sleep(node.wait)
+            if node.wait:
+                pause = pause_before(node.wait, n, exc)
+                if pause > 0:
+                    await anyio.sleep(pause)
         else:
             if state is not None:
                 state.returned = True

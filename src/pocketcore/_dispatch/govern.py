@@ -49,7 +49,8 @@ async def _enter(ticket: Ticket, node: Any, item: Any) -> None:
         # Turns after slots: a charge taken while waiting for a slot would
         # be spent late, and starts that waited would bunch together.
         for limiter, price in zip(limiters, prices, strict=True):
-            paid.append((limiter, dict(await limiter.take_turn(price))))
+            charged = {} if price is None else dict(await limiter.take_turn(price))
+            paid.append((limiter, charged))
     except BaseException:
         for limiter, charge in paid:
             limiter.account.correct(charge, dict.fromkeys(charge, 0.0))
@@ -57,6 +58,7 @@ async def _enter(ticket: Ticket, node: Any, item: Any) -> None:
             limiter.release()
         raise
     ticket.charges = [charge for _, charge in paid]
+    ticket.requests = {}
     ticket.used = {}
     ticket.held = True
 

@@ -19,6 +19,7 @@ from pocketcore._dispatch.attempts import reraise, reraise_async
 from pocketcore._dispatch.batch import each, each_async, fan_out, fan_out_blocking
 from pocketcore._dispatch.step import exec_step, exec_step_async
 from pocketcore._runtime import observe
+from pocketcore._runtime.backoff import Backoff
 from pocketcore._runtime.cache import default_cache_key
 from pocketcore._runtime.context import CUR_RETRY, RUN, current_config
 from pocketcore._runtime.limits import Limiter
@@ -183,7 +184,9 @@ class Node(BaseNode):
 
     Args:
         max_retries: How many times ``exec`` is attempted in all (default 1).
-        wait: Seconds to sleep between attempts (default 0).
+        wait: Seconds to sleep between attempts (default 0), or a
+            :class:`~pocketcore.Backoff`: exponential waits with jitter, and
+            the server's ``retry-after`` when a failure carries one.
         executor, max_concurrency, max_per_second, limiter, on_error, timeout, cache:
             Keyword only; see :class:`BaseNode`.
 
@@ -194,7 +197,10 @@ class Node(BaseNode):
     """
 
     def __init__(
-        self, max_retries: int = 1, wait: float = 0, **settings: Unpack[SettingKeywords]
+        self,
+        max_retries: int = 1,
+        wait: float | Backoff = 0,
+        **settings: Unpack[SettingKeywords],
     ) -> None:
         super().__init__(**settings)
         self.max_retries, self.wait = max_retries, wait

@@ -26,18 +26,21 @@ class Ticket:
 
     Attributes:
         limiters: The limiters of the item's batch.
-        charges: What each limiter charged the attempt in progress (by unit).
+        charges: What each limiter charged the attempt in progress so far (by unit).
         held: The item holds the limiters' slots now.
         used: What the attempt in progress reported using, by unit.
         refused_since: When (monotonic seconds) the item's first attempt in
             the current run of rate-limit refusals was refused, or ``None``.
     """
 
-    __slots__ = ("charges", "held", "limiters", "refused_since", "used")
+    __slots__ = ("charges", "held", "limiters", "refused_since", "requests", "used")
 
     def __init__(self, limiters: tuple[Limiter, ...]) -> None:
         self.limiters = limiters
         self.charges: list[dict[str, float]] = []
+        #: What each HTTP request of the attempt was charged, by the request's id
+        #: (a watched limiter's hooks charge requests one by one).
+        self.requests: dict[int, dict[str, float]] = {}
         self.held = False
         self.used: dict[str, float] = {}
         self.refused_since: float | None = None
@@ -80,8 +83,11 @@ def _amount(unit: str, amount: object) -> float:
 
 def prices_for(
     limiters: tuple[Limiter, ...], node: Any, item: Any
-) -> list[Callable[[], Mapping[str, float]]]:
+) -> list[Callable[[], Mapping[str, float]] | None]:
     """How each of ``limiters`` prices one attempt of ``item``: asked when its turn comes.
+
+    ``None`` for a limiter that charges the attempt nothing itself (one
+    whose event hooks charge each request as it is sent).
 
     One request, plus, for each further unit a limiter budgets, the node's
     ``cost(item)`` when its class defines one (a number is tokens; a mapping
@@ -97,10 +103,19 @@ def prices_for(
     given: Mapping[str, float] = {}
     if callable(cost_of) and any(limiter.units() for limiter in limiters):
         given = _cost(node, cost_of(node, item))
-    return [functools.partial(_price, limiter, given) for limiter in limiters]
+    return [
+        None
+        if limiter.watched and not any(u != "tokens" for u in limiter.units())
+        else functools.partial(_price, limiter, given)
+        for limiter in limiters
+    ]
 
 
 def _price(limiter: Limiter, given: Mapping[str, float]) -> Mapping[str, float]:
+    if limiter.watched:
+        # Its event hooks charge each request as the provider counts it:
+        # the attempt itself is charged only the units they cannot see.
+        return {u: given[u] for u in limiter.units() if u != "tokens" and u in given}
     charge = {"requests": 1.0}
     for unit in limiter.units():
         amount = given.get(unit)

@@ -120,6 +120,7 @@ class Limiter:
     _account: Budgets = attrs.field(init=False, repr=False)
     _usage: dict[str, list[float]] = attrs.field(factory=dict, init=False, repr=False)
     _strikes: int = attrs.field(default=0, init=False, repr=False)
+    _watched: bool = attrs.field(default=False, init=False, repr=False)
 
     def __attrs_post_init__(self) -> None:
         source = "pocketcore.Limiter()" if self.name is None else f"limiter {self.name!r}"
@@ -243,12 +244,14 @@ class Limiter:
 
         Outside such an item the responses are still observed.
         """
+        self._watched = True
         if blocking:
 
             def request(request: Any) -> None:
-                extra = _priced(self, request)
-                if extra:  # a blocking call cannot wait its turn: it owes it
-                    self.account.correct({"tokens": 0.0}, extra)
+                price = _request_price(self, request)
+                if price is not None:  # a blocking call cannot wait its turn: it owes it
+                    self.account.correct({}, price)
+                    _booked(self, request, price)
 
             def response(response: Any) -> None:
                 if _answered(self, response):
@@ -258,9 +261,9 @@ class Limiter:
             return {"request": [request], "response": [response]}
 
         async def request_async(request: Any) -> None:
-            extra = _priced(self, request)
-            if extra:
-                await self.take_turn(extra)
+            price = _request_price(self, request)
+            if price is not None:
+                _booked(self, request, await self.take_turn(price))
 
         async def response_async(response: Any) -> None:
             if _answered(self, response):
@@ -268,6 +271,11 @@ class Limiter:
                 _report_tokens(response)
 
         return {"request": [request_async], "response": [response_async]}
+
+    @property
+    def watched(self) -> bool:
+        """Whether :meth:`event_hooks` were asked for: requests are charged as they are sent."""
+        return self._watched
 
     def calm(self) -> None:
         """A call got through: the next signal without a retry time pauses briefly again."""
@@ -397,47 +405,57 @@ class Limiter:
         return f"{label} ({', '.join(bounds) or 'no bounds'})"
 
 
-def _charge_of(limiter: Limiter) -> dict[str, float] | None:
-    """The charge of the attempt in progress on ``limiter``, if an item holds it here."""
+def _held(limiter: Limiter) -> tuple[Any, dict[str, float]] | None:
+    """The ticket of the item holding ``limiter`` in this context, and its attempt's charge."""
     ticket = TICKET.get()
     if ticket is None or not ticket.held:
         return None
     for held, charge in zip(ticket.limiters, ticket.charges, strict=True):
         if held is limiter:
-            return charge
+            return ticket, charge
     return None
 
 
-def _priced(limiter: Limiter, request: Any) -> dict[str, float] | None:
-    """Re-price the attempt's tokens to what ``request`` asks for; the extra to wait for.
+def _request_price(limiter: Limiter, request: Any) -> dict[str, float] | None:
+    """What ``request`` costs on ``limiter``: one request, and its tokens as the provider counts.
 
-    What is charged beyond the estimate is returned, to be waited for (or
-    taken at once, for a blocking client); what was overestimated goes back.
+    ``None`` outside an item holding the limiter (nothing to charge it to).
     """
-    charge = _charge_of(limiter)
-    if charge is None or "tokens" not in charge:
+    if _held(limiter) is None:
         return None
-    asked = request_tokens(getattr(request, "content", b""))
-    if asked is None:
-        return None
-    extra = asked - charge["tokens"]
-    charge["tokens"] = asked
-    if extra < 0:
-        limiter.account.correct({"tokens": -extra}, {"tokens": 0.0})
-        return None
-    return {"tokens": extra} if extra > 0 else None
+    price = {"requests": 1.0}
+    if "tokens" in limiter.units():
+        asked = request_tokens(getattr(request, "content", b""))
+        price["tokens"] = limiter.estimate("tokens") if asked is None else asked
+    return price
+
+
+def _booked(limiter: Limiter, request: Any, price: Mapping[str, float]) -> None:
+    """Count ``price`` into the attempt's charge, and keep it by request for a refusal."""
+    holding = _held(limiter)
+    if holding is None:  # the item let go meanwhile (cancelled): give it back
+        limiter.account.correct(price, dict.fromkeys(price, 0.0))
+        return
+    ticket, charge = holding
+    for unit, amount in price.items():
+        charge[unit] = charge.get(unit, 0.0) + amount
+    ticket.requests[id(request)] = dict(price)
 
 
 def _answered(limiter: Limiter, response: Any) -> bool:
     """Observe a response; whether it is a successful JSON answer to read the usage of."""
     status = response.status_code
     if status in RATE_LIMITED:
-        charge = _charge_of(limiter)
-        if charge is not None and charge.get("tokens"):
-            # Refused: the provider took none of it (the SDK may send it
-            # again). Given back before the provider's count is taken in.
-            limiter.account.correct({"tokens": charge["tokens"]}, {"tokens": 0.0})
-            charge["tokens"] = 0.0
+        holding = _held(limiter)
+        price = None
+        if holding is not None:
+            price = holding[0].requests.pop(id(getattr(response, "request", None)), None)
+        if price is not None and price.get("tokens"):
+            # Refused: the provider took none of its tokens (the SDK may send
+            # it again). Given back before the provider's count is taken in.
+            tokens = price["tokens"]
+            limiter.account.correct({"tokens": tokens}, {"tokens": 0.0})
+            holding[1]["tokens"] -= tokens  # type: ignore[index]
     limiter.observe(status, response.headers)
     if status in RATE_LIMITED:
         return False
