@@ -13,10 +13,11 @@ from __future__ import annotations
 import json
 import math
 import threading
+import time
 from collections import deque
 from collections.abc import Callable, Coroutine, Mapping
 from types import MappingProxyType
-from typing import Any
+from typing import Any, Literal
 
 import attrs
 
@@ -65,6 +66,24 @@ def check_count(value: object, source: str, what: str = "max_concurrency") -> in
     return value
 
 
+def _other_budgets(budgets: object, source: str) -> dict[str, float]:
+    """The ``budgets`` table checked: unit -> per minute, neither requests nor tokens."""
+    if not isinstance(budgets, Mapping):
+        raise ConfigError(f"budgets must be a table of unit = per minute, from {source}")
+    per_minute: dict[str, float] = {}
+    for unit, value in budgets.items():
+        rate = check_rate(value, source, f"budgets.{unit}")
+        if rate is not None:
+            per_minute[str(unit)] = rate
+    for unit in ("requests", "tokens"):
+        if unit in per_minute:
+            raise ConfigError(f"budgets.{unit} in {source}: give it as {unit}_per_minute")
+    return per_minute
+
+
+#: Where ``max_concurrency="auto"`` starts: a few calls, then doubling while they succeed.
+_AUTO_START = 2
+
 ONE_REQUEST: Mapping[str, float] = MappingProxyType({"requests": 1.0})
 """The charge of a start that says nothing of its cost: one request."""
 
@@ -85,8 +104,12 @@ class Limiter:
     the budgets as they were.
 
     Args:
-        max_concurrency: At most this many items hold the limiter at once
-            (an int >= 1), or ``None`` for no such bound.
+        max_concurrency: At most this many calls hold the limiter at once
+            (an int >= 1), ``None`` for no such bound, or ``"auto"`` for a
+            provider whose limits you do not know: the bound starts at 2,
+            doubles with each round of successes until the first rate-limit
+            signal, then grows by one a round and halves on each signal
+            (at most once a second), between 1 and ``ceiling``.
         max_per_second: At most this many attempts start per second (a
             positive number), spaced evenly rather than in bursts: in any
             window of ``T`` seconds at most ``floor(max_per_second * T) + 1``
@@ -101,13 +124,16 @@ class Limiter:
             reports using.
         budgets: Budgets in other units, per minute (``{"images": 50}``),
             charged what a node's ``cost`` gives for them.
+        patience: Seconds an item keeps retrying the provider's rate-limit
+            refusals without spending its ``max_retries`` (default 300).
+        ceiling: The most ``max_concurrency="auto"`` grows to (default 64).
 
     Raises:
         ConfigError: A bound is of the wrong type, zero, negative or not
             finite, or the request rate is given twice.
     """
 
-    max_concurrency: int | None = None
+    max_concurrency: int | Literal["auto"] | None = None
     max_per_second: float | None = None
     name: str | None = None
     requests_per_minute: float | None = attrs.field(default=None, kw_only=True)
@@ -117,14 +143,26 @@ class Limiter:
     _in_flight: int = attrs.field(default=0, init=False, repr=False)
     _waiters: deque[Waiter] = attrs.field(factory=deque, init=False, repr=False)
     patience: float = attrs.field(default=300.0, kw_only=True)
+    ceiling: int = attrs.field(default=64, kw_only=True)
     _account: Budgets = attrs.field(init=False, repr=False)
     _usage: dict[str, list[float]] = attrs.field(factory=dict, init=False, repr=False)
     _strikes: int = attrs.field(default=0, init=False, repr=False)
     _watched: bool = attrs.field(default=False, init=False, repr=False)
+    # The bound on slots in force: max_concurrency itself, or where "auto" stands now.
+    _limit: int | None = attrs.field(default=None, init=False, repr=False)
+    _slow_start: bool = attrs.field(default=True, init=False, repr=False)
+    _successes: int = attrs.field(default=0, init=False, repr=False)
+    _last_cut: float = attrs.field(default=-math.inf, init=False, repr=False)
 
     def __attrs_post_init__(self) -> None:
         source = "pocketcore.Limiter()" if self.name is None else f"limiter {self.name!r}"
-        self.max_concurrency = check_count(self.max_concurrency, source)
+        ceiling = check_count(self.ceiling, source, "ceiling")
+        assert ceiling is not None
+        self.ceiling = ceiling
+        if self.max_concurrency == "auto":
+            self._limit = min(_AUTO_START, ceiling)
+        else:
+            self.max_concurrency = self._limit = check_count(self.max_concurrency, source)
         self.max_per_second = check_rate(self.max_per_second, source)
         rpm = check_rate(self.requests_per_minute, source, "requests_per_minute")
         tpm = check_rate(self.tokens_per_minute, source, "tokens_per_minute")
@@ -133,16 +171,7 @@ class Limiter:
                 f"{source} gives both max_per_second and requests_per_minute; give one "
                 "(max_per_second = requests_per_minute / 60)"
             )
-        if not isinstance(self.budgets, Mapping):
-            raise ConfigError(f"budgets must be a table of unit = per minute, from {source}")
-        per_minute: dict[str, float] = {}
-        for unit, value in self.budgets.items():
-            rate = check_rate(value, source, f"budgets.{unit}")
-            if rate is not None:
-                per_minute[str(unit)] = rate
-        for unit in ("requests", "tokens"):
-            if unit in per_minute:
-                raise ConfigError(f"budgets.{unit} in {source}: give it as {unit}_per_minute")
+        per_minute = _other_budgets(self.budgets, source)
         buckets: dict[str, Bucket] = {}
         requests = self.max_per_second if rpm is None else rpm / 60
         if requests is not None:
@@ -204,6 +233,8 @@ class Limiter:
         pause doubles with each signal in a row (1 s, 2 s, ... 60 s), until
         a call succeeds (:meth:`calm`).
         """
+        if self.max_concurrency == "auto":
+            self._cut()
         with self._lock:
             self._strikes += 1
             strikes = self._strikes
@@ -278,10 +309,47 @@ class Limiter:
         return self._watched
 
     def calm(self) -> None:
-        """A call got through: the next signal without a retry time pauses briefly again."""
+        """A call got through: the next signal without a retry time pauses briefly again.
+
+        With ``max_concurrency="auto"``, a round of successes (as many as the
+        bound) raises the bound: doubling until the first rate-limit signal,
+        then by one, up to the ceiling.
+        """
         if self._strikes:
             with self._lock:
                 self._strikes = 0
+        if self.max_concurrency == "auto":
+            woken: list[Waiter] = []
+            with self._lock:
+                assert self._limit is not None
+                self._successes += 1
+                if self._successes >= self._limit and self._limit < self.ceiling:
+                    self._successes = 0
+                    grown = self._limit * 2 if self._slow_start else self._limit + 1
+                    self._limit = min(self.ceiling, grown)
+                    while self._waiters and self._in_flight < self._limit:
+                        self._in_flight += 1
+                        woken.append(self._waiters.popleft())
+            for waiter in woken:
+                if not waiter.wake():  # its loop is gone: the slot is free again
+                    self.release()
+
+    def _cut(self) -> None:
+        """A rate-limit signal under ``max_concurrency="auto"``: halve the bound, once a second."""
+        now = time.monotonic()
+        with self._lock:
+            assert self._limit is not None
+            if now - self._last_cut < 1.0:
+                return  # the calls already in flight when the first signal came say the same
+            self._last_cut = now
+            self._slow_start = False
+            self._successes = 0
+            self._limit = max(1, self._limit // 2)
+
+    @property
+    def concurrency(self) -> int | None:
+        """The bound on calls in flight now: ``max_concurrency``, or where "auto" stands."""
+        return self._limit
 
     def fresh(self) -> Limiter:
         """A new limiter with the same bounds and name, and budgets of its own."""
@@ -293,6 +361,7 @@ class Limiter:
             tokens_per_minute=self.tokens_per_minute,
             budgets=dict(self.budgets),
             patience=self.patience,
+            ceiling=self.ceiling,
         )
 
     async def acquire(self) -> None:
@@ -306,10 +375,10 @@ class Limiter:
 
     def try_take_slot(self) -> bool:
         """Take a slot now if one is free (always, when unbounded); ``False`` takes nothing."""
-        if self.max_concurrency is None:
+        if self._limit is None:
             return True
         with self._lock:
-            if self._in_flight < self.max_concurrency and not self._waiters:
+            if self._in_flight < self._limit and not self._waiters:
                 self._in_flight += 1
                 return True
             return False
@@ -341,10 +410,10 @@ class Limiter:
 
     def release(self) -> None:
         """Give back the slot taken by :meth:`acquire` (a paced-only limiter has none)."""
-        if self.max_concurrency is None:
+        if self._limit is None:
             return
         with self._lock:
-            if not self._waiters:
+            if not self._waiters or self._in_flight > self._limit:  # none waits, or "auto" cut
                 self._in_flight -= 1
                 return
             waiter = self._waiters.popleft()  # the slot passes to it: in_flight unchanged
@@ -353,8 +422,8 @@ class Limiter:
 
     async def _wait_for_slot(self) -> None:
         with self._lock:
-            assert self.max_concurrency is not None
-            if self._in_flight < self.max_concurrency and not self._waiters:
+            assert self._limit is not None
+            if self._in_flight < self._limit and not self._waiters:
                 self._in_flight += 1
                 return
             waiter = Waiter()
@@ -387,7 +456,13 @@ class Limiter:
     def describe(self) -> str:
         """The limiter in words, for messages: ``limiter 'llm' (8 at once, 2/s)``."""
         bounds = [
-            *([f"{self.max_concurrency} at once"] if self.max_concurrency is not None else []),
+            *(
+                [f"{self.max_concurrency} at once"]
+                if isinstance(self.max_concurrency, int)
+                else [f"auto concurrency, now {self._limit}, at most {self.ceiling}"]
+                if self.max_concurrency == "auto"
+                else []
+            ),
             *([f"{self.max_per_second:g}/s"] if self.max_per_second is not None else []),
             *(
                 [f"{_amount(self.requests_per_minute)} requests/min"]
@@ -535,6 +610,7 @@ def as_limiter_table(table: Any, where: str, name: str) -> Limiter:
             tokens_per_minute=table.get("tokens_per_minute"),
             budgets=table.get("budgets", {}),
             patience=table.get("patience", 300.0),
+            ceiling=table.get("ceiling", 64),
         )
     except ConfigError as exc:
         raise ConfigError(f"{exc} (in {source})") from None
@@ -548,6 +624,7 @@ LIMITER_KEYS = (
     "tokens_per_minute",
     "budgets",
     "patience",
+    "ceiling",
 )
 
 
@@ -584,7 +661,7 @@ class _OneLimiter:
         self.enter: Callable[[], Coroutine[Any, Any, None]]
         if not limiter.paced:  # slots only (or no bound at all)
             self.try_enter, self.enter = limiter.try_take_slot, limiter.take_slot
-        elif limiter.max_concurrency is None:  # turns only
+        elif limiter.concurrency is None:  # turns only
             self.try_enter, self.enter = limiter.try_take_turn, self._turn
         else:
             self.try_enter, self.enter = self._try_slot_and_turn, limiter.acquire
