@@ -360,3 +360,49 @@ def test_bad_concurrency_is_named(value: Any) -> None:
         Limiter(max_concurrency=value)
     with pytest.raises(pocketcore.ConfigError, match="ceiling"):
         Limiter(max_concurrency="auto", ceiling=0)
+
+
+class Throttled(Exception):
+    """What a client pocketcore does not read by shape raises when the provider says slow down."""
+
+    def __init__(self, wait: float) -> None:
+        super().__init__("throttled")
+        self.wait = wait
+
+
+class Teaches:
+    """A plugin that teaches pocketcore that client's exception."""
+
+    @pocketcore.hookimpl
+    def pocketcore_classify_error(self, exception: BaseException) -> Any:
+        if isinstance(exception, Throttled):
+            return pocketcore.ProviderSignal(rate_limited=True, retry_after=exception.wait)
+        return None
+
+
+def test_a_plugin_teaches_a_rate_limit_from_another_client() -> None:
+    calls: list[float] = []
+
+    class Calls(pocketcore.AsyncParallelBatchNode):
+        async def prep_async(self, shared: Any) -> Any:
+            return [1]
+
+        async def exec_async(self, item: int) -> int:
+            calls.append(time.monotonic())
+            if len(calls) == 1:
+                raise Throttled(0.2)
+            return item
+
+    registry = pocketcore.get_registry()
+    plugin = Teaches()
+    registry.register(plugin, name="teaches")
+    try:
+        pocketcore.run(Calls(limiter=Limiter()), {})  # one attempt: no retry of its own
+    finally:
+        registry.unregister(plugin)
+    assert len(calls) == 2
+    assert calls[1] - calls[0] >= 0.2 - SLACK
+    # Without the plugin the same exception is an ordinary failure.
+    calls.clear()
+    with pytest.raises(Throttled):
+        pocketcore.run(Calls(limiter=Limiter()), {})

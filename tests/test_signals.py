@@ -11,8 +11,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from pocketcore import ProviderSignal
 from pocketcore._runtime.signals import (
-    Signal,
     parse_duration,
     remaining,
     retry_after,
@@ -64,13 +64,13 @@ SHAPES = [StatusError, HTTPStatusError, ClientResponseError]
 @pytest.mark.parametrize("shape", SHAPES)
 @pytest.mark.parametrize("status", [429, 529])
 def test_a_rate_limit_in_any_shape(shape: type[Exception], status: int) -> None:
-    assert signal_of(shape(status, {"Retry-After": "7"})) == Signal(True, 7.0, status)
+    assert signal_of(shape(status, {"Retry-After": "7"})) == ProviderSignal(True, 7.0, status)
 
 
 @pytest.mark.parametrize("shape", SHAPES)
 @pytest.mark.parametrize("status", [500, 502, 503, 504])
 def test_transient_server_errors_are_not_rate_limits(shape: type[Exception], status: int) -> None:
-    assert signal_of(shape(status, {})) == Signal(False, None, status)
+    assert signal_of(shape(status, {})) == ProviderSignal(False, None, status)
 
 
 @pytest.mark.parametrize("status", [400, 401, 404, 422])
@@ -88,7 +88,7 @@ def test_exceptions_without_a_status_say_nothing() -> None:
 def test_a_wrapped_exception_is_read_through_its_cause() -> None:
     outer = RuntimeError("the call failed")
     outer.__cause__ = HTTPStatusError(429, {"retry-after-ms": "1500"})
-    assert signal_of(outer) == Signal(True, 1.5, 429)
+    assert signal_of(outer) == ProviderSignal(True, 1.5, 429)
 
 
 def test_retry_after_ms_wins_over_retry_after() -> None:

@@ -40,6 +40,7 @@ from ._core.executor import (
     RemoteExecutor,
     ReportingExecutor,
 )
+from ._core.provider import ProviderSignal
 from ._core.results import Failed
 from ._core.store import BaseStore, Store, StoreInfo, StoreOpener
 from ._front.flowfile import FlowFileError, LoadedFlow, load_flow
@@ -112,6 +113,7 @@ __all__ = [
     "PluginFailure",
     "PluginWarning",
     "PocketcoreError",
+    "ProviderSignal",
     "Registry",
     "RemoteExecutor",
     "ReportingExecutor",

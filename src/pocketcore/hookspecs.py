@@ -72,6 +72,7 @@ import pluggy
 from pocketcore._core.executor import Executor
 from pocketcore._core.limiter import LimiterLike
 from pocketcore._core.node import NodeLike
+from pocketcore._core.provider import ProviderSignal
 from pocketcore._core.store import StoreOpener
 
 __all__ = [
@@ -88,6 +89,7 @@ __all__ = [
     "pocketcore_batch_item_sent",
     "pocketcore_batch_item_start",
     "pocketcore_batch_start",
+    "pocketcore_classify_error",
     "pocketcore_node_end",
     "pocketcore_node_start",
     "pocketcore_register_executors",
@@ -477,6 +479,27 @@ def pocketcore_batch_item_sent(
 
     Returns:
         A picklable context manager to enter on the worker, or ``None``.
+    """
+
+
+@hookspec(firstresult=True)
+def pocketcore_classify_error(exception: BaseException) -> ProviderSignal | None:
+    """Say what a failed call's exception means about the provider it called.
+
+    Called when an attempt of an item that passes a limiter fails, and when
+    a :class:`~pocketcore.Backoff` decides how long to wait, before
+    pocketcore's own reading (an HTTP status of 429 or 529, or a 5xx, with
+    its retry headers, on the exception or its ``response``). The first
+    implementation that returns a value wins.
+
+    Args:
+        exception: The exception the attempt raised.
+
+    Returns:
+        A :class:`~pocketcore.ProviderSignal` (``rate_limited=True`` pauses
+        every item on the limiters until ``retry_after`` and retries the
+        item without spending its ``max_retries``), or ``None`` to leave the
+        exception to the next implementation and to pocketcore's reading.
     """
 
 

@@ -29,7 +29,7 @@ from typing import Any
 from pocketcore._dispatch.cached import Keyed
 from pocketcore._runtime.governor import TICKET, Ticket, prices_for
 from pocketcore._runtime.limits import Limiter
-from pocketcore._runtime.signals import Signal, signal_of
+from pocketcore._runtime.signals import ProviderSignal, classify
 
 __all__ = ["admitted", "governed"]
 
@@ -118,7 +118,7 @@ async def _governed(node: Any, call: AsyncCall, item: Any) -> Any:
         try:
             result = await call(item)
         except Exception as exc:
-            signal = signal_of(exc)
+            signal = classify(exc)
             if signal is None or not signal.rate_limited:
                 _leave(ticket)
                 raise
@@ -133,7 +133,7 @@ async def _governed(node: Any, call: AsyncCall, item: Any) -> Any:
             return result
 
 
-def _again(ticket: Ticket, signal: Signal) -> bool:
+def _again(ticket: Ticket, signal: ProviderSignal) -> bool:
     """Pause the limiters for a refusal; whether the item may try again (its patience lasts)."""
     for limiter in ticket.limiters:
         limiter.signal(signal.retry_after)

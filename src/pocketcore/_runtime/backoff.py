@@ -9,7 +9,7 @@ from typing import Any
 import attrs
 
 from pocketcore._core.errors import ConfigError
-from pocketcore._runtime.signals import signal_of
+from pocketcore._runtime.signals import classify
 
 __all__ = ["Backoff", "pause_before"]
 
@@ -67,7 +67,7 @@ class Backoff:
     def delay(self, failures: int, exc: BaseException | None = None) -> float:
         """Seconds to wait after the ``failures``-th failure (from 0) ended with ``exc``."""
         if exc is not None:
-            signal = signal_of(exc)
+            signal = classify(exc)
             if signal is not None and signal.retry_after is not None:
                 return signal.retry_after
         bound = self.bound(failures)

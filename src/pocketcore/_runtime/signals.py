@@ -20,12 +20,14 @@ import time
 from collections.abc import Mapping
 from datetime import datetime, timezone
 
-import attrs
+from pocketcore._core.provider import ProviderSignal
+from pocketcore._plugins.registry import get_registry
 
 __all__ = [
     "RATE_LIMITED",
     "TRANSIENT",
-    "Signal",
+    "ProviderSignal",
+    "classify",
     "headers_of",
     "parse_duration",
     "remaining",
@@ -41,23 +43,6 @@ TRANSIENT = frozenset({500, 502, 503, 504})
 """Server errors worth another attempt after a backoff."""
 
 _CHAIN = 4  # how far down __cause__ to look for the exception that carries the response
-
-
-@attrs.frozen
-class Signal:
-    """What a failure says about the provider.
-
-    Attributes:
-        rate_limited: The provider refused the call for its rate limits:
-            every call sharing the limiter should wait.
-        retry_after: Seconds until the provider takes calls again, when it
-            said (``None``: it did not).
-        status: The HTTP status the signal was read from, if any.
-    """
-
-    rate_limited: bool
-    retry_after: float | None = None
-    status: int | None = None
 
 
 def _status(obj: object) -> int | None:
@@ -217,7 +202,7 @@ def remaining(headers: Mapping[str, str]) -> dict[str, float]:
     return out
 
 
-def signal_of(exc: BaseException, now: float | None = None) -> Signal | None:
+def signal_of(exc: BaseException, now: float | None = None) -> ProviderSignal | None:
     """What ``exc`` says about its provider, or ``None`` when it says nothing.
 
     A 429 or 529 is a rate-limit signal with the wait its headers give; a
@@ -228,7 +213,22 @@ def signal_of(exc: BaseException, now: float | None = None) -> Signal | None:
     if status is None:
         return None
     if status in RATE_LIMITED:
-        return Signal(True, retry_after(headers_of(exc), now), status)
+        return ProviderSignal(True, retry_after(headers_of(exc), now), status)
     if status in TRANSIENT:
-        return Signal(False, retry_after(headers_of(exc), now), status)
+        return ProviderSignal(False, retry_after(headers_of(exc), now), status)
     return None
+
+
+def classify(exc: BaseException) -> ProviderSignal | None:
+    """What ``exc`` says about its provider: the plugins' word first, then :func:`signal_of`.
+
+    A plugin implementing ``pocketcore_classify_error`` can teach pocketcore
+    the exceptions of a client it does not read by shape. Asked only when a
+    call has failed.
+    """
+    hook = get_registry().pm.hook.pocketcore_classify_error
+    if hook.get_hookimpls():
+        said = hook(exception=exc)
+        if said is not None:
+            return said  # type: ignore[no-any-return]
+    return signal_of(exc)
