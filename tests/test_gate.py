@@ -217,18 +217,22 @@ def test_several_limiters_are_entered_slots_first_and_given_back_when_a_turn_is_
     slots.release()
 
 
-def test_two_paced_limiters_are_always_entered_by_waiting() -> None:
-    first, second = Limiter(max_per_second=1000), Limiter(max_per_second=1000, max_concurrency=1)
+def test_a_gate_of_two_paced_limiters_is_entered_all_or_nothing() -> None:
+    first = Limiter(max_per_second=0.5)
+    second = Limiter(max_per_second=0.5, max_concurrency=1)
+    assert second.try_take_turn()  # second's next turn is two seconds away
     gate = gate_of((first, second))
-    assert not gate.try_enter()  # two turns cannot be taken all or nothing
+    assert not gate.try_enter()
+    assert second._in_flight == 0
+    assert first.try_take_turn()  # the turn the gate took from first was given back
 
     async def main() -> None:
-        await gate.enter()
-        assert second._in_flight == 1
-        gate.leave()
+        with anyio.move_on_after(0.05):
+            await gate.enter()  # waits for second's turn, holding first's
+        assert second._in_flight == 0
 
     anyio.run(main)
-    assert second._in_flight == 0
+    assert first.idle() and second.idle()
 
 
 @pytest.mark.parametrize("backend", ["asyncio", "trio"])

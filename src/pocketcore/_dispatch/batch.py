@@ -21,7 +21,6 @@ from pocketcore._core.executor import Gate
 from pocketcore._dispatch import govern, report
 from pocketcore._dispatch.cached import BareItems, CachedBatch, Keyed, Storing, group_for
 from pocketcore._dispatch.collect import number_failures
-from pocketcore._dispatch.gate import gated
 from pocketcore._dispatch.plan import Plan, plan_batch
 from pocketcore._dispatch.remote import shippable
 from pocketcore._dispatch.stack import Stack, core, remote_core, trip, with_report
@@ -140,9 +139,9 @@ def _map(plan: Plan, *, blocking: bool) -> Callable[..., Awaitable[list[Any]]]:
 
 
 def _gate(plan: Plan) -> Gate | None:
-    """The gate the executor enters before each item: only one that declares ``gates_items``.
+    """The gate the executor enters before each item it runs itself (it declares ``gates_items``).
 
-    None for a governed batch: the kernel enters the limiters for every attempt.
+    None for items that run here: the kernel enters their limiters (govern.py).
     """
     if plan.limiters and plan.caps.gates_items and not plan.governed:
         return gate_of(plan.limiters)
@@ -160,8 +159,6 @@ async def _here(plan: Plan, batch: Iterable[Any], work: Work | None) -> list[Any
     call = stack.call
     if plan.governed:
         call = govern.admitted(plan.limiters, plan.owner, call, keyed=stack.keyed)
-    elif plan.limiters and not plan.caps.gates_items:
-        call = gated(gate_of(plan.limiters), call)
     inputs, cached = _inputs(plan, batch, stack.keyed, group_for(limit))
     results = await _map(plan, blocking=False)(
         call, inputs, limit=limit, gate=_gate(plan), on_result=None

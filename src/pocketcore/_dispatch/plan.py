@@ -72,12 +72,14 @@ class Plan:
     def governed(self) -> bool:
         """Every attempt passes the limiters here (see :mod:`pocketcore._dispatch.govern`).
 
-        For async items of a batch that runs here: the kernel enters the
-        limiters for each attempt itself, and hands the executor no gate.
-        Otherwise each item passes them once, before it starts (through the
-        executor's gate when it declares ``gates_items``).
+        For the items of a batch that run here: the kernel enters the
+        limiters itself and hands the executor no gate; each attempt of an
+        async item, and each blocking item once, before it is handed to a
+        worker thread (a sync attempt cannot wait for a turn), its charge
+        corrected by what ``exec`` reports there. Items the executor runs
+        itself pass its gate once, before they start.
         """
-        return bool(self.limiters) and not self.blocking and not self.runs_elsewhere
+        return bool(self.limiters) and not self.runs_elsewhere
 
     @property
     def runs_elsewhere(self) -> bool:

@@ -2,7 +2,7 @@
 
 From the outside in (a layer the plan does not need is not there)::
 
-    gate        its limiters, before it starts      (gate.py, govern.py; else the executor's)
+    gate        its limiters, before it starts      (govern.py; the executor's, if remote)
     report      its start and end, its fallback     (report.py)
     counted     its own cur_retry and outcome       (attempts.py)
     stored      the cache's write, if exec returned (cached.py; marked on a worker)
@@ -112,7 +112,7 @@ def core(plan: Plan, node: Any, *, store: bool = True) -> Stack:
     ev = plan.events
     if ev is not None and ev.attempts:
         call = forms.attempts_reported(ev, node, call)
-    if plan.governed:
+    if plan.governed and not plan.blocking:
         call = govern.governed(node, call)
     # A sync loop decides on cur_retry read back, so a sequential sync item
     # always loops, as PocketFlow's does (and the cache then asks its state).

@@ -10,12 +10,13 @@ woken through the loop it waits on.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Coroutine, Mapping
+from collections.abc import Mapping
 from types import MappingProxyType
 from typing import Any, Literal
 
@@ -630,61 +631,39 @@ LIMITER_KEYS = (
 
 # --- the gate of a batch -----------------------------------------------------------
 #
-# What an executor that gates items (pocketcore.GatingExecutor) is handed
-# instead of items wrapped one by one: it enters the gate right before it
-# starts an item, and leaves it once the item has ended. The order is the one
-# of the layer the other executors get (see pocketcore._dispatch.gate):
-# every slot first, then every turn, so that a turn is never held while a
-# slot is awaited (it would be spent late, and starts would bunch together).
+# What an executor that runs the items itself (a remote one) and gates them
+# (pocketcore.GatingExecutor) is handed: it enters the gate right before it
+# sends an item, and leaves it once the item has ended. Items that run here
+# pass their limiters in the kernel instead (pocketcore._dispatch.govern).
+# Every slot is taken first, then every turn, so that a turn is never held
+# while a slot is awaited (it would be spent late, and starts would bunch).
 
 
 def gate_of(limiters: tuple[Limiter, ...]) -> Gate:
     """The gate through which each item of a batch with ``limiters`` (at least one) starts."""
-    if len(limiters) == 1:
-        return _OneLimiter(limiters[0])
-    return _Limiters(limiters)
+    return _Gate(limiters)
 
 
-class _OneLimiter:
-    """The usual gate: one limiter (the batch's own ``max_per_second``, or a shared one).
+def _estimated(limiter: Limiter) -> Mapping[str, float]:
+    """What an item passing a gate is charged: a request, and the estimate of each unit.
 
-    A limiter with one bound is entered through the limiter's own methods,
-    bound once per batch: the gate adds no call per item to what the
-    limiter itself costs.
+    Its attempts run where no correction can reach: the estimate is what
+    ``report_usage`` taught the limiter in this process (see
+    :meth:`Limiter.estimate`).
     """
-
-    __slots__ = ("enter", "leave", "limiter", "try_enter")
-
-    def __init__(self, limiter: Limiter) -> None:
-        self.limiter = limiter
-        self.try_enter: Callable[[], bool]
-        self.enter: Callable[[], Coroutine[Any, Any, None]]
-        if not limiter.paced:  # slots only (or no bound at all)
-            self.try_enter, self.enter = limiter.try_take_slot, limiter.take_slot
-        elif limiter.concurrency is None:  # turns only
-            self.try_enter, self.enter = limiter.try_take_turn, self._turn
-        else:
-            self.try_enter, self.enter = self._try_slot_and_turn, limiter.acquire
-        self.leave: Callable[[], None] = limiter.release  # nothing to give back for a turn
-
-    async def _turn(self) -> None:
-        await self.limiter.take_turn()
-
-    def _try_slot_and_turn(self) -> bool:
-        limiter = self.limiter
-        if not limiter.try_take_slot():
-            return False
-        if limiter.try_take_turn():
-            return True
-        limiter.release()  # all or nothing: enter() takes both
-        return False
-
-    def __repr__(self) -> str:
-        return f"<gate of {self.limiter.describe()}>"
+    charge = {"requests": 1.0}
+    for unit in limiter.units():
+        charge[unit] = limiter.estimate(unit)
+    return charge
 
 
-class _Limiters:
-    """The gate of several limiters (the batch's own rate and a shared limiter, say)."""
+def _refund(paid: list[tuple[Limiter, Mapping[str, float]]]) -> None:
+    for limiter, charge in paid:
+        limiter.account.correct(charge, dict.fromkeys(charge, 0.0))
+
+
+class _Gate:
+    """The batch's limiters as one gate: all of them or none."""
 
     __slots__ = ("limiters", "paced")
 
@@ -693,31 +672,37 @@ class _Limiters:
         self.paced = [limiter for limiter in limiters if limiter.paced]
 
     def try_enter(self) -> bool:
-        # A turn cannot be given back: with more than one to take, they are
-        # taken (and waited for) in enter(), where a slot stays held.
-        if len(self.paced) > 1:
-            return False
         taken: list[Limiter] = []
+        paid: list[tuple[Limiter, Mapping[str, float]]] = []
         for limiter in self.limiters:
             if not limiter.try_take_slot():
                 break
             taken.append(limiter)
         else:
-            if not self.paced or self.paced[0].try_take_turn():
+            for limiter in self.paced:
+                charge = limiter.account.try_charge(functools.partial(_estimated, limiter))
+                if charge is None:
+                    break
+                paid.append((limiter, charge))
+            else:
                 return True
+        _refund(paid)
         for limiter in taken:
             limiter.release()
         return False
 
     async def enter(self) -> None:
         taken: list[Limiter] = []
+        paid: list[tuple[Limiter, Mapping[str, float]]] = []
         try:
             for limiter in self.limiters:
                 await limiter.take_slot()
                 taken.append(limiter)
             for limiter in self.paced:
-                await limiter.take_turn()
+                charge = await limiter.take_turn(functools.partial(_estimated, limiter))
+                paid.append((limiter, charge))
         except BaseException:
+            _refund(paid)
             for limiter in taken:
                 limiter.release()
             raise
