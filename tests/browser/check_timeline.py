@@ -2,11 +2,15 @@
 
 Run by ``nox -s browser`` (not by pytest: it needs a Chromium binary, found on
 PATH as ``chromium``, ``chromium-browser`` or ``google-chrome``, or named by
-the ``CHROMIUM`` environment variable). Four pages are made: a parallel
+the ``CHROMIUM`` environment variable). Five pages are made: a parallel
 batch, a failing batch, a retried batch (items that fail before they succeed,
-and fallbacks) and the image-filter demo on trio. Each is loaded, its DOM as
+and fallbacks), a wide batch and the image-filter demo on trio. Each is loaded, its DOM as
 the browser parsed it must hold one item bar per recorded item and one
 segment per attempt of the items that made several (and one per fallback),
+every bar at least 5 pixels high (the lane limit: a group that would need
+more lanes is drawn as a density, as the fifth page, 2,000 items at once
+with some failing, must be: its bands by outcome, its hover slices, and a bar
+each for its failed and slowest items only),
 and its screenshot must show the item colour (the failure colour when an
 attempt or item failed, the fallback colour when a fallback gave a result)
 on a page that is not blank. ``--screenshot PATH`` also keeps the
@@ -59,6 +63,19 @@ class Check(pocketcore.AsyncParallelBatchNode):
         await anyio.sleep(0.002 * (i % 7 + 1))
         if i == self.params.get("bad"):
             raise ValueError(f"item {i} is bad")
+        return i
+
+
+class Wide(pocketcore.AsyncParallelBatchNode):
+    """2,000 items at once: every 97th fails, every 401st is slow."""
+
+    async def prep_async(self, shared: dict[str, Any]) -> range:
+        return range(shared["n"])
+
+    async def exec_async(self, i: int) -> int:
+        await anyio.sleep(0.05 + 0.0001 * (i * 7919 % 1000) + (0.3 if i % 401 == 17 else 0))
+        if i % 97 == 5:
+            raise ValueError(f"item {i}: upstream said 503")
         return i
 
 
@@ -126,7 +143,26 @@ def check_page(browser: str, path: Path, timeline: pocketcore.Timeline, shot: Pa
     assert not console, f"{path.name}: console messages:\n{console}"
     assert "<svg" in dom, f"{path.name}: no SVG in the DOM"
     bars = len(re.findall(r'<rect class="item ', dom))
-    assert bars == len(items), f"{path.name}: {bars} item bars, {len(items)} items"
+    heights = [float(h) for h in re.findall(r'<rect class="item [^>]*height="([\d.]+)"', dom)]
+    assert len(heights) == bars, f"{path.name}: bars without a height"
+    assert min(heights, default=5) >= 5, f"{path.name}: bars {min(heights)} pixels high"
+    if 'class="density ' in dom:
+        # A bar each for the failures and fallbacks, and the ten slowest of the rest.
+        expected = failed + fallbacks + min(10, len(items) - failed - fallbacks)
+        assert bars == expected, f"{path.name}: {bars} item bars, {expected} notable items"
+        slices = re.findall(r'<rect class="slice"[^>]*><title>([^<]*)</title>', dom)
+        assert len(slices) == 100, f"{path.name}: {len(slices)} hover slices"
+        assert any("failed" in tip for tip in slices), f"{path.name}: no failure in the slices"
+        for outcome in {s.outcome for s in items}:
+            assert f'class="density {outcome} items"' in dom, f"{path.name}: no {outcome} band"
+        segments = sum(  # only the notable items are bars, with their segments
+            len(s.attempts) + (s.outcome == "fallback")
+            for s in items
+            if s.outcome in ("failed", "fallback")
+            and (len(s.attempts) > 1 or s.outcome == "fallback")
+        )
+    else:
+        assert bars == len(items), f"{path.name}: {bars} item bars, {len(items)} items"
     assert len(re.findall(r'<rect class="item failed"', dom)) == failed
     drawn = len(re.findall(r'<rect class="attempt ', dom))
     assert drawn == segments, f"{path.name}: {drawn} attempt segments, {segments} expected"
@@ -176,6 +212,9 @@ def main() -> None:
             ),
             "retried": lambda: pocketcore.run(
                 Retried(max_retries=2, wait=0.01), {"n": 12}, executor="trio", max_concurrency=4
+            ),
+            "wide": lambda: pocketcore.run(
+                Wide(on_error="collect"), {"n": 2000}, executor="asyncio"
             ),
             "image-filter": lambda: pocketcore.run(
                 images.build(True), images.start(0.25), executor="trio", max_concurrency=4
