@@ -1,5 +1,5 @@
 """Development sessions: ``nox -s tests``, ``lint``, ``typecheck``, ``docs``, ``demo``, ``bench``,
-``browser``.
+``browser``, ``pictures``.
 
 Every session installs what it needs into its own virtualenv, so a fresh
 machine with Python 3.10+ and nox is enough. ``tests`` runs the kernel suite
@@ -105,11 +105,25 @@ def browser(session: nox.Session) -> None:
     """Timelines in headless Chromium: they load without console errors and draw their bars.
 
     Needs a Chromium on PATH (``apt-get install -y chromium``) or named by
-    ``CHROMIUM``. ``nox -s browser -- --screenshot docs/timeline-image-filter.png``
-    also remakes the screenshot in the docs. Not part of the default sessions.
+    ``CHROMIUM``. Not part of the default sessions.
     """
     session.install(*KERNEL, plugin_path("trio"), "pillow>=10")
     session.run("python", "tests/browser/check_timeline.py", *session.posargs)
+
+
+@nox.session
+def pictures(session: nox.Session) -> None:
+    """The docs' screenshots and generated samples, made from the commands shown next to them.
+
+    ``nox -s pictures`` remakes them in place; ``nox -s pictures -- --check``
+    (what CI runs) makes them aside and fails where the committed ones no
+    longer match their commands. Screenshots are taken in headless Chromium
+    (see the ``browser`` session). What is installed is what the docs say the
+    samples were made with: pocketcore, its three executor plugins and the
+    example node plugin.
+    """
+    session.install(*KERNEL, plugin_path("trio"), EXAMPLE_NODES, "pillow>=10")
+    session.run("python", "tests/browser/pictures.py", *session.posargs)
 
 
 @nox.session

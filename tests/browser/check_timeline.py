@@ -13,25 +13,21 @@ with some failing, must be: its bands by outcome, its hover slices, and a bar
 each for its failed and slowest items only),
 and its screenshot must show the item colour (the failure colour when an
 attempt or item failed, the fallback colour when a fallback gave a result)
-on a page that is not blank. ``--screenshot PATH`` also keeps the
-image-filter demo's screenshot at PATH (how ``docs/timeline-image-filter.png``
-is made).
+on a page that is not blank. (The pictures in the docs are made by
+``pictures.py``, beside this script, from the commands shown next to them.)
 """
 
 from __future__ import annotations
 
 import argparse
-import os
 import re
-import shutil
-import subprocess
-import sys
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import anyio
+from chromium import browse, chromium
 from PIL import Image
 
 import pocketcore
@@ -41,18 +37,6 @@ ITEM_RGB = (0x3B, 0x7D, 0xD8)
 FAILED_RGB = (0xD6, 0x27, 0x28)
 FALLBACK_RGB = (0xF2, 0xA5, 0x16)
 LEGEND_PX = 12 * 10
-FLAGS = (
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--hide-scrollbars",
-    "--enable-logging=stderr",
-    "--v=0",
-)
 
 
 class Check(pocketcore.AsyncParallelBatchNode):
@@ -94,29 +78,6 @@ class Retried(pocketcore.AsyncParallelBatchNode):
 
     async def exec_fallback_async(self, i: int, exc: Exception) -> int:
         return -i
-
-
-def chromium() -> str:
-    found = os.environ.get("CHROMIUM") or next(
-        filter(None, map(shutil.which, ("chromium", "chromium-browser", "google-chrome"))), None
-    )
-    if not found:
-        sys.exit("no Chromium found: install it (apt-get install -y chromium) or set CHROMIUM")
-    return found
-
-
-def browse(browser: str, page: Path, *extra: str) -> tuple[str, str]:
-    """Load ``page``: the DOM Chromium made of it, and its console messages."""
-    with tempfile.TemporaryDirectory() as profile:
-        done = subprocess.run(
-            [browser, *FLAGS, f"--user-data-dir={profile}", *extra, page.as_uri()],
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=True,
-        )
-    console = "\n".join(line for line in done.stderr.splitlines() if ":CONSOLE" in line)
-    return done.stdout, console
 
 
 def record(path: Path, run: Callable[[], None]) -> pocketcore.Timeline:
@@ -194,9 +155,7 @@ def self_test(browser: str, folder: Path) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--screenshot", type=Path, help="keep the image-filter screenshot here")
-    args = parser.parse_args()
+    argparse.ArgumentParser(description=__doc__.splitlines()[0]).parse_args()
     browser = chromium()
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
@@ -225,9 +184,6 @@ def main() -> None:
             timeline = record(path, run)
             shot = folder / f"{name}.png"
             print(check_page(browser, path, timeline, shot))
-        if args.screenshot:
-            shutil.copyfile(folder / "image-filter.png", args.screenshot)
-            print(f"screenshot of the image-filter demo: {args.screenshot}")
 
 
 if __name__ == "__main__":
