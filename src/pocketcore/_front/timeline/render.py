@@ -537,7 +537,7 @@ class _Page:
         count = min(count, self.max_lanes)
         failed = sum(spans[i].outcome == "failed" for i, _ in shown)
         fallback = sum(spans[i].outcome == "fallback" for i, _ in shown)
-        what = [f"the {min(len(others), NOTABLE_SLOWEST)} slowest"]
+        what = [f"the {min(len(others), NOTABLE_SLOWEST)} slowest"] if others else []
         if failed:
             what.append(f"{failed} failed")
         if fallback:
