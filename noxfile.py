@@ -130,8 +130,13 @@ def pictures(session: nox.Session) -> None:
 def bench(session: nox.Session) -> None:
     """Side-by-side benchmarks: pocketcore vs PocketFlow, raw asyncio/trio/uvloop, anyio, LangGraph.
 
-    Options go after ``--``: ``nox -s bench -- --quick``, ``-- --json bench.json``
-    (see ``python -m benchmarks --help``). Not part of the default sessions.
+    With no options, a full run that saves its measurements in
+    ``benchmarks/results.json`` and draws the charts of docs/performance.md
+    from them (``docs/performance-*.svg``). Options go after ``--`` and replace
+    that: ``nox -s bench -- --quick``, ``-- --json bench.json`` (see ``python -m
+    benchmarks --help``); ``-- --from-json benchmarks/results.json --charts docs``
+    redraws the charts from the saved run without measuring. Not part of the
+    default sessions.
     """
     session.install(*KERNEL, plugin_path("trio"), "pocketflow==0.0.3", "anyio", "trio")
     if sys.platform != "win32":  # uvloop is not built for Windows: its rows are skipped there
@@ -140,4 +145,5 @@ def bench(session: nox.Session) -> None:
         session.install("langgraph")
     except nox.command.CommandFailed:
         session.warn("LangGraph could not be installed: the benchmarks run without it.")
-    session.run("python", "-m", "benchmarks", *session.posargs)
+    saved = ("--json", "benchmarks/results.json", "--charts", "docs")
+    session.run("python", "-m", "benchmarks", *(session.posargs or saved))
