@@ -1,7 +1,7 @@
 """``pocketcore cache``: what a result cache holds (``info``), and emptying it (``clear``).
 
 The store is the one SPEC names, else the configured one: ``POCKETCORE_CACHE``,
-then ``cache`` in the configuration file of the working directory, read as a
+then ``cache`` in the configuration file found from the working directory upward, read as a
 run reads them. There is no default store: a cache is only ever opened where
 the configuration (or the command line) says. A store that cannot be opened
 is a :class:`~pocketcore.ConfigError` (status 2, one line); an SQLite file
@@ -39,7 +39,8 @@ SPEC_HELP = (
 
 CONFIGURED = """\
 Without SPEC the configured cache is used: POCKETCORE_CACHE, else the 'cache' key of
-pocketcore.toml (or [tool.pocketcore] of pyproject.toml) in the working directory;
+pocketcore.toml (or [tool.pocketcore] of pyproject.toml), the nearest from the working
+directory upward;
 with neither, the command says so and exits 2. The 'memory' store lives inside the
 process that runs a flow and ends with it, so there is none to show or clear here.
 An SQLite file that does not exist is reported as empty, and is not created.
