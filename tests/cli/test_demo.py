@@ -89,7 +89,10 @@ def test_the_table_has_a_row_per_demo_class_and_executor(
     ]
     ours = [r for r in rows(out) if r[3] in EXECUTORS]
     assert all(r[4].endswith("s") and r[5].endswith("x") for r in ours)
-    assert out.startswith("example ")
+    started, blank, header = out.splitlines()[:3]
+    assert started.startswith("started, not counted below: ")
+    assert [part.split()[0] for part in started.partition(": ")[2].split(", ")] == installed
+    assert (blank, header.split()[0]) == ("", "example")
     assert "in parallel it stays near 1" in out
 
 
@@ -122,7 +125,7 @@ def test_a_remote_executor_runs_what_it_can_and_says_what_it_skipped(
     table = {(r[0], r[2], r[3]): r[4:] for r in rows(out)}
     # The summaries' batch node went through the remote executor, item by item.
     assert table["parallel", "AsyncParallelBatchNode", "faraway"][0].endswith("s")
-    assert remote.items == len(summaries.TEXTS)
+    assert remote.items == 1 + len(summaries.TEXTS)  # with the one item that started it
     # The batch flow's passes share the store: skipped, with the reason on its row.
     assert table["image", "AsyncParallelBatchFlow", "faraway"][0] == "skipped"
     line = next(x for x in out.splitlines() if "faraway" in x and "BatchFlow" in x)
@@ -177,3 +180,50 @@ def test_the_installed_command_runs_the_demo_outside_a_checkout(
         ("image", "AsyncParallelBatchFlow"),
     }
     assert list(tmp_path.iterdir()) == []  # the demo writes no files
+
+
+STARTUP = 2.0  # seconds the slow starter's first batch takes, as a cluster's start-up
+
+
+class SlowStarter(pocketcore.BaseExecutor):
+    """Runs items one by one; its first batch first waits STARTUP seconds, as a cluster starts."""
+
+    name = "slowstart"
+
+    def __init__(self) -> None:
+        self.batches = 0
+
+    async def map(self, fn: Any, items: Any, *, limit: int | None, **_: Any) -> list[Any]:
+        self.batches += 1
+        if self.batches == 1:
+            await anyio.sleep(STARTUP)
+        return [await fn(item) for item in items]
+
+
+class SlowStartPlugin:
+    def __init__(self) -> None:
+        self.executor = SlowStarter()
+
+    @pocketcore.hookimpl
+    def pocketcore_register_executors(self, register: Any) -> None:
+        register(self.executor)
+
+
+def test_start_up_is_timed_apart_from_the_rows(
+    capsys: pytest.CaptureFixture[str], fast: None
+) -> None:
+    plugin = SlowStartPlugin()
+    registry = pocketcore.get_registry()
+    registry.register(plugin, name="slow-start-test")
+    try:
+        code, out, err = call(capsys, "demo", "slowstart")
+    finally:
+        registry.unregister(plugin)
+    assert (code, err) == (0, "")
+    started = out.splitlines()[0]
+    assert started.startswith("started, not counted below: slowstart ")
+    assert float(started.rsplit(" ", 1)[1].removesuffix("s")) >= STARTUP
+    # Every row times its batch alone: far less than the start-up it does not count.
+    times = [float(r[4].removesuffix("s")) for r in rows(out)]
+    assert len(times) == 4
+    assert max(times) < STARTUP / 2
