@@ -7,6 +7,7 @@ reason, for the others.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 from collections.abc import Iterator
 from pathlib import Path
@@ -57,22 +58,33 @@ class FarAway:
         return results
 
 
-class RemotePlugin:
-    def __init__(self) -> None:
-        self.executor = FarAway()
+class ExecutorPlugin:
+    """A plugin that registers one executor."""
+
+    def __init__(self, executor: Any) -> None:
+        self.executor = executor
 
     @pocketcore.hookimpl
     def pocketcore_register_executors(self, register: Any) -> None:
         register(self.executor)
 
 
+@contextlib.contextmanager
+def installed(executor: Any, name: str) -> Iterator[Any]:
+    """``executor`` registered (as the plugin ``name``) for the body."""
+    plugin = ExecutorPlugin(executor)
+    registry = pocketcore.get_registry()
+    registry.register(plugin, name=name)
+    try:
+        yield executor
+    finally:
+        registry.unregister(plugin)
+
+
 @pytest.fixture
 def remote() -> Iterator[FarAway]:
-    plugin = RemotePlugin()
-    registry = pocketcore.get_registry()
-    registry.register(plugin, name="remote-test")
-    yield plugin.executor
-    registry.unregister(plugin)
+    with installed(FarAway(), "remote-test") as executor:
+        yield executor
 
 
 def test_the_table_has_a_row_per_demo_class_and_executor(
@@ -200,25 +212,11 @@ class SlowStarter(pocketcore.BaseExecutor):
         return [await fn(item) for item in items]
 
 
-class SlowStartPlugin:
-    def __init__(self) -> None:
-        self.executor = SlowStarter()
-
-    @pocketcore.hookimpl
-    def pocketcore_register_executors(self, register: Any) -> None:
-        register(self.executor)
-
-
 def test_start_up_is_timed_apart_from_the_rows(
     capsys: pytest.CaptureFixture[str], fast: None
 ) -> None:
-    plugin = SlowStartPlugin()
-    registry = pocketcore.get_registry()
-    registry.register(plugin, name="slow-start-test")
-    try:
+    with installed(SlowStarter(), "slow-start-test"):
         code, out, err = call(capsys, "demo", "slowstart")
-    finally:
-        registry.unregister(plugin)
     assert (code, err) == (0, "")
     started = out.splitlines()[0]
     assert started.startswith("started, not counted below: slowstart ")
