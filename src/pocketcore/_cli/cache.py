@@ -22,7 +22,7 @@ import attrs
 from pocketcore._core.errors import CacheError
 from pocketcore._core.store import Store, StoreInfo
 from pocketcore._runtime.cache import WHOLE_BATCH_SUFFIX
-from pocketcore._runtime.config import RunSettings, Setting, check_cache_value
+from pocketcore._runtime.config import RunSettings, Setting, check_cache_value, find_config
 from pocketcore._runtime.stores import close_stores, open_store, parse_spec
 
 from .errors import BadInput
@@ -127,7 +127,8 @@ def _choose(spec: str | None, command: str) -> _Chosen:
     if setting is None:
         raise BadInput(
             f"no cache is configured: name one (pocketcore cache {command} SPEC), or set "
-            "POCKETCORE_CACHE or 'cache' in pocketcore.toml or [tool.pocketcore] of pyproject.toml"
+            "POCKETCORE_CACHE or 'cache' in pocketcore.toml or [tool.pocketcore] of "
+            f"pyproject.toml; {find_config().describe()}"
         )
     value = setting.value
     if value is False:
