@@ -1,5 +1,5 @@
 """Development sessions: ``nox -s tests``, ``lint``, ``typecheck``, ``docs``, ``demo``, ``bench``,
-``browser``, ``pictures``.
+``browser``, ``pictures``, ``dev``.
 
 Every session installs what it needs into its own virtualenv, so a fresh
 machine with Python 3.10+ and nox is enough. ``tests`` runs the kernel suite
@@ -10,6 +10,7 @@ distribution, the way a downstream user would have it.
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 import nox
 
@@ -96,7 +97,38 @@ def typecheck(session: nox.Session) -> None:
 def docs(session: nox.Session) -> None:
     """Build the documentation site with mkdocs (material), failing on any warning."""
     session.install("mkdocs>=1.6", "mkdocs-material>=9.5")
-    session.run("mkdocs", "build", "--strict", "--site-dir", "site")
+    # Material prints a notice about MkDocs 2.0 on every build unless told not to.
+    session.run(
+        "mkdocs",
+        "build",
+        "--strict",
+        "--site-dir",
+        "site",
+        env={"NO_MKDOCS_2_WARNING": "1"},
+    )
+
+
+@nox.session(venv_backend="none")
+def dev(session: nox.Session) -> None:
+    """Put the kernel and every plugin into ``.venv`` (editable), to try the docs' commands.
+
+    ``.venv`` is the folder README.md's two commands make; it is created if
+    missing. Then ``. .venv/bin/activate`` puts ``pocketcore`` on PATH. Not
+    part of the default sessions.
+    """
+    venv = Path(".venv")
+    if not venv.is_dir():
+        session.run(sys.executable, "-m", "venv", str(venv))
+    bindir = "Scripts" if sys.platform == "win32" else "bin"
+    python = str(venv / bindir / ("python.exe" if sys.platform == "win32" else "python"))
+    dists = dict.fromkeys([*KERNEL, *dev_plugins(sys.platform), EXAMPLE_NODES])
+    editable = [arg for dist in dists for arg in ("-e", dist)]
+    session.run(python, "-m", "pip", "install", *editable, external=True)
+
+
+def dev_plugins(platform: str) -> list[str]:
+    """The plugin folders ``nox -s dev`` installs on ``platform`` (uvloop has no Windows build)."""
+    return [plugin_path(p) for p in PLUGINS if not (p == "uvloop" and platform == "win32")]
 
 
 @nox.session

@@ -8,6 +8,7 @@ kept in one file, registered for each test; each ``exec`` notes its call in
 from __future__ import annotations
 
 import json
+import os
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -364,14 +365,18 @@ def test_info_uses_the_configured_cache(
 
 @pytest.mark.parametrize("command", ["info", "clear"])
 def test_with_no_cache_configured_there_is_nothing_to_open(
-    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, command: str
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    command: str,
+    tmp_path: Path,
 ) -> None:
     code, out, err = call(capsys, "cache", command)
     assert_bad_input(code, out, err)
     assert err.startswith(
         f"pocketcore: error: no cache is configured: name one (pocketcore cache {command} SPEC), "
         "or set POCKETCORE_CACHE or 'cache' in pocketcore.toml or [tool.pocketcore] of "
-        "pyproject.toml\n"
+        "pyproject.toml; no configuration file found: searched pocketcore.toml and "
+        f"pyproject.toml in {tmp_path}, {tmp_path.parent}, "
     ), err
     monkeypatch.setenv("POCKETCORE_CACHE", "off")
     code, out, err = call(capsys, "cache", command)
@@ -381,6 +386,14 @@ def test_with_no_cache_configured_there_is_nothing_to_open(
         "name a store as SPEC\n"
     )
     assert sorted(p.name for p in Path().iterdir()) == ["cached.py"]  # no file was made
+    monkeypatch.delenv("POCKETCORE_CACHE")
+    # A file found further up that sets no cache is named.
+    (tmp_path / "pyproject.toml").write_text("[tool.pocketcore]\nmax_concurrency = 2\n")
+    (tmp_path / "sub").mkdir()
+    monkeypatch.chdir(tmp_path / "sub")
+    code, out, err = call(capsys, "cache", command)
+    assert_bad_input(code, out, err)
+    assert err.endswith(f"; the configuration file is {os.path.join('..', 'pyproject.toml')}\n")
 
 
 @pytest.mark.parametrize("command", ["info", "clear"])

@@ -2,9 +2,9 @@
 
 Most specific first: the node's or flow's own attribute (``executor``,
 ``max_concurrency``); the arguments of :func:`pocketcore.run`; the environment
-(``POCKETCORE_EXECUTOR``, ``POCKETCORE_MAX_CONCURRENCY``); ``pocketcore.toml``
-in the working directory, else ``[tool.pocketcore]`` in its
-``pyproject.toml``; the default (the executor named after the running
+(``POCKETCORE_EXECUTOR``, ``POCKETCORE_MAX_CONCURRENCY``); the nearest
+configuration file, found from the working directory upward (see
+:func:`find_config`); the default (the executor named after the running
 backend).
 
 A run resolves each run-level setting once, and only when something asks for
@@ -39,8 +39,10 @@ else:  # pragma: no cover - exercised on Python 3.10 only
 __all__ = [
     "RunConfig",
     "RunSettings",
+    "Search",
     "Setting",
     "check_cache_value",
+    "find_config",
     "lookup_executor",
     "plugin_settings",
     "run_arguments",
@@ -86,10 +88,19 @@ class _FileTable:
     Its keys are checked to be known when the file is read; each value is
     checked when its setting is first asked for, so a bad value of a
     setting a run never uses does not stop it.
+
+    Attributes:
+        table: The file's pocketcore table.
+        where: The file as errors name it (``pocketcore.toml``, or
+            ``pyproject.toml [tool.pocketcore]``), with its folder when that
+            is not the working directory.
+        file: The file's path as errors name it, without the table.
+        limiters: The limiters the file declares.
     """
 
     table: dict[str, Any]
     where: str
+    file: str
     limiters: dict[str, Limiter]
     _checked: dict[str, Setting] = attrs.field(factory=dict, eq=False)
 
@@ -123,49 +134,110 @@ def _declared_limiters(table: dict[str, Any], where: str) -> dict[str, Limiter]:
     return {name: as_limiter_table(spec, where, name) for name, spec in declared.items()}
 
 
-def _read_table(path: str, name: str) -> _FileTable | None:
-    data = _load_toml(path, name)
-    if name == "pocketcore.toml":
-        _known_keys(data, name)
-        return _FileTable(data, name, _declared_limiters(data, name))
+def _read_table(path: str, file: str) -> _FileTable | None:
+    data = _load_toml(path, file)
+    if os.path.basename(path) == "pocketcore.toml":
+        _known_keys(data, file)
+        return _FileTable(data, file, file, _declared_limiters(data, file))
     tool = data.get("tool", {})
     table: object = tool.get("pocketcore") if isinstance(tool, dict) else None
     if table is None:
         return None
+    where = f"{file} [tool.pocketcore]"
     if not isinstance(table, dict):
-        raise ConfigError(f"[tool.pocketcore] in pyproject.toml must be a table, got {table!r}")
-    where = "pyproject.toml [tool.pocketcore]"
+        raise ConfigError(f"[tool.pocketcore] in {file} must be a table, got {table!r}")
     _known_keys(table, where)
-    return _FileTable(table, where, _declared_limiters(table, "pyproject.toml"))
+    return _FileTable(table, where, file, _declared_limiters(table, file))
 
 
-# (path, mtime, size) -> what that file holds (None: no pocketcore table).
-_file_cache: dict[tuple[str, int, int], _FileTable | None] = {}
+#: The files looked for in each folder, the first found winning.
+CONFIG_FILES = ("pocketcore.toml", "pyproject.toml")
+#: What marks a repository's top folder, where the search stops.
+PROJECT_ROOT_MARKERS = (".git", ".hg")
+
+# (path, mtime, size, name) -> what that file holds (None: no pocketcore table).
+_file_cache: dict[tuple[str, int, int, str], _FileTable | None] = {}
 
 
-def _file_table(cwd: str) -> _FileTable | None:
-    """The table of ``pocketcore.toml``, else of ``pyproject.toml``, in ``cwd``.
+@attrs.frozen
+class Search:
+    """Where the configuration was looked for, and what was found.
 
-    Files are parsed once and re-read only when they change.
+    Attributes:
+        found: The table of the file found, or ``None`` when there is none.
+        folders: The folders searched, nearest first (absolute paths).
+        stop: Why the search stopped where it did, for errors.
+    """
+
+    found: _FileTable | None
+    folders: tuple[str, ...]
+    stop: str
+
+    def describe(self) -> str:
+        """The files searched, in words, for an error about what the configuration lacks."""
+        if self.found is not None:
+            return f"the configuration file is {self.found.file}"
+        return (
+            f"no configuration file found: searched pocketcore.toml and pyproject.toml in "
+            f"{', '.join(self.folders)} ({self.stop})"
+        )
+
+
+def _shown(folder: str, start: str) -> str:
+    """``folder`` as file names in errors start: relative when it is ``start`` or above it."""
+    rel = os.path.relpath(folder, start)
+    return rel if rel == "." or set(rel.split(os.sep)) == {".."} else folder
+
+
+def find_config(start: str | None = None) -> Search:
+    """Find the configuration file for a run started in ``start`` (the working directory).
+
+    In ``start``, then in each folder above it: the first folder holding a
+    ``pocketcore.toml``, or a ``pyproject.toml`` with a ``[tool.pocketcore]``
+    table, is the configuration (``pocketcore.toml`` wins over
+    ``pyproject.toml`` in the same folder). A ``pyproject.toml`` without that
+    table is passed over. The search stops at the top of the repository (a
+    folder holding ``.git`` or ``.hg``, looked in last), else at the root of
+    the file system. Files are parsed once and re-read only when they change.
 
     Raises:
-        ConfigError: The file cannot be read or holds a bad value; the
-            message names the file.
+        ConfigError: The file found cannot be read or holds an unknown key or
+            a bad limiter; the message names the file.
     """
-    for name in ("pocketcore.toml", "pyproject.toml"):
-        path = os.path.join(cwd, name)
-        try:
-            st = os.stat(path)
-        except OSError:
-            continue
-        key = (path, st.st_mtime_ns, st.st_size)
-        try:
-            found = _file_cache[key]
-        except KeyError:
-            found = _file_cache[key] = _read_table(path, name)
-        if found is not None:
-            return found
-    return None
+    origin = os.path.abspath(os.getcwd() if start is None else start)
+    folder, folders = origin, []
+    while True:
+        folders.append(folder)
+        shown = _shown(folder, origin)
+        for name in CONFIG_FILES:
+            path = os.path.join(folder, name)
+            try:
+                st = os.stat(path)
+            except OSError:
+                continue
+            file = name if shown == "." else os.path.join(shown, name)
+            key = (path, st.st_mtime_ns, st.st_size, file)
+            try:
+                found = _file_cache[key]
+            except KeyError:
+                found = _file_cache[key] = _read_table(path, file)
+            if found is not None:
+                return Search(found, tuple(folders), f"found {file}")
+        marker = next(
+            (m for m in PROJECT_ROOT_MARKERS if os.path.exists(os.path.join(folder, m))), None
+        )
+        if marker is not None:
+            why = f"stopped at the top of the repository, which holds {marker}"
+            return Search(None, tuple(folders), why)
+        parent = os.path.dirname(folder)
+        if parent == folder:
+            return Search(None, tuple(folders), "stopped at the root of the file system")
+        folder = parent
+
+
+def _file_table(start: str) -> _FileTable | None:
+    """The table of the configuration file found from ``start`` (see :func:`find_config`)."""
+    return find_config(start).found
 
 
 def plugin_settings(name: str, *, cwd: str | None = None) -> tuple[dict[str, Any], str | None]:
@@ -173,11 +245,12 @@ def plugin_settings(name: str, *, cwd: str | None = None) -> tuple[dict[str, Any
 
     Plugins keep their settings in a sub-table named after them:
     ``[tool.pocketcore.<name>]`` in ``pyproject.toml``, or ``[<name>]`` in
-    ``pocketcore.toml`` (the same file and precedence as the run settings).
+    ``pocketcore.toml`` (the same file and precedence as the run settings:
+    the nearest one from the working directory upward, see :func:`find_config`).
 
     Args:
         name: The plugin's table name (``"dask"`` for ``[tool.pocketcore.dask]``).
-        cwd: The directory to look in; the working directory by default.
+        cwd: The directory the search starts in; the working directory by default.
 
     Returns:
         ``(table, where)``: the table (empty when absent) and a description of
@@ -192,9 +265,9 @@ def plugin_settings(name: str, *, cwd: str | None = None) -> tuple[dict[str, Any
         return {}, None
     table = found.table[name]
     where = (
-        f"[{name}] in pocketcore.toml"
-        if found.where == "pocketcore.toml"
-        else (f"[tool.pocketcore.{name}] in pyproject.toml")
+        f"[{name}] in {found.file}"
+        if found.where == found.file
+        else f"[tool.pocketcore.{name}] in {found.file}"
     )
     if not isinstance(table, dict):
         raise ConfigError(f"{where} must be a table, got {table!r}")
@@ -206,12 +279,13 @@ class RunSettings:
     """The run-level settings of one run, each resolved on first use and then kept.
 
     A setting comes from the run's arguments, else the environment, else the
-    configuration file of the working directory. The environment and the
-    file are only consulted for a setting that something asks for.
+    configuration file found from the working directory upward (see
+    :func:`find_config`). The environment and the file are only consulted
+    for a setting that something asks for.
 
     Args:
         arguments: The settings given to :func:`pocketcore.run` (already checked).
-        cwd: Where the configuration file is looked for.
+        cwd: The folder the search for the configuration file starts in.
     """
 
     arguments: dict[str, Setting] = attrs.field(factory=dict)
@@ -358,14 +432,14 @@ class RunConfig:
             return value
         found = self.limiters.get(value)
         if found is None:
-            table = _file_table(self.settings.cwd)
-            declared = {} if table is None else table.limiters
+            search = find_config(self.settings.cwd)
+            declared = {} if search.found is None else search.found.limiters
             if value not in declared:
                 names = ", ".join(sorted(declared)) or "none"
                 raise ConfigError(
                     f"unknown limiter {value!r} (from {source}); declared limiters: {names} "
                     "(declare one under [tool.pocketcore.limiters.NAME] in pyproject.toml, "
-                    "or [limiters.NAME] in pocketcore.toml)"
+                    f"or [limiters.NAME] in pocketcore.toml); {search.describe()}"
                 )
             spec = declared[value]
             # A fresh object per run: its budget is this run's.
