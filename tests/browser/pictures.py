@@ -165,6 +165,7 @@ def screenshot(picture: Picture, out: Path, browser: str) -> str:
         shutil.copytree(
             ROOT / "examples", folder / "examples", ignore=shutil.ignore_patterns("__pycache__")
         )
+        (folder / "scratch").mkdir()  # where the docs' commands write, as in the checkout
         output = run(picture.command, folder)
         page = folder / page_name
         if not page.is_file():
