@@ -300,6 +300,15 @@ class RunConfig:
         found = self.setting("cache")
         return None if found is None or found.value is False else found
 
+    @functools.cached_property
+    def step_timeout(self) -> float | None:
+        """The seconds each attempt of an async ``exec`` may take here, for nodes without their own.
+
+        Resolved once per configuration, as :attr:`cache_setting` is.
+        """
+        found = self.setting("timeout")
+        return None if found is None else found.value
+
     @property
     def executor(self) -> Executor:
         """The executor for parallel nodes without one of their own.
