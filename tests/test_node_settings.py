@@ -307,3 +307,45 @@ def pocketcore_timeout_of(node: Any) -> float | None:
 
     value: float | None = SETTINGS["timeout"].own(node)
     return value
+
+
+# --- a program that starts its own loop -----------------------------------------------
+
+OWN_LOOP_PROGRAM = """
+import asyncio
+from pocketcore import AsyncFlow, AsyncParallelBatchNode
+
+
+class Double(AsyncParallelBatchNode):
+    async def prep_async(self, shared):
+        return shared["items"]
+
+    async def exec_async(self, item):
+        return item * 2
+
+    async def post_async(self, shared, prep_res, exec_res):
+        shared["out"] = exec_res
+
+
+shared = {"items": [1, 2, 3]}
+asyncio.run(AsyncFlow(start=Double()).run_async(shared))
+print(shared["out"])
+"""
+
+
+def test_an_executor_for_another_loop_tells_a_program_with_its_own_loop_what_to_do(
+    tmp_path: Path,
+) -> None:
+    done = _run_program(tmp_path, OWN_LOOP_PROGRAM, POCKETCORE_EXECUTOR="trio")
+    assert done.returncode == 1
+    last = done.stderr.strip().splitlines()[-1]
+    assert last.startswith("pocketcore._core.errors.ConfigError: executor 'trio' (from ")
+    assert "environment variable POCKETCORE_EXECUTOR" in last
+    assert "the program started the asyncio loop itself" in last
+    assert "pocketcore.run(flow, shared)" in last
+    assert "'pocketcore run'" in last
+    # The settings that do not choose a loop apply to it as to any run.
+    done = _run_program(
+        tmp_path, OWN_LOOP_PROGRAM, POCKETCORE_EXECUTOR="asyncio", POCKETCORE_MAX_CONCURRENCY="1"
+    )
+    assert (done.returncode, done.stdout) == (0, "[2, 4, 6]\n"), done.stderr

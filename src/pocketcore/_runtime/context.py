@@ -96,11 +96,14 @@ THREAD_STOP: ContextVar[threading.Event | None] = ContextVar("pocketcore_thread_
 batch is over (failed or cancelled), so it makes no further attempts."""
 
 
-def new_run(backend: str | None, settings: RunSettings | None = None) -> RunConfig:
+def new_run(
+    backend: str | None, settings: RunSettings | None = None, *, own_loop: bool = False
+) -> RunConfig:
     """The configuration of a new run on ``backend`` (``None``: no event loop).
 
-    Nothing is read from the environment or the files here: each setting is
-    read when something first asks for it.
+    ``own_loop``: the program started the loop itself (see
+    :attr:`RunConfig.own_loop`). Nothing is read from the environment or the
+    files here: each setting is read when something first asks for it.
     """
     registry = get_registry()
     return RunConfig(
@@ -108,6 +111,7 @@ def new_run(backend: str | None, settings: RunSettings | None = None) -> RunConf
         settings=RunSettings() if settings is None else settings,
         registry=registry,
         observer=registry.observer,
+        own_loop=own_loop,
     )
 
 
@@ -126,7 +130,7 @@ def current_config() -> RunConfig:
         backend: str | None = sniffio.current_async_library()
     except sniffio.AsyncLibraryNotFoundError:
         backend = None
-    return new_run(backend)
+    return new_run(backend, own_loop=backend is not None)
 
 
 _EXECUTOR, _LIMIT, _CACHE = SETTINGS["executor"], SETTINGS["max_concurrency"], SETTINGS["cache"]
