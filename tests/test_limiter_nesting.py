@@ -138,3 +138,29 @@ def test_a_failed_batch_gives_its_turns_back_to_a_module_level_limiter(executor:
     pocketcore.run(Summarise(limiter=llm), {"n": 2}, executor=executor)
     # Two starts at 5/s: 0.2 s. The 199 turns kept would have been 40 s.
     assert time.monotonic() - began < 5
+
+
+@pytest.mark.parametrize("executor", ["asyncio", "trio"])
+@pytest.mark.parametrize("how", ["declared name", "Limiter object", "environment"])
+def test_a_run_limiter_over_a_parallel_batch_flow_finishes(
+    executor: str, how: str, tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # docs/controls.md's call: pocketcore.run(Collections(start=Summarise()), {}, limiter="llm"),
+    # three passes and a limiter of two slots.
+    (tmp_path / "pocketcore.toml").write_text("[limiters.llm]\nmax_concurrency = 2\n")
+    limiter: Any = "llm" if how == "declared name" else pocketcore.Limiter(max_concurrency=2)
+    run: dict[str, Any] = {"executor": executor}
+    if how == "environment":
+        monkeypatch.setenv("POCKETCORE_LIMITER", "llm")
+    else:
+        run["limiter"] = limiter
+    shared: dict[str, Any] = {
+        "passes": [4, 4, 4],
+        "done": [],
+        "probe": {"now": 0, "peak": 0, "fail": None},
+    }
+    began = time.monotonic()
+    pocketcore.run(Passes(start=Items()), shared, **run)
+    assert time.monotonic() - began < 15  # it hung forever before
+    assert sorted(shared["done"]) == [0, 1, 2]
+    assert shared["probe"]["peak"] <= 2
