@@ -117,8 +117,9 @@ def filter_images(
     flow = image_filter.build_flow(parallel=parallel)
     if max_concurrency is None:
         return image_filter.timed(flow, executor, shared)
-    flow.max_concurrency = max_concurrency
-    return image_filter.timed(flow, executor, shared)
+    # The flow's limit applies to the batch flow inside it, as the flow's own would.
+    limited = pocketcore.AsyncFlow(start=flow, max_concurrency=max_concurrency)
+    return image_filter.timed(limited, executor, shared)
 
 
 def written(out: Path) -> dict[str, bytes]:

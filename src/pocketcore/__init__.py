@@ -40,6 +40,7 @@ from ._core.executor import (
     RemoteExecutor,
     ReportingExecutor,
 )
+from ._core.plugin import PluginState, ReportsState
 from ._core.results import Failed
 from ._core.store import BaseStore, Store, StoreInfo, StoreOpener
 from ._front.flowfile import FlowFileError, LoadedFlow, load_flow
@@ -107,11 +108,13 @@ __all__ = [
     "ParallelBatchNode",
     "PluginError",
     "PluginFailure",
+    "PluginState",
     "PluginWarning",
     "PocketcoreError",
     "Registry",
     "RemoteExecutor",
     "ReportingExecutor",
+    "ReportsState",
     "Store",
     "StoreInfo",
     "StoreOpener",

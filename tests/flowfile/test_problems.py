@@ -199,6 +199,18 @@ def test_every_problem_is_reported_at_once(registry: Registry) -> None:
             "[flow] params: expected a table, got 3 (int)",
             id="params not a table",
         ),
+        pytest.param(
+            '[flow]\nstart = "a"\n[flow.nodes.a]\nuse = "record"\ntimeout = 5',
+            "[flow.nodes.a] timeout: timeout (from the flow file) does nothing for Record: "
+            "it applies to the async nodes",
+            id="timeout on a blocking exec",
+        ),
+        pytest.param(
+            '[flow]\nstart = "a"\n[flow.nodes.a]\nuse = "record_async"\non_error = "collect"',
+            "[flow.nodes.a] on_error: on_error (from the flow file) does nothing for AsyncRecord: "
+            "it applies to the items of the parallel batch classes",
+            id="on_error on a plain node",
+        ),
     ],
 )
 def test_a_problem_and_its_place(registry: Registry, text: str, expected: str) -> None:

@@ -22,7 +22,7 @@ from pocketcore._runtime.config import (
     run_arguments,
 )
 from pocketcore._runtime.context import new_run, node_source, own_executor, own_settings
-from pocketcore._runtime.settings import SettingKeywords
+from pocketcore._runtime.settings import SETTINGS, SettingKeywords
 from pocketcore._runtime.stores import open_store
 
 if TYPE_CHECKING:
@@ -162,7 +162,9 @@ def needs_executor(target: BaseNode) -> bool:
     files: other settings of a node (``on_error``, say) do not need one.
     """
     return any(
-        type(node).fans_out or own_executor(node) is not None or node.max_concurrency is not None
+        type(node).fans_out
+        or own_executor(node) is not None
+        or SETTINGS["max_concurrency"].own(node) is not None
         for node in reachable(target)
     )
 

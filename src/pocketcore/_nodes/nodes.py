@@ -22,7 +22,7 @@ from pocketcore._runtime import observe
 from pocketcore._runtime.cache import default_cache_key
 from pocketcore._runtime.context import CUR_RETRY, RUN, current_config
 from pocketcore._runtime.limits import Limiter
-from pocketcore._runtime.settings import SettingKeywords, configure
+from pocketcore._runtime.settings import SettingKeywords, configure, step_settings
 
 if TYPE_CHECKING:
     # The keywords' names and types, as type checkers and IDEs see them (PEP 692).
@@ -61,12 +61,11 @@ class BaseNode:
         on_error: Keyword only. ``"raise"`` (fail fast, the default) or
             ``"collect"``: every item of a parallel batch node runs, and one
             that fails becomes a :class:`~pocketcore.Failed` in its slot.
-        timeout: Keyword only. Seconds each attempt of an item's
-            ``exec_async`` may take in a parallel batch; a longer one is
-            cancelled and fails with ``TimeoutError`` (so retries, wait and
-            the fallback apply). Read on the parallel batch classes and on
-            flows only (a PocketFlow node may keep a ``timeout`` of its own);
-            a blocking ``exec`` with a timeout is refused before it runs.
+        timeout: Keyword only. Seconds each attempt of ``exec_async`` may
+            take (a plain async node's, or each item's of an async batch); a
+            longer one is cancelled and fails with ``TimeoutError`` (so
+            retries, wait and the fallback apply). Refused on a class whose
+            ``exec`` blocks, which nothing could stop.
         cache: Keyword only. Where to keep the results of ``exec``, so that a
             later run with the same input skips it: a store specification
             (``"memory"``, a file path, ``"sqlite:///path"``, ``"NAME:..."``
@@ -75,10 +74,18 @@ class BaseNode:
             effects). See "Resuming and caching" in the docs.
 
         Each is also settable as a class attribute. On a flow, it applies to
-        every node inside that does not set its own.
+        every node inside that does not set its own. ``max_per_second``,
+        ``limiter`` and ``on_error`` are about the items of parallel batches:
+        a plain node or a sequential batch node refuses them.
+
+        pocketcore reads a setting from these keywords and from class
+        attributes (of a type the setting takes), never from attributes a
+        program sets on its own instances: ``self.timeout = 30`` in a
+        PocketFlow node's ``__init__`` is left alone.
 
     Raises:
-        ConfigError: A value has the wrong type or is out of range.
+        ConfigError: A value has the wrong type or is out of range, or the
+            setting does nothing for this class.
 
     Attributes:
         params: The node's parameters, set by :meth:`set_params` (a flow sets
@@ -103,6 +110,17 @@ class BaseNode:
     #: Whether the class runs other nodes (the flows): its settings are in
     #: force for the nodes inside it.
     holds_nodes: ClassVar[bool] = False
+    #: Whether the class's work is an awaited ``exec_async`` (the async
+    #: nodes), which a ``timeout`` can stop; a blocking ``exec`` cannot be.
+    async_exec: ClassVar[bool] = False
+    # Whether a step of this node must look up a cache or a timeout of the
+    # node's own: decided once per class here, and per node by its
+    # constructor's keywords (pocketcore._runtime.settings.STEP_SETTINGS).
+    _step_settings: ClassVar[bool] = False
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        cls._step_settings = step_settings(cls)
 
     def __init__(self, **settings: Unpack[SettingKeywords]) -> None:
         self.params: dict[str, Any] = {}
@@ -244,7 +262,13 @@ class AsyncNode(Node):
 
     Run it with ``await node.run_async(shared)`` or :func:`pocketcore.run`;
     calling :meth:`run` raises ``RuntimeError``.
+
+    A ``timeout`` (keyword, class attribute, or in force from a flow or the
+    run) bounds each attempt of ``exec_async``: a longer one is cancelled and
+    fails with ``TimeoutError``, and retries, ``wait`` and the fallback apply.
     """
+
+    async_exec = True
 
     async def prep_async(self, shared: Any) -> Any:
         """Async :meth:`~BaseNode.prep`. Returns ``None`` by default."""

@@ -345,6 +345,9 @@ class RunConfig:
         observer: Where lifecycle events go, or ``None`` when no plugin listens.
         scope: Settings a flow put in force for the nodes inside it; they
             win over :attr:`settings`.
+        own_loop: The program started the event loop itself
+            (``asyncio.run(flow.run_async(shared))``) rather than through
+            :func:`pocketcore.run`: its backend is the program's choice.
     """
 
     backend: str | None
@@ -352,6 +355,7 @@ class RunConfig:
     registry: Registry
     observer: Observer | None = None
     scope: dict[str, Setting] = attrs.field(factory=dict)
+    own_loop: bool = False
     # Shared by scoped copies: a name is looked up (and checked) once per run,
     # and a declared limiter is one object, one budget, for the whole run.
     by_name: dict[str, Executor] = attrs.field(factory=dict, eq=False, repr=False)
@@ -373,6 +377,15 @@ class RunConfig:
         """
         found = self.setting("cache")
         return None if found is None or found.value is False else found
+
+    @functools.cached_property
+    def step_timeout(self) -> float | None:
+        """The seconds each attempt of an async ``exec`` may take here, for nodes without their own.
+
+        Resolved once per configuration, as :attr:`cache_setting` is.
+        """
+        found = self.setting("timeout")
+        return None if found is None else found.value
 
     @property
     def executor(self) -> Executor:
@@ -405,10 +418,10 @@ class RunConfig:
             cached = self.by_name.get(value)
             if cached is None:
                 cached = self.by_name[value] = lookup_executor(
-                    value, source, self.backend, self.registry
+                    value, source, self.backend, self.registry, own_loop=self.own_loop
                 )
             return cached
-        return lookup_executor(value, source, self.backend, self.registry)
+        return lookup_executor(value, source, self.backend, self.registry, own_loop=self.own_loop)
 
     def scoped(self, own: dict[str, Setting]) -> RunConfig:
         """This configuration with a flow's own settings in force for the nodes inside it.
@@ -450,7 +463,12 @@ class RunConfig:
 
 
 def lookup_executor(
-    value: str | Executor, source: str, backend: str | None, registry: Registry
+    value: str | Executor,
+    source: str,
+    backend: str | None,
+    registry: Registry,
+    *,
+    own_loop: bool = False,
 ) -> Executor:
     """Resolve an executor name (or object) and check that it can run on ``backend``."""
     if isinstance(value, type):
@@ -458,15 +476,30 @@ def lookup_executor(
             f"executor {value.__name__} (from {source}) is a class; pass an instance of it"
         )
     executor = registry.get_executor(value, source=source) if isinstance(value, str) else value
-    check_backend(executor, backend, source)
+    check_backend(executor, backend, source, own_loop=own_loop)
     return executor
 
 
-def check_backend(executor: Executor, backend: str | None, source: str) -> None:
-    """Raise :class:`ConfigError` if ``executor`` cannot run on ``backend``."""
+def check_backend(
+    executor: Executor, backend: str | None, source: str, *, own_loop: bool = False
+) -> None:
+    """Raise :class:`ConfigError` if ``executor`` cannot run on ``backend``.
+
+    ``own_loop``: the program started the loop itself, and the message says
+    how to let pocketcore start the one the executor needs instead.
+    """
     needs = executor.backend
     if needs is not None and backend is not None and needs != backend:
-        raise ConfigError(
+        message = (
             f"executor {executor.name!r} (from {source}) needs the {needs} backend, "
             f"but this run is on {backend}"
         )
+        if own_loop:
+            message += (
+                f": the program started the {backend} loop itself (as with "
+                f"asyncio.run(flow.run_async(shared))), and pocketcore cannot change it. "
+                f"Start the flow with pocketcore.run(flow, shared), or the 'pocketcore run' "
+                f"command, which start the loop the executor needs; or choose an executor "
+                f"that runs on {backend}"
+            )
+        raise ConfigError(message)

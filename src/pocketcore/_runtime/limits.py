@@ -11,6 +11,7 @@ woken through the loop it waits on.
 from __future__ import annotations
 
 import asyncio
+import bisect
 import math
 import threading
 import time
@@ -126,6 +127,10 @@ class Limiter:
     _in_flight: int = attrs.field(default=0, init=False, repr=False)
     _waiters: deque[_Waiter] = attrs.field(factory=deque, init=False, repr=False)
     _next_start: float = attrs.field(default=-math.inf, init=False, repr=False)
+    # Start times booked by waiters that were cancelled before their turn
+    # came (their batch failed, or was cancelled), in order: the next
+    # starts take them first, so that a failed batch leaves no gap behind.
+    _returned: list[float] = attrs.field(factory=list, init=False, repr=False)
 
     def __attrs_post_init__(self) -> None:
         source = "pocketcore.Limiter()" if self.name is None else f"limiter {self.name!r}"
@@ -173,15 +178,60 @@ class Limiter:
             return True
 
     async def take_turn(self) -> None:
-        """Wait for this start's turn: starts are spaced ``1 / max_per_second`` apart."""
+        """Wait for this start's turn: starts are spaced ``1 / max_per_second`` apart.
+
+        A wait that is cancelled gives its turn back: a batch that fails
+        while items wait for theirs leaves the limiter as if they had never
+        asked, and the next start is not pushed back by them.
+        """
         if self.max_per_second is None:
             return
         with self._lock:
             now = time.monotonic()
-            start = max(now, self._next_start)
-            self._next_start = start + 1 / self.max_per_second
+            returned = self._returned
+            while returned and returned[0] <= now:
+                del returned[0]  # a turn handed back whose time has passed is lost
+            if returned:
+                start = returned.pop(0)
+            else:
+                start = max(now, self._next_start)
+                self._next_start = start + 1 / self.max_per_second
         if start > now:
-            await anyio.sleep(start - now)
+            try:
+                await anyio.sleep(start - now)
+            except BaseException:
+                self._give_back(start)
+                raise
+
+    def _give_back(self, start: float) -> None:
+        """Return the turn booked at ``start``, whose waiter will not start."""
+        assert self.max_per_second is not None
+        interval = 1 / self.max_per_second
+        with self._lock:
+            returned = self._returned
+            bisect.insort(returned, start)
+            # The turns at the end of the schedule are simply unbooked, so
+            # that a limiter whose waiters all left is idle again at once.
+            while returned and returned[-1] + interval == self._next_start:
+                self._next_start = returned.pop()
+
+    @property
+    def idle(self) -> bool:
+        """Whether nothing holds the limiter or waits for it, and no start is booked ahead.
+
+        After the items that used it have ended, a limiter is idle: a paced
+        one may still space the next start up to ``1 / max_per_second``
+        after the last one (that is the pacing itself), but not further, as
+        it would if waiters of a failed batch had kept their turns.
+        """
+        with self._lock:
+            if self._in_flight or self._waiters:
+                return False
+            if self.max_per_second is None:
+                return True
+            now = time.monotonic()
+            ahead = [t for t in self._returned if t > now]
+            return not ahead and self._next_start - now <= 1 / self.max_per_second
 
     def release(self) -> None:
         """Give back the slot taken by :meth:`acquire` (a paced-only limiter has none)."""

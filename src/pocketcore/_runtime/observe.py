@@ -73,8 +73,12 @@ class _WholeRun:
         self.result: Any = None
 
     def __enter__(self) -> _WholeRun:
-        # Counted before the first step (see CACHING); a bad cache setting fails here.
-        self.counted = self.cfg.cache_setting is not None
+        # Counted before the first step (see CACHING); a bad cache or timeout
+        # setting fails here. A run with no event loop has no async exec to time.
+        cfg = self.cfg
+        self.counted = cfg.cache_setting is not None or (
+            cfg.backend is not None and cfg.step_timeout is not None
+        )
         self.token = RUN.set(self.cfg)
         if self.counted:
             count_caching(1)
