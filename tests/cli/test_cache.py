@@ -49,6 +49,8 @@ class Square(pocketcore.AsyncParallelBatchNode):
 
 
 class Total(pocketcore.Node):
+    cache = True  # a plain node is cached only when it opts in
+
     def prep(self, shared):
         return shared["squares"]
 
@@ -78,6 +80,8 @@ import pocketcore
 
 
 class Square(pocketcore.Node):
+    cache = True
+
     def exec(self, prep_res):
         return 0
 """

@@ -87,7 +87,7 @@ def plan_batch(owner: Any, *, parallel: bool, blocking: bool, passes: bool) -> P
             executor runs itself without gating them.
     """
     if not parallel:
-        cache = None if passes else node_cache(owner)
+        cache = None if passes else node_cache(owner, batch=True)
         return Plan(owner, passes, blocking, parallel=False, cache=cache, events=events())
     executor, limit = executor_for(owner)
     controls = batch_controls(owner)
@@ -100,7 +100,7 @@ def plan_batch(owner: Any, *, parallel: bool, blocking: bool, passes: bool) -> P
         limiters, collect, timeout = controls.limiters, controls.collect, controls.timeout
     if timeout is not None and blocking:
         raise refuse_timeout(owner, timeout)
-    cache = None if passes else node_cache(owner)
+    cache = None if passes else node_cache(owner, batch=True)
     plan = Plan(
         owner,
         passes,

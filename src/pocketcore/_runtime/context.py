@@ -21,14 +21,12 @@ from pocketcore._runtime.limits import Limiter
 from pocketcore._runtime.settings import SETTINGS
 
 __all__ = [
-    "CACHING",
     "CUR_RETRY",
     "RUN",
     "THREAD_STOP",
     "Controls",
     "ItemState",
     "batch_controls",
-    "count_caching",
     "current_config",
     "enter_scope",
     "executor_for",
@@ -70,24 +68,6 @@ class ItemState:
 
 CUR_RETRY: ContextVar[ItemState | None] = ContextVar("pocketcore_cur_retry", default=None)
 """The :class:`ItemState` of the batch item executing in this context, if any."""
-
-CACHING = [0]
-"""How many runs, and flows with a cache of their own, have a result cache in force now.
-
-A hint for the check every node step makes: while it is 0 (no cache
-anywhere in the process, the usual case), a node without a cache of its own
-runs its ``exec`` without looking its run's setting up. A run that has one
-counts itself before its first step, so its own steps never miss it; a run
-that sees another run's count only looks its own setting up, and finds none.
-"""
-_caching_lock = threading.Lock()
-
-
-def count_caching(delta: int) -> None:
-    """Add ``delta`` to :data:`CACHING` (a run or flow with a cache starts: 1; it ends: -1)."""
-    with _caching_lock:
-        CACHING[0] += delta
-
 
 THREAD_STOP: ContextVar[threading.Event | None] = ContextVar("pocketcore_thread_stop", default=None)
 """Set on a worker thread running a batch item: tells the item's retry loop the
@@ -193,7 +173,7 @@ def own_settings(node: Any) -> dict[str, Setting]:
     return found
 
 
-def enter_scope(flow: Any) -> Token[RunConfig | None] | _CountedScope | None:
+def enter_scope(flow: Any) -> Token[RunConfig | None] | None:
     """Put a flow's own settings in force for the nodes inside it.
 
     Returns what to give :func:`leave_scope` when the flow ends, or ``None``
@@ -205,28 +185,11 @@ def enter_scope(flow: Any) -> Token[RunConfig | None] | _CountedScope | None:
     own = own_settings(flow)
     if not own:
         return None
-    token = RUN.set(current_config().scoped(own))
-    cache = own.get("cache")
-    if cache is None or cache.value is False:
-        return token
-    count_caching(1)
-    return _CountedScope(token)
+    return RUN.set(current_config().scoped(own))
 
 
-class _CountedScope:
-    """The scope of a flow with a cache of its own, counted in :data:`CACHING`."""
-
-    __slots__ = ("token",)
-
-    def __init__(self, token: Token[RunConfig | None]) -> None:
-        self.token = token
-
-
-def leave_scope(scope: Token[RunConfig | None] | _CountedScope) -> None:
+def leave_scope(scope: Token[RunConfig | None]) -> None:
     """Leave what :func:`enter_scope` entered."""
-    if isinstance(scope, _CountedScope):
-        count_caching(-1)
-        scope = scope.token
     RUN.reset(scope)
 
 

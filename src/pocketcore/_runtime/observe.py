@@ -23,7 +23,7 @@ import attrs
 
 from pocketcore._plugins.registry import Observer, get_registry
 from pocketcore._runtime.config import RunConfig
-from pocketcore._runtime.context import RUN, count_caching
+from pocketcore._runtime.context import RUN
 
 __all__ = [
     "Events",
@@ -65,7 +65,7 @@ class _WholeRun:
     end reports.
     """
 
-    __slots__ = ("cfg", "counted", "obs", "result", "shared", "target", "token")
+    __slots__ = ("cfg", "obs", "result", "shared", "target", "token")
 
     def __init__(self, cfg: RunConfig, target: Any, shared: Any) -> None:
         self.cfg, self.target, self.shared = cfg, target, shared
@@ -73,11 +73,8 @@ class _WholeRun:
         self.result: Any = None
 
     def __enter__(self) -> _WholeRun:
-        # Counted before the first step (see CACHING); a bad cache setting fails here.
-        self.counted = self.cfg.cache_setting is not None
+        self.cfg.cache_setting  # noqa: B018  # a bad cache setting fails here, before any step
         self.token = RUN.set(self.cfg)
-        if self.counted:
-            count_caching(1)
         if self.obs is not None:
             try:
                 self.obs.pocketcore_run_start(target=self.target, shared=self.shared)
@@ -97,8 +94,6 @@ class _WholeRun:
             self._leave()
 
     def _leave(self) -> None:
-        if self.counted:
-            count_caching(-1)
         RUN.reset(self.token)
 
 
