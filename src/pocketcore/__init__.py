@@ -26,6 +26,7 @@ from __future__ import annotations
 from ._core.errors import (
     CacheError,
     ConfigError,
+    EntryNotStored,
     PluginError,
     PluginWarning,
     PocketcoreError,
@@ -92,6 +93,7 @@ __all__ = [
     "CacheError",
     "CacheWarning",
     "ConfigError",
+    "EntryNotStored",
     "Executor",
     "ExecutorEntry",
     "Failed",

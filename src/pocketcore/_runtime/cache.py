@@ -50,7 +50,7 @@ from typing import Any
 import anyio
 import attrs
 
-from pocketcore._core.errors import CacheError
+from pocketcore._core.errors import CacheError, EntryNotStored
 from pocketcore._core.store import BaseStore
 from pocketcore._runtime.config import Setting, check_cache_value
 from pocketcore._runtime.context import current_config, node_source, own_cache
@@ -517,26 +517,41 @@ class NodeCache:
         return data
 
     def _put_one(self, key: bytes, data: bytes) -> None:
+        """Put one entry; one the store cannot hold is skipped, with a warning.
+
+        Raises:
+            CacheError: The store failed.
+        """
         try:
             self.store.put(key, data, self.label)
+        except EntryNotStored as exc:
+            what = f"a result of {type(self.node).__name__} could not be stored"
+            self._warn("stored", what, exc)
+            return
         except Exception as exc:
             raise self._failed("writing", exc) from exc
         self.saved += 1
         self.saved_bytes += len(data)
 
     def _put_group(self, group: _Group) -> None:
+        """Put a gathered group (one by one if the store cannot hold one of them)."""
         entries = group.entries
         try:
-            if len(entries) == 1:
-                self.store.put(*entries[0])
-            else:
-                self.store.put_many(entries)
-        except Exception as exc:
-            group.error = self._failed("writing", exc)
-            group.error.__cause__ = exc
-            return
-        self.saved += len(entries)
-        self.saved_bytes += sum(len(data) for _, data, _ in entries)
+            if len(entries) > 1:
+                try:
+                    self.store.put_many(entries)
+                except EntryNotStored:
+                    pass  # which one, the puts below say
+                except Exception as exc:
+                    raise self._failed("writing", exc) from exc
+                else:
+                    self.saved += len(entries)
+                    self.saved_bytes += sum(len(data) for _, data, _ in entries)
+                    return
+            for key, data, _ in entries:
+                self._put_one(key, data)
+        except CacheError as exc:
+            group.error = exc
 
     # --- whole batches: one entry holding every result of a batch --------------
 
