@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import pickle
 import subprocess
 import sys
@@ -348,3 +349,50 @@ def test_the_identity_of_a_node_ignores_its_bookkeeping() -> None:
     assert node_identity(a, instance=True) == node_identity(b, instance=True)
     b.lang = "de"
     assert node_identity(a, instance=True) != node_identity(b, instance=True)
+
+
+# --- the README's kill-and-resume story ---------------------------------------------------
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="SIGKILL")
+def test_the_readme_story_a_killed_run_resumes_with_what_it_stored(tmp_path: Path) -> None:
+    target = str(ROOT / "examples" / "parallel_summaries" / "target.py") + ":flow"
+    args = [sys.executable, "-m", "pocketcore", "run", target, "--max-concurrency", "2"]
+    args += ["--cache", "summaries.db"]
+    env = {**os.environ, "SUMMARY_DELAY": "0.5"}
+    killed = subprocess.Popen(
+        args, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    stored = 0
+    deadline = time.monotonic() + 60
+    try:
+        while stored < 2 and time.monotonic() < deadline and killed.poll() is None:
+            time.sleep(0.05)
+            stored = entries(tmp_path / "summaries.db")
+    finally:
+        killed.kill()
+        killed.wait()
+    stored = entries(tmp_path / "summaries.db")
+    assert 2 <= stored < 8, "the run finished before it was killed, or stored nothing"
+    done = command(*args[1:], "--output", "json", cwd=tmp_path, SUMMARY_DELAY="0.5")
+    assert done.stderr == f"pocketcore: SummarizeAll: {stored} from cache, {8 - stored} computed\n"
+    again = command(*args[1:], "--output", "json", cwd=tmp_path, SUMMARY_DELAY="0.5")
+    assert json.loads(again.stdout) == json.loads(done.stdout)
+    assert again.stderr == "pocketcore: SummarizeAll: 8 from cache, 0 computed\n"
+
+
+def entries(path: Path) -> int:
+    """The summaries the cache file holds (not its whole-batch entry), read as another process."""
+    if not path.exists():
+        return 0
+    import sqlite3
+
+    try:
+        with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as con:
+            (count,) = con.execute(
+                "SELECT count(*) FROM entries WHERE node NOT LIKE '%[whole batches]'"
+            ).fetchone()
+    except sqlite3.Error:
+        return 0  # not made yet
+    con.close()
+    return int(count)
