@@ -106,10 +106,11 @@ class CacheWarning(UserWarning):
     not pickle: the node is not cached), an input that cannot be
     fingerprinted, a result that cannot be pickled or is too large for the
     store, and a stored value that is damaged or can no longer be unpickled
-    (its class moved, say); each is simply not cached. Also for a
-    whole-batch entry the store failed to write (the items' own entries
-    are kept), and for results the store
-    failed to write while their batch was stopping for another failure.
+    (its class moved, say), or an entry the store could not hold
+    (:class:`~pocketcore.EntryNotStored`); each is simply not cached. Also
+    for a whole-batch entry the store failed to write (the items' own
+    entries are kept), and for results the store failed to write while
+    their batch was stopping for another failure.
     """
 
 
