@@ -38,6 +38,7 @@ import io
 import os
 import pickle
 import sys
+import sysconfig
 import types
 from typing import Any, Final
 
@@ -54,6 +55,11 @@ BOOKKEEPING: Final = frozenset(
 #: Methods that do not make ``exec``'s result: left out of the code fingerprint.
 NOT_RESULT_CODE: Final = frozenset(
     {"prep", "post", "prep_async", "post_async", "exec_fallback", "exec_fallback_async"}
+)
+#: Where the standard library and installed packages live: their classes are
+#: pickled by name, as they are the same under every spelling of a program.
+_LIBRARIES: Final = tuple(
+    {sysconfig.get_paths()[kind] for kind in ("stdlib", "platstdlib", "purelib", "platlib")}
 )
 #: Class attributes written by Python itself, or that name the cache's own parts.
 _SKIPPED: Final = BOOKKEEPING | NOT_RESULT_CODE | {"cache_version", "cache_key"}
@@ -136,7 +142,7 @@ def _is_builtin(klass: type) -> bool:
 
 def _in_library(file: str) -> bool:
     """Whether ``file`` is the standard library's or an installed package's (not a program's)."""
-    return "site-packages" in file or file.startswith(sys.base_prefix) or "dist-packages" in file
+    return file.startswith(_LIBRARIES) or "site-packages" in file or "dist-packages" in file
 
 
 def _place(klass: type) -> tuple[str, str]:
