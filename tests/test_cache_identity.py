@@ -396,3 +396,21 @@ def entries(path: Path) -> int:
         return 0  # not made yet
     con.close()
     return int(count)
+
+
+def test_slots_are_attributes_too() -> None:
+    from pocketcore._runtime.identity import node_identity
+
+    class Slotted(pocketcore.BatchNode):
+        __slots__ = ("lang",)
+
+        def __init__(self, lang: str) -> None:
+            super().__init__()
+            self.lang = lang
+
+    assert node_identity(Slotted("fr"), instance=True) != node_identity(
+        Slotted("de"), instance=True
+    )
+    assert node_identity(Slotted("fr"), instance=True) == node_identity(
+        Slotted("fr"), instance=True
+    )

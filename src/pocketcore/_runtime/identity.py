@@ -86,13 +86,24 @@ def node_identity(node: Any, *, instance: bool) -> bytes:
             continue
         parts.append((_place(klass), _members(klass)))
     if instance:
-        state = getattr(node, "__dict__", {})
+        state = _state(node)
         parts.extend(
             (name, _attribute(state[name], f"attribute {name}"))
             for name in sorted(state)
             if name not in BOOKKEEPING
         )
     return hashlib.blake2b(stable_bytes(parts, "its class"), digest_size=20).digest()
+
+
+def _state(node: Any) -> dict[str, Any]:
+    """The node's attributes: its ``__dict__``, and the slots its classes declare."""
+    state = dict(getattr(node, "__dict__", {}))
+    for klass in type(node).__mro__:
+        slots = klass.__dict__.get("__slots__", ())
+        for name in (slots,) if isinstance(slots, str) else slots:
+            if name not in ("__dict__", "__weakref__") and hasattr(node, name):
+                state[name] = getattr(node, name)
+    return state
 
 
 def stable_bytes(value: object, what: str) -> bytes:
