@@ -26,6 +26,7 @@ from __future__ import annotations
 from ._core.errors import (
     CacheError,
     ConfigError,
+    EntryNotStored,
     PluginError,
     PluginWarning,
     PocketcoreError,
@@ -93,6 +94,7 @@ __all__ = [
     "CacheError",
     "CacheWarning",
     "ConfigError",
+    "EntryNotStored",
     "Executor",
     "ExecutorEntry",
     "Failed",

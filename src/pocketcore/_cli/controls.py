@@ -244,6 +244,14 @@ class FailureCounter:
         self._lock = threading.Lock()
 
     @hookimpl
+    def pocketcore_batch_item_cached(self, node: Any) -> None:
+        """Count one item of a batch node whose result came from the cache: ok."""
+        if isinstance(node, Flow):
+            return
+        with self._lock:
+            self.ok += 1
+
+    @hookimpl
     def pocketcore_batch_item_done(self, node: Any, result: Any, exception: Any) -> None:
         """Count one finished item of a batch node: a :class:`pocketcore.Failed`, or ok."""
         if isinstance(node, Flow):

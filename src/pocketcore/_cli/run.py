@@ -15,6 +15,7 @@ from pocketcore._front.timeline import Timeline
 from pocketcore._plugins.registry import Registry
 
 from . import controls
+from .cache_counts import count_cached
 from .errors import BadInput, user_code
 from .output import dumps, safe_repr, write
 from .progress import is_terminal, progress
@@ -45,12 +46,15 @@ With --on-error collect, failed items become pocketcore.Failed values and the ru
 goes on; when any were collected, a line on stderr counts them ("pocketcore: 1,997 ok,
 3 failed"), and the exit status is 0.
 
-With --cache SPEC, each node's exec result is stored as it finishes, keyed by the
-node class, its params and its input; a later run with the same cache skips exec
-for every input it finds there. Nodes with cache=False (an exec with side effects)
-are never cached. A path is an SQLite file, created readable by its owner only; it
-holds pickles, which run code when loaded: use only cache files you trust as you
-trust the code. See 'pocketcore cache --help' to inspect and clear one.
+With --cache SPEC, each batch item's exec result is stored as it finishes, keyed by
+the node (its class, code, attributes and params) and its input; a later run with
+the same cache skips exec for every input it finds there, and a line per batch node
+on stderr says how many came from the cache ("pocketcore: Summarize: 99 from cache,
+1 computed"). Batch nodes with cache=False (an exec with side effects) are never
+cached; plain nodes only when they say cache=True. A path is an SQLite file,
+created readable by its owner only; it holds pickles, which run code when loaded:
+use only cache files you trust as you trust the code. See 'pocketcore cache --help'
+to inspect and clear one.
 
 Without --output the final shared store is printed as indented JSON, then the
 last action; a store of more than {SUMMARY_LINES} lines is summed up in one line
@@ -155,6 +159,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         progress(registry, enabled=not args.quiet and is_terminal(sys.stderr)),
         timeline(registry, args.timeline),
         controls.count_failures(registry, target.node, given, report=not args.quiet),
+        count_cached(registry, target.node, given, report=not args.quiet),
         user_code(),
     ):
         action = run_flow(target.node, shared, **{k: s.value for k, s in given.items()})

@@ -189,7 +189,7 @@ class Storing:
 
 def exec_cached(node: Any, item: Any) -> Any:
     """A plain node's ``exec`` pipeline, through the run's result cache if it has one."""
-    cache = node_cache(node)
+    cache = node_cache(node, batch=False)
     if cache is None:
         return retried(node, node.exec, stateful=False)(item)
     one = Keyed(None, cache.key(item, None), item)

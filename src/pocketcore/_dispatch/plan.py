@@ -87,7 +87,7 @@ def plan_batch(owner: Any, *, parallel: bool, blocking: bool, passes: bool) -> P
             executor runs itself without gating them.
     """
     if not parallel:
-        cache = None if passes else node_cache(owner)
+        cache = None if passes else node_cache(owner, batch=True)
         # The items of an async sequential batch are timed as a plain async node's input is.
         timeout = None if passes or blocking else step_timeout(owner)
         return Plan(
@@ -110,7 +110,7 @@ def plan_batch(owner: Any, *, parallel: bool, blocking: bool, passes: bool) -> P
         limiters, collect, timeout = controls.limiters, controls.collect, controls.timeout
     if timeout is not None and blocking:
         raise refuse_timeout(owner, timeout)
-    cache = None if passes else node_cache(owner)
+    cache = None if passes else node_cache(owner, batch=True)
     plan = Plan(
         owner,
         passes,

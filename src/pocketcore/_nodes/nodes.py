@@ -66,12 +66,16 @@ class BaseNode:
             longer one is cancelled and fails with ``TimeoutError`` (so
             retries, wait and the fallback apply). Refused on a class whose
             ``exec`` blocks, which nothing could stop.
-        cache: Keyword only. Where to keep the results of ``exec``, so that a
-            later run with the same input skips it: a store specification
-            (``"memory"``, a file path, ``"sqlite:///path"``, ``"NAME:..."``
-            for a plugin's store) or a :class:`~pocketcore.Store`. ``False``
-            opts the node out of the run's cache (for an ``exec`` with side
-            effects). See "Resuming and caching" in the docs.
+        cache: Keyword only. Whether and where to keep the results of
+            ``exec``, so that a later run with the same input skips it. The
+            items of batch nodes are kept in the run's store unless the node
+            says ``False`` (for an ``exec`` with side effects); a plain node
+            only when it says ``True`` (the run's store) or names a store of
+            its own: a store specification (``"memory"``, a file path,
+            ``"sqlite:///path"``, ``"NAME:..."`` for a plugin's store) or a
+            :class:`~pocketcore.Store`. See "Resuming and caching" in the docs.
+        cache_ttl: Keyword only. Seconds a cached result is used for after
+            it was computed; an older one is computed again.
 
         Each is also settable as a class attribute. On a flow, it applies to
         every node inside that does not set its own. ``max_per_second``,
@@ -100,6 +104,7 @@ class BaseNode:
     on_error: str | None = None
     timeout: float | None = None
     cache: str | os.PathLike[str] | Store | bool | None = None
+    cache_ttl: float | None = None
     #: Bump it to invalidate what the cache holds for this class (any
     #: picklable value; part of every key).
     cache_version: Any = None
@@ -202,7 +207,8 @@ class Node(BaseNode):
     Args:
         max_retries: How many times ``exec`` is attempted in all (default 1).
         wait: Seconds to sleep between attempts (default 0).
-        executor, max_concurrency, max_per_second, limiter, on_error, timeout, cache:
+        executor, max_concurrency, max_per_second, limiter, on_error, timeout, cache,
+        cache_ttl:
             Keyword only; see :class:`BaseNode`.
 
     Attributes:

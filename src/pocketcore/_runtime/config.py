@@ -29,7 +29,7 @@ from pocketcore._core.errors import ConfigError
 from pocketcore._core.executor import Executor
 from pocketcore._plugins.registry import Observer, Registry
 from pocketcore._runtime.limits import Limiter, as_limiter_table
-from pocketcore._runtime.settings import SETTINGS, check_cache_value
+from pocketcore._runtime.settings import SETTINGS, check_cache_value, refuse_cache_true
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -376,6 +376,8 @@ class RunConfig:
         (a flow with settings of its own runs its nodes under a copy).
         """
         found = self.setting("cache")
+        if found is not None and found.value is True:
+            raise refuse_cache_true(found.source)
         return None if found is None or found.value is False else found
 
     @functools.cached_property

@@ -21,14 +21,14 @@ from pocketcore._runtime.limits import Limiter
 from pocketcore._runtime.settings import SETTINGS
 
 __all__ = [
-    "CACHING",
     "CUR_RETRY",
     "RUN",
     "THREAD_STOP",
+    "TIMING",
     "Controls",
     "ItemState",
     "batch_controls",
-    "count_caching",
+    "count_timing",
     "current_config",
     "enter_scope",
     "executor_for",
@@ -72,23 +72,24 @@ class ItemState:
 CUR_RETRY: ContextVar[ItemState | None] = ContextVar("pocketcore_cur_retry", default=None)
 """The :class:`ItemState` of the batch item executing in this context, if any."""
 
-CACHING = [0]
-"""How many runs, and flows with settings of their own, have a result cache or a timeout in force.
+TIMING = [0]
+"""How many runs, and flows with settings of their own, have a per-attempt timeout in force.
 
-A hint for the check every node step makes: while it is 0 (no cache and no
-timeout anywhere in the process, the usual case), a node without a cache or
-a timeout of its own runs its ``exec`` without looking its run's settings
-up. A run that has one counts itself before its first step, so its own steps
-never miss it; a run that sees another run's count only looks its own
-settings up, and finds none.
+A hint for the check every async node step makes: while it is 0 (no timeout
+anywhere in the process, the usual case), a node without a timeout or a
+cache of its own runs its ``exec_async`` without looking its run's settings
+up. A run that has one counts itself before its first step, so its own
+steps never miss it; a run that sees another run's count only looks its own
+settings up, and finds none. (A run's cache needs no such count: a plain
+node is cached only when it says so itself.)
 """
-_caching_lock = threading.Lock()
+_timing_lock = threading.Lock()
 
 
-def count_caching(delta: int) -> None:
-    """Add ``delta`` to :data:`CACHING` (a run or flow with a cache starts: 1; it ends: -1)."""
-    with _caching_lock:
-        CACHING[0] += delta
+def count_timing(delta: int) -> None:
+    """Add ``delta`` to :data:`TIMING` (a run or flow with a timeout starts: 1; it ends: -1)."""
+    with _timing_lock:
+        TIMING[0] += delta
 
 
 THREAD_STOP: ContextVar[threading.Event | None] = ContextVar("pocketcore_thread_stop", default=None)
@@ -227,15 +228,14 @@ def enter_scope(flow: Any) -> Token[RunConfig | None] | _CountedScope | None:
     if not own:
         return None
     token = RUN.set(current_config().scoped(own))
-    cache = own.get("cache")
-    if (cache is None or cache.value is False) and "timeout" not in own:
+    if "timeout" not in own:
         return token
-    count_caching(1)
+    count_timing(1)
     return _CountedScope(token)
 
 
 class _CountedScope:
-    """The scope of a flow with a cache or a timeout of its own, counted in :data:`CACHING`."""
+    """The scope of a flow with a timeout of its own, counted in :data:`TIMING`."""
 
     __slots__ = ("token",)
 
@@ -246,7 +246,7 @@ class _CountedScope:
 def leave_scope(scope: Token[RunConfig | None] | _CountedScope) -> None:
     """Leave what :func:`enter_scope` entered."""
     if isinstance(scope, _CountedScope):
-        count_caching(-1)
+        count_timing(-1)
         scope = scope.token
     RUN.reset(scope)
 

@@ -39,6 +39,7 @@ __all__ = [
     "check_limiter_value",
     "check_on_error",
     "configure",
+    "refuse_cache_true",
     "step_settings",
 ]
 
@@ -63,6 +64,7 @@ class SettingKeywords(TypedDict, total=False):
     on_error: str | None
     timeout: float | None
     cache: str | os.PathLike[str] | Store | bool | None
+    cache_ttl: float | None
 
 
 # --- the rules -----------------------------------------------------------------------
@@ -119,13 +121,16 @@ def _check_timeout(value: object, source: str) -> float | None:
 
 
 def check_cache_value(value: object, source: str) -> str | Store | bool | None:
-    """Check a cache setting: a store specification, a :class:`~pocketcore.Store`, or ``False``.
+    """Check a cache setting: a store specification, a :class:`~pocketcore.Store`, or a bool.
 
     ``None`` leaves it unset; ``False`` (or the string ``"off"``) turns the
     cache off; a path (``str`` or ``os.PathLike``) or ``"NAME:..."`` names a
-    store. The store itself is opened when a node first needs it.
+    store. ``True`` opts a node in to the store in force (a plain node is
+    cached only so); it names no store, so a run or a flow refuses it when
+    it looks for one (see :func:`refuse_cache_true`). The store itself is
+    opened when a node first needs it.
     """
-    if value is None or value is False:
+    if value is None or isinstance(value, bool):
         return value
     if isinstance(value, os.PathLike):
         value = os.fspath(value)
@@ -135,17 +140,25 @@ def check_cache_value(value: object, source: str) -> str | Store | bool | None:
         raise ConfigError(
             f"cache must be a str path or store specification, got bytes from {source}"
         )
-    if value is True:
-        raise ConfigError(
-            f"cache=True (from {source}) does not say where to keep results: name a store "
-            "('memory', a file path such as 'cache.db', 'sqlite:///cache.db'), or False for none"
-        )
     if isinstance(value, Store):
         return value
     raise ConfigError(
         f"cache must be a store specification (a path, 'memory', 'NAME:...'), a "
         f"pocketcore.Store, or False; got {value!r} ({type(value).__name__}) from {source}"
     )
+
+
+def refuse_cache_true(source: str) -> ConfigError:
+    """The error for ``cache=True`` where a store must be named: a run's, a flow's."""
+    return ConfigError(
+        f"cache=True (from {source}) does not say where to keep results: name a store "
+        "('memory', a file path such as 'cache.db', 'sqlite:///cache.db'), or False for none "
+        "(True opts one node in to the store the run names)"
+    )
+
+
+def _check_ttl(value: object, source: str) -> float | None:
+    return check_rate(value, source, "cache_ttl")
 
 
 def _check_cache_text(value: object, source: str) -> str | bool | None:
@@ -376,13 +389,26 @@ SETTINGS: Mapping[str, Spec] = _table(
         check_cache_value,
         help="keep the results of exec in the store SPEC names, and use them on later runs: "
         "a file path (an SQLite file, such as cache.db), sqlite:///PATH, or NAME:... for a "
-        "store a plugin registers ('off' is --no-cache); nodes with cache=False are not cached",
+        "store a plugin registers ('off' is --no-cache); the items of batch nodes are cached "
+        "unless a node says cache=False, plain nodes only when they say cache=True",
         expects="a store specification (a file path, 'sqlite:///PATH', 'NAME:...') or false",
         unset="off",
         metavar="SPEC",
         plain=_check_cache_text,
         usage="must name a store (a path, NAME:...)",
         claims=(str, bool, os.PathLike, Store),
+    ),
+    Spec(
+        "cache_ttl",
+        _check_ttl,
+        help="the most seconds a cached result is used after it was computed; an older one "
+        "is computed again",
+        expects="a positive number of seconds",
+        unset="no expiry",
+        metavar="SECONDS",
+        convert=float,
+        usage="must be a positive number of seconds",
+        claims=(int, float),
     ),
 )
 
