@@ -1,5 +1,5 @@
 """Development sessions: ``nox -s tests``, ``lint``, ``typecheck``, ``docs``, ``demo``, ``bench``,
-``browser``.
+``browser``, ``pictures``, ``dev``.
 
 Every session installs what it needs into its own virtualenv, so a fresh
 machine with Python 3.10+ and nox is enough. ``tests`` runs the kernel suite
@@ -10,6 +10,7 @@ distribution, the way a downstream user would have it.
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 import nox
 
@@ -96,7 +97,38 @@ def typecheck(session: nox.Session) -> None:
 def docs(session: nox.Session) -> None:
     """Build the documentation site with mkdocs (material), failing on any warning."""
     session.install("mkdocs>=1.6", "mkdocs-material>=9.5")
-    session.run("mkdocs", "build", "--strict", "--site-dir", "site")
+    # Material prints a notice about MkDocs 2.0 on every build unless told not to.
+    session.run(
+        "mkdocs",
+        "build",
+        "--strict",
+        "--site-dir",
+        "site",
+        env={"NO_MKDOCS_2_WARNING": "1"},
+    )
+
+
+@nox.session(venv_backend="none")
+def dev(session: nox.Session) -> None:
+    """Put the kernel and every plugin into ``.venv`` (editable), to try the docs' commands.
+
+    ``.venv`` is the folder README.md's two commands make; it is created if
+    missing. Then ``. .venv/bin/activate`` puts ``pocketcore`` on PATH. Not
+    part of the default sessions.
+    """
+    venv = Path(".venv")
+    if not venv.is_dir():
+        session.run(sys.executable, "-m", "venv", str(venv))
+    bindir = "Scripts" if sys.platform == "win32" else "bin"
+    python = str(venv / bindir / ("python.exe" if sys.platform == "win32" else "python"))
+    dists = dict.fromkeys([*KERNEL, *dev_plugins(sys.platform), EXAMPLE_NODES])
+    editable = [arg for dist in dists for arg in ("-e", dist)]
+    session.run(python, "-m", "pip", "install", *editable, external=True)
+
+
+def dev_plugins(platform: str) -> list[str]:
+    """The plugin folders ``nox -s dev`` installs on ``platform`` (uvloop has no Windows build)."""
+    return [plugin_path(p) for p in PLUGINS if not (p == "uvloop" and platform == "win32")]
 
 
 @nox.session
@@ -111,19 +143,38 @@ def browser(session: nox.Session) -> None:
     """Timelines in headless Chromium: they load without console errors and draw their bars.
 
     Needs a Chromium on PATH (``apt-get install -y chromium``) or named by
-    ``CHROMIUM``. ``nox -s browser -- --screenshot docs/timeline-image-filter.png``
-    also remakes the screenshot in the docs. Not part of the default sessions.
+    ``CHROMIUM``. Not part of the default sessions.
     """
     session.install(*KERNEL, plugin_path("trio"), "pillow>=10")
     session.run("python", "tests/browser/check_timeline.py", *session.posargs)
 
 
 @nox.session
+def pictures(session: nox.Session) -> None:
+    """The docs' screenshots and generated samples, made from the commands shown next to them.
+
+    ``nox -s pictures`` remakes them in place; ``nox -s pictures -- --check``
+    (what CI runs) makes them aside and fails where the committed ones no
+    longer match their commands. Screenshots are taken in headless Chromium
+    (see the ``browser`` session). What is installed is what the docs say the
+    samples were made with: pocketcore, its three executor plugins and the
+    example node plugin.
+    """
+    session.install(*KERNEL, plugin_path("trio"), EXAMPLE_NODES, "pillow>=10")
+    session.run("python", "tests/browser/pictures.py", *session.posargs)
+
+
+@nox.session
 def bench(session: nox.Session) -> None:
     """Side-by-side benchmarks: pocketcore vs PocketFlow, raw asyncio/trio/uvloop, anyio, LangGraph.
 
-    Options go after ``--``: ``nox -s bench -- --quick``, ``-- --json bench.json``
-    (see ``python -m benchmarks --help``). Not part of the default sessions.
+    With no options, a full run that saves its measurements in
+    ``benchmarks/results.json`` and draws the charts of docs/performance.md
+    from them (``docs/performance-*.svg``). Options go after ``--`` and replace
+    that: ``nox -s bench -- --quick``, ``-- --json bench.json`` (see ``python -m
+    benchmarks --help``); ``-- --from-json benchmarks/results.json --charts docs``
+    redraws the charts from the saved run without measuring. Not part of the
+    default sessions.
     """
     session.install(*KERNEL, plugin_path("trio"), "pocketflow==0.0.3", "anyio", "trio")
     if sys.platform != "win32":  # uvloop is not built for Windows: its rows are skipped there
@@ -132,4 +183,5 @@ def bench(session: nox.Session) -> None:
         session.install("langgraph")
     except nox.command.CommandFailed:
         session.warn("LangGraph could not be installed: the benchmarks run without it.")
-    session.run("python", "-m", "benchmarks", *session.posargs)
+    saved = ("--json", "benchmarks/results.json", "--charts", "docs")
+    session.run("python", "-m", "benchmarks", *(session.posargs or saved))

@@ -2,7 +2,9 @@
 
 Run from the repository root. ``--quick`` is a smoke run (under a minute);
 ``--json PATH`` writes every sample and result; ``--markdown PATH`` writes the
-table as Markdown (for docs/performance.md); ``--only`` picks groups by key;
+table as Markdown (for docs/performance.md); ``--charts DIR`` draws the SVG
+charts of docs/performance.md (``--from-json PATH`` draws them from a saved
+run instead of measuring); ``--only`` picks groups by key;
 ``--profile`` runs pocketcore's side of the selected groups under cProfile
 instead of benchmarking.
 """
@@ -28,7 +30,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from . import scenarios
+from . import charts, scenarios
 from .harness import Group, render_table, render_targets
 
 DISTRIBUTIONS = (
@@ -130,6 +132,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--quick", action="store_true", help="smaller sizes, fewer repeats")
     parser.add_argument("--json", type=Path, help="write samples and results as JSON here")
     parser.add_argument("--markdown", type=Path, help="write the table as Markdown here")
+    parser.add_argument(
+        "--charts", type=Path, metavar="DIR", help="draw the SVG charts of the run into DIR"
+    )
+    parser.add_argument(
+        "--from-json",
+        type=Path,
+        metavar="PATH",
+        help="measure nothing: draw the --charts of a run saved with --json",
+    )
     parser.add_argument("--repeats", type=int, help="repeats for every group (override)")
     parser.add_argument(
         "--only",
@@ -321,25 +332,32 @@ def _run(
     notes = _notes(groups, lg_installed=lg_installed, no_langgraph=args.no_langgraph)
     met, missed = _report(groups, notes, elapsed)
 
+    payload = {
+        "machine": info,
+        "mode": mode,
+        "gc": args.gc,
+        "sizes": sizes.__dict__,
+        "langgraph": "measured" if with_lg else "skipped",
+        "elapsed_seconds": elapsed,
+        "groups": [g.to_json() for g in groups],
+        "notes": notes,
+        "targets": {"met": met, "missed": missed},
+    }
     if args.json:
-        payload = {
-            "machine": info,
-            "mode": mode,
-            "gc": args.gc,
-            "sizes": sizes.__dict__,
-            "langgraph": "measured" if with_lg else "skipped",
-            "elapsed_seconds": elapsed,
-            "groups": [g.to_json() for g in groups],
-            "notes": notes,
-            "targets": {"met": met, "missed": missed},
-        }
         _write(args.json, json.dumps(payload, indent=2) + "\n")
+    if args.charts:
+        for path in charts.write(payload, args.charts):
+            print(f"wrote {path}")
     if args.markdown:
         _write(args.markdown, render_table(groups, markdown=True) + "\n")
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.from_json:
+        if not args.charts:
+            sys.exit("--from-json draws charts: give --charts DIR")
+        return charts.main([str(args.from_json), str(args.charts)])
     if isinstance(sys.stdout, io.TextIOWrapper):
         sys.stdout.reconfigure(line_buffering=True)
     sizes = _sizes(args)

@@ -53,6 +53,7 @@ class Sizes:
     items_per_sample: int
     sequential_items: int
     bounded_items: int
+    bounded_sizes: tuple[int, ...]
     latency_items: int
     memory_items: int
     langgraph_items: int
@@ -61,6 +62,8 @@ class Sizes:
     repeats_large: int
     repeats_memory: int
     repeats_langgraph: int
+    # A sample of a million unbounded items takes half a minute on each side.
+    repeats_huge: int = 2
     bounded_limit: int = 64
     memory_limit: int = 100
     paced_items: int = 200
@@ -75,11 +78,12 @@ FULL = Sizes(
     chain_runs=20,
     loop_steps=10_000,
     loop_runs=2,
-    fanout=(1_000, 10_000, 100_000),
+    fanout=(1_000, 10_000, 100_000, 1_000_000),
     anyio_at=10_000,
     items_per_sample=10_000,
     sequential_items=10_000,
     bounded_items=10_000,
+    bounded_sizes=(1_000, 10_000, 100_000, 1_000_000),
     latency_items=1000,
     memory_items=100_000,
     langgraph_items=10_000,
@@ -100,6 +104,7 @@ QUICK = Sizes(
     items_per_sample=5_000,
     sequential_items=2_000,
     bounded_items=5_000,
+    bounded_sizes=(1_000, 5_000),
     latency_items=1000,
     memory_items=10_000,
     langgraph_items=300,
@@ -338,8 +343,15 @@ def _unbounded_group(s: Sizes, backend: str, n: int) -> Group:
         unit="item",
         contenders=contenders,
         rows=rows,
-        repeats=s.repeats_large if n >= 100_000 else s.repeats,
+        repeats=_repeats(s, n),
     )
+
+
+def _repeats(s: Sizes, n: int) -> int:
+    """Fewer repeats for the big fan-outs, whose samples take seconds."""
+    if n >= 1_000_000:
+        return s.repeats_huge
+    return s.repeats_large if n >= 100_000 else s.repeats
 
 
 def unbounded(s: Sizes) -> list[Group]:
@@ -385,69 +397,39 @@ def unbounded(s: Sizes) -> list[Group]:
     return groups
 
 
-def bounded(s: Sizes) -> list[Group]:
-    n, limit = s.bounded_items, s.bounded_limit
+def _bounded_group(s: Sizes, backend: str, n: int) -> Group:
+    limit = s.bounded_limit
     times = max(1, s.items_per_sample // n)
     units = n * times
-    section = f"bounded fan-out, limit {limit}, each item await sleep(0)"
-    return [
-        Group(
-            key="bounded-asyncio",
-            section=section,
-            scenario=f"executor asyncio, {_n(n)} items",
-            kind="time",
-            unit="item",
-            contenders=[
-                Contender(
-                    "pc",
-                    "pocketcore",
-                    _timed_on(
-                        "asyncio",
-                        _batch(w.PcAsyncioItem(executor="asyncio", max_concurrency=limit), n),
-                        times,
-                    ),
-                    units,
-                ),
-                Contender(
-                    "pool",
-                    f"{limit} asyncio worker tasks",
-                    _timed_on(
-                        "asyncio", partial(w.asyncio_pool, w.asyncio_work, range(n), limit), times
-                    ),
-                    units,
-                ),
-            ],
-            rows=[Row("pc", "pool", BOUNDED_TARGET)],
-            repeats=s.repeats_cheap,
-        ),
-        Group(
-            key="bounded-trio",
-            section=section,
-            scenario=f"executor trio, {_n(n)} items",
-            kind="time",
-            unit="item",
-            contenders=[
-                Contender(
-                    "pc",
-                    "pocketcore",
-                    _timed_on(
-                        "trio",
-                        _batch(w.PcTrioItem(executor="trio", max_concurrency=limit), n),
-                        times,
-                    ),
-                    units,
-                ),
-                Contender(
-                    "pool",
-                    f"{limit} trio worker tasks",
-                    _timed_on("trio", partial(w.trio_pool, w.trio_work, range(n), limit), times),
-                    units,
-                ),
-            ],
-            rows=[Row("pc", "pool", BOUNDED_TARGET)],
-            repeats=s.repeats_cheap,
-        ),
-    ]
+    node_cls = w.PcAsyncioItem if backend == "asyncio" else w.PcTrioItem
+    pool = (
+        partial(w.asyncio_pool, w.asyncio_work)
+        if backend == "asyncio"
+        else partial(w.trio_pool, w.trio_work)
+    )
+    node = node_cls(executor=backend, max_concurrency=limit)
+    return Group(
+        key=f"bounded-{backend}-{_n(n)}",
+        section=f"bounded fan-out, limit {limit}, each item await sleep(0)",
+        scenario=f"executor {backend}, {_n(n)} items",
+        kind="time",
+        unit="item",
+        contenders=[
+            Contender("pc", "pocketcore", _timed_on(backend, _batch(node, n), times), units),
+            Contender(
+                "pool",
+                f"{limit} {backend} worker tasks",
+                _timed_on(backend, partial(pool, range(n), limit), times),
+                units,
+            ),
+        ],
+        rows=[Row("pc", "pool", BOUNDED_TARGET)],
+        repeats=s.repeats_cheap if n <= 10_000 else _repeats(s, n),
+    )
+
+
+def bounded(s: Sizes) -> list[Group]:
+    return [_bounded_group(s, b, n) for b in ("asyncio", "trio") for n in s.bounded_sizes]
 
 
 def _floor_vs_ideal(raw: str) -> Callable[[Group], list[str]]:

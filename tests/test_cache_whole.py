@@ -24,7 +24,7 @@ from hypothesis import strategies as st
 import pocketcore
 from pocketcore import CacheWarning, Failed
 from pocketcore._dispatch import cached as dispatch
-from pocketcore._runtime.cache import VALUE_PROTOCOL, WHOLE_BATCH_SUFFIX
+from pocketcore._runtime.cache import VALUE_PROTOCOL, WHOLE_BATCH_SUFFIX, frame, unframe
 
 from .test_cache import EXECUTORS, KINDS, Calls, DictStore, HitWatcher, _batch_nodes
 
@@ -154,26 +154,31 @@ def test_what_must_run_again_always_does_and_the_rest_never(
     assert len(whole_entries(store)) == (1 if whole else 0)
 
 
-@pytest.mark.parametrize("garbage", ["not a pickle", "not a list", "wrong length", "short"])
+@pytest.mark.parametrize(
+    "garbage", ["not a pickle", "not a list", "wrong length", "short", "damaged"]
+)
 def test_a_whole_batch_entry_that_is_wrong_is_passed_over_quietly(garbage: str) -> None:
     calls = Calls()
     node = _batch_nodes(calls)["AsyncParallelBatchNode"]()
     store = DictStore()
     run(node, [1, 2, 3], store)
     [key] = whole_entries(store)
-    digest = store.data[key][0][:20]
+    digest = unframe(store.data[key][0])[:20]  # type: ignore[index]
     data = {
-        "not a pickle": digest + b"not a pickle",
-        "not a list": digest + pickle.dumps(7),
-        "wrong length": digest + pickle.dumps([("done", 1)]),
-        "short": digest[:5],
+        "not a pickle": frame(digest + b"not a pickle"),
+        "not a list": frame(digest + pickle.dumps(7)),
+        "wrong length": frame(digest + pickle.dumps([("done", 1)])),
+        "short": frame(digest[:5]),
+        "damaged": store.data[key][0][:-1] + b"\0",
     }[garbage]
     store.data[key] = (data, store.data[key][1])
     with warnings.catch_warnings():
         warnings.simplefilter("error", CacheWarning)
         assert run(node, [1, 2, 3], store) == [("done", 1), ("done", 2), ("done", 3)]
     assert calls.count == Counter([1, 2, 3])  # the items' own entries answered
-    assert pickle.loads(store.data[key][0][20:]) == [("done", 1), ("done", 2), ("done", 3)]
+    stored = unframe(store.data[key][0])
+    assert stored is not None
+    assert pickle.loads(stored[20:]) == [("done", 1), ("done", 2), ("done", 3)]
 
 
 def test_a_batch_that_grows_or_changes_while_it_runs_gets_no_whole_entry() -> None:
@@ -266,7 +271,7 @@ def test_a_lazy_batch_a_single_item_and_a_large_one_get_no_whole_entry(
     run(node, [4], store)
     assert whole_entries(store) == []
     # The cap is on the results' stored bytes: two results fit, three do not.
-    one = len(pickle.dumps(("done", 5), VALUE_PROTOCOL))
+    one = len(frame(pickle.dumps(("done", 5), VALUE_PROTOCOL)))
     monkeypatch.setattr(dispatch, "WHOLE_BATCH_MAX_BYTES", 2 * one)
     run(node, [5, 6], store)
     assert len(whole_entries(store)) == 1

@@ -1,4 +1,4 @@
-"""The image-filter example and the parallel-summaries targets: right results, on every executor.
+"""The image-filter, parallel-summaries and fan-out examples: right results, on every executor.
 
 The pixel checks decode the images and apply the filters with code of their
 own, written for clarity rather than speed, so a mistake in the example's
@@ -22,6 +22,7 @@ from typing import Any
 import pytest
 
 import pocketcore
+from examples.fan_out import flow as fan_out
 from examples.image_filter import flow as image_filter
 from examples.image_filter import make_samples
 from examples.parallel_summaries import flow as summaries
@@ -116,8 +117,9 @@ def filter_images(
     flow = image_filter.build_flow(parallel=parallel)
     if max_concurrency is None:
         return image_filter.timed(flow, executor, shared)
-    flow.max_concurrency = max_concurrency
-    return image_filter.timed(flow, executor, shared)
+    # The flow's limit applies to the batch flow inside it, as the flow's own would.
+    limited = pocketcore.AsyncFlow(start=flow, max_concurrency=max_concurrency)
+    return image_filter.timed(limited, executor, shared)
 
 
 def written(out: Path) -> dict[str, bytes]:
@@ -402,3 +404,11 @@ def test_pocketcore_run_the_image_filter_factory(tmp_path: Path) -> None:
 def test_pocketcore_run_the_summaries_targets(spec: str) -> None:
     result = pocketcore_run(spec, SUMMARY_DELAY="0.01")
     assert result["shared"]["summaries"] == expected_summaries()
+
+
+@pytest.mark.parametrize("executor", ["asyncio", "trio"])
+def test_the_fan_out_example_collects_its_failures(executor: str) -> None:
+    shared: dict[str, Any] = {"n": 600}
+    pocketcore.run(fan_out.Fetch(on_error="collect"), shared, executor=executor)
+    failed = [i for i in range(600) if i % 97 == 5]
+    assert shared == {"n": 600, "ok": 600 - len(failed), "failed": failed}

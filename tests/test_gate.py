@@ -139,7 +139,7 @@ def test_async_items_here_pass_the_limiters_in_the_kernel_not_through_the_gate()
     ((fn, gate),) = executor.seen
     assert gate is None
     assert getattr(fn, "__func__", None) is not Squares.exec_async
-    assert limiter.idle()
+    assert limiter.idle
 
 
 def test_blocking_items_are_handed_to_a_gating_executor_with_the_gate() -> None:
@@ -232,7 +232,8 @@ def test_a_gate_of_two_paced_limiters_is_entered_all_or_nothing() -> None:
         assert second._in_flight == 0
 
     anyio.run(main)
-    assert first.idle() and second.idle()
+    assert first.idle
+    assert second.idle
 
 
 @pytest.mark.parametrize("backend", ["asyncio", "trio"])

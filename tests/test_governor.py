@@ -137,7 +137,7 @@ def test_a_failed_batch_leaves_its_limiter_idle() -> None:
         pocketcore.run(node, {"items": items})
     # No slot held, nobody queued: the items that never started took nothing,
     # so two more start at the budget's pace (300 tokens at 1,000 a second).
-    assert limiter.idle()
+    assert limiter.idle
     started = time.monotonic()
     shared: dict[str, Any] = {"items": [("c", ["ok"]), ("d", ["ok"])]}
     pocketcore.run(node, shared)
@@ -241,7 +241,7 @@ def test_no_window_spends_more_than_the_budget_counting_retries(
             tokens = sum(c for _, c in spent[a : b + 1])
             assert tokens <= 50 + 50 * window + 10  # one call's excess over capacity: none here
             assert b - a + 1 <= 1 + 10 * window  # requests: one held, 10 a second
-    assert limiter.idle()
+    assert limiter.idle
 
 
 # --- against a provider -------------------------------------------------------------
@@ -285,7 +285,7 @@ def test_a_batch_under_the_providers_published_limits_loses_no_item() -> None:
         shared = asyncio.run(main())
     assert not [r for r in shared["out"] if isinstance(r, Failed)]
     assert len(provider.ok()) == len(sizes)
-    assert limiter.idle()
+    assert limiter.idle
     # The usage the hook reported taught the limiter what calls cost.
     assert 500 < limiter.estimate("tokens") < 2000
 
@@ -312,7 +312,7 @@ def test_the_docs_example_runs_against_a_provider(monkeypatch: pytest.MonkeyPatc
         summaries = asyncio.run(namespace["main"](["bees dance", "ants march", "owls hoot"]))
     assert len(summaries) == 3
     assert all(isinstance(s, str) and "tokens read" in s for s in summaries)
-    assert namespace["llm"].idle()
+    assert namespace["llm"].idle
 
 
 def test_auto_concurrency_doubles_while_calls_succeed_up_to_its_ceiling() -> None:
@@ -336,7 +336,7 @@ def test_auto_concurrency_doubles_while_calls_succeed_up_to_its_ceiling() -> Non
     assert limiter.concurrency == 12
     assert all(n <= bound for n, bound in peaks)
     assert max(n for n, _ in peaks) > 2  # it did grow while running
-    assert limiter.idle()
+    assert limiter.idle
 
 
 def test_auto_concurrency_halves_on_a_rate_limit_then_grows_by_one() -> None:
@@ -406,3 +406,24 @@ def test_a_plugin_teaches_a_rate_limit_from_another_client() -> None:
     calls.clear()
     with pytest.raises(Throttled):
         pocketcore.run(Calls(limiter=Limiter()), {})
+
+
+def test_thread_backed_items_are_charged_once_and_corrected_by_what_they_report() -> None:
+    limiter = Limiter(tokens_per_minute=1e-6)  # next to no refill: the bucket shows the charges
+
+    class OnThreads(pocketcore.ParallelBatchNode):
+        def prep(self, shared: Any) -> Any:
+            return [3, 4]
+
+        def cost(self, item: int) -> float:
+            return 10
+
+        def exec(self, item: int) -> int:
+            pocketcore.report_usage(tokens=item)  # on the worker thread
+            return item
+
+    pocketcore.run(OnThreads(limiter=limiter, max_concurrency=1), {})
+    # A full bucket of one, charged 10 twice, corrected to 3 and 4.
+    assert limiter.account.levels()["tokens"] == pytest.approx(1 - 3 - 4)
+    assert limiter.estimate("tokens") == 3.5
+    assert limiter.idle

@@ -38,7 +38,7 @@ def test_a_failed_batch_leaves_no_turn_booked(executor: str) -> None:
     node = Echo(limiter=limiter)
     with pytest.raises(ValueError, match="boom"):
         pocketcore.run(node, {"items": ["boom", *range(199)]}, executor=executor)
-    assert limiter.idle()
+    assert limiter.idle
     started = time.monotonic()
     shared: dict[str, Any] = {"items": [1, 2]}
     pocketcore.run(node, shared, executor=executor)

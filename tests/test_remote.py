@@ -109,8 +109,7 @@ def test_batch_flows_refuse_a_remote_executor() -> None:
         pocketcore.run(Passes(start=Tail()), executor=Pickling())
     # ... while the batch nodes inside a locally run flow may use it.
     rec = Pickling()
-    inner = Double()
-    inner.executor = rec
+    inner = Double(executor=rec)
     shared: dict[str, Any] = {"items": [5]}
     pocketcore.run(Passes(start=inner, executor="asyncio"), shared)
     assert shared["out"] == [10]

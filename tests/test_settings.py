@@ -11,7 +11,16 @@ import pocketcore
 from pocketcore._cli import main
 from pocketcore._runtime.settings import SETTINGS, SettingKeywords
 
-NAMES = ("executor", "max_concurrency", "max_per_second", "limiter", "on_error", "timeout", "cache")
+NAMES = (
+    "executor",
+    "max_concurrency",
+    "max_per_second",
+    "limiter",
+    "on_error",
+    "timeout",
+    "cache",
+    "cache_ttl",
+)
 
 
 def test_the_table_holds_the_documented_settings_in_order() -> None:

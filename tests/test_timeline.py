@@ -15,7 +15,16 @@ from hypothesis import strategies as st
 
 import pocketcore
 from pocketcore._cli.demos import images
-from pocketcore._front.timeline import MAX_BARS, Span, concurrency, pack
+from pocketcore._front.timeline import (
+    MAX_BARS,
+    MAX_LANES,
+    Batch,
+    Span,
+    concurrency,
+    density,
+    pack,
+)
+from pocketcore._front.timeline.render import OUTCOMES, render_page
 
 from .strategies import executor_names, limits
 from .timeline_page import Page, assert_self_contained
@@ -256,18 +265,104 @@ def test_errors_are_escaped() -> None:
     assert "ValueError: <script>alert(1)</script>" in bar["title"]
 
 
-def test_above_max_bars_a_batch_is_a_profile_with_its_failures(tmp_path: Path) -> None:
+def test_above_max_bars_a_batch_is_a_density_with_its_failures(tmp_path: Path) -> None:
     text, seen = run_batch(tmp_path, [1] * 30, 20, "trio", 4, max_bars=10)
     page = Page(text)
-    (failed,) = page.items()
-    assert "failed" in failed["classes"]
-    assert failed["data-index"] == "20"
-    (profile,) = [s for s in page.shapes if s["tag"] == "path"]
-    assert "items" in profile["classes"]
-    assert "at most 4 items in flight" in profile["title"]
-    assert "Groups of more than 10 bars are drawn as a profile" in text
+    failed = [b for b in page.items() if "failed" in b["classes"]]
+    assert [b["data-index"] for b in failed] == ["20"]
+    assert all(b["classes"] & {"ok", "cancelled", "failed"} for b in page.items())
+    bands = [s for s in page.shapes if s["tag"] == "path"]
+    assert bands
+    assert all("density" in b["classes"] and "items" in b["classes"] for b in bands)
+    assert ("", "4 in flight at most") in page.texts
+    assert "Groups that need more than 60 lanes, or hold more than 10 bars" in text
     recorded = len(seen.started)
-    assert f"Work (30 items): {recorded} recorded (profile)" in text
+    assert f"Work (30 items): {recorded} recorded, drawn as a density, on trio" in text
+
+
+spans_on_a_grid = st.lists(
+    st.tuples(st.integers(0, 60), st.integers(0, 20), st.sampled_from(OUTCOMES)),
+    max_size=80,
+)
+
+
+@given(spans_on_a_grid, st.integers(1, 120))
+def test_a_density_keeps_every_spans_time_and_never_tops_the_peak(
+    grid: list[tuple[int, int, str]], width: int
+) -> None:
+    spans = [Span("N", start, start + length, outcome) for start, length, outcome in grid]
+    scale = width / 80  # the last span ends at 80 at most: everything fits in the width
+    columns = density(spans, 0.0, scale, width)
+    assert len(columns) == width
+    assert sum(columns) == pytest.approx(sum(s.end - s.start for s in spans) * scale)
+    peak = concurrency(spans)[0]
+    assert all(-1e-9 <= c <= peak + 1e-9 for c in columns)
+
+
+@settings(max_examples=60, deadline=None)
+@given(spans_on_a_grid, st.integers(1, 12))
+def test_past_max_lanes_a_group_is_a_density_with_its_notable_items_a_bar_each(
+    grid: list[tuple[int, int, str]], max_lanes: int
+) -> None:
+    spans = [
+        Span("N", start, start + length + 0.5, outcome, index=i)
+        for i, (start, length, outcome) in enumerate(grid)
+    ]
+    batch = Batch("N", len(spans), 0.0, items=spans)
+    page = Page(render_page([], [], [batch], MAX_BARS, None, max_lanes))
+    bars = {int(b["data-index"]): b for b in page.items()}
+    lanes = pack(spans)[1]
+    assert all(int(b["data-lane"]) < max_lanes for b in bars.values())
+    assert all(float(b["height"]) >= min(12, 420 / max_lanes - 2) for b in bars.values())
+    bands = page.of_class("density")
+    if lanes <= max_lanes:
+        assert set(bars) == set(range(len(spans)))
+        assert not bands
+        return
+    drawn = {o for b in bands for o in b["classes"] & set(OUTCOMES)}
+    assert drawn == {s.outcome for s in spans if s.end > s.start}
+    marked = [i for i, s in enumerate(spans) if s.outcome in ("failed", "fallback")]
+    others = [i for i in range(len(spans)) if i not in marked]
+    slowest = sorted(others, key=lambda i: spans[i].start - spans[i].end)[:10]
+    chosen = {*marked, *slowest}
+    assert set(bars) <= chosen
+    if pack([spans[i] for i in sorted(chosen)])[1] <= max_lanes:  # they fit: a bar each
+        assert set(bars) == chosen
+    else:  # those past the last lane are counted, not lost
+        (label,) = [t for c, t in page.texts if "(a bar each)" in t]
+        assert label.endswith(f", {len(chosen) - len(bars)} more in the density only")
+    for b in bars.values():
+        assert b["title"].startswith(f"N item {b['data-index']}: ")
+    slices = page.of_class("slice")
+    assert len(slices) == 100
+    assert all(" in flight on average" in s["title"] for s in slices)
+
+
+def test_a_wide_unlimited_batch_is_a_density_not_two_thousand_lanes(tmp_path: Path) -> None:
+    delays = [5 + (i * 37) % 11 for i in range(2000)]
+    text, seen = run_batch(tmp_path, delays, None, "asyncio", None)
+    assert seen.peak > MAX_LANES  # else this would prove nothing
+    page = Page(text)
+    assert "Work (2000 items): 2000 recorded, drawn as a density, on asyncio" in text
+    assert page.of_class("density")
+    bars = page.items()
+    assert 0 < len(bars) <= 10
+    assert all(float(b["height"]) >= 5 for b in bars)
+    assert len(text.encode()) < 200_000
+
+
+def test_totals_of_a_run_whose_items_all_came_from_the_cache() -> None:
+    store = pocketcore.get_registry().get_store_opener("memory", source="test")("")
+    pocketcore.run(Cached(), {"items": [1, 2, 3]}, cache=store)
+    timeline = pocketcore.Timeline()
+    with timeline:
+        pocketcore.run(Cached(), {"items": [1, 2, 3]}, cache=store, executor="trio")
+    text = timeline.html()
+    assert "<th>items</th><td>0 ran in 1 batch, 3 more found in the cache</td>" in text
+    assert "<th>peak concurrency</th><td>none: no item ran</td>" in text
+    assert "<th>mean concurrency</th><td>none: no item ran</td>" in text
+    assert "batches" not in text
+    assert "Cached (3 items): 0 recorded, 3 cache hits, 0 lanes, on trio" in text
 
 
 class Inner(pocketcore.AsyncParallelBatchNode):
@@ -293,18 +388,18 @@ def test_the_batches_of_one_class_are_one_group(passes: int, max_bars: int) -> N
     page = Page(text)
     assert len(timeline.batches) == 1 + passes  # the batch flow's, and one per pass
     groups = [t for tag, t in page.texts if tag == "group"]
-    assert groups[:2] == ["runs", "steps"]
+    assert groups[:2] == ["runs", "steps" if passes <= max_bars else "steps, drawn as a density"]
     assert groups[2].startswith(f"Passes ({passes} items): {passes} recorded")
     assert groups[3].startswith(f"Inner ({passes} batches): {2 * passes} recorded")
     assert len(groups) == 4
     if passes <= max_bars:  # bars, each with its own batch's number
         numbers = {b["data-batch"] for b in page.shapes if b.get("data-batch")}
         assert numbers == {str(n) for n in range(1 + passes)}
-    else:  # the steps, the passes and the inner items are all profiles
-        profiles = [s["class"] for s in page.shapes if s["tag"] == "path"]
-        assert profiles == ["profile steps", "profile items", "profile items"]
-        assert page.items() == []
-        assert len(text) < 20_000
+    else:  # the steps, the passes and the inner items are all densities
+        kinds = [s["class"].rsplit(" ", 1)[1] for s in page.shapes if s["tag"] == "path"]
+        assert kinds == ["steps", "items", "items"]
+        assert len(page.of_class("item")) <= 2 * 10  # the slowest of each group
+        assert len(text) < 120_000
 
 
 @pytest.mark.parametrize("bad", [None, 9_000])
@@ -312,8 +407,8 @@ def test_ten_thousand_items_stay_under_two_megabytes(tmp_path: Path, bad: int | 
     text, seen = run_batch(tmp_path, [0] * 10_000, bad, "trio", 50)
     assert len(text.encode()) < 2_000_000
     assert_self_contained(text)
-    assert f"Work (10000 items): {len(seen.started)} recorded (profile)" in text
-    assert "at most 50 items in flight" in text
+    assert f"Work (10000 items): {len(seen.started)} recorded, drawn as a density" in text
+    assert "50 in flight at most" in text
     failed = [b for b in Page(text).items() if "failed" in b["classes"]]
     assert [b["data-index"] for b in failed] == ([] if bad is None else [str(bad)])
 
@@ -396,7 +491,8 @@ def test_attempts_are_segments_of_their_items_bar(
             assert ("failed" if fails[i] >= retries else "ok") in bar["classes"]
     fallbacks = sum(1 for i, f in enumerate(fails) if f >= retries and i in rescued)
     failed = sum(1 for i, f in enumerate(fails) if f >= retries and i not in rescued)
-    assert f"({failed} failed, 0 cancelled, " in timeline.html()
+    if fails:  # an empty batch has no failures to count
+        assert f"({failed} failed, 0 cancelled, " in timeline.html()
     assert len(page.of_class("fallback")) == 2 * fallbacks  # each bar, and its segment
 
 

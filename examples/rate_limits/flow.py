@@ -12,6 +12,10 @@ Run it from this folder, whose ``pocketcore.toml`` declares the limiter
 
     cd examples/rate_limits && python flow.py
 
+The configuration file is looked for from the working directory upward, so
+from the repository's root the limiter is not declared, and the run that
+names it stops with an error listing the folders searched.
+
 It runs the batch four ways and prints one line for each.
 """
 

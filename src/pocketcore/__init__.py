@@ -26,6 +26,7 @@ from __future__ import annotations
 from ._core.errors import (
     CacheError,
     ConfigError,
+    EntryNotStored,
     PluginError,
     PluginWarning,
     PocketcoreError,
@@ -40,6 +41,7 @@ from ._core.executor import (
     RemoteExecutor,
     ReportingExecutor,
 )
+from ._core.plugin import PluginState, ReportsState
 from ._core.provider import ProviderSignal
 from ._core.results import Failed
 from ._core.store import BaseStore, Store, StoreInfo, StoreOpener
@@ -96,6 +98,7 @@ __all__ = [
     "CacheError",
     "CacheWarning",
     "ConfigError",
+    "EntryNotStored",
     "Executor",
     "ExecutorEntry",
     "Failed",
@@ -111,12 +114,14 @@ __all__ = [
     "ParallelBatchNode",
     "PluginError",
     "PluginFailure",
+    "PluginState",
     "PluginWarning",
     "PocketcoreError",
     "ProviderSignal",
     "Registry",
     "RemoteExecutor",
     "ReportingExecutor",
+    "ReportsState",
     "Store",
     "StoreInfo",
     "StoreOpener",

@@ -2,32 +2,32 @@
 
 Run by ``nox -s browser`` (not by pytest: it needs a Chromium binary, found on
 PATH as ``chromium``, ``chromium-browser`` or ``google-chrome``, or named by
-the ``CHROMIUM`` environment variable). Four pages are made: a parallel
+the ``CHROMIUM`` environment variable). Five pages are made: a parallel
 batch, a failing batch, a retried batch (items that fail before they succeed,
-and fallbacks) and the image-filter demo on trio. Each is loaded, its DOM as
+and fallbacks), a wide batch and the image-filter demo on trio. Each is loaded, its DOM as
 the browser parsed it must hold one item bar per recorded item and one
 segment per attempt of the items that made several (and one per fallback),
+every bar at least 5 pixels high (the lane limit: a group that would need
+more lanes is drawn as a density, as the fifth page, 2,000 items at once
+with some failing, must be: its bands by outcome, its hover slices, and a bar
+each for its failed and slowest items only),
 and its screenshot must show the item colour (the failure colour when an
 attempt or item failed, the fallback colour when a fallback gave a result)
-on a page that is not blank. ``--screenshot PATH`` also keeps the
-image-filter demo's screenshot at PATH (how ``docs/timeline-image-filter.png``
-is made).
+on a page that is not blank. (The pictures in the docs are made by
+``pictures.py``, beside this script, from the commands shown next to them.)
 """
 
 from __future__ import annotations
 
 import argparse
-import os
 import re
-import shutil
-import subprocess
-import sys
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import anyio
+from chromium import browse, chromium
 from PIL import Image
 
 import pocketcore
@@ -37,18 +37,6 @@ ITEM_RGB = (0x3B, 0x7D, 0xD8)
 FAILED_RGB = (0xD6, 0x27, 0x28)
 FALLBACK_RGB = (0xF2, 0xA5, 0x16)
 LEGEND_PX = 12 * 10
-FLAGS = (
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--hide-scrollbars",
-    "--enable-logging=stderr",
-    "--v=0",
-)
 
 
 class Check(pocketcore.AsyncParallelBatchNode):
@@ -59,6 +47,19 @@ class Check(pocketcore.AsyncParallelBatchNode):
         await anyio.sleep(0.002 * (i % 7 + 1))
         if i == self.params.get("bad"):
             raise ValueError(f"item {i} is bad")
+        return i
+
+
+class Wide(pocketcore.AsyncParallelBatchNode):
+    """2,000 items at once: every 97th fails, every 401st is slow."""
+
+    async def prep_async(self, shared: dict[str, Any]) -> range:
+        return range(shared["n"])
+
+    async def exec_async(self, i: int) -> int:
+        await anyio.sleep(0.05 + 0.0001 * (i * 7919 % 1000) + (0.3 if i % 401 == 17 else 0))
+        if i % 97 == 5:
+            raise ValueError(f"item {i}: upstream said 503")
         return i
 
 
@@ -77,29 +78,6 @@ class Retried(pocketcore.AsyncParallelBatchNode):
 
     async def exec_fallback_async(self, i: int, exc: Exception) -> int:
         return -i
-
-
-def chromium() -> str:
-    found = os.environ.get("CHROMIUM") or next(
-        filter(None, map(shutil.which, ("chromium", "chromium-browser", "google-chrome"))), None
-    )
-    if not found:
-        sys.exit("no Chromium found: install it (apt-get install -y chromium) or set CHROMIUM")
-    return found
-
-
-def browse(browser: str, page: Path, *extra: str) -> tuple[str, str]:
-    """Load ``page``: the DOM Chromium made of it, and its console messages."""
-    with tempfile.TemporaryDirectory() as profile:
-        done = subprocess.run(
-            [browser, *FLAGS, f"--user-data-dir={profile}", *extra, page.as_uri()],
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=True,
-        )
-    console = "\n".join(line for line in done.stderr.splitlines() if ":CONSOLE" in line)
-    return done.stdout, console
 
 
 def record(path: Path, run: Callable[[], None]) -> pocketcore.Timeline:
@@ -126,7 +104,26 @@ def check_page(browser: str, path: Path, timeline: pocketcore.Timeline, shot: Pa
     assert not console, f"{path.name}: console messages:\n{console}"
     assert "<svg" in dom, f"{path.name}: no SVG in the DOM"
     bars = len(re.findall(r'<rect class="item ', dom))
-    assert bars == len(items), f"{path.name}: {bars} item bars, {len(items)} items"
+    heights = [float(h) for h in re.findall(r'<rect class="item [^>]*height="([\d.]+)"', dom)]
+    assert len(heights) == bars, f"{path.name}: bars without a height"
+    assert min(heights, default=5) >= 5, f"{path.name}: bars {min(heights)} pixels high"
+    if 'class="density ' in dom:
+        # A bar each for the failures and fallbacks, and the ten slowest of the rest.
+        expected = failed + fallbacks + min(10, len(items) - failed - fallbacks)
+        assert bars == expected, f"{path.name}: {bars} item bars, {expected} notable items"
+        slices = re.findall(r'<rect class="slice"[^>]*><title>([^<]*)</title>', dom)
+        assert len(slices) == 100, f"{path.name}: {len(slices)} hover slices"
+        assert any("failed" in tip for tip in slices), f"{path.name}: no failure in the slices"
+        for outcome in {s.outcome for s in items}:
+            assert f'class="density {outcome} items"' in dom, f"{path.name}: no {outcome} band"
+        segments = sum(  # only the notable items are bars, with their segments
+            len(s.attempts) + (s.outcome == "fallback")
+            for s in items
+            if s.outcome in ("failed", "fallback")
+            and (len(s.attempts) > 1 or s.outcome == "fallback")
+        )
+    else:
+        assert bars == len(items), f"{path.name}: {bars} item bars, {len(items)} items"
     assert len(re.findall(r'<rect class="item failed"', dom)) == failed
     drawn = len(re.findall(r'<rect class="attempt ', dom))
     assert drawn == segments, f"{path.name}: {drawn} attempt segments, {segments} expected"
@@ -158,9 +155,7 @@ def self_test(browser: str, folder: Path) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--screenshot", type=Path, help="keep the image-filter screenshot here")
-    args = parser.parse_args()
+    argparse.ArgumentParser(description=__doc__.splitlines()[0]).parse_args()
     browser = chromium()
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
@@ -177,6 +172,9 @@ def main() -> None:
             "retried": lambda: pocketcore.run(
                 Retried(max_retries=2, wait=0.01), {"n": 12}, executor="trio", max_concurrency=4
             ),
+            "wide": lambda: pocketcore.run(
+                Wide(on_error="collect"), {"n": 2000}, executor="asyncio"
+            ),
             "image-filter": lambda: pocketcore.run(
                 images.build(True), images.start(0.25), executor="trio", max_concurrency=4
             ),
@@ -186,9 +184,6 @@ def main() -> None:
             timeline = record(path, run)
             shot = folder / f"{name}.png"
             print(check_page(browser, path, timeline, shot))
-        if args.screenshot:
-            shutil.copyfile(folder / "image-filter.png", args.screenshot)
-            print(f"screenshot of the image-filter demo: {args.screenshot}")
 
 
 if __name__ == "__main__":

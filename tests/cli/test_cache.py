@@ -7,8 +7,11 @@ kept in one file, registered for each test; each ``exec`` notes its call in
 
 from __future__ import annotations
 
+import io
 import json
+import os
 import re
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -49,6 +52,8 @@ class Square(pocketcore.AsyncParallelBatchNode):
 
 
 class Total(pocketcore.Node):
+    cache = True  # a plain node is cached only when it opts in
+
     def prep(self, shared):
         return shared["squares"]
 
@@ -78,6 +83,8 @@ import pocketcore
 
 
 class Square(pocketcore.Node):
+    cache = True
+
     def exec(self, prep_res):
         return 0
 """
@@ -134,15 +141,99 @@ def calls() -> list[str]:
     return found
 
 
+#: The line a run with a cache ends with, per batch node class.
+COUNTED = re.compile(r"pocketcore: \w+: [\d,]+ from cache, [\d,]+ computed")
+
+
 def run(capsys: pytest.CaptureFixture[str], *args: str) -> dict[str, Any]:
-    """``pocketcore run cached:build ARGS``, which must succeed; its shared store."""
+    """``pocketcore run cached:build ARGS``, which must succeed; its shared store.
+
+    Its stderr holds nothing but the count of cached and computed items.
+    """
     code, out, err = call(capsys, "run", "cached:build", *args, "--output", "json")
-    assert (code, err) == (0, ""), err
+    assert code == 0, err
+    assert all(COUNTED.fullmatch(line) for line in err.splitlines()), err
     shared: dict[str, Any] = json.loads(out)["shared"]
     return shared
 
 
 # --- pocketcore run --cache / --no-cache -------------------------------------------------
+
+
+REPORTED = """
+import pocketcore
+
+
+class Half(pocketcore.ParallelBatchNode):
+    on_error = "collect"
+
+    def prep(self, shared):
+        return list(range(shared.get("n", 100)))
+
+    def exec(self, x):
+        if x == shared_failing():
+            raise ValueError(f"item {x} fails")
+        return x // 2
+
+    def post(self, shared, prep_res, exec_res):
+        shared["done"] = sum(1 for r in exec_res if not isinstance(r, pocketcore.Failed))
+
+
+def shared_failing():
+    import os
+
+    return int(os.environ.get("FAILING", "-1"))
+
+
+class Opted(pocketcore.BatchNode):
+    cache = False
+
+    def prep(self, shared):
+        return [1, 2]
+
+
+def build():
+    half = Half()
+    half >> Opted()
+    return pocketcore.Flow(start=half)
+"""
+
+
+def test_reports_count_what_came_from_the_cache(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    (tmp_path / "reported.py").write_text(REPORTED)
+    args = ("run", "reported:build", "--cache", "testfile:results")
+    code, _, err = call(capsys, *args, "--shared", '{"n": 99}')
+    assert code == 0, err
+    assert err == "pocketcore: Half: 0 from cache, 99 computed\n"  # Opted says cache = False
+    # 99 items from the cache and one that fails: all of them are counted.
+    monkeypatch.setenv("FAILING", "99")
+    code, _, err = call(capsys, *args)
+    assert code == 0, err
+    assert err.splitlines() == [
+        "pocketcore: Half: 99 from cache, 0 computed",
+        "pocketcore: 101 ok, 1 failed",  # Half's 99 from the cache, and Opted's 2
+    ]
+
+
+def test_a_fully_cached_batchs_bar_ends_full(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from pocketcore._cli import main
+
+    class FakeTerminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    (tmp_path / "reported.py").write_text(REPORTED)
+    args = ["run", "reported:build", "--cache", "testfile:results", "--shared", '{"n": 50}']
+    for _ in range(2):
+        terminal = FakeTerminal()
+        monkeypatch.setattr(sys, "stderr", terminal)
+        assert main(args) == 0
+    assert "50/50" in terminal.getvalue()
+    assert "Half: 50 from cache, 0 computed" in terminal.getvalue()
 
 
 def test_a_second_run_computes_nothing(capsys: pytest.CaptureFixture[str], store: Path) -> None:
@@ -209,10 +300,10 @@ def test_a_flow_files_config_and_the_options(
 def test_a_node_of_a_flow_file_opts_out(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     name = flow_file(tmp_path / "flow.toml", total="cache = false")
     code, _, err = call(capsys, "run", name, "--cache", "testfile:results")
-    assert (code, err) == (0, ""), err
+    assert (code, err) == (0, "pocketcore: Square: 0 from cache, 3 computed\n"), err
     assert sorted(calls()) == ["square 1", "square 2", "square 3", "total [1, 4, 9]"]
     code, _, err = call(capsys, "run", name, "--cache", "testfile:results")
-    assert (code, err) == (0, ""), err
+    assert (code, err) == (0, "pocketcore: Square: 3 from cache, 0 computed\n"), err
     assert calls() == ["total [1, 4, 9]"]
 
 
@@ -364,14 +455,18 @@ def test_info_uses_the_configured_cache(
 
 @pytest.mark.parametrize("command", ["info", "clear"])
 def test_with_no_cache_configured_there_is_nothing_to_open(
-    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, command: str
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    command: str,
+    tmp_path: Path,
 ) -> None:
     code, out, err = call(capsys, "cache", command)
     assert_bad_input(code, out, err)
     assert err.startswith(
         f"pocketcore: error: no cache is configured: name one (pocketcore cache {command} SPEC), "
         "or set POCKETCORE_CACHE or 'cache' in pocketcore.toml or [tool.pocketcore] of "
-        "pyproject.toml\n"
+        "pyproject.toml; no configuration file found: searched pocketcore.toml and "
+        f"pyproject.toml in {tmp_path}, {tmp_path.parent}, "
     ), err
     monkeypatch.setenv("POCKETCORE_CACHE", "off")
     code, out, err = call(capsys, "cache", command)
@@ -381,6 +476,14 @@ def test_with_no_cache_configured_there_is_nothing_to_open(
         "name a store as SPEC\n"
     )
     assert sorted(p.name for p in Path().iterdir()) == ["cached.py"]  # no file was made
+    monkeypatch.delenv("POCKETCORE_CACHE")
+    # A file found further up that sets no cache is named.
+    (tmp_path / "pyproject.toml").write_text("[tool.pocketcore]\nmax_concurrency = 2\n")
+    (tmp_path / "sub").mkdir()
+    monkeypatch.chdir(tmp_path / "sub")
+    code, out, err = call(capsys, "cache", command)
+    assert_bad_input(code, out, err)
+    assert err.endswith(f"; the configuration file is {os.path.join('..', 'pyproject.toml')}\n")
 
 
 @pytest.mark.parametrize("command", ["info", "clear"])

@@ -254,6 +254,7 @@ def test_verbose_says_where_each_setting_came_from(
         "pocketcore: on_error: raise (from --on-error)",
         "pocketcore: timeout: not set (none)",
         "pocketcore: cache: not set (off)",
+        "pocketcore: cache_ttl: not set (no expiry)",
     ]
     code, _, err = call(capsys, "run", "ctl.py:items", "-v")
     assert code == 0
@@ -266,6 +267,7 @@ def test_verbose_says_where_each_setting_came_from(
         "pocketcore: on_error: not set (the default: raise)",
         "pocketcore: timeout: not set (none)",
         "pocketcore: cache: not set (off)",
+        "pocketcore: cache_ttl: not set (no expiry)",
     ]
 
 

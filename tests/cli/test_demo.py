@@ -7,6 +7,7 @@ reason, for the others.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 from collections.abc import Iterator
 from pathlib import Path
@@ -57,22 +58,33 @@ class FarAway:
         return results
 
 
-class RemotePlugin:
-    def __init__(self) -> None:
-        self.executor = FarAway()
+class ExecutorPlugin:
+    """A plugin that registers one executor."""
+
+    def __init__(self, executor: Any) -> None:
+        self.executor = executor
 
     @pocketcore.hookimpl
     def pocketcore_register_executors(self, register: Any) -> None:
         register(self.executor)
 
 
+@contextlib.contextmanager
+def installed(executor: Any, name: str) -> Iterator[Any]:
+    """``executor`` registered (as the plugin ``name``) for the body."""
+    plugin = ExecutorPlugin(executor)
+    registry = pocketcore.get_registry()
+    registry.register(plugin, name=name)
+    try:
+        yield executor
+    finally:
+        registry.unregister(plugin)
+
+
 @pytest.fixture
 def remote() -> Iterator[FarAway]:
-    plugin = RemotePlugin()
-    registry = pocketcore.get_registry()
-    registry.register(plugin, name="remote-test")
-    yield plugin.executor
-    registry.unregister(plugin)
+    with installed(FarAway(), "remote-test") as executor:
+        yield executor
 
 
 def test_the_table_has_a_row_per_demo_class_and_executor(
@@ -89,7 +101,10 @@ def test_the_table_has_a_row_per_demo_class_and_executor(
     ]
     ours = [r for r in rows(out) if r[3] in EXECUTORS]
     assert all(r[4].endswith("s") and r[5].endswith("x") for r in ours)
-    assert out.startswith("example ")
+    started, blank, header = out.splitlines()[:3]
+    assert started.startswith("started, not counted below: ")
+    assert [part.split()[0] for part in started.partition(": ")[2].split(", ")] == installed
+    assert (blank, header.split()[0]) == ("", "example")
     assert "in parallel it stays near 1" in out
 
 
@@ -122,7 +137,7 @@ def test_a_remote_executor_runs_what_it_can_and_says_what_it_skipped(
     table = {(r[0], r[2], r[3]): r[4:] for r in rows(out)}
     # The summaries' batch node went through the remote executor, item by item.
     assert table["parallel", "AsyncParallelBatchNode", "faraway"][0].endswith("s")
-    assert remote.items == len(summaries.TEXTS)
+    assert remote.items == 1 + len(summaries.TEXTS)  # with the one item that started it
     # The batch flow's passes share the store: skipped, with the reason on its row.
     assert table["image", "AsyncParallelBatchFlow", "faraway"][0] == "skipped"
     line = next(x for x in out.splitlines() if "faraway" in x and "BatchFlow" in x)
@@ -177,3 +192,36 @@ def test_the_installed_command_runs_the_demo_outside_a_checkout(
         ("image", "AsyncParallelBatchFlow"),
     }
     assert list(tmp_path.iterdir()) == []  # the demo writes no files
+
+
+STARTUP = 2.0  # seconds the slow starter's first batch takes, as a cluster's start-up
+
+
+class SlowStarter(pocketcore.BaseExecutor):
+    """Runs items one by one; its first batch first waits STARTUP seconds, as a cluster starts."""
+
+    name = "slowstart"
+
+    def __init__(self) -> None:
+        self.batches = 0
+
+    async def map(self, fn: Any, items: Any, *, limit: int | None, **_: Any) -> list[Any]:
+        self.batches += 1
+        if self.batches == 1:
+            await anyio.sleep(STARTUP)
+        return [await fn(item) for item in items]
+
+
+def test_start_up_is_timed_apart_from_the_rows(
+    capsys: pytest.CaptureFixture[str], fast: None
+) -> None:
+    with installed(SlowStarter(), "slow-start-test"):
+        code, out, err = call(capsys, "demo", "slowstart")
+    assert (code, err) == (0, "")
+    started = out.splitlines()[0]
+    assert started.startswith("started, not counted below: slowstart ")
+    assert float(started.rsplit(" ", 1)[1].removesuffix("s")) >= STARTUP
+    # Every row times its batch alone: far less than the start-up it does not count.
+    times = [float(r[4].removesuffix("s")) for r in rows(out)]
+    assert len(times) == 4
+    assert max(times) < STARTUP / 2

@@ -1,4 +1,8 @@
-"""What ``pocketcore run`` prints: the shared store as JSON, whatever the store holds."""
+"""What ``pocketcore run`` prints: the shared store as JSON, whatever the store holds.
+
+And what a user chooses to see: ``--print KEY``, ``--output text|json|none``, and
+the one-line summary that stands for a store too long for a screen by default.
+"""
 
 from __future__ import annotations
 
@@ -14,9 +18,9 @@ from hypothesis import strategies as st
 
 from pocketcore._cli import main
 from pocketcore._cli.output import MAX_PRINT_DEPTH, dumps
-from pocketcore._cli.run import print_result
+from pocketcore._cli.run import SUMMARY_LINES, print_result
 
-from .support import call
+from .support import REPO, assert_bad_input, call
 
 
 def test_values_json_cannot_hold_are_printed_with_repr(
@@ -140,3 +144,92 @@ def test_depth_is_cut_at_the_limit() -> None:
         printed = printed[0]
     assert printed == "<list nested too deeply to print>"
     assert json.loads(dumps(nested(MAX_PRINT_DEPTH, "list"))) == nested(MAX_PRINT_DEPTH, "list")
+
+
+# --- choosing what is printed: --print, --output, the summary of a large store -------------
+
+stores = st.dictionaries(
+    st.text(alphabet="abcxyz_", min_size=1, max_size=6),
+    st.lists(st.integers(), max_size=12),
+    max_size=6,
+)
+
+
+@given(shared=stores, data=st.data())
+@settings(suppress_health_check=[HealthCheck.function_scoped_fixture])
+def test_print_keys_shows_those_keys_whole_in_their_order(
+    capsys: pytest.CaptureFixture[str], shared: dict[str, Any], data: st.DataObject
+) -> None:
+    keys = data.draw(
+        st.lists(st.sampled_from(sorted(shared)), unique=True) if shared else st.just([])
+    )
+    output = data.draw(st.sampled_from([None, "text", "json"]))
+    print_result(shared, "done", output, keys)
+    out = capsys.readouterr().out
+    chosen = {k: shared[k] for k in keys} if keys else shared
+    if output == "json":
+        printed = json.loads(out)
+        assert printed == {"shared": chosen, "action": "done"}
+        assert list(printed["shared"]) == list(chosen)
+        return
+    head, _, action = out.partition("\n\naction: ")
+    assert action == '"done"\n'
+    whole = dumps(chosen)
+    if output is None and not keys and whole.count("\n") >= SUMMARY_LINES:
+        # Too long for a screen: one line, naming every key.
+        assert head.startswith(f"shared: {len(shared)} keys (")
+        assert "\n" not in head
+        assert all(key in head for key in list(shared)[:10])
+        assert f"{whole.count(chr(10)) + 1} lines of JSON, not shown" in head
+    else:
+        assert head == f"shared:\n{whole}"
+
+
+@given(shared=stores, output=st.sampled_from([None, "text", "json", "none"]))
+@settings(suppress_health_check=[HealthCheck.function_scoped_fixture])
+def test_output_none_prints_nothing_and_the_others_something(
+    capsys: pytest.CaptureFixture[str], shared: dict[str, Any], output: str | None
+) -> None:
+    print_result(shared, None, output)
+    out = capsys.readouterr().out
+    assert (out == "") == (output == "none")
+
+
+def test_the_readme_rerun_prints_a_summary_not_every_text(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SUMMARY_DELAY", "0")
+    target = str(REPO / "examples" / "parallel_summaries" / "target.py") + ":flow"
+    code, out, err = call(capsys, "run", target)
+    assert (code, err) == (0, "")
+    assert out.splitlines() == [
+        "shared: 2 keys (texts, summaries), 46 lines of JSON, not shown (--print KEY shows a "
+        "key, --output text or json the whole store)",
+        "",
+        "action: null",
+    ]
+    code, out, err = call(capsys, "run", target, "--print", "summaries", "--print", "texts")
+    assert (code, err) == (0, "")
+    printed = json.loads(out.partition("\n\naction: ")[0].removeprefix("shared:\n"))
+    assert list(printed) == ["summaries", "texts"]
+    assert len(printed["summaries"]) == 8
+    code, out, err = call(capsys, "run", target, "--output", "text")
+    assert (code, err) == (0, "")
+    assert len(out.splitlines()) == 46 + 3
+    assert call(capsys, "run", target, "--output", "none") == (0, "", "")
+
+
+def test_a_key_the_store_lacks_is_bad_input_after_the_run(
+    capsys: pytest.CaptureFixture[str], flows: Path
+) -> None:
+    code, out, err = call(capsys, "run", f"{flows}:greet", "--print", "greeting", "--print", "nope")
+    assert_bad_input(code, out, err)
+    assert err == (
+        "pocketcore: error: --print 'nope': the final shared store has no such key; "
+        "its keys: greeting, params\n"
+    )
+    code, out, err = call(
+        capsys, "run", f"{flows}:greet", "--print", "greeting", "--output", "json"
+    )
+    assert (code, err) == (0, "")
+    assert json.loads(out) == {"shared": {"greeting": "hello world"}, "action": "greeted"}

@@ -43,6 +43,8 @@ class Square(pocketcore.AsyncParallelBatchNode):
 class Total(pocketcore.AsyncNode):
     """Adds up ``shared["out"]`` into ``shared["total"]``, counting each exec in ``CALLS``."""
 
+    cache = True  # a plain node is cached only when it opts in
+
     async def prep_async(self, shared: dict[str, Any]) -> list[int]:
         return list(shared["out"])
 

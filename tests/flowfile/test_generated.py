@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 
 from pocketcore import AsyncNode, BaseNode, ConfigError, Flow, Registry
 from pocketcore._front.flowfile import FlowFileError, LoadedFlow, load_flow
+from pocketcore._runtime.settings import SETTINGS
 from tests import flowfile_nodes as nodes
 
 from .support import EXECUTORS, place
@@ -49,14 +50,25 @@ run_settings = {
     "on_error": st.sampled_from(["raise", "collect"]),
     "timeout": st.floats(0.01, 1e3, allow_nan=False, allow_infinity=False),
 }
-node_settings = st.fixed_dictionaries(
-    {},
-    optional={
-        "max_retries": st.integers(1, 5),
-        "wait": st.one_of(st.integers(0, 2), st.floats(0, 2)),
-        **run_settings,
-    },
-)
+
+
+def node_settings(cls: type[BaseNode]) -> st.SearchStrategy[dict[str, Any]]:
+    """The settings of a node of ``cls``: those that apply to it (the others are refused)."""
+    applies = {
+        key: value
+        for key, value in run_settings.items()
+        if SETTINGS[key].applies is None or SETTINGS[key].applies(cls)
+    }
+    return st.fixed_dictionaries(
+        {},
+        optional={
+            "max_retries": st.integers(1, 5),
+            "wait": st.one_of(st.integers(0, 2), st.floats(0, 2)),
+            **applies,
+        },
+    )
+
+
 flow_settings = st.fixed_dictionaries({}, optional=run_settings)
 
 
@@ -80,7 +92,7 @@ def flow_tables(draw: st.DrawFn, later: list[str]) -> dict[str, Any]:
             spec.update(draw(flow_settings))
         else:
             spec = {"use": draw(st.sampled_from(sorted(USES)))}
-            spec.update(draw(node_settings))
+            spec.update(draw(node_settings(USES[spec["use"]])))
         if draw(st.booleans()):
             spec["params"] = draw(params)
         edge = draw(

@@ -46,8 +46,8 @@ def test_every_problem_is_reported_at_once(registry: Registry) -> None:
         "[flow.nodes.load] use: unknown node 'sumarize' (registered: countdown, fanout, "
         "flaky, passes, record, record_async, summarize); did you mean 'summarize'?",
         "[flow.nodes.a] nxet: unknown key (known keys: use, flow, params, next, max_retries, "
-        "wait, executor, max_concurrency, max_per_second, limiter, on_error, timeout, cache; did "
-        "you mean 'next'?)",
+        "wait, executor, max_concurrency, max_per_second, limiter, on_error, timeout, cache, "
+        "cache_ttl; did you mean 'next'?)",
         "[flow.nodes.a] max_retries: expected an integer >= 1, got '3' (str)",
         "[flow.nodes.a] next.retry: no node 'x' in this flow (nodes: load, a, b)",
         "[flow.nodes.b] wait: expected a number of seconds >= 0, got -1 (int)",
@@ -174,7 +174,8 @@ def test_every_problem_is_reported_at_once(registry: Registry) -> None:
             '[config]\nexecutor = "asyncio"\nmax_concurency = 3\n'
             '[flow]\nstart = "a"\n[flow.nodes.a]\nuse = "record"',
             "[config] max_concurency: unknown key (known keys: executor, max_concurrency, "
-            "max_per_second, limiter, on_error, timeout, cache; did you mean 'max_concurrency'?)",
+            "max_per_second, limiter, on_error, timeout, cache, cache_ttl; did you mean "
+            "'max_concurrency'?)",
             id="config typo",
         ),
         pytest.param(
@@ -185,8 +186,8 @@ def test_every_problem_is_reported_at_once(registry: Registry) -> None:
         pytest.param(
             '[flow]\nstart = "a"\nstrat = "a"\n[flow.nodes.a]\nuse = "record"',
             "[flow] strat: unknown key (known keys: type, start, params, executor, "
-            "max_concurrency, max_per_second, limiter, on_error, timeout, cache, batch, batch_key, "
-            "nodes; did you mean 'start'?)",
+            "max_concurrency, max_per_second, limiter, on_error, timeout, cache, cache_ttl, batch, "
+            "batch_key, nodes; did you mean 'start'?)",
             id="flow typo",
         ),
         pytest.param(
@@ -198,6 +199,18 @@ def test_every_problem_is_reported_at_once(registry: Registry) -> None:
             '[flow]\nstart = "a"\nparams = 3\n[flow.nodes.a]\nuse = "record"',
             "[flow] params: expected a table, got 3 (int)",
             id="params not a table",
+        ),
+        pytest.param(
+            '[flow]\nstart = "a"\n[flow.nodes.a]\nuse = "record"\ntimeout = 5',
+            "[flow.nodes.a] timeout: timeout (from the flow file) does nothing for Record: "
+            "it applies to the async nodes",
+            id="timeout on a blocking exec",
+        ),
+        pytest.param(
+            '[flow]\nstart = "a"\n[flow.nodes.a]\nuse = "record_async"\non_error = "collect"',
+            "[flow.nodes.a] on_error: on_error (from the flow file) does nothing for AsyncRecord: "
+            "it applies to the items of the parallel batch classes",
+            id="on_error on a plain node",
         ),
     ],
 )

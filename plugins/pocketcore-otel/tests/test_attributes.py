@@ -238,3 +238,33 @@ def test_a_traceparent_pickles_and_restores_the_context_it_found() -> None:
         assert format(inside.span_id, "016x") == "b7ad6b7169203331"
         assert inside.is_remote
     assert trace.get_current_span() is before
+
+
+@pytest.mark.parametrize("executor", ["sequential", "asyncio", "trio"])
+@pytest.mark.parametrize("on_error", ["raise", "collect"])
+def test_a_failed_item_is_an_error_whether_collected_or_not(
+    spans: Recorded, executor: str, on_error: str
+) -> None:
+    class Flaky(pocketcore.AsyncParallelBatchNode):
+        async def prep_async(self, shared: Any) -> list[int]:
+            return [1, 2]
+
+        async def exec_async(self, x: int) -> int:
+            if x == 2:
+                raise ValueError("two is bad")
+            return x
+
+    if on_error == "raise":
+        with pytest.raises(ValueError, match="two is bad"):
+            pocketcore.run(Flaky(), {}, executor=executor)
+    else:
+        pocketcore.run(Flaky(on_error="collect"), {}, executor=executor)
+    items = {attrs(s)[ITEM_INDEX]: s for s in Tree(spans.spans()).named("pocketcore.item Flaky")}
+    failed = items[1]
+    assert failed.status.status_code is StatusCode.ERROR
+    recorded = [e.attributes for e in failed.events if e.name == "exception"]
+    assert [(a["exception.type"], a["exception.message"]) for a in recorded] == [
+        ("ValueError", "two is bad")
+    ]
+    if 0 in items:  # with raise, the other item may have been cancelled before it started
+        assert items[0].status.status_code is StatusCode.UNSET

@@ -1,7 +1,7 @@
 """``pocketcore cache``: what a result cache holds (``info``), and emptying it (``clear``).
 
 The store is the one SPEC names, else the configured one: ``POCKETCORE_CACHE``,
-then ``cache`` in the configuration file of the working directory, read as a
+then ``cache`` in the configuration file found from the working directory upward, read as a
 run reads them. There is no default store: a cache is only ever opened where
 the configuration (or the command line) says. A store that cannot be opened
 is a :class:`~pocketcore.ConfigError` (status 2, one line); an SQLite file
@@ -22,7 +22,7 @@ import attrs
 from pocketcore._core.errors import CacheError
 from pocketcore._core.store import Store, StoreInfo
 from pocketcore._runtime.cache import WHOLE_BATCH_SUFFIX
-from pocketcore._runtime.config import RunSettings, Setting, check_cache_value
+from pocketcore._runtime.config import RunSettings, Setting, check_cache_value, find_config
 from pocketcore._runtime.stores import close_stores, open_store, parse_spec
 
 from .errors import BadInput
@@ -39,7 +39,8 @@ SPEC_HELP = (
 
 CONFIGURED = """\
 Without SPEC the configured cache is used: POCKETCORE_CACHE, else the 'cache' key of
-pocketcore.toml (or [tool.pocketcore] of pyproject.toml) in the working directory;
+pocketcore.toml (or [tool.pocketcore] of pyproject.toml), the nearest from the working
+directory upward;
 with neither, the command says so and exits 2. The 'memory' store lives inside the
 process that runs a flow and ends with it, so there is none to show or clear here.
 An SQLite file that does not exist is reported as empty, and is not created.
@@ -126,7 +127,8 @@ def _choose(spec: str | None, command: str) -> _Chosen:
     if setting is None:
         raise BadInput(
             f"no cache is configured: name one (pocketcore cache {command} SPEC), or set "
-            "POCKETCORE_CACHE or 'cache' in pocketcore.toml or [tool.pocketcore] of pyproject.toml"
+            "POCKETCORE_CACHE or 'cache' in pocketcore.toml or [tool.pocketcore] of "
+            f"pyproject.toml; {find_config().describe()}"
         )
     value = setting.value
     if value is False:

@@ -24,7 +24,7 @@ from pocketcore._core.results import Failed
 from pocketcore._nodes.flows import Flow, reachable
 from pocketcore._nodes.nodes import BaseNode
 from pocketcore._plugins.registry import Registry
-from pocketcore._runtime.config import RunSettings, Setting, plugin_settings
+from pocketcore._runtime.config import RunSettings, Setting, find_config, plugin_settings
 from pocketcore._runtime.limits import as_limiter_table
 from pocketcore._runtime.settings import SETTINGS, Spec
 from pocketcore._runtime.stores import open_store, parse_spec
@@ -141,7 +141,7 @@ def check_limiter(name: str) -> None:
         raise BadInput(
             f"unknown limiter {name!r} (from --limiter); no limiters are declared (declare one "
             "under [tool.pocketcore.limiters.NAME] in pyproject.toml, or [limiters.NAME] in "
-            "pocketcore.toml)"
+            f"pocketcore.toml); {find_config().describe()}"
         )
     names = ", ".join(sorted(declared))
     raise BadInput(f"unknown limiter {name!r} (from --limiter); {where} declares: {names}")
@@ -242,6 +242,14 @@ class FailureCounter:
         self.ok = 0
         self.failed = 0
         self._lock = threading.Lock()
+
+    @hookimpl
+    def pocketcore_batch_item_cached(self, node: Any) -> None:
+        """Count one item of a batch node whose result came from the cache: ok."""
+        if isinstance(node, Flow):
+            return
+        with self._lock:
+            self.ok += 1
 
     @hookimpl
     def pocketcore_batch_item_done(self, node: Any, result: Any, exception: Any) -> None:

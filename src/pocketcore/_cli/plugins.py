@@ -6,6 +6,7 @@ import argparse
 import json
 from typing import Any
 
+from pocketcore._core.plugin import ReportsState
 from pocketcore._plugins.registry import NodeEntry, Registry
 
 from .listing import class_path, collect, listing_command, problems, split_dist, with_problems
@@ -25,6 +26,7 @@ def _cmd_plugins(args: argparse.Namespace) -> int:
             "executors": sorted(e.name for e in executors.values() if e.plugin == name),
             "nodes": sorted(n.name for n in nodes.values() if n.plugin == name),
             "hooks": sorted(c.name for c in registry.pm.get_hookcallers(plugin) or []),
+            **_state(plugin),
         }
         for name, plugin in sorted(registry.pm.list_name_plugin(), key=lambda np: np[0])
     ]
@@ -53,7 +55,21 @@ def _plugin_lines(plugins: list[dict[str, Any]], registry: Registry) -> list[str
             for key in ("executors", "nodes", "hooks")
             if p[key]
         ]
+        state = p.get("state")
+        if state is not None:
+            shown = "active" if state["active"] else "inactive"
+            out.append(
+                f"  {'state:':<10} {shown}" + (f": {state['reason']}" if state["reason"] else "")
+            )
     return out or ["no plugins loaded"]
+
+
+def _state(plugin: object) -> dict[str, Any]:
+    """What a plugin that declares its state says of it now (nothing for the others)."""
+    if not isinstance(plugin, ReportsState):
+        return {}
+    state = plugin.plugin_state()
+    return {"state": {"active": state.active, "reason": state.reason}}
 
 
 def _entry_point_lines(entries: list[NodeEntry]) -> list[str]:
@@ -72,7 +88,8 @@ add_command = listing_command(
     help="list loaded plugins, what they contribute, and failures",
     description=(
         "List every loaded plugin with its distribution and version, the executors "
-        "and nodes it contributes and the hooks it implements; node classes declared "
+        "and nodes it contributes, the hooks it implements and, for a plugin that "
+        "says so, whether it is active now (and if not, why); node classes declared "
         "in the pocketcore.nodes entry-point group; and entry points that failed to "
         "load, with the reason."
     ),

@@ -54,8 +54,9 @@ class ProgressObserver:
     name): a class whose batches run several times, such as a batch node
     inside each pass of a batch flow, adds each batch's items to its bar, so
     the number of bars stays small. Items count when they finish, failed or
-    not. rich is imported, and the display started, at the first batch, so a
-    run without batches prints nothing.
+    not, or when their result comes from the cache. rich is imported, and
+    the display started, at the first batch, so a run without batches
+    prints nothing.
 
     Args:
         console: The rich console to draw on (default: a new one on stderr).
@@ -93,6 +94,11 @@ class ProgressObserver:
             task = self._tasks.get(type(node).__name__)
             if self.progress is not None and task is not None:
                 self.progress.advance(task)
+
+    @hookimpl
+    def pocketcore_batch_item_cached(self, node: Any) -> None:
+        """Count one item whose result came from the cache, as a finished one."""
+        self.pocketcore_batch_item_done(node)
 
     def counts(self) -> dict[str, tuple[int, int | None]]:
         """Each bar's label with its finished items and total (``None``: unknown)."""

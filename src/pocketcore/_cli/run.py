@@ -1,4 +1,4 @@
-"""``pocketcore run``: run a node or flow and print the final shared store and last action."""
+"""``pocketcore run``: run a node or flow and print its final shared store, or what was asked."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import argparse
 import contextlib
 import json
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -15,14 +15,18 @@ from pocketcore._front.timeline import Timeline
 from pocketcore._plugins.registry import Registry
 
 from . import controls
+from .cache_counts import count_cached
 from .errors import BadInput, user_code
-from .output import dumps, write
+from .output import dumps, safe_repr, write
 from .progress import is_terminal, progress
 from .targets import TARGET_HELP, load_registry, load_target
 
 __all__ = ["add_command", "parse_params", "print_result", "read_shared", "timeline"]
 
-EPILOG = """\
+#: Past this many lines (a terminal's height), the default output sums the store up in a line.
+SUMMARY_LINES = 24
+
+EPILOG = f"""\
 TARGET is loaded as follows:
   flow.toml                   a flow file; its [config] settings (executor,
                               max_concurrency, max_per_second, limiter, on_error,
@@ -42,20 +46,30 @@ With --on-error collect, failed items become pocketcore.Failed values and the ru
 goes on; when any were collected, a line on stderr counts them ("pocketcore: 1,997 ok,
 3 failed"), and the exit status is 0.
 
-With --cache SPEC, each node's exec result is stored as it finishes, keyed by the
-node class, its params and its input; a later run with the same cache skips exec
-for every input it finds there. Nodes with cache=False (an exec with side effects)
-are never cached. A path is an SQLite file, created readable by its owner only; it
-holds pickles, which run code when loaded: use only cache files you trust as you
-trust the code. See 'pocketcore cache --help' to inspect and clear one.
+With --cache SPEC, each batch item's exec result is stored as it finishes, keyed by
+the node (its class, code, attributes and params) and its input; a later run with
+the same cache skips exec for every input it finds there, and a line per batch node
+on stderr says how many came from the cache ("pocketcore: Summarize: 99 from cache,
+1 computed"). Batch nodes with cache=False (an exec with side effects) are never
+cached; plain nodes only when they say cache=True. A path is an SQLite file,
+created readable by its owner only; it holds pickles, which run code when loaded:
+use only cache files you trust as you trust the code. See 'pocketcore cache --help'
+to inspect and clear one.
+
+Without --output the final shared store is printed as indented JSON, then the
+last action; a store of more than {SUMMARY_LINES} lines is summed up in one line
+(its keys, and how to see them). --print KEY prints only that key of the store
+(repeatable); --output text or json prints the whole store; --output none
+prints nothing.
 
 Exit status: 0 success, 1 the flow raised (its 'Type: message' on stderr),
-2 bad input, 130 interrupted.
+2 bad input (also a --print KEY the final store lacks), 130 interrupted.
 
 examples:
-  pocketcore run examples/image_filter/flow.py:flow --shared '{"filters": ["invert"]}'
+  pocketcore run examples/image_filter/flow.py:flow --shared '{{"filters": ["invert"]}}'
   pocketcore run flows/summarize.toml --shared @input.json --executor trio
   pocketcore run mypkg.flows:build_flow --set model=small --output json
+  pocketcore run examples/parallel_summaries/target.py:flow --print summaries
   pocketcore run flows/summarize.toml --executor trio --timeline run.html
   pocketcore run flows/summarize.toml --cache cache.db
 """
@@ -89,10 +103,19 @@ def add_command(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
         "if it parses, else a string",
     )
     p.add_argument(
+        "--print",
+        metavar="KEY",
+        action="append",
+        default=[],
+        dest="keys",
+        help="print only this key of the final shared store (repeatable)",
+    )
+    p.add_argument(
         "--output",
-        choices=("text", "json"),
-        default="text",
-        help='text (default): two sections; json: one object {"shared": ..., "action": ...}',
+        choices=("text", "json", "none"),
+        help="text: two sections, the shared store as JSON and the action; json: one object "
+        '{"shared": ..., "action": ...}; none: nothing. Without --output: text, with a store of '
+        f"more than {SUMMARY_LINES} lines summed up in one line",
     )
     p.add_argument(
         "--timeline",
@@ -136,10 +159,11 @@ def _cmd_run(args: argparse.Namespace) -> int:
         progress(registry, enabled=not args.quiet and is_terminal(sys.stderr)),
         timeline(registry, args.timeline),
         controls.count_failures(registry, target.node, given, report=not args.quiet),
+        count_cached(registry, target.node, given, report=not args.quiet),
         user_code(),
     ):
         action = run_flow(target.node, shared, **{k: s.value for k, s in given.items()})
-    print_result(shared, action, args.output)
+    print_result(shared, action, args.output, args.keys)
     return 0
 
 
@@ -175,15 +199,60 @@ def timeline(registry: Registry, path: str | None) -> Iterator[None]:
         raise BadInput(f"cannot write --timeline {path!r}: {exc.strerror or exc}") from None
 
 
-def print_result(shared: Any, action: Any, output: str) -> None:
-    """Print the final store and action: two sections (``text``) or one JSON object (``json``).
+def print_result(
+    shared: Any, action: Any, output: str | None = None, keys: Sequence[str] = ()
+) -> None:
+    """Print the final store and action, as ``--output`` and ``--print`` ask.
+
+    ``text``: two sections, the store as indented JSON and the action;
+    ``json``: one object ``{"shared": ..., "action": ...}``; ``none``:
+    nothing. ``None`` (no ``--output``) is ``text``, except that a store
+    whose JSON takes more than :data:`SUMMARY_LINES` lines is summed up in
+    one line, which says how to see it. ``keys`` narrows the store to those
+    keys, in their order; what they hold is printed whole.
 
     Never fails because of what ``shared`` or ``action`` hold (see :func:`.output.dumps`).
+
+    Raises:
+        BadInput: A key of ``keys`` is not in the store (nothing is printed).
     """
+    if keys:
+        shared = _chosen(shared, keys)
+    if output == "none":
+        return
     if output == "json":
         write(dumps({"shared": shared, "action": action}))
+        return
+    text = dumps(shared)
+    lines = text.count("\n") + 1
+    if output is None and not keys and lines > SUMMARY_LINES:
+        write(f"shared: {_summary(shared, lines)}\n\naction: {dumps(action)}")
     else:
-        write(f"shared:\n{dumps(shared)}\n\naction: {dumps(action)}")
+        write(f"shared:\n{text}\n\naction: {dumps(action)}")
+
+
+def _chosen(shared: Mapping[Any, Any], keys: Sequence[str]) -> dict[str, Any]:
+    missing = [key for key in keys if key not in shared]
+    if missing:
+        raise BadInput(
+            f"--print {missing[0]!r}: the final shared store has no such key; "
+            f"its keys: {_key_list(shared) or 'none'}"
+        )
+    return {key: shared[key] for key in keys}
+
+
+def _key_list(shared: Mapping[Any, Any], most: int = 10) -> str:
+    names = [key if isinstance(key, str) else safe_repr(key) for key in shared]
+    more = f", and {len(names) - most} more" if len(names) > most else ""
+    return ", ".join(names[:most]) + more
+
+
+def _summary(shared: Mapping[Any, Any], lines: int) -> str:
+    """One line for a store too long to print: its keys, and how to see them."""
+    return (
+        f"{len(shared)} keys ({_key_list(shared)}), {lines} lines of JSON, not shown "
+        "(--print KEY shows a key, --output text or json the whole store)"
+    )
 
 
 # --- --shared and --set ---------------------------------------------------------------

@@ -8,6 +8,7 @@ from collections.abc import Iterable
 __all__ = [
     "CacheError",
     "ConfigError",
+    "EntryNotStored",
     "PluginError",
     "PluginWarning",
     "PocketcoreError",
@@ -50,6 +51,17 @@ class CacheError(PocketcoreError):
     run stops; what the store already held is not damaged. A store that
     cannot be opened at all is a :class:`ConfigError`, raised before any
     item runs.
+    """
+
+
+class EntryNotStored(CacheError):
+    """A store could not hold one entry, and is otherwise fine; raised by a store's ``put``.
+
+    For a value larger than the store takes, or one that lies in a damaged
+    part of it. The kernel does not fail the run for it: it skips the entry
+    with a :class:`~pocketcore.CacheWarning` (that result is computed again
+    next time). From ``put_many``, it makes the kernel put the entries one
+    by one, skipping those that raise it.
     """
 
 

@@ -119,9 +119,14 @@ class BaseStore(abc.ABC):
     Attributes:
         location: Where the entries live, for messages: a file's path, or
             ``"memory"``.
+        max_value: The most bytes one value may have (``None``: no limit).
+            The kernel does not hand a larger one to :meth:`put`: it skips
+            it with a :class:`~pocketcore.CacheWarning`, so a result the
+            store cannot hold never fails a run.
     """
 
     location: str
+    max_value: int | None = None
 
     @abc.abstractmethod
     def get_many(self, keys: Sequence[bytes]) -> Mapping[bytes, bytes]:

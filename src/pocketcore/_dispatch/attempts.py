@@ -169,12 +169,19 @@ async def retry_async(node: Any, call: AsyncCall, stateful: bool, item: Any) -> 
 
 
 def timed(seconds: float | None, call: AsyncCall) -> AsyncCall:
-    """``call`` whose every attempt is cancelled after ``seconds`` (``TimeoutError``)."""
+    """``call`` whose every attempt is cancelled after ``seconds``.
+
+    The attempt then fails with ``TimeoutError("attempt timed out after 0.5 s")``,
+    naming the limit; a ``TimeoutError`` that ``call`` raises itself passes unchanged.
+    """
     if seconds is None:
         return call
     return functools.partial(_within, seconds, call)
 
 
 async def _within(seconds: float, call: AsyncCall, item: Any) -> Any:
-    with anyio.fail_after(seconds):
+    with anyio.move_on_after(seconds):
         return await call(item)
+    # Reached only when the scope cancelled the attempt: a return, or an
+    # exception of the call's own, leaves the block otherwise.
+    raise TimeoutError(f"attempt timed out after {seconds:g} s")

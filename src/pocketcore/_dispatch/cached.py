@@ -22,7 +22,7 @@ from typing import Any
 
 import attrs
 
-from pocketcore._dispatch.attempts import counted, counted_async, retried, retried_async
+from pocketcore._dispatch.attempts import counted, counted_async, retried, retried_async, timed
 from pocketcore._runtime.cache import (
     MISS,
     WHOLE_BATCH_KINDS,
@@ -189,7 +189,7 @@ class Storing:
 
 def exec_cached(node: Any, item: Any) -> Any:
     """A plain node's ``exec`` pipeline, through the run's result cache if it has one."""
-    cache = node_cache(node)
+    cache = node_cache(node, batch=False)
     if cache is None:
         return retried(node, node.exec, stateful=False)(item)
     one = Keyed(None, cache.key(item, None), item)
@@ -200,15 +200,17 @@ def exec_cached(node: Any, item: Any) -> Any:
     return counted(node, stored(cache, retried(node, node.exec, stateful=True)))(one)
 
 
-async def exec_cached_async(node: Any, cache: NodeCache, item: Any) -> Any:
-    """:func:`exec_cached` for an async node whose cache is ``cache``."""
+async def exec_cached_async(
+    node: Any, cache: NodeCache, item: Any, timeout: float | None = None
+) -> Any:
+    """:func:`exec_cached` for an async node with ``cache``, each attempt in ``timeout``."""
     one = Keyed(None, cache.key(item, None), item)
     if one.key is not None:
         found = cache.get(one.key, None)
         if found is not MISS:
             return found
     call = stored_async(
-        cache, retried_async(node, node.exec_async, stateful=True), concurrent=False
+        cache, retried_async(node, timed(timeout, node.exec_async), stateful=True), concurrent=False
     )
     return await counted_async(node, call)(one)
 

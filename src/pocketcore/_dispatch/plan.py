@@ -19,7 +19,7 @@ import attrs
 from pocketcore._core.errors import ConfigError
 from pocketcore._core.executor import Capabilities, Executor, capabilities
 from pocketcore._runtime.cache import NodeCache, node_cache
-from pocketcore._runtime.context import batch_controls, executor_for
+from pocketcore._runtime.context import batch_controls, executor_for, step_timeout
 from pocketcore._runtime.limits import Limiter
 from pocketcore._runtime.observe import Events, events
 
@@ -90,8 +90,8 @@ class Plan:
 def plan_batch(owner: Any, *, parallel: bool, blocking: bool, passes: bool) -> Plan:
     """Resolve the plan of ``owner``'s batch in the current run.
 
-    A sequential batch reads only the cache (for a node's items) and who
-    listens. A parallel one also resolves its executor, limit and controls,
+    A sequential batch reads only the cache and the timeout (for a node's
+    items) and who listens. A parallel one also resolves its executor, limit and controls,
     and refuses what cannot work before any item starts.
 
     Raises:
@@ -100,8 +100,18 @@ def plan_batch(owner: Any, *, parallel: bool, blocking: bool, passes: bool) -> P
             executor runs itself without gating them.
     """
     if not parallel:
-        cache = None if passes else node_cache(owner)
-        return Plan(owner, passes, blocking, parallel=False, cache=cache, events=events())
+        cache = None if passes else node_cache(owner, batch=True)
+        # The items of an async sequential batch are timed as a plain async node's input is.
+        timeout = None if passes or blocking else step_timeout(owner)
+        return Plan(
+            owner,
+            passes,
+            blocking,
+            parallel=False,
+            timeout=timeout,
+            cache=cache,
+            events=events(),
+        )
     executor, limit = executor_for(owner)
     controls = batch_controls(owner)
     collect = timeout = None
@@ -113,7 +123,7 @@ def plan_batch(owner: Any, *, parallel: bool, blocking: bool, passes: bool) -> P
         limiters, collect, timeout = controls.limiters, controls.collect, controls.timeout
     if timeout is not None and blocking:
         raise refuse_timeout(owner, timeout)
-    cache = None if passes else node_cache(owner)
+    cache = None if passes else node_cache(owner, batch=True)
     plan = Plan(
         owner,
         passes,

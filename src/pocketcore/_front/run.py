@@ -22,7 +22,7 @@ from pocketcore._runtime.config import (
     run_arguments,
 )
 from pocketcore._runtime.context import new_run, node_source, own_executor, own_settings
-from pocketcore._runtime.settings import SettingKeywords
+from pocketcore._runtime.settings import SETTINGS, SettingKeywords, refuse_cache_true
 from pocketcore._runtime.stores import open_store
 
 if TYPE_CHECKING:
@@ -44,7 +44,7 @@ def run(target: BaseNode, shared: Any = None, **given: Unpack[SettingKeywords]) 
     (``POCKETCORE_EXECUTOR``, ``POCKETCORE_MAX_CONCURRENCY``,
     ``POCKETCORE_MAX_PER_SECOND``, ``POCKETCORE_LIMITER``, ``POCKETCORE_ON_ERROR``,
     ``POCKETCORE_TIMEOUT``, ``POCKETCORE_CACHE``), then ``pocketcore.toml`` or ``[tool.pocketcore]``
-    in ``pyproject.toml`` of the working directory, then the default. A
+    in ``pyproject.toml``, the nearest from the working directory upward, then the default. A
     node's or flow's own setting still wins for that node; the target's own
     executor also decides which event loop is started.
 
@@ -162,7 +162,9 @@ def needs_executor(target: BaseNode) -> bool:
     files: other settings of a node (``on_error``, say) do not need one.
     """
     return any(
-        type(node).fans_out or own_executor(node) is not None or node.max_concurrency is not None
+        type(node).fans_out
+        or own_executor(node) is not None
+        or SETTINGS["max_concurrency"].own(node) is not None
         for node in reachable(target)
     )
 
@@ -195,16 +197,24 @@ def _open_caches(target: BaseNode, cfg: RunConfig) -> None:
 
     A flow's own setting is opened too (the nodes inside use it). The
     run-level setting is read only when some node has an ``exec`` (a flow
-    alone has none) and does not choose for itself.
+    alone has none) and does not choose for itself (``cache = True`` opts a
+    node in to the run's store; on a flow it names none, and is refused).
+
+    Raises:
+        ConfigError: A store cannot be opened, or a flow says ``cache=True``.
     """
     chosen: list[Setting | None] = []
     for node in reachable(target):
         own = own_settings(node).get("cache")
-        if own is not None:
+        if own is not None and own.value is True and isinstance(node, Flow):
+            raise refuse_cache_true(own.source)
+        if own is not None and own.value is not True:
             chosen.append(own)
         elif not isinstance(node, Flow) and not chosen.count(None):
             chosen.append(None)  # the run's, read once below
     for setting in chosen:
         found = cfg.setting("cache") if setting is None else setting
+        if found is not None and found.value is True:
+            raise refuse_cache_true(found.source)
         if found is not None and found.value is not False:
             open_store(found.value, found.source)

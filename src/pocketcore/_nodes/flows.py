@@ -116,7 +116,8 @@ class Flow(BaseNode):
 
     Args:
         start: The first node (also settable later with :meth:`start`).
-        executor, max_concurrency, max_per_second, limiter, on_error, timeout, cache:
+        executor, max_concurrency, max_per_second, limiter, on_error, timeout, cache,
+        cache_ttl:
             Keyword only; see :class:`BaseNode`.
     """
 

@@ -23,7 +23,7 @@ from pocketcore._runtime.backoff import Backoff
 from pocketcore._runtime.cache import default_cache_key
 from pocketcore._runtime.context import CUR_RETRY, RUN, current_config
 from pocketcore._runtime.limits import Limiter
-from pocketcore._runtime.settings import SettingKeywords, configure
+from pocketcore._runtime.settings import SettingKeywords, configure, step_settings
 
 if TYPE_CHECKING:
     # The keywords' names and types, as type checkers and IDEs see them (PEP 692).
@@ -62,24 +62,35 @@ class BaseNode:
         on_error: Keyword only. ``"raise"`` (fail fast, the default) or
             ``"collect"``: every item of a parallel batch node runs, and one
             that fails becomes a :class:`~pocketcore.Failed` in its slot.
-        timeout: Keyword only. Seconds each attempt of an item's
-            ``exec_async`` may take in a parallel batch; a longer one is
-            cancelled and fails with ``TimeoutError`` (so retries, wait and
-            the fallback apply). Read on the parallel batch classes and on
-            flows only (a PocketFlow node may keep a ``timeout`` of its own);
-            a blocking ``exec`` with a timeout is refused before it runs.
-        cache: Keyword only. Where to keep the results of ``exec``, so that a
-            later run with the same input skips it: a store specification
-            (``"memory"``, a file path, ``"sqlite:///path"``, ``"NAME:..."``
-            for a plugin's store) or a :class:`~pocketcore.Store`. ``False``
-            opts the node out of the run's cache (for an ``exec`` with side
-            effects). See "Resuming and caching" in the docs.
+        timeout: Keyword only. Seconds each attempt of ``exec_async`` may
+            take (a plain async node's, or each item's of an async batch); a
+            longer one is cancelled and fails with ``TimeoutError`` (so
+            retries, wait and the fallback apply). Refused on a class whose
+            ``exec`` blocks, which nothing could stop.
+        cache: Keyword only. Whether and where to keep the results of
+            ``exec``, so that a later run with the same input skips it. The
+            items of batch nodes are kept in the run's store unless the node
+            says ``False`` (for an ``exec`` with side effects); a plain node
+            only when it says ``True`` (the run's store) or names a store of
+            its own: a store specification (``"memory"``, a file path,
+            ``"sqlite:///path"``, ``"NAME:..."`` for a plugin's store) or a
+            :class:`~pocketcore.Store`. See "Resuming and caching" in the docs.
+        cache_ttl: Keyword only. Seconds a cached result is used for after
+            it was computed; an older one is computed again.
 
         Each is also settable as a class attribute. On a flow, it applies to
-        every node inside that does not set its own.
+        every node inside that does not set its own. ``max_per_second``,
+        ``limiter`` and ``on_error`` are about the items of parallel batches:
+        a plain node or a sequential batch node refuses them.
+
+        pocketcore reads a setting from these keywords and from class
+        attributes (of a type the setting takes), never from attributes a
+        program sets on its own instances: ``self.timeout = 30`` in a
+        PocketFlow node's ``__init__`` is left alone.
 
     Raises:
-        ConfigError: A value has the wrong type or is out of range.
+        ConfigError: A value has the wrong type or is out of range, or the
+            setting does nothing for this class.
 
     Attributes:
         params: The node's parameters, set by :meth:`set_params` (a flow sets
@@ -94,6 +105,7 @@ class BaseNode:
     on_error: str | None = None
     timeout: float | None = None
     cache: str | os.PathLike[str] | Store | bool | None = None
+    cache_ttl: float | None = None
     #: Bump it to invalidate what the cache holds for this class (any
     #: picklable value; part of every key).
     cache_version: Any = None
@@ -104,6 +116,17 @@ class BaseNode:
     #: Whether the class runs other nodes (the flows): its settings are in
     #: force for the nodes inside it.
     holds_nodes: ClassVar[bool] = False
+    #: Whether the class's work is an awaited ``exec_async`` (the async
+    #: nodes), which a ``timeout`` can stop; a blocking ``exec`` cannot be.
+    async_exec: ClassVar[bool] = False
+    # Whether a step of this node must look up a cache or a timeout of the
+    # node's own: decided once per class here, and per node by its
+    # constructor's keywords (pocketcore._runtime.settings.STEP_SETTINGS).
+    _step_settings: ClassVar[bool] = False
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        cls._step_settings = step_settings(cls)
 
     def __init__(self, **settings: Unpack[SettingKeywords]) -> None:
         self.params: dict[str, Any] = {}
@@ -187,7 +210,8 @@ class Node(BaseNode):
         wait: Seconds to sleep between attempts (default 0), or a
             :class:`~pocketcore.Backoff`: exponential waits with jitter, and
             the server's ``retry-after`` when a failure carries one.
-        executor, max_concurrency, max_per_second, limiter, on_error, timeout, cache:
+        executor, max_concurrency, max_per_second, limiter, on_error, timeout, cache,
+        cache_ttl:
             Keyword only; see :class:`BaseNode`.
 
     Attributes:
@@ -250,7 +274,13 @@ class AsyncNode(Node):
 
     Run it with ``await node.run_async(shared)`` or :func:`pocketcore.run`;
     calling :meth:`run` raises ``RuntimeError``.
+
+    A ``timeout`` (keyword, class attribute, or in force from a flow or the
+    run) bounds each attempt of ``exec_async``: a longer one is cancelled and
+    fails with ``TimeoutError``, and retries, ``wait`` and the fallback apply.
     """
+
+    async_exec = True
 
     async def prep_async(self, shared: Any) -> Any:
         """Async :meth:`~BaseNode.prep`. Returns ``None`` by default."""

@@ -33,6 +33,7 @@ from pocketcore import hookspecs
 from pocketcore._core.errors import ConfigError, PluginError
 from pocketcore._core.executor import Executor
 from pocketcore._core.node import NodeClass, NodeLike
+from pocketcore._core.plugin import ReportsState
 from pocketcore._core.store import StoreOpener
 from pocketcore._plugins.discovery import (
     NODES_GROUP,
@@ -157,7 +158,11 @@ class Registry:
     _executors: dict[str, ExecutorEntry] | None = attrs.field(default=None, init=False)
     _nodes: dict[str, NodeEntry] | None = attrs.field(default=None, init=False)
     _stores: dict[str, StoreEntry] | None = attrs.field(default=None, init=False)
-    _observer: Observer | bool | None = attrs.field(default=False, init=False)
+    # Whether some plugin that implements a lifecycle hook always listens,
+    # and those that say whether they are active (ReportsState).
+    _listeners: tuple[bool, tuple[ReportsState, ...]] | None = attrs.field(default=None, init=False)
+    # The relays without the hooks of some idle plugins, by their ids.
+    _without: dict[frozenset[int], Observer] = attrs.field(factory=dict, init=False)
     # The failures each collection recorded, replaced when it runs again.
     _collection_failures: dict[str, list[PluginFailure]] = attrs.field(factory=dict, init=False)
     _lock: threading.RLock = attrs.field(factory=threading.RLock, init=False)
@@ -211,7 +216,8 @@ class Registry:
 
     def _forget(self) -> None:
         self._executors = self._nodes = self._stores = None
-        self._observer = False
+        self._listeners = None
+        self._without = {}
 
     # --- executors ----------------------------------------------------------
 
@@ -491,16 +497,38 @@ class Registry:
         """The lifecycle hooks to call (pluggy's hook relay), or ``None`` when no plugin listens.
 
         ``None`` is what keeps the lifecycle hooks free when unused: the kernel
-        checks it once per flow pass and never calls into pluggy. Events are
+        checks it once per flow pass and never calls into pluggy. A plugin
+        that declares :class:`~pocketcore.ReportsState` listens only while it
+        says it is active; it is asked each time (once per run). Events are
         reported from one module, ``pocketcore._runtime.observe``.
         """
-        found = self._observer
-        if found is False:
-            listening = any(
-                getattr(self.pm.hook, name).get_hookimpls() for name in hookspecs.LIFECYCLE_HOOKS
-            )
-            found = self._observer = self.pm.hook if listening else None
-        return found  # type: ignore[return-value]
+        found = self._listeners
+        if found is None:
+            plugins = {
+                id(impl.plugin): impl.plugin
+                for name in hookspecs.LIFECYCLE_HOOKS
+                for impl in getattr(self.pm.hook, name).get_hookimpls()
+            }.values()
+            conditional = tuple(p for p in plugins if isinstance(p, ReportsState))
+            found = self._listeners = (len(conditional) < len(plugins), conditional)
+        always, conditional = found
+        if not conditional:
+            return self.pm.hook if always else None
+        # A plugin that says whether it is active is asked each time (once
+        # per run): it may become active later in the process. While it is
+        # not, its hooks are left out of the relay.
+        idle = tuple(plugin for plugin in conditional if not plugin.plugin_state().active)
+        if not idle:
+            return self.pm.hook
+        if not always and len(idle) == len(conditional):
+            return None
+        key = frozenset(map(id, idle))
+        relay = self._without.get(key)
+        if relay is None:
+            relay = self._without[key] = pluggy.HookRelay()
+            for name in hookspecs.LIFECYCLE_HOOKS:
+                setattr(relay, name, self.pm.subset_hook_caller(name, idle))
+        return relay
 
 
 # Every contribution is checked once, as its plugin registers it (pluggy's

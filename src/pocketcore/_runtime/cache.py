@@ -10,8 +10,10 @@ The lookup and the write happen in one place, the dispatch layer
 * the store itself comes from :func:`~pocketcore._runtime.stores.open_store`,
   one per specification per process.
 
-A key is a BLAKE2b digest of the node class's import path and qualified
-name, its ``cache_version``, its ``params`` and the input. Inputs are
+A key is a BLAKE2b digest of the node's identity
+(:func:`~pocketcore._runtime.identity.node_identity`: its class as its
+program defines it, the code that computes its result, its instance
+attributes), its ``cache_version``, its ``params`` and the input. Inputs are
 fingerprinted by pickling them without pickle's memo (so equal values give
 equal bytes however their objects are shared), with sets and frozensets put
 in a canonical order (their iteration order changes between processes).
@@ -22,6 +24,15 @@ A node's batch already in memory also has a digest, over every input in
 order (:meth:`NodeCache.batch_digest`); the node's whole-batch entry holds
 the last complete batch's digest and every result, so that re-running an
 unchanged batch is one lookup.
+
+Which nodes are cached: the items of batch nodes, unless the node opts out
+(``cache = False``); a plain node only when it opts in (``cache = True``, or
+a store of its own), since plain nodes are where loaders read files and
+clocks, whose results must not be reused.
+
+A stored value is framed (:func:`frame`): the time it was written, for
+``cache_ttl``, and a CRC-32 of the pickle, checked on every read, so that a
+value damaged on disk is a miss, never a wrong hit.
 """
 
 from __future__ import annotations
@@ -29,17 +40,22 @@ from __future__ import annotations
 import hashlib
 import io
 import pickle
+import struct
+import time
 import warnings
+import zlib
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import anyio
 import attrs
 
-from pocketcore._core.errors import CacheError, ConfigError
+from pocketcore._core.errors import CacheError, EntryNotStored
 from pocketcore._core.store import BaseStore
 from pocketcore._runtime.config import Setting, check_cache_value
 from pocketcore._runtime.context import current_config, node_source, own_cache
+from pocketcore._runtime.identity import Unfingerprintable, node_identity, stable_bytes
+from pocketcore._runtime.settings import SETTINGS
 from pocketcore._runtime.stores import open_store
 
 __all__ = [
@@ -49,11 +65,14 @@ __all__ = [
     "NodeCache",
     "default_cache_key",
     "fingerprint",
+    "frame",
     "node_cache",
+    "unframe",
 ]
 
-#: Bumped when the way keys are made changes: every old entry then misses.
-KEY_FORMAT = b"pocketcore-cache-key-1\0"
+#: Bumped when the way keys (or values) are made changes: every old entry then misses.
+#: 1: class by import path, no instance attributes nor code, unframed values.
+KEY_FORMAT = b"pocketcore-cache-key-2\0"
 #: How values are pickled. Fixed, so that a newer Python's default cannot
 #: make every stored value unreadable to an older one sharing the file.
 VALUE_PROTOCOL = 4
@@ -73,17 +92,25 @@ WHOLE_BATCH_MIN = 2
 WHOLE_BATCH_MAX_BYTES = 64 << 20
 #: What a whole-batch entry's node class label ends with (``module.Qualname [whole batches]``).
 WHOLE_BATCH_SUFFIX = " [whole batches]"
+#: A stored value's frame: a format byte, the time it was written, the CRC-32 of the pickle.
+_FRAME = struct.Struct("<BdI")
+_FRAMED = 1
+_TTL = SETTINGS["cache_ttl"]
 
 
 class CacheWarning(UserWarning):
     """The result cache skipped an input or a result, and the run went on.
 
-    Emitted once per node per run for an input that cannot be fingerprinted
-    (it does not pickle), a result that cannot be pickled, and a stored
-    value that can no longer be unpickled (its class moved, say); each is
-    simply not cached. Also for a whole-batch entry the store failed to
-    write (the items' own entries are kept), and for results the store
-    failed to write while their batch was stopping for another failure.
+    Emitted once per node per run for a node whose identity cannot be
+    fingerprinted (an attribute, its params or its ``cache_version`` does
+    not pickle: the node is not cached), an input that cannot be
+    fingerprinted, a result that cannot be pickled or is too large for the
+    store, and a stored value that is damaged or can no longer be unpickled
+    (its class moved, say), or an entry the store could not hold
+    (:class:`~pocketcore.EntryNotStored`); each is simply not cached. Also
+    for a whole-batch entry the store failed to write (the items' own
+    entries are kept), and for results the store failed to write while
+    their batch was stopping for another failure.
     """
 
 
@@ -201,6 +228,27 @@ def _canonical(value: object) -> object:
     return value
 
 
+# --- stored values ----------------------------------------------------------------
+
+
+def frame(data: bytes, written: float | None = None) -> bytes:
+    """``data`` (a pickle) as it is stored: with the time it was written and its CRC-32."""
+    when = time.time() if written is None else written
+    return _FRAME.pack(_FRAMED, when, zlib.crc32(data)) + data
+
+
+def unframe(raw: bytes, ttl: float | None = None) -> bytes | None:
+    """The pickle in a stored value; ``None`` when damaged, of another format, or past ``ttl``."""
+    size = _FRAME.size
+    if len(raw) < size:
+        return None
+    kind, written, crc = _FRAME.unpack_from(raw)
+    if kind != _FRAMED or (ttl is not None and time.time() - written > ttl):
+        return None
+    data = raw[size:]
+    return data if zlib.crc32(data) == crc else None
+
+
 # --- one node's cache -------------------------------------------------------------
 
 
@@ -210,23 +258,31 @@ def default_cache_key(self: Any, input: Any) -> Any:
     By default the node's params and the input itself. Override it to key
     on part of the input (an id rather than a whole record), or to return
     ``None`` for inputs whose results must not be kept. What it returns
-    must pickle; the node class and :attr:`cache_version` are added to it.
+    must pickle; it replaces the params, the instance attributes and the
+    input in the key, and the node's class, code and :attr:`cache_version`
+    are added to it.
     """
     return (self.params, input)
 
 
-def node_cache(node: Any) -> NodeCache | None:
+def node_cache(node: Any, *, batch: bool) -> NodeCache | None:
     """The cache of ``node``'s ``exec`` in the run in progress, or ``None`` when it has none.
 
-    The node's own ``cache`` wins (``False`` opts it out), then the run's
-    (a flow's, the arguments, ``POCKETCORE_CACHE``, the file).
+    The rule: the items of a batch node (``batch``) are cached unless it
+    opts out (``cache = False``); a plain node only when it opts in
+    (``cache = True``, or a store of its own). The store is the node's own,
+    else the run's (a flow's, the arguments, ``POCKETCORE_CACHE``, the
+    file). A node whose identity cannot be fingerprinted is not cached: a
+    :class:`CacheWarning` says why, once per class per run.
 
     Raises:
         ConfigError: The setting is unusable or its store cannot be opened.
     """
     cfg = current_config()
     own = own_cache(node)
-    if own is None:
+    if own is False or (own is None and not batch):
+        return None
+    if own is None or own is True:
         chosen = cfg.cache_setting
     else:
         source = node_source(node, "cache")
@@ -234,7 +290,28 @@ def node_cache(node: Any) -> NodeCache | None:
     if chosen is None or chosen.value is False:
         return None
     store = open_store(chosen.value, chosen.source)
-    return NodeCache(node, store, cfg.cache_warned)
+    try:
+        return NodeCache(node, store, cfg.cache_warned, _ttl(node, cfg))
+    except Unfingerprintable as exc:
+        mark = (id(type(node)), "identity")
+        if mark not in cfg.cache_warned:
+            cfg.cache_warned.add(mark)
+            warnings.warn(
+                f"{type(node).__name__} is not cached: its {exc}; give it a cache_key method "
+                "(which replaces its attributes and params in the key), or cache=False",
+                CacheWarning,
+                stacklevel=2,
+            )
+        return None
+
+
+def _ttl(node: Any, cfg: Any) -> float | None:
+    """The node's ``cache_ttl``, else the run's: the age in seconds past which an entry misses."""
+    own = _TTL.own(node)
+    if own is not None:
+        return _TTL.check(own, node_source(node, "cache_ttl"))  # type: ignore[no-any-return]
+    found = cfg.setting("cache_ttl")
+    return None if found is None else found.value
 
 
 class _Group:
@@ -256,22 +333,30 @@ class NodeCache:
         store: Where its results live.
         warned: The run's record of what was warned about, so that each
             warning is given once per node per run.
+        ttl: Seconds after which a stored result is no longer used
+            (``None``: never).
+
+    Raises:
+        Unfingerprintable: The node's identity cannot be fingerprinted.
     """
 
-    def __init__(self, node: Any, store: BaseStore, warned: set[tuple[int, str]]) -> None:
-        self.node, self.store, self.warned = node, store, warned
+    def __init__(
+        self, node: Any, store: BaseStore, warned: set[tuple[int, str]], ttl: float | None = None
+    ) -> None:
+        self.node, self.store, self.warned, self.ttl = node, store, warned, ttl
         cls = type(node)
         self.label = f"{cls.__module__}.{cls.__qualname__}"
-        base = hashlib.blake2b(KEY_FORMAT, digest_size=20)
-        base.update(self.label.encode() + b"\0")
-        version = getattr(node, "cache_version", None)
-        base.update(self._describe(version, "its cache_version") + b"\0")
         # An override of BaseNode.cache_key (which is default_cache_key) is the node's own key.
         self.custom = cls.cache_key is not default_cache_key
+        base = hashlib.blake2b(KEY_FORMAT, digest_size=20)
+        base.update(node_identity(node, instance=not self.custom))
+        version = getattr(node, "cache_version", None)
+        base.update(stable_bytes(version, "cache_version") + b"\0")
         self.prefix = base
         if not self.custom:
             self.prefix = base.copy()
-            self.prefix.update(self._describe(node.params, "its params") + b"\0")
+            self.prefix.update(stable_bytes(node.params, "params") + b"\0")
+        self.max_value = store.max_value
         # A short fingerprint is part of its key as it is (hashing it would
         # cost more than the rest of a hit); a longer one is hashed. The
         # first byte keeps the two forms apart.
@@ -281,15 +366,6 @@ class NodeCache:
         self.saved_bytes = 0
         # The write gathering results now, for one put_many.
         self._group: _Group | None = None
-
-    def _describe(self, value: object, what: str) -> bytes:
-        try:
-            return fingerprint(value)
-        except Exception as exc:
-            raise ConfigError(
-                f"{type(self.node).__name__} cannot be cached: {what} cannot be pickled "
-                f"({type(exc).__name__}: {exc}); give it a cache_key method, or cache=False"
-            ) from None
 
     def key(self, item: Any, index: int | None) -> bytes | None:
         """The key of ``item``, or ``None`` when it is not cached.
@@ -346,9 +422,20 @@ class NodeCache:
             raise self._failed("reading", exc) from exc
 
     def load(self, raw: bytes, index: int | None) -> Any:
-        """Unpickle a stored value; :data:`MISS` (with a warning) when it no longer loads."""
+        """Unpickle a stored value; :data:`MISS` when expired, or (with a warning) damaged.
+
+        A value past the node's ``cache_ttl`` is a quiet miss; one whose
+        checksum is wrong, or that no longer unpickles, a miss with a
+        :class:`CacheWarning`.
+        """
+        data = unframe(raw, self.ttl)
+        if data is None:
+            if self.ttl is None or unframe(raw) is None:
+                what = f"the stored result of {self._which(index)} is damaged"
+                self._warn("load", what, ValueError("its checksum does not match"))
+            return MISS
         try:
-            return pickle.loads(raw)
+            return pickle.loads(data)
         except Exception as exc:
             self._warn("load", f"the stored result of {self._which(index)} cannot be loaded", exc)
             return MISS
@@ -419,32 +506,53 @@ class NodeCache:
 
     def _pickled(self, value: Any, index: int | None) -> bytes | None:
         try:
-            return pickle.dumps(value, VALUE_PROTOCOL)
+            data = frame(pickle.dumps(value, VALUE_PROTOCOL))
         except Exception as exc:
             self._warn("value", f"the result of {self._which(index)} cannot be pickled", exc)
             return None
+        if self.max_value is not None and len(data) > self.max_value:
+            what = f"the result of {self._which(index)} is too large for {self.store.location}"
+            limit = ValueError(f"{len(data):,} bytes, more than its {self.max_value:,}")
+            self._warn("size", what, limit)
+            return None
+        return data
 
     def _put_one(self, key: bytes, data: bytes) -> None:
+        """Put one entry; one the store cannot hold is skipped, with a warning.
+
+        Raises:
+            CacheError: The store failed.
+        """
         try:
             self.store.put(key, data, self.label)
+        except EntryNotStored as exc:
+            what = f"a result of {type(self.node).__name__} could not be stored"
+            self._warn("stored", what, exc)
+            return
         except Exception as exc:
             raise self._failed("writing", exc) from exc
         self.saved += 1
         self.saved_bytes += len(data)
 
     def _put_group(self, group: _Group) -> None:
+        """Put a gathered group (one by one if the store cannot hold one of them)."""
         entries = group.entries
         try:
-            if len(entries) == 1:
-                self.store.put(*entries[0])
-            else:
-                self.store.put_many(entries)
-        except Exception as exc:
-            group.error = self._failed("writing", exc)
-            group.error.__cause__ = exc
-            return
-        self.saved += len(entries)
-        self.saved_bytes += sum(len(data) for _, data, _ in entries)
+            if len(entries) > 1:
+                try:
+                    self.store.put_many(entries)
+                except EntryNotStored:
+                    pass  # which one, the puts below say
+                except Exception as exc:
+                    raise self._failed("writing", exc) from exc
+                else:
+                    self.saved += len(entries)
+                    self.saved_bytes += sum(len(data) for _, data, _ in entries)
+                    return
+            for key, data, _ in entries:
+                self._put_one(key, data)
+        except CacheError as exc:
+            group.error = exc
 
     # --- whole batches: one entry holding every result of a batch --------------
 
@@ -455,7 +563,9 @@ class NodeCache:
         as items are pulled, never all up front) and for a batch that does
         not pickle (an item's own key will say which).
         """
-        if self.custom:
+        if self.custom or self.ttl is not None:
+            # With a ttl each item's entry ages on its own; a whole-batch entry
+            # rewritten from old items' entries would make them look new.
             return None
         try:
             return digest_of(items, self.prefix)
@@ -478,10 +588,11 @@ class NodeCache:
         """
         slot = self._slot()
         raw = self.get_many((slot,)).get(slot)
-        if raw is None or raw[: len(digest)] != digest:
+        data = None if raw is None else unframe(raw, self.ttl)
+        if data is None or data[: len(digest)] != digest:
             return None
         try:
-            values = pickle.loads(raw[len(digest) :])
+            values = pickle.loads(data[len(digest) :])
         except Exception:
             return None
         return values if type(values) is list and len(values) == size else None
@@ -495,8 +606,10 @@ class NodeCache:
         :class:`CacheWarning`, and the run goes on.
         """
         try:
-            data = digest + pickle.dumps(results, VALUE_PROTOCOL)
+            data = frame(digest + pickle.dumps(results, VALUE_PROTOCOL))
         except Exception:  # each result pickled on its own; not so together (too deep, say)
+            return
+        if self.max_value is not None and len(data) > self.max_value:
             return
         try:
             self.store.put(self._slot(), data, self.label + WHOLE_BATCH_SUFFIX)

@@ -2,9 +2,9 @@
 
 Most specific first: the node's or flow's own attribute (``executor``,
 ``max_concurrency``); the arguments of :func:`pocketcore.run`; the environment
-(``POCKETCORE_EXECUTOR``, ``POCKETCORE_MAX_CONCURRENCY``); ``pocketcore.toml``
-in the working directory, else ``[tool.pocketcore]`` in its
-``pyproject.toml``; the default (the executor named after the running
+(``POCKETCORE_EXECUTOR``, ``POCKETCORE_MAX_CONCURRENCY``); the nearest
+configuration file, found from the working directory upward (see
+:func:`find_config`); the default (the executor named after the running
 backend).
 
 A run resolves each run-level setting once, and only when something asks for
@@ -29,7 +29,7 @@ from pocketcore._core.errors import ConfigError
 from pocketcore._core.executor import Executor
 from pocketcore._plugins.registry import Observer, Registry
 from pocketcore._runtime.limits import Limiter, as_limiter_table
-from pocketcore._runtime.settings import SETTINGS, check_cache_value
+from pocketcore._runtime.settings import SETTINGS, check_cache_value, refuse_cache_true
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -39,8 +39,10 @@ else:  # pragma: no cover - exercised on Python 3.10 only
 __all__ = [
     "RunConfig",
     "RunSettings",
+    "Search",
     "Setting",
     "check_cache_value",
+    "find_config",
     "lookup_executor",
     "plugin_settings",
     "run_arguments",
@@ -86,10 +88,19 @@ class _FileTable:
     Its keys are checked to be known when the file is read; each value is
     checked when its setting is first asked for, so a bad value of a
     setting a run never uses does not stop it.
+
+    Attributes:
+        table: The file's pocketcore table.
+        where: The file as errors name it (``pocketcore.toml``, or
+            ``pyproject.toml [tool.pocketcore]``), with its folder when that
+            is not the working directory.
+        file: The file's path as errors name it, without the table.
+        limiters: The limiters the file declares.
     """
 
     table: dict[str, Any]
     where: str
+    file: str
     limiters: dict[str, Limiter]
     _checked: dict[str, Setting] = attrs.field(factory=dict, eq=False)
 
@@ -123,49 +134,110 @@ def _declared_limiters(table: dict[str, Any], where: str) -> dict[str, Limiter]:
     return {name: as_limiter_table(spec, where, name) for name, spec in declared.items()}
 
 
-def _read_table(path: str, name: str) -> _FileTable | None:
-    data = _load_toml(path, name)
-    if name == "pocketcore.toml":
-        _known_keys(data, name)
-        return _FileTable(data, name, _declared_limiters(data, name))
+def _read_table(path: str, file: str) -> _FileTable | None:
+    data = _load_toml(path, file)
+    if os.path.basename(path) == "pocketcore.toml":
+        _known_keys(data, file)
+        return _FileTable(data, file, file, _declared_limiters(data, file))
     tool = data.get("tool", {})
     table: object = tool.get("pocketcore") if isinstance(tool, dict) else None
     if table is None:
         return None
+    where = f"{file} [tool.pocketcore]"
     if not isinstance(table, dict):
-        raise ConfigError(f"[tool.pocketcore] in pyproject.toml must be a table, got {table!r}")
-    where = "pyproject.toml [tool.pocketcore]"
+        raise ConfigError(f"[tool.pocketcore] in {file} must be a table, got {table!r}")
     _known_keys(table, where)
-    return _FileTable(table, where, _declared_limiters(table, "pyproject.toml"))
+    return _FileTable(table, where, file, _declared_limiters(table, file))
 
 
-# (path, mtime, size) -> what that file holds (None: no pocketcore table).
-_file_cache: dict[tuple[str, int, int], _FileTable | None] = {}
+#: The files looked for in each folder, the first found winning.
+CONFIG_FILES = ("pocketcore.toml", "pyproject.toml")
+#: What marks a repository's top folder, where the search stops.
+PROJECT_ROOT_MARKERS = (".git", ".hg")
+
+# (path, mtime, size, name) -> what that file holds (None: no pocketcore table).
+_file_cache: dict[tuple[str, int, int, str], _FileTable | None] = {}
 
 
-def _file_table(cwd: str) -> _FileTable | None:
-    """The table of ``pocketcore.toml``, else of ``pyproject.toml``, in ``cwd``.
+@attrs.frozen
+class Search:
+    """Where the configuration was looked for, and what was found.
 
-    Files are parsed once and re-read only when they change.
+    Attributes:
+        found: The table of the file found, or ``None`` when there is none.
+        folders: The folders searched, nearest first (absolute paths).
+        stop: Why the search stopped where it did, for errors.
+    """
+
+    found: _FileTable | None
+    folders: tuple[str, ...]
+    stop: str
+
+    def describe(self) -> str:
+        """The files searched, in words, for an error about what the configuration lacks."""
+        if self.found is not None:
+            return f"the configuration file is {self.found.file}"
+        return (
+            f"no configuration file found: searched pocketcore.toml and pyproject.toml in "
+            f"{', '.join(self.folders)} ({self.stop})"
+        )
+
+
+def _shown(folder: str, start: str) -> str:
+    """``folder`` as file names in errors start: relative when it is ``start`` or above it."""
+    rel = os.path.relpath(folder, start)
+    return rel if rel == "." or set(rel.split(os.sep)) == {".."} else folder
+
+
+def find_config(start: str | None = None) -> Search:
+    """Find the configuration file for a run started in ``start`` (the working directory).
+
+    In ``start``, then in each folder above it: the first folder holding a
+    ``pocketcore.toml``, or a ``pyproject.toml`` with a ``[tool.pocketcore]``
+    table, is the configuration (``pocketcore.toml`` wins over
+    ``pyproject.toml`` in the same folder). A ``pyproject.toml`` without that
+    table is passed over. The search stops at the top of the repository (a
+    folder holding ``.git`` or ``.hg``, looked in last), else at the root of
+    the file system. Files are parsed once and re-read only when they change.
 
     Raises:
-        ConfigError: The file cannot be read or holds a bad value; the
-            message names the file.
+        ConfigError: The file found cannot be read or holds an unknown key or
+            a bad limiter; the message names the file.
     """
-    for name in ("pocketcore.toml", "pyproject.toml"):
-        path = os.path.join(cwd, name)
-        try:
-            st = os.stat(path)
-        except OSError:
-            continue
-        key = (path, st.st_mtime_ns, st.st_size)
-        try:
-            found = _file_cache[key]
-        except KeyError:
-            found = _file_cache[key] = _read_table(path, name)
-        if found is not None:
-            return found
-    return None
+    origin = os.path.abspath(os.getcwd() if start is None else start)
+    folder, folders = origin, []
+    while True:
+        folders.append(folder)
+        shown = _shown(folder, origin)
+        for name in CONFIG_FILES:
+            path = os.path.join(folder, name)
+            try:
+                st = os.stat(path)
+            except OSError:
+                continue
+            file = name if shown == "." else os.path.join(shown, name)
+            key = (path, st.st_mtime_ns, st.st_size, file)
+            try:
+                found = _file_cache[key]
+            except KeyError:
+                found = _file_cache[key] = _read_table(path, file)
+            if found is not None:
+                return Search(found, tuple(folders), f"found {file}")
+        marker = next(
+            (m for m in PROJECT_ROOT_MARKERS if os.path.exists(os.path.join(folder, m))), None
+        )
+        if marker is not None:
+            why = f"stopped at the top of the repository, which holds {marker}"
+            return Search(None, tuple(folders), why)
+        parent = os.path.dirname(folder)
+        if parent == folder:
+            return Search(None, tuple(folders), "stopped at the root of the file system")
+        folder = parent
+
+
+def _file_table(start: str) -> _FileTable | None:
+    """The table of the configuration file found from ``start`` (see :func:`find_config`)."""
+    return find_config(start).found
 
 
 def plugin_settings(name: str, *, cwd: str | None = None) -> tuple[dict[str, Any], str | None]:
@@ -173,11 +245,12 @@ def plugin_settings(name: str, *, cwd: str | None = None) -> tuple[dict[str, Any
 
     Plugins keep their settings in a sub-table named after them:
     ``[tool.pocketcore.<name>]`` in ``pyproject.toml``, or ``[<name>]`` in
-    ``pocketcore.toml`` (the same file and precedence as the run settings).
+    ``pocketcore.toml`` (the same file and precedence as the run settings:
+    the nearest one from the working directory upward, see :func:`find_config`).
 
     Args:
         name: The plugin's table name (``"dask"`` for ``[tool.pocketcore.dask]``).
-        cwd: The directory to look in; the working directory by default.
+        cwd: The directory the search starts in; the working directory by default.
 
     Returns:
         ``(table, where)``: the table (empty when absent) and a description of
@@ -192,9 +265,9 @@ def plugin_settings(name: str, *, cwd: str | None = None) -> tuple[dict[str, Any
         return {}, None
     table = found.table[name]
     where = (
-        f"[{name}] in pocketcore.toml"
-        if found.where == "pocketcore.toml"
-        else (f"[tool.pocketcore.{name}] in pyproject.toml")
+        f"[{name}] in {found.file}"
+        if found.where == found.file
+        else f"[tool.pocketcore.{name}] in {found.file}"
     )
     if not isinstance(table, dict):
         raise ConfigError(f"{where} must be a table, got {table!r}")
@@ -206,12 +279,13 @@ class RunSettings:
     """The run-level settings of one run, each resolved on first use and then kept.
 
     A setting comes from the run's arguments, else the environment, else the
-    configuration file of the working directory. The environment and the
-    file are only consulted for a setting that something asks for.
+    configuration file found from the working directory upward (see
+    :func:`find_config`). The environment and the file are only consulted
+    for a setting that something asks for.
 
     Args:
         arguments: The settings given to :func:`pocketcore.run` (already checked).
-        cwd: Where the configuration file is looked for.
+        cwd: The folder the search for the configuration file starts in.
     """
 
     arguments: dict[str, Setting] = attrs.field(factory=dict)
@@ -271,6 +345,9 @@ class RunConfig:
         observer: Where lifecycle events go, or ``None`` when no plugin listens.
         scope: Settings a flow put in force for the nodes inside it; they
             win over :attr:`settings`.
+        own_loop: The program started the event loop itself
+            (``asyncio.run(flow.run_async(shared))``) rather than through
+            :func:`pocketcore.run`: its backend is the program's choice.
     """
 
     backend: str | None
@@ -278,6 +355,7 @@ class RunConfig:
     registry: Registry
     observer: Observer | None = None
     scope: dict[str, Setting] = attrs.field(factory=dict)
+    own_loop: bool = False
     # Shared by scoped copies: a name is looked up (and checked) once per run,
     # and a declared limiter is one object, one budget, for the whole run.
     by_name: dict[str, Executor] = attrs.field(factory=dict, eq=False, repr=False)
@@ -298,7 +376,18 @@ class RunConfig:
         (a flow with settings of its own runs its nodes under a copy).
         """
         found = self.setting("cache")
+        if found is not None and found.value is True:
+            raise refuse_cache_true(found.source)
         return None if found is None or found.value is False else found
+
+    @functools.cached_property
+    def step_timeout(self) -> float | None:
+        """The seconds each attempt of an async ``exec`` may take here, for nodes without their own.
+
+        Resolved once per configuration, as :attr:`cache_setting` is.
+        """
+        found = self.setting("timeout")
+        return None if found is None else found.value
 
     @property
     def executor(self) -> Executor:
@@ -331,10 +420,10 @@ class RunConfig:
             cached = self.by_name.get(value)
             if cached is None:
                 cached = self.by_name[value] = lookup_executor(
-                    value, source, self.backend, self.registry
+                    value, source, self.backend, self.registry, own_loop=self.own_loop
                 )
             return cached
-        return lookup_executor(value, source, self.backend, self.registry)
+        return lookup_executor(value, source, self.backend, self.registry, own_loop=self.own_loop)
 
     def scoped(self, own: dict[str, Setting]) -> RunConfig:
         """This configuration with a flow's own settings in force for the nodes inside it.
@@ -358,14 +447,14 @@ class RunConfig:
             return value
         found = self.limiters.get(value)
         if found is None:
-            table = _file_table(self.settings.cwd)
-            declared = {} if table is None else table.limiters
+            search = find_config(self.settings.cwd)
+            declared = {} if search.found is None else search.found.limiters
             if value not in declared:
                 names = ", ".join(sorted(declared)) or "none"
                 raise ConfigError(
                     f"unknown limiter {value!r} (from {source}); declared limiters: {names} "
                     "(declare one under [tool.pocketcore.limiters.NAME] in pyproject.toml, "
-                    "or [limiters.NAME] in pocketcore.toml)"
+                    f"or [limiters.NAME] in pocketcore.toml); {search.describe()}"
                 )
             spec = declared[value]
             # A fresh object per run: its budget is this run's.
@@ -374,7 +463,12 @@ class RunConfig:
 
 
 def lookup_executor(
-    value: str | Executor, source: str, backend: str | None, registry: Registry
+    value: str | Executor,
+    source: str,
+    backend: str | None,
+    registry: Registry,
+    *,
+    own_loop: bool = False,
 ) -> Executor:
     """Resolve an executor name (or object) and check that it can run on ``backend``."""
     if isinstance(value, type):
@@ -382,15 +476,30 @@ def lookup_executor(
             f"executor {value.__name__} (from {source}) is a class; pass an instance of it"
         )
     executor = registry.get_executor(value, source=source) if isinstance(value, str) else value
-    check_backend(executor, backend, source)
+    check_backend(executor, backend, source, own_loop=own_loop)
     return executor
 
 
-def check_backend(executor: Executor, backend: str | None, source: str) -> None:
-    """Raise :class:`ConfigError` if ``executor`` cannot run on ``backend``."""
+def check_backend(
+    executor: Executor, backend: str | None, source: str, *, own_loop: bool = False
+) -> None:
+    """Raise :class:`ConfigError` if ``executor`` cannot run on ``backend``.
+
+    ``own_loop``: the program started the loop itself, and the message says
+    how to let pocketcore start the one the executor needs instead.
+    """
     needs = executor.backend
     if needs is not None and backend is not None and needs != backend:
-        raise ConfigError(
+        message = (
             f"executor {executor.name!r} (from {source}) needs the {needs} backend, "
             f"but this run is on {backend}"
         )
+        if own_loop:
+            message += (
+                f": the program started the {backend} loop itself (as with "
+                f"asyncio.run(flow.run_async(shared))), and pocketcore cannot change it. "
+                f"Start the flow with pocketcore.run(flow, shared), or the 'pocketcore run' "
+                f"command, which start the loop the executor needs; or choose an executor "
+                f"that runs on {backend}"
+            )
+        raise ConfigError(message)

@@ -21,14 +21,14 @@ from pocketcore._runtime.limits import Limiter
 from pocketcore._runtime.settings import SETTINGS
 
 __all__ = [
-    "CACHING",
     "CUR_RETRY",
     "RUN",
     "THREAD_STOP",
+    "TIMING",
     "Controls",
     "ItemState",
     "batch_controls",
-    "count_caching",
+    "count_timing",
     "current_config",
     "enter_scope",
     "executor_for",
@@ -38,6 +38,7 @@ __all__ = [
     "own_cache",
     "own_executor",
     "own_settings",
+    "step_timeout",
 ]
 
 RUN: ContextVar[RunConfig | None] = ContextVar("pocketcore_run", default=None)
@@ -71,22 +72,24 @@ class ItemState:
 CUR_RETRY: ContextVar[ItemState | None] = ContextVar("pocketcore_cur_retry", default=None)
 """The :class:`ItemState` of the batch item executing in this context, if any."""
 
-CACHING = [0]
-"""How many runs, and flows with a cache of their own, have a result cache in force now.
+TIMING = [0]
+"""How many runs, and flows with settings of their own, have a per-attempt timeout in force.
 
-A hint for the check every node step makes: while it is 0 (no cache
-anywhere in the process, the usual case), a node without a cache of its own
-runs its ``exec`` without looking its run's setting up. A run that has one
-counts itself before its first step, so its own steps never miss it; a run
-that sees another run's count only looks its own setting up, and finds none.
+A hint for the check every async node step makes: while it is 0 (no timeout
+anywhere in the process, the usual case), a node without a timeout or a
+cache of its own runs its ``exec_async`` without looking its run's settings
+up. A run that has one counts itself before its first step, so its own
+steps never miss it; a run that sees another run's count only looks its own
+settings up, and finds none. (A run's cache needs no such count: a plain
+node is cached only when it says so itself.)
 """
-_caching_lock = threading.Lock()
+_timing_lock = threading.Lock()
 
 
-def count_caching(delta: int) -> None:
-    """Add ``delta`` to :data:`CACHING` (a run or flow with a cache starts: 1; it ends: -1)."""
-    with _caching_lock:
-        CACHING[0] += delta
+def count_timing(delta: int) -> None:
+    """Add ``delta`` to :data:`TIMING` (a run or flow with a timeout starts: 1; it ends: -1)."""
+    with _timing_lock:
+        TIMING[0] += delta
 
 
 THREAD_STOP: ContextVar[threading.Event | None] = ContextVar("pocketcore_thread_stop", default=None)
@@ -94,11 +97,14 @@ THREAD_STOP: ContextVar[threading.Event | None] = ContextVar("pocketcore_thread_
 batch is over (failed or cancelled), so it makes no further attempts."""
 
 
-def new_run(backend: str | None, settings: RunSettings | None = None) -> RunConfig:
+def new_run(
+    backend: str | None, settings: RunSettings | None = None, *, own_loop: bool = False
+) -> RunConfig:
     """The configuration of a new run on ``backend`` (``None``: no event loop).
 
-    Nothing is read from the environment or the files here: each setting is
-    read when something first asks for it.
+    ``own_loop``: the program started the loop itself (see
+    :attr:`RunConfig.own_loop`). Nothing is read from the environment or the
+    files here: each setting is read when something first asks for it.
     """
     registry = get_registry()
     return RunConfig(
@@ -106,6 +112,7 @@ def new_run(backend: str | None, settings: RunSettings | None = None) -> RunConf
         settings=RunSettings() if settings is None else settings,
         registry=registry,
         observer=registry.observer,
+        own_loop=own_loop,
     )
 
 
@@ -124,10 +131,11 @@ def current_config() -> RunConfig:
         backend: str | None = sniffio.current_async_library()
     except sniffio.AsyncLibraryNotFoundError:
         backend = None
-    return new_run(backend)
+    return new_run(backend, own_loop=backend is not None)
 
 
 _EXECUTOR, _LIMIT, _CACHE = SETTINGS["executor"], SETTINGS["max_concurrency"], SETTINGS["cache"]
+_TIMEOUT = SETTINGS["timeout"]
 
 
 def node_source(node: Any, attr: str) -> str:
@@ -171,10 +179,24 @@ def executor_for(node: Any) -> tuple[Executor, int | None]:
     cfg = current_config()
     own = own_executor(node)
     executor = cfg.executor if own is None else cfg.lookup(own, node_source(node, "executor"))
-    limit = node.max_concurrency
+    limit = _LIMIT.own(node)
     if limit is None:
         return executor, cfg.limit
     return executor, _LIMIT.check(limit, node_source(node, "max_concurrency"))
+
+
+def step_timeout(node: Any) -> float | None:
+    """The seconds each attempt of ``node``'s ``exec_async`` may take in this run, or ``None``.
+
+    The node's own ``timeout``, else the one in force (a flow's, the run's).
+
+    Raises:
+        ConfigError: The node's own value, or the run's, is unusable.
+    """
+    own = _TIMEOUT.own(node)
+    if own is not None:
+        return _TIMEOUT.check(own, node_source(node, "timeout"))  # type: ignore[no-any-return]
+    return current_config().step_timeout
 
 
 def own_settings(node: Any) -> dict[str, Setting]:
@@ -206,15 +228,14 @@ def enter_scope(flow: Any) -> Token[RunConfig | None] | _CountedScope | None:
     if not own:
         return None
     token = RUN.set(current_config().scoped(own))
-    cache = own.get("cache")
-    if cache is None or cache.value is False:
+    if "timeout" not in own:
         return token
-    count_caching(1)
+    count_timing(1)
     return _CountedScope(token)
 
 
 class _CountedScope:
-    """The scope of a flow with a cache of its own, counted in :data:`CACHING`."""
+    """The scope of a flow with a timeout of its own, counted in :data:`TIMING`."""
 
     __slots__ = ("token",)
 
@@ -225,7 +246,7 @@ class _CountedScope:
 def leave_scope(scope: Token[RunConfig | None] | _CountedScope) -> None:
     """Leave what :func:`enter_scope` entered."""
     if isinstance(scope, _CountedScope):
-        count_caching(-1)
+        count_timing(-1)
         scope = scope.token
     RUN.reset(scope)
 

@@ -440,8 +440,14 @@ class Limiter:
                 self.release()
             raise
 
+    @property
     def idle(self) -> bool:
-        """Nothing holds a slot and nothing waits: what a limiter is between runs."""
+        """Whether nothing holds the limiter or waits for it: what it is between runs.
+
+        Nothing is booked ahead (a call takes its share of a budget only when
+        it goes), so a limiter whose items have all ended, however their
+        batch ended, is idle.
+        """
         with self._lock:
             busy = self._in_flight or self._waiters
         return not busy and self._account.waiting() == 0

@@ -23,7 +23,7 @@ import attrs
 
 from pocketcore._plugins.registry import Observer, get_registry
 from pocketcore._runtime.config import RunConfig
-from pocketcore._runtime.context import RUN, count_caching
+from pocketcore._runtime.context import RUN, count_timing
 
 __all__ = [
     "Events",
@@ -73,11 +73,14 @@ class _WholeRun:
         self.result: Any = None
 
     def __enter__(self) -> _WholeRun:
-        # Counted before the first step (see CACHING); a bad cache setting fails here.
-        self.counted = self.cfg.cache_setting is not None
+        # Counted before the first step (see TIMING); a bad cache or timeout
+        # setting fails here. A run with no event loop has no async exec to time.
+        cfg = self.cfg
+        cfg.cache_setting  # noqa: B018 - read for its check
+        self.counted = cfg.backend is not None and cfg.step_timeout is not None
         self.token = RUN.set(self.cfg)
         if self.counted:
-            count_caching(1)
+            count_timing(1)
         if self.obs is not None:
             try:
                 self.obs.pocketcore_run_start(target=self.target, shared=self.shared)
@@ -98,7 +101,7 @@ class _WholeRun:
 
     def _leave(self) -> None:
         if self.counted:
-            count_caching(-1)
+            count_timing(-1)
         RUN.reset(self.token)
 
 

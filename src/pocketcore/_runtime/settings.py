@@ -28,8 +28,10 @@ from pocketcore._runtime.limits import Limiter, check_count, check_rate
 
 __all__ = [
     "CACHE_OFF",
+    "GIVEN",
     "ON_ERROR",
     "SETTINGS",
+    "STEP_SETTINGS",
     "SettingKeywords",
     "Spec",
     "check_cache_value",
@@ -37,6 +39,8 @@ __all__ = [
     "check_limiter_value",
     "check_on_error",
     "configure",
+    "refuse_cache_true",
+    "step_settings",
 ]
 
 #: The error policies: fail fast, or collect failures as ``pocketcore.Failed``.
@@ -60,6 +64,7 @@ class SettingKeywords(TypedDict, total=False):
     on_error: str | None
     timeout: float | None
     cache: str | os.PathLike[str] | Store | bool | None
+    cache_ttl: float | None
 
 
 # --- the rules -----------------------------------------------------------------------
@@ -116,13 +121,16 @@ def _check_timeout(value: object, source: str) -> float | None:
 
 
 def check_cache_value(value: object, source: str) -> str | Store | bool | None:
-    """Check a cache setting: a store specification, a :class:`~pocketcore.Store`, or ``False``.
+    """Check a cache setting: a store specification, a :class:`~pocketcore.Store`, or a bool.
 
     ``None`` leaves it unset; ``False`` (or the string ``"off"``) turns the
     cache off; a path (``str`` or ``os.PathLike``) or ``"NAME:..."`` names a
-    store. The store itself is opened when a node first needs it.
+    store. ``True`` opts a node in to the store in force (a plain node is
+    cached only so); it names no store, so a run or a flow refuses it when
+    it looks for one (see :func:`refuse_cache_true`). The store itself is
+    opened when a node first needs it.
     """
-    if value is None or value is False:
+    if value is None or isinstance(value, bool):
         return value
     if isinstance(value, os.PathLike):
         value = os.fspath(value)
@@ -132,17 +140,25 @@ def check_cache_value(value: object, source: str) -> str | Store | bool | None:
         raise ConfigError(
             f"cache must be a str path or store specification, got bytes from {source}"
         )
-    if value is True:
-        raise ConfigError(
-            f"cache=True (from {source}) does not say where to keep results: name a store "
-            "('memory', a file path such as 'cache.db', 'sqlite:///cache.db'), or False for none"
-        )
     if isinstance(value, Store):
         return value
     raise ConfigError(
         f"cache must be a store specification (a path, 'memory', 'NAME:...'), a "
         f"pocketcore.Store, or False; got {value!r} ({type(value).__name__}) from {source}"
     )
+
+
+def refuse_cache_true(source: str) -> ConfigError:
+    """The error for ``cache=True`` where a store must be named: a run's, a flow's."""
+    return ConfigError(
+        f"cache=True (from {source}) does not say where to keep results: name a store "
+        "('memory', a file path such as 'cache.db', 'sqlite:///cache.db'), or False for none "
+        "(True opts one node in to the store the run names)"
+    )
+
+
+def _check_ttl(value: object, source: str) -> float | None:
+    return check_rate(value, source, "cache_ttl")
 
 
 def _check_cache_text(value: object, source: str) -> str | bool | None:
@@ -155,9 +171,14 @@ def _check_cache_text(value: object, source: str) -> str | bool | None:
 
 
 def _parallel_or_flow(cls: type[Any]) -> bool:
-    # PocketFlow programs may well keep a `timeout` of their own on the nodes
-    # they write; only the classes that fan out, and the flows, read pocketcore's.
+    # A plain node's one input, or a sequential batch's items, have nothing to
+    # pace, share or collect: the controls of a batch's items apply where items fan out.
     return bool(cls.fans_out or cls.holds_nodes)
+
+
+def _async_or_flow(cls: type[Any]) -> bool:
+    # A timeout stops an awaited exec_async; a blocking exec cannot be stopped.
+    return bool(cls.async_exec or cls.holds_nodes)
 
 
 # --- the descriptor ------------------------------------------------------------------
@@ -186,13 +207,15 @@ class Spec:
             environment's and the command line's errors say of text that
             does not convert or check. ``""``: the option takes any text.
         choices: The only values there are, when they are a few words.
-        claims: The types of a node attribute taken as this setting. A
+        claims: The types of a class attribute taken as this setting. A
             program may keep an attribute of the same name for its own
-            purposes (a ``ThreadPoolExecutor`` as ``executor``); a value of
-            another type is left alone. ``None``: every value is claimed, and
-            checked.
-        applies: Whether a node class reads the setting from its attributes;
-            ``None``: every class does.
+            purposes (a ``ThreadPoolExecutor`` as ``executor``, a method
+            ``on_error``); a value of another type is left alone.
+        applies: Whether the setting can do anything for a node class;
+            ``None``: for every class. Given to the constructor of a class
+            it cannot apply to, it is refused (:func:`configure`); a class
+            attribute of such a class is left alone.
+        applies_to: Where the setting applies, in words, for that refusal.
     """
 
     name: str
@@ -207,8 +230,9 @@ class Spec:
     convert: Callable[[str], object] | None = None
     usage: str = ""
     choices: tuple[str, ...] | None = None
-    claims: tuple[type, ...] | None = None
+    claims: tuple[type, ...] = (object,)
     applies: Callable[[type[Any]], bool] | None = None
+    applies_to: str = ""
 
     @property
     def env(self) -> str:
@@ -238,20 +262,47 @@ class Spec:
     def own(self, node: object) -> Any:
         """The node's (or flow's) own value of this setting, unchecked; ``None`` when it has none.
 
-        ``None`` too when the node's class does not read this setting, or
-        when its attribute is not of a type :attr:`claims`.
+        The rule that tells pocketcore's settings from a node's own
+        attributes: a setting is read from what was given to pocketcore's
+        constructor (:func:`configure`), else from a class attribute of a
+        class it applies to, whose value is of a type it :attr:`claims`.
+        Never from the instance's own attributes: ``self.timeout = 30`` in
+        a PocketFlow program's ``__init__`` is that program's business.
         """
-        if self.applies is not None and not self.applies(type(node)):
+        given = getattr(node, "__dict__", _NOTHING).get(GIVEN)
+        if given is not None:
+            found = given.get(self.name)
+            if found is not None:
+                return found
+        return self.declared(type(node))
+
+    def declared(self, cls: type[Any]) -> Any:
+        """The value a node class declares for this setting (a class attribute), unchecked.
+
+        ``None`` when it declares none, when the setting does not apply to
+        the class, or when the attribute is not of a type :attr:`claims`.
+        """
+        if self.applies is not None and not self.applies(cls):
             return None
-        value = getattr(node, self.name, None)
-        if value is None or self.claims is None or isinstance(value, self.claims):
-            return value
-        return None
+        value = getattr(cls, self.name, None)
+        return value if isinstance(value, self.claims) else None
+
+
+#: The key, in a node's ``__dict__``, of the settings given to pocketcore's constructor
+#: (in the instance dict, so that the copy of a node a flow runs at each step has them too).
+GIVEN = "_pocketcore_given"
+_NOTHING: Mapping[str, Any] = {}
 
 
 def _table(*specs: Spec) -> Mapping[str, Spec]:
     return {spec.name: spec for spec in specs}
 
+
+_BATCHES = (
+    "the items of the parallel batch classes (AsyncParallelBatchNode, ParallelBatchNode, "
+    "and the nodes inside a flow or parallel batch flow that sets it); a plain node's one "
+    "input and a sequential batch's items have nothing to pace, share or collect"
+)
 
 #: Every run-level setting, in the order ``--verbose`` and ``--help`` list them.
 SETTINGS: Mapping[str, Spec] = _table(
@@ -275,6 +326,7 @@ SETTINGS: Mapping[str, Spec] = _table(
         metavar="N",
         convert=int,
         usage="must be an integer >= 1",
+        claims=(int,),
     ),
     Spec(
         "max_per_second",
@@ -286,6 +338,9 @@ SETTINGS: Mapping[str, Spec] = _table(
         metavar="RATE",
         convert=float,
         usage="must be a positive number",
+        claims=(int, float),
+        applies=_parallel_or_flow,
+        applies_to=_BATCHES,
     ),
     Spec(
         "limiter",
@@ -296,6 +351,9 @@ SETTINGS: Mapping[str, Spec] = _table(
         unset="none",
         metavar="NAME",
         plain=_name_of("limiter"),
+        claims=(str, Limiter),
+        applies=_parallel_or_flow,
+        applies_to=_BATCHES,
     ),
     Spec(
         "on_error",
@@ -305,25 +363,34 @@ SETTINGS: Mapping[str, Spec] = _table(
         expects="'raise' or 'collect'",
         unset="the default: raise",
         choices=ON_ERROR,
+        claims=(str,),
+        applies=_parallel_or_flow,
+        applies_to=_BATCHES,
     ),
     Spec(
         "timeout",
         _check_timeout,
-        help="the most seconds each attempt of a parallel batch item's exec_async may take; "
-        "a longer one fails with TimeoutError, and retries apply",
+        help="the most seconds each attempt of an async node's exec_async (or of each item "
+        "of an async batch) may take; a longer one fails with TimeoutError, and retries apply",
         expects="a positive number of seconds",
         unset="none",
         metavar="SECONDS",
         convert=float,
         usage="must be a positive number of seconds",
-        applies=_parallel_or_flow,
+        claims=(int, float),
+        applies=_async_or_flow,
+        applies_to="the async nodes (an AsyncNode's exec_async, each item of an async batch) "
+        "and the flows: a blocking exec runs on until it returns, and no timeout can stop "
+        "it; make exec async, or bound the call inside exec itself (most clients take a "
+        "timeout)",
     ),
     Spec(
         "cache",
         check_cache_value,
         help="keep the results of exec in the store SPEC names, and use them on later runs: "
         "a file path (an SQLite file, such as cache.db), sqlite:///PATH, or NAME:... for a "
-        "store a plugin registers ('off' is --no-cache); nodes with cache=False are not cached",
+        "store a plugin registers ('off' is --no-cache); the items of batch nodes are cached "
+        "unless a node says cache=False, plain nodes only when they say cache=True",
         expects="a store specification (a file path, 'sqlite:///PATH', 'NAME:...') or false",
         unset="off",
         metavar="SPEC",
@@ -331,21 +398,74 @@ SETTINGS: Mapping[str, Spec] = _table(
         usage="must name a store (a path, NAME:...)",
         claims=(str, bool, os.PathLike, Store),
     ),
+    Spec(
+        "cache_ttl",
+        _check_ttl,
+        help="the most seconds a cached result is used after it was computed; an older one "
+        "is computed again",
+        expects="a positive number of seconds",
+        unset="no expiry",
+        metavar="SECONDS",
+        convert=float,
+        usage="must be a positive number of seconds",
+        claims=(int, float),
+    ),
 )
 
 
-def configure(node: object, given: Mapping[str, object]) -> None:
-    """Set the settings given to a node's or flow's constructor on it, each checked.
+def configure(node: object, given: Mapping[str, object], *, source: str | None = None) -> None:
+    """Give a node or flow the settings given to its constructor (or its flow file), each checked.
+
+    They are kept where :meth:`Spec.own` reads them first, and set as the
+    node's attributes too, so that ``node.timeout`` reads back what was given.
+
+    Args:
+        node: The node or flow.
+        given: Setting name -> value; ``None`` values are skipped.
+        source: How an error names where a value came from; the
+            constructor's keyword by default.
 
     Raises:
         TypeError: A keyword is not a setting, as for any unknown keyword.
-        ConfigError: A value has the wrong type or is out of range; the
-            message names the keyword and the class.
+        ConfigError: A value has the wrong type or is out of range, or the
+            setting cannot apply to the node's class; the message names the
+            keyword and the class.
     """
-    name = type(node).__name__
+    cls = type(node)
+    name = cls.__name__
+    found: dict[str, Any] = {}
     for key, value in given.items():
         spec = SETTINGS.get(key)
         if spec is None:
             raise TypeError(f"{name}.__init__() got an unexpected keyword argument {key!r}")
-        if value is not None:
-            setattr(node, key, spec.check(value, f"argument {key}= of {name}()"))
+        if value is None:
+            continue
+        where = f"argument {key}= of {name}()" if source is None else source.format(key=key)
+        if spec.applies is not None and not spec.applies(cls):
+            raise ConfigError(
+                f"{key} (from {where}) does nothing for {name}: it applies to {spec.applies_to}"
+            )
+        found[key] = spec.check(value, where)
+    if found:
+        d = node.__dict__
+        d[GIVEN] = {**d.get(GIVEN, _NOTHING), **found}
+        d.update(found)
+        if _steps_look_up(found):
+            d[STEP_SETTINGS] = True
+
+
+#: The attribute (of a node class, or of a node's ``__dict__``) that tells a node
+#: step whether the node has settings of its own that the step must look up: a
+#: result cache, a timeout. Set per class as it is defined (:func:`step_settings`)
+#: and per node by :func:`configure`, so that a step without them asks nothing.
+STEP_SETTINGS = "_step_settings"
+
+
+def _steps_look_up(values: Mapping[str, Any]) -> bool:
+    cache = values.get("cache")
+    return (cache is not None and cache is not False) or values.get("timeout") is not None
+
+
+def step_settings(cls: type[Any]) -> bool:
+    """Whether ``cls`` declares a setting its nodes' steps must look up (a cache, a timeout)."""
+    return _steps_look_up({key: SETTINGS[key].declared(cls) for key in ("cache", "timeout")})

@@ -18,12 +18,13 @@ from pocketcore._core.executor import capabilities, declared_executor
 
 from ._failures import Failures
 from ._gating import Gating
+from ._limiters import Limiters
 from ._probes import ItemCall, Log, pulled
 from ._scheduling import Scheduling
 from ._suite import CAPABILITY, EXAMPLES, GENERATED, PROPERTIES, REMOTE_EXAMPLES, SETTINGS
 
 
-class ExecutorConformance(Scheduling, Gating, Failures):
+class ExecutorConformance(Scheduling, Gating, Limiters, Failures):
     """The executor contract as pytest tests; subclass it and set :attr:`executor`.
 
     Attributes:
@@ -46,7 +47,10 @@ class ExecutorConformance(Scheduling, Gating, Failures):
             seconds, while its stop signal travels; a local executor's never.
 
     The properties of the gate (``test_gate_...``) are made only when the
-    executor declares ``gates_items = True``.
+    executor declares ``gates_items = True``; those of shared limiters in
+    nested flows (``test_limiter_over_nested_passes``,
+    ``test_turns_are_returned_after_a_failure``) only when it also runs the
+    items in this process.
 
     The Hypothesis tests are made for each subclass when it is defined, from
     its own settings, so set these as class attributes. A test method a

@@ -29,6 +29,7 @@ from hypothesis import strategies as st
 
 from pocketcore._core.store import BaseStore, Store, declared_store
 
+from ._identity import NodeSpec, node_variants, reuses
 from ._store_processes import (
     KillPlan,
     WritePlan,
@@ -172,7 +173,11 @@ class StoreConformance:
     other; ``info`` counts the entries per node
     class and ``clear`` removes all of them or one node's; threads writing
     overlapping keys (while another reads) leave every key with one whole
-    value that was written, the last of some writer's. With
+    value that was written, the last of some writer's. Through real runs
+    with the store as their cache, a result is reused only by its own node:
+    any difference in a generated node's class code, attribute, params,
+    ``cache_version``, input or program is a miss, and the same node under
+    every import spelling of its module a hit. With
     :attr:`persistent`, a store opened again on the directory has every
     value, and a process killed with ``SIGKILL`` while it writes large
     values leaves every value whole, every put that had returned kept, and
@@ -286,6 +291,27 @@ class StoreConformance:
                 else:
                     _assert_found(store.get_many(step[1]), step[1], held)
             _assert_found(store.get_many(history.pool), history.pool, held)
+
+    @_store_property(node_variants(), cap=10)
+    def test_a_result_is_reused_only_by_its_node(
+        self, variants: tuple[NodeSpec, list[NodeSpec]]
+    ) -> None:
+        """Through runs with this store as their cache, a result is reused by its node alone.
+
+        A node runs, then another: the second is served the first's result
+        exactly when nothing that can change it differs (the class's code, an
+        instance attribute, ``params``, ``cache_version``, the input, the
+        program), however its module was imported.
+        """
+        first, others = variants
+        for second in others:
+            with tempfile.TemporaryDirectory() as tmp:
+                (Path(tmp) / "store").mkdir()
+                with self._opened(Path(tmp) / "store") as store:
+                    hit = reuses(first, second, store, Path(tmp) / "programs")
+            assert hit == (first.identity() == second.identity()), (
+                f"{second} {'was' if hit else 'was not'} served the result of {first}"
+            )
 
     @_store_property(KEYS, st.lists(st.tuples(VALUES, NODES), min_size=2, max_size=5))
     def test_put_replaces_the_value(self, key: bytes, puts: list[tuple[bytes, str]]) -> None:

@@ -6,13 +6,15 @@ turns each run into a trace: a span for the run, one for each step of a flow
 is. The application configures the SDK and its exporters the standard way;
 this module never touches them.
 
-The entry point's object, ``plugin``, is made when pocketcore loads its
-plugins (the first run of the process, or the first
-:func:`pocketcore.get_registry`): a :class:`Spans` if an SDK is configured
-then, else :class:`Off`, which implements no hook, so that pocketcore sees
-no observer at all and a run costs exactly what it costs without the
-plugin. An SDK configured later is not noticed; register a :class:`Spans`
-yourself then (see its docstring).
+The entry point's object, ``plugin``, is a :class:`Spans` on the global
+tracer provider, through the OpenTelemetry API's proxy: it traces whatever
+the order in which the application configures the SDK and runs its flows.
+It declares its state (:class:`pocketcore.ReportsState`): while no SDK
+tracer provider is set it says it is inactive, and why, so that pocketcore
+sees no observer for that run and the run costs what it costs without the
+plugin. It is asked again when each run starts: the first run after
+``trace.set_tracer_provider(...)`` is traced. ``pocketcore plugins`` shows
+the state.
 
 Span names (``<Class>`` is the node's class name):
 
@@ -74,7 +76,7 @@ __all__ = [
     "ITEM_INDEX",
     "ITEM_UNREPORTED",
     "NODE_CLASS",
-    "Off",
+    "NO_SDK",
     "Spans",
     "Traceparent",
     "plugin",
@@ -189,6 +191,14 @@ _OPEN: ContextVar[_Open | None] = ContextVar("pocketcore_otel_open", default=Non
 _W3C = TraceContextTextMapPropagator()
 
 
+NO_SDK = (
+    "no OpenTelemetry SDK tracer provider is set (trace.set_tracer_provider, or "
+    "OTEL_PYTHON_TRACER_PROVIDER): spans would record nothing; runs started after one "
+    "is set are traced"
+)
+"""Why the plugin is inactive, as :meth:`Spans.plugin_state` says it (``pocketcore plugins``)."""
+
+
 def sdk_configured() -> bool:
     """Whether a tracer provider other than the API's placeholders is set.
 
@@ -202,23 +212,35 @@ def sdk_configured() -> bool:
 class Spans:
     """The observer: maps pocketcore's lifecycle events to OpenTelemetry spans.
 
-    The entry point registers one when an SDK is configured. To trace with
-    a provider of your own, or with an SDK configured after pocketcore has
-    loaded its plugins, register one yourself (once)::
+    The entry point registers one on the global tracer provider, which is
+    active from the first run after the application sets an SDK provider
+    (:meth:`plugin_state`). To trace to a provider of your own instead of
+    the global one, register one yourself::
 
-        pocketcore.get_registry().register(pocketcore_otel.Spans(), name="otel-spans")
+        pocketcore.get_registry().register(pocketcore_otel.Spans(provider), name="otel-spans")
 
     Args:
-        tracer_provider: Where the spans go; the global provider by default.
+        tracer_provider: Where the spans go; the global provider by default
+            (through the API's proxy, so one set later is used from then on).
     """
 
     def __init__(self, tracer_provider: TracerProvider | None = None) -> None:
+        self._own_provider = tracer_provider is not None
         self._tracer = trace.get_tracer(_INSTRUMENTATION, __version__, tracer_provider)
         self._names: dict[tuple[str, type], str] = {}
         # The spans of items sent to a remote executor, until their results
         # are back: id(batch node) -> index -> span.
         self._sent: dict[int, dict[int, Span]] = {}
         self._sent_lock = threading.Lock()
+
+    def plugin_state(self) -> pocketcore.PluginState:
+        """Active with a provider of its own, or once an SDK provider is set globally.
+
+        Asked by pocketcore when each run starts (:class:`pocketcore.ReportsState`).
+        """
+        if self._own_provider or sdk_configured():
+            return _ACTIVE
+        return _NO_SDK_STATE
 
     def _name(self, kind: str, node: object) -> str:
         cls = type(node)
@@ -335,9 +357,16 @@ class Spans:
 
     @pocketcore.hookimpl
     def pocketcore_batch_item_done(
-        self, node: Any, index: int, exception: BaseException | None
+        self, node: Any, index: int, result: Any, exception: BaseException | None
     ) -> None:
-        """End an item's span; for an item that had no start, record it now."""
+        """End an item's span; for an item that had no start, record it now.
+
+        An item kept as a :class:`pocketcore.Failed` (``on_error="collect"``)
+        failed all the same: its span gets the error status and the
+        exception event, as it would without collecting.
+        """
+        if exception is None and type(result) is pocketcore.Failed:
+            exception = result.exception
         if not self._close(node, index, exception):
             self._deferred(node, index, exception)
 
@@ -487,24 +516,9 @@ def _failed(record: _Open, exception: BaseException) -> None:
         parent.failures.append(exception)
 
 
-class Off:
-    """What the entry point registers while no SDK is configured: no hooks, no cost."""
+_ACTIVE = pocketcore.PluginState(active=True)
+_NO_SDK_STATE = pocketcore.PluginState(active=False, reason=NO_SDK)
 
-    def __repr__(self) -> str:
-        return "pocketcore_otel.Off()"
-
-
-_plugin: Spans | Off | None = None
-
-
-def __getattr__(name: str) -> Any:
-    # ``plugin``, what the entry point ``otel = "pocketcore_otel:plugin"``
-    # registers, is made when pocketcore first asks for it (as it loads its
-    # plugins), not when this module is imported: a program may import it
-    # before it configures the SDK.
-    global _plugin
-    if name != "plugin":
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    if _plugin is None:
-        _plugin = Spans() if sdk_configured() else Off()
-    return _plugin
+#: What the entry point ``otel = "pocketcore_otel:plugin"`` registers: spans
+#: on the global tracer provider, active once an SDK provider is set.
+plugin = Spans()

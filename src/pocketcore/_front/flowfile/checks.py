@@ -22,7 +22,7 @@ from pocketcore._nodes import flows
 from pocketcore._nodes.flows import BatchFlow, Flow
 from pocketcore._nodes.nodes import AsyncNode, BaseNode
 from pocketcore._plugins.registry import Registry
-from pocketcore._runtime.config import plugin_settings
+from pocketcore._runtime.config import find_config, plugin_settings
 from pocketcore._runtime.limits import check_count
 from pocketcore._runtime.settings import CACHE_OFF, SETTINGS
 from pocketcore._runtime.stores import parse_spec
@@ -298,11 +298,12 @@ class Checks:
         return None
 
     def limiter_problem(self, value: str) -> str | None:
-        """A limiter is named here and declared in the working directory's configuration file.
+        """A limiter is named here and declared in the run's configuration file.
 
-        That file is where the run looks the name up (``[limiters.NAME]`` of
-        ``pocketcore.toml``, else ``[tool.pocketcore.limiters.NAME]`` of
-        ``pyproject.toml``), so a name it lacks would stop the run.
+        That file (the nearest one from the working directory upward) is where
+        the run looks the name up (``[limiters.NAME]`` of ``pocketcore.toml``,
+        else ``[tool.pocketcore.limiters.NAME]`` of ``pyproject.toml``), so a
+        name it lacks would stop the run.
         """
         try:
             declared, where = plugin_settings("limiters")
@@ -314,7 +315,7 @@ class Checks:
             return (
                 f"unknown limiter {value!r} (no limiters are declared; declare one under "
                 "[limiters.NAME] in pocketcore.toml or [tool.pocketcore.limiters.NAME] in "
-                "pyproject.toml)"
+                f"pyproject.toml; {find_config().describe()})"
             )
         hint = suggest(value, declared)
         return f"unknown limiter {value!r} ({where} declares: {listing(sorted(declared))}){hint}"

@@ -47,6 +47,7 @@ class LoadedFlow:
         cache: ``cache`` of the file's ``[config]`` as the file gives it (a
             store specification; ``False`` or ``"off"`` turns the run's cache
             off), else ``None``.
+        cache_ttl: ``cache_ttl`` of the file's ``[config]``, else ``None``.
     """
 
     flow: BaseNode
@@ -59,6 +60,7 @@ class LoadedFlow:
     on_error: str | None = None
     timeout: float | None = None
     cache: str | bool | None = None
+    cache_ttl: float | None = None
 
     @property
     def config(self) -> dict[str, Any]:

@@ -10,10 +10,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from pocketcore._core.errors import ConfigError
 from pocketcore._nodes.flows import BatchFlow, Flow
 from pocketcore._nodes.nodes import BaseNode, Node
 from pocketcore._plugins.registry import Registry
-from pocketcore._runtime.settings import SETTINGS
+from pocketcore._runtime.settings import SETTINGS, configure
 
 from .checks import Checks, FatalProblem, Path, error_line, got, listing, suggest, toml_key
 from .filenodes import FileBatch, FromFile, file_class
@@ -267,7 +268,7 @@ class Loader(Checks):
     def configure(
         self, node: BaseNode, path: Path, settings: dict[str, Any], params: dict[str, Any]
     ) -> None:
-        """Set checked settings as attributes and add ``params`` to the node's own."""
+        """Give the node its checked settings, as its constructor would, and add ``params``."""
         assert isinstance(node, FromFile)
         node.params.update(params)  # the same dict as node.file_params (see create)
         for key, value in settings.items():
@@ -277,5 +278,10 @@ class Loader(Checks):
                 self.report(
                     path, key, f"{type(node).__name__} has no retries (not a pocketcore.Node)"
                 )
+            elif key in SETTINGS:
+                try:
+                    configure(node, {key: value}, source="the flow file")
+                except ConfigError as exc:
+                    self.report(path, key, str(exc))
             else:
                 setattr(node, key, value)

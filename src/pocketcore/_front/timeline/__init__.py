@@ -8,7 +8,18 @@ and no script, so it opens anywhere, offline.
 """
 
 from .record import Timeline
-from .render import MAX_BARS, concurrency, in_flight, pack
+from .render import MAX_BARS, MAX_LANES, concurrency, density, in_flight, pack
 from .spans import Attempt, Batch, Span
 
-__all__ = ["MAX_BARS", "Attempt", "Batch", "Span", "Timeline", "concurrency", "in_flight", "pack"]
+__all__ = [
+    "MAX_BARS",
+    "MAX_LANES",
+    "Attempt",
+    "Batch",
+    "Span",
+    "Timeline",
+    "concurrency",
+    "density",
+    "in_flight",
+    "pack",
+]

@@ -20,7 +20,7 @@ from pocketcore._core.results import Failed
 from pocketcore._plugins.registry import Registry, get_registry
 from pocketcore.hookspecs import hookimpl
 
-from .render import MAX_BARS, render_page
+from .render import MAX_BARS, MAX_LANES, render_page
 from .spans import Attempt, Batch, Span
 
 __all__ = ["Timeline"]
@@ -66,10 +66,11 @@ class Timeline:
     than one attempt, or whose fallback gave its result, has a segment per
     attempt (failed ones red) and an amber one for the fallback; cache hits
     are green ticks above their group. The header has the totals: wall
-    time, items, peak and mean concurrency and the slowest items. A group of
-    more than ``max_bars`` bars is drawn as a profile of how many were in
-    flight over time, its failures and fallbacks one by one; the page says
-    so.
+    time, items, peak and mean concurrency and the slowest items. A group
+    that needs more than ``max_lanes`` lanes, or has more than ``max_bars``
+    bars, is drawn as a density: how many were in flight over time, stacked
+    by outcome, with its failures, its fallbacks and its slowest items still
+    a bar each; the page says so.
 
     Use it as a context manager, which registers it with the registry for the
     body and writes ``path`` at the end, also when the body raises::
@@ -90,7 +91,8 @@ class Timeline:
         path: Where the context manager writes the page (``None``: it does not).
         registry: The registry the context manager registers with (default:
             :func:`pocketcore.get_registry`).
-        max_bars: Groups with more bars than this are drawn as a profile.
+        max_bars: Groups with more bars than this are drawn as a density.
+        max_lanes: Groups that need more lanes than this are drawn as a density.
     """
 
     def __init__(
@@ -99,9 +101,11 @@ class Timeline:
         *,
         registry: Registry | None = None,
         max_bars: int = MAX_BARS,
+        max_lanes: int = MAX_LANES,
     ) -> None:
         self.path = path
         self.max_bars = max_bars
+        self.max_lanes = max_lanes
         self.runs: list[Span] = []
         """The runs, in the order they ended."""
         self.steps: list[Span] = []
@@ -176,7 +180,7 @@ class Timeline:
                     )
                 )
         batches = list(copies.values())
-        return render_page(runs, steps, batches, self.max_bars, title)
+        return render_page(runs, steps, batches, self.max_bars, title, self.max_lanes)
 
     # --- the lifecycle hooks -----------------------------------------------
 

@@ -2,8 +2,11 @@
 
 The page is one HTML file with the SVG, its CSS and no script: a bar's
 tooltip is its SVG ``<title>``, so the file opens anywhere, offline. Spans
-are packed on lanes (:func:`pack`); a group with too many bars is drawn as a
-profile of how many were in flight (:func:`in_flight`).
+are packed on lanes (:func:`pack`); a group that would need more lanes than
+stay legible, or more bars than a page should hold, is drawn as a density
+(:func:`density`): how many were in flight over time, stacked by outcome,
+with its notable spans (failed, rescued by a fallback, the slowest) still
+drawn one by one.
 """
 
 from __future__ import annotations
@@ -15,16 +18,37 @@ from collections.abc import Sequence
 
 from .spans import Batch, Span
 
-__all__ = ["MAX_BARS", "concurrency", "in_flight", "pack", "render_page"]
+__all__ = [
+    "MAX_BARS",
+    "MAX_LANES",
+    "OUTCOMES",
+    "concurrency",
+    "density",
+    "in_flight",
+    "pack",
+    "render_page",
+]
 
 MAX_BARS = 2000
-"""Above this many bars, a group (a batch class's items, or the steps) is drawn as a profile.
+"""Above this many bars, a group (a batch class's items, or the steps) is drawn as a density.
 
-The profile is the number in flight over time. A browser draws a few thousand
-SVG bars without effort; ten thousand make a bigger file, and at 1000 pixels
-of time most of them would be narrower than a pixel anyway. Failures are
-still drawn one by one.
+A browser draws a few thousand SVG bars without effort; ten thousand make a
+bigger file, and at 1000 pixels of time most of them would be narrower than a
+pixel anyway.
 """
+
+MAX_LANES = 60
+"""Above this many lanes, a group is drawn as a density: its lanes would be too thin to read.
+
+A group's lanes share at most 420 pixels of height; 60 lanes of 7 pixels are
+still bars a reader can point at, 2,000 lanes are a fifth of a pixel each.
+"""
+
+OUTCOMES = ("ok", "fallback", "failed", "cancelled", "unfinished")
+"""The outcomes a density stacks, from the bottom up."""
+
+NOTABLE_SLOWEST = 10
+"""A density still draws this many of its slowest spans as bars (and every failure)."""
 
 
 # --- packing and measuring ------------------------------------------------------------------
@@ -74,6 +98,34 @@ def in_flight(spans: Sequence[Span]) -> list[tuple[float, int]]:
     return steps
 
 
+def density(spans: Sequence[Span], t0: float, scale: float, width: int) -> list[float]:
+    """The mean number of ``spans`` in flight over each of ``width`` columns of pixels.
+
+    Column ``c`` covers the times from ``t0 + c / scale`` to ``t0 + (c + 1) /
+    scale``. A span adds the share of each column it covers, so the sum over
+    the columns is the spans' total time in pixels: nothing is lost between
+    columns, however short the spans.
+    """
+    cover = [0.0] * (width + 1)
+    whole = [0] * (width + 2)  # differences: columns a span covers from edge to edge
+    for span in spans:
+        a = min(max((span.start - t0) * scale, 0.0), float(width))
+        b = min(max((span.end - t0) * scale, a), float(width))
+        first, last = int(a), int(b)
+        if first == last:
+            cover[first] += b - a
+            continue
+        cover[first] += first + 1 - a
+        whole[first + 1] += 1
+        whole[last] -= 1
+        cover[last] += b - last
+    running = 0
+    for col in range(width):
+        running += whole[col]
+        cover[col] += running
+    return cover[:width]
+
+
 def concurrency(spans: Sequence[Span]) -> tuple[int, float]:
     """The peak and the mean number of spans in flight (mean over the time any is)."""
     return _peak_and_mean(in_flight(spans))
@@ -95,7 +147,8 @@ LABEL_W = 190  # the column of lane labels
 PLOT_W = 1000  # the time axis, in pixels
 LANE_H = 14
 GROUP_H = 420  # a group with many lanes is squeezed into this height
-PROFILE_H = 120
+DENSITY_H = 140
+SLICE_W = 10  # a density's hover details: one per this many pixels of time
 
 CSS = """
 body{font:13px system-ui,sans-serif;margin:16px;color:#222}
@@ -120,7 +173,15 @@ rect.item.fallback{stroke:#f2a516;stroke-width:1.5}
 rect:hover{stroke:#000;stroke-width:1}
 line.hit,path.hits{stroke:#2ca02c;stroke-width:1.5}
 svg text.in{fill:#fff;font-size:10px;pointer-events:none}
-path.profile{fill:#3b7dd8;fill-opacity:.75;stroke:#1f4f99;stroke-width:.5}
+path.density{stroke:none}
+path.density.ok{fill:#3b7dd8}
+path.density.failed{fill:#d62728}
+path.density.cancelled{fill:#b9b9b9}
+path.density.fallback{fill:#f2a516}
+path.density.unfinished{fill:#dbe8f8}
+rect.slice{fill:#000;fill-opacity:0;stroke:none}
+rect.slice:hover{fill-opacity:.08;stroke:none}
+svg text.sub{fill:#666}
 .legend span{display:inline-block;width:12px;height:10px;margin:0 4px 0 12px;box-sizing:border-box}
 """
 
@@ -136,6 +197,14 @@ def _how(batches: list[Batch]) -> str:
     return f", on {executor}" + ("" if limit is None else f", at most {limit} at once")
 
 
+def _plural(count: int, word: str) -> str:
+    return f"{count} {word}" + ("" if count == 1 else "es" if word.endswith("h") else "s")
+
+
+def _mean(value: float) -> str:
+    return f"{value:.0f}" if value >= 10 or value == int(value) else f"{value:.1f}"
+
+
 def _owner(span: Span, owners: list[int] | None, i: int) -> str:
     """The data attributes of an item's bar: its batch's number and its index."""
     return "" if owners is None else f' data-batch="{owners[i]}" data-index="{span.index}"'
@@ -143,6 +212,21 @@ def _owner(span: Span, owners: list[int] | None, i: int) -> str:
 
 def _seconds(value: float) -> str:
     return f"{value * 1000:.1f} ms" if value < 1 else f"{value:.3f} s"
+
+
+def _area(top: list[float], below: list[float], base: float, unit: float) -> str:
+    """An SVG path between two stacked lines of per-column values, scaled by ``unit``."""
+
+    def steps(values: list[float]) -> list[tuple[str, int]]:
+        heights = (f"{base - v * unit:.1f}" for v in values)
+        return [(y, sum(1 for _ in run)) for y, run in itertools.groupby(heights)]
+
+    d = [f"M{LABEL_W},{base - below[0] * unit:.1f}"]
+    for y, width in steps(top):
+        d.append(f"V{y}h{width}")
+    for y, width in reversed(steps(below)):
+        d.append(f"V{y}h-{width}")
+    return "".join(d) + "Z"
 
 
 def _tick_step(wall: float) -> float:
@@ -153,7 +237,12 @@ def _tick_step(wall: float) -> float:
 
 
 def render_page(
-    runs: list[Span], steps: list[Span], batches: list[Batch], max_bars: int, title: str | None
+    runs: list[Span],
+    steps: list[Span],
+    batches: list[Batch],
+    max_bars: int,
+    title: str | None,
+    max_lanes: int = MAX_LANES,
 ) -> str:
     """The page of what was recorded: one self-contained HTML document.
 
@@ -161,19 +250,26 @@ def render_page(
         runs: The runs, in the order they ended.
         steps: The steps of flows.
         batches: The batches, in the order they started, with their items.
-        max_bars: Groups with more bars than this are drawn as a profile.
+        max_bars: Groups with more bars than this are drawn as a density.
         title: The page's heading (``None``: the names of the runs).
+        max_lanes: Groups that need more lanes than this are drawn as a density.
     """
-    return _Page(runs, steps, batches, max_bars).render(title)
+    return _Page(runs, steps, batches, max_bars, max_lanes).render(title)
 
 
 class _Page:
     """Lays out the SVG, group by group, and writes the document around it."""
 
     def __init__(
-        self, runs: list[Span], steps: list[Span], batches: list[Batch], max_bars: int
+        self,
+        runs: list[Span],
+        steps: list[Span],
+        batches: list[Batch],
+        max_bars: int,
+        max_lanes: int,
     ) -> None:
-        self.runs, self.steps, self.batches, self.max_bars = runs, steps, batches, max_bars
+        self.runs, self.steps, self.batches = runs, steps, batches
+        self.max_bars, self.max_lanes = max_bars, max_lanes
         self.items = [span for batch in batches for span in batch.items]
         everything = [*runs, *steps, *self.items]
         self.t0 = min((s.start for s in everything), default=0.0)
@@ -181,7 +277,7 @@ class _Page:
         self.scale = PLOT_W / self.wall if self.wall > 0 else 0.0
         self.y = 28  # below the time axis' labels
         self.svg: list[str] = []
-        self.profiles: list[str] = []  # the titles of the groups drawn as profiles
+        self.densities: list[str] = []  # the titles of the groups drawn as densities
 
     def x(self, t: float) -> float:
         return LABEL_W + (t - self.t0) * self.scale
@@ -324,7 +420,7 @@ class _Page:
         owners: list[int] | None = None,
         hits: list[tuple[float, int]] | None = None,
     ) -> None:
-        """One group: its title on a row, then its spans on lanes, or as a profile if many.
+        """One group: its title on a row, then its spans on lanes, or as a density if many.
 
         ``kind`` is the bars' class (``run``, ``step``, ``item``); ``owners``
         the number of each item's batch; ``hits`` the group's cache hits,
@@ -332,15 +428,25 @@ class _Page:
         """
         if not spans and owners is None:
             return
+        lanes, count = pack(spans)
+        dense = len(spans) > self.max_bars or count > self.max_lanes
+        if dense:
+            if owners is None:  # a batch's title says so itself
+                title += ", drawn as a density"
+            self.densities.append(title)
         self._label(title, self.y, ' class="group"')
         self.y += 16
         if hits:
             self._ticks(hits, title.split(" (", 1)[0])
-        if len(spans) > self.max_bars:
-            self.profiles.append(title)
-            self.profile(spans, kind, owners)
-            return
-        lanes, count = pack(spans)
+        if dense:
+            self.density(spans, kind, owners)
+        else:
+            self.packed(spans, lanes, count, kind, owners)
+
+    def packed(
+        self, spans: list[Span], lanes: list[int], count: int, kind: str, owners: list[int] | None
+    ) -> None:
+        """Spans as bars, each on its lane."""
         lane_h = min(LANE_H, GROUP_H / max(count, 1))
         bar_h = max(lane_h - (2 if lane_h > 6 else 0), 0.5)
         for i, (span, lane) in enumerate(zip(spans, lanes, strict=True)):
@@ -348,45 +454,122 @@ class _Page:
             self.svg.append(self._bar(span, kind, self.y + lane * lane_h, bar_h, extra))
         self.y += round(count * lane_h) + 8
 
-    def profile(self, spans: list[Span], kind: str, owners: list[int] | None) -> None:
-        """Too many spans for bars: how many were in flight, the most in each pixel of time."""
-        steps = in_flight(spans)
-        peak, mean = _peak_and_mean(steps)
-        columns = [0] * (PLOT_W + 1)
-        for (t, count), (t_next, _) in itertools.pairwise(steps):
-            first = int((t - self.t0) * self.scale)
-            last = max(first, int((t_next - self.t0) * self.scale) - 1)
-            for col in range(first, min(last, PLOT_W) + 1):
-                columns[col] = max(columns[col], count)
-        base = self.y + PROFILE_H
-        unit = PROFILE_H / max(peak, 1)
-        points = [f"M{LABEL_W},{base}"]
-        for count, run in itertools.groupby(columns):
-            points.append(f"V{base - count * unit:.1f}h{sum(1 for _ in run)}")
-        points.append(f"V{base}Z")
+    def density(self, spans: list[Span], kind: str, owners: list[int] | None) -> None:
+        """Too many lanes or bars: how many were in flight, stacked by outcome, then the notable.
+
+        The stack is the mean number in flight over each pixel of time, one
+        band per outcome (``OUTCOMES``, from the bottom); a transparent slice
+        every ``SLICE_W`` pixels holds the details of its time as a tooltip.
+        Below it, on lanes, the spans worth seeing one by one: every failed
+        one, every one rescued by its fallback and the slowest.
+        """
+        peak, mean = _peak_and_mean(in_flight(spans))
+        bands = {
+            o: density([s for s in spans if s.outcome == o], self.t0, self.scale, PLOT_W)
+            for o in OUTCOMES
+        }
+        counts = {o: sum(1 for s in spans if s.outcome == o) for o in OUTCOMES}
+        base = self.y + DENSITY_H
+        unit = DENSITY_H / max(peak, 1)
+        below = [0.0] * PLOT_W
+        for outcome, band in bands.items():
+            if not any(band):
+                continue
+            top = [b + v for b, v in zip(below, band, strict=True)]
+            self.svg.append(
+                f'<path class="density {outcome} {kind}s" d="{_area(top, below, base, unit)}">'
+                f"<title>{_plural(counts[outcome], kind)} {outcome}</title></path>"
+            )
+            below = top
+        self._slices(spans, kind, bands, base)
         self.svg.append(
-            f'<path class="profile {kind}s" d="{"".join(points)}"><title>'
-            f"at most {peak} {kind}s in flight, {mean:.1f} on average</title></path>"
+            f'<line class="axis" x1="{LABEL_W}" y1="{base}" x2="{LABEL_W + PLOT_W}" y2="{base}"/>'
         )
-        self._label(f"{peak} in flight", self.y)
-        for i, span in enumerate(spans):  # failures and fallbacks stay visible one by one
-            if span.outcome in ("failed", "fallback"):
-                self.svg.append(self._bar(span, kind, self.y, PROFILE_H, _owner(span, owners, i)))
-        self.y = base + 8
+        self._label(f"{peak} in flight at most", self.y)
+        self._label(f"{_mean(mean)} on average", self.y + 13, ' class="sub"')
+        self.y = base + 6
+        self.notable(spans, kind, owners)
+
+    def _slices(
+        self, spans: list[Span], kind: str, bands: dict[str, list[float]], base: float
+    ) -> None:
+        """The hover details of a density: for each slice of time, what was in flight."""
+        starts = [0] * (PLOT_W // SLICE_W + 1)
+        ends = [0] * len(starts)
+        for span in spans:
+            starts[min(int((span.start - self.t0) * self.scale) // SLICE_W, len(starts) - 1)] += 1
+            ends[min(int((span.end - self.t0) * self.scale) // SLICE_W, len(ends) - 1)] += 1
+        per_px = 1 / self.scale if self.scale else 0.0
+        for n, x in enumerate(range(0, PLOT_W, SLICE_W)):
+            means = {o: sum(b[x : x + SLICE_W]) / SLICE_W for o, b in bands.items()}
+            total = sum(means.values())
+            split = ", ".join(f"{_mean(v)} {o}" for o, v in means.items() if v > 0.05)
+            tip = (
+                f"{_seconds(x * per_px)} to {_seconds((x + SLICE_W) * per_px)}: "
+                f"{_mean(total)} {kind}s in flight on average"
+                + (f" ({split})" if split else "")
+                + f"; {starts[n]} started, {ends[n]} ended"
+            )
+            self.svg.append(
+                f'<rect class="slice" x="{LABEL_W + x}" y="{base - DENSITY_H}" '
+                f'width="{SLICE_W}" height="{DENSITY_H}"><title>{html.escape(tip)}</title></rect>'
+            )
+
+    def notable(self, spans: list[Span], kind: str, owners: list[int] | None) -> None:
+        """A density's spans that deserve a bar: failures, fallbacks, then the slowest.
+
+        They are packed on lanes like any group's; when even they need more
+        than ``max_lanes`` lanes, those past it are left to the density (and
+        the label says how many).
+        """
+        marked = [i for i, s in enumerate(spans) if s.outcome in ("failed", "fallback")]
+        others = sorted(
+            (i for i, s in enumerate(spans) if s.outcome not in ("failed", "fallback")),
+            key=lambda i: spans[i].start - spans[i].end,
+        )
+        chosen = sorted(
+            [*marked, *others[:NOTABLE_SLOWEST]], key=lambda i: (spans[i].start, spans[i].end)
+        )
+        if not chosen:
+            return
+        lanes, count = pack([spans[i] for i in chosen])
+        shown = [(i, lane) for i, lane in zip(chosen, lanes, strict=True) if lane < self.max_lanes]
+        count = min(count, self.max_lanes)
+        failed = sum(spans[i].outcome == "failed" for i, _ in shown)
+        fallback = sum(spans[i].outcome == "fallback" for i, _ in shown)
+        what = [f"the {min(len(others), NOTABLE_SLOWEST)} slowest"] if others else []
+        if failed:
+            what.append(f"{failed} failed")
+        if fallback:
+            what.append(f"{fallback} rescued by their fallback")
+        label = ", ".join(what) + " (a bar each)"
+        left = len(chosen) - len(shown)
+        if left:
+            label += f", {left} more in the density only"
+        self._label(label, self.y, ' class="sub"')
+        self.y += 14
+        lane_h = min(LANE_H, GROUP_H / max(count, 1))
+        bar_h = max(lane_h - 2, 0.5)
+        for i, lane in shown:
+            extra = f' data-lane="{lane}"' + _owner(spans[i], owners, i)
+            self.svg.append(self._bar(spans[i], kind, self.y + lane * lane_h, bar_h, extra))
+        self.y += round(count * lane_h) + 8
 
     def _batch_title(self, numbers: list[int], spans: list[Span]) -> str:
         batches = [self.batches[n] for n in numbers]
         unseen = sum(b.unstarted for b in batches)
-        lanes = f", {pack(spans)[1]} lanes" if len(spans) <= self.max_bars else " (profile)"
+        lanes = pack(spans)[1]
+        dense = len(spans) > self.max_bars or lanes > self.max_lanes
+        lanes_text = ", drawn as a density" if dense else f", {_plural(lanes, 'lane')}"
         unseen_text = f", {unseen} not observed" if unseen else ""
         hits = sum(len(b.hits) for b in batches)
-        hits_text = f", {hits} cache hits" if hits else ""
+        hits_text = f", {_plural(hits, 'cache hit')}" if hits else ""
         if len(batches) == 1:
-            size = "unknown size" if batches[0].size is None else f"{batches[0].size} items"
+            size = "unknown size" if batches[0].size is None else _plural(batches[0].size, "item")
             head = f"{batches[0].label} ({size})"
         else:
-            head = f"{batches[0].label} ({len(batches)} batches)"
-        return f"{head}: {len(spans)} recorded{hits_text}{unseen_text}{lanes}{_how(batches)}"
+            head = f"{batches[0].label} ({_plural(len(batches), 'batch')})"
+        return f"{head}: {len(spans)} recorded{hits_text}{unseen_text}{lanes_text}{_how(batches)}"
 
     # --- the HTML around it ---
 
@@ -399,19 +582,28 @@ class _Page:
         retried = sum(1 for s in items if len(s.attempts) > 1)
         hits = sum(len(b.hits) for b in self.batches)
         slowest = sorted(items, key=lambda s: s.start - s.end)[:5]
+        ran = f"{len(items)} ran in {_plural(len(self.batches), 'batch')}"
+        if items:
+            ran += (
+                f" ({by['failed']} failed, {by['cancelled']} cancelled, {retried} retried, "
+                f"{by['fallback']} given their result by the fallback)"
+            )
+        if hits:
+            ran += f", {hits} more found in the cache"
         rows = [
             ("wall time", _seconds(self.wall)),
             ("runs", f"{len(self.runs)}"),
             ("steps", f"{len(self.steps)}"),
-            (
-                "items",
-                f"{len(items)} in {len(self.batches)} batches "
-                f"({by['failed']} failed, {by['cancelled']} cancelled, {retried} retried, "
-                f"{by['fallback']} given their result by the fallback)",
-            ),
+            ("items", ran),
             ("cache hits", f"{hits}"),
-            ("peak concurrency", f"{peak} items in flight"),
-            ("mean concurrency", f"{mean:.2f} items in flight, while any was"),
+            (
+                "peak concurrency",
+                f"{_plural(peak, 'item')} in flight" if items else "none: no item ran",
+            ),
+            (
+                "mean concurrency",
+                f"{mean:.2f} items in flight, while any was" if items else "none: no item ran",
+            ),
             (
                 "slowest items",
                 ", ".join(f"{s.label} item {s.index}: {_seconds(s.end - s.start)}" for s in slowest)
@@ -445,11 +637,14 @@ class _Page:
             "group. Hover over a bar or a segment for its node, item, attempt, duration and "
             "error.</p>",
         ]
-        if self.profiles:
+        if self.densities:
             notes.append(
-                f'<p class="note">Groups of more than {self.max_bars} bars are drawn as a '
-                "profile of how many were in flight (the most in each pixel of time), with "
-                "their failures as red bars: " + html.escape("; ".join(self.profiles)) + ".</p>"
+                f'<p class="note">Groups that need more than {self.max_lanes} lanes, or hold '
+                f"more than {self.max_bars} bars, are drawn as a density: how many were in flight "
+                "over time (the mean over each pixel of time), stacked by outcome, and beneath "
+                "it a bar each for the failed items, those rescued by their fallback and the "
+                f"{NOTABLE_SLOWEST} slowest. Hover over the density for what was in flight "
+                "when: " + html.escape("; ".join(self.densities)) + ".</p>"
             )
         unstarted = sum(b.unstarted for b in self.batches)
         if unstarted:
