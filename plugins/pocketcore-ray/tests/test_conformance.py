@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
-from conftest import CPUS
+import pytest
+from conftest import CPUS, warm
 
 from pocketcore.testing import ExecutorConformance
 from pocketcore_ray import RayExecutor
 
 
+@pytest.fixture(scope="class")
+def workers() -> None:
+    """A worker process for each CPU, before the properties that count items in flight."""
+    warm()
+
+
+@pytest.mark.usefixtures("workers")
 class TestRayExecutor(ExecutorConformance):
     executor = RayExecutor(num_cpus=CPUS)

@@ -19,6 +19,8 @@ process's own local instance it kills the workers running them
 from __future__ import annotations
 
 import asyncio
+import collections
+import concurrent.futures
 import contextlib
 import functools
 import pickle
@@ -34,6 +36,8 @@ __all__ = ["WorkerDied", "item_name", "run_batch"]
 
 _END = object()
 OnResult = Callable[[int, Any], None]
+#: What a submitted task's ``ObjectRef.future()`` is: settled in Ray's own thread.
+Settling = concurrent.futures.Future[Any]
 #: How deep :func:`item_name` looks through the layers of the kernel's work.
 _DEPTH = 12
 
@@ -92,16 +96,19 @@ class _Batch:
     ) -> None:
         self.submit_one, self.name, self.gate, self.on_result = submit, name, gate, on_result
         #: The future awaiting each unsettled task -> (position, the task's ObjectRef).
-        self.waiting: dict[asyncio.Future[Any], tuple[int, Any]] = {}
+        self.waiting: dict[Settling, tuple[int, Any]] = {}
         self.results: list[Any] = []
         self.failures: list[BaseException] = []
         #: An item pulled and waiting at the gate, and its entry.
         self.held: Any = _END
         self.entering: asyncio.Future[None] | None = None
         self.stopped = False
-        #: Settled futures not taken yet, and the event that says there are some.
-        self.done: list[asyncio.Future[Any]] = []
+        #: Settled futures not taken yet (appended from Ray's thread), the event
+        #: that says there are some, and whether setting it is on its way.
+        self.done: collections.deque[Settling] = collections.deque()
         self.wake = asyncio.Event()
+        self.waking = False
+        self.loop = asyncio.get_running_loop()
 
     def fill(self, source: Iterator[Any], limit: int | None) -> None:
         """Submit items while there is room and no item waits at the gate."""
@@ -128,13 +135,34 @@ class _Batch:
             if self.gate is not None:
                 self.gate.leave()
             raise
-        future = asyncio.wrap_future(ref.future())
+        future = ref.future()
         self.waiting[future] = (index, ref)
         future.add_done_callback(self._settled)
 
-    def _settled(self, future: asyncio.Future[Any]) -> None:
+    def _settled(self, future: Settling) -> None:
+        """A task settled (in Ray's thread): queue it, and wake the loop unless that is on its way.
+
+        One wake-up for however many results arrive meanwhile: a batch of
+        short items would otherwise wake the event loop once per item.
+        """
         self.done.append(future)
+        if not self.waking:
+            self.waking = True
+            with contextlib.suppress(RuntimeError):  # the loop closed: nobody waits any more
+                self.loop.call_soon_threadsafe(self._woken)
+
+    def _woken(self) -> None:
+        self.waking = False
         self.wake.set()
+
+    def _arrived(self) -> list[Settling]:
+        """The settled tasks not taken yet, in input order."""
+        arrived = []
+        while self.done:
+            future = self.done.popleft()
+            if future in self.waiting:
+                arrived.append(future)
+        return sorted(arrived, key=self._index)
 
     async def step(self) -> None:
         """Wait until a task settles or the held item enters the gate; take what came.
@@ -154,11 +182,7 @@ class _Batch:
                     await asyncio.wait(either, return_when=asyncio.FIRST_COMPLETED)
                 finally:
                     woken.cancel()
-        settled = sorted(
-            (f for f in self.done if f in self.waiting), key=self._index
-        )  # halt may have taken some
-        self.done.clear()
-        for future in settled:
+        for future in self._arrived():
             self.take(future)
         if entering is not None and entering.done():
             self.entering = None
@@ -169,14 +193,14 @@ class _Batch:
             else:
                 self.submit(item)
 
-    def _index(self, future: asyncio.Future[Any]) -> int:
+    def _index(self, future: Settling) -> int:
         return self.waiting[future][0]
 
     def leave(self) -> None:
         if self.gate is not None:
             self.gate.leave()
 
-    def take(self, future: asyncio.Future[Any], *, late: bool = False) -> None:
+    def take(self, future: Settling, *, late: bool = False) -> None:
         """Record one settled task: its result in place (and reported), or its failure."""
         index, _ = self.waiting.pop(future)
         self.leave()
@@ -228,9 +252,11 @@ class _Batch:
         loop = asyncio.get_running_loop()
         deadline = None if kill_after is None else loop.time() + kill_after
         while self.waiting:
-            with contextlib.suppress(asyncio.CancelledError):
-                await asyncio.wait(list(self.waiting), timeout=0.25)
-            for future in [f for f in self.waiting if f.done()]:
+            if not self.done:
+                self.wake.clear()
+                with contextlib.suppress(asyncio.CancelledError, asyncio.TimeoutError):
+                    await asyncio.wait_for(self.wake.wait(), timeout=0.25)
+            for future in self._arrived():
                 self.take(future, late=True)
             if deadline is not None and self.waiting and loop.time() >= deadline:
                 deadline = None
@@ -244,13 +270,13 @@ class _Batch:
                 ray.cancel(ref, force=force)
 
 
-def _outcome(future: asyncio.Future[Any], index: int, name: str) -> tuple[bool | None, Any]:
+def _outcome(future: Settling, index: int, name: str) -> tuple[bool | None, Any]:
     """``(True, result)``, ``(False, exception)``, or ``(None, None)`` for a cancelled task."""
     import ray.exceptions as rex
 
     try:
         sent = future.result()
-    except (rex.TaskCancelledError, asyncio.CancelledError):
+    except (rex.TaskCancelledError, concurrent.futures.CancelledError):
         return None, None
     except rex.RayTaskError as exc:
         if isinstance(exc.cause, rex.TaskCancelledError):
