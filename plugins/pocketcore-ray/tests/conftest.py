@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import os
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from ray_nodes import mark
 
 import pocketcore
 import pocketcore_ray
@@ -28,14 +30,23 @@ CPUS = 32
 
 
 class Warm(pocketcore.AsyncParallelBatchNode):
-    """As many items at once as the instance has CPUs: a worker process started for each."""
+    """As many items at once as the instance has CPUs: a worker process started for each.
+
+    Each item waits until all have started (or a minute has passed), so that
+    no worker takes a second item and each CPU gets a process of its own.
+    """
 
     async def prep_async(self, shared: dict[str, Any]) -> Any:
-        return range(CPUS)
+        return [(shared["folder"], i) for i in range(CPUS)]
 
-    async def exec_async(self, item: int) -> int:
-        await asyncio.sleep(1.0)  # so that no worker takes a second item
-        return item
+    async def exec_async(self, item: tuple[str, int]) -> int:
+        folder, i = item
+        mark(folder, str(i))
+        for _ in range(600):
+            if len(os.listdir(folder)) >= CPUS:
+                break
+            await asyncio.sleep(0.1)
+        return i
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -54,7 +65,8 @@ def instance() -> Iterator[None]:
 
 def warm() -> None:
     """Have a worker process ready for each CPU (tests that kill workers leave fewer)."""
-    pocketcore.run(Warm(), {}, executor=executor())
+    with tempfile.TemporaryDirectory() as folder:
+        pocketcore.run(Warm(), {"folder": folder}, executor=executor())
 
 
 @pytest.fixture(autouse=True)

@@ -145,6 +145,8 @@ def lease(settings: Settings) -> Instance:
         if current is not None and current.ours and not _same(current.settings, settings):
             if current.busy:
                 _busy(current, settings)
+            if settings.address is not None:
+                _reachable(settings)  # a bad address leaves the running instance alone
             _stop(current)
             _current = current = None
         if current is None:
