@@ -95,24 +95,6 @@ class Instance:
     settings: Settings | None
     where: str
     busy: int = 0
-    stops: Any = None
-
-
-def _with_stops(instance: Instance) -> Instance:
-    """``instance`` with its :class:`~pocketcore_ray._worker.Stops` actor, started and ready.
-
-    Started here, with the instance, so that no batch waits for its worker
-    process to start.
-    """
-    import ray
-
-    from ._worker import Stops
-
-    # No CPU: it only answers, and must not take a slot from the items.
-    stops: Any = ray.remote(num_cpus=0)(Stops).remote()
-    ray.get(stops.is_stopped.remote(""))
-    instance.stops = stops
-    return instance
 
 
 _current: Instance | None = None
@@ -140,7 +122,7 @@ def lease(settings: Settings) -> Instance:
             _current = None
         if _current is None and ray.is_initialized():
             own = Instance(ours=False, settings=None, where="the program's own Ray instance")
-            _current = _with_stops(own)
+            _current = own
         current = _current
         if current is not None and current.ours and not _same(current.settings, settings):
             if current.busy:
@@ -217,7 +199,7 @@ def _start(settings: Settings) -> Instance:
     _register_atexit()
     if not settings.log:
         _quiet_worker_deaths()
-    return _with_stops(Instance(ours=True, settings=settings, where=where))
+    return Instance(ours=True, settings=settings, where=where)
 
 
 def _first_line(exc: BaseException) -> str:

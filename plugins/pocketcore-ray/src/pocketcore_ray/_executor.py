@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from pocketcore import BaseExecutor
 
-from . import _cluster
+from . import _cluster, _worker
 from ._settings import Settings, check_arguments, resolve
 
 if TYPE_CHECKING:
@@ -208,14 +208,14 @@ class RayExecutor(BaseExecutor):
             return []
         settings = _RUN.get() or self.settings()
         instance = await _cluster.leased(settings)
-        # A batch that submits items as others end needs the stop flag (see _worker.Stops).
-        stops = instance.stops if limit is not None or gate is not None else None
+        # A batch that submits items as others end needs the stop flag (see _worker.is_stopped).
+        flagged = limit is not None or gate is not None
         batch = f"pocketcore-{uuid.uuid4().hex}"
         # The process's own local workers are killed at Ctrl-C if an item does
         # not end soon; a cluster of others' is not ours to kill.
         kill_after = _kill_after(blocking) if instance.ours and not settings.address else None
         try:
-            submit = _submitter(fn, blocking, settings, stops, batch)
+            submit = _submitter(fn, blocking, settings, flagged, batch)
             return await run_batch(
                 submit,
                 item_name(fn),
@@ -226,8 +226,8 @@ class RayExecutor(BaseExecutor):
                 kill_after=kill_after,
             )
         finally:
-            if stops is not None:
-                stops.forget.remote(batch)
+            if flagged:
+                _worker.forget(batch)
             _cluster.release(instance)
 
     def __repr__(self) -> str:
@@ -238,7 +238,7 @@ class RayExecutor(BaseExecutor):
 
 
 def _submitter(
-    fn: Callable[[Any], Any], blocking: bool, settings: Settings, stops: Any, batch: str
+    fn: Callable[[Any], Any], blocking: bool, settings: Settings, flagged: bool, batch: str
 ) -> Callable[[Any], Any]:
     """``submit(item)``: the item as a Ray task, the batch's work put in the object store once."""
     import ray
@@ -251,7 +251,7 @@ def _submitter(
     # worker unpickles it once per batch either way (see _worker).
     sent: bytes = cloudpickle.dumps(fn)  # type: ignore[no-untyped-call]
     payload: Any = sent if len(sent) <= INLINE else [ray.put(sent)]
-    holder = (payload, batch, stops, batch)
+    holder = (payload, batch, flagged, batch)
     return functools.partial(_submit, remote.remote, holder, blocking)
 
 

@@ -30,6 +30,7 @@ executor cancels), by a SIGINT handler installed while it runs.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import pickle
 import signal
 import threading
@@ -40,7 +41,7 @@ from typing import Any
 
 import attrs
 
-__all__ = ["SKIPPED", "RemoteTraceback", "Stops", "Unsendable", "run_item"]
+__all__ = ["SKIPPED", "RemoteTraceback", "Unsendable", "forget", "is_stopped", "run_item", "stop"]
 
 #: Works kept unpickled per worker process: a few batches run side by side.
 _KEPT = 8
@@ -128,33 +129,41 @@ def _failed(exc: BaseException) -> bytes:
 SKIPPED = pickle.dumps((None, None, None))
 
 
-class Stops:
-    """The stop flags of the batches that submit items as earlier ones end (a Ray actor).
+#: The namespace of the stop flags in the cluster's key-value store.
+NAMESPACE = "pocketcore"
+
+
+def is_stopped(batch: str) -> bool:
+    """Whether ``batch`` has stopped: its flag is set in the cluster's key-value store.
 
     A batch with a limit (or a gate) submits an item whenever another one
     settles, so an item may be submitted just after a sibling failed in
     another worker, before the news reaches the driver. Such an item asks
     here before it starts, and a failing item sets its batch's flag before
     its failure travels back: then no item starts after the first failure
-    but those already on their way. One actor per Ray instance of the
-    process; a batch without a limit or a gate never asks (each of its items
-    was submitted before any could fail).
+    but those already on their way. The store is the cluster's own (its GCS),
+    asked directly, not through a task: a check costs a round trip and
+    never a worker. A batch without a limit or a gate never asks (each of
+    its items was submitted before any could fail).
     """
+    from ray.experimental import internal_kv
 
-    def __init__(self) -> None:
-        self.stopped: set[str] = set()
+    return bool(internal_kv._internal_kv_exists(batch, namespace=NAMESPACE))
 
-    def stop(self, batch: str) -> None:
-        """Mark ``batch`` stopped."""
-        self.stopped.add(batch)
 
-    def is_stopped(self, batch: str) -> bool:
-        """Whether ``batch`` has stopped."""
-        return batch in self.stopped
+def stop(batch: str) -> None:
+    """Set ``batch``'s flag."""
+    from ray.experimental import internal_kv
 
-    def forget(self, batch: str) -> None:
-        """Drop a finished batch's flag."""
-        self.stopped.discard(batch)
+    internal_kv._internal_kv_put(batch, b"1", namespace=NAMESPACE)
+
+
+def forget(batch: str) -> None:
+    """Drop a finished batch's flag (from the driver)."""
+    from ray.experimental import internal_kv
+
+    with contextlib.suppress(Exception):  # never set, or a Ray Client driver: nothing to drop
+        internal_kv._internal_kv_del(batch, namespace=NAMESPACE)
 
 
 def _outcome(work: Callable[[Any], Any], blocking: bool, item: Any) -> tuple[bool, Any]:
@@ -206,20 +215,17 @@ def _cancelled_by_sigint(loop: asyncio.AbstractEventLoop, task: Any) -> Callable
 def run_item(holder: Sequence[Any], blocking: bool, item: Any) -> bytes:
     """One item: ``work(item)`` (run to its end by ``asyncio.run`` unless ``blocking``).
 
-    ``holder`` is ``(work, key, stops, batch)``: the batch's work, pickled
-    (or ``[reference]`` to it in the object store) and its key, and the
-    :class:`Stops` actor and the batch's name (``None`` when the batch
-    needs no flag).
+    ``holder`` is ``(work, key, flagged, batch)``: the batch's work, pickled
+    (or ``[reference]`` to it in the object store) and its key, whether the
+    batch has a stop flag (see :func:`is_stopped`), and the batch's name.
 
     Returns:
         ``(ok, value, text)`` pickled: the result, or the item's exception
         (any, ``SystemExit`` too) and its traceback, or an :class:`Unsendable`; :data:`SKIPPED` when
         the batch had stopped before the item started.
     """
-    import ray
-
-    stops, batch = holder[2], holder[3]
-    if stops is not None and ray.get(stops.is_stopped.remote(batch)):
+    flagged, batch = holder[2], holder[3]
+    if flagged and is_stopped(batch):
         return SKIPPED
     try:
         ok, value = _outcome(_work(holder), blocking, item)
@@ -229,8 +235,8 @@ def run_item(holder: Sequence[Any], blocking: bool, item: Any) -> bytes:
         try:
             if ok:
                 return _dumps(True, value)
-            if stops is not None:
-                ray.get(stops.stop.remote(batch))
+            if flagged:
+                stop(batch)
             return _failed(value)
         except KeyboardInterrupt:  # noqa: PERF203 - once per cancelled item, not per loop
             # Ray's cancellation, arriving once the item has ended: the
