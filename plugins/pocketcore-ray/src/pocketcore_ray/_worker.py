@@ -197,16 +197,22 @@ def _outcome(work: Callable[[Any], Any], blocking: bool, item: Any) -> tuple[boo
 
 
 def _cancelled_by_sigint(loop: asyncio.AbstractEventLoop, task: Any) -> Callable[[], None]:
-    """Have SIGINT (Ray's cancellation) cancel ``task``; return how to put the handler back."""
+    """Have SIGINT (Ray's cancellation) cancel ``task``; return how to put the handler back.
+
+    Through the loop's own signal handling, which wakes the loop when the
+    signal arrives: Ray's simulated Ctrl-C does not interrupt a wait in the
+    selector, and a plain handler would run only once the wait ended.
+    """
     if threading.current_thread() is not threading.main_thread():
         return lambda: None  # only the main thread has signal handlers (Ray runs tasks there)
-
-    def cancel(signum: int, frame: Any) -> None:
-        loop.call_soon_threadsafe(task.cancel)
-
-    previous = signal.signal(signal.SIGINT, cancel)
+    previous = signal.getsignal(signal.SIGINT)
+    try:
+        loop.add_signal_handler(signal.SIGINT, task.cancel)
+    except (NotImplementedError, RuntimeError, ValueError):  # pragma: no cover - no such loop
+        return lambda: None
 
     def restore() -> None:
+        loop.remove_signal_handler(signal.SIGINT)
         signal.signal(signal.SIGINT, previous)
 
     return restore
