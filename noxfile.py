@@ -17,7 +17,7 @@ import nox
 nox.options.sessions = ["tests", "lint", "typecheck", "docs"]
 nox.options.error_on_missing_interpreters = True
 
-PLUGINS = ("sequential", "asyncio", "trio", "dask", "uvloop", "otel")
+PLUGINS = ("sequential", "asyncio", "trio", "dask", "ray", "uvloop", "otel")
 # The example executor plugin of docs/writing-an-executor-plugin.md: tested
 # like the real ones, so the walkthrough stays true.
 EXAMPLE_PLUGIN = "./examples/executor-plugin"
@@ -60,11 +60,15 @@ def tests(session: nox.Session, suite: str) -> None:
     # there for the executors that run on any backend (checked on both); the
     # example nodes are also run with the trio executor, and the OpenTelemetry
     # plugin is checked on every executor, with the SDK its tests record with,
-    # and with dask (the trace context sent to its workers).
+    # and with dask (the trace context sent to its workers); the ray suite
+    # checks that context on Ray's workers, with the same two.
     extra = [plugin_path("trio")] if suite in ("example-nodes", "otel") else []
     if suite == "otel":
         extra.append(plugin_path("dask"))
-    deps = [*TEST_DEPS, "trio", *(OTEL_TEST_DEPS if suite == "otel" else ())]
+    if suite == "ray":  # its tests check that an item's trace context reaches the worker
+        extra.append(plugin_path("otel"))
+    traced = suite in ("otel", "ray")
+    deps = [*TEST_DEPS, "trio", *(OTEL_TEST_DEPS if traced else ())]
     session.install(*dict.fromkeys((*KERNEL, *extra, path)), *deps)
     session.chdir(path)
     session.run("pytest", *session.posargs)

@@ -243,14 +243,14 @@ def test_entries_older_than_the_ttl_are_computed_again(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, where: str
 ) -> None:
     store = SqliteStore(tmp_path / "cache.db")
-    own = {"cache_ttl": 60.0} if where == "node" else {}
     run_level = {} if where == "node" else {"cache_ttl": 60.0}
+
+    class Expiring(Translate):
+        cache_ttl = 60.0  # a setting is read from the class, never from instance state
 
     def run_at(offset: float) -> None:
         monkeypatch.setattr(cache_module.time, "time", lambda: real() + offset)
-        node = Translate("fr")
-        for key, value in own.items():
-            setattr(node, key, value)
+        node = Expiring("fr") if where == "node" else Translate("fr")
         pocketcore.run(node, {"words": ["cat", "dog"]}, cache=store, **run_level)
 
     real = time.time

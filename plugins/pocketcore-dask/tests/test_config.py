@@ -173,14 +173,12 @@ def test_a_malformed_address_names_its_source(monkeypatch: pytest.MonkeyPatch) -
 
 def test_an_unreachable_scheduler_names_its_address_and_source(clean: Path) -> None:
     (clean / "pyproject.toml").write_text('[tool.pocketcore.dask]\naddress = "tcp://127.0.0.1:1"\n')
-    with (
-        dask.config.set({"distributed.comm.timeouts.connect": "0.5s"}),
-        pytest.raises(pocketcore.ConfigError) as info,
-    ):
+    with pytest.raises(pocketcore.ConfigError) as info:
         squares()
-    assert str(info.value).startswith(
+    assert str(info.value) == (
         "cannot reach the dask scheduler at 'tcp://127.0.0.1:1' (from key 'address' in "
-        "[tool.pocketcore.dask] in pyproject.toml): Timed out trying to connect"
+        "[tool.pocketcore.dask] in pyproject.toml): Connection refused "
+        "(is a dask scheduler listening there?)"
     )
     assert info.value.__cause__ is None
     assert info.value.__suppress_context__

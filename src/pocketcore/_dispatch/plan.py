@@ -149,7 +149,7 @@ def _refuse(plan: Plan, executor: Executor) -> None:
             f"{type(plan.owner).__name__} has max_per_second or a limiter, but executor "
             f"{executor.name!r} runs the items itself (in other processes, or with its own "
             "map_blocking) and does not declare gates_items, so pocketcore cannot pace or "
-            "limit their starts; use an executor that does (asyncio, trio, sequential, dask), "
+            "limit their starts; use an executor that does (asyncio, trio, sequential, dask, ray), "
             "or drop the limiter"
         )
     if plan.caps.remote and plan.passes:

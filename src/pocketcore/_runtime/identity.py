@@ -42,15 +42,26 @@ import sysconfig
 import types
 from typing import Any, Final
 
-from pocketcore._runtime.settings import SETTINGS
+from pocketcore._runtime.settings import GIVEN, SETTINGS, STEP_SETTINGS
 
 __all__ = ["BOOKKEEPING", "NOT_RESULT_CODE", "Unfingerprintable", "node_identity", "stable_bytes"]
 
 #: Instance attributes that are not part of a node's configuration: the
 #: graph, the params (keyed on their own), the retry counter and policy, and
-#: pocketcore's settings (how the node runs, not what it computes).
+#: pocketcore's settings (how the node runs, not what it computes), with the
+#: record of those given to the constructor and whether a step looks them up.
 BOOKKEEPING: Final = frozenset(
-    {"successors", "params", "file_params", "cur_retry", "max_retries", "wait", *SETTINGS}
+    {
+        "successors",
+        "params",
+        "file_params",
+        "cur_retry",
+        "max_retries",
+        "wait",
+        GIVEN,
+        STEP_SETTINGS,
+        *SETTINGS,
+    }
 )
 #: Methods that do not make ``exec``'s result: left out of the code fingerprint.
 NOT_RESULT_CODE: Final = frozenset(

@@ -43,7 +43,7 @@ from distributed.scheduler import KilledWorker
 
 from pocketcore import Gate, attach_failures
 
-from ._worker import Exited, Stopped, forget, interrupt
+from ._worker import Exited, Stopped, Unsendable, forget, interrupt
 
 __all__ = ["OnResult", "SchedulerLost", "run_batch"]
 
@@ -62,7 +62,17 @@ def _name(fn: Callable[..., Any]) -> str:
 
 
 def _unwrap(exc: BaseException, index: int, name: str) -> BaseException:
-    """The item's own exception: a ``SystemExit`` the worker wrapped is raised as itself."""
+    """The item's own exception: a ``SystemExit`` the worker wrapped is raised as itself.
+
+    A result that could not travel back is one line naming the node and the item.
+    """
+    if isinstance(exc, Unsendable):
+        from pocketcore import PocketcoreError
+
+        return PocketcoreError(
+            f"cannot send back the result of item {index} of node {name} from executor "
+            f"'dask' ({exc})"
+        )
     if not isinstance(exc, Exited):
         return exc
     own = exc.exit.with_traceback(exc.__traceback__)

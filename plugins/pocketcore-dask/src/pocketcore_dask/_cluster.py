@@ -10,7 +10,11 @@ cluster, whose scheduler and nannies live on distributed's loop thread, and
 each run connects its own client to it by address.
 
 A run asking for another shape (``n_workers``, ``threads_per_worker``,
-``processes``, ``log_failures``) replaces the cluster: one per process, never two.
+``processes``, ``log_failures``) replaces the cluster for the runs after it.
+A run still connected to the one replaced keeps it until it ends: each run
+leases the cluster it connects to (:func:`get`, :func:`release`), and a
+replaced cluster is closed when its last lease is given back, so a batch
+finishes on the cluster it started on.
 """
 
 from __future__ import annotations
@@ -29,17 +33,22 @@ from ._settings import Settings
 if TYPE_CHECKING:
     from distributed import LocalCluster
 
-__all__ = ["close", "get", "kill", "shutdown"]
+__all__ = ["close", "get", "kill", "release", "shutdown"]
 
 _lock = threading.Lock()
 _cluster: LocalCluster | None = None
 _shape: tuple[int, int, bool, bool] | None = None
 _atexit_registered = False
+#: Runs connected to each cluster (by id): a replaced one is closed at its last release.
+_leases: dict[int, int] = {}
+#: Clusters replaced while runs still used them.
+_replaced: list[LocalCluster] = []
 
 
 def get(settings: Settings) -> LocalCluster:
-    """The process's cluster of the shape ``settings`` asks for, started if need be.
+    """The process's cluster of the shape ``settings`` asks for, started if need be; leased.
 
+    Give the lease back with :func:`release` when the run is done with it.
     Blocking (seconds, when it starts one): call it from a worker thread.
     """
     global _cluster, _shape, _atexit_registered
@@ -55,7 +64,10 @@ def get(settings: Settings) -> LocalCluster:
     )
     with _lock:
         if _cluster is not None and (_shape != shape or _cluster.status.name != "running"):
-            _close(_cluster)
+            if _leases.get(id(_cluster)) and _cluster.status.name == "running":
+                _replaced.append(_cluster)  # its runs finish on it; closed by the last
+            else:
+                _close(_cluster)
             _cluster = None
         if _cluster is None:
             _cluster = LocalCluster(  # type: ignore[no-untyped-call]
@@ -75,7 +87,24 @@ def get(settings: Settings) -> LocalCluster:
                 # Registered after distributed's own exit handlers, so run before them.
                 atexit.register(shutdown)
                 _atexit_registered = True
+        _leases[id(_cluster)] = _leases.get(id(_cluster), 0) + 1
         return _cluster
+
+
+def release(cluster: LocalCluster) -> None:
+    """A run is done with ``cluster`` (from :func:`get`); closed if it was replaced meanwhile.
+
+    Blocking (seconds, when it closes one): call it from a worker thread.
+    """
+    with _lock:
+        left = _leases.pop(id(cluster), 0) - 1
+        if left > 0:
+            _leases[id(cluster)] = left
+        closing = cluster in _replaced and left <= 0
+        if closing:
+            _replaced.remove(cluster)
+    if closing:
+        _close(cluster)
 
 
 def _process_options(settings: Settings) -> dict[str, Any]:
@@ -104,8 +133,11 @@ def shutdown() -> None:
     global _cluster
     with _lock:
         cluster, _cluster = _cluster, None
-        if cluster is not None:
-            _close(cluster)
+        closing = [*_replaced, *([cluster] if cluster is not None else [])]
+        _replaced.clear()
+        _leases.clear()
+        for each in closing:
+            _close(each)
 
 
 def kill(cluster: LocalCluster) -> None:

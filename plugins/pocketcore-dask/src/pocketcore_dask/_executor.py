@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import socket
+import urllib.parse
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -116,14 +118,49 @@ async def _started(startable: Any) -> None:
         raise
 
 
-def _connect_timeout(settings: Settings) -> float:
-    """The connect timeout: the setting, else dask's (``distributed.comm.timeouts.connect``)."""
+#: The connect timeout when none is configured: a few seconds, not dask's 30.
+CONNECT_TIMEOUT = 5.0
+
+
+def _connect_timeout(settings: Settings) -> tuple[float, str]:
+    """The connect timeout, and what set it: the setting, else at most a few seconds.
+
+    Without the setting, dask's own (``distributed.comm.timeouts.connect``)
+    applies when it is shorter than :data:`CONNECT_TIMEOUT`.
+    """
     if settings.connect_timeout is not None:
-        return settings.connect_timeout
+        return settings.connect_timeout, "the connect_timeout setting"
     import dask
     from dask.utils import parse_timedelta
 
-    return float(parse_timedelta(dask.config.get("distributed.comm.timeouts.connect"), "s"))
+    configured = float(parse_timedelta(dask.config.get("distributed.comm.timeouts.connect"), "s"))
+    if configured < CONNECT_TIMEOUT:
+        return configured, "dask's connect timeout, distributed.comm.timeouts.connect"
+    return CONNECT_TIMEOUT, "the default connect_timeout"
+
+
+def _refused(address: str, timeout: float) -> OSError | None:
+    """Whether a TCP connection to ``address`` is refused (or cannot be made at all), and how.
+
+    dask retries a refused connection until its connect timeout; a refusal
+    is final (nothing listens there), so the run can fail at once. Blocking:
+    run it in a thread. Only ``tcp://`` addresses are tried; a silent one is
+    left to the connect timeout.
+    """
+    split = urllib.parse.urlsplit(address)
+    try:
+        host, port = split.hostname, split.port
+    except ValueError:
+        return None  # malformed: dask says how
+    if split.scheme != "tcp" or not host or port is None:
+        return None
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return None
+    except (ConnectionRefusedError, socket.gaierror) as exc:
+        return exc
+    except OSError:
+        return None  # unreachable or silent: dask's own error, within the timeout
 
 
 @contextlib.asynccontextmanager
@@ -163,23 +200,41 @@ async def _open(
 
             raise ConfigError(f"the client handed to DaskExecutor() has no scheduler: {given!r}")
         where = f"{address!r} (from argument client= of DaskExecutor())"
-        client = Client(address, asynchronous=True, set_as_default=False, security=given.security)  # type: ignore[no-untyped-call]
+        client = Client(  # type: ignore[no-untyped-call]
+            address,
+            asynchronous=True,
+            set_as_default=False,
+            security=given.security,
+            timeout=_connect_timeout(settings)[0],
+        )
     elif settings.address is None:
         if settings.processes:
             _check_main_module()
         cluster = await anyio.to_thread.run_sync(_cluster.get, settings)
         address = cluster.scheduler_address
         where = f"{address!r} (the process's LocalCluster)"
-        client = Client(address, asynchronous=True, set_as_default=False)  # type: ignore[no-untyped-call]
+        timeout = _connect_timeout(settings)[0]
+        client = Client(address, asynchronous=True, set_as_default=False, timeout=timeout)  # type: ignore[no-untyped-call]
     else:
         where = f"{settings.address!r} (from {settings.source})"
-        timeout = _connect_timeout(settings)
+        timeout = _connect_timeout(settings)[0]
+        refused = await anyio.to_thread.run_sync(_refused, settings.address, timeout)
+        if refused is not None:
+            from pocketcore import ConfigError
+
+            raise ConfigError(
+                f"cannot reach the dask scheduler at {where}: {refused.strerror or refused} "
+                "(is a dask scheduler listening there?)"
+            ) from None
         client = Client(settings.address, asynchronous=True, set_as_default=False, timeout=timeout)  # type: ignore[no-untyped-call]
-    await _reached(client, settings, where)
     try:
+        await _reached(client, settings, where)
         yield client, cluster
     finally:
         await _close(client)
+        if cluster is not None:
+            with anyio.CancelScope(shield=True):
+                await anyio.to_thread.run_sync(_cluster.release, cluster)
 
 
 def _check_main_module() -> None:
@@ -204,11 +259,7 @@ async def _reached(client: Client, settings: Settings, where: str) -> None:
     """
     from pocketcore import ConfigError
 
-    bound = _connect_timeout(settings)
-    if settings.connect_timeout is None:
-        which = "dask's connect timeout, distributed.comm.timeouts.connect"
-    else:
-        which = "the connect_timeout setting"
+    bound, which = _connect_timeout(settings)
     try:
         # A second more than dask's own deadline, so that a scheduler that
         # cannot be reached at all gets dask's more precise error.
@@ -257,8 +308,9 @@ class DaskExecutor(BaseExecutor):
         threads_per_worker: Threads of each of its workers (default 1).
         processes: Its workers are processes (default ``True``), or threads
             of this process (for items that release the GIL, or to debug).
-        connect_timeout: Seconds to wait for a scheduler to answer (default:
-            dask's ``distributed.comm.timeouts.connect``, 30 s).
+        connect_timeout: Seconds to wait for a scheduler to answer (default
+            5, or dask's ``distributed.comm.timeouts.connect`` if shorter); a
+            refused connection fails at once.
         no_workers_warning: Seconds a batch waits at a scheduler without
             workers before it says so on stderr (default 10).
         log_failures: Keep dask's "Compute Failed" log (with the worker's

@@ -62,7 +62,8 @@ class Settings:
         processes: Whether its workers are processes (the default) or
             threads of this process (unused with an address).
         connect_timeout: Seconds to wait for the scheduler to answer, or
-            ``None`` for dask's own (``distributed.comm.timeouts.connect``).
+            ``None`` for the default (5, or dask's
+            ``distributed.comm.timeouts.connect`` when shorter).
         no_workers_warning: Seconds without a worker at the scheduler, while a
             batch waits, before it says so on stderr.
         log_failures: Keep dask's "Compute Failed" log, with the worker's

@@ -43,6 +43,7 @@ from distributed import Event
 __all__ = [
     "Exited",
     "Stopped",
+    "Unsendable",
     "dask_setup",
     "forget",
     "interrupt",
@@ -93,6 +94,34 @@ def _exited(exc: BaseException) -> BaseException:
     if isinstance(exc, (SystemExit, KeyboardInterrupt)):
         return Exited(exc).with_traceback(exc.__traceback__)
     return exc
+
+
+class Unsendable(Exception):
+    """An item's result that cannot be pickled, so cannot travel back to the client.
+
+    Raised in the worker, where the result is made, before dask tries to
+    send it (and fails deep in its protocol, logging the failure at length).
+    The client names the node and the item (see ``_batch``).
+    """
+
+
+def _drop(buffer: Any) -> None:
+    """Out-of-band buffers (an array's data) are not copied: only whether it pickles counts."""
+
+
+def _sendable(result: Any) -> Any:
+    """``result``, once it is known to pickle; else :class:`Unsendable`, in one line."""
+    # cloudpickle (which comes with distributed), as distributed's own
+    # pickling falls back to; quietly, where distributed's logs each failure.
+    import cloudpickle  # type: ignore[import-untyped]
+
+    try:
+        cloudpickle.dumps(result, protocol=5, buffer_callback=_drop)
+    except Exception as exc:
+        raise Unsendable(
+            f"a {type(result).__qualname__}, which cannot be pickled: {type(exc).__name__}: {exc}"
+        ) from None
+    return result
 
 
 #: Set to "1" in the environment of a LocalCluster's worker processes to keep
@@ -203,7 +232,7 @@ async def _guarded(fn: Callable[[Any], Awaitable[Any]], item: Any, stop: Event) 
         entry = (loop, task)
         _running.setdefault(name, set()).add(entry)
     try:
-        return await task
+        return _sendable(await task)
     except asyncio.CancelledError:
         # This coroutine is never cancelled itself (it is asyncio.run's main
         # task); a cancelled item task is ours when its batch has stopped.
@@ -232,7 +261,7 @@ def run_sync_item(fn: Callable[[Any], Any], stop_name: str, item: Any) -> Any:
     if _should_skip(stop):
         return Stopped.SKIPPED
     try:
-        return fn(item)
+        return _sendable(fn(item))
     except BaseException as exc:
         _halt(stop)
         wrapped = _exited(exc)
