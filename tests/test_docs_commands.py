@@ -61,6 +61,8 @@ NOT_RUN = {
     "python -m examples.cpu_bound.flow": "minutes of CPU work on dask; tests/test_examples.py "
     "runs the example",
     "python -m benchmarks.dask_scale": "minutes of benchmark; nox -s bench",
+    "python -m benchmarks.remote_executors": "minutes of benchmark, on dask and Ray clusters",
+    "python -m benchmarks.provider": "minutes of benchmark against the fake provider",
     "python plugins/pocketcore-otel/benchmarks/overhead.py": "minutes of benchmark",
 }
 INPUT_FILE = re.compile(r"^@?[\w./-]+\.(py|toml|json|txt|db|html)(:[\w.]+)?$")
