@@ -62,7 +62,6 @@ NOT_RUN = {
     "runs the example",
     "python -m benchmarks.dask_scale": "minutes of benchmark; nox -s bench",
     "python -m benchmarks.remote_executors": "minutes of benchmark, on dask and Ray clusters",
-    "python -m benchmarks.provider": "minutes of benchmark against the fake provider",
     "python plugins/pocketcore-otel/benchmarks/overhead.py": "minutes of benchmark",
 }
 INPUT_FILE = re.compile(r"^@?[\w./-]+\.(py|toml|json|txt|db|html)(:[\w.]+)?$")
