@@ -45,6 +45,10 @@ class ExecutorConformance(Scheduling, Gating, Limiters, Failures):
             a remote executor's items already on their way with it (at most
             ``limit - 1``) may still start within ``0.1 * time_scale``
             seconds, while its stop signal travels; a local executor's never.
+        patience: Seconds an item of the overlap properties waits for its
+            siblings to start (they must all be in flight together); by
+            default ``0.5 * time_scale``. Raise it for an engine that may
+            take seconds to give a task a worker process.
 
     The properties of the gate (``test_gate_...``) are made only when the
     executor declares ``gates_items = True``; those of shared limiters in

@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 
 from ._failures import Failures
 from ._probes import ItemCall, Log, OverlapCall, ProbeGate, Seen, pulled
-from ._suite import CAPACITIES, DELAYS, LIMITS, PATIENCE, gate_property
+from ._suite import CAPACITIES, DELAYS, LIMITS, gate_property
 
 
 class Gating(Failures):
@@ -151,7 +151,7 @@ class Gating(Failures):
 
         async def body(log: Log) -> None:
             gate = ProbeGate(log, capacity, eager=eager)
-            call = OverlapCall(log, room, PATIENCE * self._scale)
+            call = OverlapCall(log, room, self._patience)
             result = await self._map(call, list(range(count)), limit, gate)
             assert result == list(range(count))
             max_in_flight = Seen(log.timeline()).peaks()[0]

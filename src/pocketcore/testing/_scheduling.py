@@ -25,7 +25,7 @@ from ._probes import (
     TaskCountingCall,
     pulled,
 )
-from ._suite import DELAYS, HUGE_LIMITS, LIMITS, PATIENCE, PROMPT, SuiteBase, suite_property
+from ._suite import DELAYS, HUGE_LIMITS, LIMITS, PROMPT, SuiteBase, suite_property
 
 
 class Scheduling(SuiteBase):
@@ -102,7 +102,7 @@ class Scheduling(SuiteBase):
         room = count if limit is None else min(count, limit)
 
         async def body(log: Log) -> None:
-            call = OverlapCall(log, room, PATIENCE * self._scale)
+            call = OverlapCall(log, room, self._patience)
             result = await self.executor.map(call, list(range(count)), limit=limit)
             assert result == list(range(count))
             max_in_flight = Seen(log.timeline()).peaks()[0]

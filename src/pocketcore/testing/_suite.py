@@ -100,6 +100,7 @@ class SuiteBase:
     backends: ClassVar[tuple[str, ...] | None] = None
     max_examples: ClassVar[int | None] = None
     time_scale: ClassVar[float | None] = None
+    patience: ClassVar[float | None] = None
 
     @classmethod
     def _is_remote(cls) -> bool:
@@ -110,6 +111,11 @@ class SuiteBase:
     def _gates(cls) -> bool:
         executor = getattr(cls, "executor", None)
         return executor is not None and capabilities(executor, warn=False).gates_items
+
+    @property
+    def _patience(self) -> float:
+        """Seconds an item of the overlap properties waits for its siblings to start."""
+        return self.patience if self.patience is not None else PATIENCE * self._scale
 
     @property
     def _scale(self) -> float:
