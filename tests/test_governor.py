@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 
 import pocketcore
 from pocketcore import Failed, Limiter
-from pocketcore._runtime.limits import request_tokens
+from pocketcore._runtime.governor import request_tokens
 from tests.provider import FakeProvider, serve
 
 SLACK = 0.03  # seconds: a wake-up on a busy machine comes late, never early

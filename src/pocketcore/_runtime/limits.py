@@ -11,7 +11,6 @@ woken through the loop it waits on.
 from __future__ import annotations
 
 import functools
-import json
 import math
 import threading
 import time
@@ -25,7 +24,7 @@ import attrs
 from pocketcore._core.errors import ConfigError
 from pocketcore._core.executor import Gate
 from pocketcore._runtime.budgets import Bucket, Budgets, Charge, Waiter
-from pocketcore._runtime.governor import TICKET, report_usage
+from pocketcore._runtime.governor import answered, booked, report_tokens, request_price
 from pocketcore._runtime.signals import RATE_LIMITED, remaining, retry_after
 
 __all__ = ["ONE_REQUEST", "Limiter", "check_count", "check_rate", "gate_of"]
@@ -280,27 +279,27 @@ class Limiter:
         if blocking:
 
             def request(request: Any) -> None:
-                price = _request_price(self, request)
+                price = request_price(self, request)
                 if price is not None:  # a blocking call cannot wait its turn: it owes it
                     self.account.correct({}, price)
-                    _booked(self, request, price)
+                    booked(self, request, price)
 
             def response(response: Any) -> None:
-                if _answered(self, response):
+                if answered(self, response):
                     response.read()
-                    _report_tokens(response)
+                    report_tokens(response)
 
             return {"request": [request], "response": [response]}
 
         async def request_async(request: Any) -> None:
-            price = _request_price(self, request)
+            price = request_price(self, request)
             if price is not None:
-                _booked(self, request, await self.take_turn(price))
+                booked(self, request, await self.take_turn(price))
 
         async def response_async(response: Any) -> None:
-            if _answered(self, response):
+            if answered(self, response):
                 await response.aread()
-                _report_tokens(response)
+                report_tokens(response)
 
         return {"request": [request_async], "response": [response_async]}
 
@@ -485,100 +484,6 @@ class Limiter:
         ]
         label = "limiter" if self.name is None else f"limiter {self.name!r}"
         return f"{label} ({', '.join(bounds) or 'no bounds'})"
-
-
-def _held(limiter: Limiter) -> tuple[Any, dict[str, float]] | None:
-    """The ticket of the item holding ``limiter`` in this context, and its attempt's charge."""
-    ticket = TICKET.get()
-    if ticket is None or not ticket.held:
-        return None
-    for held, charge in zip(ticket.limiters, ticket.charges, strict=True):
-        if held is limiter:
-            return ticket, charge
-    return None
-
-
-def _request_price(limiter: Limiter, request: Any) -> dict[str, float] | None:
-    """What ``request`` costs on ``limiter``: one request, and its tokens as the provider counts.
-
-    ``None`` outside an item holding the limiter (nothing to charge it to).
-    """
-    if _held(limiter) is None:
-        return None
-    price = {"requests": 1.0}
-    if "tokens" in limiter.units():
-        asked = request_tokens(getattr(request, "content", b""))
-        price["tokens"] = limiter.estimate("tokens") if asked is None else asked
-    return price
-
-
-def _booked(limiter: Limiter, request: Any, price: Mapping[str, float]) -> None:
-    """Count ``price`` into the attempt's charge, and keep it by request for a refusal."""
-    holding = _held(limiter)
-    if holding is None:  # the item let go meanwhile (cancelled): give it back
-        limiter.account.correct(price, dict.fromkeys(price, 0.0))
-        return
-    ticket, charge = holding
-    for unit, amount in price.items():
-        charge[unit] = charge.get(unit, 0.0) + amount
-    ticket.requests[id(request)] = dict(price)
-
-
-def _answered(limiter: Limiter, response: Any) -> bool:
-    """Observe a response; whether it is a successful JSON answer to read the usage of."""
-    status = response.status_code
-    if status in RATE_LIMITED:
-        holding = _held(limiter)
-        price = None
-        if holding is not None:
-            price = holding[0].requests.pop(id(getattr(response, "request", None)), None)
-        if price is not None and price.get("tokens"):
-            # Refused: the provider took none of its tokens (the SDK may send
-            # it again). Given back before the provider's count is taken in.
-            tokens = price["tokens"]
-            limiter.account.correct({"tokens": tokens}, {"tokens": 0.0})
-            holding[1]["tokens"] -= tokens  # type: ignore[index]
-    limiter.observe(status, response.headers)
-    if status in RATE_LIMITED:
-        return False
-    kind = str(response.headers.get("content-type", ""))
-    return bool(status == 200 and kind.startswith("application/json"))
-
-
-def request_tokens(body: bytes) -> float | None:
-    """The tokens a provider counts against its budget for an OpenAI-style request body.
-
-    Its messages' text, at four characters a token, plus the completion it
-    may return (``max_tokens`` or ``max_completion_tokens``); ``None`` for a
-    body that is not such a request.
-    """
-    try:
-        data = json.loads(body or b"null")
-    except ValueError:
-        return None
-    if not isinstance(data, dict) or not isinstance(data.get("messages"), list):
-        return None
-    chars = 0
-    for message in data["messages"]:
-        content = message.get("content") if isinstance(message, dict) else None
-        if isinstance(content, str):
-            chars += len(content)
-        elif isinstance(content, list):  # parts: count the text ones
-            chars += sum(len(str(p.get("text", ""))) for p in content if isinstance(p, dict))
-    most = data.get("max_tokens") or data.get("max_completion_tokens") or 0
-    if isinstance(most, bool) or not isinstance(most, (int, float)):
-        most = 0
-    return max(1, chars // 4) + float(most)
-
-
-def _report_tokens(response: Any) -> None:
-    """Report the ``usage.total_tokens`` of an OpenAI-style answer, when it has one."""
-    try:
-        total = response.json()["usage"]["total_tokens"]
-    except (ValueError, KeyError, TypeError):
-        return
-    if isinstance(total, (int, float)) and not isinstance(total, bool) and total >= 0:
-        report_usage(tokens=total)
 
 
 def _amount(value: float) -> str:
