@@ -132,3 +132,25 @@ class TraceIds(Numbers):
 
         context = trace.get_current_span().get_span_context()
         return (item, context.trace_id, context.span_id)
+
+
+class SlowToSend(Exception):
+    """An exception that takes a second to pickle: still on its way back when its batch stops."""
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        time.sleep(1.0)
+        return (SlowToSend, self.args)
+
+
+class TwoFailures(SyncNumbers):
+    """Item 0 fails after half a second; item 1 fails at once, slow to send its failure back.
+
+    Item 0's failure reaches the driver first, which cancels item 1 while
+    its failure is being pickled: Ray then reports item 1 as cancelled.
+    """
+
+    def exec(self, item: Any) -> Any:
+        if item == 0:
+            time.sleep(0.5)
+            raise ValueError("the first failure")
+        raise SlowToSend("the second failure")

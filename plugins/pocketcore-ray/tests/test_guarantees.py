@@ -11,7 +11,7 @@ import pytest
 from conftest import executor
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from ray_nodes import Counted, Flaky, Spans, marks, spans
+from ray_nodes import Counted, Flaky, Spans, TwoFailures, marks, spans
 
 import pocketcore
 from pocketcore import Limiter
@@ -118,6 +118,16 @@ def test_a_failure_stops_the_batch_and_is_raised_as_itself() -> None:
     assert 'in exec_async\n    raise ValueError(f"{item} attempt {self.cur_retry}")' in str(
         info.value.__cause__
     )
+
+
+def test_a_failure_ray_reports_as_cancelled_is_still_named() -> None:
+    # Item 1 fails first, but its failure is still being pickled when item
+    # 0's reaches the driver, which cancels the rest of the batch.
+    node = TwoFailures()
+    with pytest.raises(ValueError, match="the first failure") as info:
+        pocketcore.run(node, {"items": [0, 1]}, executor=executor())
+    notes = getattr(info.value, "__notes__", [])
+    assert any("SlowToSend: the second failure" in note for note in notes), notes
 
 
 def test_the_cache_is_read_and_written_here(tmp_path: Path) -> None:

@@ -27,7 +27,7 @@ import pickle
 from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
-from ._worker import RemoteTraceback, Unsendable
+from ._worker import RemoteTraceback, Unsendable, kept_failures
 
 if TYPE_CHECKING:
     from pocketcore import Gate
@@ -89,12 +89,17 @@ class _Batch:
 
     def __init__(
         self,
-        submit: Callable[[Any], Any],
+        submit: Callable[[int, Any], Any],
         name: str,
         gate: Gate | None,
         on_result: OnResult | None,
+        batch: str | None,
     ) -> None:
         self.submit_one, self.name, self.gate, self.on_result = submit, name, gate, on_result
+        self.batch = batch
+        #: Items whose tasks came back cancelled after the batch stopped: one
+        #: may have failed first (see :meth:`recover`).
+        self.unheard: list[int] = []
         #: The future awaiting each unsettled task -> (position, the task's ObjectRef).
         self.waiting: dict[Settling, tuple[int, Any]] = {}
         self.results: list[Any] = []
@@ -130,7 +135,7 @@ class _Batch:
         index = len(self.results)
         self.results.append(None)
         try:
-            ref = self.submit_one(item)
+            ref = self.submit_one(index, item)
         except BaseException:
             if self.gate is not None:
                 self.gate.leave()
@@ -208,9 +213,13 @@ class _Batch:
         if ok is None:  # cancelled or skipped by the batch's own stop: not a failure
             # Skipped before the batch knew: a failure is on its way to it.
             self.stopped = True
+            if late:
+                self.unheard.append(index)
             return
         if late and isinstance(value, (KeyboardInterrupt, asyncio.CancelledError)):
-            return  # Ray's cancellation, as it reached a running item: not its failure
+            # Ray's cancellation, as it reached a running item: not its failure
+            self.unheard.append(index)
+            return
         if ok:
             if not late:
                 self.results[index] = value
@@ -261,6 +270,24 @@ class _Batch:
             if deadline is not None and self.waiting and loop.time() >= deadline:
                 deadline = None
                 self._cancel(force=True)
+        self.recover()
+
+    def recover(self) -> None:
+        """Add the failures of items that Ray reported cancelled although they had failed first.
+
+        Ray turns the outcome of a task it was asked to cancel into a
+        cancellation even when the item had already ended in its own
+        failure; the worker keeps each failure beside the batch's flag, and
+        it is asked for here, once every task has settled.
+        """
+        if self.batch is None or not self.unheard:
+            return
+        kept = kept_failures(self.batch, sorted(self.unheard))
+        self.unheard.clear()
+        for index, sent in sorted(kept.items()):
+            ok, value = _decoded(sent, index, self.name)
+            if ok is False and not isinstance(value, (KeyboardInterrupt, asyncio.CancelledError)):
+                self.failures.append(value)
 
     def _cancel(self, *, force: bool) -> None:
         import ray
@@ -293,6 +320,11 @@ def _outcome(future: Settling, index: int, name: str) -> tuple[bool | None, Any]
         return False, _node_error()(
             f"item {index} of node {name} failed in Ray: {type(exc).__name__}: {detail}"
         )
+    return _decoded(sent, index, name)
+
+
+def _decoded(sent: bytes, index: int, name: str) -> tuple[bool | None, Any]:
+    """The outcome a worker pickled (see :func:`pocketcore_ray._worker.run_item`)."""
     ok, value, text = pickle.loads(sent)
     if text is not None and isinstance(value, BaseException):
         value.__cause__ = RemoteTraceback(text)
@@ -309,7 +341,7 @@ def _outcome(future: Settling, index: int, name: str) -> tuple[bool | None, Any]
 
 
 async def run_batch(
-    submit: Callable[[Any], Any],
+    submit: Callable[[int, Any], Any],
     name: str,
     items: Iterable[Any],
     limit: int | None,
@@ -317,11 +349,14 @@ async def run_batch(
     gate: Gate | None,
     on_result: OnResult | None,
     kill_after: float | None,
+    batch_name: str | None = None,
 ) -> list[Any]:
-    """Run every item as a Ray task made by ``submit(item)``; results in input order.
+    """Run every item as a Ray task made by ``submit(position, item)``; results in input order.
 
     ``kill_after``: when the caller is cancelled, seconds after which the
-    workers of items still running are killed (``None``: never).
+    workers of items still running are killed (``None``: never). ``batch_name``:
+    the name the workers keep the batch's failures under (see
+    :func:`pocketcore_ray._worker.kept_failures`).
 
     Raises:
         BaseException: The first failure (the item's own exception), others
@@ -331,7 +366,7 @@ async def run_batch(
     """
     from pocketcore import attach_failures
 
-    batch = _Batch(submit, name, gate, on_result)
+    batch = _Batch(submit, name, gate, on_result, batch_name)
     source = iter(items)
     try:
         while True:

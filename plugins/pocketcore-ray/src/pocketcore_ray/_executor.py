@@ -214,6 +214,8 @@ class RayExecutor(BaseExecutor):
         # The process's own local workers are killed at Ctrl-C if an item does
         # not end soon; a cluster of others' is not ours to kill.
         kill_after = _kill_after(blocking) if instance.ours and not settings.address else None
+        # Failures are kept under the batch's name too (see _worker.kept_failures).
+        failed = False
         try:
             submit = _submitter(fn, blocking, settings, flagged, batch)
             return await run_batch(
@@ -224,9 +226,13 @@ class RayExecutor(BaseExecutor):
                 gate=gate,
                 on_result=on_result,
                 kill_after=kill_after,
+                batch_name=batch,
             )
+        except BaseException:
+            failed = True
+            raise
         finally:
-            if flagged:
+            if flagged or failed:
                 _worker.forget(batch)
             _cluster.release(instance)
 
@@ -239,8 +245,8 @@ class RayExecutor(BaseExecutor):
 
 def _submitter(
     fn: Callable[[Any], Any], blocking: bool, settings: Settings, flagged: bool, batch: str
-) -> Callable[[Any], Any]:
-    """``submit(item)``: the item as a Ray task, the batch's work put in the object store once."""
+) -> Callable[[int, Any], Any]:
+    """``submit(index, item)``: the item as a Ray task (a large work sent to the store once)."""
     import ray
     import ray.cloudpickle as cloudpickle
 
@@ -255,5 +261,5 @@ def _submitter(
     return functools.partial(_submit, remote.remote, holder, blocking)
 
 
-def _submit(remote: Callable[..., Any], holder: Any, blocking: bool, item: Any) -> Any:
-    return remote(holder, blocking, item)
+def _submit(remote: Callable[..., Any], holder: Any, blocking: bool, index: int, item: Any) -> Any:
+    return remote(holder, blocking, item, index)

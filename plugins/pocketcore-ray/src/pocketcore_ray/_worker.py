@@ -41,7 +41,16 @@ from typing import Any
 
 import attrs
 
-__all__ = ["SKIPPED", "RemoteTraceback", "Unsendable", "forget", "is_stopped", "run_item", "stop"]
+__all__ = [
+    "SKIPPED",
+    "RemoteTraceback",
+    "Unsendable",
+    "forget",
+    "is_stopped",
+    "kept_failures",
+    "run_item",
+    "stop",
+]
 
 #: Works kept unpickled per worker process: a few batches run side by side.
 _KEPT = 8
@@ -159,11 +168,43 @@ def stop(batch: str) -> None:
 
 
 def forget(batch: str) -> None:
-    """Drop a finished batch's flag (from the driver)."""
+    """Drop a finished batch's flag and the failures kept for it (from the driver)."""
     from ray.experimental import internal_kv
 
     with contextlib.suppress(Exception):  # never set, or a Ray Client driver: nothing to drop
-        internal_kv._internal_kv_del(batch, namespace=NAMESPACE)
+        internal_kv._internal_kv_del(batch, del_by_prefix=True, namespace=NAMESPACE)
+
+
+def _failure_key(batch: str, index: int) -> str:
+    return f"{batch}/failed/{index}"
+
+
+def _keep_failure(batch: str, index: int, sent: bytes) -> None:
+    """Keep an item's failure (its pickled outcome) beside the batch's flag.
+
+    Ray reports a task it was asked to cancel as cancelled even when the
+    item had already failed and returned its failure: the driver, which
+    cancels the rest of a batch once it learns of a first failure, would
+    lose every other failure that happened meanwhile. Kept here, it asks
+    for them (:func:`kept_failures`) for the tasks that came back cancelled.
+    """
+    from ray.experimental import internal_kv
+
+    with contextlib.suppress(Exception):  # the failure still travels back as the result
+        internal_kv._internal_kv_put(_failure_key(batch, index), sent, namespace=NAMESPACE)
+
+
+def kept_failures(batch: str, indices: Sequence[int]) -> dict[int, bytes]:
+    """The failures kept for items ``indices`` of ``batch`` (from the driver), by index."""
+    from ray.experimental import internal_kv
+
+    found: dict[int, bytes] = {}
+    with contextlib.suppress(Exception):  # a Ray Client driver: what came back is all there is
+        for index in indices:
+            sent = internal_kv._internal_kv_get(_failure_key(batch, index), namespace=NAMESPACE)
+            if sent is not None:
+                found[index] = sent
+    return found
 
 
 def _outcome(work: Callable[[Any], Any], blocking: bool, item: Any) -> tuple[bool, Any]:
@@ -218,8 +259,8 @@ def _cancelled_by_sigint(loop: asyncio.AbstractEventLoop, task: Any) -> Callable
     return restore
 
 
-def run_item(holder: Sequence[Any], blocking: bool, item: Any) -> bytes:
-    """One item: ``work(item)`` (run to its end by ``asyncio.run`` unless ``blocking``).
+def run_item(holder: Sequence[Any], blocking: bool, item: Any, index: int) -> bytes:
+    """Item ``index``: ``work(item)`` (run to its end by ``asyncio.run`` unless ``blocking``).
 
     ``holder`` is ``(work, key, flagged, batch)``: the batch's work, pickled
     (or ``[reference]`` to it in the object store) and its key, whether the
@@ -228,7 +269,8 @@ def run_item(holder: Sequence[Any], blocking: bool, item: Any) -> bytes:
     Returns:
         ``(ok, value, text)`` pickled: the result, or the item's exception
         (any, ``SystemExit`` too) and its traceback, or an :class:`Unsendable`; :data:`SKIPPED` when
-        the batch had stopped before the item started.
+        the batch had stopped before the item started. A failure is also
+        kept in the cluster's key-value store (see :func:`kept_failures`).
     """
     flagged, batch = holder[2], holder[3]
     if flagged and is_stopped(batch):
@@ -237,13 +279,17 @@ def run_item(holder: Sequence[Any], blocking: bool, item: Any) -> bytes:
         ok, value = _outcome(_work(holder), blocking, item)
     except BaseException as exc:  # the work could not be fetched
         ok, value = False, exc
+    sent: bytes | None = None
     while True:
         try:
             if ok:
                 return _dumps(True, value)
             if flagged:
                 stop(batch)
-            return _failed(value)
+            if sent is None:
+                sent = _failed(value)
+            _keep_failure(batch, index, sent)
+            return sent
         except KeyboardInterrupt:  # noqa: PERF203 - once per cancelled item, not per loop
             # Ray's cancellation, arriving once the item has ended: the
             # outcome stands (a failure must not be lost to it).
