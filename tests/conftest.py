@@ -8,6 +8,7 @@ import pytest
 
 import pocketcore
 from pocketcore import Registry
+from pocketcore._runtime import config
 
 
 @pytest.fixture(autouse=True)
@@ -26,6 +27,8 @@ def _isolated_config(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     ):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.chdir(tmp_path)
+    # A `pocketcore run` of a file in an earlier test named its program.
+    monkeypatch.setattr(config, "_program", [])
 
 
 @pytest.fixture

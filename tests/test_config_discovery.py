@@ -22,6 +22,7 @@ from hypothesis import strategies as st
 
 import pocketcore
 from pocketcore import ConfigError
+from pocketcore._runtime import config
 from pocketcore._runtime.config import RunSettings, find_config
 
 # What a folder may hold: its configuration files, and whether it is a repository's top.
@@ -163,9 +164,105 @@ def test_a_script_run_from_a_subfolder_of_the_project_finds_its_configuration(
             [sys.executable, str(script)], cwd=cwd, env=env, capture_output=True, text=True
         )
         assert (done.returncode, done.stdout, done.stderr) == (0, "[2, 4, 6]\n", "")
-    # Outside the project nothing declares the limiter, and the error says where it looked.
+    # From outside the project, the search goes on from the script's own folder.
     done = subprocess.run(
         [sys.executable, str(script)], cwd=tmp_path, env=env, capture_output=True, text=True
     )
-    assert done.returncode == 1
-    assert f"searched pocketcore.toml and pyproject.toml in {tmp_path}, " in done.stderr
+    assert (done.returncode, done.stdout, done.stderr) == (0, "[2, 4, 6]\n", "")
+
+
+# A repository: its top, two folders below it, and one below each of those.
+TREE = ("", "a", "a/b", "c", "c/d")
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    holding=st.sets(st.sampled_from(TREE)),
+    cwd=st.sampled_from(TREE),
+    program=st.one_of(st.none(), st.sampled_from(TREE)),
+)
+def test_the_program_folder_is_searched_when_the_working_directory_finds_nothing(
+    holding: set[str], cwd: str, program: str | None
+) -> None:
+    def chain(folder: str) -> list[str]:
+        """``folder`` and those above it, up to the repository's top."""
+        parts = folder.split("/") if folder else []
+        return ["/".join(parts[:n]) for n in range(len(parts), -1, -1)]
+
+    first = next((f for f in chain(cwd) if f in holding), None)
+    then = None if program is None else next((f for f in chain(program) if f in holding), None)
+    want = first if first is not None else then
+    with tempfile.TemporaryDirectory() as tmp:
+        top = Path(tmp)
+        (top / ".git").mkdir()
+        for folder in TREE:
+            (top / folder).mkdir(parents=True, exist_ok=True)
+        for level, folder in enumerate(TREE):
+            if folder in holding:
+                (top / folder / "pocketcore.toml").write_text(f"max_concurrency = {level + 1}\n")
+        old = os.getcwd()
+        os.chdir(top / cwd)
+        config.set_program(None if program is None else str(top / program / "flow.py"))
+        try:
+            setting = RunSettings().get("max_concurrency")
+            search = find_config()
+        finally:
+            config.set_program(None)
+            os.chdir(old)
+    got = None if setting is None else TREE[setting.value - 1]
+    assert got == want
+    # Every folder is searched once at most, nearest first.
+    assert len(set(search.folders)) == len(search.folders)
+    if want is None:
+        assert search.describe().startswith("no configuration file found")
+
+
+@pytest.mark.parametrize("how", ["python", "pocketcore run"])
+def test_a_program_run_from_elsewhere_finds_the_file_beside_it(tmp_path: Path, how: str) -> None:
+    (tmp_path / ".git").mkdir()
+    program = tmp_path / "examples" / "limited"
+    program.mkdir(parents=True)
+    (program / "pocketcore.toml").write_text("[limiters.llm]\nmax_concurrency = 2\n")
+    (program / "flow.py").write_text(
+        textwrap.dedent(
+            """
+            import pocketcore
+
+            class Limited(pocketcore.AsyncParallelBatchNode):
+                limiter = "llm"
+
+                async def prep_async(self, shared):
+                    return [1, 2, 3]
+
+                async def exec_async(self, item):
+                    return item * 2
+
+                async def post_async(self, shared, prep_res, exec_res):
+                    shared["out"] = exec_res
+                    print("out", exec_res)
+
+            flow = pocketcore.AsyncFlow(start=Limited())
+
+            if __name__ == "__main__":
+                pocketcore.run(flow, {})
+            """
+        )
+    )
+    if how == "python":
+        command = [sys.executable, "examples/limited/flow.py"]
+    else:
+        command = [sys.executable, "-m", "pocketcore", "run", "examples/limited/flow.py:flow"]
+        command += ["--output", "none"]
+    done = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "out [2, 4, 6]" in done.stdout
+    # Without the file beside the program, the error names both searches.
+    (program / "pocketcore.toml").unlink()
+    done = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert done.returncode != 0
+    assert "unknown limiter 'llm'" in done.stderr
+    assert done.stderr.rstrip().endswith(
+        f"searched pocketcore.toml and pyproject.toml in {tmp_path} (stopped at the top of the "
+        f"repository, which holds .git), then from the program's folder in {program}, "
+        f"{program.parent} (reached a folder searched already)"
+    )

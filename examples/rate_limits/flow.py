@@ -7,14 +7,15 @@ document to :class:`FakeLLM`, a stand-in for a model API that answers
 ``429 Too Many Requests`` beyond its rate limit. One document is too long
 for the model, and always fails with ``400 Bad Request``.
 
-Run it from this folder, whose ``pocketcore.toml`` declares the limiter
-``llm`` (a little under the API's limit)::
+Run it from the repository's root (or from this folder)::
 
-    cd examples/rate_limits && python flow.py
+    python examples/rate_limits/flow.py
 
-The configuration file is looked for from the working directory upward, so
-from the repository's root the limiter is not declared, and the run that
-names it stops with an error listing the folders searched.
+The ``pocketcore.toml`` beside it declares the limiter ``llm`` (a little
+under the API's limit). The configuration file is looked for from the
+working directory upward, and, when none is found there, from the program's
+folder upward: from the root, which declares no ``[tool.pocketcore]``, the
+run finds this one.
 
 It runs the batch four ways and prints one line for each.
 """

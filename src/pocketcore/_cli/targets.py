@@ -20,6 +20,7 @@ from pocketcore._core.errors import PluginWarning
 from pocketcore._front.flowfile import load_flow
 from pocketcore._nodes.nodes import BaseNode
 from pocketcore._plugins.registry import Registry, get_registry
+from pocketcore._runtime.config import set_program
 
 from .errors import BadInput, user_code
 from .output import describe_error, warn
@@ -102,6 +103,7 @@ def _load_flow_file(spec: str, registry: Registry) -> Target:
     if not path.is_file():
         raise BadInput(f"no such flow file: {spec!r}")
     cwd_on_path()
+    set_program(str(path))  # its folder's configuration, when the working directory has none
     before = len(registry.failures)
     with warnings.catch_warnings():
         # Node entry points are loaded now, the first time a flow file asks.
@@ -133,7 +135,9 @@ def _import_file(where: str) -> ModuleType:
     if spec is None or spec.loader is None:
         raise BadInput(f"cannot import {where!r}: not a Python source file")
     module = importlib.util.module_from_spec(spec)
-    # As `python path/to/file.py` does, so the file can import its neighbours.
+    # As `python path/to/file.py` does, so the file can import its neighbours,
+    # and the configuration beside it is found (see find_config).
+    set_program(str(path))
     folder = str(path.resolve().parent)
     if folder not in sys.path:
         sys.path.insert(0, folder)

@@ -44,9 +44,9 @@ def run(target: BaseNode, shared: Any = None, **given: Unpack[SettingKeywords]) 
     (``POCKETCORE_EXECUTOR``, ``POCKETCORE_MAX_CONCURRENCY``,
     ``POCKETCORE_MAX_PER_SECOND``, ``POCKETCORE_LIMITER``, ``POCKETCORE_ON_ERROR``,
     ``POCKETCORE_TIMEOUT``, ``POCKETCORE_CACHE``), then ``pocketcore.toml`` or ``[tool.pocketcore]``
-    in ``pyproject.toml``, the nearest from the working directory upward, then the default. A
-    node's or flow's own setting still wins for that node; the target's own
-    executor also decides which event loop is started.
+    in ``pyproject.toml``, the nearest from the working directory upward (else from the
+    program's folder), then the default. A node's or flow's own setting still wins for
+    that node; the target's own executor also decides which event loop is started.
 
     Args:
         target: The node or flow to run.

@@ -3,8 +3,8 @@
 Most specific first: the node's or flow's own attribute (``executor``,
 ``max_concurrency``); the arguments of :func:`pocketcore.run`; the environment
 (``POCKETCORE_EXECUTOR``, ``POCKETCORE_MAX_CONCURRENCY``); the nearest
-configuration file, found from the working directory upward (see
-:func:`find_config`); the default (the executor named after the running
+configuration file, found from the working directory upward, else from the
+program's folder upward (see :func:`find_config`); the default (the executor named after the running
 backend).
 
 A run resolves each run-level setting once, and only when something asks for
@@ -20,6 +20,7 @@ from __future__ import annotations
 import functools
 import os
 import sys
+import sysconfig
 from collections.abc import Mapping
 from typing import Any
 
@@ -45,7 +46,9 @@ __all__ = [
     "find_config",
     "lookup_executor",
     "plugin_settings",
+    "program_folder",
     "run_arguments",
+    "set_program",
 ]
 
 
@@ -165,50 +168,134 @@ class Search:
 
     Attributes:
         found: The table of the file found, or ``None`` when there is none.
-        folders: The folders searched, nearest first (absolute paths).
-        stop: Why the search stopped where it did, for errors.
+        folders: The folders searched, nearest first (absolute paths), by
+            this search and the one after it.
+        stop: Why this search stopped where it did, for errors.
+        then: The search from the program's folder, made when this one found
+            nothing (see :func:`find_config`).
     """
 
     found: _FileTable | None
     folders: tuple[str, ...]
     stop: str
+    then: Search | None = None
 
     def describe(self) -> str:
         """The files searched, in words, for an error about what the configuration lacks."""
         if self.found is not None:
             return f"the configuration file is {self.found.file}"
-        return (
+        text = (
             f"no configuration file found: searched pocketcore.toml and pyproject.toml in "
-            f"{', '.join(self.folders)} ({self.stop})"
+            f"{self._searched()}"
         )
+        if self.then is not None:
+            text += f", then from the program's folder in {self.then._searched()}"
+        return text
+
+    def _searched(self) -> str:
+        own = self.folders if self.then is None else self.folders[: -len(self.then.folders)]
+        return f"{', '.join(own)} ({self.stop})"
 
 
 def _shown(folder: str, start: str) -> str:
-    """``folder`` as file names in errors start: relative when it is ``start`` or above it."""
-    rel = os.path.relpath(folder, start)
-    return rel if rel == "." or set(rel.split(os.sep)) == {".."} else folder
+    """``folder`` as file names in errors start: relative when at ``start``, above or below it."""
+    try:
+        rel = os.path.relpath(folder, start)
+    except ValueError:  # different drives
+        return folder
+    parts = set(rel.split(os.sep))
+    return rel if rel == "." or parts == {".."} or ".." not in parts else folder
+
+
+#: The file ``pocketcore run`` was given (a program or a flow file), if any.
+_program: list[str] = []
+
+
+def set_program(path: str | None) -> None:
+    """Name the file of the program being run (``pocketcore run``'s target), or forget it.
+
+    Its folder is where the configuration is looked for when the working
+    directory and the folders above it have none (see :func:`find_config`).
+    """
+    _program[:] = [] if path is None else [os.path.abspath(path)]
+
+
+def program_folder() -> str | None:
+    """The folder of the program being run, or ``None`` when there is no program file.
+
+    The folder of the file given to ``pocketcore run``; else that of the
+    script Python runs (``python path/to/flow.py``, ``python -m package``),
+    unless it is an installed tool's (a console script, ``python -m pytest``)
+    or there is none (an interactive session).
+    """
+    if _program:
+        return os.path.dirname(_program[0])
+    main = sys.modules.get("__main__")
+    file = getattr(main, "__file__", None)
+    if not isinstance(file, str) or not file:
+        return None
+    return _script_folder(os.path.abspath(file))
+
+
+@functools.lru_cache(maxsize=8)
+def _script_folder(file: str) -> str | None:
+    folder = os.path.dirname(file)
+    paths = sysconfig.get_paths()
+    for key in ("purelib", "platlib", "scripts"):
+        installed = paths.get(key)
+        if installed and _is_within(folder, os.path.abspath(installed)):
+            return None
+    return folder
+
+
+def _is_within(folder: str, parent: str) -> bool:
+    try:
+        return os.path.commonpath([folder, parent]) == parent
+    except ValueError:  # different drives
+        return False
 
 
 def find_config(start: str | None = None) -> Search:
-    """Find the configuration file for a run started in ``start`` (the working directory).
+    """Find the configuration file of a run: from ``start``, or the working directory, upward.
 
-    In ``start``, then in each folder above it: the first folder holding a
-    ``pocketcore.toml``, or a ``pyproject.toml`` with a ``[tool.pocketcore]``
-    table, is the configuration (``pocketcore.toml`` wins over
-    ``pyproject.toml`` in the same folder). A ``pyproject.toml`` without that
-    table is passed over. The search stops at the top of the repository (a
-    folder holding ``.git`` or ``.hg``, looked in last), else at the root of
-    the file system. Files are parsed once and re-read only when they change.
+    In the start folder, then in each folder above it: the first folder
+    holding a ``pocketcore.toml``, or a ``pyproject.toml`` with a
+    ``[tool.pocketcore]`` table, is the configuration (``pocketcore.toml``
+    wins over ``pyproject.toml`` in the same folder). A ``pyproject.toml``
+    without that table is passed over. The search stops at the top of the
+    repository (a folder holding ``.git`` or ``.hg``, looked in last), else
+    at the root of the file system. Without ``start``, when the working
+    directory and its parents hold none, the search goes on from the
+    program's folder (see :func:`program_folder`) the same way, so that
+    ``python examples/rate_limits/flow.py`` finds the file beside the
+    program. Files are parsed once and re-read only when they change.
 
     Raises:
         ConfigError: The file found cannot be read or holds an unknown key or
             a bad limiter; the message names the file.
     """
-    origin = os.path.abspath(os.getcwd() if start is None else start)
-    folder, folders = origin, []
+    if start is not None:
+        origin = os.path.abspath(start)
+        return _search(origin, origin, ())
+    cwd = os.getcwd()
+    first = _search(cwd, cwd, ())
+    if first.found is not None:
+        return first
+    program = program_folder()
+    if program is None or program in first.folders:
+        return first
+    then = _search(program, cwd, first.folders)
+    return Search(then.found, first.folders + then.folders, first.stop, then)
+
+
+def _search(origin: str, shown_from: str, searched: tuple[str, ...]) -> Search:
+    """Search from ``origin`` upward (names shown from ``shown_from``), ``searched`` left out."""
+    folder, folders = origin, list[str]()
     while True:
+        if folder in searched:
+            return Search(None, tuple(folders), "reached a folder searched already")
         folders.append(folder)
-        shown = _shown(folder, origin)
+        shown = _shown(folder, shown_from)
         for name in CONFIG_FILES:
             path = os.path.join(folder, name)
             try:
@@ -235,7 +322,7 @@ def find_config(start: str | None = None) -> Search:
         folder = parent
 
 
-def _file_table(start: str) -> _FileTable | None:
+def _file_table(start: str | None) -> _FileTable | None:
     """The table of the configuration file found from ``start`` (see :func:`find_config`)."""
     return find_config(start).found
 
@@ -246,11 +333,13 @@ def plugin_settings(name: str, *, cwd: str | None = None) -> tuple[dict[str, Any
     Plugins keep their settings in a sub-table named after them:
     ``[tool.pocketcore.<name>]`` in ``pyproject.toml``, or ``[<name>]`` in
     ``pocketcore.toml`` (the same file and precedence as the run settings:
-    the nearest one from the working directory upward, see :func:`find_config`).
+    the nearest one from the working directory upward, else from the
+    program's folder, see :func:`find_config`).
 
     Args:
         name: The plugin's table name (``"dask"`` for ``[tool.pocketcore.dask]``).
-        cwd: The directory the search starts in; the working directory by default.
+        cwd: The directory the search starts in (and only it and those above
+            it); by default the working directory, then the program's folder.
 
     Returns:
         ``(table, where)``: the table (empty when absent) and a description of
@@ -260,7 +349,7 @@ def plugin_settings(name: str, *, cwd: str | None = None) -> tuple[dict[str, Any
         ConfigError: The file cannot be read or is not valid TOML, or ``name``
             is not a table.
     """
-    found = _file_table(os.getcwd() if cwd is None else cwd)
+    found = _file_table(cwd)
     if found is None or name not in found.table:
         return {}, None
     table = found.table[name]
@@ -279,17 +368,18 @@ class RunSettings:
     """The run-level settings of one run, each resolved on first use and then kept.
 
     A setting comes from the run's arguments, else the environment, else the
-    configuration file found from the working directory upward (see
-    :func:`find_config`). The environment and the file are only consulted
-    for a setting that something asks for.
+    configuration file found from the working directory upward, else from
+    the program's folder (see :func:`find_config`). The environment and the
+    file are only consulted for a setting that something asks for.
 
     Args:
         arguments: The settings given to :func:`pocketcore.run` (already checked).
-        cwd: The folder the search for the configuration file starts in.
+        cwd: The folder the search for the configuration file starts in
+            (``None``: the working directory when asked, then the program's folder).
     """
 
     arguments: dict[str, Setting] = attrs.field(factory=dict)
-    cwd: str = attrs.field(factory=os.getcwd)
+    cwd: str | None = None
     _resolved: dict[str, Setting | None] = attrs.field(factory=dict, init=False)
 
     def get(self, key: str) -> Setting | None:

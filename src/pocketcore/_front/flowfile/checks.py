@@ -300,10 +300,11 @@ class Checks:
     def limiter_problem(self, value: str) -> str | None:
         """A limiter is named here and declared in the run's configuration file.
 
-        That file (the nearest one from the working directory upward) is where
-        the run looks the name up (``[limiters.NAME]`` of ``pocketcore.toml``,
-        else ``[tool.pocketcore.limiters.NAME]`` of ``pyproject.toml``), so a
-        name it lacks would stop the run.
+        That file (the nearest one from the working directory upward, else
+        from the program's folder: the flow file's under ``pocketcore run``)
+        is where the run looks the name up (``[limiters.NAME]`` of
+        ``pocketcore.toml``, else ``[tool.pocketcore.limiters.NAME]`` of
+        ``pyproject.toml``), so a name it lacks would stop the run.
         """
         try:
             declared, where = plugin_settings("limiters")
