@@ -7,6 +7,7 @@ killed processes are in test_cache_kill.py.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import uuid
 import warnings
@@ -616,3 +617,65 @@ def test_true_names_no_store_for_a_run_or_a_flow(where: str) -> None:
         pocketcore.run(flow, {"x": 1}, cache=run_level)
     assert ("pocketcore.run" if where == "run" else "of Flow") in str(caught.value)
     assert RUNS["Plain"] == 0
+
+
+class HitRecorder:
+    """Records each cached plain node step the run reports: (node class, result, hit)."""
+
+    def __init__(self) -> None:
+        self.seen: list[tuple[str, Any, bool]] = []
+
+    @pocketcore.hookimpl
+    def pocketcore_node_cache_result(self, node: Any, result: Any, hit: bool) -> None:
+        self.seen.append((type(node).__name__, result, hit))
+
+
+class Doubled(pocketcore.Node):
+    cache = True
+
+    def prep(self, shared: Any) -> Any:
+        return shared["x"]
+
+    def exec(self, x: int) -> int:
+        if x < 0:
+            raise ValueError(x)
+        return 2 * x
+
+
+class DoubledAsync(pocketcore.AsyncNode):
+    cache = True
+
+    async def prep_async(self, shared: Any) -> Any:
+        return shared["x"]
+
+    async def exec_async(self, x: int) -> int:
+        if x < 0:
+            raise ValueError(x)
+        return 2 * x
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    xs=st.lists(st.integers(min_value=-2, max_value=4), max_size=8),
+    kind=st.sampled_from([Doubled, DoubledAsync]),
+)
+def test_a_cached_plain_node_reports_each_result_as_a_hit_or_computed(
+    xs: list[int], kind: type[pocketcore.BaseNode]
+) -> None:
+    store = DictStore()
+    plugin = HitRecorder()
+    registry = pocketcore.get_registry()
+    registry.register(plugin, name="test-hit-recorder")
+    try:
+        for x in xs:
+            with contextlib.suppress(ValueError):  # a negative input fails its step
+                pocketcore.run(kind(), {"x": x}, cache=store)
+    finally:
+        registry.unregister(plugin)
+    # A step that failed reports nothing; an input stored before is a hit.
+    expected, stored = [], set()
+    for x in xs:
+        if x >= 0:
+            expected.append((kind.__name__, 2 * x, x in stored))
+            stored.add(x)
+    assert plugin.seen == expected

@@ -90,6 +90,7 @@ __all__ = [
     "pocketcore_batch_item_start",
     "pocketcore_batch_start",
     "pocketcore_classify_error",
+    "pocketcore_node_cache_result",
     "pocketcore_node_end",
     "pocketcore_node_start",
     "pocketcore_register_executors",
@@ -371,6 +372,26 @@ def pocketcore_batch_item_cached(node: NodeLike, index: int, item: Any, result: 
 
 
 @hookspec
+def pocketcore_node_cache_result(node: NodeLike, result: object, hit: bool) -> None:
+    """A node step whose result is cached has its result: from the cache, or computed.
+
+    For a plain node that opts in to the result cache (``cache=True`` or a
+    store of its own): called once per step that ended with a result,
+    between that step's :func:`pocketcore_node_start` and
+    :func:`pocketcore_node_end`, in the step's context. A step that raised
+    is not reported; nor is a batch node's step, whose items are reported
+    one by one (:func:`pocketcore_batch_item_cached`).
+
+    Args:
+        node: The node.
+        result: The result ``post`` will receive.
+        hit: ``True`` when it came from the cache and ``exec`` did not run;
+            ``False`` when the step computed it (``exec`` returned it, and
+            it was stored; or its fallback gave it, which is not stored).
+    """
+
+
+@hookspec
 def pocketcore_batch_item_attempt_start(node: NodeLike, index: int, attempt: int) -> None:
     """One attempt of a batch item's ``exec`` is starting.
 
@@ -508,6 +529,7 @@ LIFECYCLE_HOOKS = (
     "pocketcore_run_end",
     "pocketcore_node_start",
     "pocketcore_node_end",
+    "pocketcore_node_cache_result",
     "pocketcore_batch_start",
     "pocketcore_batch_end",
     "pocketcore_batch_item_start",

@@ -206,11 +206,17 @@ def test_end_to_end(command: list[str], tmp_path: Path) -> None:
     target = ("run", "cached.py:build", "--output", "json")
     first = pocketcore_(*target, "--cache", "path.db")
     assert sorted(noted(tmp_path)) == sorted(ALL)
-    assert said[-1] == "pocketcore: Square: 0 from cache, 3 computed\n"
+    assert said[-1].splitlines() == [
+        "pocketcore: Square: 0 from cache, 3 computed",
+        "pocketcore: Total: 0 from cache, 1 computed",  # a plain node that opts in
+    ]
     # The second run computes nothing but what opted out, and prints the same.
     assert pocketcore_(*target, "--cache", "path.db", "--executor", "trio") == first
     assert noted(tmp_path) == ["announce"]
-    assert said[-1] == "pocketcore: Square: 3 from cache, 0 computed\n"
+    assert said[-1].splitlines() == [
+        "pocketcore: Square: 3 from cache, 0 computed",
+        "pocketcore: Total: 1 from cache, 0 computed",
+    ]
     assert entries() == {"cached.Square": 3, "cached.Square [whole batches]": 1, "cached.Total": 1}
     # --no-cache beats POCKETCORE_CACHE: everything is computed, nothing stored.
     pocketcore_(*target, "--no-cache", "--shared", '{"items": [7]}', POCKETCORE_CACHE="path.db")

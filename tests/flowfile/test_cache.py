@@ -56,6 +56,20 @@ class Total(pocketcore.AsyncNode):
         shared["total"] = exec_res
 
 
+class Count(pocketcore.AsyncNode):
+    """Counts ``shared["out"]`` into ``shared["count"]``; not cached unless it opts in."""
+
+    async def prep_async(self, shared: dict[str, Any]) -> list[int]:
+        return list(shared["out"])
+
+    async def exec_async(self, out: list[int]) -> int:
+        CALLS["count"] += 1
+        return len(out)
+
+    async def post_async(self, shared: dict[str, Any], prep_res: Any, exec_res: Any) -> None:
+        shared["count"] = exec_res
+
+
 HERE = "tests.flowfile.test_cache"
 
 
@@ -107,8 +121,12 @@ def stores(registry: Registry, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
 # --- bad values, each at its place -------------------------------------------------------
 
 EXPECTED = "expected a store specification (a file path, 'sqlite:///PATH', 'NAME:...') or false"
+OPT_IN = (
+    "true opts a node in (cache = true in its [...nodes.NAME] table), and a flow's or the "
+    "run's cache must name a store"
+)
 BAD = [
-    ("cache = true", f"cache: {EXPECTED}, got True (bool)"),
+    ("cache = true", f"cache: {EXPECTED}, got True (bool): {OPT_IN}"),
     ("cache = 3", f"cache: {EXPECTED}, got 3 (int)"),
     ("cache = ''", f"cache: {EXPECTED}, got '' (str)"),
     ("cache = ' '", f"cache: {EXPECTED}, got ' ' (str)"),
@@ -139,7 +157,10 @@ def test_a_bad_value_is_reported_at_its_place(
     registry: Registry, where: str, line: str, message: str
 ) -> None:
     message = message.replace("{stores}", ", ".join(sorted(registry.stores)))
-    assert problems(placed(where, line), registry) == [f"{PLACES[where][0]} {message}"]
+    if where == "node" and line == "cache = true":  # a node's opt-in: not a problem
+        assert load(placed(where, line), registry).names["inner.square"].cache is True
+    else:
+        assert problems(placed(where, line), registry) == [f"{PLACES[where][0]} {message}"]
 
 
 def test_loading_opens_no_store(registry: Registry, tmp_path: Path) -> None:
@@ -192,6 +213,23 @@ def test_a_run_level_cache_from_config_and_a_node_that_opts_out(
         f"{HERE}.Square": 3,
         f"{HERE}.Square [whole batches]": 1,
     }
+
+
+@pytest.mark.parametrize("opted", [True, False])
+def test_a_plain_node_opts_in_with_cache_true(registry: Registry, opted: bool) -> None:
+    count = "cache = true" if opted else ""
+    text = (
+        "[config]\ncache = 'testfile:run'\n"
+        "[flow]\nstart = 'square'\ntype = 'AsyncFlow'\n"
+        f"[flow.nodes.square]\nuse = '{HERE}:Square'\nnext = 'count'\n"
+        f"[flow.nodes.count]\nuse = '{HERE}:Count'\n{count}\n"
+    )
+    loaded = load(text, registry)
+    for _ in range(3):
+        shared: dict[str, Any] = {"items": [1, 2]}
+        pocketcore.run(loaded.flow, shared, **loaded.config)
+        assert shared["count"] == 2
+    assert CALLS["count"] == (1 if opted else 3)
 
 
 def test_a_flows_cache_applies_to_the_nodes_inside_it(registry: Registry, tmp_path: Path) -> None:

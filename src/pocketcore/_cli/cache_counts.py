@@ -3,8 +3,9 @@
 ``pocketcore run`` with a cache ends with a line per batch node class on
 stderr (``pocketcore: Summarize: 99 from cache, 1 computed``), kept by a
 lifecycle observer registered only for runs that may use a cache. The
-count is of batch items, as the progress bars and the timeline count them;
-a node that opts out (``cache = False``) is not counted.
+count is of batch items, as the progress bars and the timeline count them,
+and of the steps of plain nodes that opt in (``cache = True``); a node
+that opts out (``cache = False``) is not counted.
 """
 
 from __future__ import annotations
@@ -81,6 +82,11 @@ class CacheCounter:
     def pocketcore_batch_item_cached(self, node: Any) -> None:
         """Count one item whose result came from the cache."""
         self._count(node, 0)
+
+    @hookimpl
+    def pocketcore_node_cache_result(self, node: Any, hit: bool) -> None:
+        """Count a cached plain node's step: its result from the cache, or computed."""
+        self._count(node, 0 if hit else 1)
 
     @hookimpl
     def pocketcore_batch_item_done(self, node: Any, result: Any, exception: Any) -> None:

@@ -32,6 +32,7 @@ from pocketcore._runtime.cache import (
     node_cache,
 )
 from pocketcore._runtime.context import CUR_RETRY
+from pocketcore._runtime.observe import current
 
 __all__ = [
     "LOOKUP_GROUP",
@@ -196,8 +197,9 @@ def exec_cached(node: Any, item: Any) -> Any:
     if one.key is not None:
         found = cache.get(one.key, None)
         if found is not MISS:
-            return found
-    return counted(node, stored(cache, retried(node, node.exec, stateful=True)))(one)
+            return _reported(node, found, hit=True)
+    result = counted(node, stored(cache, retried(node, node.exec, stateful=True)))(one)
+    return _reported(node, result, hit=False)
 
 
 async def exec_cached_async(
@@ -208,11 +210,20 @@ async def exec_cached_async(
     if one.key is not None:
         found = cache.get(one.key, None)
         if found is not MISS:
-            return found
+            return _reported(node, found, hit=True)
     call = stored_async(
         cache, retried_async(node, timed(timeout, node.exec_async), stateful=True), concurrent=False
     )
-    return await counted_async(node, call)(one)
+    result = await counted_async(node, call)(one)
+    return _reported(node, result, hit=False)
+
+
+def _reported(node: Any, result: Any, *, hit: bool) -> Any:
+    """Tell the run's observers that a cached node step has its result; return it."""
+    obs = current()
+    if obs is not None:
+        obs.pocketcore_node_cache_result(node=node, result=result, hit=hit)
+    return result
 
 
 _PENDING: Any = object()

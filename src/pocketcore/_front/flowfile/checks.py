@@ -258,13 +258,22 @@ class Checks:
         # not share mutable values between its two flows.
         return copy.deepcopy(params)
 
-    def settings(self, table: dict[str, Any], path: Path, keys: tuple[str, ...]) -> dict[str, Any]:
-        """The valid values among ``keys`` of ``table``; each invalid one is reported."""
+    def settings(
+        self, table: dict[str, Any], path: Path, keys: tuple[str, ...], *, node: bool = False
+    ) -> dict[str, Any]:
+        """The valid values among ``keys`` of ``table``; each invalid one is reported.
+
+        ``node``: the table is a node's (``use = ...``), where ``cache = true``
+        opts the node in to the run's cache, as ``cache=True`` does in code.
+        """
         valid = {}
         for key in keys:
             if key not in table:
                 continue
             value = table[key]
+            if node and key == "cache" and value is True:
+                valid[key] = value
+                continue
             problem = self.setting_problem(key, value)
             if problem is None:
                 valid[key] = value
@@ -282,6 +291,12 @@ class Checks:
         spec = SETTINGS.get(key)
         if spec is None:
             return _NODE_CHECKS[key](value)
+        if key == "cache" and value is True:
+            return (
+                f"expected {spec.expects}, {got(value)}: true opts a node in "
+                "(cache = true in its [...nodes.NAME] table), and a flow's or the run's "
+                "cache must name a store"
+            )
         if not _accepts(spec.plain, value):
             return f"expected {spec.expects}, {got(value)}"
         lookup = _LOOKUPS.get(key)

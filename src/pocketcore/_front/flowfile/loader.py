@@ -191,7 +191,7 @@ class Loader(Checks):
             self.report(
                 path, "", "missing use (a node name or 'module:Class') or flow (a [flows] name)"
             )
-        settings = self.settings(spec, path, _NODE_SETTINGS)
+        settings = self.settings(spec, path, _NODE_SETTINGS, node=use is not None and flow is None)
         params = self.params(spec, path)
         if node is not None:
             self.configure(node, path, settings, params)
