@@ -9,7 +9,8 @@ it. While no timeout is in force anywhere in the process
 (:data:`~pocketcore._runtime.context.TIMING` is 0) and the node has neither
 of its own (``_step_settings``, decided per class and by the constructor),
 a step asks nothing else; the usual async step (one attempt) awaits
-``exec_async`` right here.
+``exec_async`` right here, and ``AsyncNode._run_async`` does the same
+without calling this function at all.
 """
 
 from __future__ import annotations

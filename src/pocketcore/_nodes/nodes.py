@@ -21,7 +21,7 @@ from pocketcore._dispatch.step import exec_step, exec_step_async
 from pocketcore._runtime import observe
 from pocketcore._runtime.backoff import Backoff
 from pocketcore._runtime.cache import default_cache_key
-from pocketcore._runtime.context import CUR_RETRY, RUN, current_config
+from pocketcore._runtime.context import CUR_RETRY, RUN, TIMING, current_config
 from pocketcore._runtime.limits import Limiter
 from pocketcore._runtime.settings import SettingKeywords, configure, step_settings
 
@@ -120,13 +120,15 @@ class BaseNode:
     #: nodes), which a ``timeout`` can stop; a blocking ``exec`` cannot be.
     async_exec: ClassVar[bool] = False
     # Whether a step of this node must look up a cache or a timeout of the
-    # node's own: decided once per class here, and per node by its
-    # constructor's keywords (pocketcore._runtime.settings.STEP_SETTINGS).
+    # node's own, or runs an ``_exec`` other than the plain step's (a batch
+    # node's, a subclass's own): decided once per class here, and per node by
+    # its constructor's keywords (pocketcore._runtime.settings.STEP_SETTINGS).
     _step_settings: ClassVar[bool] = False
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
-        cls._step_settings = step_settings(cls)
+        own_exec = getattr(cls, "_exec", exec_step) not in (exec_step, exec_step_async)
+        cls._step_settings = step_settings(cls) or own_exec
 
     def __init__(self, **settings: Unpack[SettingKeywords]) -> None:
         self.params: dict[str, Any] = {}
@@ -318,7 +320,16 @@ class AsyncNode(Node):
 
     async def _run_async(self, shared: Any) -> Any:
         p = await self.prep_async(shared)
-        e = await self._exec(p)
+        if self._step_settings or TIMING[0] or self.max_retries != 1:
+            e = await self._exec(p)
+        else:
+            # The usual step (one attempt, nothing to look up), with no
+            # coroutine between it and exec_async: what exec_step_async does.
+            self.__dict__["cur_retry"] = 0
+            try:
+                e = await self.exec_async(p)
+            except Exception as exc:
+                e = await self.exec_fallback_async(p, exc)
         return await self.post_async(shared, p, e)
 
     def _run(self, shared: Any) -> Any:
