@@ -31,14 +31,18 @@ def within_budget(admitted: list[tuple[float, float]], bucket: Bucket, largest: 
             assert totals[b + 1] - totals[a] <= bucket.capacity + bucket.rate * window + excess
 
 
-@settings(max_examples=12, deadline=None)
+@settings(max_examples=16, deadline=None)
 @given(
     charges=st.lists(st.integers(1, 120), min_size=1, max_size=30),
     cancel=st.sets(st.integers(0, 29)),
+    overtake=st.sampled_from([0.0, 0.02, 1.0]),
 )
-def test_no_window_takes_more_than_the_budget(charges: list[int], cancel: set[int]) -> None:
-    # 2,000 tokens a second, 100 held; calls of up to 120 tokens, some given up.
-    budgets = Budgets({"tokens": Bucket(rate=2000, capacity=100)})
+def test_no_window_takes_more_than_the_budget(
+    charges: list[int], cancel: set[int], overtake: float
+) -> None:
+    # 2,000 tokens a second, 100 held; calls of up to 120 tokens, some given up,
+    # and short calls let go before long ones or not.
+    budgets = Budgets({"tokens": Bucket(rate=2000, capacity=100)}, overtake=overtake)
     admitted: list[tuple[float, float]] = []
 
     async def call(i: int, amount: int) -> None:
@@ -101,6 +105,73 @@ def test_the_queue_is_first_come_first_served() -> None:
 
     anyio.run(main)
     assert order[0] == "big"
+
+
+@settings(max_examples=12, deadline=None)
+@given(
+    long=st.integers(60, 100),
+    short=st.lists(st.integers(1, 30), min_size=1, max_size=12),
+    overtake=st.sampled_from([0.0, 0.01, 0.03, 0.2]),
+)
+def test_shorter_calls_go_first_only_within_the_overtake_bound(
+    long: int, short: list[int], overtake: float
+) -> None:
+    # Requests capped at one held (as a limiter's are) and tokens at 100: the
+    # long call waits for tokens, during which the short ones behind it fit.
+    budgets = Budgets(
+        {"requests": Bucket(rate=200, capacity=1), "tokens": Bucket(rate=1000, capacity=100)},
+        overtake=overtake,
+    )
+    started: dict[str, float] = {}
+
+    async def call(name: str, amount: int) -> None:
+        await budgets.charge({"requests": 1, "tokens": amount})
+        started[name] = time.monotonic()
+
+    async def main() -> None:
+        await budgets.charge({"requests": 1, "tokens": 100})  # empties both buckets
+        begun = time.monotonic()
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(call, "long", long)
+            await anyio.lowlevel.checkpoint()
+            for i, amount in enumerate(short):
+                tg.start_soon(call, f"short{i}", amount)
+        started["begun"] = begun
+
+    anyio.run(main)
+    # Strictly in turn, the long call starts once its tokens are in.
+    due = started["begun"] + long / 1000
+    assert started["long"] <= due + overtake + 0.05, "delayed past the bound"
+    first = [
+        name for name in started if name.startswith("short") and started[name] < started["long"]
+    ]
+    if overtake == 0.0:
+        assert first == [], "overtaken although the queue is strictly in turn"
+    assert budgets.waiting() == 0
+
+
+def test_a_long_call_is_overtaken_by_short_ones_that_fit() -> None:
+    budgets = Budgets(
+        {"requests": Bucket(rate=100, capacity=1), "tokens": Bucket(rate=1000, capacity=1000)},
+        overtake=1.0,
+    )
+    order: list[str] = []
+
+    async def call(name: str, amount: int) -> None:
+        await budgets.charge({"requests": 1, "tokens": amount})
+        order.append(name)
+
+    async def main() -> None:
+        await budgets.charge({"requests": 1, "tokens": 1000})  # a second until 1,000 tokens
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(call, "long", 1000)
+            await anyio.lowlevel.checkpoint()
+            for i in range(3):
+                tg.start_soon(call, f"short{i}", 10)
+
+    anyio.run(main)
+    # The requests the long call does not need yet go to the short ones.
+    assert order == ["short0", "short1", "short2", "long"]
 
 
 def test_a_pause_stops_every_start_until_it_ends() -> None:

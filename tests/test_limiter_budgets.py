@@ -88,8 +88,9 @@ def test_a_limiter_travels_with_its_bounds_and_a_budget_of_its_own() -> None:
 
 
 def test_fresh_copies_every_bound() -> None:
-    limiter = Limiter(2, name="x", tokens_per_minute=600, budgets={"images": 30})
+    limiter = Limiter(2, name="x", tokens_per_minute=600, budgets={"images": 30}, overtake=0.5)
     fresh = limiter.fresh()
+    assert (fresh.overtake, fresh.account.overtake) == (0.5, 0.5)
     assert fresh is not limiter
     assert (
         fresh.describe()
@@ -110,6 +111,9 @@ def test_fresh_copies_every_bound() -> None:
         ({"budgets": {"images": -1}}, "budgets.images must be a positive"),
         ({"budgets": {"tokens": 10}}, "give it as tokens_per_minute"),
         ({"budgets": [1]}, "budgets must be a table"),
+        ({"overtake": -1}, "overtake must be a finite number of seconds >= 0"),
+        ({"overtake": True}, "overtake must be a number of seconds >= 0"),
+        ({"overtake": float("inf")}, "overtake must be a finite number"),
     ],
 )
 def test_bad_budgets_name_their_source(kwargs: dict[str, Any], message: str) -> None:
@@ -124,6 +128,7 @@ def test_a_declared_table_takes_the_new_keys() -> None:
     assert limiter.describe() == (
         "limiter 'llm' (32 at once, 1,500 requests/min, 1,000,000 tokens/min)"
     )
+    assert as_limiter_table({"overtake": 0}, "pyproject.toml", "llm").account.overtake == 0.0
     with pytest.raises(ConfigError, match=r"unknown key 'rpm'.*known keys: max_concurrency, "):
         as_limiter_table({"rpm": 5}, "pyproject.toml", "llm")
     with pytest.raises(ConfigError, match=r"\[limiters.llm\] in pyproject.toml"):

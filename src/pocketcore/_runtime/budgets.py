@@ -8,6 +8,15 @@ charged and starts. Nothing is booked ahead: a call that gives up waiting
 (cancelled, its batch failed) leaves the buckets as they were, and the next
 call in the queue moves up.
 
+**Overtaking, bounded.** While the call at the head waits for a unit it lacks
+(tokens for a long prompt), the others may hold what a call behind it needs
+(a request, and the few tokens of a short prompt); left unused, the request
+budget's share of that time is lost for good, and a batch of mixed sizes
+ends request-bound. So a call behind the head whose charge fits now may go
+first, as long as the head then starts at most ``overtake`` seconds later
+than it would have without being overtaken. A long call is delayed a
+bounded time; never starved.
+
 Three things change what a call waits for while it waits:
 
 - a **correction**: a call charged an estimate reports what it really used,
@@ -51,11 +60,15 @@ Charge: TypeAlias = "Mapping[str, float] | Callable[[], Mapping[str, float]]"
 class Waiter:
     """A task waiting its turn, and how to wake it from any thread without blocking."""
 
-    __slots__ = ("event", "soon", "thread")
+    __slots__ = ("charge", "event", "granted", "soon", "thread")
 
-    def __init__(self) -> None:
+    def __init__(self, charge: Charge | None = None) -> None:
         self.event = anyio.Event()
         self.thread = threading.get_ident()
+        #: What the call is charged; and what it was charged when a call
+        #: ahead of it let it go first (see :class:`Budgets`).
+        self.charge = charge
+        self.granted: Mapping[str, float] | None = None
         # The releasing thread may be running a loop of its own, which must
         # not wait on this one (two loops waking each other's waiters would
         # each wait for the other): ask the waiter's loop to set the event.
@@ -117,15 +130,25 @@ class Budgets:
 
     Args:
         buckets: The budget of each unit (``{"requests": Bucket(...), ...}``).
+        overtake: The most seconds calls behind the head of the queue may
+            delay its start by going first (``0.0``: strictly first come,
+            first served).
     """
 
-    __slots__ = ("_lock", "_paused_until", "_queue", "buckets")
+    __slots__ = ("_due", "_head", "_lock", "_paused_until", "_queue", "buckets", "overtake")
 
-    def __init__(self, buckets: Mapping[str, Bucket]) -> None:
+    #: How far behind the head the queue is searched for a call that fits now.
+    REACH = 64
+
+    def __init__(self, buckets: Mapping[str, Bucket], *, overtake: float = 0.0) -> None:
         self.buckets = dict(buckets)
+        self.overtake = overtake
         self._lock = threading.Lock()
         self._queue: deque[Waiter] = deque()
         self._paused_until = -math.inf
+        # The head of the queue, and when it would start if nobody overtook it.
+        self._head: Waiter | None = None
+        self._due = math.inf
 
     # --- waiting and charging ---------------------------------------------------
 
@@ -138,11 +161,59 @@ class Budgets:
                 wait = max(wait, bucket.delay(amount))
         return wait
 
-    def _debit(self, charge: Mapping[str, float]) -> None:
+    def _debit(self, charge: Mapping[str, float], sign: float = 1.0) -> None:
         for unit, amount in charge.items():
             bucket = self.buckets.get(unit)
             if bucket is not None:
-                bucket.level -= amount
+                bucket.level -= sign * amount
+
+    def _let_pass(
+        self, head: Mapping[str, float], now: float, wait: float, behind: Iterable[Waiter]
+    ) -> float:
+        """Let the calls ``behind`` the head that fit now go first, within ``overtake``.
+
+        Under the lock, with the head short of something (``wait > 0``).
+        Returns how long the head may sleep: until its own charge fits, or
+        until one that could not go yet fits (a request comes back), when
+        sooner.
+        """
+        if self._head is not self._queue[0]:
+            self._head, self._due = self._queue[0], now + wait
+        if self.overtake <= 0 or self._paused_until > now:
+            return wait
+        latest = self._due + self.overtake
+        passed = []
+        soonest = math.inf
+        for waiter in behind:
+            charge = waiter.charge
+            if charge is None:
+                continue
+            amounts = charge() if callable(charge) else charge
+            fits = self._delay(amounts, now)
+            if fits > 0:
+                soonest = min(soonest, fits)
+                continue
+            self._debit(amounts)
+            after = self._delay(head, now)
+            if now + after > latest:
+                self._debit(amounts, -1.0)  # it would hold the head back too long
+                continue
+            wait = after
+            waiter.granted = amounts
+            passed.append(waiter)
+        for waiter in passed:
+            self._queue.remove(waiter)
+            granted = waiter.granted
+            if not waiter.wake() and granted is not None:  # its loop has ended: give it back
+                waiter.granted = None
+                self._debit(granted, -1.0)
+        if now + wait + 1e-9 >= latest:
+            return wait  # nobody may go before the head any more
+        return min(wait, soonest)
+
+    def _behind(self) -> list[Waiter]:
+        """The calls behind the head that may be let go first (as far as ``REACH``)."""
+        return [self._queue[i] for i in range(1, min(len(self._queue), self.REACH + 1))]
 
     def try_charge(self, charge: Charge) -> Mapping[str, float] | None:
         """Charge now if nobody is waiting and every bucket holds its share; else take nothing.
@@ -169,20 +240,26 @@ class Budgets:
         taken = self.try_charge(charge)
         if taken is not None:
             return taken
-        waiter = Waiter()
+        waiter = Waiter(charge)
         with self._lock:
             self._queue.append(waiter)
+            if self.overtake > 0 and len(self._queue) > 1:
+                self._arrived(waiter)
         try:
             while True:
                 with self._lock:
+                    if waiter.granted is not None:
+                        return waiter.granted
                     if self._queue[0] is waiter:
                         amounts = charge() if callable(charge) else charge
-                        wait = self._delay(amounts, time.monotonic())
+                        now = time.monotonic()
+                        wait = self._delay(amounts, now)
                         if wait <= 0:
                             self._queue.popleft()
                             self._debit(amounts)
                             self._wake_head()
                             return amounts
+                        wait = self._let_pass(amounts, now, wait, self._behind())
                     else:
                         wait = math.inf
                     event = waiter.event = anyio.Event()
@@ -192,11 +269,28 @@ class Budgets:
                     await event.wait()
         except BaseException:
             with self._lock:
-                head = self._queue[0] is waiter
-                self._queue.remove(waiter)
-                if head:
+                if waiter.granted is not None:  # let go first, then cancelled: give it back
+                    self._debit(waiter.granted, -1.0)
+                    waiter.granted = None
                     self._wake_head()
+                else:
+                    head = self._queue[0] is waiter
+                    self._queue.remove(waiter)
+                    if head:
+                        self._wake_head()
             raise
+
+    def _arrived(self, waiter: Waiter) -> None:
+        """A call joined the queue behind others: it goes first now if the head allows it."""
+        head = self._queue[0]
+        charge = head.charge
+        if charge is None:
+            return
+        now = time.monotonic()
+        amounts = charge() if callable(charge) else charge
+        wait = self._delay(amounts, now)
+        if wait > 0 and self._let_pass(amounts, now, wait, (waiter,)) < wait:
+            self._wake_head()  # it fits before the head's turn: the head lets it go then
 
     def _wake_head(self) -> None:
         # Under the lock: the new head (if any) works out its own wait. A

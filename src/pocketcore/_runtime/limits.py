@@ -83,6 +83,10 @@ def _other_budgets(budgets: object, source: str) -> dict[str, float]:
 
 #: Where ``max_concurrency="auto"`` starts: a few calls, then doubling while they succeed.
 _AUTO_START = 2
+#: Seconds a call waiting for its budgets may be delayed by shorter calls behind
+#: it that fit now (see pocketcore._runtime.budgets): what keeps a batch of
+#: mixed sizes from ending bound by its request budget alone.
+OVERTAKE = 2.0
 
 ONE_REQUEST: Mapping[str, float] = MappingProxyType({"requests": 1.0})
 """The charge of a start that says nothing of its cost: one request."""
@@ -101,7 +105,11 @@ class Limiter:
     of an item waits its turn in one queue, first come first served, until
     each budget it draws on holds its charge; nothing is booked ahead, so an
     item that stops waiting (its batch failed, the run was cancelled) leaves
-    the budgets as they were.
+    the budgets as they were. While the first in the queue waits for a unit
+    it lacks (the tokens of a long prompt), a call behind it whose charge
+    fits now may go first, as long as the first one starts at most
+    ``overtake`` seconds later for it: the request budget is not left idle
+    while a long call waits, and a long call is never starved.
 
     Args:
         max_concurrency: At most this many calls hold the limiter at once
@@ -127,6 +135,9 @@ class Limiter:
         patience: Seconds an item keeps retrying the provider's rate-limit
             refusals without spending its ``max_retries`` (default 300).
         ceiling: The most ``max_concurrency="auto"`` grows to (default 64).
+        overtake: The most seconds calls behind the first one in the queue
+            may delay it by going first (default 2; ``0`` for strictly first
+            come, first served).
 
     Raises:
         ConfigError: A bound is of the wrong type, zero, negative or not
@@ -144,6 +155,7 @@ class Limiter:
     _waiters: deque[Waiter] = attrs.field(factory=deque, init=False, repr=False)
     patience: float = attrs.field(default=300.0, kw_only=True)
     ceiling: int = attrs.field(default=64, kw_only=True)
+    overtake: float = attrs.field(default=OVERTAKE, kw_only=True)
     _account: Budgets = attrs.field(init=False, repr=False)
     _usage: dict[str, list[float]] = attrs.field(factory=dict, init=False, repr=False)
     _strikes: int = attrs.field(default=0, init=False, repr=False)
@@ -185,7 +197,18 @@ class Limiter:
             buckets[unit] = Bucket(rate=rate / 60, capacity=max(1.0, rate / 60))
         self.requests_per_minute, self.tokens_per_minute = rpm, tpm
         self.budgets = {unit: v for unit, v in per_minute.items() if unit != "tokens"}
-        self._account = Budgets(buckets)
+        overtake = self.overtake
+        if isinstance(overtake, bool) or not isinstance(overtake, (int, float)):
+            raise ConfigError(
+                f"overtake must be a number of seconds >= 0, got {overtake!r} "
+                f"({type(overtake).__name__}) from {source}"
+            )
+        if not math.isfinite(overtake) or overtake < 0:
+            raise ConfigError(
+                f"overtake must be a finite number of seconds >= 0, got {overtake!r} from {source}"
+            )
+        self.overtake = float(overtake)
+        self._account = Budgets(buckets, overtake=self.overtake)
         patience = check_rate(self.patience, source, "patience")
         assert patience is not None
         self.patience = patience
@@ -362,6 +385,7 @@ class Limiter:
             budgets=dict(self.budgets),
             patience=self.patience,
             ceiling=self.ceiling,
+            overtake=self.overtake,
         )
 
     async def acquire(self) -> None:
@@ -523,6 +547,7 @@ def as_limiter_table(table: Any, where: str, name: str) -> Limiter:
             budgets=table.get("budgets", {}),
             patience=table.get("patience", 300.0),
             ceiling=table.get("ceiling", 64),
+            overtake=table.get("overtake", OVERTAKE),
         )
     except ConfigError as exc:
         raise ConfigError(f"{exc} (in {source})") from None
@@ -537,6 +562,7 @@ LIMITER_KEYS = (
     "budgets",
     "patience",
     "ceiling",
+    "overtake",
 )
 
 
