@@ -18,6 +18,9 @@ Contenders:
   ``event_hooks()`` on the SDK's HTTP client; the SDK's own retries off;
 - ``pocketcore+sdk``: the same with the SDK's two retries left on;
 - ``pocketcore, no hooks``: the limits declared, and ``report_usage`` in ``exec``;
+- ``pocketcore auto``: no limits declared, ``max_concurrency="auto"`` and the
+  event hooks (the provider's 429s and headers are all it goes by); and
+  ``pocketcore auto+sdk``, the same with the SDK's two retries left on;
 - ``aiometer+tenacity``: ``aiometer.run_all`` at ``max_per_second`` from the
   request limit, each call retried by tenacity on 429 and 5xx with random
   exponential waits (up to 6 attempts), the SDK's retries off.
@@ -76,9 +79,19 @@ class Ask(pocketcore.AsyncParallelBatchNode):
 
 
 async def pocketcore_job(
-    url: str, sizes: list[int], rpm: int, tpm: int, *, hooks: bool, sdk_retries: int
+    url: str,
+    sizes: list[int],
+    rpm: int,
+    tpm: int,
+    *,
+    hooks: bool,
+    sdk_retries: int,
+    auto: bool = False,
 ) -> list[Any]:
-    limiter = pocketcore.Limiter(requests_per_minute=rpm, tokens_per_minute=tpm)
+    if auto:
+        limiter = pocketcore.Limiter(max_concurrency="auto")
+    else:
+        limiter = pocketcore.Limiter(requests_per_minute=rpm, tokens_per_minute=tpm)
     http = openai.DefaultAsyncHttpxClient(event_hooks=limiter.event_hooks()) if hooks else None
     async with openai.AsyncOpenAI(
         base_url=url, api_key="bench", max_retries=sdk_retries, http_client=http
@@ -126,6 +139,8 @@ CONTENDERS: dict[str, Contender] = {
     "pocketcore": functools.partial(pocketcore_job, hooks=True, sdk_retries=0),
     "pocketcore+sdk": functools.partial(pocketcore_job, hooks=True, sdk_retries=2),
     "pocketcore, no hooks": functools.partial(pocketcore_job, hooks=False, sdk_retries=0),
+    "pocketcore auto": functools.partial(pocketcore_job, hooks=True, sdk_retries=0, auto=True),
+    "pocketcore auto+sdk": functools.partial(pocketcore_job, hooks=True, sdk_retries=2, auto=True),
     "aiometer+tenacity": aiometer_job,
 }
 
