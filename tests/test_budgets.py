@@ -107,19 +107,20 @@ def test_the_queue_is_first_come_first_served() -> None:
     assert order[0] == "big"
 
 
-@settings(max_examples=12, deadline=None)
+@settings(max_examples=8, deadline=None)
 @given(
-    long=st.integers(60, 100),
-    short=st.lists(st.integers(1, 30), min_size=1, max_size=12),
-    overtake=st.sampled_from([0.0, 0.01, 0.03, 0.2]),
+    long=st.integers(40, 100),
+    short=st.lists(st.integers(1, 10), min_size=1, max_size=12),
+    overtake=st.sampled_from([0.0, 0.1, 0.3]),
 )
 def test_shorter_calls_go_first_only_within_the_overtake_bound(
     long: int, short: list[int], overtake: float
 ) -> None:
-    # Requests capped at one held (as a limiter's are) and tokens at 100: the
-    # long call waits for tokens, during which the short ones behind it fit.
+    # Requests capped at one held (as a limiter's are) and tokens at 100,
+    # refilled at 100 a second: the long call waits for its tokens (0.4 s to
+    # 1 s), during which the short ones behind it fit.
     budgets = Budgets(
-        {"requests": Bucket(rate=200, capacity=1), "tokens": Bucket(rate=1000, capacity=100)},
+        {"requests": Bucket(rate=50, capacity=1), "tokens": Bucket(rate=100, capacity=100)},
         overtake=overtake,
     )
     started: dict[str, float] = {}
@@ -140,8 +141,9 @@ def test_shorter_calls_go_first_only_within_the_overtake_bound(
 
     anyio.run(main)
     # Strictly in turn, the long call starts once its tokens are in.
-    due = started["begun"] + long / 1000
-    assert started["long"] <= due + overtake + 0.05, "delayed past the bound"
+    due = started["begun"] + long / 100
+    # A wake-up on a busy machine comes late: a quarter of a second allowed.
+    assert started["long"] <= due + overtake + 0.25, "delayed past the bound"
     first = [
         name for name in started if name.startswith("short") and started[name] < started["long"]
     ]

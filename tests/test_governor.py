@@ -67,14 +67,51 @@ class Script(pocketcore.AsyncParallelBatchNode):
         shared["out"] = exec_res
 
 
+class SyncScript(pocketcore.ParallelBatchNode):
+    """:class:`Script` with a blocking ``exec``: its items run on worker threads."""
+
+    def __init__(self, log: list[tuple[float, str]], **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.log = log
+        self.lock = threading.Lock()
+        self.turns: dict[str, int] = {}
+
+    def prep(self, shared: Any) -> Any:
+        return shared["items"]
+
+    def exec(self, item: Any) -> Any:
+        name, outcomes = item
+        with self.lock:
+            turn = self.turns.get(name, 0)
+            self.turns[name] = turn + 1
+            self.log.append((time.monotonic(), name))
+        outcome = outcomes[min(turn, len(outcomes) - 1)]
+        time.sleep(0.3 if outcome == "slow boom" else 0.01)
+        if outcome == "429":
+            with self.lock:
+                self.log.append((time.monotonic(), f"{name} refused"))
+            raise RateLimited(self.params.get("retry_after"))
+        if outcome in ("boom", "slow boom"):
+            raise ValueError(name)
+        return name
+
+    def post(self, shared: Any, prep_res: Any, exec_res: Any) -> Any:
+        shared["out"] = exec_res
+
+
+#: The same script, its items async or blocking (on worker threads).
+KINDS = {"async": Script, "blocking": SyncScript}
+
+
 def starts_of(log: list[tuple[float, str]], name: str) -> list[float]:
     return [t for t, n in log if n == name]
 
 
+@pytest.mark.parametrize("kind", list(KINDS))
 @pytest.mark.parametrize("executor", ["asyncio", "trio"])
-def test_a_rate_limit_pauses_every_start_and_costs_no_retry(executor: str) -> None:
+def test_a_rate_limit_pauses_every_start_and_costs_no_retry(executor: str, kind: str) -> None:
     log: list[tuple[float, str]] = []
-    node = Script(log, limiter=Limiter(max_concurrency=4))  # max_retries=1: no retry of its own
+    node = KINDS[kind](log, limiter=Limiter(max_concurrency=4))  # max_retries=1: no retry
     node.set_params({"retry_after": 0.3})
     items = [("a", ["429", "ok"]), *((f"b{i}", ["ok"]) for i in range(6))]
     shared: dict[str, Any] = {"items": items}
@@ -103,9 +140,10 @@ def test_patience_ends_the_retries_of_a_rate_limited_item() -> None:
     assert len(starts_of(log, "a")) >= 3
 
 
-def test_a_retry_waits_its_turn_like_a_first_attempt() -> None:
+@pytest.mark.parametrize("kind", list(KINDS))
+def test_a_retry_waits_its_turn_like_a_first_attempt(kind: str) -> None:
     log: list[tuple[float, str]] = []
-    node = Script(log, limiter=Limiter(max_per_second=10), max_retries=4)
+    node = KINDS[kind](log, limiter=Limiter(max_per_second=10), max_retries=4)
     shared: dict[str, Any] = {"items": [("a", ["boom", "boom", "boom", "ok"])]}
     pocketcore.run(node, shared)
     starts = starts_of(log, "a")
@@ -113,14 +151,33 @@ def test_a_retry_waits_its_turn_like_a_first_attempt() -> None:
     assert min(b - a for a, b in itertools.pairwise(starts)) >= 0.1 - SLACK
 
 
-def test_an_item_waiting_to_retry_holds_no_slot() -> None:
+@pytest.mark.parametrize("kind", list(KINDS))
+def test_an_item_waiting_to_retry_holds_no_slot(kind: str) -> None:
     log: list[tuple[float, str]] = []
-    node = Script(log, limiter=Limiter(max_concurrency=1), max_retries=2, wait=0.3)
+    node = KINDS[kind](log, limiter=Limiter(max_concurrency=1), max_retries=2, wait=0.3)
     shared: dict[str, Any] = {"items": [("a", ["boom", "ok"]), ("b", ["ok"])]}
     pocketcore.run(node, shared)
     first, second = starts_of(log, "a")
     (b,) = starts_of(log, "b")
     assert first < b < second  # b ran while a waited to retry
+
+
+@pytest.mark.parametrize("executor", ["asyncio", "trio"])
+def test_a_blocking_retry_waiting_its_turn_gives_up_when_the_batch_fails(executor: str) -> None:
+    # "a" is refused and its retry waits out a 30 s pause on its worker
+    # thread; "c", started before, fails meanwhile. The batch must end with
+    # c's failure, not after the pause.
+    log: list[tuple[float, str]] = []
+    limiter = Limiter(max_concurrency=2)
+    node = SyncScript(log, limiter=limiter, max_concurrency=2)
+    node.set_params({"retry_after": 30})
+    items = [("c", ["slow boom"]), ("a", ["429", "ok"])]
+    started = time.monotonic()
+    with pytest.raises(ValueError, match="c"):
+        pocketcore.run(node, {"items": items}, executor=executor)
+    assert time.monotonic() - started < 10
+    assert len(starts_of(log, "a")) == 1  # its retry never started
+    assert limiter.idle
 
 
 def test_a_failed_batch_leaves_its_limiter_idle() -> None:

@@ -107,8 +107,8 @@ def test_admitted_tokens_never_exceed_the_budget_over_any_window(sizes: list[int
     for a, (start, _) in enumerate(admitted):
         for b in range(a, len(admitted)):
             got = totals[b + 1] - totals[a]
-            # 1% for clock reads that land between the charge and its time stamp.
-            assert got <= (capacity + rate * (admitted[b][0] - start)) * 1.01 + 1
+            # 50 ms for clock reads that land late after the charge (a busy machine).
+            assert got <= capacity + rate * (admitted[b][0] - start + 0.05) + 1
 
 
 def test_the_minimum_is_the_slower_budget() -> None:

@@ -1,15 +1,19 @@
-"""The governor's layers: every attempt of an async item passes its limiters, and pays.
+"""The governor's layers: every attempt of an item passes its limiters, and pays.
 
-Two layers, for an async batch whose items run here and whose executor
-does not gate them itself (see :attr:`~pocketcore._dispatch.plan.Plan.governed`):
+Two layers, for a batch whose items run here and whose executor does not
+gate them itself (see :attr:`~pocketcore._dispatch.plan.Plan.governed`):
 
 - :func:`admitted` sits where the gate layer would: the item's first
   attempt enters its limiters (their slots, then each one's charge) before
-  the item is reported started, and the item's :class:`Ticket` is set;
-- :func:`governed` sits below the attempts layer: each attempt after the
-  first enters again, and every attempt leaves once it has ended, so an
-  item waiting to retry holds no slot. An attempt's charge is corrected to
-  what it reported using (:func:`~pocketcore.report_usage`).
+  the item is reported started (and, for a blocking item, before it is
+  handed to a worker thread), and the item's :class:`Ticket` is set;
+- :func:`governed` (:func:`governed_blocking` on a worker thread) sits
+  below the attempts layer: each attempt after the first enters again, and
+  every attempt leaves once it has ended, so an item waiting to retry holds
+  no slot. An attempt's charge is corrected to what it reported using
+  (:func:`~pocketcore.report_usage`). A blocking attempt waits for its turn
+  on the event loop it was admitted on, and gives up waiting when its batch
+  stops (the batch has failed, or was cancelled).
 
 A failure that says the provider is rate limiting (see
 :mod:`pocketcore._runtime.signals`) pauses every start on the item's
@@ -22,16 +26,22 @@ limiters' ``patience`` runs out.
 from __future__ import annotations
 
 import functools
+import threading
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import anyio
+import anyio.from_thread
+import anyio.lowlevel
+
 from pocketcore._dispatch.cached import Keyed
+from pocketcore._runtime.context import THREAD_STOP
 from pocketcore._runtime.governor import TICKET, Ticket, prices_for
 from pocketcore._runtime.limits import Limiter
 from pocketcore._runtime.signals import ProviderSignal, classify
 
-__all__ = ["admitted", "governed"]
+__all__ = ["admitted", "governed", "governed_blocking"]
 
 AsyncCall = Callable[[Any], Awaitable[Any]]
 
@@ -93,6 +103,7 @@ async def _admitted(
     limiters: tuple[Limiter, ...], node: Any, call: AsyncCall, keyed: bool, one: Any
 ) -> Any:
     ticket = Ticket(limiters)
+    ticket.loop = anyio.lowlevel.current_token()
     await _enter(ticket, node, one.item if keyed and isinstance(one, Keyed) else one)
     token = TICKET.set(ticket)
     try:
@@ -118,19 +129,82 @@ async def _governed(node: Any, call: AsyncCall, item: Any) -> Any:
         try:
             result = await call(item)
         except Exception as exc:
-            signal = classify(exc)
-            if signal is None or not signal.rate_limited:
-                _leave(ticket)
-                raise
-            _leave(ticket, refused=True)
-            if not _again(ticket, signal):
+            if not _failed(ticket, exc):
                 raise
         else:
-            _leave(ticket)
-            ticket.refused_since = None
-            for limiter in ticket.limiters:
-                limiter.calm()
-            return result
+            return _succeeded(ticket, result)
+
+
+def governed_blocking(node: Any, call: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    """:func:`governed` for a blocking item's attempts, on its worker thread."""
+    return functools.partial(_governed_blocking, node, call)
+
+
+def _governed_blocking(node: Any, call: Callable[[Any], Any], item: Any) -> Any:
+    ticket = TICKET.get()
+    if ticket is None or ticket.loop is None:  # not under admitted(): nothing to pass
+        return call(item)
+    while True:
+        if not ticket.held:
+            stop = THREAD_STOP.get()
+            anyio.from_thread.run(_enter_unless, ticket, node, item, stop, token=ticket.loop)
+            if not ticket.held:  # the batch stopped while the attempt waited
+                raise _Stopped
+        try:
+            result = call(item)
+        except Exception as exc:
+            if not _failed(ticket, exc):
+                raise
+        else:
+            return _succeeded(ticket, result)
+
+
+class _Stopped(BaseException):
+    """A blocking attempt gave up its turn because its batch stopped.
+
+    Not an ``Exception``: no retry, fallback or collect layer may take it
+    for the item's failure; the batch raises its own.
+    """
+
+
+#: Seconds between two looks at a stopped batch, while a blocking attempt waits its turn.
+_STOP_POLL = 0.05
+
+
+async def _enter_unless(ticket: Ticket, node: Any, item: Any, stop: threading.Event | None) -> None:
+    """Enter for a blocking attempt, on the loop; give up waiting once ``stop`` is set."""
+    if stop is None:
+        await _enter(ticket, node, item)
+        return
+    async with anyio.create_task_group() as group:
+
+        async def watch() -> None:
+            # A threading.Event, set from a worker thread: looked at, not awaited.
+            while not stop.is_set():  # noqa: ASYNC110
+                await anyio.sleep(_STOP_POLL)
+            group.cancel_scope.cancel()
+
+        group.start_soon(watch)
+        await _enter(ticket, node, item)
+        group.cancel_scope.cancel()
+
+
+def _failed(ticket: Ticket, exc: Exception) -> bool:
+    """End a failed attempt; whether to try again at once (a refusal, patience lasting)."""
+    signal = classify(exc)
+    if signal is None or not signal.rate_limited:
+        _leave(ticket)
+        return False
+    _leave(ticket, refused=True)
+    return _again(ticket, signal)
+
+
+def _succeeded(ticket: Ticket, result: Any) -> Any:
+    _leave(ticket)
+    ticket.refused_since = None
+    for limiter in ticket.limiters:
+        limiter.calm()
+    return result
 
 
 def _again(ticket: Ticket, signal: ProviderSignal) -> bool:

@@ -74,8 +74,8 @@ class Plan:
 
         For the items of a batch that run here: the kernel enters the
         limiters itself and hands the executor no gate; each attempt of an
-        async item, and each blocking item once, before it is handed to a
-        worker thread (a sync attempt cannot wait for a turn), its charge
+        async item, and each attempt of a blocking item on its worker thread
+        (waiting for its turn on the batch's event loop), its charge
         corrected by what ``exec`` reports there. Items the executor runs
         itself pass its gate once, before they start.
         """

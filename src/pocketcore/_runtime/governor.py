@@ -45,9 +45,12 @@ class Ticket:
         used: What the attempt in progress reported using, by unit.
         refused_since: When (monotonic seconds) the item's first attempt in
             the current run of rate-limit refusals was refused, or ``None``.
+        loop: The event loop's token the item was admitted on, through which
+            a blocking item's attempts wait for their turns from a worker
+            thread (``None`` until it is admitted).
     """
 
-    __slots__ = ("charges", "held", "limiters", "refused_since", "requests", "used")
+    __slots__ = ("charges", "held", "limiters", "loop", "refused_since", "requests", "used")
 
     def __init__(self, limiters: tuple[Limiter, ...]) -> None:
         self.limiters = limiters
@@ -58,6 +61,7 @@ class Ticket:
         self.held = False
         self.used: dict[str, float] = {}
         self.refused_since: float | None = None
+        self.loop: Any = None
 
 
 TICKET: ContextVar[Ticket | None] = ContextVar("pocketcore_ticket", default=None)
