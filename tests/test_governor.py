@@ -484,3 +484,41 @@ def test_thread_backed_items_are_charged_once_and_corrected_by_what_they_report(
     # taught) by what its exec reported on the worker thread.
     assert limiter.estimate("tokens") == 3.5
     assert limiter.idle
+
+
+@settings(max_examples=10, deadline=None)
+@given(
+    scripts=st.lists(
+        st.lists(st.sampled_from(["ok", "429", "boom"]), min_size=1, max_size=3),
+        min_size=1,
+        max_size=6,
+    ),
+    kind=st.sampled_from(list(KINDS)),
+    limit=st.one_of(st.none(), st.integers(1, 3)),
+    collect=st.booleans(),
+)
+def test_a_refusal_stops_every_start_until_its_reset_and_nothing_stays_reserved(
+    scripts: list[list[str]], kind: str, limit: int | None, collect: bool
+) -> None:
+    # Each refusal asks for 0.2 s: no attempt of the batch may start in that
+    # time (bar one already on its way when the refusal came, within 50 ms);
+    # and once the batch has ended, however it ended, the limiter is idle.
+    log: list[tuple[float, str]] = []
+    # An item refused at every attempt gives up after a second of patience.
+    limiter = Limiter(limit, max_per_second=50, patience=1.0)
+    node = KINDS[kind](
+        log, limiter=limiter, max_retries=2, on_error="collect" if collect else "raise"
+    )
+    node.set_params({"retry_after": 0.2})
+    items = [(f"i{n}", outcomes) for n, outcomes in enumerate(scripts)]
+    try:
+        pocketcore.run(node, {"items": items})
+    except (ValueError, RateLimited):
+        assert not collect
+    refusals = [t for t, name in log if name.endswith(" refused")]
+    starts = [t for t, name in log if not name.endswith(" refused")]
+    for refused in refusals:
+        inside = [t for t in starts if refused + 0.05 < t < refused + 0.2 - SLACK]
+        assert inside == [], f"{len(inside)} attempts started during a pause"
+    assert limiter.idle
+    assert limiter.account.paused_for() <= 0.2
