@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import functools
 import gc
+import pickle
 import sys
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
@@ -17,6 +18,7 @@ from typing import Any
 import pytest
 
 from pocketcore.testing import ExecutorConformance, RecordingExecutor
+from pocketcore.testing._suite import PROPERTIES
 from pocketcore_asyncio import AsyncioExecutor
 
 if sys.version_info < (3, 11):
@@ -294,6 +296,71 @@ class OneEntryPerBatch(AsyncioExecutor):
             gate.leave()
 
 
+# --- executors posing as remote ones that gate items ------------------------------
+#
+# Each pickles the work and runs the copy in this process, so the suite treats
+# it as remote (probes recording to a file, a scaled batch) without a cluster.
+
+
+class _RemoteLooking(AsyncioExecutor):
+    """Runs items one at a time, each once it has entered the gate; left when it ends."""
+
+    name = "remote-looking"
+    remote = True
+    gates_items = True
+
+    async def map(  # type: ignore[override]
+        self,
+        fn: Any,
+        items: Iterable[Any],
+        *,
+        limit: int | None,
+        gate: Any = None,
+        on_result: Any = None,
+    ) -> list[Any]:
+        assert gate is not None, "the suite's batches here are paced"
+        return await self.each(pickle.loads(pickle.dumps(fn)), items, gate)
+
+    async def each(self, work: Any, items: Iterable[Any], gate: Any) -> list[Any]:
+        results = []
+        for item in items:
+            if not gate.try_enter():
+                await gate.enter()
+            try:
+                results.append(await work(item))
+            finally:
+                gate.leave()
+        return results
+
+
+class KeepsTheTurns(_RemoteLooking):
+    """Queues every item at the gate at once; on failure, those still queued keep their place.
+
+    Each waits for its turn and only then sees that the batch has stopped
+    (and leaves at once, running nothing): the turns of a failed batch are
+    taken after it, from the runs that come next.
+    """
+
+    name = "keeps-the-turns"
+
+    async def each(self, work: Any, items: Iterable[Any], gate: Any) -> list[Any]:
+        stopped = asyncio.Event()
+
+        async def one(item: Any) -> Any:
+            await gate.enter()
+            try:
+                if stopped.is_set():
+                    return None
+                return await work(item)
+            except BaseException:
+                stopped.set()
+                raise
+            finally:
+                gate.leave()
+
+        return list(await asyncio.gather(*(one(item) for item in items)))
+
+
 CASES = [
     (BareGather(), "test_failure_stops_the_batch"),
     (BareGather(), "test_limit_bounds_calls_and_pulls"),
@@ -346,3 +413,23 @@ def test_the_gate_properties_are_only_for_executors_that_gate_items() -> None:
     # A subclass that swaps in a gating executor gets the property back.
     again = type("Again", (plain,), {"executor": IgnoresTheGate()})
     assert callable(getattr(again, name))
+
+
+def test_the_suite_rejects_a_remote_executor_that_keeps_the_turns() -> None:
+    """The turns its queued items keep show as a limiter still busy after the failed batch.
+
+    The property's body, on a few inputs: through Hypothesis, every example
+    fails, and it would try about a hundred more before it settled on the
+    smallest (half a minute of remote-sized batches).
+    """
+    suite = type("Suite", (ExecutorConformance,), {"executor": KeepsTheTurns()})()
+    body = PROPERTIES["test_turns_are_returned_after_a_failure"][0]
+    for count, limit in [(20, None), (45, 3)]:
+        with pytest.raises(AssertionError, match="the items that waited kept them"):
+            body(suite, count, limit)
+
+
+def test_a_remote_executor_that_gives_the_turns_back_passes() -> None:
+    """The property of turns given back holds for a remote executor, through the gate it enters."""
+    suite_class = type("Suite", (ExecutorConformance,), {"executor": _RemoteLooking()})
+    suite_class().test_turns_are_returned_after_a_failure()

@@ -75,9 +75,10 @@ from ._plugins.registry import (
 )
 from ._runtime.backoff import Backoff
 from ._runtime.cache import CacheWarning
-from ._runtime.config import plugin_settings
+from ._runtime.config import Setting, plugin_settings
 from ._runtime.governor import report_usage
 from ._runtime.limits import Limiter
+from ._runtime.plugin_config import PluginKey, PluginSettings
 from ._runtime.stores import close_stores
 from .hookspecs import hookimpl
 
@@ -114,6 +115,8 @@ __all__ = [
     "ParallelBatchNode",
     "PluginError",
     "PluginFailure",
+    "PluginKey",
+    "PluginSettings",
     "PluginState",
     "PluginWarning",
     "PocketcoreError",
@@ -122,6 +125,7 @@ __all__ = [
     "RemoteExecutor",
     "ReportingExecutor",
     "ReportsState",
+    "Setting",
     "Store",
     "StoreInfo",
     "StoreOpener",

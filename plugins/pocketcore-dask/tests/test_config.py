@@ -281,9 +281,13 @@ def test_a_scheduler_that_accepts_but_never_answers_fails_within_the_connect_tim
 @pytest.mark.parametrize(
     ("value", "message"),
     [
-        ("0", "no_workers_warning must be > 0, got 0 from key 'no_workers_warning' in "),
-        ("'10'", "no_workers_warning must be a number of seconds > 0, got '10' (str) from key"),
-        ("true", "no_workers_warning must be a number of seconds > 0, got True (bool) from key"),
+        (
+            "0",
+            "no_workers_warning must be a positive, finite number, got 0 from key "
+            "'no_workers_warning' in ",
+        ),
+        ("'10'", "no_workers_warning must be a positive number, got '10' (str) from key"),
+        ("true", "no_workers_warning must be a positive number, got True (bool) from key"),
     ],
 )
 def test_bad_no_workers_warning_in_the_file(clean: Path, value: str, message: str) -> None:
@@ -345,7 +349,7 @@ def test_every_key_has_an_environment_variable_that_beats_the_file(
         (
             "POCKETCORE_DASK_CONNECT_TIMEOUT",
             "0",
-            "connect_timeout must be > 0, got 0.0 from environment variable "
+            "connect_timeout must be a positive, finite number, got 0.0 from environment variable "
             "POCKETCORE_DASK_CONNECT_TIMEOUT",
         ),
     ],

@@ -90,7 +90,7 @@ def test_the_worker_keeps_a_failure_until_the_batch_is_forgotten() -> None:
 
     batch = f"pocketcore-test-{uuid.uuid4().hex}"
     holder = (cloudpickle.dumps(fails), batch, False, batch)
-    sent = _worker.run_item(holder, True, 7, 3)
+    sent = _worker.run_item((holder, True, 7, 3))
     assert _worker.kept_failures(batch, [2, 3]) == {3: sent}
     ok, value = _batch._decoded(sent, 3, "Node")
     assert ok is False
@@ -102,6 +102,6 @@ def test_the_worker_keeps_a_failure_until_the_batch_is_forgotten() -> None:
 def test_a_result_is_not_kept() -> None:
     batch = f"pocketcore-test-{uuid.uuid4().hex}"
     holder = (cloudpickle.dumps(lambda item: item * 2), batch, False, batch)
-    sent = _worker.run_item(holder, True, 7, 0)
+    sent = _worker.run_item((holder, True, 7, 0))
     assert _batch._decoded(sent, 0, "Node") == (True, 14)
     assert _worker.kept_failures(batch, [0]) == {}

@@ -109,7 +109,7 @@ def test_the_pocketcore_toml_table(here: Path) -> None:
         ),
         (
             "connect_timeout = -1",
-            "connect_timeout must be a finite number > 0, got -1 from key 'connect_timeout' "
+            "connect_timeout must be a positive, finite number, got -1 from key 'connect_timeout' "
             "in [tool.pocketcore.ray] in pyproject.toml",
         ),
         (
@@ -150,7 +150,7 @@ def test_a_bad_value_in_the_file_is_named_with_its_key(
         (
             "CONNECT_TIMEOUT",
             "nan",
-            "connect_timeout must be a finite number > 0, got nan from environment variable "
+            "connect_timeout must be a positive, finite number, got nan from environment variable "
             "POCKETCORE_RAY_CONNECT_TIMEOUT",
         ),
         (

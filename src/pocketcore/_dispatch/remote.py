@@ -67,6 +67,10 @@ def shippable(
     return _Checked(node, items, dumps, where)
 
 
+#: The types whose values always pickle (exactly these, not their subclasses).
+_PLAIN = frozenset({int, float, complex, str, bytes, bool, type(None)})
+
+
 class _Checked:
     """The items, each checked as it is pulled; sized when the items are."""
 
@@ -80,6 +84,9 @@ class _Checked:
 
     def __iter__(self) -> Iterator[Any]:
         for index, item in enumerate(self.items):
+            if type(item) in _PLAIN:  # always pickles; not worth a pickling per item
+                yield item
+                continue
             try:
                 self.dumps(item)
             except Exception as exc:

@@ -20,10 +20,11 @@ An executor that gates items (``gates_items = True``, see
 to the gate's contract: entered before each call starts, left once per entry
 after the call has ended (on failure and cancellation too), and no more calls
 in flight than the gate admits. These properties are made only for such an
-executor. One that runs its items in this process also runs real flows with
-a shared :class:`pocketcore.Limiter`: a limiter over the items in a parallel
-batch flow's passes (every run finishes, the bound holds, the limiter ends
-idle), and the turns of a failed paced batch given back.
+executor, and so is one with a real node and a shared
+:class:`pocketcore.Limiter`: the turns of a failed paced batch given back. One
+that runs its items in this process also runs real flows with a limiter over
+the items in a parallel batch flow's passes (every run finishes, the bound
+holds, the limiter ends idle); a remote executor refuses batch flows.
 
 A *remote* executor (one with ``remote = True``, whose items run in other
 processes) is held to the same properties. Its items cannot report to this

@@ -50,11 +50,12 @@ class ExecutorConformance(Scheduling, Gating, Limiters, Failures):
             default ``0.5 * time_scale``. Raise it for an engine that may
             take seconds to give a task a worker process.
 
-    The properties of the gate (``test_gate_...``) are made only when the
-    executor declares ``gates_items = True``; those of shared limiters in
-    nested flows (``test_limiter_over_nested_passes``,
-    ``test_turns_are_returned_after_a_failure``) only when it also runs the
-    items in this process.
+    The properties of the gate (``test_gate_...``) and of the turns of a
+    failed paced batch (``test_turns_are_returned_after_a_failure``) are
+    made only when the executor declares ``gates_items = True``; that of a
+    shared limiter in nested flows (``test_limiter_over_nested_passes``)
+    only when it also runs the items in this process (a remote executor
+    refuses batch flows).
 
     The Hypothesis tests are made for each subclass when it is defined, from
     its own settings, so set these as class attributes. A test method a

@@ -102,6 +102,8 @@ class _Batch:
         self.unheard: list[int] = []
         #: The future awaiting each unsettled task -> (position, the task's ObjectRef).
         self.waiting: dict[Settling, tuple[int, Any]] = {}
+        #: Tasks sent and not watched yet (see :meth:`watch`): (position, ObjectRef).
+        self.sent: list[tuple[int, Any]] = []
         self.results: list[Any] = []
         self.failures: list[BaseException] = []
         #: An item pulled and waiting at the gate, and its entry.
@@ -116,22 +118,25 @@ class _Batch:
         self.loop = asyncio.get_running_loop()
 
     def fill(self, source: Iterator[Any], limit: int | None) -> None:
-        """Submit items while there is room and no item waits at the gate."""
-        while not self.stopped and self.entering is None:
-            if limit is not None and len(self.waiting) >= limit:
-                return
-            item = next(source, _END)
-            if item is _END:
-                return
-            gate = self.gate
-            if gate is not None and not gate.try_enter():
-                self.held = item
-                self.entering = asyncio.ensure_future(gate.enter())
-                return
-            self.submit(item)
+        """Submit items while there is room and no item waits at the gate; then watch them."""
+        try:
+            while not self.stopped and self.entering is None:
+                if limit is not None and len(self.waiting) + len(self.sent) >= limit:
+                    return
+                item = next(source, _END)
+                if item is _END:
+                    return
+                gate = self.gate
+                if gate is not None and not gate.try_enter():
+                    self.held = item
+                    self.entering = asyncio.ensure_future(gate.enter())
+                    return
+                self.submit(item)
+        finally:
+            self.watch()
 
     def submit(self, item: Any) -> None:
-        """Send an item (its gate entered, if any) to Ray."""
+        """Send an item (its gate entered, if any) to Ray; :meth:`watch` then waits for it."""
         index = len(self.results)
         self.results.append(None)
         try:
@@ -140,9 +145,22 @@ class _Batch:
             if self.gate is not None:
                 self.gate.leave()
             raise
-        future = ref.future()
-        self.waiting[future] = (index, ref)
-        future.add_done_callback(self._settled)
+        self.sent.append((index, ref))
+
+    def watch(self) -> None:
+        """Have each task sent since the last call report when it settles.
+
+        Once the items at hand are all sent, not as each is: a completion
+        reported through its future runs Python code in Ray's own thread,
+        which would contend with the submitting thread for the GIL (and
+        make each submission several times slower) while tasks sent first
+        complete.
+        """
+        for index, ref in self.sent:
+            future = ref.future()
+            self.waiting[future] = (index, ref)
+            future.add_done_callback(self._settled)
+        self.sent.clear()
 
     def _settled(self, future: Settling) -> None:
         """A task settled (in Ray's thread): queue it, and wake the loop unless that is on its way.
@@ -197,6 +215,7 @@ class _Batch:
                 self.leave()
             else:
                 self.submit(item)
+                self.watch()
 
     def _index(self, future: Settling) -> int:
         return self.waiting[future][0]

@@ -114,12 +114,19 @@ def _work(holder: Sequence[Any]) -> Callable[[Any], Any]:
 def _dumps(ok: bool, value: Any, text: str | None = None) -> bytes:
     """The outcome ``(ok, value, traceback text)``, pickled.
 
-    A value that cannot be pickled is sent as :class:`Unsendable`.
+    A value that cannot be pickled is sent as :class:`Unsendable`. Plain
+    :mod:`pickle` first, which costs a trivial result several times less;
+    cloudpickle for what only it sends (a lambda, an instance of a class the
+    worker got by value): plain pickle refuses those rather than send them
+    wrong, since it names a function or class by its module and name.
     """
     import ray.cloudpickle as cloudpickle
 
+    outcome = (ok, value, text)
+    with contextlib.suppress(Exception):
+        return pickle.dumps(outcome, protocol=pickle.HIGHEST_PROTOCOL)
     try:
-        sent: bytes = cloudpickle.dumps((ok, value, text), protocol=pickle.HIGHEST_PROTOCOL)  # type: ignore[no-untyped-call]
+        sent: bytes = cloudpickle.dumps(outcome, protocol=pickle.HIGHEST_PROTOCOL)  # type: ignore[no-untyped-call]
         return sent
     except Exception as exc:
         what = "result" if ok else "exception"
@@ -259,11 +266,13 @@ def _cancelled_by_sigint(loop: asyncio.AbstractEventLoop, task: Any) -> Callable
     return restore
 
 
-def run_item(holder: Sequence[Any], blocking: bool, item: Any, index: int) -> bytes:
-    """Item ``index``: ``work(item)`` (run to its end by ``asyncio.run`` unless ``blocking``).
+def run_item(task: tuple[Sequence[Any], bool, Any, int]) -> bytes:
+    """One item: ``work(item)`` (run to its end by ``asyncio.run`` unless ``blocking``).
 
-    ``holder`` is ``(work, key, flagged, batch)``: the batch's work, pickled
-    (or ``[reference]`` to it in the object store) and its key, whether the
+    ``task`` is ``(holder, blocking, item, index)``, sent as one argument
+    (Ray serializes each argument apart, at a cost per task). ``holder`` is
+    ``(work, key, flagged, batch)``: the batch's work, pickled (or
+    ``[reference]`` to it in the object store) and its key, whether the
     batch has a stop flag (see :func:`is_stopped`), and the batch's name.
 
     Returns:
@@ -272,6 +281,7 @@ def run_item(holder: Sequence[Any], blocking: bool, item: Any, index: int) -> by
         the batch had stopped before the item started. A failure is also
         kept in the cluster's key-value store (see :func:`kept_failures`).
     """
+    holder, blocking, item, index = task
     flagged, batch = holder[2], holder[3]
     if flagged and is_stopped(batch):
         return SKIPPED
