@@ -3,7 +3,9 @@
 A run's observer is the plugin manager's hook relay when some plugin
 implements a lifecycle hook, else ``None`` (asked once per run). The run
 and each node step are reported here (:func:`whole_run`, :func:`steppers`).
-A batch reports its own events where they happen, through the
+Each of them, and each batch and item heard, is a scope of usage totals
+(:mod:`pocketcore._runtime.usage`) whose end event carries them. A batch
+reports its own events where they happen, through the
 :class:`Events` of its plan: one attribute per lifecycle hook, holding the
 hook's caller, or ``None`` when no plugin implements that hook, so a call
 site checks one attribute and an event nobody hears costs no call (trio's
@@ -24,6 +26,7 @@ import attrs
 from pocketcore._plugins.registry import Observer, get_registry
 from pocketcore._runtime.config import RunConfig
 from pocketcore._runtime.context import RUN, count_timing
+from pocketcore._runtime.usage import closed, opened
 
 __all__ = [
     "Events",
@@ -65,7 +68,7 @@ class _WholeRun:
     end reports.
     """
 
-    __slots__ = ("cfg", "counted", "obs", "result", "shared", "target", "token")
+    __slots__ = ("cfg", "counted", "obs", "result", "shared", "tally", "target", "token")
 
     def __init__(self, cfg: RunConfig, target: Any, shared: Any) -> None:
         self.cfg, self.target, self.shared = cfg, target, shared
@@ -82,6 +85,7 @@ class _WholeRun:
         if self.counted:
             count_timing(1)
         if self.obs is not None:
+            self.tally = opened()
             try:
                 self.obs.pocketcore_run_start(target=self.target, shared=self.shared)
             except BaseException:
@@ -93,8 +97,13 @@ class _WholeRun:
         try:
             if self.obs is not None:
                 result = self.result if exc is None else None
+                usage = closed(*self.tally)
                 self.obs.pocketcore_run_end(
-                    target=self.target, shared=self.shared, result=result, exception=exc
+                    target=self.target,
+                    shared=self.shared,
+                    result=result,
+                    exception=exc,
+                    usage=usage,
                 )
         finally:
             self._leave()
@@ -123,23 +132,29 @@ async def whole_run_async(
 
 def _observed_step(obs: Observer, node: Any, shared: Any) -> Any:
     obs.pocketcore_node_start(node=node, shared=shared)
+    scope = opened()
     try:
         action = node._run(shared)
     except BaseException as exc:
-        obs.pocketcore_node_end(node=node, shared=shared, action=None, exception=exc)
+        usage = closed(*scope)
+        obs.pocketcore_node_end(node=node, shared=shared, action=None, exception=exc, usage=usage)
         raise
-    obs.pocketcore_node_end(node=node, shared=shared, action=action, exception=None)
+    usage = closed(*scope)
+    obs.pocketcore_node_end(node=node, shared=shared, action=action, exception=None, usage=usage)
     return action
 
 
 async def _observed_step_async(obs: Observer, node: Any, shared: Any) -> Any:
     obs.pocketcore_node_start(node=node, shared=shared)
+    scope = opened()
     try:
         action = await node._run_async(shared)
     except BaseException as exc:
-        obs.pocketcore_node_end(node=node, shared=shared, action=None, exception=exc)
+        usage = closed(*scope)
+        obs.pocketcore_node_end(node=node, shared=shared, action=None, exception=exc, usage=usage)
         raise
-    obs.pocketcore_node_end(node=node, shared=shared, action=action, exception=None)
+    usage = closed(*scope)
+    obs.pocketcore_node_end(node=node, shared=shared, action=action, exception=None, usage=usage)
     return action
 
 

@@ -1,0 +1,79 @@
+"""What a run's ``exec`` calls report using, totalled per scope: item, batch, step, run.
+
+:func:`pocketcore.report_usage` adds its amounts to the :class:`Totals` in
+:data:`USAGE`, the innermost scope in force in its context. A scope is opened
+only where someone listens (a run with an observer: its run, each step of its
+flows, each batch, and each item whose end is heard), so a run that nobody
+observes keeps no totals. When a scope closes, its totals are added to the
+scope around it, so each scope's totals hold everything reported inside it:
+an item's every attempt (failed ones too: the provider billed them), a
+batch's items, a step's batch, a flow's steps, the run's whole.
+
+Items on worker threads add to their batch's totals from several threads, so
+a totals adds under a lock.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Mapping
+from contextvars import ContextVar, Token
+from types import MappingProxyType
+
+__all__ = ["NOTHING", "USAGE", "Totals", "closed", "opened"]
+
+NOTHING: Mapping[str, float] = MappingProxyType({})
+"""The usage of a scope in which nothing was reported."""
+
+
+class Totals:
+    """The amounts reported in one scope so far, by unit, and the scope around it.
+
+    Attributes:
+        parent: The totals of the scope around this one, which gets this
+            one's totals when it closes; ``None`` for the outermost.
+    """
+
+    __slots__ = ("_lock", "_units", "parent")
+
+    def __init__(self, parent: Totals | None) -> None:
+        self.parent = parent
+        self._units: dict[str, float] | None = None
+        self._lock = threading.Lock()
+
+    def add(self, units: Mapping[str, float]) -> None:
+        """Add ``units`` (checked amounts) to the totals."""
+        if not units:
+            return
+        with self._lock:
+            totals = self._units
+            if totals is None:
+                totals = self._units = {}
+            for unit, amount in units.items():
+                totals[unit] = totals.get(unit, 0.0) + amount
+
+    def close(self) -> Mapping[str, float]:
+        """The totals, now added to the scope around this one (if any)."""
+        with self._lock:
+            if self._units is None:
+                return NOTHING
+            totals = dict(self._units)
+        if self.parent is not None:
+            self.parent.add(totals)
+        return MappingProxyType(totals)
+
+
+USAGE: ContextVar[Totals | None] = ContextVar("pocketcore_usage", default=None)
+"""The totals of the innermost scope in force in this context, where reports are added."""
+
+
+def opened() -> tuple[Totals, Token[Totals | None]]:
+    """A new scope inside the one in force, now in force itself: its totals, and the token."""
+    totals = Totals(USAGE.get())
+    return totals, USAGE.set(totals)
+
+
+def closed(totals: Totals, token: Token[Totals | None]) -> Mapping[str, float]:
+    """Leave the scope :func:`opened` returned; its totals (added to the scope around it)."""
+    USAGE.reset(token)
+    return totals.close()
