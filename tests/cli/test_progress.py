@@ -18,6 +18,7 @@ import pocketcore
 from pocketcore import Registry
 from pocketcore._cli import ProgressObserver, main
 from pocketcore._cli.progress import PROGRESS_PLUGIN
+from pocketcore._cli.usage_totals import USAGE_PLUGIN
 
 from .support import EXECUTORS, call
 
@@ -42,7 +43,7 @@ def test_no_progress_output_when_stderr_is_not_a_terminal(
     monkeypatch.setattr(Registry, "register", spy)
     code, _, err = call(capsys, "run", f"{flows}:double")
     assert (code, err) == (0, "")
-    assert registered == []  # no observer, so the lifecycle hooks stay free
+    assert registered == [USAGE_PLUGIN]  # no progress observer: only the usage counter
 
 
 def test_a_terminal_gets_a_progress_bar(
