@@ -133,3 +133,26 @@ def test_the_observer_counts_failed_items(observer: ProgressObserver) -> None:
     with pytest.raises(ValueError, match="0"):
         pocketcore.run(node, {})
     assert observer.counts() == {"Fails": (1, 1)}
+
+
+def test_a_bar_shows_where_an_auto_bound_stands() -> None:
+    # Twelve quick successes: the bound doubles from 2 to the ceiling of 8.
+    sink = io.StringIO()
+    progress = ProgressObserver(Console(file=sink, force_terminal=True, width=100))
+    registry = pocketcore.get_registry()
+    registry.register(progress, name="test-progress")
+    limiter = pocketcore.Limiter(max_concurrency="auto", ceiling=8)
+    try:
+        node = Pass(limiter=limiter)
+        node.set_params({"n": 12})
+        pocketcore.run(node, {})
+        fixed = type("Fixed", (Pass,), {})(limiter=pocketcore.Limiter(max_concurrency=3))
+        flow = pocketcore.AsyncFlow(start=fixed)
+        flow.set_params({"n": 2})  # a fixed bound: nothing shown
+        pocketcore.run(flow, {})
+    finally:
+        registry.unregister(progress)
+        progress.close()
+    assert limiter.concurrency == 8
+    assert progress.bounds() == {"Pass": "auto 8/8", "Fixed": ""}
+    assert "auto 8/8" in sink.getvalue()

@@ -9,7 +9,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from pocketcore._cli.usage_totals import UsageCounter, amounts
+from pocketcore._cli.usage_totals import UsageCounter
+from pocketcore._runtime.usage import amounts
 
 from .support import EXECUTORS, call
 

@@ -132,8 +132,7 @@ def add_command(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
         "-q",
         "--quiet",
         action="store_true",
-        help="no progress bar, even on a terminal, and no count of collected failures "
-        "or of usage",
+        help="no progress bar, even on a terminal, and no count of collected failures or of usage",
     )
     p.add_argument(
         "--traceback",

@@ -18,12 +18,13 @@ from typing import Any
 
 from pocketcore._nodes.flows import Flow
 from pocketcore._plugins.registry import Registry
+from pocketcore._runtime.usage import amounts
 from pocketcore.hookspecs import hookimpl
 
 from .observing import registered
 from .output import PROG
 
-__all__ = ["USAGE_PLUGIN", "UsageCounter", "amounts", "count_usage"]
+__all__ = ["USAGE_PLUGIN", "UsageCounter", "count_usage"]
 
 USAGE_PLUGIN = "pocketcore-cli-usage"
 
@@ -41,14 +42,6 @@ def count_usage(registry: Registry, *, report: bool) -> Iterator[None]:
     finally:
         for line in counter.lines():
             print(line, file=sys.stderr)
-
-
-def amounts(usage: Mapping[str, float]) -> str:
-    """``"1,234,567 tokens, 3 images"``: each unit's amount, whole numbers without decimals."""
-    return ", ".join(
-        f"{amount:,.0f} {unit}" if amount == int(amount) else f"{amount:,.2f} {unit}"
-        for unit, amount in usage.items()
-    )
 
 
 class _Node:

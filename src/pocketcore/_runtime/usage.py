@@ -20,7 +20,7 @@ from collections.abc import Mapping
 from contextvars import ContextVar, Token
 from types import MappingProxyType
 
-__all__ = ["NOTHING", "USAGE", "Totals", "closed", "opened"]
+__all__ = ["NOTHING", "USAGE", "Totals", "amounts", "closed", "opened"]
 
 NOTHING: Mapping[str, float] = MappingProxyType({})
 """The usage of a scope in which nothing was reported."""
@@ -77,3 +77,11 @@ def closed(totals: Totals, token: Token[Totals | None]) -> Mapping[str, float]:
     """Leave the scope :func:`opened` returned; its totals (added to the scope around it)."""
     USAGE.reset(token)
     return totals.close()
+
+
+def amounts(usage: Mapping[str, float]) -> str:
+    """``"1,234,567 tokens, 2.50 images"``: each unit's amount, whole ones without decimals."""
+    return ", ".join(
+        f"{amount:,.0f} {unit}" if amount == int(amount) else f"{amount:,.2f} {unit}"
+        for unit, amount in usage.items()
+    )
