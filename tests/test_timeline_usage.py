@@ -71,6 +71,7 @@ def test_each_item_its_group_and_the_header_show_what_was_reported(tokens: list[
         assert bar["title"].endswith(f"; used {used:,} tokens")
     group = [t for css, t in page.texts if css == "group" and t.startswith("Ask")]
     assert group[0].endswith(f"; used {sum(tokens):,} tokens")
+    assert "<h1>pocketcore timeline: AsyncFlow</h1>" in text
     whole = sum(tokens) + 5
     assert totals_row(text, "usage") == (
         f"{whole:,} tokens (Ask: {sum(tokens):,} tokens; Decide: 5 tokens)"

@@ -313,8 +313,7 @@ class _Page:
             spans, owners = [s for s, _ in owned], [n for _, n in owned]
             hits = sorted(hit for n in numbers for hit in self.batches[n].hits)
             bounds = [self.batches[n] for n in numbers if self.batches[n].bounds]
-            title = self._batch_title(numbers, spans)
-            self.lanes(title, spans, "item", owners, hits, bounds)
+            self.lanes(self._batch_title(numbers, spans), spans, "item", owners, hits, bounds)
         height = self.y + 8
         axis = self._axis(height)
         svg = (
