@@ -17,6 +17,7 @@ import pocketcore
 from pocketcore import Failed, Limiter
 from pocketcore._runtime.usage import USAGE
 from tests.provider import FakeProvider, serve
+from tests.test_governor import Ask
 
 
 class Totals:
@@ -226,19 +227,6 @@ def test_report_usage_outside_an_observed_run_keeps_nothing() -> None:
 
 
 # --- against a provider -------------------------------------------------------------
-
-
-class Ask(pocketcore.AsyncParallelBatchNode):
-    async def prep_async(self, shared: Any) -> Any:
-        return shared["sizes"]
-
-    async def exec_async(self, size: int) -> str:
-        reply = await self.params["client"].chat.completions.create(
-            model="fake",
-            messages=[{"role": "user", "content": "x" * (size * 4)}],
-            max_tokens=40,
-        )
-        return str(reply.choices[0].message.content)
 
 
 def test_the_event_hooks_report_what_the_provider_counted(totals: Totals) -> None:

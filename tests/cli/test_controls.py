@@ -9,11 +9,10 @@ from typing import Any
 import pytest
 
 import pocketcore
-from pocketcore import Registry
 from pocketcore._cli.controls import FAILURES_PLUGIN
 from pocketcore._cli.usage_totals import USAGE_PLUGIN
 
-from .support import EXECUTORS, assert_bad_input, call, run_json
+from .support import EXECUTORS, assert_bad_input, call, registrations, run_json
 
 CONTROLS = """
 import time
@@ -322,14 +321,7 @@ def test_quiet_means_no_count(capsys: pytest.CaptureFixture[str]) -> None:
 def test_the_counter_is_registered_only_when_collect_may_apply(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    registered: list[str | None] = []
-    real = Registry.register
-
-    def spy(self: Registry, plugin: object, name: str | None = None) -> str:
-        registered.append(name)
-        return real(self, plugin, name)
-
-    monkeypatch.setattr(Registry, "register", spy)
+    registered = registrations(monkeypatch)
     run_json(capsys, "ctl.py:items")
     run_json(capsys, "ctl.py:items", "--on-error", "raise")
     assert registered == [USAGE_PLUGIN] * 2  # no failure counter: only the usage counter

@@ -15,12 +15,11 @@ import pytest
 from rich.console import Console
 
 import pocketcore
-from pocketcore import Registry
 from pocketcore._cli import ProgressObserver, main
 from pocketcore._cli.progress import PROGRESS_PLUGIN
 from pocketcore._cli.usage_totals import USAGE_PLUGIN
 
-from .support import EXECUTORS, call
+from .support import EXECUTORS, call, registrations
 
 # --- progress -------------------------------------------------------------------------------
 
@@ -33,14 +32,7 @@ class FakeTerminal(io.StringIO):
 def test_no_progress_output_when_stderr_is_not_a_terminal(
     capsys: pytest.CaptureFixture[str], flows: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    registered: list[str | None] = []
-    real = Registry.register
-
-    def spy(self: Registry, plugin: object, name: str | None = None) -> str:
-        registered.append(name)
-        return real(self, plugin, name)
-
-    monkeypatch.setattr(Registry, "register", spy)
+    registered = registrations(monkeypatch)
     code, _, err = call(capsys, "run", f"{flows}:double")
     assert (code, err) == (0, "")
     assert registered == [USAGE_PLUGIN]  # no progress observer: only the usage counter
