@@ -18,6 +18,7 @@ from pocketcore import Failed, Limiter
 from pocketcore._runtime.usage import USAGE
 from tests.provider import FakeProvider, serve
 from tests.test_governor import Ask
+from tests.test_remote import Pickling
 
 
 class Totals:
@@ -255,3 +256,56 @@ def test_the_event_hooks_report_what_the_provider_counted(totals: Totals) -> Non
     for index in range(len(sizes)):
         assert totals.items[("Ask", index)]["input_tokens"] == max(1, sizes[index])
     assert not [r for r in totals.items.values() if isinstance(r, Failed)]
+
+
+# --- items run in other processes ----------------------------------------------------
+
+
+class Remote(pocketcore.AsyncParallelBatchNode):
+    async def prep_async(self, shared: Any) -> Any:
+        return shared["items"]
+
+    async def exec_async(self, item: Any) -> Any:
+        pocketcore.report_usage(tokens=item)
+        return item
+
+
+class RemoteThreads(pocketcore.ParallelBatchNode):
+    def prep(self, shared: Any) -> Any:
+        return shared["items"]
+
+    def exec(self, item: Any) -> Any:
+        pocketcore.report_usage(tokens=item)
+        return item
+
+
+@pytest.mark.parametrize("cls", [Remote, RemoteThreads])
+@pytest.mark.parametrize("cache", [False, True])
+def test_usage_comes_back_with_the_results_of_a_remote_executor(
+    totals: Totals, cls: type[Any], cache: bool, tmp_path: Any
+) -> None:
+    # Pickling runs the work and items as pickled copies (in this process, as a
+    # remote executor's worker would): counted once, from what comes back.
+    executor = Pickling()
+    items = [3, 40, 500]
+    settings: dict[str, Any] = {"executor": executor}
+    if cache:
+        settings["cache"] = str(tmp_path / "cache.db")
+    pocketcore.run(cls(), {"items": items}, **settings)
+    assert {i: u for (_, i), u in totals.items.items()} == {
+        0: {"tokens": 3.0},
+        1: {"tokens": 40.0},
+        2: {"tokens": 500.0},
+    }
+    assert totals.batches == [(cls.__name__, {"tokens": 543.0})]
+    assert totals.runs == [(cls.__name__, {"tokens": 543.0})]
+    if cache:  # the hits ran nothing, and reported nothing
+        totals.__init__()  # type: ignore[misc]
+        pocketcore.run(cls(), {"items": [*items, 6]}, **settings)
+        assert totals.batches == [(cls.__name__, {"tokens": 6.0})]
+
+
+def test_no_observer_no_metering() -> None:
+    executor = Pickling()
+    pocketcore.run(Remote(), {"items": [1, 2]}, executor=executor)
+    assert "Metered" not in type(executor.seen_fns[0]).__name__

@@ -328,8 +328,8 @@ def pocketcore_batch_end(
         usage: What the batch's items reported using with
             :func:`pocketcore.report_usage` (and a limiter's event hooks),
             by unit, every attempt counted (for the passes of a batch flow:
-            its nodes'). Items run in other processes are not counted.
-            Empty when nothing was reported.
+            its nodes'; for items run in other processes, what came back
+            with their results). Empty when nothing was reported.
     """
 
 
@@ -382,8 +382,10 @@ def pocketcore_batch_item_done(
         usage: What the item reported using with
             :func:`pocketcore.report_usage` (and a limiter's event hooks),
             by unit, its failed attempts counted too (the provider billed
-            them). Empty when nothing was reported, and always for an item
-            that the executor ran itself (see above).
+            them). For an item run in another process, what came back with
+            its result. Empty when nothing was reported, and always for an
+            item that an executor ran itself in this process (its own
+            ``map_blocking``).
     """
 
 

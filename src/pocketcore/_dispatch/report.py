@@ -32,7 +32,7 @@ from pocketcore._dispatch.cached import Keyed
 from pocketcore._dispatch.plan import Plan
 from pocketcore._dispatch.remote import carrying
 from pocketcore._runtime.observe import Events
-from pocketcore._runtime.usage import NOTHING, Totals, closed, opened
+from pocketcore._runtime.usage import NOTHING, USAGE, Totals, closed, opened
 
 __all__ = [
     "attempts_reported",
@@ -303,18 +303,30 @@ def attempts_reported_async(ev: Events, node: Any, call: AsyncCall) -> AsyncCall
 
 
 def report_after(
-    ev: Events, owner: Any, results: list[Any], index_of: Callable[[int], int] | None
+    ev: Events,
+    owner: Any,
+    results: list[Any],
+    index_of: Callable[[int], int] | None,
+    usages: list[Mapping[str, float]] | None = None,
 ) -> list[Any]:
     """Report the end of every item of a batch whose calls ran elsewhere, now they are back.
 
     ``index_of`` maps a position among the items handed over to the item's
     position in the input (for a batch read through the result cache).
+    ``usages``: what each item reported using in another process, in the
+    same order; it counts in the batch's totals too.
     """
+    if usages:
+        totals = USAGE.get()
+        if totals is not None:
+            for usage in usages:
+                totals.add(usage)
     done = ev.item_done
     if done is not None:
         for position, result in enumerate(results):
             index = position if index_of is None else index_of(position)
-            done(node=owner, index=index, result=result, exception=None, usage=NOTHING)
+            usage = NOTHING if not usages else usages[position]
+            done(node=owner, index=index, result=result, exception=None, usage=usage)
     return results
 
 

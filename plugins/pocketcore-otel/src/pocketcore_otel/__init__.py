@@ -37,7 +37,8 @@ is the run's target, and of each of its items: ``input_tokens`` and
 ``output_tokens`` as the GenAI semantic conventions'
 ``gen_ai.usage.input_tokens`` and ``gen_ai.usage.output_tokens``, any other
 unit as ``pocketcore.usage.<unit>``. A step's span has its items' sum; the
-spans of flows have none (their nodes' spans do).
+spans of flows have none (their nodes' spans do). An item run in another
+process has its usage on its span once its result is back.
 
 Each span of a step, item or run is the current span while it runs: a span
 user code opens in ``exec`` is a child of its item's span, on asyncio tasks,
@@ -408,9 +409,15 @@ class Spans:
         if exception is None and type(result) is pocketcore.Failed:
             exception = result.exception
         if not self._close(node, index, exception, usage):
-            self._deferred(node, index, exception)
+            self._deferred(node, index, exception, usage)
 
-    def _deferred(self, node: Any, index: int, exception: BaseException | None) -> None:
+    def _deferred(
+        self,
+        node: Any,
+        index: int,
+        exception: BaseException | None,
+        usage: Mapping[str, float],
+    ) -> None:
         # The executor ran the item where no hook follows it. Sent to another
         # process, it has had its span since it was handed over; otherwise
         # all that is known is that it ran within the batch.
@@ -426,6 +433,8 @@ class Spans:
                 start_time=started,
                 attributes={ITEM_INDEX: index, ITEM_DEFERRED: True},
             )
+        if usage and not isinstance(node, pocketcore.Flow):
+            span.set_attributes(_usage(usage))
         if exception is not None:
             _failed(_Open(span, node, index, current), exception)
         span.end()
