@@ -309,3 +309,47 @@ def test_no_observer_no_metering() -> None:
     executor = Pickling()
     pocketcore.run(Remote(), {"items": [1, 2]}, executor=executor)
     assert "Metered" not in type(executor.seen_fns[0]).__name__
+
+
+class RunOnly:
+    """Hears items and steps without their usage, and the run's end with it."""
+
+    def __init__(self) -> None:
+        self.runs: list[dict[str, float]] = []
+        self.items = 0
+
+    @pocketcore.hookimpl
+    def pocketcore_batch_item_done(self, index: int) -> None:
+        self.items += 1
+
+    @pocketcore.hookimpl
+    def pocketcore_node_end(self, node: Any) -> None:
+        pass
+
+    @pocketcore.hookimpl
+    def pocketcore_run_end(self, usage: Mapping[str, float]) -> None:
+        self.runs.append(dict(usage))
+
+
+def test_scopes_nobody_asks_the_usage_of_are_left_out_and_nothing_is_lost() -> None:
+    # Only the run keeps totals: every report, from items and plain steps, lands there.
+    seen: list[object] = []
+
+    class Look(AsyncItems):
+        async def exec_async(self, item: Any) -> Any:
+            seen.append(USAGE.get())
+            return await super().exec_async(item)
+
+    plugin = RunOnly()
+    registry = pocketcore.get_registry()
+    registry.register(plugin, name="test-run-only")
+    try:
+        look = Look(max_retries=RETRIES)
+        look >> Plain(max_retries=2)
+        items = [([1, 2, 3], 1), ([10, 20, 30], 0)]
+        pocketcore.run(pocketcore.AsyncFlow(start=look), {"items": items})
+    finally:
+        registry.unregister(plugin)
+    assert plugin.runs == [{"tokens": 1 + 2 + 10 + 14, "calls": 2 + 1}]
+    assert plugin.items == 2
+    assert len({id(totals) for totals in seen}) == 1  # the run's: no item or step scope

@@ -27,6 +27,7 @@ from pocketcore._dispatch.stack import Stack, core, remote_core, trip, with_repo
 from pocketcore._dispatch.threads import call_sync, on_threads, run_blocking
 from pocketcore._runtime.limits import gate_of
 from pocketcore._runtime.observe import batch_size
+from pocketcore._runtime.usage import USAGE
 
 __all__ = ["each", "each_async", "fan_out", "fan_out_blocking"]
 
@@ -183,7 +184,7 @@ async def _elsewhere(plan: Plan, batch: Iterable[Any], work: Work | None) -> lis
     usages: list[Mapping[str, float]] | None = None
     if plan.caps.remote:
         call = remote_core(plan)
-        if plan.events is not None:
+        if plan.events is not None and (plan.events.item_usage or USAGE.get() is not None):
             usages = []
             call = metered(call, blocking=plan.blocking)
         inputs: Iterable[Any] = batch if cached is None else BareItems(cached)

@@ -69,6 +69,7 @@ class _Batch:
     """A batch's report: its start on entry, its end on exit (set :attr:`results` first)."""
 
     __slots__ = ("ev", "plan", "results", "scope")
+    scope: tuple[Totals, Token[Totals | None]] | None
 
     def __init__(self, plan: Plan, ev: Events, size: int | None) -> None:
         self.plan, self.ev = plan, ev
@@ -76,11 +77,11 @@ class _Batch:
         _started(plan, ev, size)
 
     def __enter__(self) -> _Batch:
-        self.scope = opened()
+        self.scope = opened() if self.ev.end_usage else None
         return self
 
     def __exit__(self, kind: object, exc: BaseException | None, tb: object) -> None:
-        usage = closed(*self.scope)
+        usage = NOTHING if self.scope is None else closed(*self.scope)
         if self.ev.end is not None:
             results = self.results if exc is None else None
             self.ev.end(node=self.plan.owner, results=results, exception=exc, usage=usage)
@@ -125,11 +126,12 @@ _ITEM: ContextVar[_Tally | None] = ContextVar("pocketcore_observed_item", defaul
 class _Item:
     """What the item layer reports around each item's trip (shared by both forms)."""
 
-    __slots__ = ("done", "ev", "owner", "start", "tallied")
+    __slots__ = ("done", "ev", "owner", "start", "tallied", "used")
 
     def __init__(self, ev: Events, owner: Any) -> None:
         self.ev, self.owner = ev, owner
         self.start, self.done, self.tallied = ev.item_start, ev.item_done, ev.attempts
+        self.used = ev.item_usage
 
     def ended(
         self, one: Keyed, result: Any, tally: _Tally | None, usage: Mapping[str, float]
@@ -151,15 +153,17 @@ class _Item:
 class _Reporting:
     """One item's report: its start on entry, its end on exit (set :attr:`result` first)."""
 
-    __slots__ = ("it", "one", "result", "scope", "tally", "token")
+    __slots__ = ("it", "one", "result", "tally", "token", "totals", "used")
 
     def __init__(self, it: _Item, one: Keyed) -> None:
         self.it, self.one = it, one
         self.result: Any = None
         self.tally: _Tally | None = None
         self.token: Token[_Tally | None] | None = None
-        # The item's usage, when its end is heard (else reports go to its batch's).
-        self.scope: tuple[Totals, Token[Totals | None]] | None = None
+        # The item's own totals, when its done is heard with them (else its
+        # reports go to the scope around it).
+        self.totals: Totals | None = None
+        self.used: Token[Totals | None] | None = None
 
     def __enter__(self) -> _Reporting:
         it, one = self.it, self.one
@@ -168,13 +172,17 @@ class _Reporting:
         if it.tallied:
             self.tally = _Tally(it.owner, one.index)  # type: ignore[arg-type]  # a batch item's
             self.token = _ITEM.set(self.tally)
-        if it.done is not None:
-            self.scope = opened()
+        if it.used:
+            self.totals = totals = Totals(USAGE.get())
+            self.used = USAGE.set(totals)
         return self
 
     def __exit__(self, kind: object, exc: BaseException | None, tb: object) -> None:
         it, one = self.it, self.one
-        usage = NOTHING if self.scope is None else closed(*self.scope)
+        usage = NOTHING
+        if self.used is not None:
+            USAGE.reset(self.used)
+            usage = self.totals.close()  # type: ignore[union-attr]  # set with used
         if exc is not None and it.done is not None:
             it.done(node=it.owner, index=one.index, result=None, exception=exc, usage=usage)
         if self.token is not None:

@@ -1,16 +1,22 @@
 """What a run's ``exec`` calls report using, totalled per scope: item, batch, step, run.
 
 :func:`pocketcore.report_usage` adds its amounts to the :class:`Totals` in
-:data:`USAGE`, the innermost scope in force in its context. A scope is opened
-only where someone listens (a run with an observer: its run, each step of its
-flows, each batch, and each item whose end is heard), so a run that nobody
-observes keeps no totals. When a scope closes, its totals are added to the
-scope around it, so each scope's totals hold everything reported inside it:
-an item's every attempt (failed ones too: the provider billed them), a
-batch's items, a step's batch, a flow's steps, the run's whole.
+:data:`USAGE`, the innermost scope in force in its context. When a scope
+closes, its totals are added to the scope around it, so each scope's totals
+hold everything reported inside it: an item's every attempt (failed ones too:
+the provider billed them), a batch's items, a step's batch, a flow's steps,
+the run's whole.
 
-Items on worker threads add to their batch's totals from several threads, so
-a totals adds under a lock.
+A scope is opened only where its end event is heard with its usage: an
+observer implements the end hook with a ``usage`` parameter (asked once per
+run, flow pass or batch). Leaving a scope out loses nothing: its reports go
+to the scope around it, whose totals are the same. So a run that nobody
+observes keeps no totals, and an observer that asks for no usage costs what
+it cost before.
+
+Items on worker threads add to shared totals from several threads: adding
+takes one lock, shared by all totals (reports are rare: one per provider
+call, not per item).
 """
 
 from __future__ import annotations
@@ -26,6 +32,9 @@ NOTHING: Mapping[str, float] = MappingProxyType({})
 """The usage of a scope in which nothing was reported."""
 
 
+_LOCK = threading.Lock()
+
+
 class Totals:
     """The amounts reported in one scope so far, by unit, and the scope around it.
 
@@ -34,18 +43,17 @@ class Totals:
             one's totals when it closes; ``None`` for the outermost.
     """
 
-    __slots__ = ("_lock", "_units", "parent")
+    __slots__ = ("_units", "parent")
 
     def __init__(self, parent: Totals | None) -> None:
         self.parent = parent
         self._units: dict[str, float] | None = None
-        self._lock = threading.Lock()
 
     def add(self, units: Mapping[str, float]) -> None:
         """Add ``units`` (checked amounts) to the totals."""
         if not units:
             return
-        with self._lock:
+        with _LOCK:
             totals = self._units
             if totals is None:
                 totals = self._units = {}
@@ -54,9 +62,9 @@ class Totals:
 
     def close(self) -> Mapping[str, float]:
         """The totals, now added to the scope around this one (if any)."""
-        with self._lock:
-            if self._units is None:
-                return NOTHING
+        if self._units is None:  # the usual scope: nothing reported
+            return NOTHING
+        with _LOCK:
             totals = dict(self._units)
         if self.parent is not None:
             self.parent.add(totals)
