@@ -93,7 +93,8 @@ def test_the_auto_bound_is_a_step_line_that_grows_then_halves_on_a_refusal() -> 
     # halves it, and it grows by one a round again.
     items = [(1, 0)] * 20 + [(1, 1)] + [(1, 0)] * 30
     limiter = Limiter(max_concurrency="auto", ceiling=8)
-    _, page = page_of(items, limiter)
+    text, page = page_of(items, limiter)
+    assert "auto concurrency bound" in text  # in the legend
     (line,) = page.of_class("bound")
     bounds = [int(b) for b in line["data-bounds"].split()]
     assert bounds[:3] == [2, 4, 8]
@@ -113,8 +114,9 @@ def test_the_auto_bound_is_a_step_line_that_grows_then_halves_on_a_refusal() -> 
 
 
 def test_a_fixed_bound_draws_no_line() -> None:
-    _, page = page_of([(1, 0)] * 6, Limiter(max_concurrency=3))
+    text, page = page_of([(1, 0)] * 6, Limiter(max_concurrency=3))
     assert page.of_class("bound") == []
+    assert "auto concurrency" not in text
 
 
 def test_a_dense_group_draws_the_bound_over_its_density() -> None:

@@ -711,6 +711,11 @@ class _Page:
                 ("unfinished", "background:#dbe8f8;border:1px dashed #3b7dd8"),
                 ("step", "background:#8e6bbf"),
                 ("cache hit", "border-left:2px solid #2ca02c;width:2px"),
+                *(
+                    [("auto concurrency bound", "border-top:2px dashed #e4572e;height:0")]
+                    if any(b.bounds for b in self.batches)
+                    else []
+                ),
             )
         )
         notes = [
