@@ -9,10 +9,12 @@ travels with each item (:func:`sending`) and the items' ends once the
 results are back (:func:`report_after`). The plan holds ``None`` for
 events when nobody listens, and the stack then has no layer from here.
 
-A batch, and each item whose end is heard, is a scope of usage totals
-(:mod:`pocketcore._runtime.usage`): its end event carries what its items'
-``exec`` reported using (every attempt's). Items sent to other processes
-report there, where nothing counts them: their ends carry no usage.
+A batch, and each item, is a scope of usage totals
+(:mod:`pocketcore._runtime.usage`) when its end is heard with its usage:
+its end event carries what its items' ``exec`` reported using (every
+attempt's). What items sent to other processes reported there comes back
+with their results (:func:`pocketcore._dispatch.remote.metered`) and is
+handed to :func:`report_after`.
 
 An item's attempts are counted in a :class:`_Tally` in :data:`_ITEM`, which
 the item layer sets and the attempt layer (below it, in the same context,

@@ -5,8 +5,8 @@ implements a lifecycle hook, else ``None`` (asked once per run). The run
 and each node step are reported here (:func:`whole_run`, :func:`steppers`).
 Each of them, and each batch and item, is a scope of usage totals
 (:mod:`pocketcore._runtime.usage`) when its end event is heard with its
-``usage`` (:func:`wants_usage`). A batch
-reports its own events where they happen, through the
+``usage`` (:func:`wants_usage`). A batch reports its own events where they
+happen, through the
 :class:`Events` of its plan: one attribute per lifecycle hook, holding the
 hook's caller, or ``None`` when no plugin implements that hook, so a call
 site checks one attribute and an event nobody hears costs no call (trio's
