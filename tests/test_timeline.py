@@ -234,9 +234,9 @@ def test_registered_by_hand_it_writes_when_asked(tmp_path: Path) -> None:
 def test_items_reported_without_a_start_are_counted_not_drawn() -> None:
     timeline = pocketcore.Timeline()
     node = object()
-    timeline.pocketcore_batch_start(node=node, size=2, executor=None, limit=None)
-    timeline.pocketcore_batch_item_done(node=node, index=0, result=None, exception=None)
-    timeline.pocketcore_batch_item_done(node=node, index=1, result=None, exception=None)
+    timeline.pocketcore_batch_start(node=node, size=2, executor=None, limit=None, limiters=())
+    timeline.pocketcore_batch_item_done(node=node, index=0, result=None, exception=None, usage={})
+    timeline.pocketcore_batch_item_done(node=node, index=1, result=None, exception=None, usage={})
     text = timeline.html()
     assert Page(text).items() == []
     assert "2 items ran where they cannot be observed" in text
@@ -246,7 +246,7 @@ def test_items_reported_without_a_start_are_counted_not_drawn() -> None:
 def test_an_item_still_running_is_drawn_unfinished() -> None:
     timeline = pocketcore.Timeline()
     node = object()
-    timeline.pocketcore_batch_start(node=node, size=1, executor=None, limit=None)
+    timeline.pocketcore_batch_start(node=node, size=1, executor=None, limit=None, limiters=())
     timeline.pocketcore_batch_item_start(node=node, index=0)
     (bar,) = Page(timeline.html()).items()
     assert "unfinished" in bar["classes"]
@@ -255,10 +255,10 @@ def test_an_item_still_running_is_drawn_unfinished() -> None:
 def test_errors_are_escaped() -> None:
     timeline = pocketcore.Timeline()
     node = object()
-    timeline.pocketcore_batch_start(node=node, size=1, executor=None, limit=None)
+    timeline.pocketcore_batch_start(node=node, size=1, executor=None, limit=None, limiters=())
     timeline.pocketcore_batch_item_start(node=node, index=0)
     error = ValueError("<script>alert(1)</script>")
-    timeline.pocketcore_batch_item_done(node=node, index=0, result=None, exception=error)
+    timeline.pocketcore_batch_item_done(node=node, index=0, result=None, exception=error, usage={})
     text = timeline.html()
     assert "<script>" not in text
     (bar,) = Page(text).items()
@@ -417,8 +417,8 @@ def test_items_of_a_batch_it_did_not_see_start_are_ignored() -> None:
     timeline = pocketcore.Timeline()
     node = object()
     timeline.pocketcore_batch_item_start(node=node, index=0)
-    timeline.pocketcore_batch_item_done(node=node, index=0, result=None, exception=None)
-    timeline.pocketcore_batch_item_done(node=node, index=1, result=None, exception=None)
+    timeline.pocketcore_batch_item_done(node=node, index=0, result=None, exception=None, usage={})
+    timeline.pocketcore_batch_item_done(node=node, index=1, result=None, exception=None, usage={})
     assert timeline.batches == []
     assert Page(timeline.html()).items() == []
 

@@ -63,7 +63,7 @@ made (``shared``, a batch's items) is ``Any``; what is only reported
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from typing import Any
 
@@ -212,7 +212,11 @@ def pocketcore_run_start(target: NodeLike, shared: Any) -> None:
 
 @hookspec
 def pocketcore_run_end(
-    target: NodeLike, shared: Any, result: object, exception: BaseException | None
+    target: NodeLike,
+    shared: Any,
+    result: object,
+    exception: BaseException | None,
+    usage: Mapping[str, float],
 ) -> None:
     """A run has ended, normally or with an exception.
 
@@ -222,6 +226,10 @@ def pocketcore_run_end(
         result: What the run returned (``None`` when it raised).
         exception: The exception it raised (including cancellation), or
             ``None``. The exception still propagates to the caller.
+        usage: What the run's ``exec`` calls reported using with
+            :func:`pocketcore.report_usage` (and a limiter's event hooks),
+            by unit (``{"tokens": 1234.0}``): all of its nodes' together.
+            Empty when nothing was reported.
     """
 
 
@@ -238,7 +246,11 @@ def pocketcore_node_start(node: NodeLike, shared: Any) -> None:
 
 @hookspec
 def pocketcore_node_end(
-    node: NodeLike, shared: Any, action: object, exception: BaseException | None
+    node: NodeLike,
+    shared: Any,
+    action: object,
+    exception: BaseException | None,
+    usage: Mapping[str, float],
 ) -> None:
     """A step of a flow has ended.
 
@@ -247,6 +259,11 @@ def pocketcore_node_end(
         shared: The shared store.
         action: The action its ``post`` returned (``None`` when it raised).
         exception: The exception it raised, or ``None``.
+        usage: What the step reported using with
+            :func:`pocketcore.report_usage` (and a limiter's event hooks),
+            by unit (``{"tokens": 1234.0}``), every attempt counted: the
+            node's ``exec``, a batch node's items, a nested flow's steps.
+            Empty when nothing was reported.
     """
 
 
@@ -289,7 +306,10 @@ def pocketcore_batch_start(
 
 @hookspec
 def pocketcore_batch_end(
-    node: NodeLike, results: Sequence[object] | None, exception: BaseException | None
+    node: NodeLike,
+    results: Sequence[object] | None,
+    exception: BaseException | None,
+    usage: Mapping[str, float],
 ) -> None:
     """A batch node or batch flow has finished running its items.
 
@@ -306,6 +326,11 @@ def pocketcore_batch_end(
         exception: What the batch raised (an item's failure, a
             cancellation, an error of the cache), or ``None``. It still
             propagates.
+        usage: What the batch's items reported using with
+            :func:`pocketcore.report_usage` (and a limiter's event hooks),
+            by unit, every attempt counted (for the passes of a batch flow:
+            its nodes'; for items run in other processes, what came back
+            with their results). Empty when nothing was reported.
     """
 
 
@@ -332,7 +357,11 @@ def pocketcore_batch_item_start(node: NodeLike, index: int, item: Any) -> None:
 
 @hookspec
 def pocketcore_batch_item_done(
-    node: NodeLike, index: int, result: object, exception: BaseException | None
+    node: NodeLike,
+    index: int,
+    result: object,
+    exception: BaseException | None,
+    usage: Mapping[str, float],
 ) -> None:
     """One item of a batch has finished, successfully or not.
 
@@ -351,6 +380,13 @@ def pocketcore_batch_item_done(
             the pass's last action).
         exception: The exception it raised (including cancellation), or
             ``None``.
+        usage: What the item reported using with
+            :func:`pocketcore.report_usage` (and a limiter's event hooks),
+            by unit, its failed attempts counted too (the provider billed
+            them). For an item run in another process, what came back with
+            its result. Empty when nothing was reported, and always for an
+            item that an executor ran itself in this process (its own
+            ``map_blocking``).
     """
 
 

@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from pocketcore import Registry
 from pocketcore._cli import main
 
 REPO = Path(__file__).resolve().parents[2]
@@ -107,6 +108,19 @@ def not_a_node():
 def fails():
     raise KeyError("no flow today")
 """
+
+
+def registrations(monkeypatch: pytest.MonkeyPatch) -> list[str | None]:
+    """The names of the plugins registered from now on, in order (they are registered)."""
+    registered: list[str | None] = []
+    real = Registry.register
+
+    def spy(self: Registry, plugin: object, name: str | None = None) -> str:
+        registered.append(name)
+        return real(self, plugin, name)
+
+    monkeypatch.setattr(Registry, "register", spy)
+    return registered
 
 
 def call(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:

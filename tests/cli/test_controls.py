@@ -9,10 +9,10 @@ from typing import Any
 import pytest
 
 import pocketcore
-from pocketcore import Registry
 from pocketcore._cli.controls import FAILURES_PLUGIN
+from pocketcore._cli.usage_totals import USAGE_PLUGIN
 
-from .support import EXECUTORS, assert_bad_input, call, run_json
+from .support import EXECUTORS, assert_bad_input, call, registrations, run_json
 
 CONTROLS = """
 import time
@@ -321,20 +321,13 @@ def test_quiet_means_no_count(capsys: pytest.CaptureFixture[str]) -> None:
 def test_the_counter_is_registered_only_when_collect_may_apply(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    registered: list[str | None] = []
-    real = Registry.register
-
-    def spy(self: Registry, plugin: object, name: str | None = None) -> str:
-        registered.append(name)
-        return real(self, plugin, name)
-
-    monkeypatch.setattr(Registry, "register", spy)
+    registered = registrations(monkeypatch)
     run_json(capsys, "ctl.py:items")
     run_json(capsys, "ctl.py:items", "--on-error", "raise")
-    assert registered == []  # the lifecycle hooks stay free
+    assert registered == [USAGE_PLUGIN] * 2  # no failure counter: only the usage counter
     shared_of(capsys, "ctl.py:items", "--on-error", "collect")
     shared_of(capsys, "ctl.py:collecting")  # a node's own on_error, behind another node
     monkeypatch.setenv("POCKETCORE_ON_ERROR", "collect")
     shared_of(capsys, "ctl.py:items")
-    assert registered == [FAILURES_PLUGIN] * 3
+    assert [name for name in registered if name != USAGE_PLUGIN] == [FAILURES_PLUGIN] * 3
     assert not pocketcore.get_registry().pm.has_plugin(FAILURES_PLUGIN)  # gone after the run

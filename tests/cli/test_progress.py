@@ -15,11 +15,11 @@ import pytest
 from rich.console import Console
 
 import pocketcore
-from pocketcore import Registry
 from pocketcore._cli import ProgressObserver, main
 from pocketcore._cli.progress import PROGRESS_PLUGIN
+from pocketcore._cli.usage_totals import USAGE_PLUGIN
 
-from .support import EXECUTORS, call
+from .support import EXECUTORS, call, registrations
 
 # --- progress -------------------------------------------------------------------------------
 
@@ -32,17 +32,10 @@ class FakeTerminal(io.StringIO):
 def test_no_progress_output_when_stderr_is_not_a_terminal(
     capsys: pytest.CaptureFixture[str], flows: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    registered: list[str | None] = []
-    real = Registry.register
-
-    def spy(self: Registry, plugin: object, name: str | None = None) -> str:
-        registered.append(name)
-        return real(self, plugin, name)
-
-    monkeypatch.setattr(Registry, "register", spy)
+    registered = registrations(monkeypatch)
     code, _, err = call(capsys, "run", f"{flows}:double")
     assert (code, err) == (0, "")
-    assert registered == []  # no observer, so the lifecycle hooks stay free
+    assert registered == [USAGE_PLUGIN]  # no progress observer: only the usage counter
 
 
 def test_a_terminal_gets_a_progress_bar(
@@ -132,3 +125,26 @@ def test_the_observer_counts_failed_items(observer: ProgressObserver) -> None:
     with pytest.raises(ValueError, match="0"):
         pocketcore.run(node, {})
     assert observer.counts() == {"Fails": (1, 1)}
+
+
+def test_a_bar_shows_where_an_auto_bound_stands() -> None:
+    # Twelve quick successes: the bound doubles from 2 to the ceiling of 8.
+    sink = io.StringIO()
+    progress = ProgressObserver(Console(file=sink, force_terminal=True, width=100))
+    registry = pocketcore.get_registry()
+    registry.register(progress, name="test-progress")
+    limiter = pocketcore.Limiter(max_concurrency="auto", ceiling=8)
+    try:
+        node = Pass(limiter=limiter)
+        node.set_params({"n": 12})
+        pocketcore.run(node, {})
+        fixed = type("Fixed", (Pass,), {})(limiter=pocketcore.Limiter(max_concurrency=3))
+        flow = pocketcore.AsyncFlow(start=fixed)
+        flow.set_params({"n": 2})  # a fixed bound: nothing shown
+        pocketcore.run(flow, {})
+    finally:
+        registry.unregister(progress)
+        progress.close()
+    assert limiter.concurrency == 8
+    assert progress.bounds() == {"Pass": "auto 8/8", "Fixed": ""}
+    assert "auto 8/8" in sink.getvalue()

@@ -8,9 +8,10 @@ import pytest
 
 import pocketcore
 from pocketcore import Registry
+from pocketcore._cli.usage_totals import USAGE_PLUGIN
 from tests.timeline_page import Page, assert_self_contained
 
-from .support import EXECUTORS, call
+from .support import EXECUTORS, call, registrations
 
 
 @pytest.mark.parametrize("executor", EXECUTORS)
@@ -66,7 +67,6 @@ def test_a_timeline_that_cannot_be_written_is_bad_input_before_the_run(
 def test_no_timeline_no_observer(
     flows: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    registered: list[object] = []
-    monkeypatch.setattr(Registry, "register", lambda self, plugin, name=None: registered.append(1))
+    registered = registrations(monkeypatch)
     assert call(capsys, "run", f"{flows}:double")[0] == 0
-    assert registered == []
+    assert registered == [USAGE_PLUGIN]  # only the usage counter, which hears no item

@@ -22,3 +22,14 @@ class Fetch(pocketcore.AsyncParallelBatchNode):
         tracer = trace.get_tracer("on-the-worker", tracer_provider=WORKER_PROVIDER[0])
         with tracer.start_as_current_span("http get", attributes={"page": page}):
             return page.upper()
+
+
+class Measure(pocketcore.AsyncParallelBatchNode):
+    """Reports each page's length in tokens, on the worker."""
+
+    async def prep_async(self, shared: dict[str, Any]) -> list[str]:
+        return list(shared["pages"])
+
+    async def exec_async(self, page: str) -> str:
+        pocketcore.report_usage(input_tokens=len(page), output_tokens=1)
+        return page

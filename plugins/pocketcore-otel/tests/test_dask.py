@@ -7,11 +7,11 @@ from typing import Any
 
 import pytest
 from conftest import Recorded
-from remote_nodes import WORKER_PROVIDER, Fetch
+from remote_nodes import WORKER_PROVIDER, Fetch, Measure
 from tree import Tree
 
 import pocketcore
-from pocketcore_otel import ITEM_DEFERRED, ITEM_INDEX
+from pocketcore_otel import GEN_AI_INPUT_TOKENS, GEN_AI_OUTPUT_TOKENS, ITEM_DEFERRED, ITEM_INDEX
 
 pocketcore_dask = pytest.importorskip("pocketcore_dask")
 
@@ -39,3 +39,18 @@ def test_spans_on_a_dask_worker_are_children_of_their_items(
         assert (item.attributes or {})[ITEM_DEFERRED] is True
         (worker,) = tree.children(item)
         assert (worker.name, (worker.attributes or {})["page"]) == ("http get", page)
+
+
+def test_what_items_report_on_a_dask_worker_is_on_their_spans(
+    spans: Recorded, dask_threads: Any
+) -> None:
+    # The worker threads do not run in the caller's context: the usage can
+    # only come back with the results.
+    pages = ["home", "faq", "about us"]
+    pocketcore.run(Measure(), {"pages": pages}, executor=dask_threads)
+    tree = Tree(spans.spans())
+    assert tree.root.attributes[GEN_AI_INPUT_TOKENS] == 15  # type: ignore[index]
+    assert tree.root.attributes[GEN_AI_OUTPUT_TOKENS] == 3  # type: ignore[index]
+    for item in tree.children(tree.root):
+        attributes = item.attributes or {}
+        assert attributes[GEN_AI_INPUT_TOKENS] == len(pages[attributes[ITEM_INDEX]])  # type: ignore[index]

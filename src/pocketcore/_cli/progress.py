@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import contextlib
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any, TextIO
 
+from pocketcore._core.limiter import LimiterLike
 from pocketcore._plugins.registry import Registry
 from pocketcore.hookspecs import hookimpl
 
@@ -56,7 +57,9 @@ class ProgressObserver:
     the number of bars stays small. Items count when they finish, failed or
     not, or when their result comes from the cache. rich is imported, and
     the display started, at the first batch, so a run without batches
-    prints nothing.
+    prints nothing. A batch whose limiter has ``max_concurrency="auto"``
+    shows the bound in force beside its count (``auto 12/64``: 12 calls at
+    once for now, out of a ceiling of 64), as the limiter moves it.
 
     Args:
         console: The rich console to draw on (default: a new one on stderr).
@@ -67,20 +70,33 @@ class ProgressObserver:
         self.progress: Progress | None = None
         """The rich progress display, once a batch has started."""
         self._tasks: dict[str, TaskID] = {}
+        # Label -> the auto limiter of its class's latest batch, whose bound the bar shows.
+        self._auto: dict[str, LimiterLike] = {}
+        self._shown: dict[str, str] = {}  # label -> the bound its bar shows
         # Items may finish on worker threads (sync parallel batches); rich's
         # own lock covers the display, this one the bookkeeping around it.
         self._lock = threading.Lock()
 
     @hookimpl
-    def pocketcore_batch_start(self, node: Any, size: int | None) -> None:
+    def pocketcore_batch_start(
+        self, node: Any, size: int | None, limiters: Sequence[LimiterLike]
+    ) -> None:
         """Add the batch's items to its class's bar (creating the bar if needed)."""
         with self._lock:
             progress = self.progress or self._start()
             label = type(node).__name__
+            auto = next((lim for lim in limiters if lim.max_concurrency == "auto"), None)
+            if auto is not None:
+                self._auto[label] = auto
+            elif self._auto.pop(label, None) is not None:
+                self._shown[label] = ""  # this batch's bound is fixed, or there is none
             task = self._tasks.get(label)
             if task is None:
-                self._tasks[label] = progress.add_task(label, total=size)
+                task = self._tasks[label] = progress.add_task(label, total=size, bound="")
+                self._show_bound(label, task)
                 return
+            progress.update(task, bound=self._shown.get(label, ""))
+            self._show_bound(label, task)
             bar = next(t for t in progress.tasks if t.id == task)
             if bar.total is not None and size is not None:
                 progress.update(task, total=bar.total + size)
@@ -89,11 +105,29 @@ class ProgressObserver:
 
     @hookimpl
     def pocketcore_batch_item_done(self, node: Any) -> None:
-        """Count one finished item on its class's bar."""
+        """Count one finished item on its class's bar (and show where an auto bound stands)."""
         with self._lock:
-            task = self._tasks.get(type(node).__name__)
+            label = type(node).__name__
+            task = self._tasks.get(label)
             if self.progress is not None and task is not None:
                 self.progress.advance(task)
+                self._show_bound(label, task)
+
+    def _show_bound(self, label: str, task: TaskID) -> None:
+        """Show where the auto bound of ``label``'s limiter stands on its bar (under the lock)."""
+        limiter = self._auto.get(label)
+        if limiter is None or self.progress is None:
+            return
+        shown = f"auto {limiter.concurrency}/{limiter.ceiling}"
+        if self._shown.get(label) != shown:
+            self._shown[label] = shown
+            self.progress.update(task, bound=shown)
+
+    def bounds(self) -> dict[str, str]:
+        """Each bar's label with the auto bound it shows (``""`` for none)."""
+        if self.progress is None:
+            return {}
+        return {t.description: str(t.fields.get("bound", "")) for t in self.progress.tasks}
 
     @hookimpl
     def pocketcore_batch_item_cached(self, node: Any) -> None:
@@ -128,6 +162,7 @@ class ProgressObserver:
             TextColumn("{task.description}"),
             BarColumn(),
             MofNCompleteColumn(),
+            TextColumn("{task.fields[bound]}"),
             TimeElapsedColumn(),
             console=self._console or Console(stderr=True),
         )

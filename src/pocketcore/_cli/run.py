@@ -20,6 +20,7 @@ from .errors import BadInput, user_code
 from .output import dumps, safe_repr, write
 from .progress import is_terminal, progress
 from .targets import TARGET_HELP, load_registry, load_target
+from .usage_totals import count_usage
 
 __all__ = ["add_command", "parse_params", "print_result", "read_shared", "timeline"]
 
@@ -55,6 +56,10 @@ cached; plain nodes only when they say cache=True. A path is an SQLite file,
 created readable by its owner only; it holds pickles, which run code when loaded:
 use only cache files you trust as you trust the code. See 'pocketcore cache --help'
 to inspect and clear one.
+
+When nodes report what they used (pocketcore.report_usage, or a limiter's event
+hooks), a line per node class on stderr totals it ("pocketcore: Summarize: 600
+items, 1,234,567 tokens").
 
 Without --output the final shared store is printed as indented JSON, then the
 last action; a store of more than {SUMMARY_LINES} lines is summed up in one line
@@ -127,7 +132,7 @@ def add_command(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
         "-q",
         "--quiet",
         action="store_true",
-        help="no progress bar, even on a terminal, and no count of collected failures",
+        help="no progress bar, even on a terminal, and no count of collected failures or of usage",
     )
     p.add_argument(
         "--traceback",
@@ -160,6 +165,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         timeline(registry, args.timeline),
         controls.count_failures(registry, target.node, given, report=not args.quiet),
         count_cached(registry, target.node, given, report=not args.quiet),
+        count_usage(registry, report=not args.quiet),
         user_code(),
     ):
         action = run_flow(target.node, shared, **{k: s.value for k, s in given.items()})

@@ -14,7 +14,7 @@ items' ends are reported once their results are back.
 from __future__ import annotations
 
 import functools
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any
 
 from pocketcore._core.executor import Gate
@@ -22,11 +22,12 @@ from pocketcore._dispatch import govern, report
 from pocketcore._dispatch.cached import BareItems, CachedBatch, Keyed, Storing, group_for
 from pocketcore._dispatch.collect import number_failures
 from pocketcore._dispatch.plan import Plan, plan_batch
-from pocketcore._dispatch.remote import shippable
+from pocketcore._dispatch.remote import metered, metering, shippable
 from pocketcore._dispatch.stack import Stack, core, remote_core, trip, with_report
 from pocketcore._dispatch.threads import call_sync, on_threads, run_blocking
 from pocketcore._runtime.limits import gate_of
 from pocketcore._runtime.observe import batch_size
+from pocketcore._runtime.usage import USAGE
 
 __all__ = ["each", "each_async", "fan_out", "fan_out_blocking"]
 
@@ -179,8 +180,13 @@ async def _elsewhere(plan: Plan, batch: Iterable[Any], work: Work | None) -> lis
         hit = report.on_hit(plan.events, plan.owner)
         cached = CachedBatch(plan.cache, batch, group_for(plan.limit), hit, keep_missed=True)
     index_of = None if cached is None else _miss_index(cached)
+    # Usage reported on the workers comes back with the results, when someone listens.
+    usages: list[Mapping[str, float]] | None = None
     if plan.caps.remote:
         call = remote_core(plan)
+        if plan.events is not None and (plan.events.item_usage or USAGE.get() is not None):
+            usages = []
+            call = metered(call, blocking=plan.blocking)
         inputs: Iterable[Any] = batch if cached is None else BareItems(cached)
         inputs, call = report.sending(plan, inputs, call, index_of)
         inputs = shippable(plan.owner, plan.executor, call, inputs)  # type: ignore[arg-type]
@@ -190,12 +196,14 @@ async def _elsewhere(plan: Plan, batch: Iterable[Any], work: Work | None) -> lis
         call = work if work is not None else core(plan, plan.owner).call
         inputs = batch if cached is None else cached.misses()
     run_map = _map(plan, blocking=plan.blocking and plan.caps.map_blocking is not None)
+    if usages is not None:
+        run_map = metering(run_map, usages)
     if cached is None or not plan.caps.remote:
         results = await run_map(call, inputs, limit=plan.limit, gate=_gate(plan), on_result=None)
     else:
         results = await _storing(plan, cached, run_map, call, inputs)
     if plan.events is not None:
-        report.report_after(plan.events, plan.owner, results, index_of)
+        report.report_after(plan.events, plan.owner, results, index_of, usages)
     return results if cached is None else cached.merge(results)
 
 

@@ -10,6 +10,12 @@ executor's own serialization would fail somewhere deep inside it.
 What observers send along with an item (a tracing plugin's trace context)
 travels as ``(contexts, item)`` pairs, with the work wrapped by
 :func:`carrying` to enter those context managers where the item runs.
+
+What an item reports using there (:func:`pocketcore.report_usage`) comes
+back with its result, when someone listens: the work is :func:`metered`
+(each result returns as a :class:`Used`), and the executor's ``map`` is
+:func:`metering` (the results, and each one reported as it comes back, are
+unwrapped before anything else sees them).
 """
 
 from __future__ import annotations
@@ -18,13 +24,16 @@ import contextlib
 import copy
 import importlib
 import pickle
-from collections.abc import Awaitable, Callable, Iterable, Iterator
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
 from typing import Any, TypeVar
+
+import attrs
 
 from pocketcore._core.errors import PocketcoreError
 from pocketcore._core.executor import Executor
+from pocketcore._runtime.usage import NOTHING, USAGE, Totals
 
-__all__ = ["carrying", "detached", "shippable"]
+__all__ = ["Used", "carrying", "detached", "metered", "metering", "shippable"]
 
 N = TypeVar("N")
 
@@ -137,3 +146,90 @@ class _CarryingAsync:
             for context in contexts:
                 stack.enter_context(context)
             return await self.fn(item)
+
+
+# --- usage that comes back with the results -------------------------------------------
+
+
+@attrs.frozen
+class Used:
+    """A remote item's result, with what its ``exec`` reported using where it ran.
+
+    Attributes:
+        value: The result.
+        usage: The amounts reported, by unit (a plain dict: it pickles).
+    """
+
+    value: Any
+    usage: dict[str, float]
+
+
+def metered(fn: Callable[[Any], Any], *, blocking: bool) -> Callable[[Any], Any]:
+    """``fn`` for a worker: its result as a :class:`Used`, with what the item reported there.
+
+    Reports go to totals of the item's own, never to a scope of the
+    process it runs in (an executor that runs items in this very process
+    would count them twice). An item that raises brings nothing back.
+    """
+    return _Metered(fn) if blocking else _MeteredAsync(fn)
+
+
+class _Metered:
+    """A sync item's work, its reports totalled on the worker."""
+
+    __slots__ = ("fn",)
+
+    def __init__(self, fn: Callable[[Any], Any]) -> None:
+        self.fn = fn
+
+    def __call__(self, item: Any) -> Used:
+        totals = Totals(None)
+        token = USAGE.set(totals)
+        try:
+            result = self.fn(item)
+        finally:
+            USAGE.reset(token)
+        return Used(result, dict(totals.close()))
+
+
+class _MeteredAsync:
+    """An async item's work, its reports totalled on the worker (in its own task)."""
+
+    __slots__ = ("fn",)
+
+    def __init__(self, fn: Callable[[Any], Awaitable[Any]]) -> None:
+        self.fn = fn
+
+    async def __call__(self, item: Any) -> Used:
+        totals = Totals(None)
+        token = USAGE.set(totals)
+        try:
+            result = await self.fn(item)
+        finally:
+            USAGE.reset(token)
+        return Used(result, dict(totals.close()))
+
+
+RunMap = Callable[..., Awaitable[list[Any]]]
+
+
+def metering(run_map: RunMap, usages: list[Mapping[str, float]]) -> RunMap:
+    """``run_map`` (an executor's ``map``) for :func:`metered` work: it returns the bare results.
+
+    Each result's usage is appended to ``usages``, in input order, and
+    ``on_result`` (when given) is called with the bare result too.
+    """
+
+    async def run(call: Callable[[Any], Any], inputs: Iterable[Any], **keywords: Any) -> list[Any]:
+        on_result = keywords.get("on_result")
+        if on_result is not None:
+            keywords["on_result"] = lambda position, result: on_result(position, _value(result))
+        results = await run_map(call, inputs, **keywords)
+        usages.extend(r.usage if type(r) is Used else NOTHING for r in results)
+        return [_value(r) for r in results]
+
+    return run
+
+
+def _value(result: Any) -> Any:
+    return result.value if type(result) is Used else result

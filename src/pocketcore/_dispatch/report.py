@@ -9,6 +9,13 @@ travels with each item (:func:`sending`) and the items' ends once the
 results are back (:func:`report_after`). The plan holds ``None`` for
 events when nobody listens, and the stack then has no layer from here.
 
+A batch, and each item, is a scope of usage totals
+(:mod:`pocketcore._runtime.usage`) when its end is heard with its usage:
+its end event carries what its items' ``exec`` reported using (every
+attempt's). What items sent to other processes reported there comes back
+with their results (:func:`pocketcore._dispatch.remote.metered`) and is
+handed to :func:`report_after`.
+
 An item's attempts are counted in a :class:`_Tally` in :data:`_ITEM`, which
 the item layer sets and the attempt layer (below it, in the same context,
 or a worker thread's copy of it) reads.
@@ -18,7 +25,7 @@ from __future__ import annotations
 
 import functools
 import time
-from collections.abc import Awaitable, Callable, Iterable, Iterator
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
 from contextvars import ContextVar, Token
 from typing import Any
 
@@ -27,6 +34,7 @@ from pocketcore._dispatch.cached import Keyed
 from pocketcore._dispatch.plan import Plan
 from pocketcore._dispatch.remote import carrying
 from pocketcore._runtime.observe import Events
+from pocketcore._runtime.usage import NOTHING, USAGE, Totals, closed, opened
 
 __all__ = [
     "attempts_reported",
@@ -62,7 +70,8 @@ def _started(plan: Plan, ev: Events, size: int | None) -> None:
 class _Batch:
     """A batch's report: its start on entry, its end on exit (set :attr:`results` first)."""
 
-    __slots__ = ("ev", "plan", "results")
+    __slots__ = ("ev", "plan", "results", "scope")
+    scope: tuple[Totals, Token[Totals | None]] | None
 
     def __init__(self, plan: Plan, ev: Events, size: int | None) -> None:
         self.plan, self.ev = plan, ev
@@ -70,12 +79,14 @@ class _Batch:
         _started(plan, ev, size)
 
     def __enter__(self) -> _Batch:
+        self.scope = opened() if self.ev.end_usage else None
         return self
 
     def __exit__(self, kind: object, exc: BaseException | None, tb: object) -> None:
+        usage = NOTHING if self.scope is None else closed(*self.scope)
         if self.ev.end is not None:
             results = self.results if exc is None else None
-            self.ev.end(node=self.plan.owner, results=results, exception=exc)
+            self.ev.end(node=self.plan.owner, results=results, exception=exc, usage=usage)
 
 
 def batch_reported(
@@ -117,13 +128,16 @@ _ITEM: ContextVar[_Tally | None] = ContextVar("pocketcore_observed_item", defaul
 class _Item:
     """What the item layer reports around each item's trip (shared by both forms)."""
 
-    __slots__ = ("done", "ev", "owner", "start", "tallied")
+    __slots__ = ("done", "ev", "owner", "start", "tallied", "used")
 
     def __init__(self, ev: Events, owner: Any) -> None:
         self.ev, self.owner = ev, owner
         self.start, self.done, self.tallied = ev.item_start, ev.item_done, ev.attempts
+        self.used = ev.item_usage
 
-    def ended(self, one: Keyed, result: Any, tally: _Tally | None) -> None:
+    def ended(
+        self, one: Keyed, result: Any, tally: _Tally | None, usage: Mapping[str, float]
+    ) -> None:
         # The last attempt failed, yet the item returned: its node's fallback
         # turned the failure into a result (a Failed is a failure kept).
         fallback = self.ev.fallback
@@ -135,19 +149,23 @@ class _Item:
         ):
             fallback(node=self.owner, index=tally.index, exception=tally.failure, result=result)
         if self.done is not None:
-            self.done(node=self.owner, index=one.index, result=result, exception=None)
+            self.done(node=self.owner, index=one.index, result=result, exception=None, usage=usage)
 
 
 class _Reporting:
     """One item's report: its start on entry, its end on exit (set :attr:`result` first)."""
 
-    __slots__ = ("it", "one", "result", "tally", "token")
+    __slots__ = ("it", "one", "result", "tally", "token", "totals", "used")
 
     def __init__(self, it: _Item, one: Keyed) -> None:
         self.it, self.one = it, one
         self.result: Any = None
         self.tally: _Tally | None = None
         self.token: Token[_Tally | None] | None = None
+        # The item's own totals, when its done is heard with them (else its
+        # reports go to the scope around it).
+        self.totals: Totals | None = None
+        self.used: Token[Totals | None] | None = None
 
     def __enter__(self) -> _Reporting:
         it, one = self.it, self.one
@@ -156,16 +174,23 @@ class _Reporting:
         if it.tallied:
             self.tally = _Tally(it.owner, one.index)  # type: ignore[arg-type]  # a batch item's
             self.token = _ITEM.set(self.tally)
+        if it.used:
+            self.totals = totals = Totals(USAGE.get())
+            self.used = USAGE.set(totals)
         return self
 
     def __exit__(self, kind: object, exc: BaseException | None, tb: object) -> None:
         it, one = self.it, self.one
+        usage = NOTHING
+        if self.used is not None:
+            USAGE.reset(self.used)
+            usage = self.totals.close()  # type: ignore[union-attr]  # set with used
         if exc is not None and it.done is not None:
-            it.done(node=it.owner, index=one.index, result=None, exception=exc)
+            it.done(node=it.owner, index=one.index, result=None, exception=exc, usage=usage)
         if self.token is not None:
             _ITEM.reset(self.token)
         if exc is None:
-            it.ended(one, self.result, self.tally)
+            it.ended(one, self.result, self.tally, usage)
 
 
 def reported(ev: Events, owner: Any, call: Call, *, whole: bool) -> Callable[[Keyed], Any]:
@@ -288,18 +313,30 @@ def attempts_reported_async(ev: Events, node: Any, call: AsyncCall) -> AsyncCall
 
 
 def report_after(
-    ev: Events, owner: Any, results: list[Any], index_of: Callable[[int], int] | None
+    ev: Events,
+    owner: Any,
+    results: list[Any],
+    index_of: Callable[[int], int] | None,
+    usages: list[Mapping[str, float]] | None = None,
 ) -> list[Any]:
     """Report the end of every item of a batch whose calls ran elsewhere, now they are back.
 
     ``index_of`` maps a position among the items handed over to the item's
     position in the input (for a batch read through the result cache).
+    ``usages``: what each item reported using in another process, in the
+    same order; it counts in the batch's totals too.
     """
+    if usages:
+        totals = USAGE.get()
+        if totals is not None:
+            for usage in usages:
+                totals.add(usage)
     done = ev.item_done
     if done is not None:
         for position, result in enumerate(results):
             index = position if index_of is None else index_of(position)
-            done(node=owner, index=index, result=result, exception=None)
+            usage = NOTHING if not usages else usages[position]
+            done(node=owner, index=index, result=result, exception=None, usage=usage)
     return results
 
 

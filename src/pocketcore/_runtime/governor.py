@@ -17,6 +17,7 @@ from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any
 
 from pocketcore._runtime.signals import RATE_LIMITED
+from pocketcore._runtime.usage import USAGE
 
 if TYPE_CHECKING:
     from pocketcore._runtime.limits import Limiter
@@ -76,13 +77,25 @@ def report_usage(**units: float) -> None:
     The attempt was charged an estimate before it started (the node's
     ``cost``, or the mean of what earlier calls reported); the difference
     goes back into the budget, or comes out of it. Several reports in one
-    attempt add up. Outside an item that passes a limiter it does nothing.
+    attempt add up.
+
+    Every report also counts in the usage totals of the run (any unit, with
+    or without a limiter): its item's, its batch's, its node's and the
+    run's, which observers receive with the end of each (the ``usage``
+    argument of the lifecycle hooks), so ``pocketcore run``, the timeline
+    and OpenTelemetry spans show them. Name the units ``input_tokens`` and
+    ``output_tokens`` for OpenTelemetry's GenAI usage attributes. Outside
+    a run that someone observes, and outside an item that passes a
+    limiter, it does nothing.
 
     Raises:
         TypeError: An amount is not a number.
         ValueError: An amount is negative or not finite.
     """
     checked = {unit: _amount(unit, amount) for unit, amount in units.items()}
+    tally = USAGE.get()
+    if tally is not None:
+        tally.add(checked)
     ticket = TICKET.get()
     if ticket is None:
         return
@@ -250,11 +263,37 @@ def request_tokens(body: bytes) -> float | None:
     return max(1, chars // 4) + float(most)
 
 
+#: The counts of an OpenAI-style answer's ``usage``, and the units they are reported as.
+_USAGE_FIELDS = (
+    ("total_tokens", "tokens"),
+    ("prompt_tokens", "input_tokens"),
+    ("completion_tokens", "output_tokens"),
+)
+
+
 def report_tokens(response: Any) -> None:
-    """Report the ``usage.total_tokens`` of an OpenAI-style answer, when it has one."""
+    """Report the usage of an OpenAI-style answer, when it has one.
+
+    Its ``total_tokens`` as ``tokens`` (what a token budget is corrected
+    by), and its ``prompt_tokens`` and ``completion_tokens`` as
+    ``input_tokens`` and ``output_tokens``, the GenAI usage of its node.
+    """
     try:
-        total = response.json()["usage"]["total_tokens"]
+        usage = response.json()["usage"]
+        total = usage["total_tokens"]
     except (ValueError, KeyError, TypeError):
         return
-    if isinstance(total, (int, float)) and not isinstance(total, bool) and total >= 0:
-        report_usage(tokens=total)
+    if not _count(total):
+        return
+    report_usage(
+        **{unit: usage[field] for field, unit in _USAGE_FIELDS if _count(usage.get(field))}
+    )
+
+
+def _count(value: object) -> bool:
+    return (
+        isinstance(value, (int, float))
+        and not isinstance(value, bool)
+        and math.isfinite(value)
+        and value >= 0
+    )

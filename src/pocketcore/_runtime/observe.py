@@ -3,7 +3,10 @@
 A run's observer is the plugin manager's hook relay when some plugin
 implements a lifecycle hook, else ``None`` (asked once per run). The run
 and each node step are reported here (:func:`whole_run`, :func:`steppers`).
-A batch reports its own events where they happen, through the
+Each of them, and each batch and item, is a scope of usage totals
+(:mod:`pocketcore._runtime.usage`) when its end event is heard with its
+``usage`` (:func:`wants_usage`). A batch reports its own events where they
+happen, through the
 :class:`Events` of its plan: one attribute per lifecycle hook, holding the
 hook's caller, or ``None`` when no plugin implements that hook, so a call
 site checks one attribute and an event nobody hears costs no call (trio's
@@ -17,6 +20,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Awaitable, Callable
+from contextvars import Token
 from typing import Any, TypeVar
 
 import attrs
@@ -24,6 +28,7 @@ import attrs
 from pocketcore._plugins.registry import Observer, get_registry
 from pocketcore._runtime.config import RunConfig
 from pocketcore._runtime.context import RUN, count_timing
+from pocketcore._runtime.usage import NOTHING, Totals, closed, opened
 
 __all__ = [
     "Events",
@@ -31,6 +36,7 @@ __all__ = [
     "current",
     "events",
     "steppers",
+    "wants_usage",
     "whole_run",
     "whole_run_async",
 ]
@@ -65,7 +71,8 @@ class _WholeRun:
     end reports.
     """
 
-    __slots__ = ("cfg", "counted", "obs", "result", "shared", "target", "token")
+    __slots__ = ("cfg", "counted", "obs", "result", "shared", "tally", "target", "token")
+    tally: tuple[Totals, Token[Totals | None]] | None
 
     def __init__(self, cfg: RunConfig, target: Any, shared: Any) -> None:
         self.cfg, self.target, self.shared = cfg, target, shared
@@ -82,6 +89,7 @@ class _WholeRun:
         if self.counted:
             count_timing(1)
         if self.obs is not None:
+            self.tally = opened() if wants_usage(self.obs, "pocketcore_run_end") else None
             try:
                 self.obs.pocketcore_run_start(target=self.target, shared=self.shared)
             except BaseException:
@@ -93,8 +101,13 @@ class _WholeRun:
         try:
             if self.obs is not None:
                 result = self.result if exc is None else None
+                usage = NOTHING if self.tally is None else closed(*self.tally)
                 self.obs.pocketcore_run_end(
-                    target=self.target, shared=self.shared, result=result, exception=exc
+                    target=self.target,
+                    shared=self.shared,
+                    result=result,
+                    exception=exc,
+                    usage=usage,
                 )
         finally:
             self._leave()
@@ -121,25 +134,31 @@ async def whole_run_async(
     return result
 
 
-def _observed_step(obs: Observer, node: Any, shared: Any) -> Any:
+def _observed_step(obs: Observer, counted: bool, node: Any, shared: Any) -> Any:
     obs.pocketcore_node_start(node=node, shared=shared)
+    scope = opened() if counted else None
     try:
         action = node._run(shared)
     except BaseException as exc:
-        obs.pocketcore_node_end(node=node, shared=shared, action=None, exception=exc)
+        usage = NOTHING if scope is None else closed(*scope)
+        obs.pocketcore_node_end(node=node, shared=shared, action=None, exception=exc, usage=usage)
         raise
-    obs.pocketcore_node_end(node=node, shared=shared, action=action, exception=None)
+    usage = NOTHING if scope is None else closed(*scope)
+    obs.pocketcore_node_end(node=node, shared=shared, action=action, exception=None, usage=usage)
     return action
 
 
-async def _observed_step_async(obs: Observer, node: Any, shared: Any) -> Any:
+async def _observed_step_async(obs: Observer, counted: bool, node: Any, shared: Any) -> Any:
     obs.pocketcore_node_start(node=node, shared=shared)
+    scope = opened() if counted else None
     try:
         action = await node._run_async(shared)
     except BaseException as exc:
-        obs.pocketcore_node_end(node=node, shared=shared, action=None, exception=exc)
+        usage = NOTHING if scope is None else closed(*scope)
+        obs.pocketcore_node_end(node=node, shared=shared, action=None, exception=exc, usage=usage)
         raise
-    obs.pocketcore_node_end(node=node, shared=shared, action=action, exception=None)
+    usage = NOTHING if scope is None else closed(*scope)
+    obs.pocketcore_node_end(node=node, shared=shared, action=action, exception=None, usage=usage)
     return action
 
 
@@ -154,7 +173,11 @@ def steppers() -> tuple[Step, AsyncStep] | None:
     obs = current()
     if obs is None:
         return None
-    return functools.partial(_observed_step, obs), functools.partial(_observed_step_async, obs)
+    counted = wants_usage(obs, "pocketcore_node_end")
+    return (
+        functools.partial(_observed_step, obs, counted),
+        functools.partial(_observed_step_async, obs, counted),
+    )
 
 
 Hook = Callable[..., Any]
@@ -163,6 +186,15 @@ Hook = Callable[..., Any]
 def _implemented(obs: Observer, name: str) -> Hook | None:
     caller = getattr(obs, name)
     return caller if caller.get_hookimpls() else None
+
+
+def wants_usage(obs: Observer, name: str) -> bool:
+    """Whether an implementation of hook ``name`` takes its ``usage`` argument.
+
+    Only then is the scope whose end it reports given totals of its own;
+    without them its reports count in the scope around it, unchanged.
+    """
+    return any("usage" in impl.argnames for impl in getattr(obs, name).get_hookimpls())
 
 
 @attrs.frozen
@@ -182,6 +214,10 @@ class Events:
     attempt_start: Hook | None
     attempt_done: Hook | None
     fallback: Hook | None
+    #: The batch's end is heard with its usage: the batch has totals of its own.
+    end_usage: bool = attrs.field(default=False, kw_only=True)
+    #: An item's done is heard with its usage: each item has totals of its own.
+    item_usage: bool = attrs.field(default=False, kw_only=True)
 
     @classmethod
     def of(cls, obs: Observer) -> Events:
@@ -200,7 +236,9 @@ class Events:
                     "item_attempt_done",
                     "item_fallback",
                 )
-            )
+            ),
+            end_usage=wants_usage(obs, "pocketcore_batch_end"),
+            item_usage=wants_usage(obs, "pocketcore_batch_item_done"),
         )
 
     @property

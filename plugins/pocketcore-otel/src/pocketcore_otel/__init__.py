@@ -31,6 +31,15 @@ Span names (``<Class>`` is the node's class name):
   the result cache has a span too, of no duration, with
   ``pocketcore.item.cached``.
 
+What a node's ``exec`` reported using (:func:`pocketcore.report_usage`,
+or a limiter's event hooks) is on the span of its step, of its run when it
+is the run's target, and of each of its items: ``input_tokens`` and
+``output_tokens`` as the GenAI semantic conventions'
+``gen_ai.usage.input_tokens`` and ``gen_ai.usage.output_tokens``, any other
+unit as ``pocketcore.usage.<unit>``. A step's span has its items' sum; the
+spans of flows have none (their nodes' spans do). An item run in another
+process has its usage on its span once its result is back.
+
 Each span of a step, item or run is the current span while it runs: a span
 user code opens in ``exec`` is a child of its item's span, on asyncio tasks,
 trio tasks and worker threads alike, and siblings never see each other's.
@@ -44,6 +53,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Mapping
 from contextvars import ContextVar
 from typing import Any
 
@@ -69,6 +79,8 @@ __all__ = [
     "CANCELLED",
     "EXECUTOR_NAME",
     "FALLBACK_EVENT",
+    "GEN_AI_INPUT_TOKENS",
+    "GEN_AI_OUTPUT_TOKENS",
     "ITEM_ATTEMPTS",
     "ITEM_CACHED",
     "ITEM_DEFERRED",
@@ -77,6 +89,7 @@ __all__ = [
     "ITEM_UNREPORTED",
     "NODE_CLASS",
     "NO_SDK",
+    "USAGE_PREFIX",
     "Spans",
     "Traceparent",
     "plugin",
@@ -140,6 +153,17 @@ FALLBACK_EVENT = "pocketcore.fallback"
 """Name of the span event an item's span gets when its fallback gave its
 result, with the ``exception.type`` and ``exception.message`` of the last
 attempt's failure, which the fallback replaced."""
+GEN_AI_INPUT_TOKENS = "gen_ai.usage.input_tokens"
+"""Attribute of the span of a node's step, run or item: the ``input_tokens`` its
+``exec`` reported using (the GenAI semantic conventions' prompt tokens), every
+attempt counted; a step's or run's is the sum of its items'. Absent for flows."""
+GEN_AI_OUTPUT_TOKENS = "gen_ai.usage.output_tokens"
+"""Attribute like :data:`GEN_AI_INPUT_TOKENS`, of the ``output_tokens`` reported
+(the GenAI semantic conventions' completion tokens)."""
+USAGE_PREFIX = "pocketcore.usage."
+"""Prefix of the attributes of any other unit reported, on the same spans as
+:data:`GEN_AI_INPUT_TOKENS`: ``pocketcore.usage.tokens``, ``pocketcore.usage.images``."""
+_GEN_AI = {"input_tokens": GEN_AI_INPUT_TOKENS, "output_tokens": GEN_AI_OUTPUT_TOKENS}
 CANCELLED = "pocketcore.cancelled"
 """Attribute of a span whose work was cancelled (a sibling item failed, or
 the run was cancelled); its status stays unset, as the failure is not its own."""
@@ -257,7 +281,13 @@ class Spans:
         record.token = otel_context.attach(trace.set_span_in_context(span))
         _OPEN.set(record)
 
-    def _close(self, node: object, index: int | None, exception: BaseException | None) -> bool:
+    def _close(
+        self,
+        node: object,
+        index: int | None,
+        exception: BaseException | None,
+        usage: Mapping[str, float],
+    ) -> bool:
         """End the span opened for ``node`` (and ``index``); ``False`` if there is none."""
         record = _OPEN.get()
         if record is None or record.node is not node or record.index != index:
@@ -266,6 +296,8 @@ class Spans:
         otel_context.detach(record.token)  # type: ignore[arg-type]
         if record.attempts:
             record.span.set_attribute(ITEM_ATTEMPTS, record.attempts)
+        if usage and not isinstance(node, pocketcore.Flow):
+            record.span.set_attributes(_usage(usage))
         if exception is not None:
             _failed(record, exception)
         record.span.end()
@@ -293,9 +325,11 @@ class Spans:
         self._open(self._name("run", target), target, None, {NODE_CLASS: _qualified(target)})
 
     @pocketcore.hookimpl
-    def pocketcore_run_end(self, target: Any, exception: BaseException | None) -> None:
-        """End the run's span."""
-        self._close(target, None, exception)
+    def pocketcore_run_end(
+        self, target: Any, exception: BaseException | None, usage: Mapping[str, float]
+    ) -> None:
+        """End the run's span (with the usage of a node run on its own)."""
+        self._close(target, None, exception, usage)
 
     @pocketcore.hookimpl
     def pocketcore_node_start(self, node: Any) -> None:
@@ -304,9 +338,11 @@ class Spans:
         self._open(self._name(kind, node), node, None, {NODE_CLASS: _qualified(node)})
 
     @pocketcore.hookimpl
-    def pocketcore_node_end(self, node: Any, exception: BaseException | None) -> None:
-        """End a step's span."""
-        self._close(node, None, exception)
+    def pocketcore_node_end(
+        self, node: Any, exception: BaseException | None, usage: Mapping[str, float]
+    ) -> None:
+        """End a step's span, with the usage its node reported."""
+        self._close(node, None, exception, usage)
 
     @pocketcore.hookimpl
     def pocketcore_batch_start(
@@ -357,7 +393,12 @@ class Spans:
 
     @pocketcore.hookimpl
     def pocketcore_batch_item_done(
-        self, node: Any, index: int, result: Any, exception: BaseException | None
+        self,
+        node: Any,
+        index: int,
+        result: Any,
+        exception: BaseException | None,
+        usage: Mapping[str, float],
     ) -> None:
         """End an item's span; for an item that had no start, record it now.
 
@@ -367,10 +408,16 @@ class Spans:
         """
         if exception is None and type(result) is pocketcore.Failed:
             exception = result.exception
-        if not self._close(node, index, exception):
-            self._deferred(node, index, exception)
+        if not self._close(node, index, exception, usage):
+            self._deferred(node, index, exception, usage)
 
-    def _deferred(self, node: Any, index: int, exception: BaseException | None) -> None:
+    def _deferred(
+        self,
+        node: Any,
+        index: int,
+        exception: BaseException | None,
+        usage: Mapping[str, float],
+    ) -> None:
         # The executor ran the item where no hook follows it. Sent to another
         # process, it has had its span since it was handed over; otherwise
         # all that is known is that it ran within the batch.
@@ -386,6 +433,8 @@ class Spans:
                 start_time=started,
                 attributes={ITEM_INDEX: index, ITEM_DEFERRED: True},
             )
+        if usage and not isinstance(node, pocketcore.Flow):
+            span.set_attributes(_usage(usage))
         if exception is not None:
             _failed(_Open(span, node, index, current), exception)
         span.end()
@@ -485,6 +534,14 @@ class Traceparent:
     def __exit__(self, *exc_info: object) -> None:
         """Restore the context that was current before :meth:`__enter__`."""
         otel_context.detach(self._token)  # type: ignore[arg-type]
+
+
+def _usage(usage: Mapping[str, float]) -> dict[str, AttributeValue]:
+    """The attributes of what was reported: GenAI's for tokens in and out, ours for the rest."""
+    return {
+        _GEN_AI.get(unit) or USAGE_PREFIX + unit: int(amount) if amount.is_integer() else amount
+        for unit, amount in usage.items()
+    }
 
 
 def _described(exception: BaseException) -> dict[str, AttributeValue]:

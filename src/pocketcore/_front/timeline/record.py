@@ -10,13 +10,16 @@ from __future__ import annotations
 import os
 import threading
 import time
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
 import attrs
 
+from pocketcore._core.limiter import LimiterLike
 from pocketcore._core.results import Failed
+from pocketcore._nodes.flows import Flow
 from pocketcore._plugins.registry import Registry, get_registry
 from pocketcore.hookspecs import hookimpl
 
@@ -66,7 +69,10 @@ class Timeline:
     than one attempt, or whose fallback gave its result, has a segment per
     attempt (failed ones red) and an amber one for the fallback; cache hits
     are green ticks above their group. The header has the totals: wall
-    time, items, peak and mean concurrency and the slowest items. A group
+    time, items, peak and mean concurrency and the slowest items, and what
+    the run reported using (:func:`pocketcore.report_usage`), which items'
+    tooltips and groups' titles show too. The bound of a limiter with
+    ``max_concurrency="auto"`` is a step line over its group's lanes. A group
     that needs more than ``max_lanes`` lanes, or has more than ``max_bars``
     bars, is drawn as a density: how many were in flight over time, stacked
     by outcome, with its failures, its fallbacks and its slowest items still
@@ -120,6 +126,8 @@ class Timeline:
         self._steps: dict[int, tuple[str, float]] = {}  # id(node copy) -> (label, start)
         self._items: dict[tuple[int, int], _Running] = {}  # (id(node), index)
         self._batch_of: dict[int, Batch] = {}  # id(batch node) -> its latest batch
+        # id(batch node) -> its limiter with max_concurrency="auto", while its batch runs
+        self._auto: dict[int, LimiterLike] = {}
 
     # --- registering -------------------------------------------------------
 
@@ -166,7 +174,10 @@ class Timeline:
                 *(Span(label, start, now, "unfinished") for label, start in self._steps.values()),
             ]
             copies = {
-                id(b): attrs.evolve(b, items=list(b.items), hits=list(b.hits)) for b in self.batches
+                id(b): attrs.evolve(
+                    b, items=list(b.items), hits=list(b.hits), bounds=list(b.bounds)
+                )
+                for b in self.batches
             }
             for (_, index), running in self._items.items():
                 copies[id(running.batch)].items.append(
@@ -191,12 +202,15 @@ class Timeline:
             self._runs[id(target)] = time.perf_counter()
 
     @hookimpl
-    def pocketcore_run_end(self, target: Any, exception: BaseException | None) -> None:
-        """Record the run."""
+    def pocketcore_run_end(
+        self, target: Any, exception: BaseException | None, usage: Mapping[str, float]
+    ) -> None:
+        """Record the run, with what it reported using."""
         end = time.perf_counter()
         with self._lock:
             start = self._runs.pop(id(target), end)
-            self.runs.append(Span(type(target).__name__, start, end, *_outcome(exception)))
+            label = type(target).__name__
+            self.runs.append(Span(label, start, end, *_outcome(exception), usage=usage))
 
     @hookimpl
     def pocketcore_node_start(self, node: Any) -> None:
@@ -205,32 +219,61 @@ class Timeline:
             self._steps[id(node)] = (type(node).__name__, time.perf_counter())
 
     @hookimpl
-    def pocketcore_node_end(self, node: Any, exception: BaseException | None) -> None:
-        """Record the step."""
+    def pocketcore_node_end(
+        self, node: Any, exception: BaseException | None, usage: Mapping[str, float]
+    ) -> None:
+        """Record the step, with what it reported using."""
         end = time.perf_counter()
         with self._lock:
             _, start = self._steps.pop(id(node), ("", end))
-            self.steps.append(Span(type(node).__name__, start, end, *_outcome(exception)))
+            label = type(node).__name__
+            # A flow's step holds its nodes' usage, which their own steps show.
+            usage = {} if isinstance(node, Flow) else usage
+            self.steps.append(Span(label, start, end, *_outcome(exception), usage=usage))
 
     @hookimpl
     def pocketcore_batch_start(
-        self, node: Any, size: int | None, executor: Any, limit: int | None
+        self,
+        node: Any,
+        size: int | None,
+        executor: Any,
+        limit: int | None,
+        limiters: Sequence[LimiterLike],
     ) -> None:
-        """Start the record of a batch."""
+        """Start the record of a batch (and of its auto concurrency, if it has one)."""
         name = None if executor is None else str(executor.name)
-        batch = Batch(type(node).__name__, size, time.perf_counter(), executor=name, limit=limit)
+        now = time.perf_counter()
+        batch = Batch(type(node).__name__, size, now, executor=name, limit=limit)
+        auto = next((lim for lim in limiters if lim.max_concurrency == "auto"), None)
         with self._lock:
             self.batches.append(batch)
             self._batch_of[id(node)] = batch
+            if auto is not None:
+                batch.ceiling = auto.ceiling
+                self._auto[id(node)] = auto
+                self._bound(node, now)
+
+    def _bound(self, node: Any, now: float) -> None:
+        """Note the auto bound of ``node``'s batch, when it has moved (under the lock)."""
+        limiter = self._auto.get(id(node))
+        if limiter is None:
+            return
+        bound = limiter.concurrency
+        bounds = self._batch_of[id(node)].bounds
+        if bound is not None and (not bounds or bounds[-1][1] != bound):
+            bounds.append((now, bound))
 
     @hookimpl
-    def pocketcore_batch_end(self, node: Any) -> None:
-        """Note when the batch ended."""
+    def pocketcore_batch_end(self, node: Any, usage: Mapping[str, float]) -> None:
+        """Note when the batch ended, and what its items reported using."""
         end = time.perf_counter()
         with self._lock:
+            self._bound(node, end)
+            self._auto.pop(id(node), None)
             batch = self._batch_of.get(id(node))
             if batch is not None:
                 batch.end = end
+                batch.usage = usage
 
     @hookimpl
     def pocketcore_batch_item_start(self, node: Any, index: int) -> None:
@@ -240,7 +283,9 @@ class Timeline:
             # kept the run's hooks live); its items are not recorded.
             batch = self._batch_of.get(id(node))
             if batch is not None:
-                self._items[(id(node), index)] = _Running(batch, time.perf_counter())
+                now = time.perf_counter()
+                self._items[(id(node), index)] = _Running(batch, now)
+                self._bound(node, now)
 
     @hookimpl
     def pocketcore_batch_item_attempt_start(self, node: Any, index: int) -> None:
@@ -258,6 +303,7 @@ class Timeline:
         """Record the attempt in its item."""
         end = time.perf_counter()
         with self._lock:
+            self._bound(node, end)
             running = self._items.get((id(node), index))
             if running is not None and running.attempt_start is not None:
                 attempt = Attempt(running.attempt_start, end, *_outcome(exception))
@@ -283,13 +329,19 @@ class Timeline:
 
     @hookimpl
     def pocketcore_batch_item_done(
-        self, node: Any, index: int, result: Any, exception: BaseException | None
+        self,
+        node: Any,
+        index: int,
+        result: Any,
+        exception: BaseException | None,
+        usage: Mapping[str, float],
     ) -> None:
         """Record the item in its batch (a failure collected by ``on_error="collect"`` too)."""
         end = time.perf_counter()
         if type(result) is Failed:
             exception = result.exception
         with self._lock:
+            self._bound(node, end)
             running = self._items.pop((id(node), index), None)
             if running is None:
                 batch = self._batch_of.get(id(node))
@@ -309,5 +361,6 @@ class Timeline:
                     error,
                     index,
                     running.attempts_until(end),
+                    usage,
                 )
             )

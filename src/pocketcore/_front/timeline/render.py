@@ -14,7 +14,9 @@ from __future__ import annotations
 import heapq
 import html
 import itertools
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
+
+from pocketcore._runtime.usage import amounts
 
 from .spans import Batch, Span
 
@@ -182,6 +184,8 @@ path.density.unfinished{fill:#dbe8f8}
 rect.slice{fill:#000;fill-opacity:0;stroke:none}
 rect.slice:hover{fill-opacity:.08;stroke:none}
 svg text.sub{fill:#666}
+path.bound{fill:none;stroke:#e4572e;stroke-width:1.5;stroke-dasharray:5 3}
+path.bound:hover{stroke-width:3}
 .legend span{display:inline-block;width:12px;height:10px;margin:0 4px 0 12px;box-sizing:border-box}
 """
 
@@ -227,6 +231,20 @@ def _area(top: list[float], below: list[float], base: float, unit: float) -> str
     for y, width in reversed(steps(below)):
         d.append(f"V{y}h-{width}")
     return "".join(d) + "Z"
+
+
+def _highest(batches: list[Batch]) -> int:
+    """The highest auto bound of ``batches`` (0 without one)."""
+    return max((bound for b in batches for _, bound in b.bounds), default=0)
+
+
+def _summed(usages: Iterable[Mapping[str, float]]) -> dict[str, float]:
+    """The usages added up, unit by unit, in the order the units were first seen."""
+    total: dict[str, float] = {}
+    for usage in usages:
+        for unit, amount in usage.items():
+            total[unit] = total.get(unit, 0.0) + amount
+    return total
 
 
 def _tick_step(wall: float) -> float:
@@ -294,7 +312,8 @@ class _Page:
             owned = [(span, n) for n in numbers for span in self.batches[n].items]
             spans, owners = [s for s, _ in owned], [n for _, n in owned]
             hits = sorted(hit for n in numbers for hit in self.batches[n].hits)
-            self.lanes(self._batch_title(numbers, spans), spans, "item", owners, hits)
+            bounds = [self.batches[n] for n in numbers if self.batches[n].bounds]
+            self.lanes(self._batch_title(numbers, spans), spans, "item", owners, hits, bounds)
         height = self.y + 8
         axis = self._axis(height)
         svg = (
@@ -340,6 +359,8 @@ class _Page:
             tip += f", result from the fallback, in place of {span.error}"
         elif span.outcome != "ok":
             tip += f", {span.outcome}" + (f": {span.error}" if span.error else "")
+        if span.usage:
+            tip += f"; used {amounts(span.usage)}"
         segments = self._segments(span, y, h)
         if segments:  # pale beneath its segments: the gaps are the waits between attempts
             extra += ' fill-opacity=".3"'
@@ -419,12 +440,15 @@ class _Page:
         kind: str,
         owners: list[int] | None = None,
         hits: list[tuple[float, int]] | None = None,
+        bounds: list[Batch] | None = None,
     ) -> None:
         """One group: its title on a row, then its spans on lanes, or as a density if many.
 
         ``kind`` is the bars' class (``run``, ``step``, ``item``); ``owners``
         the number of each item's batch; ``hits`` the group's cache hits,
-        drawn as ticks above its lanes.
+        drawn as ticks above its lanes; ``bounds`` the group's batches whose
+        limiter has ``max_concurrency="auto"``, whose bound is drawn as a
+        step line over the lanes (the lane it allows up to).
         """
         if not spans and owners is None:
             return
@@ -439,22 +463,59 @@ class _Page:
         if hits:
             self._ticks(hits, title.split(" (", 1)[0])
         if dense:
-            self.density(spans, kind, owners)
+            self.density(spans, kind, owners, bounds or [])
         else:
-            self.packed(spans, lanes, count, kind, owners)
+            self.packed(spans, lanes, count, kind, owners, bounds or [])
 
     def packed(
-        self, spans: list[Span], lanes: list[int], count: int, kind: str, owners: list[int] | None
+        self,
+        spans: list[Span],
+        lanes: list[int],
+        count: int,
+        kind: str,
+        owners: list[int] | None,
+        bounds: list[Batch] | None = None,
     ) -> None:
-        """Spans as bars, each on its lane."""
-        lane_h = min(LANE_H, GROUP_H / max(count, 1))
+        """Spans as bars, each on its lane; the auto bound over them, with room to show it."""
+        rows = max(count, _highest(bounds or []))
+        lane_h = min(LANE_H, GROUP_H / max(rows, 1))
         bar_h = max(lane_h - (2 if lane_h > 6 else 0), 0.5)
         for i, (span, lane) in enumerate(zip(spans, lanes, strict=True)):
             extra = f' data-lane="{lane}"' + _owner(span, owners, i)
             self.svg.append(self._bar(span, kind, self.y + lane * lane_h, bar_h, extra))
-        self.y += round(count * lane_h) + 8
+        top = self.y
+        self._bounds(bounds or [], lambda bound: top + bound * lane_h)
+        self.y += round(rows * lane_h) + 8
 
-    def density(self, spans: list[Span], kind: str, owners: list[int] | None) -> None:
+    def _bounds(self, batches: list[Batch], height: Callable[[int], float]) -> None:
+        """The auto bound of each of ``batches`` as a step line, at ``height(bound)``."""
+        for batch in batches:
+            end = batch.end if batch.end is not None else self.t0 + self.wall
+            d = []
+            for n, (t, bound) in enumerate(batch.bounds):
+                y = f"{height(bound):.1f}"
+                d.append(f"M{self.x(t):.1f},{y}" if n == 0 else f"H{self.x(t):.1f}V{y}")
+            d.append(f"H{self.x(end):.1f}")
+            moves = " \u2192 ".join(str(b) for _, b in batch.bounds[:12])
+            if len(batch.bounds) > 12:
+                moves += f" \u2192 \u2026 ({len(batch.bounds)} moves)"
+            tip = (
+                f"{batch.label}: auto concurrency {moves} (ceiling {batch.ceiling}): the most "
+                "items its limiter let run at once, over time"
+            )
+            values = " ".join(str(b) for _, b in batch.bounds)
+            self.svg.append(
+                f'<path class="bound" d="{"".join(d)}" data-bounds="{values}">'
+                f"<title>{html.escape(tip)}</title></path>"
+            )
+
+    def density(
+        self,
+        spans: list[Span],
+        kind: str,
+        owners: list[int] | None,
+        bounds: list[Batch] | None = None,
+    ) -> None:
         """Too many lanes or bars: how many were in flight, stacked by outcome, then the notable.
 
         The stack is the mean number in flight over each pixel of time, one
@@ -470,7 +531,7 @@ class _Page:
         }
         counts = {o: sum(1 for s in spans if s.outcome == o) for o in OUTCOMES}
         base = self.y + DENSITY_H
-        unit = DENSITY_H / max(peak, 1)
+        unit = DENSITY_H / max(peak, _highest(bounds or []), 1)
         below = [0.0] * PLOT_W
         for outcome, band in bands.items():
             if not any(band):
@@ -482,6 +543,7 @@ class _Page:
             )
             below = top
         self._slices(spans, kind, bands, base)
+        self._bounds(bounds or [], lambda bound: base - bound * unit)
         self.svg.append(
             f'<line class="axis" x1="{LABEL_W}" y1="{base}" x2="{LABEL_W + PLOT_W}" y2="{base}"/>'
         )
@@ -569,7 +631,13 @@ class _Page:
             head = f"{batches[0].label} ({size})"
         else:
             head = f"{batches[0].label} ({_plural(len(batches), 'batch')})"
-        return f"{head}: {len(spans)} recorded{hits_text}{unseen_text}{lanes_text}{_how(batches)}"
+        title = f"{head}: {len(spans)} recorded{hits_text}{unseen_text}{lanes_text}{_how(batches)}"
+        moved = [bound for b in batches for _, bound in b.bounds]
+        if moved:
+            ceiling = max(b.ceiling or 0 for b in batches)
+            title += f", auto concurrency {min(moved)} to {max(moved)} (ceiling {ceiling})"
+        usage = _summed(b.usage for b in batches)
+        return title + (f"; used {amounts(usage)}" if usage else "")
 
     # --- the HTML around it ---
 
@@ -610,8 +678,27 @@ class _Page:
                 or "none",
             ),
         ]
+        usage = _summed(r.usage for r in self.runs) or _summed(b.usage for b in self.batches)
+        if usage:
+            rows.insert(4, ("usage", amounts(usage) + self._usage_by_node()))
         body = "".join(f"<tr><th>{k}</th><td>{html.escape(v)}</td></tr>" for k, v in rows)
         return f"<table>{body}</table>"
+
+    def _usage_by_node(self) -> str:
+        """`` (Summarize: 1,234 tokens; Decide: 56 tokens)``: the usage of each node class."""
+        by_node: dict[str, list[Mapping[str, float]]] = {}
+        for batch in self.batches:
+            by_node.setdefault(batch.label, []).append(batch.usage)
+        batched = set(by_node)
+        for step in self.steps:  # a batch node's step has its batch's; a flow's step has none
+            if step.label not in batched:
+                by_node.setdefault(step.label, []).append(step.usage)
+        parts = [
+            f"{label}: {amounts(total)}"
+            for label, usages in by_node.items()
+            if (total := _summed(usages))
+        ]
+        return f" ({'; '.join(parts)})" if parts else ""
 
     def _notes(self) -> str:
         legend = "".join(
@@ -624,6 +711,11 @@ class _Page:
                 ("unfinished", "background:#dbe8f8;border:1px dashed #3b7dd8"),
                 ("step", "background:#8e6bbf"),
                 ("cache hit", "border-left:2px solid #2ca02c;width:2px"),
+                *(
+                    [("auto concurrency bound", "border-top:2px dashed #e4572e;height:0")]
+                    if any(b.bounds for b in self.batches)
+                    else []
+                ),
             )
         )
         notes = [

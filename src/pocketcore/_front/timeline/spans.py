@@ -6,6 +6,8 @@ The recorder (:mod:`.record`) makes them from the lifecycle hooks; the page
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import attrs
 
 __all__ = ["Attempt", "Batch", "Span"]
@@ -46,6 +48,8 @@ class Span:
         attempts: The attempts of an item's ``exec``, in order (empty when
             they were not reported: a batch flow's passes, items an executor
             ran itself).
+        usage: What it reported using (:func:`pocketcore.report_usage`), by
+            unit, every attempt counted; empty when nothing was.
     """
 
     label: str
@@ -55,6 +59,7 @@ class Span:
     error: str = ""
     index: int | None = None
     attempts: tuple[Attempt, ...] = ()
+    usage: Mapping[str, float] = attrs.field(factory=dict)
 
 
 @attrs.define
@@ -74,6 +79,11 @@ class Batch:
         limit: The most items in flight at once (``None``: no limit).
         hits: ``(time, index)`` of each item found in the result cache.
         end: When the batch ended (``None`` until it has).
+        usage: What its items reported using, by unit (known once it ended).
+        bounds: For a limiter with ``max_concurrency="auto"``: ``(time,
+            bound)`` each time the bound in force was seen to change, from
+            the batch's start; empty for any other batch.
+        ceiling: That limiter's ceiling (``None`` for any other batch).
     """
 
     label: str
@@ -85,3 +95,6 @@ class Batch:
     limit: int | None = None
     hits: list[tuple[float, int]] = attrs.field(factory=list)
     end: float | None = None
+    usage: Mapping[str, float] = attrs.field(factory=dict)
+    bounds: list[tuple[float, int]] = attrs.field(factory=list)
+    ceiling: int | None = None
