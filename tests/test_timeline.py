@@ -540,3 +540,27 @@ def test_a_group_says_how_its_batches_ran() -> None:
     groups = [t for tag, t in Page(timeline.html()).texts if tag == "group"]
     assert groups[-2].endswith(", one at a time")
     assert groups[-1].endswith(", on asyncio, at most 4 at once")
+
+
+class Loaded(pocketcore.Node):
+    """A plain node that opts in to the cache."""
+
+    cache = True
+
+    def prep(self, shared: Any) -> Any:
+        return shared["x"]
+
+    def exec(self, x: int) -> int:
+        return x + 1
+
+
+def test_a_plain_nodes_step_from_the_cache_is_marked_and_counted(tmp_path: Path) -> None:
+    path = tmp_path / "run.html"
+    store = tmp_path / "cache.db"
+    with pocketcore.Timeline(path):
+        for _ in range(2):
+            pocketcore.run(pocketcore.Flow(start=Loaded()), {"x": 1}, cache=str(store))
+    page = path.read_text(encoding="utf-8")
+    assert page.count("its result from the cache") == 1
+    assert "1 (1 of them steps of plain nodes)" in page
+    pocketcore.close_stores()

@@ -29,6 +29,7 @@ from pocketcore_otel import (
     ITEM_DEFERRED,
     ITEM_INDEX,
     ITEM_UNREPORTED,
+    NODE_CACHED,
     Traceparent,
 )
 
@@ -89,6 +90,28 @@ def test_cache_hits_have_spans_of_no_duration(spans: Recorded, executor: str) ->
         assert hit.start_time == hit.end_time
         assert ITEM_ATTEMPTS not in attrs(hit)
     assert attrs(items[1])[ITEM_ATTEMPTS] == 1
+
+
+class Loaded(pocketcore.Node):
+    """A plain node that opts in to the cache."""
+
+    cache = True
+
+    def prep(self, shared: Any) -> Any:
+        return shared["x"]
+
+    def exec(self, x: int) -> int:
+        return x + 1
+
+
+def test_a_cached_plain_nodes_step_says_whether_its_result_came_from_the_cache(
+    spans: Recorded,
+) -> None:
+    cache = DictStore()
+    for _ in range(2):
+        pocketcore.run(pocketcore.Flow(start=Loaded()), {"x": 1}, cache=cache)
+    steps = [s for s in spans.spans() if NODE_CACHED in attrs(s)]
+    assert [attrs(s)[NODE_CACHED] for s in steps] == [False, True]
 
 
 def test_the_batch_span_has_its_controls(

@@ -87,6 +87,7 @@ __all__ = [
     "ITEM_FALLBACK",
     "ITEM_INDEX",
     "ITEM_UNREPORTED",
+    "NODE_CACHED",
     "NODE_CLASS",
     "NO_SDK",
     "USAGE_PREFIX",
@@ -130,6 +131,10 @@ node's ``exec_fallback`` gave its result."""
 ITEM_CACHED = "pocketcore.item.cached"
 """Attribute of an item span, ``True`` for an item found in the result cache:
 its ``exec`` did not run, and its span has no duration."""
+NODE_CACHED = "pocketcore.node.cached"
+"""Attribute of a step span of a plain node that opts in to the result cache:
+``True`` when its result came from the cache (its ``exec`` did not run),
+``False`` when the step computed it."""
 ITEM_DEFERRED = "pocketcore.item.deferred"
 """Attribute of an item span, ``True`` when the executor ran the item itself
 (a remote executor, or its own ``map_blocking``): the item was reported once
@@ -302,6 +307,13 @@ class Spans:
             _failed(record, exception)
         record.span.end()
         return True
+
+    @pocketcore.hookimpl
+    def pocketcore_node_cache_result(self, node: Any, hit: bool) -> None:
+        """Mark a cached plain node's step span: its result from the cache, or computed."""
+        record = self._batch(node)
+        if record is not None:
+            record.span.set_attribute(NODE_CACHED, hit)
 
     def _batch(self, node: object) -> _Open | None:
         """The record of ``node``'s own span (its step's, or its run's), if it is current."""

@@ -124,6 +124,7 @@ class Timeline:
         self._lock = threading.Lock()
         self._runs: dict[int, float] = {}  # id(target) -> start, while it runs
         self._steps: dict[int, tuple[str, float]] = {}  # id(node copy) -> (label, start)
+        self._hit_steps: set[int] = set()  # steps whose result came from the cache
         self._items: dict[tuple[int, int], _Running] = {}  # (id(node), index)
         self._batch_of: dict[int, Batch] = {}  # id(batch node) -> its latest batch
         # id(batch node) -> its limiter with max_concurrency="auto", while its batch runs
@@ -219,17 +220,28 @@ class Timeline:
             self._steps[id(node)] = (type(node).__name__, time.perf_counter())
 
     @hookimpl
+    def pocketcore_node_cache_result(self, node: Any, hit: bool) -> None:
+        """Note a step of a cached plain node whose result came from the cache."""
+        if hit:
+            with self._lock:
+                self._hit_steps.add(id(node))
+
+    @hookimpl
     def pocketcore_node_end(
         self, node: Any, exception: BaseException | None, usage: Mapping[str, float]
     ) -> None:
-        """Record the step, with what it reported using."""
+        """Record the step, with what it reported using (and whether the cache gave it)."""
         end = time.perf_counter()
         with self._lock:
             _, start = self._steps.pop(id(node), ("", end))
             label = type(node).__name__
             # A flow's step holds its nodes' usage, which their own steps show.
             usage = {} if isinstance(node, Flow) else usage
-            self.steps.append(Span(label, start, end, *_outcome(exception), usage=usage))
+            cached = id(node) in self._hit_steps
+            self._hit_steps.discard(id(node))
+            self.steps.append(
+                Span(label, start, end, *_outcome(exception), usage=usage, cached=cached)
+            )
 
     @hookimpl
     def pocketcore_batch_start(

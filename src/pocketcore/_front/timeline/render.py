@@ -353,6 +353,8 @@ class _Page:
         width = max((span.end - span.start) * self.scale, 0.5)  # instant items stay visible
         where = "" if span.index is None else f" item {span.index}"
         tip = f"{span.label}{where}: {_seconds(span.end - span.start)}"
+        if span.cached:
+            tip += ", its result from the cache"
         if len(span.attempts) > 1:
             tip += f", {len(span.attempts)} attempts"
         if span.outcome == "fallback":
@@ -649,6 +651,7 @@ class _Page:
         }
         retried = sum(1 for s in items if len(s.attempts) > 1)
         hits = sum(len(b.hits) for b in self.batches)
+        step_hits = sum(1 for s in self.steps if s.cached)
         slowest = sorted(items, key=lambda s: s.start - s.end)[:5]
         ran = f"{len(items)} ran in {_plural(len(self.batches), 'batch')}"
         if items:
@@ -663,7 +666,11 @@ class _Page:
             ("runs", f"{len(self.runs)}"),
             ("steps", f"{len(self.steps)}"),
             ("items", ran),
-            ("cache hits", f"{hits}"),
+            (
+                "cache hits",
+                f"{hits + step_hits}"
+                + (f" ({step_hits} of them steps of plain nodes)" if step_hits else ""),
+            ),
             (
                 "peak concurrency",
                 f"{_plural(peak, 'item')} in flight" if items else "none: no item ran",

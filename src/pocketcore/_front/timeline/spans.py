@@ -50,6 +50,8 @@ class Span:
             ran itself).
         usage: What it reported using (:func:`pocketcore.report_usage`), by
             unit, every attempt counted; empty when nothing was.
+        cached: A step of a plain node whose result came from the result
+            cache (its ``exec`` did not run).
     """
 
     label: str
@@ -60,6 +62,7 @@ class Span:
     index: int | None = None
     attempts: tuple[Attempt, ...] = ()
     usage: Mapping[str, float] = attrs.field(factory=dict)
+    cached: bool = False
 
 
 @attrs.define
