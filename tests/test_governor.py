@@ -396,7 +396,7 @@ def test_auto_concurrency_doubles_while_calls_succeed_up_to_its_ceiling() -> Non
     assert limiter.idle
 
 
-def test_auto_concurrency_halves_on_a_rate_limit_then_grows_by_one() -> None:
+def test_auto_concurrency_halves_on_a_rate_limit_grows_by_one_then_doubles_again() -> None:
     limiter = Limiter(max_concurrency="auto", ceiling=64)
     for _ in range(2 + 4 + 8):  # three rounds: 2 -> 4 -> 8 -> 16
         limiter.calm()
@@ -409,6 +409,15 @@ def test_auto_concurrency_halves_on_a_rate_limit_then_grows_by_one() -> None:
         limiter.calm()
     assert limiter.concurrency == 9  # after the first signal, one more a round
     assert "auto concurrency, now 9, at most 64" in limiter.describe()
+    for _ in range(9):
+        limiter.calm()
+    assert limiter.concurrency == 10
+    for _ in range(10):  # a third round without a signal: the provider has room, double
+        limiter.calm()
+    assert limiter.concurrency == 20
+    for _ in range(20):
+        limiter.calm()
+    assert limiter.concurrency == 40
 
 
 @pytest.mark.parametrize("value", ["fast", 0, -2, 1.5])

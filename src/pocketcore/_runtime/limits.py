@@ -81,6 +81,10 @@ def _other_budgets(budgets: object, source: str) -> dict[str, float]:
     return per_minute
 
 
+#: Rounds of successes in a row, since the last rate-limit signal, that
+#: ``max_concurrency="auto"`` grows by one before it doubles again: the provider
+#: has room again (its limits leave more, now that the calls are smaller).
+CLEAN_ROUNDS = 2
 #: Where ``max_concurrency="auto"`` starts: a few calls, then doubling while they succeed.
 _AUTO_START = 2
 #: Seconds a call waiting for its budgets may be delayed by shorter calls behind
@@ -117,7 +121,8 @@ class Limiter:
             provider whose limits you do not know: the bound starts at 2,
             doubles with each round of successes until the first rate-limit
             signal, then grows by one a round and halves on each signal
-            (at most once a second), between 1 and ``ceiling``.
+            (at most once a second), and doubles again after two rounds in
+            a row without one, between 1 and ``ceiling``.
         max_per_second: At most this many attempts start per second (a
             positive number), spaced evenly rather than in bursts: in any
             window of ``T`` seconds at most ``floor(max_per_second * T) + 1``
@@ -164,6 +169,7 @@ class Limiter:
     _limit: int | None = attrs.field(default=None, init=False, repr=False)
     _slow_start: bool = attrs.field(default=True, init=False, repr=False)
     _successes: int = attrs.field(default=0, init=False, repr=False)
+    _clean_rounds: int = attrs.field(default=0, init=False, repr=False)
     _last_cut: float = attrs.field(default=-math.inf, init=False, repr=False)
 
     def __attrs_post_init__(self) -> None:
@@ -336,7 +342,8 @@ class Limiter:
 
         With ``max_concurrency="auto"``, a round of successes (as many as the
         bound) raises the bound: doubling until the first rate-limit signal,
-        then by one, up to the ceiling.
+        then by one, and doubling again from the third round in a row without
+        a signal, up to the ceiling.
         """
         if self._strikes:
             with self._lock:
@@ -348,6 +355,9 @@ class Limiter:
                 self._successes += 1
                 if self._successes >= self._limit and self._limit < self.ceiling:
                     self._successes = 0
+                    self._clean_rounds += 1
+                    if self._clean_rounds > CLEAN_ROUNDS:
+                        self._slow_start = True  # the provider has room again: double
                     grown = self._limit * 2 if self._slow_start else self._limit + 1
                     self._limit = min(self.ceiling, grown)
                     while self._waiters and self._in_flight < self._limit:
@@ -367,6 +377,7 @@ class Limiter:
             self._last_cut = now
             self._slow_start = False
             self._successes = 0
+            self._clean_rounds = 0
             self._limit = max(1, self._limit // 2)
 
     @property
