@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 import pocketcore
 from pocketcore import Limiter
+from pocketcore._runtime.limits import CLEAN_ROUNDS
 from tests.timeline_page import Page
 
 
@@ -90,7 +91,7 @@ def test_a_page_without_usage_has_no_usage_row() -> None:
 
 def test_the_auto_bound_is_a_step_line_that_grows_then_halves_on_a_refusal() -> None:
     # 2, then doubling each round of successes up to the ceiling of 8; a 429
-    # halves it, and it grows by one a round again.
+    # halves it, and it grows by one a round again, then doubles.
     items = [(1, 0)] * 20 + [(1, 1)] + [(1, 0)] * 30
     limiter = Limiter(max_concurrency="auto", ceiling=8)
     text, page = page_of(items, limiter)
@@ -99,7 +100,13 @@ def test_the_auto_bound_is_a_step_line_that_grows_then_halves_on_a_refusal() -> 
     bounds = [int(b) for b in line["data-bounds"].split()]
     assert bounds[:3] == [2, 4, 8]
     cut = bounds.index(4, 2)  # after the ceiling: the refusal's halving
-    assert bounds[cut + 1 :] == list(range(5, 5 + len(bounds) - cut - 1))
+    # Then one more a round, and from the third round without a refusal,
+    # doubling again (up to the ceiling).
+    expected, bound = [], 4
+    for clean in range(1, len(bounds) - cut):
+        bound = min(8, bound * 2 if clean > CLEAN_ROUNDS else bound + 1)
+        expected.append(bound)
+    assert bounds[cut + 1 :] == expected
     assert "auto concurrency 2 \u2192 4 \u2192 8 \u2192 4" in line["title"]
     assert "(ceiling 8)" in line["title"]
     group = [t for css, t in page.texts if css == "group" and t.startswith("Ask")]
