@@ -214,7 +214,9 @@ class Limiter:
                 f"overtake must be a finite number of seconds >= 0, got {overtake!r} from {source}"
             )
         self.overtake = float(overtake)
-        self._account = Budgets(buckets, overtake=self.overtake)
+        # Overtaking helps only where calls differ in what they lack: with one
+        # budget (pacing alone), no call behind the first fits before it does.
+        self._account = Budgets(buckets, overtake=self.overtake if len(buckets) > 1 else 0.0)
         patience = check_rate(self.patience, source, "patience")
         assert patience is not None
         self.patience = patience
