@@ -21,7 +21,7 @@ import pytest
 
 import pocketcore
 from pocketcore import Gate, Limiter
-from pocketcore._runtime.limits import gate_of
+from pocketcore._runtime.gate import gate_of
 from pocketcore.testing import RecordingExecutor
 
 from .test_remote import Pickling

@@ -495,7 +495,18 @@ def test_thread_backed_items_are_charged_once_and_corrected_by_what_they_report(
     assert limiter.idle
 
 
-@settings(max_examples=10, deadline=None)
+class ItemStarts:
+    """A plugin that hears each batch item start."""
+
+    def __init__(self) -> None:
+        self.started: list[int] = []
+
+    @pocketcore.hookimpl
+    def pocketcore_batch_item_start(self, index: int) -> None:
+        self.started.append(index)
+
+
+@settings(max_examples=14, deadline=None)
 @given(
     scripts=st.lists(
         st.lists(st.sampled_from(["ok", "429", "boom"]), min_size=1, max_size=3),
@@ -505,25 +516,44 @@ def test_thread_backed_items_are_charged_once_and_corrected_by_what_they_report(
     kind=st.sampled_from(list(KINDS)),
     limit=st.one_of(st.none(), st.integers(1, 3)),
     collect=st.booleans(),
+    paced=st.booleans(),
+    heard=st.booleans(),
 )
 def test_a_refusal_stops_every_start_until_its_reset_and_nothing_stays_reserved(
-    scripts: list[list[str]], kind: str, limit: int | None, collect: bool
+    scripts: list[list[str]],
+    kind: str,
+    limit: int | None,
+    collect: bool,
+    paced: bool,
+    heard: bool,
 ) -> None:
     # Each refusal asks for 0.2 s: no attempt of the batch may start in that
     # time (bar one already on its way when the refusal came, within 50 ms);
     # and once the batch has ended, however it ended, the limiter is idle.
+    # Whether a budget prices each attempt and whether someone hears items
+    # start decide how the limiter is entered (with a ticket, or by each
+    # attempt alone): the same holds either way.
     log: list[tuple[float, str]] = []
     # An item refused at every attempt gives up after a second of patience.
-    limiter = Limiter(limit, max_per_second=50, patience=1.0)
+    limiter = Limiter(limit, max_per_second=50 if paced else None, patience=1.0)
     node = KINDS[kind](
         log, limiter=limiter, max_retries=2, on_error="collect" if collect else "raise"
     )
     node.set_params({"retry_after": 0.2})
     items = [(f"i{n}", outcomes) for n, outcomes in enumerate(scripts)]
+    listener = ItemStarts()
+    registry = pocketcore.get_registry()
+    if heard:
+        registry.register(listener, name="item-starts")
     try:
         pocketcore.run(node, {"items": items})
     except (ValueError, RateLimited):
         assert not collect
+    finally:
+        if heard:
+            registry.unregister(listener)
+    if heard and collect:  # the listener was in force: every item was heard start
+        assert sorted(listener.started) == list(range(len(items)))
     refusals = [t for t, name in log if name.endswith(" refused")]
     starts = [t for t, name in log if not name.endswith(" refused")]
     for refused in refusals:

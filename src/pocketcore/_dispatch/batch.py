@@ -25,7 +25,7 @@ from pocketcore._dispatch.plan import Plan, plan_batch
 from pocketcore._dispatch.remote import metered, metering, shippable
 from pocketcore._dispatch.stack import Stack, core, remote_core, trip, with_report
 from pocketcore._dispatch.threads import call_sync, on_threads, run_blocking
-from pocketcore._runtime.limits import gate_of
+from pocketcore._runtime.gate import gate_of
 from pocketcore._runtime.observe import batch_size
 from pocketcore._runtime.usage import USAGE
 
@@ -158,8 +158,10 @@ async def _here(plan: Plan, batch: Iterable[Any], work: Work | None) -> list[Any
         stack = Stack(call, stack.keyed)
     stack = with_report(plan, stack, sync=False)
     call = stack.call
-    if plan.governed:
-        call = govern.admitted(plan.limiters, plan.owner, call, keyed=stack.keyed)
+    if plan.governed and plan.ticketed:
+        call = govern.admitted(
+            plan.limiters, plan.owner, call, keyed=stack.keyed, blocking=plan.blocking
+        )
     inputs, cached = _inputs(plan, batch, stack.keyed, group_for(limit))
     results = await _map(plan, blocking=False)(
         call, inputs, limit=limit, gate=_gate(plan), on_result=None

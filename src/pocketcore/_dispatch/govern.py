@@ -15,12 +15,19 @@ gate them itself (see :attr:`~pocketcore._dispatch.plan.Plan.governed`):
   on the event loop it was admitted on, and gives up waiting when its batch
   stops (the batch has failed, or was cancelled).
 
+Where no ticket is needed (:attr:`~pocketcore._dispatch.plan.Plan.ticketed`:
+async items nobody hears start, limiters with no budget), one layer does
+both: :func:`gated`, in the place of :func:`governed`, enters for every
+attempt, the first one included, and has nothing to price or correct. A
+limiter that never limits then costs an item a slot taken and given back.
+
 A failure that says the provider is rate limiting (see
 :mod:`pocketcore._runtime.signals`) pauses every start on the item's
 limiters until the provider's reset, gives the attempt's charge back (the
 provider took nothing for a refusal, bar the request itself), and tries
 again without spending one of the node's ``max_retries``, until the
-limiters' ``patience`` runs out.
+limiters' ``patience`` runs out (counted from the first refusal of a run
+of them: an attempt that fails otherwise, or succeeds, ends the run).
 """
 
 from __future__ import annotations
@@ -41,7 +48,7 @@ from pocketcore._runtime.governor import TICKET, Ticket, prices_for
 from pocketcore._runtime.limits import Limiter
 from pocketcore._runtime.signals import ProviderSignal, classify
 
-__all__ = ["admitted", "governed", "governed_blocking"]
+__all__ = ["admitted", "gated", "governed", "governed_blocking"]
 
 AsyncCall = Callable[[Any], Awaitable[Any]]
 
@@ -67,9 +74,55 @@ async def _enter(ticket: Ticket, node: Any, item: Any) -> None:
         for limiter in slots:
             limiter.release()
         raise
-    ticket.charges = [charge for _, charge in paid]
-    ticket.requests = {}
-    ticket.used = {}
+    _entered(ticket, [charge for _, charge in paid])
+
+
+def _enter_now(ticket: Ticket) -> bool:
+    """Enter limiters with no budget at once, if nothing makes the attempt wait.
+
+    Nothing to price or charge: an attempt waits only for a slot, or for a
+    rate-limit pause in force (or calls queued behind one). ``False`` (it
+    would wait) takes nothing: :func:`_enter` waits.
+    """
+    if not _take_now(ticket.limiters):
+        return False
+    _entered(ticket, ticket.charges)
+    return True
+
+
+def _take_now(limiters: tuple[Limiter, ...]) -> bool:
+    """Take a slot of each of ``limiters`` (with no budget) now, if none would wait."""
+    for taken, limiter in enumerate(limiters):
+        if not limiter.try_enter():
+            _release(limiters[:taken])
+            return False
+    return True
+
+
+async def _take(limiters: tuple[Limiter, ...]) -> None:
+    """Wait for a slot of each of ``limiters`` (with no budget), then for any pause to end."""
+    taken = 0
+    try:
+        for limiter in limiters:
+            await limiter.take_slot()
+            taken += 1
+        for limiter in limiters:
+            if limiter.account.held_up():
+                await limiter.take_turn()  # charges nothing: there is no budget
+    except BaseException:
+        _release(limiters[:taken])
+        raise
+
+
+def _release(limiters: tuple[Limiter, ...]) -> None:
+    for limiter in limiters:
+        limiter.release()
+
+
+def _entered(ticket: Ticket, charges: list[dict[str, float]]) -> None:
+    ticket.charges = charges
+    ticket.requests.clear()
+    ticket.used.clear()
     ticket.held = True
 
 
@@ -90,21 +143,32 @@ def _leave(ticket: Ticket, *, refused: bool = False) -> None:
 
 
 def admitted(
-    limiters: tuple[Limiter, ...], node: Any, call: AsyncCall, *, keyed: bool
+    limiters: tuple[Limiter, ...], node: Any, call: AsyncCall, *, keyed: bool, blocking: bool
 ) -> AsyncCall:
     """``call`` entered through ``limiters`` first, with a :class:`Ticket` for its attempts.
 
-    ``keyed``: ``call`` takes a :class:`Keyed` input (the item is its ``item``).
+    ``keyed``: ``call`` takes a :class:`Keyed` input (the item is its
+    ``item``). ``blocking``: its attempts run on worker threads, and wait
+    for their turns on this event loop.
     """
-    return functools.partial(_admitted, limiters, node, call, keyed)
+    paced = any(limiter.paced for limiter in limiters)
+    return functools.partial(_admitted, limiters, paced, blocking, node, call, keyed)
 
 
 async def _admitted(
-    limiters: tuple[Limiter, ...], node: Any, call: AsyncCall, keyed: bool, one: Any
+    limiters: tuple[Limiter, ...],
+    paced: bool,
+    blocking: bool,
+    node: Any,
+    call: AsyncCall,
+    keyed: bool,
+    one: Any,
 ) -> Any:
-    ticket = Ticket(limiters)
-    ticket.loop = anyio.lowlevel.current_token()
-    await _enter(ticket, node, one.item if keyed and isinstance(one, Keyed) else one)
+    ticket = Ticket(limiters, paced=paced)
+    if blocking:
+        ticket.loop = anyio.lowlevel.current_token()
+    if paced or not _enter_now(ticket):
+        await _enter(ticket, node, one.item if keyed and isinstance(one, Keyed) else one)
     token = TICKET.set(ticket)
     try:
         return await call(one)
@@ -124,7 +188,7 @@ async def _governed(node: Any, call: AsyncCall, item: Any) -> Any:
     if ticket is None:  # not under admitted(): nothing to pass
         return await call(item)
     while True:
-        if not ticket.held:
+        if not ticket.held and (ticket.paced or not _enter_now(ticket)):
             await _enter(ticket, node, item)
         try:
             result = await call(item)
@@ -133,6 +197,61 @@ async def _governed(node: Any, call: AsyncCall, item: Any) -> Any:
                 raise
         else:
             return _succeeded(ticket, result)
+
+
+def gated(limiters: tuple[Limiter, ...], call: AsyncCall) -> AsyncCall:
+    """Each attempt of ``call`` through ``limiters`` alone, the first one included.
+
+    For the async items of a batch whose limiters have no budget (they bound
+    concurrency only) and whose items nobody hears start: there is nothing
+    to price, charge or correct, and nothing to enter before the item is
+    reported, so no :class:`Ticket` and no :func:`admitted` layer. Each
+    attempt takes the slots (waiting out a pause in force), and gives them
+    back when it ends; a refusal pauses the limiters and tries again, as
+    :func:`governed` does.
+    """
+    if len(limiters) == 1:  # the usual case, without the loops
+        return functools.partial(_gated_by_one, limiters[0], call)
+    return functools.partial(_gated, limiters, call)
+
+
+async def _gated(limiters: tuple[Limiter, ...], call: AsyncCall, item: Any) -> Any:
+    since: float | None = None  # when the item's run of refusals began
+    while True:
+        if not _take_now(limiters):
+            await _take(limiters)
+        try:
+            result = await call(item)
+        except Exception as exc:
+            # Paused before the slots go back: whoever takes one waits.
+            since = _try_again(limiters, exc, since)
+            if since is None:
+                raise
+            continue
+        finally:
+            _release(limiters)
+        _calm(limiters)
+        return result
+
+
+async def _gated_by_one(limiter: Limiter, call: AsyncCall, item: Any) -> Any:
+    """:func:`_gated` through one limiter."""
+    since: float | None = None
+    while True:
+        if not limiter.try_enter():
+            await _take((limiter,))
+        try:
+            result = await call(item)
+        except Exception as exc:
+            since = _try_again((limiter,), exc, since)
+            if since is None:
+                raise
+            continue
+        finally:
+            limiter.release()
+        if limiter.restless:
+            limiter.calm()
+        return result
 
 
 def governed_blocking(node: Any, call: Callable[[Any], Any]) -> Callable[[Any], Any]:
@@ -194,6 +313,7 @@ def _failed(ticket: Ticket, exc: Exception) -> bool:
     signal = classify(exc)
     if signal is None or not signal.rate_limited:
         _leave(ticket)
+        ticket.refused_since = None  # the run of refusals ended
         return False
     _leave(ticket, refused=True)
     return _again(ticket, signal)
@@ -202,17 +322,46 @@ def _failed(ticket: Ticket, exc: Exception) -> bool:
 def _succeeded(ticket: Ticket, result: Any) -> Any:
     _leave(ticket)
     ticket.refused_since = None
-    for limiter in ticket.limiters:
-        limiter.calm()
+    _calm(ticket.limiters)
     return result
+
+
+def _calm(limiters: tuple[Limiter, ...]) -> None:
+    for limiter in limiters:
+        limiter.calm()
 
 
 def _again(ticket: Ticket, signal: ProviderSignal) -> bool:
     """Pause the limiters for a refusal; whether the item may try again (its patience lasts)."""
-    for limiter in ticket.limiters:
+    ticket.refused_since = _refused(ticket.limiters, signal, ticket.refused_since)
+    return ticket.refused_since is not None
+
+
+def _try_again(
+    limiters: tuple[Limiter, ...], exc: Exception, since: float | None
+) -> float | None:
+    """After a failed attempt: when the run of refusals began, if the item may try again.
+
+    ``None``: the failure is not a refusal, or the limiters' patience has
+    run out. A refusal pauses the limiters either way.
+    """
+    signal = classify(exc)
+    if signal is None or not signal.rate_limited:
+        return None
+    return _refused(limiters, signal, since)
+
+
+def _refused(
+    limiters: tuple[Limiter, ...], signal: ProviderSignal, since: float | None
+) -> float | None:
+    """Pause ``limiters`` for a refusal; when the item's run of refusals began.
+
+    ``since``: when it began, if the attempt before was refused too.
+    ``None``: the limiters' patience has run out, the item may not try again.
+    """
+    for limiter in limiters:
         limiter.signal(signal.retry_after)
     now = time.monotonic()
-    if ticket.refused_since is None:
-        ticket.refused_since = now
-    patience = min(limiter.patience for limiter in ticket.limiters)
-    return now - ticket.refused_since < patience
+    since = now if since is None else since
+    patience = min(limiter.patience for limiter in limiters)
+    return since if now - since < patience else None

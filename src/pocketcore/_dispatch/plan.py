@@ -82,6 +82,19 @@ class Plan:
         return bool(self.limiters) and not self.runs_elsewhere
 
     @property
+    def ticketed(self) -> bool:
+        """Governed items carry a ticket: they are admitted first, then each attempt passes.
+
+        Needed where an attempt is priced and charged (a limiter has a
+        budget), where an item must enter before it is reported started (a
+        listener hears single items), and for blocking items (they enter
+        before a worker thread takes them). Otherwise each attempt enters
+        the limiters alone (:func:`~pocketcore._dispatch.govern.gated`).
+        """
+        listens = self.events is not None and self.events.items
+        return self.blocking or listens or any(limiter.paced for limiter in self.limiters)
+
+    @property
     def runs_elsewhere(self) -> bool:
         """The executor calls the items itself: in other processes, or its own ``map_blocking``."""
         return self.caps.remote or (self.blocking and self.caps.map_blocking is not None)

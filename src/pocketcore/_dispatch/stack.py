@@ -8,7 +8,8 @@ From the outside in (a layer the plan does not need is not there)::
     stored      the cache's write, if exec returned (cached.py; marked on a worker)
     collected   a failure kept as a Failed          (collect.py)
     retried     attempts, waits, fallback           (attempts.py)
-    governed    each further attempt's limiters     (govern.py; on its thread, if blocking)
+    governed    each further attempt's limiters     (govern.py; on its thread, if blocking;
+                                                     each attempt's, with no gate, if unticketed)
     attempt     each attempt's start and end        (report.py)
     timed       each attempt's timeout              (attempts.py)
     exec        the node's exec / exec_async
@@ -113,7 +114,10 @@ def core(plan: Plan, node: Any, *, store: bool = True) -> Stack:
     if ev is not None and ev.attempts:
         call = forms.attempts_reported(ev, node, call)
     if plan.governed:
-        call = (govern.governed_blocking if plan.blocking else govern.governed)(node, call)
+        if not plan.ticketed:
+            call = govern.gated(plan.limiters, call)
+        else:
+            call = (govern.governed_blocking if plan.blocking else govern.governed)(node, call)
     # A sync loop decides on cur_retry read back, so a sequential sync item
     # always loops, as PocketFlow's does (and the cache then asks its state).
     if single and not stateful and (plan.parallel or not plan.blocking):

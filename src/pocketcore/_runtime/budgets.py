@@ -45,6 +45,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
+from time import monotonic
 from typing import TypeAlias
 
 import anyio
@@ -318,6 +319,15 @@ class Budgets:
         with self._lock:
             self._paused_until = max(self._paused_until, time.monotonic() + seconds)
             self._wake_head()
+
+    def held_up(self) -> bool:
+        """Whether a call could not be charged at once for the pause or the queue alone.
+
+        Without the lock (a glance, for budgets with no bucket): ``False``
+        means no pause is in force and nobody waits; ``True``, to ask
+        :meth:`charge`.
+        """
+        return self._paused_until > monotonic() or bool(self._queue)
 
     def paused_for(self) -> float:
         """Seconds left of the current pause (``0.0`` when none)."""

@@ -27,6 +27,7 @@ __all__ = [
     "Ticket",
     "answered",
     "booked",
+    "event_hooks",
     "held",
     "prices_for",
     "report_tokens",
@@ -46,16 +47,31 @@ class Ticket:
         used: What the attempt in progress reported using, by unit.
         refused_since: When (monotonic seconds) the item's first attempt in
             the current run of rate-limit refusals was refused, or ``None``.
-        loop: The event loop's token the item was admitted on, through which
-            a blocking item's attempts wait for their turns from a worker
-            thread (``None`` until it is admitted).
+        loop: The event loop's token a blocking item was admitted on,
+            through which its attempts wait for their turns from a worker
+            thread (``None`` for an async item, and until it is admitted).
+        paced: Any of the limiters has a budget (a rate, tokens, other
+            units): the attempts are priced and charged. ``False`` for
+            limiters that bound only concurrency.
     """
 
-    __slots__ = ("charges", "held", "limiters", "loop", "refused_since", "requests", "used")
+    __slots__ = (
+        "charges",
+        "event_hooks",
+        "held",
+        "limiters",
+        "loop",
+        "paced",
+        "refused_since",
+        "requests",
+        "used",
+    )
 
-    def __init__(self, limiters: tuple[Limiter, ...]) -> None:
+    def __init__(self, limiters: tuple[Limiter, ...], *, paced: bool = True) -> None:
         self.limiters = limiters
-        self.charges: list[dict[str, float]] = []
+        self.paced = paced
+        # Limiters with no budget charge nothing: one list for every attempt.
+        self.charges: list[dict[str, float]] = [] if paced else [{} for _ in limiters]
         #: What each HTTP request of the attempt was charged, by the request's id
         #: (a watched limiter's hooks charge requests one by one).
         self.requests: dict[int, dict[str, float]] = {}
@@ -177,6 +193,44 @@ def _checked_cost(where: str, amount: object) -> float:
 # Limiter.event_hooks() hands these to an httpx client: each request of an
 # attempt is charged as the provider counts it, and each response is taken
 # in (the provider's count, a 429, the usage of the answer).
+
+
+def event_hooks(limiter: Limiter, *, blocking: bool) -> dict[str, list[Any]]:
+    """The httpx event hooks of :meth:`pocketcore.Limiter.event_hooks` (which see)."""
+    return _blocking_hooks(limiter) if blocking else _async_hooks(limiter)
+
+
+def _blocking_hooks(limiter: Limiter) -> dict[str, list[Any]]:
+    def request(request: Any) -> None:
+        price = request_price(limiter, request)
+        if price is not None:  # a blocking call cannot wait its turn: it owes it
+            limiter.account.correct({}, price)
+            booked(limiter, request, price)
+
+    def response(response: Any) -> None:
+        if answered(limiter, response):
+            response.read()
+            report_tokens(response)
+
+    return {"request": [request], "response": [response]}
+
+
+def _async_hooks(limiter: Limiter) -> dict[str, list[Any]]:
+    async def request(request: Any) -> None:
+        price = request_price(limiter, request)
+        if price is not None:
+            booked(limiter, request, await limiter.take_turn(price))
+        elif limiter.held_back():
+            # Not charged to an item (none holds the limiter here, or its
+            # limiters have no budget), but a pause holds it back too.
+            await limiter.account.charge({})
+
+    async def response(response: Any) -> None:
+        if answered(limiter, response):
+            await response.aread()
+            report_tokens(response)
+
+    return {"request": [request], "response": [response]}
 
 
 def held(limiter: Limiter) -> tuple[Any, dict[str, float]] | None:

@@ -10,7 +10,6 @@ woken through the loop it waits on.
 
 from __future__ import annotations
 
-import functools
 import math
 import threading
 import time
@@ -22,63 +21,12 @@ from typing import Any, Literal
 import attrs
 
 from pocketcore._core.errors import ConfigError
-from pocketcore._core.executor import Gate
 from pocketcore._runtime.budgets import Bucket, Budgets, Charge, Waiter
-from pocketcore._runtime.governor import answered, booked, report_tokens, request_price
+from pocketcore._runtime.governor import event_hooks
 from pocketcore._runtime.signals import RATE_LIMITED, remaining, retry_after
+from pocketcore._runtime.values import check_budgets, check_count, check_rate
 
-__all__ = ["ONE_REQUEST", "Limiter", "check_count", "check_rate", "gate_of"]
-
-
-def check_rate(value: object, source: str, what: str = "max_per_second") -> float | None:
-    """Return ``value`` as a positive, finite number of seconds or calls per second.
-
-    ``None`` means unset. ``bool``, zero, negative, NaN and infinite values
-    are a :class:`ConfigError` naming ``source``.
-    """
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ConfigError(
-            f"{what} must be a positive number, got {value!r} ({type(value).__name__}) "
-            f"from {source}"
-        )
-    if not math.isfinite(value) or value <= 0:
-        raise ConfigError(f"{what} must be a positive, finite number, got {value!r} from {source}")
-    return float(value)
-
-
-def check_count(value: object, source: str, what: str = "max_concurrency") -> int | None:
-    """Return ``value`` as a count of at least one (a concurrency limit), or raise ConfigError.
-
-    ``None`` means unset; anything else must be an ``int`` >= 1 (``bool`` is
-    rejected even though it is an ``int``). The one place this rule is written:
-    the settings table, limiters and flow files all use it.
-    """
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ConfigError(
-            f"{what} must be an integer >= 1, got {value!r} ({type(value).__name__}) from {source}"
-        )
-    if value < 1:
-        raise ConfigError(f"{what} must be >= 1, got {value} from {source}")
-    return value
-
-
-def _other_budgets(budgets: object, source: str) -> dict[str, float]:
-    """The ``budgets`` table checked: unit -> per minute, neither requests nor tokens."""
-    if not isinstance(budgets, Mapping):
-        raise ConfigError(f"budgets must be a table of unit = per minute, from {source}")
-    per_minute: dict[str, float] = {}
-    for unit, value in budgets.items():
-        rate = check_rate(value, source, f"budgets.{unit}")
-        if rate is not None:
-            per_minute[str(unit)] = rate
-    for unit in ("requests", "tokens"):
-        if unit in per_minute:
-            raise ConfigError(f"budgets.{unit} in {source}: give it as {unit}_per_minute")
-    return per_minute
+__all__ = ["LIMITER_KEYS", "ONE_REQUEST", "Limiter", "as_limiter_table"]
 
 
 #: Rounds of successes in a row, since the last rate-limit signal, that
@@ -164,6 +112,10 @@ class Limiter:
     _account: Budgets = attrs.field(init=False, repr=False)
     _usage: dict[str, list[float]] = attrs.field(factory=dict, init=False, repr=False)
     _strikes: int = attrs.field(default=0, init=False, repr=False)
+    # Whether calm() has anything to do: after a signal, or under "auto".
+    _restless: bool = attrs.field(default=False, init=False, repr=False)
+    # Whether a pause may be in force (set after each, cleared once one is over).
+    _paused: bool = attrs.field(default=False, init=False, repr=False)
     _watched: bool = attrs.field(default=False, init=False, repr=False)
     # The bound on slots in force: max_concurrency itself, or where "auto" stands now.
     _limit: int | None = attrs.field(default=None, init=False, repr=False)
@@ -179,6 +131,7 @@ class Limiter:
         self.ceiling = ceiling
         if self.max_concurrency == "auto":
             self._limit = min(_AUTO_START, ceiling)
+            self._restless = True
         else:
             self.max_concurrency = self._limit = check_count(self.max_concurrency, source)
         self.max_per_second = check_rate(self.max_per_second, source)
@@ -189,7 +142,7 @@ class Limiter:
                 f"{source} gives both max_per_second and requests_per_minute; give one "
                 "(max_per_second = requests_per_minute / 60)"
             )
-        per_minute = _other_budgets(self.budgets, source)
+        per_minute = check_budgets(self.budgets, source)
         buckets: dict[str, Bucket] = {}
         requests = self.max_per_second if rpm is None else rpm / 60
         if requests is not None:
@@ -269,8 +222,11 @@ class Limiter:
         with self._lock:
             self._strikes += 1
             strikes = self._strikes
+            self._restless = True
         seconds = retry_after if retry_after is not None else min(60.0, 2.0 ** (strikes - 1))
         self._account.pause(seconds)
+        with self._lock:  # after the pause: see _pause_lasts
+            self._paused = True
         return seconds
 
     def observe(self, status: int, headers: Mapping[str, str]) -> None:
@@ -304,35 +260,12 @@ class Limiter:
         - the ``usage.total_tokens`` of a JSON answer corrects the charge,
           so ``exec`` need not call :func:`pocketcore.report_usage`.
 
-        Outside such an item the responses are still observed.
+        Outside such an item (and for a limiter with no budget) the requests
+        are charged nothing, but an async one still waits out a pause in
+        force, and the responses are still observed.
         """
         self._watched = True
-        if blocking:
-
-            def request(request: Any) -> None:
-                price = request_price(self, request)
-                if price is not None:  # a blocking call cannot wait its turn: it owes it
-                    self.account.correct({}, price)
-                    booked(self, request, price)
-
-            def response(response: Any) -> None:
-                if answered(self, response):
-                    response.read()
-                    report_tokens(response)
-
-            return {"request": [request], "response": [response]}
-
-        async def request_async(request: Any) -> None:
-            price = request_price(self, request)
-            if price is not None:
-                booked(self, request, await self.take_turn(price))
-
-        async def response_async(response: Any) -> None:
-            if answered(self, response):
-                await response.aread()
-                report_tokens(response)
-
-        return {"request": [request_async], "response": [response_async]}
+        return event_hooks(self, blocking=blocking)
 
     @property
     def watched(self) -> bool:
@@ -350,6 +283,7 @@ class Limiter:
         if self._strikes:
             with self._lock:
                 self._strikes = 0
+                self._restless = self.max_concurrency == "auto"
         if self.max_concurrency == "auto":
             woken: list[Waiter] = []
             with self._lock:
@@ -420,6 +354,48 @@ class Limiter:
                 return True
             return False
 
+    def try_enter(self) -> bool:
+        """Take a slot now, if one is free and no rate-limit pause holds starts back.
+
+        For a limiter with no budget (nothing to charge): :meth:`try_take_slot`
+        and :meth:`try_take_turn` at once. ``False`` takes nothing.
+        """
+        if self._paused and self._pause_lasts():
+            return False
+        limit = self._limit
+        if limit is None:
+            return True
+        lock = self._lock
+        lock.acquire()  # not ``with``: the hot path of every attempt, and this is cheaper
+        try:
+            if self._in_flight < limit and not self._waiters:
+                self._in_flight += 1
+                return True
+            return False
+        finally:
+            lock.release()
+
+    def held_back(self) -> bool:
+        """Whether a rate-limit pause in force (or calls queued behind one) holds starts back."""
+        return self._paused and self._pause_lasts()
+
+    def _pause_lasts(self) -> bool:
+        """Whether a pause (or calls queued behind one) still holds starts back.
+
+        Once none does, the mark :meth:`signal` set is cleared, under the
+        lock a new signal sets it again under, so none is missed.
+        """
+        with self._lock:
+            if self._account.held_up():
+                return True
+            self._paused = False
+            return False
+
+    @property
+    def restless(self) -> bool:
+        """Whether a success changes anything (:meth:`calm`): after a signal, or under "auto"."""
+        return self._restless
+
     async def take_slot(self) -> None:
         """Wait for a slot (nothing to wait for when unbounded); :meth:`release` gives it back."""
         if self.try_take_slot():
@@ -449,11 +425,15 @@ class Limiter:
         """Give back the slot taken by :meth:`acquire` (a paced-only limiter has none)."""
         if self._limit is None:
             return
-        with self._lock:
+        lock = self._lock
+        lock.acquire()  # not ``with``: the hot path of every attempt, and this is cheaper
+        try:
             if not self._waiters or self._in_flight > self._limit:  # none waits, or "auto" cut
                 self._in_flight -= 1
                 return
             waiter = self._waiters.popleft()  # the slot passes to it: in_flight unchanged
+        finally:
+            lock.release()
         if not waiter.wake():  # its loop is gone, and its task with it: pass the slot on
             self.release()
 
@@ -577,89 +557,3 @@ LIMITER_KEYS = (
     "ceiling",
     "overtake",
 )
-
-
-# --- the gate of a batch -----------------------------------------------------------
-#
-# What an executor that runs the items itself (a remote one) and gates them
-# (pocketcore.GatingExecutor) is handed: it enters the gate right before it
-# sends an item, and leaves it once the item has ended. Items that run here
-# pass their limiters in the kernel instead (pocketcore._dispatch.govern).
-# Every slot is taken first, then every turn, so that a turn is never held
-# while a slot is awaited (it would be spent late, and starts would bunch).
-
-
-def gate_of(limiters: tuple[Limiter, ...]) -> Gate:
-    """The gate through which each item of a batch with ``limiters`` (at least one) starts."""
-    return _Gate(limiters)
-
-
-def _estimated(limiter: Limiter) -> Mapping[str, float]:
-    """What an item passing a gate is charged: a request, and the estimate of each unit.
-
-    Its attempts run where no correction can reach: the estimate is what
-    ``report_usage`` taught the limiter in this process (see
-    :meth:`Limiter.estimate`).
-    """
-    charge = {"requests": 1.0}
-    for unit in limiter.units():
-        charge[unit] = limiter.estimate(unit)
-    return charge
-
-
-def _refund(paid: list[tuple[Limiter, Mapping[str, float]]]) -> None:
-    for limiter, charge in paid:
-        limiter.account.correct(charge, dict.fromkeys(charge, 0.0))
-
-
-class _Gate:
-    """The batch's limiters as one gate: all of them or none."""
-
-    __slots__ = ("limiters", "paced")
-
-    def __init__(self, limiters: tuple[Limiter, ...]) -> None:
-        self.limiters = limiters
-        self.paced = [limiter for limiter in limiters if limiter.paced]
-
-    def try_enter(self) -> bool:
-        taken: list[Limiter] = []
-        paid: list[tuple[Limiter, Mapping[str, float]]] = []
-        for limiter in self.limiters:
-            if not limiter.try_take_slot():
-                break
-            taken.append(limiter)
-        else:
-            for limiter in self.paced:
-                charge = limiter.account.try_charge(functools.partial(_estimated, limiter))
-                if charge is None:
-                    break
-                paid.append((limiter, charge))
-            else:
-                return True
-        _refund(paid)
-        for limiter in taken:
-            limiter.release()
-        return False
-
-    async def enter(self) -> None:
-        taken: list[Limiter] = []
-        paid: list[tuple[Limiter, Mapping[str, float]]] = []
-        try:
-            for limiter in self.limiters:
-                await limiter.take_slot()
-                taken.append(limiter)
-            for limiter in self.paced:
-                charge = await limiter.take_turn(functools.partial(_estimated, limiter))
-                paid.append((limiter, charge))
-        except BaseException:
-            _refund(paid)
-            for limiter in taken:
-                limiter.release()
-            raise
-
-    def leave(self) -> None:
-        for limiter in self.limiters:
-            limiter.release()
-
-    def __repr__(self) -> str:
-        return f"<gate of {', '.join(limiter.describe() for limiter in self.limiters)}>"

@@ -22,7 +22,7 @@ import attrs
 
 from pocketcore._core.errors import ConfigError
 from pocketcore._runtime.config import Setting, plugin_settings
-from pocketcore._runtime.limits import check_count, check_rate
+from pocketcore._runtime.values import check_count, check_rate
 
 __all__ = ["PluginKey", "PluginSettings"]
 

@@ -24,7 +24,8 @@ import attrs
 from pocketcore._core.errors import ConfigError
 from pocketcore._core.executor import Executor
 from pocketcore._core.store import Store
-from pocketcore._runtime.limits import Limiter, check_count, check_rate
+from pocketcore._runtime.limits import Limiter
+from pocketcore._runtime.values import check_count, check_rate
 
 __all__ = [
     "CACHE_OFF",

@@ -23,9 +23,9 @@ from pocketcore._nodes.flows import BatchFlow, Flow
 from pocketcore._nodes.nodes import AsyncNode, BaseNode
 from pocketcore._plugins.registry import Registry
 from pocketcore._runtime.config import find_config, plugin_settings
-from pocketcore._runtime.limits import check_count
 from pocketcore._runtime.settings import CACHE_OFF, SETTINGS
 from pocketcore._runtime.stores import parse_spec
+from pocketcore._runtime.values import check_count
 
 FLOW_TYPES: dict[str, type[Flow]] = {
     cls.__name__: cls
