@@ -337,9 +337,7 @@ def _again(ticket: Ticket, signal: ProviderSignal) -> bool:
     return ticket.refused_since is not None
 
 
-def _try_again(
-    limiters: tuple[Limiter, ...], exc: Exception, since: float | None
-) -> float | None:
+def _try_again(limiters: tuple[Limiter, ...], exc: Exception, since: float | None) -> float | None:
     """After a failed attempt: when the run of refusals began, if the item may try again.
 
     ``None``: the failure is not a refusal, or the limiters' patience has
