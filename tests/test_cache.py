@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 
 import pocketcore
 from pocketcore import CacheError, CacheWarning, ConfigError, Failed, StoreInfo
-from pocketcore._runtime.cache import fingerprint
+from pocketcore._runtime.fingerprints import fingerprint
 
 from .helpers import configured
 
@@ -470,7 +470,7 @@ def _holds_set(value: Any) -> bool:
 
 @given(value=VALUES)
 def test_a_plain_value_is_said_to_hold_a_set_exactly_when_it_does(value: Any) -> None:
-    from pocketcore._runtime.cache import _may_hold_set
+    from pocketcore._runtime.fingerprints import _may_hold_set
 
     assert _may_hold_set(value) == _holds_set(value)
     assert _may_hold_set([value, object()])  # an object's pickle may hold one
@@ -481,7 +481,7 @@ def test_text_whose_bytes_look_like_a_set_opcode_skips_the_canonical_form(
 ) -> None:
     import hashlib
 
-    from pocketcore._runtime import cache
+    from pocketcore._runtime import fingerprints as cache
 
     def never(value: Any) -> Any:
         raise AssertionError("the canonical form was made for a value with no set")

@@ -24,7 +24,8 @@ from hypothesis import strategies as st
 import pocketcore
 from pocketcore import CacheWarning, Failed
 from pocketcore._dispatch import cached as dispatch
-from pocketcore._runtime.cache import VALUE_PROTOCOL, WHOLE_BATCH_SUFFIX, frame, unframe
+from pocketcore._runtime.cache import WHOLE_BATCH_SUFFIX, frame, unframe
+from pocketcore._runtime.fingerprints import VALUE_PROTOCOL
 
 from .test_cache import EXECUTORS, KINDS, Calls, DictStore, HitWatcher, _batch_nodes
 

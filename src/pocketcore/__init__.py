@@ -65,9 +65,8 @@ from ._nodes.nodes import (
     Node,
     ParallelBatchNode,
 )
+from ._plugins.entries import ExecutorEntry, NodeEntry
 from ._plugins.registry import (
-    ExecutorEntry,
-    NodeEntry,
     PluginFailure,
     Registry,
     get_registry,

@@ -9,7 +9,8 @@ from collections.abc import Callable
 from typing import Any
 
 from pocketcore._core.errors import PluginWarning, PocketcoreError
-from pocketcore._plugins.registry import ExecutorEntry, NodeEntry, Registry
+from pocketcore._plugins.entries import ExecutorEntry, NodeEntry
+from pocketcore._plugins.registry import Registry
 
 from .output import table, write
 

@@ -7,7 +7,8 @@ import json
 from typing import Any
 
 from pocketcore._core.plugin import ReportsState
-from pocketcore._plugins.registry import NodeEntry, Registry
+from pocketcore._plugins.entries import NodeEntry
+from pocketcore._plugins.registry import Registry
 
 from .listing import class_path, collect, listing_command, problems, split_dist, with_problems
 from .output import table, write

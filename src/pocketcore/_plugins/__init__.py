@@ -5,6 +5,10 @@
 - :mod:`.discovery`: entry points, ``POCKETCORE_DISABLE_PLUGIN_AUTOLOAD`` /
   ``POCKETCORE_PLUGINS``, and load failures;
 - :mod:`.failures`: the :class:`PluginFailure` record and its warning;
-- :mod:`.registry`: the executors, the node classes and the lifecycle observer;
+- :mod:`.registry`: the executors, the node classes, the stores and the
+  lifecycle observer;
+- :mod:`.registering`: each plugin's registration hook called on its own,
+  and each contribution checked as it registers;
+- :mod:`.entries`: the records of the contributions;
 - :mod:`.extras`: how to install an executor that is an extra of pocketcore.
 """

@@ -10,17 +10,14 @@ contributions are kept. Two plugins claiming one name is a
 :class:`~pocketcore.PluginError` naming both, since neither is broken on its
 own and picking one would be a silent choice.
 
-What "invalid" means is declared below this layer and checked once per
-contribution, as it is registered: an executor is an
-:class:`~pocketcore.Executor`, a store's opener a
-:class:`~pocketcore.StoreOpener`, and a node class a
-:class:`~pocketcore._core.node.NodeClass` (which the node layer declares
-``BaseNode`` to be, so this layer never imports it).
+The calls, and the checks of what each registers (once per contribution,
+as it is registered, against what the layers below declare), are in
+:mod:`~pocketcore._plugins.registering`; the records kept of each
+contribution in :mod:`~pocketcore._plugins.entries`.
 """
 
 from __future__ import annotations
 
-import inspect
 import threading
 from collections.abc import Callable, Mapping
 from importlib import metadata
@@ -32,7 +29,7 @@ import pluggy
 from pocketcore import hookspecs
 from pocketcore._core.errors import ConfigError, PluginError
 from pocketcore._core.executor import Executor
-from pocketcore._core.node import NodeClass, NodeLike
+from pocketcore._core.node import NodeLike
 from pocketcore._core.plugin import ReportsState
 from pocketcore._core.store import StoreOpener
 from pocketcore._plugins.discovery import (
@@ -41,22 +38,28 @@ from pocketcore._plugins.discovery import (
     distribution_label,
     load_entry_points,
 )
+from pocketcore._plugins.entries import ExecutorEntry, NodeEntry, StoreEntry
 from pocketcore._plugins.extras import install_hint
 from pocketcore._plugins.failures import PluginFailure, exception_line, warn_failure
-from pocketcore._plugins.manager import PluginCall, make_plugin_manager, per_plugin_calls
+from pocketcore._plugins.manager import make_plugin_manager
+from pocketcore._plugins.registering import (
+    Check,
+    call_registration_hook,
+    check_executor,
+    check_node,
+    check_store,
+    is_node_class,
+)
 
 Observer = pluggy.HookRelay
 """What lifecycle events are reported to: pluggy's relay of the hooks, ``pm.hook``."""
 
 __all__ = [
-    "ExecutorEntry",
-    "NodeEntry",
     "Observer",
     # PluginFailure and make_plugin_manager live in failures.py and manager.py;
     # they are named here too because pocketcore/__init__.py imports them from here.
     "PluginFailure",
     "Registry",
-    "StoreEntry",
     "get_registry",
     "make_plugin_manager",
 ]
@@ -68,68 +71,7 @@ STORES_HOOK = "pocketcore_register_stores"
 BUILTIN_STORES = "pocketcore.stores"
 
 
-@attrs.frozen
-class ExecutorEntry:
-    """One registered executor and the plugin that registered it.
-
-    Attributes:
-        name: The executor's name.
-        executor: The executor object.
-        plugin: The name of the plugin that registered it (its entry-point
-            name for installed plugins).
-    """
-
-    name: str
-    executor: Executor
-    plugin: str
-
-
-@attrs.frozen
-class NodeEntry:
-    """One registered node (or flow) class and where it came from.
-
-    Attributes:
-        name: The name it is created by.
-        cls: The class.
-        supplier: The plugin that registered it, or ``"entry point NAME"``
-            for classes declared in the ``pocketcore.nodes`` group.
-        distribution: ``"name version"`` of the distribution that supplied
-            it, or ``None`` when it was registered in code.
-        plugin: The name of the plugin whose ``pocketcore_register_nodes``
-            registered it, or ``None`` for a ``pocketcore.nodes`` entry point.
-    """
-
-    name: str
-    cls: type[NodeLike]
-    supplier: str
-    distribution: str | None
-    plugin: str | None = None
-
-
-@attrs.frozen
-class StoreEntry:
-    """One registered result-cache store and the plugin that registered it.
-
-    Attributes:
-        name: The store's name, as a cache setting names it (``"NAME:..."``).
-        opener: Opens the store a setting names (see :class:`~pocketcore.StoreOpener`).
-        plugin: The name of the plugin that registered it.
-    """
-
-    name: str
-    opener: StoreOpener
-    plugin: str
-
-
 _E = TypeVar("_E")
-
-# What a register callback's arguments become: the name and the contribution.
-# A check raises _Invalid, with a message that reads after the plugin's name.
-_Check = Callable[..., "tuple[str, Any]"]
-
-
-class _Invalid(Exception):
-    pass
 
 
 @attrs.define
@@ -245,17 +187,17 @@ class Registry:
         return found
 
     def _collect_executors(self) -> dict[str, ExecutorEntry]:
-        return self._collect_named(EXECUTORS_HOOK, _check_executor, "executor", ExecutorEntry)
+        return self._collect_named(EXECUTORS_HOOK, check_executor, "executor", ExecutorEntry)
 
     def _collect_named(
-        self, hook: str, check: _Check, kind: str, entry: Callable[[str, Any, str], _E]
+        self, hook: str, check: Check, kind: str, entry: Callable[[str, Any, str], _E]
     ) -> dict[str, _E]:
         """What each plugin registered through ``hook``, by name: one ``entry`` per name.
 
         Raises:
             PluginError: Two plugins registered one name; the message names both.
         """
-        made_by, failures = self._call_registration_hook(hook, check)
+        made_by, failures = call_registration_hook(self.pm, hook, check, self.distributions)
         self._settle_failures(hook, failures)
         found: dict[str, _E] = {}
         plugin_of: dict[str, str] = {}
@@ -331,7 +273,7 @@ class Registry:
         return found
 
     def _collect_stores(self) -> dict[str, StoreEntry]:
-        return self._collect_named(STORES_HOOK, _check_store, "store", StoreEntry)
+        return self._collect_named(STORES_HOOK, check_store, "store", StoreEntry)
 
     def get_store_opener(self, name: str, *, source: str) -> StoreOpener:
         """The opener of the store called ``name``.
@@ -384,13 +326,15 @@ class Registry:
             dist = distribution_label(ep)
             try:
                 cls = ep.load()
-                if not _is_node_class(cls):
+                if not is_node_class(cls):
                     raise TypeError(f"{ep.value} is not a subclass of pocketcore.BaseNode")
             except Exception as exc:  # one broken entry point must not hide the rest
                 failures.append(PluginFailure(dist, ep.name, exception_line(exc), NODES_GROUP))
                 continue
             entries.append(NodeEntry(ep.name, cls, f"entry point {ep.name!r} of {dist}", dist))
-        made_by, hook_failures = self._call_registration_hook(NODES_HOOK, _check_node)
+        made_by, hook_failures = call_registration_hook(
+            self.pm, NODES_HOOK, check_node, self.distributions
+        )
         self._settle_failures(NODES_HOOK, failures + hook_failures)
         for plugin, made in made_by:
             entries += [
@@ -425,56 +369,6 @@ class Registry:
         return node
 
     # --- collecting from registration hooks ---------------------------------------
-
-    def _call_registration_hook(
-        self, hook_name: str, check: _Check
-    ) -> tuple[list[tuple[str, dict[str, Any]]], list[PluginFailure]]:
-        """Call ``hook_name`` once per plugin: what each registered, and which failed."""
-        made_by: list[tuple[str, dict[str, Any]]] = []
-        failures: list[PluginFailure] = []
-        for call in per_plugin_calls(self.pm, hook_name):
-            made = self._call_one(call, hook_name, check)
-            if isinstance(made, PluginFailure):
-                failures.append(made)
-            else:
-                made_by.append((call.plugin, made))
-        return made_by, failures
-
-    def _call_one(
-        self, call: PluginCall, hook_name: str, check: _Check
-    ) -> dict[str, Any] | PluginFailure:
-        """What one plugin's call registered, by name, or why the call failed.
-
-        A call fails when it raises (the implementation or a hook wrapper
-        around it) or when it registered something invalid, even if it then
-        caught the :class:`PluginError` that ``register`` raised.
-        """
-        made: dict[str, Any] = {}
-        invalid: list[str] = []
-
-        def register(*args: Any) -> None:
-            try:
-                name, value = check(*args)
-                if name in made:
-                    raise _Invalid(f"registered {name!r} twice")
-            except _Invalid as exc:
-                invalid.append(str(exc))
-                raise PluginError(f"plugin {call.plugin!r} {exc}") from None
-            made[name] = value
-
-        try:
-            call.call(register=register)
-        except Exception as exc:  # a broken plugin must not take the others down
-            error = invalid[0] if invalid else exception_line(exc)
-        else:
-            if not invalid:
-                return made
-            error = invalid[0]
-        if call.wrappers:
-            wrappers = ", ".join(repr(name) for name in call.wrappers)
-            error += f" (the call was wrapped by the hook wrappers of {wrappers})"
-        dist = self.distributions.get(call.plugin, "?")
-        return PluginFailure(dist, call.plugin, error, hook=hook_name)
 
     def _settle_failures(self, collection: str, failures: list[PluginFailure]) -> None:
         """Record what a collection found broken, in place of its previous findings.
@@ -531,76 +425,11 @@ class Registry:
         return relay
 
 
-# Every contribution is checked once, as its plugin registers it (pluggy's
-# _verify_hook does the same for a hook implementation), against what the
-# lower layers declare: the Executor and StoreOpener protocols, the NodeClass mark.
-
-
-def _declared(protocol: type) -> tuple[str, ...]:
-    """The attributes, then the methods, that ``protocol`` declares (for messages)."""
-    methods = [name for name, value in vars(protocol).items() if inspect.isfunction(value)]
-    names = [*inspect.get_annotations(protocol), *methods]
-    return tuple(name for name in names if not name.startswith("_"))
-
-
-_EXECUTOR_MEMBERS = _declared(Executor)
-
-
-def _check_executor(*args: Any) -> tuple[str, Any]:
-    if len(args) != 1:
-        raise _Invalid(f"called register() with {len(args)} arguments; it takes (executor)")
-    (executor,) = args
-    if (
-        not isinstance(executor, Executor)
-        or not isinstance(executor.name, str)
-        or not executor.name
-    ):
-        missing = [name for name in _EXECUTOR_MEMBERS if not hasattr(executor, name)]
-        raise _Invalid(
-            f"registered {executor!r}, which is not an executor (needs a non-empty str "
-            f"name, backend, run() and map(); missing: {', '.join(missing) or 'a valid name'})"
-        )
-    return executor.name, executor
-
-
-def _check_store(*args: Any) -> tuple[str, Any]:
-    if len(args) != 2:
-        raise _Invalid(f"called register() with {len(args)} arguments; it takes (name, opener)")
-    name, opener = args
-    if not isinstance(name, str) or len(name) < 2 or ":" in name:
-        raise _Invalid(
-            f"registered a store with the invalid name {name!r} (a str of two characters or "
-            "more, without ':')"
-        )
-    if not isinstance(opener, StoreOpener):
-        raise _Invalid(f"registered {opener!r} as store {name!r}; it is not callable")
-    return name, opener
-
-
 def register_builtin_stores(pm: pluggy.PluginManager) -> None:
     """Register the kernel's own stores (``sqlite``, ``memory``) in ``pm``."""
     from pocketcore import _stores
 
     pm.register(_stores, name=BUILTIN_STORES)
-
-
-def _check_node(*args: Any) -> tuple[str, Any]:
-    if len(args) != 2:
-        raise _Invalid(f"called register() with {len(args)} arguments; it takes (name, cls)")
-    name, cls = args
-    if not isinstance(name, str) or not name:
-        raise _Invalid(f"registered a node with the invalid name {name!r}")
-    if not _is_node_class(cls):
-        raise _Invalid(
-            f"registered {cls!r} as node {name!r}; it is not a subclass of pocketcore.BaseNode"
-        )
-    return name, cls
-
-
-def _is_node_class(cls: object) -> bool:
-    # pocketcore.BaseNode and its subclasses: the node layer registers BaseNode
-    # as a NodeClass, so this layer need not import it.
-    return isinstance(cls, type) and issubclass(cls, NodeClass)
 
 
 _registry: Registry | None = None

@@ -13,12 +13,11 @@ The lookup and the write happen in one place, the dispatch layer
 A key is a BLAKE2b digest of the node's identity
 (:func:`~pocketcore._runtime.identity.node_identity`: its class as its
 program defines it, the code that computes its result, its instance
-attributes), its ``cache_version``, its ``params`` and the input. Inputs are
-fingerprinted by pickling them without pickle's memo (so equal values give
-equal bytes however their objects are shared), with sets and frozensets put
-in a canonical order (their iteration order changes between processes).
-Two equal inputs that still pickle differently make two keys: a miss, never
-a wrong hit.
+attributes), its ``cache_version``, its ``params`` and the input's
+fingerprint (:func:`~pocketcore._runtime.fingerprints.fingerprint`: its
+pickle without memo, its sets in a canonical order), so that two equal
+inputs that still pickle differently make two keys: a miss, never a wrong
+hit.
 
 A node's batch already in memory also has a digest, over every input in
 order (:meth:`NodeCache.batch_digest`); the node's whole-batch entry holds
@@ -38,22 +37,21 @@ value damaged on disk is a miss, never a wrong hit.
 from __future__ import annotations
 
 import hashlib
-import io
 import pickle
 import struct
 import time
 import warnings
 import zlib
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import anyio
-import attrs
 
 from pocketcore._core.errors import CacheError, EntryNotStored
 from pocketcore._core.store import BaseStore
 from pocketcore._runtime.config import Setting, check_cache_value
 from pocketcore._runtime.context import current_config, node_source, own_cache
+from pocketcore._runtime.fingerprints import SCALARS, VALUE_PROTOCOL, digest_of, fingerprint
 from pocketcore._runtime.identity import Unfingerprintable, node_identity, stable_bytes
 from pocketcore._runtime.settings import SETTINGS
 from pocketcore._runtime.stores import open_store
@@ -64,7 +62,6 @@ __all__ = [
     "CacheWarning",
     "NodeCache",
     "default_cache_key",
-    "fingerprint",
     "frame",
     "node_cache",
     "unframe",
@@ -73,16 +70,8 @@ __all__ = [
 #: Bumped when the way keys (or values) are made changes: every old entry then misses.
 #: 1: class by import path, no instance attributes nor code, unframed values.
 KEY_FORMAT = b"pocketcore-cache-key-2\0"
-#: How values are pickled. Fixed, so that a newer Python's default cannot
-#: make every stored value unreadable to an older one sharing the file.
-VALUE_PROTOCOL = 4
 #: Fingerprints up to this many bytes are part of the key as they are; longer ones are hashed.
 SHORT_FINGERPRINT = 64
-_SCALARS = frozenset({str, int, float, bytes, bool, type(None)})
-# The pickle opcodes that build a set or a frozenset (EMPTY_SET, FROZENSET);
-# when neither byte occurs the input holds no set. (They may also occur
-# inside other data: then the canonical form is made for nothing.)
-_SET_OPCODES = (b"\x8f", b"\x91")
 #: The kinds of batch that also get a whole-batch entry: already in memory,
 #: and with a length (a generator's items are pulled lazily, and are not).
 WHOLE_BATCH_KINDS = frozenset({list, tuple, range})
@@ -116,116 +105,6 @@ class CacheWarning(UserWarning):
 
 MISS: Any = object()
 """What :meth:`NodeCache.get` returns for a key with no usable value."""
-
-
-# --- fingerprints ---------------------------------------------------------------
-
-
-def fingerprint(value: object) -> bytes:
-    """Bytes that identify ``value``: equal for equal inputs, in any process.
-
-    Raises:
-        Exception: ``value`` cannot be pickled (whatever pickle raises).
-    """
-    if type(value) in _SCALARS:
-        return pickle.dumps(value, VALUE_PROTOCOL)
-    data = _pickled(value)
-    if (_SET_OPCODES[0] in data or _SET_OPCODES[1] in data) and _may_hold_set(value):
-        data = _pickled(_canonical(value))
-    return data
-
-
-def _may_hold_set(value: object) -> bool:
-    """Whether ``value`` may hold a set: ``False`` only for plain containers of scalars.
-
-    Asked when a set opcode's byte is in the pickle, which text (UTF-8
-    Cyrillic, say) also puts there. Any type but the plain ones may pickle
-    a set in its state, so it counts as holding one.
-    """
-    stack = [value]
-    while stack:
-        item = stack.pop()
-        kind = type(item)
-        members: Iterable[Any]
-        if kind is list or kind is tuple:
-            members = item  # type: ignore[assignment]
-        elif kind is dict:
-            members = [*item.keys(), *item.values()]  # type: ignore[attr-defined]
-        elif kind in _SCALARS:
-            continue
-        else:
-            return True
-        if not set(map(type, members)) <= _SCALARS:
-            stack.extend(m for m in members if type(m) not in _SCALARS)
-    return False
-
-
-class _Digesting:
-    """A file that pickle writes to: it feeds a digest, and notes a set or frozenset opcode."""
-
-    __slots__ = ("digest", "sets")
-
-    def __init__(self, digest: Any) -> None:
-        self.digest, self.sets = digest, False
-
-    def write(self, chunk: bytes) -> int:
-        data = bytes(chunk)
-        self.digest.update(data)
-        if not self.sets and (_SET_OPCODES[0] in data or _SET_OPCODES[1] in data):
-            self.sets = True
-        return len(data)
-
-
-def digest_of(value: object, digest: Any) -> bytes:
-    """The digest of ``fingerprint(value)`` fed to a copy of ``digest``, without holding it all.
-
-    For a whole batch, whose pickle may be large: pickle writes it in frames
-    of about 64 KiB, each hashed as it comes.
-
-    Raises:
-        Exception: ``value`` cannot be pickled (whatever pickle raises).
-    """
-    out = _Digesting(digest.copy())
-    pickler = pickle.Pickler(out, VALUE_PROTOCOL)
-    pickler.fast = True  # no memo, as in _pickled
-    pickler.dump(value)
-    if not out.sets or not _may_hold_set(value):
-        return out.digest.digest()  # type: ignore[no-any-return]
-    # Rare: a set somewhere. Its canonical form is made in memory, as fingerprint() does.
-    again = digest.copy()
-    again.update(fingerprint(value))
-    return again.digest()  # type: ignore[no-any-return]
-
-
-def _pickled(value: object) -> bytes:
-    out = io.BytesIO()
-    pickler = pickle.Pickler(out, VALUE_PROTOCOL)
-    # No memo: a string that appears twice is written twice, whether or not
-    # the two are one object. (A recursive value then fails, as it should:
-    # it has no finite fingerprint.)
-    pickler.fast = True
-    pickler.dump(value)
-    return out.getvalue()
-
-
-@attrs.frozen
-class _SetOf:
-    """The canonical stand-in for a set or frozenset: its members' fingerprints, sorted."""
-
-    kind: str
-    members: tuple[bytes, ...]
-
-
-def _canonical(value: object) -> object:
-    kind = type(value)
-    if kind is set or kind is frozenset:
-        members: Iterable[Any] = value  # type: ignore[assignment]
-        return _SetOf(kind.__name__, tuple(sorted(fingerprint(m) for m in members)))
-    if kind is list or kind is tuple:
-        return kind(_canonical(v) for v in value)  # type: ignore[attr-defined]
-    if kind is dict:
-        return {_canonical(k): _canonical(v) for k, v in value.items()}  # type: ignore[attr-defined]
-    return value
 
 
 # --- stored values ----------------------------------------------------------------
@@ -398,7 +277,7 @@ class NodeCache:
         if self.custom:
             return [self.key(item, first + n) for n, item in enumerate(group)]
         # The usual case, once per item of every cached batch: key() inlined.
-        head, scalars, dumps = self.head, _SCALARS, pickle.dumps
+        head, scalars, dumps = self.head, SCALARS, pickle.dumps
         found: list[bytes | None] = []
         for n, item in enumerate(group):
             try:

@@ -2,34 +2,27 @@
 
 The page is one HTML file with the SVG, its CSS and no script: a bar's
 tooltip is its SVG ``<title>``, so the file opens anywhere, offline. Spans
-are packed on lanes (:func:`pack`); a group that would need more lanes than
-stay legible, or more bars than a page should hold, is drawn as a density
-(:func:`density`): how many were in flight over time, stacked by outcome,
-with its notable spans (failed, rescued by a fallback, the slowest) still
-drawn one by one.
+are packed on lanes (``measure.pack``); a group that would need more lanes
+than stay legible, or more bars than a page should hold, is drawn as a
+density (``measure.density``): how many were in flight over time, stacked by
+outcome, with its notable spans (failed, rescued by a fallback, the slowest)
+still drawn one by one. The totals and notes above the chart are
+``text.py``'s.
 """
 
 from __future__ import annotations
 
-import heapq
 import html
 import itertools
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable
 
 from pocketcore._runtime.usage import amounts
 
+from .measure import concurrency, density, pack
 from .spans import Batch, Span
+from .text import NOTABLE_SLOWEST, notes, plural, rounded, seconds, summed, totals
 
-__all__ = [
-    "MAX_BARS",
-    "MAX_LANES",
-    "OUTCOMES",
-    "concurrency",
-    "density",
-    "in_flight",
-    "pack",
-    "render_page",
-]
+__all__ = ["MAX_BARS", "MAX_LANES", "OUTCOMES", "render_page"]
 
 MAX_BARS = 2000
 """Above this many bars, a group (a batch class's items, or the steps) is drawn as a density.
@@ -48,99 +41,6 @@ still bars a reader can point at, 2,000 lanes are a fifth of a pixel each.
 
 OUTCOMES = ("ok", "fallback", "failed", "cancelled", "unfinished")
 """The outcomes a density stacks, from the bottom up."""
-
-NOTABLE_SLOWEST = 10
-"""A density still draws this many of its slowest spans as bars (and every failure)."""
-
-
-# --- packing and measuring ------------------------------------------------------------------
-
-
-def pack(spans: Sequence[Span]) -> tuple[list[int], int]:
-    """Lanes for ``spans`` so that spans on one lane never overlap: ``(lane of each, lanes)``.
-
-    Greedy interval packing: in order of start, each span takes the lowest
-    lane free by then (a lane is free once its last span has ended, at that
-    instant included). For intervals this needs exactly as many lanes as the
-    most spans in flight at once.
-    """
-    order = sorted(range(len(spans)), key=lambda i: (spans[i].start, spans[i].end))
-    lanes = [0] * len(spans)
-    free: list[int] = []
-    busy: list[tuple[float, int]] = []  # (end, lane) of the spans in flight
-    count = 0
-    for i in order:
-        span = spans[i]
-        while busy and busy[0][0] <= span.start:
-            heapq.heappush(free, heapq.heappop(busy)[1])
-        if free:
-            lane = heapq.heappop(free)
-        else:
-            lane, count = count, count + 1
-        lanes[i] = lane
-        heapq.heappush(busy, (span.end, lane))
-    return lanes, count
-
-
-def in_flight(spans: Sequence[Span]) -> list[tuple[float, int]]:
-    """How many spans are in flight from each instant on: ``[(time, count), ...]``, by time.
-
-    A span that ends at the instant another starts does not overlap it.
-    """
-    # At one instant, ends (-1) sort before starts (+1).
-    events = sorted([(s.start, 1) for s in spans] + [(s.end, -1) for s in spans])
-    steps: list[tuple[float, int]] = []
-    count = 0
-    for t, change in events:
-        count += change
-        if steps and steps[-1][0] == t:
-            steps[-1] = (t, count)
-        else:
-            steps.append((t, count))
-    return steps
-
-
-def density(spans: Sequence[Span], t0: float, scale: float, width: int) -> list[float]:
-    """The mean number of ``spans`` in flight over each of ``width`` columns of pixels.
-
-    Column ``c`` covers the times from ``t0 + c / scale`` to ``t0 + (c + 1) /
-    scale``. A span adds the share of each column it covers, so the sum over
-    the columns is the spans' total time in pixels: nothing is lost between
-    columns, however short the spans.
-    """
-    cover = [0.0] * (width + 1)
-    whole = [0] * (width + 2)  # differences: columns a span covers from edge to edge
-    for span in spans:
-        a = min(max((span.start - t0) * scale, 0.0), float(width))
-        b = min(max((span.end - t0) * scale, a), float(width))
-        first, last = int(a), int(b)
-        if first == last:
-            cover[first] += b - a
-            continue
-        cover[first] += first + 1 - a
-        whole[first + 1] += 1
-        whole[last] -= 1
-        cover[last] += b - last
-    running = 0
-    for col in range(width):
-        running += whole[col]
-        cover[col] += running
-    return cover[:width]
-
-
-def concurrency(spans: Sequence[Span]) -> tuple[int, float]:
-    """The peak and the mean number of spans in flight (mean over the time any is)."""
-    return _peak_and_mean(in_flight(spans))
-
-
-def _peak_and_mean(steps: list[tuple[float, int]]) -> tuple[int, float]:
-    busy = total = 0.0
-    for (t, count), (t_next, _) in itertools.pairwise(steps):
-        if count:
-            busy += t_next - t
-            total += count * (t_next - t)
-    peak = max((count for _, count in steps), default=0)
-    return peak, (total / busy if busy else float(peak))
 
 
 # --- the page -------------------------------------------------------------------------------
@@ -201,21 +101,9 @@ def _how(batches: list[Batch]) -> str:
     return f", on {executor}" + ("" if limit is None else f", at most {limit} at once")
 
 
-def _plural(count: int, word: str) -> str:
-    return f"{count} {word}" + ("" if count == 1 else "es" if word.endswith("h") else "s")
-
-
-def _mean(value: float) -> str:
-    return f"{value:.0f}" if value >= 10 or value == int(value) else f"{value:.1f}"
-
-
 def _owner(span: Span, owners: list[int] | None, i: int) -> str:
     """The data attributes of an item's bar: its batch's number and its index."""
     return "" if owners is None else f' data-batch="{owners[i]}" data-index="{span.index}"'
-
-
-def _seconds(value: float) -> str:
-    return f"{value * 1000:.1f} ms" if value < 1 else f"{value:.3f} s"
 
 
 def _area(top: list[float], below: list[float], base: float, unit: float) -> str:
@@ -236,15 +124,6 @@ def _area(top: list[float], below: list[float], base: float, unit: float) -> str
 def _highest(batches: list[Batch]) -> int:
     """The highest auto bound of ``batches`` (0 without one)."""
     return max((bound for b in batches for _, bound in b.bounds), default=0)
-
-
-def _summed(usages: Iterable[Mapping[str, float]]) -> dict[str, float]:
-    """The usages added up, unit by unit, in the order the units were first seen."""
-    total: dict[str, float] = {}
-    for usage in usages:
-        for unit, amount in usage.items():
-            total[unit] = total.get(unit, 0.0) + amount
-    return total
 
 
 def _tick_step(wall: float) -> float:
@@ -323,10 +202,13 @@ class _Page:
         heading = title or "pocketcore timeline: " + (
             ", ".join(dict.fromkeys(r.label for r in self.runs)) or "no run"
         )
+        above = totals(self.runs, self.steps, self.batches, self.wall) + notes(
+            self.batches, self.densities, self.max_lanes, self.max_bars
+        )
         return (
             '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
             f"<title>{html.escape(heading)}</title><style>{CSS}</style></head><body>"
-            f"<h1>{html.escape(heading)}</h1>{self._totals()}{self._notes()}"
+            f"<h1>{html.escape(heading)}</h1>{above}"
             f"{svg}</body></html>\n"
         )
 
@@ -341,7 +223,7 @@ class _Page:
             x = self.x(self.t0 + n * step)
             parts.append(
                 f'<line class="axis" x1="{x:.1f}" y1="16" x2="{x:.1f}" y2="{height}"/>'
-                f'<text x="{x:.1f}" y="12" text-anchor="middle">{_seconds(n * step)}</text>'
+                f'<text x="{x:.1f}" y="12" text-anchor="middle">{seconds(n * step)}</text>'
             )
         return "".join(parts)
 
@@ -352,7 +234,7 @@ class _Page:
         x = self.x(span.start)
         width = max((span.end - span.start) * self.scale, 0.5)  # instant items stay visible
         where = "" if span.index is None else f" item {span.index}"
-        tip = f"{span.label}{where}: {_seconds(span.end - span.start)}"
+        tip = f"{span.label}{where}: {seconds(span.end - span.start)}"
         if span.cached:
             tip += ", its result from the cache"
         if len(span.attempts) > 1:
@@ -392,7 +274,7 @@ class _Page:
         for n, attempt in enumerate(tried):
             tip = (
                 f"{where}, attempt {n + 1} of {len(tried)} (cur_retry {n}): "
-                f"{_seconds(attempt.end - attempt.start)}"
+                f"{seconds(attempt.end - attempt.start)}"
             )
             if attempt.outcome != "ok":
                 tip += f", {attempt.outcome}" + (f": {attempt.error}" if attempt.error else "")
@@ -400,7 +282,7 @@ class _Page:
         if span.outcome == "fallback":
             start = tried[-1].end
             tip = (
-                f"{where}, fallback: {_seconds(span.end - start)}, its result in place of "
+                f"{where}, fallback: {seconds(span.end - start)}, its result in place of "
                 f"{span.error}"
             )
             # At least 3 pixels: a fallback that returns at once is still seen.
@@ -526,7 +408,7 @@ class _Page:
         Below it, on lanes, the spans worth seeing one by one: every failed
         one, every one rescued by its fallback and the slowest.
         """
-        peak, mean = _peak_and_mean(in_flight(spans))
+        peak, mean = concurrency(spans)
         bands = {
             o: density([s for s in spans if s.outcome == o], self.t0, self.scale, PLOT_W)
             for o in OUTCOMES
@@ -541,7 +423,7 @@ class _Page:
             top = [b + v for b, v in zip(below, band, strict=True)]
             self.svg.append(
                 f'<path class="density {outcome} {kind}s" d="{_area(top, below, base, unit)}">'
-                f"<title>{_plural(counts[outcome], kind)} {outcome}</title></path>"
+                f"<title>{plural(counts[outcome], kind)} {outcome}</title></path>"
             )
             below = top
         self._slices(spans, kind, bands, base)
@@ -550,7 +432,7 @@ class _Page:
             f'<line class="axis" x1="{LABEL_W}" y1="{base}" x2="{LABEL_W + PLOT_W}" y2="{base}"/>'
         )
         self._label(f"{peak} in flight at most", self.y)
-        self._label(f"{_mean(mean)} on average", self.y + 13, ' class="sub"')
+        self._label(f"{rounded(mean)} on average", self.y + 13, ' class="sub"')
         self.y = base + 6
         self.notable(spans, kind, owners)
 
@@ -567,10 +449,10 @@ class _Page:
         for n, x in enumerate(range(0, PLOT_W, SLICE_W)):
             means = {o: sum(b[x : x + SLICE_W]) / SLICE_W for o, b in bands.items()}
             total = sum(means.values())
-            split = ", ".join(f"{_mean(v)} {o}" for o, v in means.items() if v > 0.05)
+            split = ", ".join(f"{rounded(v)} {o}" for o, v in means.items() if v > 0.05)
             tip = (
-                f"{_seconds(x * per_px)} to {_seconds((x + SLICE_W) * per_px)}: "
-                f"{_mean(total)} {kind}s in flight on average"
+                f"{seconds(x * per_px)} to {seconds((x + SLICE_W) * per_px)}: "
+                f"{rounded(total)} {kind}s in flight on average"
                 + (f" ({split})" if split else "")
                 + f"; {starts[n]} started, {ends[n]} ended"
             )
@@ -624,132 +506,19 @@ class _Page:
         unseen = sum(b.unstarted for b in batches)
         lanes = pack(spans)[1]
         dense = len(spans) > self.max_bars or lanes > self.max_lanes
-        lanes_text = ", drawn as a density" if dense else f", {_plural(lanes, 'lane')}"
+        lanes_text = ", drawn as a density" if dense else f", {plural(lanes, 'lane')}"
         unseen_text = f", {unseen} not observed" if unseen else ""
         hits = sum(len(b.hits) for b in batches)
-        hits_text = f", {_plural(hits, 'cache hit')}" if hits else ""
+        hits_text = f", {plural(hits, 'cache hit')}" if hits else ""
         if len(batches) == 1:
-            size = "unknown size" if batches[0].size is None else _plural(batches[0].size, "item")
+            size = "unknown size" if batches[0].size is None else plural(batches[0].size, "item")
             head = f"{batches[0].label} ({size})"
         else:
-            head = f"{batches[0].label} ({_plural(len(batches), 'batch')})"
+            head = f"{batches[0].label} ({plural(len(batches), 'batch')})"
         title = f"{head}: {len(spans)} recorded{hits_text}{unseen_text}{lanes_text}{_how(batches)}"
         moved = [bound for b in batches for _, bound in b.bounds]
         if moved:
             ceiling = max(b.ceiling or 0 for b in batches)
             title += f", auto concurrency {min(moved)} to {max(moved)} (ceiling {ceiling})"
-        usage = _summed(b.usage for b in batches)
+        usage = summed(b.usage for b in batches)
         return title + (f"; used {amounts(usage)}" if usage else "")
-
-    # --- the HTML around it ---
-
-    def _totals(self) -> str:
-        items = self.items
-        peak, mean = concurrency(items)
-        by = {
-            o: sum(1 for s in items if s.outcome == o) for o in ("failed", "cancelled", "fallback")
-        }
-        retried = sum(1 for s in items if len(s.attempts) > 1)
-        hits = sum(len(b.hits) for b in self.batches)
-        step_hits = sum(1 for s in self.steps if s.cached)
-        slowest = sorted(items, key=lambda s: s.start - s.end)[:5]
-        ran = f"{len(items)} ran in {_plural(len(self.batches), 'batch')}"
-        if items:
-            ran += (
-                f" ({by['failed']} failed, {by['cancelled']} cancelled, {retried} retried, "
-                f"{by['fallback']} given their result by the fallback)"
-            )
-        if hits:
-            ran += f", {hits} more found in the cache"
-        rows = [
-            ("wall time", _seconds(self.wall)),
-            ("runs", f"{len(self.runs)}"),
-            ("steps", f"{len(self.steps)}"),
-            ("items", ran),
-            (
-                "cache hits",
-                f"{hits + step_hits}"
-                + (f" ({step_hits} of them steps of plain nodes)" if step_hits else ""),
-            ),
-            (
-                "peak concurrency",
-                f"{_plural(peak, 'item')} in flight" if items else "none: no item ran",
-            ),
-            (
-                "mean concurrency",
-                f"{mean:.2f} items in flight, while any was" if items else "none: no item ran",
-            ),
-            (
-                "slowest items",
-                ", ".join(f"{s.label} item {s.index}: {_seconds(s.end - s.start)}" for s in slowest)
-                or "none",
-            ),
-        ]
-        usage = _summed(r.usage for r in self.runs) or _summed(b.usage for b in self.batches)
-        if usage:
-            rows.insert(4, ("usage", amounts(usage) + self._usage_by_node()))
-        body = "".join(f"<tr><th>{k}</th><td>{html.escape(v)}</td></tr>" for k, v in rows)
-        return f"<table>{body}</table>"
-
-    def _usage_by_node(self) -> str:
-        """`` (Summarize: 1,234 tokens; Decide: 56 tokens)``: the usage of each node class."""
-        by_node: dict[str, list[Mapping[str, float]]] = {}
-        for batch in self.batches:
-            by_node.setdefault(batch.label, []).append(batch.usage)
-        batched = set(by_node)
-        for step in self.steps:  # a batch node's step has its batch's; a flow's step has none
-            if step.label not in batched:
-                by_node.setdefault(step.label, []).append(step.usage)
-        parts = [
-            f"{label}: {amounts(total)}"
-            for label, usages in by_node.items()
-            if (total := _summed(usages))
-        ]
-        return f" ({'; '.join(parts)})" if parts else ""
-
-    def _notes(self) -> str:
-        legend = "".join(
-            f'<span style="{style}"></span>{name}'
-            for name, style in (
-                ("ok", "background:#3b7dd8"),
-                ("failed", "background:#d62728"),
-                ("cancelled", "background:#b9b9b9"),
-                ("fallback", "background:#f2a516"),
-                ("unfinished", "background:#dbe8f8;border:1px dashed #3b7dd8"),
-                ("step", "background:#8e6bbf"),
-                ("cache hit", "border-left:2px solid #2ca02c;width:2px"),
-                *(
-                    [("auto concurrency bound", "border-top:2px dashed #e4572e;height:0")]
-                    if any(b.bounds for b in self.batches)
-                    else []
-                ),
-            )
-        )
-        notes = [
-            f'<p class="legend">{legend}</p>',
-            '<p class="note">Each batch\'s items are packed on lanes: a lane holds one item '
-            "at a time, so the number of busy lanes is the number of items in flight, and a "
-            "concurrency limit shows as a ceiling. An item that made more than one attempt, or "
-            "whose fallback gave its result, is drawn pale with a segment for each attempt (red "
-            "when it failed, blue for the one that succeeded) and, in amber, the fallback; the "
-            "pale gaps between them are the waits. Cache hits are green ticks above their "
-            "group. Hover over a bar or a segment for its node, item, attempt, duration and "
-            "error.</p>",
-        ]
-        if self.densities:
-            notes.append(
-                f'<p class="note">Groups that need more than {self.max_lanes} lanes, or hold '
-                f"more than {self.max_bars} bars, are drawn as a density: how many were in flight "
-                "over time (the mean over each pixel of time), stacked by outcome, and beneath "
-                "it a bar each for the failed items, those rescued by their fallback and the "
-                f"{NOTABLE_SLOWEST} slowest. Hover over the density for what was in flight "
-                "when: " + html.escape("; ".join(self.densities)) + ".</p>"
-            )
-        unstarted = sum(b.unstarted for b in self.batches)
-        if unstarted:
-            notes.append(
-                f'<p class="note">{unstarted} items ran where they cannot be observed (an '
-                "executor that runs the calls itself reports them when the results are back): "
-                "they are counted in their batch's title, not drawn.</p>"
-            )
-        return "".join(notes)
