@@ -11,21 +11,20 @@ that opts out (``cache = False``) is not counted.
 from __future__ import annotations
 
 import contextlib
-import sys
 import threading
 from collections.abc import Iterator
 from typing import Any
 
-from pocketcore._core.errors import ConfigError
 from pocketcore._core.results import Failed
 from pocketcore._nodes.flows import Flow, reachable
 from pocketcore._nodes.nodes import BaseNode
 from pocketcore._plugins.registry import Registry
-from pocketcore._runtime.config import RunSettings, Setting
+from pocketcore._runtime.config import Setting
 from pocketcore._runtime.context import own_cache
 from pocketcore.hookspecs import hookimpl
 
-from .observing import registered
+from .controls import run_level
+from .observing import reported
 from .output import PROG
 
 __all__ = ["CACHE_COUNT_PLUGIN", "CacheCounter", "count_cached"]
@@ -43,24 +42,14 @@ def count_cached(
     run, or on a node or flow reachable from ``target``. Otherwise the
     lifecycle hooks stay free. The lines are printed also when the run fails.
     """
-    if not (report and _may_cache(target, given)):
+    may_cache = report and _may_cache(target, given)
+    with reported(registry, CacheCounter(), CACHE_COUNT_PLUGIN, when=may_cache):
         yield
-        return
-    counter = CacheCounter()
-    try:
-        with registered(registry, counter, CACHE_COUNT_PLUGIN):
-            yield
-    finally:
-        for line in counter.lines():
-            print(line, file=sys.stderr)
 
 
 def _may_cache(target: BaseNode, given: dict[str, Setting]) -> bool:
-    try:
-        run_level = RunSettings(given).get("cache")
-    except ConfigError:  # the run reports it, if it needs the value
-        run_level = None
-    if run_level is not None and run_level.value is not False:
+    value = run_level(given, "cache")
+    if value is not None and value is not False:
         return True
     return any(own_cache(node) not in (None, False, True) for node in reachable(target))
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import sys
 import threading
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -31,7 +30,7 @@ from pocketcore._runtime.stores import open_store, parse_spec
 from pocketcore.hookspecs import hookimpl
 
 from .errors import BadInput
-from .observing import registered
+from .observing import reported
 from .output import PROG
 from .targets import Target
 
@@ -44,6 +43,7 @@ __all__ = [
     "count_failures",
     "describe",
     "open_cache",
+    "run_level",
 ]
 
 FAILURES_PLUGIN = "pocketcore-cli-failures"
@@ -209,24 +209,26 @@ def count_failures(
     force: for the run, or on a node or flow reachable from ``target``.
     Otherwise the lifecycle hooks stay free.
     """
-    if not (report and _may_collect(target, given)):
+    may_collect = report and _may_collect(target, given)
+    with reported(registry, FailureCounter(), FAILURES_PLUGIN, when=may_collect):
         yield
-        return
-    counter = FailureCounter()
+
+
+def run_level(given: dict[str, Setting], key: str) -> object:
+    """The run's own value of setting ``key`` (``None``: unset, or unusable).
+
+    An unusable value is reported by the run, if it needs the value; an
+    observer that only asks whether to register is not the place.
+    """
     try:
-        with registered(registry, counter, FAILURES_PLUGIN):
-            yield
-    finally:
-        if counter.failed:
-            print(f"{PROG}: {counter.ok:,} ok, {counter.failed:,} failed", file=sys.stderr)
+        setting = RunSettings(given).get(key)
+    except ConfigError:
+        return None
+    return None if setting is None else setting.value
 
 
 def _may_collect(target: BaseNode, given: dict[str, Setting]) -> bool:
-    try:
-        run_level = RunSettings(given).get("on_error")
-    except ConfigError:  # the run reports it, if it needs the value
-        run_level = None
-    if run_level is not None and run_level.value == "collect":
+    if run_level(given, "on_error") == "collect":
         return True
     return any(getattr(node, "on_error", None) == "collect" for node in reachable(target))
 
@@ -261,3 +263,9 @@ class FailureCounter:
                 self.failed += 1
             elif exception is None:
                 self.ok += 1
+
+    def lines(self) -> list[str]:
+        """``pocketcore: N ok, M failed`` once an item has failed; nothing before."""
+        if not self.failed:
+            return []
+        return [f"{PROG}: {self.ok:,} ok, {self.failed:,} failed"]

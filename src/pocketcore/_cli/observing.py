@@ -3,11 +3,21 @@
 from __future__ import annotations
 
 import contextlib
+import sys
 from collections.abc import Iterator
+from typing import Protocol
 
 from pocketcore._plugins.registry import Registry
 
-__all__ = ["registered"]
+__all__ = ["Counter", "registered", "reported"]
+
+
+class Counter(Protocol):
+    """A lifecycle observer that says what it counted as lines for the end of a run."""
+
+    def lines(self) -> list[str]:
+        """The lines to print on stderr when the run has ended (none: nothing to say)."""
+        ...
 
 
 @contextlib.contextmanager
@@ -22,3 +32,20 @@ def registered(registry: Registry, observer: object, name: str) -> Iterator[None
         yield
     finally:
         registry.unregister(observer)
+
+
+@contextlib.contextmanager
+def reported(registry: Registry, counter: Counter, name: str, *, when: bool) -> Iterator[None]:
+    """:func:`registered` for ``counter``, then its lines on stderr, also when the run fails.
+
+    With ``when`` false, nothing is registered: the lifecycle hooks stay free.
+    """
+    if not when:
+        yield
+        return
+    try:
+        with registered(registry, counter, name):
+            yield
+    finally:
+        for line in counter.lines():
+            print(line, file=sys.stderr)

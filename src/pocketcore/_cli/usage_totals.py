@@ -11,7 +11,6 @@ and batches, never a single item, so it adds nothing to an item's trip.
 from __future__ import annotations
 
 import contextlib
-import sys
 import threading
 from collections.abc import Iterator, Mapping
 from typing import Any
@@ -21,7 +20,7 @@ from pocketcore._plugins.registry import Registry
 from pocketcore._runtime.usage import amounts
 from pocketcore.hookspecs import hookimpl
 
-from .observing import registered
+from .observing import reported
 from .output import PROG
 
 __all__ = ["USAGE_PLUGIN", "UsageCounter", "count_usage"]
@@ -32,16 +31,8 @@ USAGE_PLUGIN = "pocketcore-cli-usage"
 @contextlib.contextmanager
 def count_usage(registry: Registry, *, report: bool) -> Iterator[None]:
     """Total the usage each node class reports; say so per class at the end (also on failure)."""
-    if not report:
+    with reported(registry, UsageCounter(), USAGE_PLUGIN, when=report):
         yield
-        return
-    counter = UsageCounter()
-    try:
-        with registered(registry, counter, USAGE_PLUGIN):
-            yield
-    finally:
-        for line in counter.lines():
-            print(line, file=sys.stderr)
 
 
 class _Node:
