@@ -218,7 +218,7 @@ def test_registered_by_hand_it_writes_when_asked(tmp_path: Path) -> None:
     registry.register(timeline, name="test-timeline")
     try:
         flow = images.build(True)
-        pocketcore.run(flow, images.start(0.0), executor="trio")
+        pocketcore.run(flow, images.DEMO.start(0.0), executor="trio")
     finally:
         registry.unregister(timeline)
     timeline.write(tmp_path / "images.html")

@@ -176,7 +176,7 @@ def main() -> None:
                 Wide(on_error="collect"), {"n": 2000}, executor="asyncio"
             ),
             "image-filter": lambda: pocketcore.run(
-                images.build(True), images.start(0.25), executor="trio", max_concurrency=4
+                images.build(True), images.DEMO.start(0.25), executor="trio", max_concurrency=4
             ),
         }
         for name, run in pages.items():

@@ -149,22 +149,12 @@ def build(parallel: bool) -> BaseNode:
     return FilterAll(start=load) if parallel else FilterOneByOne(start=load)
 
 
-def start(delay: float) -> dict[str, Any]:
-    """The initial store: the images and the simulated call's delay."""
-    return {"images": dict(IMAGES), "delay": delay}
-
-
-def result(shared: dict[str, Any]) -> object:
-    """A digest of each result image, by pass."""
-    return shared["results"]
-
-
 DEMO = Demo(
     title="image filter",
     kinds=("AsyncBatchFlow", "AsyncParallelBatchFlow"),
     delay_variable="FILTER_DELAY",
     default_delay=0.25,
     build=build,
-    start=start,
-    result=result,
+    inputs=("images", IMAGES),
+    output="results",  # a digest of each result image, by pass
 )

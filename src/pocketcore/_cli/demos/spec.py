@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import attrs
@@ -25,8 +25,8 @@ class Demo:
         delay_variable: The environment variable that sets the slow call's seconds.
         default_delay: The seconds without it.
         build: ``build(parallel)``: a new flow, one by one or in parallel.
-        start: ``start(delay)``: a new initial shared store.
-        result: ``result(shared)``: what every run of the demo must agree on.
+        inputs: The store's key for the items, and the items (copied per run).
+        output: The store's key for what every run of the demo must agree on.
     """
 
     title: str
@@ -34,8 +34,17 @@ class Demo:
     delay_variable: str
     default_delay: float
     build: Callable[[bool], BaseNode]
-    start: Callable[[float], dict[str, Any]]
-    result: Callable[[dict[str, Any]], object]
+    inputs: tuple[str, Mapping[str, Any]]
+    output: str
+
+    def start(self, delay: float) -> dict[str, Any]:
+        """A new initial store: a copy of the items, and the slow call's ``delay``."""
+        key, items = self.inputs
+        return {key: dict(items), "delay": delay}
+
+    def result(self, shared: dict[str, Any]) -> object:
+        """What a run left under ``output``: every run of the demo must agree on it."""
+        return shared[self.output]
 
     def delay(self) -> float:
         """The slow call's seconds: ``delay_variable`` from the environment, or the default.

@@ -63,22 +63,12 @@ def build(parallel: bool) -> BaseNode:
     return AsyncFlow(start=SummarizeAll() if parallel else SummarizeOneByOne())
 
 
-def start(delay: float) -> dict[str, Any]:
-    """The initial store: the texts and the simulated call's delay."""
-    return {"texts": dict(TEXTS), "delay": delay}
-
-
-def result(shared: dict[str, Any]) -> object:
-    """The summaries, by name."""
-    return shared["summaries"]
-
-
 DEMO = Demo(
     title="parallel summaries",
     kinds=("AsyncBatchNode", "AsyncParallelBatchNode"),
     delay_variable="SUMMARY_DELAY",
     default_delay=0.5,
     build=build,
-    start=start,
-    result=result,
+    inputs=("texts", TEXTS),
+    output="summaries",
 )
