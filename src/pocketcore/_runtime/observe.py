@@ -134,32 +134,43 @@ async def whole_run_async(
     return result
 
 
+class _Step:
+    """A node's step, its start reported on entry and its end on exit.
+
+    Set :attr:`action` before leaving without an exception: it is what the
+    end reports. The step is a scope of usage totals when ``counted``.
+    """
+
+    __slots__ = ("action", "counted", "node", "obs", "scope", "shared")
+    scope: tuple[Totals, Token[Totals | None]] | None
+
+    def __init__(self, obs: Observer, counted: bool, node: Any, shared: Any) -> None:
+        self.obs, self.counted, self.node, self.shared = obs, counted, node, shared
+        self.action: Any = None
+
+    def __enter__(self) -> _Step:
+        self.obs.pocketcore_node_start(node=self.node, shared=self.shared)
+        self.scope = opened() if self.counted else None
+        return self
+
+    def __exit__(self, kind: object, exc: BaseException | None, tb: object) -> None:
+        usage = NOTHING if self.scope is None else closed(*self.scope)
+        action = self.action if exc is None else None
+        self.obs.pocketcore_node_end(
+            node=self.node, shared=self.shared, action=action, exception=exc, usage=usage
+        )
+
+
 def _observed_step(obs: Observer, counted: bool, node: Any, shared: Any) -> Any:
-    obs.pocketcore_node_start(node=node, shared=shared)
-    scope = opened() if counted else None
-    try:
-        action = node._run(shared)
-    except BaseException as exc:
-        usage = NOTHING if scope is None else closed(*scope)
-        obs.pocketcore_node_end(node=node, shared=shared, action=None, exception=exc, usage=usage)
-        raise
-    usage = NOTHING if scope is None else closed(*scope)
-    obs.pocketcore_node_end(node=node, shared=shared, action=action, exception=None, usage=usage)
-    return action
+    with _Step(obs, counted, node, shared) as step:
+        step.action = node._run(shared)
+    return step.action
 
 
 async def _observed_step_async(obs: Observer, counted: bool, node: Any, shared: Any) -> Any:
-    obs.pocketcore_node_start(node=node, shared=shared)
-    scope = opened() if counted else None
-    try:
-        action = await node._run_async(shared)
-    except BaseException as exc:
-        usage = NOTHING if scope is None else closed(*scope)
-        obs.pocketcore_node_end(node=node, shared=shared, action=None, exception=exc, usage=usage)
-        raise
-    usage = NOTHING if scope is None else closed(*scope)
-    obs.pocketcore_node_end(node=node, shared=shared, action=action, exception=None, usage=usage)
-    return action
+    with _Step(obs, counted, node, shared) as step:
+        step.action = await node._run_async(shared)
+    return step.action
 
 
 def steppers() -> tuple[Step, AsyncStep] | None:
