@@ -11,7 +11,15 @@ import anyio
 from hypothesis import strategies as st
 
 from ._probes import ABORTS, ItemAbort, ItemCall, ItemFailure, Log, MemoryLog, Seen, notes, pulled
-from ._suite import DELAYS, LIMITS, REMOTE_STOP_GRACE, SuiteBase, suite_property
+from ._suite import (
+    CANCEL_AFTER,
+    DELAYS,
+    LIMITS,
+    REMOTE_STOP_GRACE,
+    STRAGGLING,
+    SuiteBase,
+    suite_property,
+)
 
 
 class Failures(SuiteBase):
@@ -128,23 +136,13 @@ class Failures(SuiteBase):
 
         async def body(log: Log) -> None:
             call = ItemCall(log, delays, frozenset({fail_at}), abort=kind)
-            try:
-                await self.executor.map(call, pulled(log, count), limit=limit)
-            except anyio.get_cancelled_exc_class():
-                raise
-            except BaseException as exc:  # what is raised is what is checked
-                raised: BaseException = exc
-            else:
-                raise AssertionError("map returned although an item raised")
+            batch = self.executor.map(call, pulled(log, count), limit=limit)
+            raised = await self._failure_of(batch, BaseException)  # what is raised is checked
             await self._check_stopped(log, raised, count, limit, delays)
 
         self._each_backend(body)
 
-    @suite_property(
-        st.lists(st.sampled_from([0.0, 0.001, 0.05, 10.0]), min_size=1, max_size=20),
-        LIMITS,
-        st.sampled_from([0.0, 0.002, 0.01]),
-    )
+    @suite_property(st.lists(STRAGGLING, min_size=1, max_size=20), LIMITS, CANCEL_AFTER)
     def test_cancelling_the_caller_cancels_the_batch(
         self, item_delays: list[float], limit: int | None, after: float
     ) -> None:
@@ -166,9 +164,6 @@ class Failures(SuiteBase):
             if max(item_delays) >= 10:  # cannot finish before the deadline
                 assert scope.cancelled_caught
                 assert not done
-            await anyio.sleep(0.06 * scale)
-            assert len(log.timeline()) == len(timeline), (
-                "a call ran on after the caller was cancelled"
-            )
+            await self._check_quiet(log, "a call ran on")
 
         self._each_backend(body)

@@ -58,6 +58,12 @@ HUGE_LIMITS = (10**3, 10**4)
 #: Seconds (times ``time_scale``) a batch of a few instant items may take, whatever the limit.
 PROMPT = 2.0
 
+#: Per-item delays when the caller cancels the batch (times ``time_scale``):
+#: quick items, and stragglers that cannot end before the caller gives up.
+STRAGGLING = st.sampled_from([0.0, 0.001, 0.05, 10.0])
+#: Seconds (times ``time_scale``) a caller waits before it cancels the batch.
+CANCEL_AFTER = st.sampled_from([0.0, 0.002, 0.01])
+
 #: How many entries the suite's gates admit at a time (``None``: any number).
 CAPACITIES = st.one_of(st.none(), st.integers(min_value=1, max_value=4))
 
@@ -135,13 +141,26 @@ class SuiteBase:
         return frozenset(fail_at), tuple(d * self._scale for d in item_delays)
 
     @staticmethod
-    async def _failure_of(batch: Awaitable[object]) -> ItemFailure:
-        """What a batch with a failing item raised (a batch that returns fails the check)."""
+    async def _failure_of(
+        batch: Awaitable[object], kind: type[BaseException] = ItemFailure
+    ) -> BaseException:
+        """What a batch with a failing item raised, of ``kind`` (if it returns, the check fails).
+
+        The backend's cancellation is never an item's failure: it goes on.
+        """
         try:
             await batch
-        except ItemFailure as exc:
+        except anyio.get_cancelled_exc_class():
+            raise
+        except kind as exc:
             return exc
         raise AssertionError("map returned although an item failed")
+
+    async def _check_quiet(self, log: Log, what: str) -> None:
+        """Check that nothing more is logged for a while: no call runs on (nor ``what``)."""
+        timeline = log.timeline()
+        await anyio.sleep(0.06 * self._scale)
+        assert len(log.timeline()) == len(timeline), f"{what} after the caller was cancelled"
 
     def _backends(self) -> tuple[str, ...]:
         if self.backends is not None:
