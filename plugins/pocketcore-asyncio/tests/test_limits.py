@@ -3,35 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import signal
 import sys
-from collections.abc import Iterator
-from types import FrameType
 
 import pytest
 
+from pocketcore.testing import stopped_after
 from pocketcore_asyncio import AsyncioExecutor
-
-
-@contextlib.contextmanager
-def stopped_after(seconds: float) -> Iterator[None]:
-    """Raise ``TimeoutError`` in this thread after ``seconds``, even in a loop that never awaits.
-
-    An executor that starts ``limit`` tasks up front does so without awaiting,
-    where no event-loop timeout can stop it: a signal handler can.
-    """
-
-    def expire(signum: int, frame: FrameType | None) -> None:
-        raise TimeoutError(f"still running after {seconds} s")
-
-    previous = signal.signal(signal.SIGALRM, expire)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
-    try:
-        yield
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous)
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="uses SIGALRM")

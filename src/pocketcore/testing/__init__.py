@@ -50,20 +50,45 @@ with :class:`StoreConformance`::
 
 Its properties about several processes and a killed writer run child
 processes that import the test class by name (see its docstring).
+
+Beside the suites, checks that several executor plugins' own tests repeat:
+:func:`check_objects_per_item` (an asyncio-based executor keeps no more
+objects alive per item than a raw ``asyncio.gather``, counted with
+:func:`objects_per_item`) and :func:`stopped_after` (a time limit that
+stops even a loop that never yields).
 """
 
 from __future__ import annotations
 
+from ._checks import check_objects_per_item, objects_per_item, stopped_after
 from ._conformance import ExecutorConformance
 from ._probes import ItemFailure
 from ._recording import MapCall, RecordingExecutor
 from ._stores import StoreConformance
 
-__all__ = ["ExecutorConformance", "ItemFailure", "MapCall", "RecordingExecutor", "StoreConformance"]
+__all__ = [
+    "ExecutorConformance",
+    "ItemFailure",
+    "MapCall",
+    "RecordingExecutor",
+    "StoreConformance",
+    "check_objects_per_item",
+    "objects_per_item",
+    "stopped_after",
+]
 
 # Defined in private modules, they are known by their public place: in
 # tracebacks, in the docs, and to pickle (a remote executor sends an
 # ItemFailure back by name).
-for _public in (ExecutorConformance, ItemFailure, MapCall, RecordingExecutor, StoreConformance):
+for _public in (
+    ExecutorConformance,
+    ItemFailure,
+    MapCall,
+    RecordingExecutor,
+    StoreConformance,
+    check_objects_per_item,
+    objects_per_item,
+    stopped_after,
+):
     _public.__module__ = __name__
 del _public
