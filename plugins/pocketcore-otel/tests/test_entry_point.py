@@ -20,9 +20,11 @@ from opentelemetry.sdk.trace import TracerProvider
 import pocketcore
 import pocketcore_otel
 
-FLOW = """
+# The node every program here runs: a parallel batch of two items.
+DOUBLE = """
 import json
 import pocketcore
+
 
 class Double(pocketcore.AsyncParallelBatchNode):
     async def prep_async(self, shared):
@@ -31,10 +33,18 @@ class Double(pocketcore.AsyncParallelBatchNode):
     async def exec_async(self, x):
         return 2 * x
 
+    async def post_async(self, shared, prep_res, exec_res):
+        shared["out"] = exec_res
+"""
+
+FLOW = (
+    DOUBLE
+    + """
 first = pocketcore.Node()
 first >> Double()
 flow = pocketcore.AsyncFlow(start=first)
 """
+)
 
 WITH_SDK = """
 from opentelemetry import trace
@@ -134,23 +144,13 @@ def test_an_idle_plugin_is_left_out_of_the_observer() -> None:
 
 # A pytest session as a user has one: earlier tests run flows before any
 # tracing is configured, a later one configures it and expects spans.
-SESSION = """
-import pocketcore
+SESSION = (
+    DOUBLE
+    + """
 from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-
-
-class Double(pocketcore.AsyncParallelBatchNode):
-    async def prep_async(self, shared):
-        return [1, 2]
-
-    async def exec_async(self, x):
-        return 2 * x
-
-    async def post_async(self, shared, prep_res, exec_res):
-        shared["out"] = exec_res
 
 
 def test_a_flow_before_tracing_is_configured():
@@ -173,6 +173,7 @@ def test_a_flow_after_tracing_is_configured():
         "pocketcore.run AsyncFlow",
     ]
 """
+)
 
 
 def test_tracing_configured_after_earlier_runs_in_a_pytest_session(tmp_path: Path) -> None:
