@@ -72,6 +72,7 @@ BUILTIN_STORES = "pocketcore.stores"
 
 
 _E = TypeVar("_E")
+_C = TypeVar("_C")
 
 
 @attrs.define
@@ -179,11 +180,18 @@ class Registry:
             PluginWarning: Once for each plugin whose hook failed.
         """
         found = self._executors
-        if found is None:
-            with self._lock:
-                found = self._executors
-                if found is None:
-                    found = self._executors = self._collect_executors()
+        return self._collected("_executors", self._collect_executors) if found is None else found
+
+    def _collected(self, name: str, collect: Callable[[], _C]) -> _C:
+        """Attribute ``name``, set to ``collect()`` by the first caller to find it unset.
+
+        Asked again under the lock, so that threads asking at once collect once.
+        """
+        with self._lock:
+            found: _C | None = getattr(self, name)
+            if found is None:
+                found = collect()
+                setattr(self, name, found)
         return found
 
     def _collect_executors(self) -> dict[str, ExecutorEntry]:
@@ -265,12 +273,7 @@ class Registry:
         one name raise :class:`~pocketcore.PluginError` naming both.
         """
         found = self._stores
-        if found is None:
-            with self._lock:
-                found = self._stores
-                if found is None:
-                    found = self._stores = self._collect_stores()
-        return found
+        return self._collected("_stores", self._collect_stores) if found is None else found
 
     def _collect_stores(self) -> dict[str, StoreEntry]:
         return self._collect_named(STORES_HOOK, check_store, "store", StoreEntry)
@@ -312,12 +315,7 @@ class Registry:
             PluginWarning: Once for each entry point or hook that failed.
         """
         found = self._nodes
-        if found is None:
-            with self._lock:
-                found = self._nodes
-                if found is None:
-                    found = self._nodes = self._collect_nodes()
-        return found
+        return self._collected("_nodes", self._collect_nodes) if found is None else found
 
     def _collect_nodes(self) -> dict[str, NodeEntry]:
         failures: list[PluginFailure] = []
