@@ -129,3 +129,34 @@ def test_an_item_of_a_stopped_batch_does_not_start(tmp_path: Path) -> None:
     finally:
         _worker.forget(batch)
     assert list(tmp_path.iterdir()) == []
+
+
+class SlowToLoad:
+    """A batch's work that takes a while to unpickle (as a first import can), then marks items."""
+
+    def __init__(self, folder: str) -> None:
+        self.folder = folder
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (slowly_loaded, (self.folder,))
+
+    def __call__(self, item: str) -> None:
+        mark(self.folder, item)
+
+
+def slowly_loaded(folder: str) -> SlowToLoad:
+    time.sleep(1)
+    return SlowToLoad(folder)
+
+
+def test_an_item_of_a_batch_stopped_while_its_work_loads_does_not_start(tmp_path: Path) -> None:
+    batch = f"pocketcore-test-{uuid.uuid4().hex}"
+    holder = (cloudpickle.dumps(SlowToLoad(str(tmp_path))), batch, False, batch)
+    stopping = threading.Timer(0.3, _worker.stop, [batch])
+    stopping.start()
+    try:
+        assert _worker.run_item((holder, True, "ran", 0)) == _worker.SKIPPED
+    finally:
+        stopping.join()
+        _worker.forget(batch)
+    assert list(tmp_path.iterdir()) == []

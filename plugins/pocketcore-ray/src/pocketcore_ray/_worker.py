@@ -478,12 +478,16 @@ def run_item(task: tuple[Sequence[Any], bool, Any, int]) -> bytes:
     """
     holder, blocking, item, index = task
     flagged, batch = holder[2], holder[3]
-    if _watcher.stopped(batch, exact=flagged):
-        return SKIPPED
     try:
-        ok, value, stopped = _outcome(_work(holder), blocking, item, batch)
+        work = _work(holder)
     except BaseException as exc:  # the work could not be fetched
         ok, value, stopped = False, exc, False
+    else:
+        # Once the work is at hand: the first time a process unpickles it
+        # (importing what it needs), the batch may stop meanwhile.
+        if _watcher.stopped(batch, exact=flagged):
+            return SKIPPED
+        ok, value, stopped = _outcome(work, blocking, item, batch)
     if stopped and isinstance(value, (KeyboardInterrupt, asyncio.CancelledError)):
         return SKIPPED  # the batch's stop, not the item's failure
     sent: bytes | None = None
