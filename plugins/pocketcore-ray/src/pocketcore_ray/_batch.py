@@ -7,13 +7,18 @@ batch's limiters), each item, once pulled, enters it before it is submitted
 and leaves it when its task settles; while an item waits at the gate the
 batch keeps taking results, and a failure stops it.
 
-When an item fails, nothing more is pulled or submitted, every unfinished
-task is cancelled with ``ray.cancel`` (one not started never starts; one
-running gets Ray's ``KeyboardInterrupt``, which ends an async item at its
-next ``await`` and a sync one at its next Python line), and ``map`` raises
-only once each of them has settled. A cancelled caller does the same; on the
-process's own local instance it kills the workers running them
-(``force=True``), so that Ctrl-C does not wait for a long computation.
+When an item fails, nothing more is pulled or submitted, the batch's stop
+flag is set (one not started never starts; one running is interrupted by its
+worker, which ends an async item at its next ``await`` and a sync one at its
+next Python line), and ``map`` raises only once each task has settled. A
+cancelled caller does the same; on the process's own local instance the
+workers of items still running a few seconds later kill themselves, so that
+Ctrl-C does not wait for a long computation.
+
+Not ``ray.cancel``: Ray 2.60's driver aborts (a failed internal check,
+``Tried to complete task that was not pending``, exit status 1, nothing
+printed) when it cancels a task whose result is arriving at that moment,
+a window nothing here can see. It is used only for a batch without a flag.
 """
 
 from __future__ import annotations
@@ -27,7 +32,7 @@ import pickle
 from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
-from ._worker import RemoteTraceback, Unsendable, kept_failures
+from ._worker import RemoteTraceback, Unsendable, kept_failures, stop
 
 if TYPE_CHECKING:
     from pocketcore import Gate
@@ -258,12 +263,13 @@ class _Batch:
         self.stopped = True
 
     async def halt(self, *, kill_after: float | None = None) -> None:
-        """Stop: drop the item at the gate, cancel every unsettled task, and await them all.
+        """Stop: drop the item at the gate, stop every unsettled task, and await them all.
 
-        Cancelled, a task not started never starts, and a running one gets
-        Ray's ``KeyboardInterrupt``. ``kill_after``: seconds after which the
-        workers of the tasks still running are killed (``force=True``), for a
-        sync item inside a long blocking call, which no interrupt ends.
+        Stopped, a task not started never starts, and a running one is
+        interrupted (see :mod:`pocketcore_ray._worker`). ``kill_after``:
+        seconds after which the workers of the tasks still running are
+        killed, for a sync item inside a long blocking call, which no
+        interrupt ends.
 
         Shielded from the caller's cancellation: nothing of the batch may
         still run once ``map`` has raised.
@@ -276,9 +282,9 @@ class _Batch:
                 await asyncio.shield(asyncio.wait([entering]))
             if not entering.cancelled() and entering.exception() is None:
                 self.leave()  # it had entered just before it was cancelled
-        self._cancel(force=False)
+        flagged = self._stop(kill_after)
         loop = asyncio.get_running_loop()
-        deadline = None if kill_after is None else loop.time() + kill_after
+        deadline = None if kill_after is None or flagged else loop.time() + kill_after
         while self.waiting:
             if not self.done:
                 self.wake.clear()
@@ -307,6 +313,18 @@ class _Batch:
             ok, value = _decoded(sent, index, self.name)
             if ok is False and not isinstance(value, (KeyboardInterrupt, asyncio.CancelledError)):
                 self.failures.append(value)
+
+    def _stop(self, kill_after: float | None) -> bool:
+        """Set the batch's stop flag; ``ray.cancel`` its tasks where it has none (False)."""
+        if self.batch is not None:
+            try:
+                stop(self.batch, kill_after=kill_after)
+            except Exception:  # no store to set it in: Ray's own cancellation
+                pass
+            else:
+                return True
+        self._cancel(force=False)
+        return False
 
     def _cancel(self, *, force: bool) -> None:
         import ray

@@ -20,20 +20,29 @@ text). So
 * the exception reaches the caller as itself, its remote traceback attached
   as its cause (as :mod:`concurrent.futures` does for process pools).
 
-Ray's cancellation of a running task arrives as a simulated Ctrl-C
-(``_thread.interrupt_main``) in the worker. A sync item gets it as a
-``KeyboardInterrupt`` at its next line of Python; an async item's task is
-cancelled instead (``CancelledError`` at its next ``await``, as a local
-executor cancels), by a SIGINT handler installed while it runs.
+A batch is stopped through its stop flag in the cluster's key-value store,
+never with ``ray.cancel``: Ray 2.60's driver aborts (a failed internal check,
+exit status 1, nothing printed) when it cancels a task whose result is
+arriving at that moment. An item checks the flag as it starts (see
+:func:`is_stopped`), and a thread of the worker looks at it while an item
+runs (:class:`_Watcher`): once it is set, a sync item gets a
+``KeyboardInterrupt`` at its next line of Python, and an async item's task is
+cancelled (``CancelledError`` at its next ``await``, as a local executor
+cancels). A Ctrl-C (SIGINT) reaching the worker does the same, through a
+SIGINT handler installed while an async item runs.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
+import functools
+import os
 import pickle
 import signal
 import threading
+import time
 import traceback
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
@@ -159,19 +168,45 @@ def is_stopped(batch: str) -> bool:
     its failure travels back: then no item starts after the first failure
     but those already on their way. The store is the cluster's own (its GCS),
     asked directly, not through a task: a check costs a round trip and
-    never a worker. A batch without a limit or a gate never asks (each of
-    its items was submitted before any could fail).
+    never a worker. The items of a batch without a limit or a gate (each
+    submitted before any could fail) are stopped by the driver, which sets
+    the flag once it knows: they ask at most every :data:`POLL` seconds in
+    each worker process (see :meth:`_Watcher.stopped`).
     """
     from ray.experimental import internal_kv
 
     return bool(internal_kv._internal_kv_exists(batch, namespace=NAMESPACE))
 
 
-def stop(batch: str) -> None:
-    """Set ``batch``'s flag."""
+def stop(batch: str, *, kill_after: float | None = None) -> None:
+    """Set ``batch``'s flag: its items stop as they start, or while they run (:class:`_Watcher`).
+
+    Set by a failing item of a batch with a limit or a gate, and by the
+    driver when it stops a batch. ``kill_after``: seconds after which the
+    worker of an item still running kills itself (the driver's own local
+    instance only: the deadline is this machine's clock). A flag already set
+    is left as it is, unless a deadline is asked for.
+    """
     from ray.experimental import internal_kv
 
-    internal_kv._internal_kv_put(batch, b"1", namespace=NAMESPACE)
+    if kill_after is None:
+        internal_kv._internal_kv_put(batch, b"1", overwrite=False, namespace=NAMESPACE)
+    else:
+        deadline = f"kill {time.time() + kill_after!r}".encode()
+        internal_kv._internal_kv_put(batch, deadline, namespace=NAMESPACE)
+
+
+def _flag(batch: str) -> bytes | None:
+    from ray.experimental import internal_kv
+
+    value: bytes | None = internal_kv._internal_kv_get(batch, namespace=NAMESPACE)
+    return value
+
+
+def _deadline(flag: bytes) -> float | None:
+    """When the worker of an item still running must be killed (see :func:`stop`), if ever."""
+    kind, _, when = flag.partition(b" ")
+    return float(when) if kind == b"kill" else None
 
 
 def forget(batch: str) -> None:
@@ -214,42 +249,200 @@ def kept_failures(batch: str, indices: Sequence[int]) -> dict[int, bytes]:
     return found
 
 
-def _outcome(work: Callable[[Any], Any], blocking: bool, item: Any) -> tuple[bool, Any]:
-    """``(True, result)`` or ``(False, exception)``, recorded as soon as the item has ended.
+#: Seconds between two looks at the stop flag of a running item's batch; how old
+#: a look at it may be for an item of a batch without a limit or a gate to start.
+POLL = 0.05
+#: Batches a worker process remembers its last look at the flag of.
+_REMEMBERED = 64
 
-    Recorded first, so that Ray's cancellation (a ``KeyboardInterrupt``)
-    arriving afterwards, while the event loop closes, cannot replace it.
+
+@attrs.define(eq=False)
+class _Watched:
+    """The item running in this process: its batch, and how to stop it."""
+
+    batch: str
+    interrupt: Callable[[], None]
+    #: Undo an ``interrupt`` not delivered yet (once the item has ended).
+    revoke: Callable[[], None]
+    #: When the watcher looks at the flag next (the first time: once it has run for POLL).
+    due: float = attrs.field(factory=lambda: time.monotonic() + POLL)
+    stopped: bool = False
+
+
+class _Watcher:
+    """The thread that stops this worker's running item once its batch's flag is set.
+
+    Ray runs one task at a time in a worker process, so there is at most one
+    item to watch. The flag is looked at every :data:`POLL` seconds while an
+    item runs (an item that ends sooner costs no look, and the thread wakes
+    at most once per :data:`POLL` however many such items run); once it is
+    set, the item is interrupted, and its process is killed if the flag says
+    so (see :func:`stop`) and the item has not ended by then.
+    """
+
+    def __init__(self) -> None:
+        self.changed = threading.Condition()
+        self.current: _Watched | None = None
+        self.thread: threading.Thread | None = None
+        #: The thread waits for an item to start (rather than for time to pass).
+        self.idle = False
+        #: batch -> (when its flag was last looked at, whether it was set)
+        self.looks: OrderedDict[str, tuple[float, bool]] = OrderedDict()
+
+    def watch(
+        self, batch: str, interrupt: Callable[[], None], revoke: Callable[[], None]
+    ) -> _Watched:
+        """Watch the item starting now, until :meth:`unwatch`."""
+        watched = _Watched(batch, interrupt, revoke)
+        with self.changed:
+            if self.thread is None:
+                self.thread = threading.Thread(
+                    target=self._run, name="pocketcore-ray-stop", daemon=True
+                )
+                self.thread.start()
+            self.current = watched
+            if self.idle:
+                self.changed.notify()
+        return watched
+
+    def unwatch(self, watched: _Watched) -> bool:
+        """Stop watching an item that has ended; whether its batch's flag interrupted it."""
+        with self.changed:
+            if self.current is watched:
+                self.current = None
+            if watched.stopped:
+                watched.revoke()
+        return watched.stopped
+
+    def stopped(self, batch: str, *, exact: bool) -> bool:
+        """Whether ``batch`` has stopped, for an item about to start.
+
+        Asked of the store unless this process saw the flag set, or (not
+        ``exact``) looked at it less than :data:`POLL` seconds ago: a batch
+        of many short items costs a look every :data:`POLL` seconds per
+        process, not one per item.
+        """
+        with self.changed:
+            look = self.looks.get(batch)
+        if look is not None and (look[1] or (not exact and time.monotonic() - look[0] < POLL)):
+            return look[1]
+        stopped = is_stopped(batch)
+        self.looked(batch, stopped)
+        return stopped
+
+    def looked(self, batch: str, stopped: bool) -> None:
+        with self.changed:
+            self.looks[batch] = (time.monotonic(), stopped)
+            self.looks.move_to_end(batch)
+            while len(self.looks) > _REMEMBERED:
+                self.looks.popitem(last=False)
+
+    def _run(self) -> None:
+        while True:
+            with self.changed:
+                self.idle = self.current is None
+                if self.idle:
+                    self.changed.wait()
+                    continue
+                watched = self.current
+                assert watched is not None
+                wait = watched.due - time.monotonic()
+                if wait > 0:
+                    self.changed.wait(wait)
+                    continue
+                watched.due = time.monotonic() + POLL
+            try:
+                flag = _flag(watched.batch)
+            except Exception:  # the store did not answer: look again
+                continue
+            self.looked(watched.batch, flag is not None)
+            if flag is None:
+                continue
+            deadline = _deadline(flag)
+            with self.changed:
+                if self.current is not watched:
+                    continue
+                if not watched.stopped:
+                    watched.stopped = True
+                    watched.interrupt()
+                if deadline is not None and time.time() >= deadline:
+                    # A sync item in a blocking call, which no interrupt ends.
+                    os.kill(os.getpid(), signal.SIGKILL)
+
+
+_watcher = _Watcher()
+
+
+def _raise_in(thread: int, exc: type[BaseException] | None) -> None:
+    """Have ``exc`` raised in ``thread`` at its next line of Python (``None``: no more)."""
+    ctypes.pythonapi.PyThreadState_SetAsyncExc(
+        ctypes.c_ulong(thread), exc and ctypes.py_object(exc)
+    )
+
+
+def _cancel_soon(loop: asyncio.AbstractEventLoop, task: asyncio.Task[Any]) -> None:
+    with contextlib.suppress(RuntimeError):  # the loop has closed: the item has ended
+        loop.call_soon_threadsafe(task.cancel)
+
+
+def _outcome(
+    work: Callable[[Any], Any], blocking: bool, item: Any, batch: str
+) -> tuple[bool, Any, bool]:
+    """``(True, result)`` or ``(False, exception)``, and whether the batch's flag stopped it.
+
+    The outcome is recorded as soon as the item has ended, so that an
+    interrupt arriving afterwards (the watcher's, or a Ctrl-C while the
+    event loop closes) cannot replace it.
     """
     if blocking:
-        try:
-            return True, work(item)
-        except BaseException as exc:  # the item's failure, whatever it is, travels back
-            return False, exc
+        thread = threading.get_ident()
+        watched = _watcher.watch(
+            batch,
+            functools.partial(_raise_in, thread, KeyboardInterrupt),
+            functools.partial(_raise_in, thread, None),
+        )
+        ended: tuple[bool, Any] | None = None
+        while True:
+            try:
+                if ended is None:
+                    try:
+                        ended = (True, work(item))
+                    except BaseException as exc:  # the item's failure, whatever it is, travels back
+                        ended = (False, exc)
+                return (*ended, _watcher.unwatch(watched))
+            except KeyboardInterrupt:  # noqa: PERF203 - the watcher's, landing after the item ended
+                continue
     box: list[tuple[bool, Any]] = []
+    stopped = [False]
 
     async def main() -> None:
-        restore = _cancelled_by_sigint(asyncio.get_running_loop(), asyncio.current_task())
+        loop = asyncio.get_running_loop()
+        task = asyncio.current_task()
+        assert task is not None
+        restore = _cancelled_by_sigint(loop, task)
+        watched = _watcher.watch(batch, functools.partial(_cancel_soon, loop, task), lambda: None)
         try:
             box.append((True, await work(item)))
         except BaseException as exc:  # SystemExit too: it must not leave the event loop
             box.append((False, exc))
         finally:
+            stopped[0] = _watcher.unwatch(watched)
             restore()
 
     try:
         asyncio.run(main())
-    except BaseException as exc:  # Ray's cancellation, before the item started
+    except BaseException as exc:  # a cancellation before the item started
         if not box:
             box.append((False, exc))
-    return box[0]
+    return (*box[0], stopped[0])
 
 
 def _cancelled_by_sigint(loop: asyncio.AbstractEventLoop, task: Any) -> Callable[[], None]:
-    """Have SIGINT (Ray's cancellation) cancel ``task``; return how to put the handler back.
+    """Have SIGINT (Ctrl-C) cancel ``task``; return how to put the handler back.
 
     Through the loop's own signal handling, which wakes the loop when the
-    signal arrives: Ray's simulated Ctrl-C does not interrupt a wait in the
-    selector, and a plain handler would run only once the wait ended.
+    signal arrives: a plain handler would run only once the wait in the
+    selector ended.
     """
     if threading.current_thread() is not threading.main_thread():
         return lambda: None  # only the main thread has signal handlers (Ray runs tasks there)
@@ -273,22 +466,30 @@ def run_item(task: tuple[Sequence[Any], bool, Any, int]) -> bytes:
     (Ray serializes each argument apart, at a cost per task). ``holder`` is
     ``(work, key, flagged, batch)``: the batch's work, pickled (or
     ``[reference]`` to it in the object store) and its key, whether the
-    batch has a stop flag (see :func:`is_stopped`), and the batch's name.
+    batch has a limit or a gate (its items check the stop flag exactly as
+    they start, see :func:`is_stopped`), and the batch's name.
 
     Returns:
         ``(ok, value, text)`` pickled: the result, or the item's exception
         (any, ``SystemExit`` too) and its traceback, or an :class:`Unsendable`; :data:`SKIPPED` when
-        the batch had stopped before the item started. A failure is also
-        kept in the cluster's key-value store (see :func:`kept_failures`).
+        the batch had stopped before the item started, or stopped it. A
+        failure is also kept in the cluster's key-value store (see
+        :func:`kept_failures`).
     """
     holder, blocking, item, index = task
     flagged, batch = holder[2], holder[3]
-    if flagged and is_stopped(batch):
-        return SKIPPED
     try:
-        ok, value = _outcome(_work(holder), blocking, item)
+        work = _work(holder)
     except BaseException as exc:  # the work could not be fetched
-        ok, value = False, exc
+        ok, value, stopped = False, exc, False
+    else:
+        # Once the work is at hand: the first time a process unpickles it
+        # (importing what it needs), the batch may stop meanwhile.
+        if _watcher.stopped(batch, exact=flagged):
+            return SKIPPED
+        ok, value, stopped = _outcome(work, blocking, item, batch)
+    if stopped and isinstance(value, (KeyboardInterrupt, asyncio.CancelledError)):
+        return SKIPPED  # the batch's stop, not the item's failure
     sent: bytes | None = None
     while True:
         try:
@@ -301,6 +502,6 @@ def run_item(task: tuple[Sequence[Any], bool, Any, int]) -> bytes:
             _keep_failure(batch, index, sent)
             return sent
         except KeyboardInterrupt:  # noqa: PERF203 - once per cancelled item, not per loop
-            # Ray's cancellation, arriving once the item has ended: the
-            # outcome stands (a failure must not be lost to it).
+            # A Ctrl-C arriving once the item has ended: the outcome stands
+            # (a failure must not be lost to it).
             continue
