@@ -10,9 +10,11 @@ distribution, the way a downstream user would have it.
 from __future__ import annotations
 
 import sys
+import tempfile
 from pathlib import Path
 
 import nox
+import nox.command
 
 nox.options.sessions = ["tests", "lint", "typecheck", "docs"]
 nox.options.error_on_missing_interpreters = True
@@ -71,7 +73,25 @@ def tests(session: nox.Session, suite: str) -> None:
     deps = [*TEST_DEPS, "trio", *(OTEL_TEST_DEPS if traced else ())]
     session.install(*dict.fromkeys((*KERNEL, *extra, path)), *deps)
     session.chdir(path)
-    session.run("pytest", *session.posargs)
+    try:
+        session.run("pytest", *session.posargs)
+    except nox.command.CommandFailed:
+        if suite == "ray":
+            show_ray_driver_logs(session)
+        raise
+
+
+def show_ray_driver_logs(session: nox.Session) -> None:
+    """Print the end of Ray's driver logs: a crash inside Ray's own code is written only there.
+
+    Ray aborts the driver (the pytest process) on a failed internal check,
+    writing the reason to a stderr pytest has captured: the run just stops.
+    """
+    logs = Path(tempfile.gettempdir(), "ray", "session_latest", "logs")
+    drivers = sorted(logs.glob("python-core-driver-*.log"), key=lambda log: log.stat().st_mtime)
+    for log in drivers[-3:]:
+        tail = log.read_text(errors="replace").splitlines()[-40:]
+        session.log(f"--- the end of {log.name} ---\n" + "\n".join(tail))
 
 
 @nox.session
