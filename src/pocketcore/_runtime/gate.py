@@ -44,19 +44,24 @@ def _refund(paid: list[tuple[Limiter, Mapping[str, float]]]) -> None:
 
 
 class _Gate:
-    """The batch's limiters as one gate: all of them or none."""
+    """The batch's limiters as one gate: all of them or none.
 
-    __slots__ = ("limiters", "paced")
+    A limiter with no budget charges nothing, but a rate-limit pause in
+    force on it holds the entry back all the same.
+    """
+
+    __slots__ = ("limiters", "paced", "unpaced")
 
     def __init__(self, limiters: tuple[Limiter, ...]) -> None:
         self.limiters = limiters
         self.paced = [limiter for limiter in limiters if limiter.paced]
+        self.unpaced = [limiter for limiter in limiters if not limiter.paced]
 
     def try_enter(self) -> bool:
         taken: list[Limiter] = []
         paid: list[tuple[Limiter, Mapping[str, float]]] = []
         for limiter in self.limiters:
-            if not limiter.try_take_slot():
+            if not (limiter.try_take_slot() if limiter.paced else limiter.try_enter()):
                 break
             taken.append(limiter)
         else:
@@ -79,6 +84,9 @@ class _Gate:
             for limiter in self.limiters:
                 await limiter.take_slot()
                 taken.append(limiter)
+            for limiter in self.unpaced:
+                if limiter.held_back():
+                    await limiter.take_turn()  # charges nothing: waits out the pause
             for limiter in self.paced:
                 charge = await limiter.take_turn(functools.partial(_estimated, limiter))
                 paid.append((limiter, charge))
