@@ -2,7 +2,9 @@
 
 What an executor that runs the items itself (a remote one) and gates them
 (:class:`pocketcore.GatingExecutor`) is handed: it enters the gate right
-before it sends an item, and leaves it once the item has ended. Items that
+before it sends an item, and leaves it once the item has ended (a remote
+item is sent, and so enters, once per attempt, see
+:mod:`pocketcore._dispatch.resend`). Items that
 run here pass their limiters in the kernel instead
 (:mod:`pocketcore._dispatch.govern`). Every slot is taken first, then every
 turn, so that a turn is never held while a slot is awaited (it would be

@@ -20,11 +20,12 @@ from ._failures import Failures
 from ._gating import Gating
 from ._limiters import Limiters
 from ._probes import ItemCall, Log, pulled
+from ._resends import Resends
 from ._scheduling import Scheduling
 from ._suite import CAPABILITY, EXAMPLES, GENERATED, PROPERTIES, REMOTE_EXAMPLES, SETTINGS
 
 
-class ExecutorConformance(Scheduling, Gating, Limiters, Failures):
+class ExecutorConformance(Scheduling, Gating, Limiters, Resends, Failures):
     """The executor contract as pytest tests; subclass it and set :attr:`executor`.
 
     Attributes:
@@ -55,7 +56,9 @@ class ExecutorConformance(Scheduling, Gating, Limiters, Failures):
     made only when the executor declares ``gates_items = True``; that of a
     shared limiter in nested flows (``test_limiter_over_nested_passes``)
     only when it also runs the items in this process (a remote executor
-    refuses batch flows).
+    refuses batch flows); those of every attempt of a remote item through
+    the limiter (``_resends``) only for a remote executor that gates items
+    and reports its results.
 
     The Hypothesis tests are made for each subclass when it is defined, from
     its own settings, so set these as class attributes. A test method a
