@@ -276,6 +276,13 @@ def test_the_batch_limit_bounds_every_send() -> None:
     assert RUNNING["bound"][1] == 2
 
 
+def test_the_error_raised_here_has_its_worker_traceback_as_its_cause() -> None:
+    node = Scripted("trace", [["fail"]], limiter=Limiter(), max_retries=2)  # item 0 re-raises
+    with pytest.raises(ValueError, match="item 0 failed attempt 1") as caught:
+        pocketcore.run(node, {}, executor=Elsewhere())
+    assert "in _attempt" in str(caught.value.__cause__)
+
+
 def test_a_base_exception_still_fails_the_batch() -> None:
     limiter = Limiter(max_concurrency=3)
     node = Scripted("abort", [["abort"], ["fail", "ok"]], limiter=limiter, max_retries=2)

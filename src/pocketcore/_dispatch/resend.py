@@ -29,6 +29,7 @@ attempt (:func:`~pocketcore._dispatch.remote.metered`) and adds up.
 from __future__ import annotations
 
 import functools
+import traceback
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
 from typing import Any
 
@@ -50,7 +51,7 @@ from pocketcore._runtime.gate import gate_of
 from pocketcore._runtime.limits import Limiter
 from pocketcore._runtime.usage import NOTHING
 
-__all__ = ["Again", "FailedAttempt", "Resending", "once"]
+__all__ = ["Again", "FailedAttempt", "Resending", "WorkerTraceback", "bounded_gate", "once"]
 
 Call = Callable[[Any], Any]
 RunMap = Callable[..., Awaitable[list[Any]]]
@@ -67,10 +68,27 @@ class FailedAttempt:
         exception: What the attempt raised.
         cur_retry: The item's ``cur_retry`` once the attempt ended (an
             ``exec`` may assign it: a sync node's attempts stop on it).
+        trace: The exception's traceback on the worker, as text (a
+            traceback does not pickle).
     """
 
     exception: Exception
     cur_retry: int
+    trace: str = ""
+
+    def raised(self) -> Exception:
+        """The exception, its worker's traceback as its cause (unless it has one)."""
+        exc = self.exception
+        if self.trace and exc.__cause__ is None:
+            exc.__cause__ = WorkerTraceback(self.trace)
+        return exc
+
+
+class WorkerTraceback(Exception):
+    """Where a remote item's failed attempt raised, on its worker: the cause of its exception."""
+
+    def __str__(self) -> str:
+        return f"on the worker:\n{self.args[0]}"
 
 
 @attrs.frozen
@@ -104,9 +122,13 @@ def _once(node: Any, call: Call, sent: Any) -> Any:
     try:
         return call(item)
     except Exception as exc:
-        return FailedAttempt(exc, state.n)
+        return _failed(exc, state)
     finally:
         CUR_RETRY.reset(token)
+
+
+def _failed(exc: Exception, state: ItemState) -> FailedAttempt:
+    return FailedAttempt(exc, state.n, "".join(traceback.format_exception(exc)))
 
 
 async def _once_async(node: Any, call: Callable[[Any], Awaitable[Any]], sent: Any) -> Any:
@@ -115,7 +137,7 @@ async def _once_async(node: Any, call: Callable[[Any], Awaitable[Any]], sent: An
     try:
         return await call(item)
     except Exception as exc:
-        return FailedAttempt(exc, state.n)
+        return _failed(exc, state)
     finally:
         CUR_RETRY.reset(token)
 
@@ -275,7 +297,7 @@ class Resending:
         last = node.max_retries - 1
         attempt, since = 0, None
         while True:
-            exc = failed.exception
+            exc = failed.raised()
             since = try_again(plan.limiters, exc, since)
             if since is None:  # not a refusal (or patience ran out): it spends an attempt
                 # A sync node's attempts stop on cur_retry read back, as PocketFlow's do.
