@@ -258,8 +258,11 @@ class Resending:
         """The outcome of an item's first send: its result, or a failed attempt to decide on."""
         value = self._count(position, outcome)
         if type(value) is FailedAttempt:
+            # A refusal pauses the limiters now, before the executor admits
+            # another item; the rest is decided in a task of the item's own.
+            since = try_again(self.plan.limiters, value.raised(), None)
             assert self.group is not None
-            self.group.start_soon(self._decide, position, value)
+            self.group.start_soon(self._decide, position, value, since)
         else:
             self._done(position, value)
 
@@ -281,9 +284,9 @@ class Resending:
             if one.key is not None:
                 cached.cache.save(one.key, value, one.index)
 
-    async def _decide(self, position: int, failed: FailedAttempt) -> None:
+    async def _decide(self, position: int, failed: FailedAttempt, since: float | None) -> None:
         try:
-            self.settled[position] = await self._attempts(position, failed)
+            self.settled[position] = await self._attempts(position, failed, since)
         except anyio.get_cancelled_exc_class():
             raise
         except BaseException as exc:
@@ -291,14 +294,17 @@ class Resending:
         finally:
             self.sent.pop(position, None)
 
-    async def _attempts(self, position: int, failed: FailedAttempt) -> Any:
-        """The item's further attempts, after ``failed`` (its first), and its result."""
+    async def _attempts(self, position: int, failed: FailedAttempt, since: float | None) -> Any:
+        """The item's further attempts, after ``failed`` (its first), and its result.
+
+        ``since``: when the item's run of refusals began, while it lasts
+        (see :func:`~pocketcore._dispatch.govern.try_again`).
+        """
         node, plan = self.node, self.plan
         last = node.max_retries - 1
-        attempt, since = 0, None
+        attempt = 0
         while True:
             exc = failed.raised()
-            since = try_again(plan.limiters, exc, since)
             if since is None:  # not a refusal (or patience ran out): it spends an attempt
                 # A sync node's attempts stop on cur_retry read back, as PocketFlow's do.
                 if (failed.cur_retry if plan.blocking else attempt) == last:
@@ -315,6 +321,7 @@ class Resending:
                 self._done(position, value)
                 return value
             failed = value
+            since = try_again(plan.limiters, failed.raised(), since)
 
     async def _send(self, position: int, attempt: int) -> Any:
         """Send the item again, as attempt ``attempt``: through the gate, like any item."""
