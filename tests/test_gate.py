@@ -253,6 +253,27 @@ def test_a_cancelled_entry_gives_back_the_slots_it_took(backend: str) -> None:
     assert slots._in_flight == 0
 
 
+@pytest.mark.parametrize("backend", ["asyncio", "trio"])
+def test_a_pause_holds_back_a_gate_of_a_limiter_without_a_budget(backend: str) -> None:
+    # It charges nothing, but a provider's refusal pauses every start on it.
+    limiter = Limiter(max_concurrency=2)
+    gate = gate_of((limiter,))
+    limiter.signal(0.2)
+    assert not gate.try_enter()
+    assert limiter._in_flight == 0  # the slot it found was given back
+
+    async def main() -> float:
+        began = time.monotonic()
+        await gate.enter()
+        gate.leave()
+        return time.monotonic() - began
+
+    assert anyio.run(main, backend=backend) >= 0.2 - SLACK
+    assert gate.try_enter()
+    gate.leave()
+    assert limiter.idle
+
+
 def test_the_gate_keeps_the_pacing_bound_across_batches_sharing_a_limiter() -> None:
     rate = 10
     limiter = Limiter(max_per_second=rate)

@@ -8,7 +8,9 @@ once, builds the item's trip from it (:mod:`pocketcore._dispatch.stack`),
 and runs the items: in a loop here, or through the executor's ``map``.
 Local, blocking and remote executors take the same path; where the plan
 says the executor calls the items itself, the trip travels to it and the
-items' ends are reported once their results are back.
+items' ends are reported once their results are back. A remote batch with
+limiters sends one attempt per item at a time, and its attempts are
+decided here (:mod:`pocketcore._dispatch.resend`).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from pocketcore._dispatch.cached import BareItems, CachedBatch, Keyed, Storing, 
 from pocketcore._dispatch.collect import number_failures
 from pocketcore._dispatch.plan import Plan, plan_batch
 from pocketcore._dispatch.remote import metered, metering, shippable
+from pocketcore._dispatch.resend import Resending
 from pocketcore._dispatch.stack import Stack, core, remote_core, trip, with_report
 from pocketcore._dispatch.threads import call_sync, on_threads, run_blocking
 from pocketcore._runtime.gate import gate_of
@@ -198,15 +201,30 @@ async def _elsewhere(plan: Plan, batch: Iterable[Any], work: Work | None) -> lis
         call = work if work is not None else core(plan, plan.owner).call
         inputs = batch if cached is None else cached.misses()
     run_map = _map(plan, blocking=plan.blocking and plan.caps.map_blocking is not None)
-    if usages is not None:
-        run_map = metering(run_map, usages)
-    if cached is None or not plan.caps.remote:
-        results = await run_map(call, inputs, limit=plan.limit, gate=_gate(plan), on_result=None)
-    else:
-        results = await _storing(plan, cached, run_map, call, inputs)
+    results = await _handed_over(plan, run_map, call, inputs, cached, usages)
     if plan.events is not None:
         report.report_after(plan.events, plan.owner, results, index_of, usages)
     return results if cached is None else cached.merge(results)
+
+
+async def _handed_over(
+    plan: Plan,
+    run_map: Callable[..., Awaitable[list[Any]]],
+    call: Work,
+    inputs: Iterable[Any],
+    cached: CachedBatch | None,
+    usages: list[Mapping[str, float]] | None,
+) -> list[Any]:
+    """The results of the items handed to the executor (the misses, for a cached batch)."""
+    if plan.resent:
+        # Every attempt of a remote item passes the limiters here: one send each.
+        resending = Resending(plan, run_map, call, cached, report.sends_contexts(plan))
+        return await resending.run(inputs, usages)
+    if usages is not None:
+        run_map = metering(run_map, usages)
+    if cached is None or not plan.caps.remote:
+        return await run_map(call, inputs, limit=plan.limit, gate=_gate(plan), on_result=None)
+    return await _storing(plan, cached, run_map, call, inputs)
 
 
 async def _storing(

@@ -48,7 +48,7 @@ from pocketcore._runtime.governor import TICKET, Ticket, prices_for
 from pocketcore._runtime.limits import Limiter
 from pocketcore._runtime.signals import ProviderSignal, classify
 
-__all__ = ["admitted", "gated", "governed", "governed_blocking"]
+__all__ = ["admitted", "calm", "gated", "governed", "governed_blocking", "try_again"]
 
 AsyncCall = Callable[[Any], Awaitable[Any]]
 
@@ -224,13 +224,13 @@ async def _gated(limiters: tuple[Limiter, ...], call: AsyncCall, item: Any) -> A
             result = await call(item)
         except Exception as exc:
             # Paused before the slots go back: whoever takes one waits.
-            since = _try_again(limiters, exc, since)
+            since = try_again(limiters, exc, since)
             if since is None:
                 raise
             continue
         finally:
             _release(limiters)
-        _calm(limiters)
+        calm(limiters)
         return result
 
 
@@ -243,7 +243,7 @@ async def _gated_by_one(limiter: Limiter, call: AsyncCall, item: Any) -> Any:
         try:
             result = await call(item)
         except Exception as exc:
-            since = _try_again((limiter,), exc, since)
+            since = try_again((limiter,), exc, since)
             if since is None:
                 raise
             continue
@@ -322,11 +322,12 @@ def _failed(ticket: Ticket, exc: Exception) -> bool:
 def _succeeded(ticket: Ticket, result: Any) -> Any:
     _leave(ticket)
     ticket.refused_since = None
-    _calm(ticket.limiters)
+    calm(ticket.limiters)
     return result
 
 
-def _calm(limiters: tuple[Limiter, ...]) -> None:
+def calm(limiters: tuple[Limiter, ...]) -> None:
+    """A call got through ``limiters``: each may ease off (see :meth:`Limiter.calm`)."""
     for limiter in limiters:
         limiter.calm()
 
@@ -337,7 +338,7 @@ def _again(ticket: Ticket, signal: ProviderSignal) -> bool:
     return ticket.refused_since is not None
 
 
-def _try_again(limiters: tuple[Limiter, ...], exc: Exception, since: float | None) -> float | None:
+def try_again(limiters: tuple[Limiter, ...], exc: Exception, since: float | None) -> float | None:
     """After a failed attempt: when the run of refusals began, if the item may try again.
 
     ``None``: the failure is not a refusal, or the limiters' patience has

@@ -77,9 +77,26 @@ class Plan:
         async item, and each attempt of a blocking item on its worker thread
         (waiting for its turn on the batch's event loop), its charge
         corrected by what ``exec`` reports there. Items the executor runs
-        itself pass its gate once, before they start.
+        itself pass its gate before they start: once (a local executor's
+        ``map_blocking``), or once per attempt (:attr:`resent`).
         """
         return bool(self.limiters) and not self.runs_elsewhere
+
+    @property
+    def resent(self) -> bool:
+        """Each attempt of a remote item is a send of its own, through the limiters here.
+
+        For a remote executor's batch with limiters: the worker makes one
+        attempt per send, and the attempts (retries, waits, rate-limit
+        refusals, the fallback) are decided here
+        (:mod:`~pocketcore._dispatch.resend`), so that every attempt waits
+        its turn at the gate and pays. The executor must report each result
+        as it comes back (``reports_results``, as dask and ray do): a failed
+        attempt is a result, and the item's fate, which may stop the batch,
+        is decided then. Another remote executor's items make their attempts
+        where they run, having passed the gate once.
+        """
+        return bool(self.limiters) and self.caps.remote and self.caps.reports_results
 
     @property
     def ticketed(self) -> bool:

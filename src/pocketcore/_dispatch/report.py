@@ -46,6 +46,7 @@ __all__ = [
     "reported",
     "reported_async",
     "sending",
+    "sends_contexts",
 ]
 
 Call = Callable[[Any], Any]
@@ -375,3 +376,8 @@ def sending(
     if sent is None:
         return batch, fn
     return _Sending(sent, plan.owner, batch, index_of), carrying(fn, blocking=plan.blocking)
+
+
+def sends_contexts(plan: Plan) -> bool:
+    """Whether :func:`sending` pairs each item of ``plan``'s batch with contexts."""
+    return plan.events is not None and plan.events.item_sent is not None

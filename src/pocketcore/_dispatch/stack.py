@@ -17,6 +17,12 @@ From the outside in (a layer the plan does not need is not there)::
 The cache's lookup happens before the trip, as the inputs are pulled
 (:class:`~pocketcore._dispatch.cached.CachedBatch`); a hit never starts one.
 A batch flow's passes have only the gate and the report around the pass.
+
+A remote item's trip from ``counted`` down runs on the worker. When its
+batch has limiters, the worker's trip is one attempt per send instead
+(``once``, around ``timed`` and ``exec``), and the layers from ``counted``
+to ``governed`` are :class:`~pocketcore._dispatch.resend.Resending`, here,
+around the executor's ``map``.
 """
 
 from __future__ import annotations
@@ -26,7 +32,7 @@ from typing import Any
 
 import attrs
 
-from pocketcore._dispatch import attempts, cached, collect, govern, report
+from pocketcore._dispatch import attempts, cached, collect, govern, report, resend
 from pocketcore._dispatch.plan import Plan
 from pocketcore._dispatch.remote import detached
 
@@ -148,8 +154,15 @@ def remote_core(plan: Plan) -> Call:
 
     The attempts, their timeout and the collect layer travel with the item;
     the cache's write stays here (the worker marks what ``exec`` returned).
+    When the batch has limiters (the plan's ``resent``), only one attempt
+    travels per send, timed: the attempts are decided here, each passing
+    the limiters (:mod:`~pocketcore._dispatch.resend`).
     """
     home = detached(plan.owner)
+    if plan.resent:
+        if plan.blocking:
+            return resend.once(home, home.exec, blocking=True)
+        return resend.once(home, attempts.timed(plan.timeout, home.exec_async), blocking=False)
     # No observer travels: the items are reported here, once they are back.
     return core(attrs.evolve(plan, events=None), home, store=False).call
 

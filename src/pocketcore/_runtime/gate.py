@@ -2,7 +2,9 @@
 
 What an executor that runs the items itself (a remote one) and gates them
 (:class:`pocketcore.GatingExecutor`) is handed: it enters the gate right
-before it sends an item, and leaves it once the item has ended. Items that
+before it sends an item, and leaves it once the item has ended (a remote
+item is sent, and so enters, once per attempt, see
+:mod:`pocketcore._dispatch.resend`). Items that
 run here pass their limiters in the kernel instead
 (:mod:`pocketcore._dispatch.govern`). Every slot is taken first, then every
 turn, so that a turn is never held while a slot is awaited (it would be
@@ -44,19 +46,24 @@ def _refund(paid: list[tuple[Limiter, Mapping[str, float]]]) -> None:
 
 
 class _Gate:
-    """The batch's limiters as one gate: all of them or none."""
+    """The batch's limiters as one gate: all of them or none.
 
-    __slots__ = ("limiters", "paced")
+    A limiter with no budget charges nothing, but a rate-limit pause in
+    force on it holds the entry back all the same.
+    """
+
+    __slots__ = ("limiters", "paced", "unpaced")
 
     def __init__(self, limiters: tuple[Limiter, ...]) -> None:
         self.limiters = limiters
         self.paced = [limiter for limiter in limiters if limiter.paced]
+        self.unpaced = [limiter for limiter in limiters if not limiter.paced]
 
     def try_enter(self) -> bool:
         taken: list[Limiter] = []
         paid: list[tuple[Limiter, Mapping[str, float]]] = []
         for limiter in self.limiters:
-            if not limiter.try_take_slot():
+            if not (limiter.try_take_slot() if limiter.paced else limiter.try_enter()):
                 break
             taken.append(limiter)
         else:
@@ -79,6 +86,9 @@ class _Gate:
             for limiter in self.limiters:
                 await limiter.take_slot()
                 taken.append(limiter)
+            for limiter in self.unpaced:
+                if limiter.held_back():
+                    await limiter.take_turn()  # charges nothing: waits out the pause
             for limiter in self.paced:
                 charge = await limiter.take_turn(functools.partial(_estimated, limiter))
                 paid.append((limiter, charge))

@@ -24,7 +24,11 @@ executor, and so is one with a real node and a shared
 :class:`pocketcore.Limiter`: the turns of a failed paced batch given back. One
 that runs its items in this process also runs real flows with a limiter over
 the items in a parallel batch flow's passes (every run finishes, the bound
-holds, the limiter ends idle); a remote executor refuses batch flows.
+holds, the limiter ends idle); a remote executor refuses batch flows. A
+remote executor that gates items and reports its results is also held to
+every attempt of an item passing the limiter: a retry waits its turn, a
+provider's 429 pauses every start and spends no retry, the limiter's
+patience ends the refusals.
 
 A *remote* executor (one with ``remote = True``, whose items run in other
 processes) is held to the same properties. Its items cannot report to this

@@ -20,11 +20,12 @@ from ._failures import Failures
 from ._gating import Gating
 from ._limiters import Limiters
 from ._probes import ItemCall, Log, pulled
+from ._resends import Resends
 from ._scheduling import Scheduling
-from ._suite import CAPABILITY, EXAMPLES, GENERATED, PROPERTIES, REMOTE_EXAMPLES, SETTINGS
+from ._suite import CAPABILITY, EXAMPLES, GENERATED, PROPERTIES, REMOTE_EXAMPLES, SETTINGS, SLOW
 
 
-class ExecutorConformance(Scheduling, Gating, Limiters, Failures):
+class ExecutorConformance(Scheduling, Gating, Limiters, Resends, Failures):
     """The executor contract as pytest tests; subclass it and set :attr:`executor`.
 
     Attributes:
@@ -39,7 +40,8 @@ class ExecutorConformance(Scheduling, Gating, Limiters, Failures):
             an executor that runs on any backend. A remote executor's
             properties run inside its own ``run``, on its backend.
         max_examples: Hypothesis examples per property; by default 20, or 8
-            for a remote executor.
+            for a remote executor (the slow properties of ``_resends``, at
+            most 6).
         time_scale: What every delay and quiet period is multiplied by; by
             default 1, or 10 for a remote executor. After the first failure,
             a remote executor's items already on their way with it (at most
@@ -55,7 +57,9 @@ class ExecutorConformance(Scheduling, Gating, Limiters, Failures):
     made only when the executor declares ``gates_items = True``; that of a
     shared limiter in nested flows (``test_limiter_over_nested_passes``)
     only when it also runs the items in this process (a remote executor
-    refuses batch flows).
+    refuses batch flows); those of every attempt of a remote item through
+    the limiter (``_resends``) only for a remote executor that gates items
+    and reports its results.
 
     The Hypothesis tests are made for each subclass when it is defined, from
     its own settings, so set these as class attributes. A test method a
@@ -80,7 +84,11 @@ class ExecutorConformance(Scheduling, Gating, Limiters, Failures):
                 # body, inherited, must not be collected either).
                 setattr(cls, name, None)
                 continue
-            test = config(given(*strategies)(body))
+            slow = SLOW.get(name)
+            if slow is not None and slow < examples:
+                test = settings(config, max_examples=slow)(given(*strategies)(body))
+            else:
+                test = config(given(*strategies)(body))
             GENERATED.add(test)
             setattr(cls, name, test)
 

@@ -72,6 +72,8 @@ PROPERTIES: dict[str, tuple[Callable[..., None], tuple[st.SearchStrategy[Any], .
 GENERATED: set[Callable[..., None]] = set()
 #: The properties of an optional capability: name -> whether a suite class has it.
 CAPABILITY: dict[str, Callable[[type[SuiteBase]], bool]] = {}
+#: The slow properties (real pacing, seconds an example): name -> the most examples they get.
+SLOW: dict[str, int] = {}
 
 
 def suite_property(
