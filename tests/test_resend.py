@@ -317,3 +317,14 @@ def test_every_attempt_counts_in_the_items_usage() -> None:
     assert totals.items[("Scripted", 0)] == {"tokens": 30.0}
     assert totals.items[("Scripted", 1)] == {"tokens": 10.0}
     assert totals.batches == [("Scripted", {"tokens": 40.0})]
+
+
+def test_a_limiter_learns_what_to_charge_a_send_from_the_usage_reported_on_the_worker() -> None:
+    # Every attempt reports 10 tokens on the worker; with no cost of its own,
+    # a send is charged the limiter's estimate, which must become their mean.
+    limiter = Limiter(tokens_per_minute=600_000)  # 10,000 tokens held: no send waits
+    assert limiter.estimate("tokens") == 10_000  # a second's worth, before any report
+    node = Scripted("learns", [["ok"], ["fail", "ok"], ["ok"]], limiter=limiter, max_retries=2)
+    pocketcore.run(node, {}, executor=Elsewhere())
+    assert limiter.estimate("tokens") == 10
+    assert limiter.idle

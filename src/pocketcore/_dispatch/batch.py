@@ -185,13 +185,16 @@ async def _elsewhere(plan: Plan, batch: Iterable[Any], work: Work | None) -> lis
         hit = report.on_hit(plan.events, plan.owner)
         cached = CachedBatch(plan.cache, batch, group_for(plan.limit), hit, keep_missed=True)
     index_of = None if cached is None else _miss_index(cached)
-    # Usage reported on the workers comes back with the results, when someone listens.
+    # Usage reported on the workers comes back with the results, when someone
+    # listens, or when the limiters here learn from it what to charge a send.
     usages: list[Mapping[str, float]] | None = None
     if plan.caps.remote:
         call = remote_core(plan)
-        if plan.events is not None and (plan.events.item_usage or USAGE.get() is not None):
-            usages = []
+        listened = plan.events is not None and (plan.events.item_usage or USAGE.get() is not None)
+        if listened or (plan.resent and any(limiter.units() for limiter in plan.limiters)):
             call = metered(call, blocking=plan.blocking)
+        if listened:
+            usages = []
         inputs: Iterable[Any] = batch if cached is None else BareItems(cached)
         inputs, call = report.sending(plan, inputs, call, index_of)
         inputs = shippable(plan.owner, plan.executor, call, inputs)  # type: ignore[arg-type]

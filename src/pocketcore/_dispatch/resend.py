@@ -23,7 +23,10 @@ live in this process, so the attempts are decided here, not on the worker:
 
 A send's result that ``exec`` returned is stored in the result cache here
 as it comes back; what the item reported using comes back with each
-attempt (:func:`~pocketcore._dispatch.remote.metered`) and adds up.
+attempt (:func:`~pocketcore._dispatch.remote.metered`) and adds up, and
+the limiters learn from it what to charge the next sends (their estimate:
+the mean reported). A send is not corrected to what it reported using: its
+gate charged it the estimate and keeps no record of the charge.
 """
 
 from __future__ import annotations
@@ -272,6 +275,11 @@ class Resending:
             total = self.used.setdefault(position, {})
             for unit, amount in usage.items():
                 total[unit] = total.get(unit, 0.0) + amount
+            for limiter in self.plan.limiters:
+                # The estimate the next sends are charged is the mean reported.
+                learned = {unit: usage[unit] for unit in limiter.units() if unit in usage}
+                if learned:
+                    limiter.learn(learned)
         return value
 
     def _done(self, position: int, value: Any) -> None:
