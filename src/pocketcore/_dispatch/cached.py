@@ -3,7 +3,7 @@
 A batch read through the result cache pulls its inputs a group at a time,
 keys them and looks them up together (:class:`CachedBatch`): a hit is the
 item's result and never reaches the executor; each miss is handed on as a
-:class:`~pocketcore._runtime.cache.Keyed` input. The write is a layer of the
+:class:`~pocketcore._dispatch.cached.Keyed` input. The write is a layer of the
 item's trip (:func:`stored`), above the attempts and the collect layer, so
 only what ``exec`` itself returned is stored (never a fallback's result or a
 :class:`~pocketcore.Failed`), and a store that fails fails the batch.

@@ -46,7 +46,7 @@ class Stack:
 
     Attributes:
         call: What runs one item.
-        keyed: ``call`` takes a :class:`~pocketcore._runtime.cache.Keyed`
+        keyed: ``call`` takes a :class:`~pocketcore._dispatch.cached.Keyed`
             input (its position, its cache key), not the bare item.
     """
 
