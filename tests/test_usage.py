@@ -98,7 +98,11 @@ class SequentialItems(pocketcore.AsyncBatchNode):
         return "fallback"
 
 
-class ThreadItems(pocketcore.ParallelBatchNode):
+class _SyncScript:
+    """The scripted items of a sync batch node, whichever batch class it is."""
+
+    cur_retry: int
+
     def prep(self, shared: Any) -> Any:
         return shared["items"]
 
@@ -109,15 +113,12 @@ class ThreadItems(pocketcore.ParallelBatchNode):
         return "fallback"
 
 
-class SyncItems(pocketcore.BatchNode):
-    def prep(self, shared: Any) -> Any:
-        return shared["items"]
+class ThreadItems(_SyncScript, pocketcore.ParallelBatchNode):
+    pass
 
-    def exec(self, item: Any) -> Any:
-        return _scripted(item, self.cur_retry)
 
-    def exec_fallback(self, prep_res: Any, exc: Exception) -> Any:
-        return "fallback"
+class SyncItems(_SyncScript, pocketcore.BatchNode):
+    pass
 
 
 class Plain(pocketcore.Node):
