@@ -12,6 +12,8 @@ from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from pocketcore import BaseExecutor
 
@@ -140,6 +142,12 @@ class Gate:
     def leave(self) -> None:
         self.log.append("leave")
 
+    def again(self, exc: Exception, since: float | None) -> float | None:
+        return None  # every failure is the item's own
+
+    def passed(self) -> None:
+        pass
+
 
 @pytest.mark.parametrize("admits", [True, False])
 def test_each_item_is_pulled_then_enters_the_gate_and_leaves_after_its_call(admits: bool) -> None:
@@ -150,3 +158,106 @@ def test_each_item_is_pulled_then_enters_the_gate_and_leaves_after_its_call(admi
     entry = [f"try {admits}"] + ([] if admits else ["enter"])
     assert log == ["pull 0", *entry, "call 0", "leave", "pull 1", *entry, "call 1", "leave"]
     assert [type(e) for e in batch.failures] == [LookupError]
+
+
+class Refused(Exception):
+    """A provider's refusal, as the gate below tells it."""
+
+
+class RefusingGate:
+    """A gate of attempts that says to call a refused item again, and checks how it is used."""
+
+    def __init__(self) -> None:
+        self.held = 0  # entries not left yet
+        self.passed_calls = 0
+        self.handed: list[float | None] = []  # the ``since`` each refusal came with
+        self.returned: list[float] = []  # what was returned for it
+
+    def try_enter(self) -> bool:
+        self.held += 1
+        return True
+
+    async def enter(self) -> None:  # pragma: no cover - try_enter always admits
+        raise AssertionError("never waited for")
+
+    def leave(self) -> None:
+        assert self.held == 1, "left without an entry, or two entries at once"
+        self.held -= 1
+
+    def again(self, exc: Exception, since: float | None) -> float | None:
+        assert self.held == 1, "asked before the entry is left"
+        if not isinstance(exc, Refused):
+            return None
+        self.handed.append(since)
+        self.returned.append(since if since is not None else float(len(self.returned)))
+        return self.returned[-1]
+
+    def passed(self) -> None:
+        assert self.held == 0, "told of a success before the entry was left"
+        self.passed_calls += 1
+
+
+def refusing(refusals: list[int], fails: int | None, calls: list[int]) -> Callable[[int], Any]:
+    """Item ``i`` is refused ``refusals[i]`` times, then fails if it is ``fails``, else doubles."""
+
+    async def fn(item: int) -> int:
+        calls.append(item)
+        if calls.count(item) <= refusals[item]:
+            raise Refused(item)
+        if item == fails:
+            raise LookupError(item)
+        return item * 2
+
+    return fn
+
+
+@given(
+    refusals=st.lists(st.integers(0, 3), max_size=6),
+    fails=st.none() | st.integers(0, 5),
+    limit=st.none() | st.integers(1, 3),
+    through=st.sampled_from(["pull", "gated"]),
+)
+def test_a_refused_call_enters_again_and_is_called_again(
+    refusals: list[int], fails: int | None, limit: int | None, through: str
+) -> None:
+    """Through ``pull`` (a task's loop) and ``gated`` (one item's): each refusal is a call more.
+
+    Every entry is left before the next one, and the gate is asked before
+    the entry is left; the item's run of refusals starts with ``since=None``
+    and hands back what the gate returned; a success is told once its entry
+    is left; a failure that is no refusal is the item's own.
+    """
+    calls: list[int] = []
+    gate = RefusingGate()
+    fn = refusing(refusals, fails, calls)
+    items = range(len(refusals))
+    if through == "pull":
+        batch = Batch(fn, gate)
+        BaseExecutor.start(batch, iter(items), limit)
+        batch.run()
+        results, failures = batch.results, batch.failures
+    else:
+        results, failures = [], []
+
+        async def each() -> None:
+            try:
+                for item in items:
+                    results.append(await BaseExecutor.gated(gate, fn, item))
+            except LookupError as exc:
+                failures.append(exc)
+
+        asyncio.run(each())
+    ran = sorted(set(calls))
+    assert all(calls.count(item) == refusals[item] + 1 for item in ran)
+    failed = fails is not None and fails in ran
+    assert [type(e) for e in failures] == ([LookupError] if failed else [])
+    assert gate.passed_calls == len(ran) - failed
+    assert [r for r in results if r is not None] == [i * 2 for i in ran if i != fails]
+    # Each item's run of refusals: None first, then what the gate returned.
+    refused = [item for n, item in enumerate(calls) if calls[: n + 1].count(item) <= refusals[item]]
+    assert len(refused) == len(gate.handed)
+    last: dict[int, float] = {}
+    for item, since, back in zip(refused, gate.handed, gate.returned, strict=True):
+        assert since == last.get(item)
+        last[item] = back
+    assert gate.held == 0

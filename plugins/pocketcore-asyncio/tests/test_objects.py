@@ -39,6 +39,12 @@ class Admits:
     def leave(self) -> None:
         self.held -= 1
 
+    def again(self, exc: Exception, since: float | None) -> float | None:
+        return None
+
+    def passed(self) -> None:
+        pass
+
 
 def test_a_gated_item_keeps_no_more_alive_than_an_ungated_one() -> None:
     # The gate is entered by the item's own task: no wrapper coroutine per item,

@@ -189,6 +189,26 @@ class Gate(Protocol):
         """Leave an entry whose item has ended (or will never start)."""
         ...
 
+    def again(self, exc: Exception, since: float | None) -> float | None:
+        """After an entered call failed with ``exc``: whether to call it again (before ``leave``).
+
+        Asked only by an executor that declares ``gates_attempts`` (see
+        :class:`GatingExecutor`). A provider's refusal (a 429) pauses the
+        gate and, while its patience lasts, returns when the item's run of
+        refusals began: leave, enter again, call again, and hand that value
+        back as ``since`` should the call fail again. ``None``: the failure
+        is the item's own, to raise (or the patience has run out). The gate
+        of items that run elsewhere always returns ``None``.
+        """
+        ...
+
+    def passed(self) -> None:
+        """An entered call returned (once its entry is left): the gate may ease off.
+
+        Called only by an executor that declares ``gates_attempts``.
+        """
+        ...
+
 
 @runtime_checkable
 class GatingExecutor(Executor, Protocol):
@@ -207,6 +227,14 @@ class GatingExecutor(Executor, Protocol):
     more coroutine per item); one that runs the items itself (a remote
     executor, or its own ``map_blocking``) cannot be paced without it, and a
     batch with limiters is refused there with a ``ConfigError``.
+
+    A local executor may also declare ``gates_attempts = True``: after an
+    entered call fails, its loop asks ``gate.again`` and, if that says so,
+    leaves, enters again and calls again; after a call returns, it calls
+    ``gate.passed``. The kernel then hands it the gate of a batch whose
+    items make one attempt each (a provider's refusal aside) instead of
+    wrapping each one. :meth:`BaseExecutor.pull` and
+    :meth:`BaseExecutor.gated` do both.
     """
 
     gates_items: Literal[True]
@@ -283,6 +311,9 @@ class BaseExecutor(abc.ABC):
     * ``remote = True``: items run in other processes (:class:`RemoteExecutor`);
     * ``gates_items = True``: :meth:`map` enters the ``gate`` it is handed
       before starting each item (:class:`GatingExecutor`);
+    * ``gates_attempts = True`` (with ``gates_items``): after an entered
+      call fails, :meth:`map` asks the gate whether to call it again
+      (:class:`GatingExecutor`), as :meth:`pull` and :meth:`gated` do;
     * ``reports_results = True``: :meth:`map` calls ``on_result`` as each
       result comes back (:class:`ReportingExecutor`);
     * overriding :meth:`map_blocking`: the executor runs blocking items
@@ -304,6 +335,8 @@ class BaseExecutor(abc.ABC):
         backend: ``"asyncio"``, ``"trio"``, or ``None`` (any backend; the default).
         remote: Items run in other processes (default ``False``).
         gates_items: ``map`` enters the gate it is handed (default ``False``).
+        gates_attempts: ``map`` asks the gate to call a failed item again
+            (default ``False``).
         reports_results: ``map`` calls ``on_result`` (default ``False``).
     """
 
@@ -311,6 +344,7 @@ class BaseExecutor(abc.ABC):
     backend: str | None = None
     remote: bool = False
     gates_items: bool = False
+    gates_attempts: bool = False
     reports_results: bool = False
 
     def run(self, fn: Callable[[], Awaitable[T]]) -> T:
@@ -372,14 +406,25 @@ class BaseExecutor(abc.ABC):
         """``await fn(item)`` on an entry of ``gate``, left once the call has ended, however.
 
         The gate discipline of one item, for a :meth:`map` that starts
-        each item in a task (or a loop) of its own.
+        each item in a task (or a loop) of its own; with ``gates_attempts``
+        declared, a call the gate says to make again (:meth:`Gate.again`)
+        enters again and is made again.
         """
-        if not gate.try_enter():
-            await gate.enter()
-        try:
-            return await fn(item)
-        finally:
-            gate.leave()
+        since: float | None = None  # when the item's run of refusals began
+        while True:
+            if not gate.try_enter():
+                await gate.enter()
+            try:
+                result = await fn(item)
+            except Exception as exc:
+                since = gate.again(exc, since)  # before the entry is left
+                if since is None:
+                    raise
+                continue
+            finally:
+                gate.leave()
+            gate.passed()
+            return result
 
     @staticmethod
     def start(batch: TaskBatch, items: Iterable[Any], limit: int | None) -> None:
@@ -418,37 +463,37 @@ class BaseExecutor(abc.ABC):
         gate, an item is pulled, then waits at it: a turn taken before the
         pull would be spent late by the pull's duration (starts would bunch
         together), and one taken at the end of the input would be wasted.
-        Every exception but the backend's cancellation is caught here and
-        handed to ``batch.fail``, so that ``map`` raises it itself, unwrapped.
+        The item's own task enters: one cancelled before it ran has entered
+        nothing, one that entered leaves at its end. The gate's loop is
+        :meth:`gated`'s, inline (no coroutine more per item). Every exception
+        but the backend's cancellation is caught here and handed to
+        ``batch.fail``, so that ``map`` raises it itself, unwrapped.
         """
-        stopped = batch.stopped
-        if stopped():
+        if batch.stopped():
             return
-        results, fn, gate, source = batch.results, batch.fn, batch.gate, batch.source
+        results, fn, gate = batch.results, batch.fn, batch.gate
         try:
-            while True:
+            while item is not _END:
                 if gate is None:
                     results[index] = await fn(item)
                 else:
-                    # Entered by the item's own task: one cancelled before it
-                    # ran has entered nothing, one that entered leaves at its end.
-                    if not gate.try_enter():
-                        await gate.enter()
-                        if stopped():  # the batch stopped while it waited
-                            gate.leave()
+                    since: float | None = None  # when the item's run of refusals began
+                    while True:
+                        if not gate.try_enter() and not await _waited(batch, gate):
                             return
-                    try:
-                        results[index] = await fn(item)
-                    finally:
-                        gate.leave()
-                # A task per item has nothing to pull; a stopping batch takes nothing.
-                if source is None or stopped():
-                    break
-                item = next(source, _END)
-                if item is _END:
-                    break
-                index = len(results)
-                results.append(None)
+                        try:
+                            results[index] = await fn(item)
+                        except Exception as exc:
+                            since = gate.again(exc, since)  # before the entry is left
+                            if since is None:
+                                raise
+                            continue  # the same item, entering again
+                        finally:
+                            gate.leave()
+                        gate.passed()
+                        break
+                item = _next_item(batch)
+                index = len(results) - 1  # the slot of the item pulled, if any
         except batch.cancellation:
             batch.cancelled()
             raise
@@ -459,6 +504,29 @@ class BaseExecutor(abc.ABC):
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}()"
+
+
+def _next_item(batch: TaskBatch) -> Any:
+    """The item a task takes once its call is done (its slot appended), or ``_END``.
+
+    A task per item has nothing to pull; a stopping batch takes nothing.
+    """
+    source = batch.source
+    if source is None or batch.stopped():
+        return _END
+    item = next(source, _END)
+    if item is not _END:
+        batch.results.append(None)
+    return item
+
+
+async def _waited(batch: TaskBatch, gate: Gate) -> bool:
+    """Wait to enter ``gate``; ``False`` (having left it) if the batch stopped meanwhile."""
+    await gate.enter()
+    if batch.stopped():
+        gate.leave()
+        return False
+    return True
 
 
 class _Undeclared(BaseExecutor):
@@ -563,6 +631,7 @@ class Capabilities:
             keywords as :attr:`map`.
         reports_results: ``map`` calls ``on_result`` (:class:`ReportingExecutor`).
         gates_items: ``map`` enters ``gate`` (:class:`GatingExecutor`).
+        gates_attempts: ``map`` also asks ``gate`` to call a failed item again.
         map: The executor's ``map`` (through its adapter, for one of the
             earlier protocol): always called with ``limit``, ``gate`` and
             ``on_result``; ``None`` where no executor runs the batch.
@@ -572,6 +641,7 @@ class Capabilities:
     map_blocking: Callable[..., Awaitable[list[Any]]] | None
     reports_results: bool = False
     gates_items: bool = False
+    gates_attempts: bool = False
     map: Callable[..., Awaitable[list[Any]]] | None = None
 
 
@@ -588,5 +658,6 @@ def capabilities(executor: Executor, *, warn: bool = True) -> Capabilities:
         map_blocking=declared.map_blocking if declared.runs_blocking else None,
         reports_results=declared.reports_results is True,
         gates_items=declared.gates_items is True,
+        gates_attempts=declared.gates_items is True and declared.gates_attempts is True,
         map=declared.map,
     )

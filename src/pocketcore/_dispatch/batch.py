@@ -145,9 +145,15 @@ def _map(plan: Plan, *, blocking: bool) -> Callable[..., Awaitable[list[Any]]]:
 def _gate(plan: Plan) -> Gate | None:
     """The gate the executor enters before each item it runs itself (it declares ``gates_items``).
 
-    None for items that run here: the kernel enters their limiters (govern.py).
+    For items that run here, the gate of their attempts when the executor's
+    loop gates them (the plan's ``loop_gated``); otherwise none: the kernel
+    enters their limiters in the item's trip (govern.py).
     """
-    if plan.limiters and plan.caps.gates_items and not plan.governed:
+    if not plan.limiters:
+        return None
+    if plan.loop_gated:
+        return govern.attempt_gate(plan.limiters)
+    if plan.caps.gates_items and not plan.governed:
         return gate_of(plan.limiters)
     return None
 

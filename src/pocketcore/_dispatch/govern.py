@@ -42,13 +42,22 @@ import anyio
 import anyio.from_thread
 import anyio.lowlevel
 
+from pocketcore._core.executor import Gate
 from pocketcore._dispatch.cached import Keyed
 from pocketcore._runtime.context import THREAD_STOP
 from pocketcore._runtime.governor import TICKET, Ticket, prices_for
 from pocketcore._runtime.limits import Limiter
 from pocketcore._runtime.signals import ProviderSignal, classify
 
-__all__ = ["admitted", "calm", "gated", "governed", "governed_blocking", "try_again"]
+__all__ = [
+    "admitted",
+    "attempt_gate",
+    "calm",
+    "gated",
+    "governed",
+    "governed_blocking",
+    "try_again",
+]
 
 AsyncCall = Callable[[Any], Awaitable[Any]]
 
@@ -252,6 +261,71 @@ async def _gated_by_one(limiter: Limiter, call: AsyncCall, item: Any) -> Any:
         if limiter.restless:
             limiter.calm()
         return result
+
+
+def attempt_gate(limiters: tuple[Limiter, ...]) -> Gate:
+    """:func:`gated` as a gate, for an executor whose own loop gates each attempt.
+
+    Handed to the ``map`` of an executor that declares ``gates_attempts``
+    (see :attr:`~pocketcore._dispatch.plan.Plan.loop_gated`) in the place of
+    the :func:`gated` layer: the same entries, refusals and easing off, with
+    no coroutine more per item.
+    """
+    if len(limiters) == 1:
+        return _OneGate(limiters[0])
+    return _AttemptGate(limiters)
+
+
+class _AttemptGate:
+    """Limiters with no budget as one gate of attempts (see :func:`attempt_gate`)."""
+
+    __slots__ = ("limiters",)
+
+    def __init__(self, limiters: tuple[Limiter, ...]) -> None:
+        self.limiters = limiters
+
+    def try_enter(self) -> bool:
+        return _take_now(self.limiters)
+
+    async def enter(self) -> None:
+        await _take(self.limiters)
+
+    def leave(self) -> None:
+        _release(self.limiters)
+
+    def again(self, exc: Exception, since: float | None) -> float | None:
+        return try_again(self.limiters, exc, since)
+
+    def passed(self) -> None:
+        calm(self.limiters)
+
+    def __repr__(self) -> str:
+        return f"<gate of {', '.join(limiter.describe() for limiter in self.limiters)}>"
+
+
+class _OneGate:
+    """:class:`_AttemptGate` of one limiter, whose own methods enter and leave."""
+
+    __slots__ = ("leave", "limiter", "try_enter")
+
+    def __init__(self, limiter: Limiter) -> None:
+        self.limiter = limiter
+        # Bound methods of the limiter: no call of the gate's own on the hot path.
+        self.try_enter = limiter.try_enter
+        self.leave = limiter.release
+
+    async def enter(self) -> None:
+        await _take((self.limiter,))
+
+    def again(self, exc: Exception, since: float | None) -> float | None:
+        return try_again((self.limiter,), exc, since)
+
+    def passed(self) -> None:
+        if self.limiter.restless:
+            self.limiter.calm()
+
+    def __repr__(self) -> str:
+        return f"<gate of {self.limiter.describe()}>"
 
 
 def governed_blocking(node: Any, call: Callable[[Any], Any]) -> Callable[[Any], Any]:

@@ -18,6 +18,7 @@ import attrs
 
 from pocketcore._core.errors import ConfigError
 from pocketcore._core.executor import Capabilities, Executor, capabilities
+from pocketcore._dispatch.attempts import single
 from pocketcore._runtime.cache import NodeCache, node_cache
 from pocketcore._runtime.context import batch_controls, executor_for, step_timeout
 from pocketcore._runtime.limits import Limiter
@@ -53,6 +54,8 @@ class Plan:
         timeout: Seconds each attempt of an async ``exec`` may take.
         cache: The node's result cache in this run, if any.
         events: The lifecycle hooks someone implements, or ``None``.
+        single: Each item makes one attempt and keeps the default fallback
+            (see :func:`~pocketcore._dispatch.attempts.single`).
     """
 
     owner: Any
@@ -67,6 +70,7 @@ class Plan:
     timeout: float | None = None
     cache: NodeCache | None = None
     events: Events | None = None
+    single: bool = False
 
     @property
     def governed(self) -> bool:
@@ -110,6 +114,26 @@ class Plan:
         """
         listens = self.events is not None and self.events.items
         return self.blocking or listens or any(limiter.paced for limiter in self.limiters)
+
+    @property
+    def loop_gated(self) -> bool:
+        """The executor's own loop passes each attempt through the limiters, as a gate.
+
+        For governed items that carry no ticket, when the executor declares
+        ``gates_attempts`` and nothing sits between the gate and the call
+        that must not hold a slot or would hide a refusal: each item makes
+        one attempt (no retry waits while holding a slot) and its failures
+        are not collected (the gate must see a refusal to try it again).
+        The gate is then what :func:`~pocketcore._dispatch.govern.gated`
+        would do around each item, with no coroutine of its own.
+        """
+        return (
+            self.governed
+            and self.caps.gates_attempts
+            and self.single
+            and not self.collect
+            and not self.ticketed
+        )
 
     @property
     def runs_elsewhere(self) -> bool:
@@ -167,6 +191,7 @@ def plan_batch(owner: Any, *, parallel: bool, blocking: bool, passes: bool) -> P
         timeout=timeout,
         cache=cache,
         events=events(),
+        single=not passes and single(owner, blocking=blocking),
     )
     _refuse(plan, executor)
     return plan

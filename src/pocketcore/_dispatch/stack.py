@@ -119,7 +119,7 @@ def core(plan: Plan, node: Any, *, store: bool = True) -> Stack:
     ev = plan.events
     if ev is not None and ev.attempts:
         call = forms.attempts_reported(ev, node, call)
-    if plan.governed:
+    if plan.governed and not plan.loop_gated:  # else the executor's loop gates each attempt
         if not plan.ticketed:
             call = govern.gated(plan.limiters, call)
         else:

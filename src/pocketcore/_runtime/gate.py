@@ -102,5 +102,13 @@ class _Gate:
         for limiter in self.limiters:
             limiter.release()
 
+    def again(self, exc: Exception, since: float | None) -> float | None:
+        # An item sent elsewhere: its attempts are decided where it runs, or
+        # by the send layer here (pocketcore._dispatch.resend), not by the gate.
+        return None
+
+    def passed(self) -> None:
+        return None
+
     def __repr__(self) -> str:
         return f"<gate of {', '.join(limiter.describe() for limiter in self.limiters)}>"

@@ -19,8 +19,16 @@ import anyio
 from hypothesis import strategies as st
 
 from ._failures import Failures
-from ._probes import ItemCall, Log, OverlapCall, ProbeGate, Seen, pulled
-from ._suite import CANCEL_AFTER, CAPACITIES, DELAYS, LIMITS, STRAGGLING, gate_property
+from ._probes import ItemCall, Log, OverlapCall, ProbeGate, RefusedCall, Seen, pulled
+from ._suite import (
+    CANCEL_AFTER,
+    CAPACITIES,
+    DELAYS,
+    LIMITS,
+    STRAGGLING,
+    attempts_property,
+    gate_property,
+)
 
 
 class Gating(Failures):
@@ -155,6 +163,42 @@ class Gating(Failures):
             assert max_in_flight == expected, (
                 f"{max_in_flight} in flight at most, through a gate of {capacity} "
                 f"(limit {limit}, {count} items): expected {expected}"
+            )
+            self._check_gate(log, capacity)
+
+        self._each_backend(body)
+
+    @attempts_property(
+        st.lists(st.integers(min_value=0, max_value=3), max_size=8),
+        LIMITS,
+        CAPACITIES,
+        st.booleans(),
+    )
+    def test_a_refused_call_enters_again_and_is_made_again(
+        self, refusals: list[int], limit: int | None, capacity: int | None, eager: bool
+    ) -> None:
+        """``gates_attempts``: a call the gate says to make again is, on an entry of its own.
+
+        Item ``i`` is refused ``refusals[i]`` times (a refusal the gate's
+        ``again`` answers with when its run of refusals began), then
+        returns. Each item must be called once per refusal and once more,
+        every call on an entry of its own (left before the next, and once);
+        each refusal after an item's first must come back with what ``again``
+        returned for that item; ``passed`` is told once per item.
+        """
+        count = len(refusals)
+
+        async def body(log: Log) -> None:
+            gate = ProbeGate(log, capacity, eager=eager)
+            made: list[int] = []
+            call = RefusedCall(log, tuple(refusals), made)
+            result = await self._map(call, list(range(count)), limit, gate)
+            assert result == [i * 2 for i in range(count)]
+            assert sorted(made) == sorted(i for i in range(count) for _ in range(refusals[i] + 1))
+            assert gate.passes == count, f"passed told {gate.passes} times for {count} items"
+            firsts = sum(1 for n in refusals if n)
+            assert gate.sinces.count(None) == firsts, (
+                "an item's run of refusals was not handed back"
             )
             self._check_gate(log, capacity)
 

@@ -45,7 +45,9 @@ def limiter_property(
     """Declare a property of executors that gate items in this process only."""
 
     def register(body: Callable[..., None]) -> Callable[..., None]:
-        CAPABILITY[body.__name__] = lambda suite: suite._gates() and not suite._is_remote()
+        CAPABILITY[body.__name__] = lambda suite: (
+            suite._declares("gates_items") and not suite._is_remote()
+        )
         return suite_property(*strategies)(body)
 
     return register

@@ -176,6 +176,34 @@ class ItemCall:
             self.log.record("exit", index)
 
 
+class ProbeRefusal(Exception):
+    """What :class:`RefusedCall` raises: a refusal that :meth:`ProbeGate.again` retries."""
+
+
+@attrs.frozen
+class RefusedCall:
+    """An item's call, refused ``refusals[index]`` times before it returns ``index * 2``.
+
+    Each call records its start and its exit; the attempts are counted in
+    ``made`` (one entry per call, the item's index), in this process.
+    """
+
+    log: Log
+    refusals: tuple[int, ...]
+    made: list[int]
+
+    async def __call__(self, index: int) -> int:
+        self.log.record("start", index)
+        try:
+            await anyio.lowlevel.checkpoint()
+            self.made.append(index)
+            if self.made.count(index) <= self.refusals[index]:
+                raise ProbeRefusal(index)
+            return index * 2
+        finally:
+            self.log.record("exit", index)
+
+
 @attrs.frozen
 class OverlapCall:
     """An item that, once started, waits for ``room`` items to have started, then returns."""
@@ -255,8 +283,10 @@ class ProbeGate:
 
     def __init__(self, log: Log, capacity: int | None = None, *, eager: bool = True) -> None:
         self.log, self.capacity, self.eager = log, capacity, eager
-        self.held = self.entries = self.leaves = 0
+        self.held = self.entries = self.leaves = self.passes = 0
         self.waiters: deque[anyio.Event] = deque()
+        #: What ``again`` returned for each refusal (a :class:`ProbeRefusal`), in order.
+        self.sinces: list[float | None] = []
 
     def _room(self) -> bool:
         return not self.waiters and (self.capacity is None or self.held < self.capacity)
@@ -294,6 +324,16 @@ class ProbeGate:
         self.leaves += 1
         self.log.record("leave", self.leaves)
         self._release()
+
+    def again(self, exc: Exception, since: float | None) -> float | None:
+        """A :class:`ProbeRefusal` is to be called again (its run began at its first); else not."""
+        if not isinstance(exc, ProbeRefusal):
+            return None
+        self.sinces.append(since)
+        return float(len(self.sinces)) if since is None else since
+
+    def passed(self) -> None:
+        self.passes += 1
 
     def _release(self) -> None:
         if self.waiters:

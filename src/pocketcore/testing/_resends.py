@@ -62,7 +62,7 @@ def remote_limiter_property(
 
     def register(body: Callable[..., None]) -> Callable[..., None]:
         CAPABILITY[body.__name__] = lambda suite: (
-            suite._gates() and suite._is_remote() and _reports(suite)
+            suite._declares("gates_items") and suite._is_remote() and _reports(suite)
         )
         SLOW[body.__name__] = EXAMPLES
         return suite_property(*strategies)(body)

@@ -92,9 +92,23 @@ def gate_property(
     *strategies: st.SearchStrategy[Any],
 ) -> Callable[[Callable[..., None]], Callable[..., None]]:
     """Declare a property of executors that gate items (``gates_items = True``) only."""
+    return _capability_property("gates_items", strategies)
+
+
+def attempts_property(
+    *strategies: st.SearchStrategy[Any],
+) -> Callable[[Callable[..., None]], Callable[..., None]]:
+    """Declare a property of executors that gate attempts (``gates_attempts = True``) only."""
+    return _capability_property("gates_attempts", strategies)
+
+
+def _capability_property(
+    declared: str, strategies: tuple[st.SearchStrategy[Any], ...]
+) -> Callable[[Callable[..., None]], Callable[..., None]]:
+    """A property made into a test only for an executor whose capabilities say ``declared``."""
 
     def register(body: Callable[..., None]) -> Callable[..., None]:
-        CAPABILITY[body.__name__] = lambda suite: suite._gates()
+        CAPABILITY[body.__name__] = lambda suite: suite._declares(declared)
         return suite_property(*strategies)(body)
 
     return register
@@ -116,9 +130,12 @@ class SuiteBase:
         return executor is not None and capabilities(executor, warn=False).remote
 
     @classmethod
-    def _gates(cls) -> bool:
+    def _declares(cls, capability: str) -> bool:
+        """Whether the suite's executor declares ``capability`` (a ``Capabilities`` field)."""
         executor = getattr(cls, "executor", None)
-        return executor is not None and capabilities(executor, warn=False).gates_items
+        if executor is None:
+            return False
+        return bool(getattr(capabilities(executor, warn=False), capability))
 
     @property
     def _patience(self) -> float:

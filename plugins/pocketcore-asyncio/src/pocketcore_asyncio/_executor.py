@@ -178,8 +178,10 @@ class AsyncioExecutor(BaseExecutor):
     name = "asyncio"
     backend: str | None = "asyncio"
     #: ``map`` takes ``gate``: each item's own task enters it right before
-    #: the call (``pocketcore.GatingExecutor``), with no wrapper per item.
+    #: the call (``pocketcore.GatingExecutor``), with no wrapper per item,
+    #: and enters again to call once more when the gate says so.
     gates_items = True
+    gates_attempts = True
 
     async def map(
         self,

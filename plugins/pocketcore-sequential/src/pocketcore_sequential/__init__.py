@@ -32,8 +32,10 @@ class SequentialExecutor(BaseExecutor):
     """
 
     name = "sequential"
-    #: ``map`` takes ``gate`` (``pocketcore.GatingExecutor``).
+    #: ``map`` takes ``gate`` (``pocketcore.GatingExecutor``), and calls
+    #: again when it says so (``BaseExecutor.gated``).
     gates_items = True
+    gates_attempts = True
 
     async def map(
         self,

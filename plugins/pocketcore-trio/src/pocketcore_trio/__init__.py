@@ -117,8 +117,10 @@ class TrioExecutor(BaseExecutor):
     name = "trio"
     backend: str | None = "trio"
     #: ``map`` takes ``gate``: each item's own task enters it right before
-    #: the call (``pocketcore.GatingExecutor``), with no wrapper per item.
+    #: the call (``pocketcore.GatingExecutor``), with no wrapper per item,
+    #: and enters again to call once more when the gate says so.
     gates_items = True
+    gates_attempts = True
 
     def run(self, fn: Callable[[], Awaitable[T]]) -> T:
         """Run ``fn()`` on a new trio event loop, started through anyio.
