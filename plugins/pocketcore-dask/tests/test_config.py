@@ -61,7 +61,7 @@ def test_the_environment_variable(monkeypatch: pytest.MonkeyPatch, cluster: Loca
     monkeypatch.setenv("POCKETCORE_DASK_ADDRESS", f"  {cluster.scheduler_address}  ")
     settings = DaskExecutor().settings()
     assert settings.address == cluster.scheduler_address
-    assert settings.source == "environment variable POCKETCORE_DASK_ADDRESS"
+    assert settings.sources["address"] == "environment variable POCKETCORE_DASK_ADDRESS"
     assert squares() == [1, 4, 9]
 
 
@@ -75,7 +75,8 @@ def test_the_pyproject_table(clean: Path, cluster: LocalCluster) -> None:
         f'[tool.pocketcore.dask]\naddress = "{cluster.scheduler_address}"\n'
     )
     settings = DaskExecutor().settings()
-    assert settings.source == "key 'address' in [tool.pocketcore.dask] in pyproject.toml"
+    where = "key 'address' in [tool.pocketcore.dask] in pyproject.toml"
+    assert settings.sources["address"] == where
     assert squares() == [1, 4, 9]
 
 
@@ -98,7 +99,7 @@ def test_arguments_beat_the_environment_which_beats_the_file(
     assert DaskExecutor().settings().address == "tcp://env:1"
     settings = DaskExecutor("tcp://arg:1", n_workers=5).settings()
     assert (settings.address, settings.n_workers) == ("tcp://arg:1", 5)
-    assert settings.source == "argument address= of DaskExecutor()"
+    assert settings.sources["address"] == "argument address= of DaskExecutor()"
 
 
 @pytest.mark.parametrize(
