@@ -3,9 +3,7 @@
 A terminal sends SIGINT to its whole foreground process group: the run and
 every process its executor started (a cluster's workers, its servers). The
 check plays that out on a real ``pocketcore run`` in a session of its own,
-and reads the process table in ``/proc`` to see what is left, by session
-rather than by process group: a helper may make itself a group of its own,
-but stays in the session it was born in.
+and reads the process table in ``/proc`` to see what is left of the session.
 """
 
 from __future__ import annotations
@@ -153,7 +151,11 @@ def _read(stream: TextIO) -> str:
 
 
 def _session_members(sid: int) -> set[int]:
-    """The live (not zombie) processes of session ``sid``."""
+    """The live (not zombie) processes of session ``sid``: the run and every process it started.
+
+    By session rather than process group: a process may make itself a group
+    of its own (Ray's helpers can), but stays in the session it was born in.
+    """
     members = set()
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
