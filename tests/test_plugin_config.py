@@ -9,8 +9,10 @@ kernel's words.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from typing import Any
 
+import attrs
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -173,3 +175,32 @@ def test_a_key_of_its_own_kind() -> None:
         }
     with configured({"POCKETCORE_TINY_LEVEL": "mid"}), pytest.raises(ConfigError, match="mid"):
         settings.resolve()
+
+
+def test_build_hands_the_values_that_are_set_and_their_sources_to_make() -> None:
+    """``make`` gets each key set somewhere, with ``sources``; its defaults keep the others."""
+
+    @attrs.frozen
+    class Tiny:
+        address: str | None = None
+        workers: int = 1
+        patience: float = 10.0
+        verbose: bool = False
+        sources: Mapping[str, str] = attrs.field(factory=dict)
+
+    toml = "[tiny]\nworkers = 2\npatience = 0.5\n"
+    env = {"POCKETCORE_TINY_WORKERS": "3"}
+    with configured(env, {"pocketcore.toml": toml}):
+        built = SETTINGS.build(Tiny, SETTINGS.check_arguments(address="a:1"))
+    assert built == Tiny(
+        address="a:1",
+        workers=3,
+        patience=0.5,
+        sources={
+            "address": "argument address= of TinyExecutor()",
+            "workers": "environment variable POCKETCORE_TINY_WORKERS",
+            "patience": "key 'patience' in [tiny] in pocketcore.toml",
+        },
+    )
+    with configured():
+        assert SETTINGS.build(Tiny) == Tiny()

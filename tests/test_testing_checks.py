@@ -8,12 +8,18 @@ import signal
 import sys
 import time
 from collections.abc import Awaitable, Callable, Iterable
+from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
 
 from pocketcore import BaseExecutor, Gate
-from pocketcore.testing import check_objects_per_item, objects_per_item, stopped_after
+from pocketcore.testing import (
+    check_ctrl_c,
+    check_objects_per_item,
+    objects_per_item,
+    stopped_after,
+)
 
 R = TypeVar("R")
 
@@ -109,3 +115,19 @@ def test_stopped_after_lets_a_quick_body_end_and_disarms() -> None:
     time.sleep(0.3)  # no alarm may come once the body has ended
     assert total == 499500
     assert signal.getitimer(signal.ITIMER_REAL) == (0.0, 0.0)
+
+
+def test_ctrl_c_passes_a_run_whose_items_are_cancelled(tmp_path: Path) -> None:
+    check_ctrl_c(tmp_path, "asyncio", "waits", within=10)
+
+
+def test_ctrl_c_fails_a_run_that_waits_for_its_items(tmp_path: Path) -> None:
+    # The asyncio executor's sync items run on threads of the run, which no
+    # interrupt stops: the run waits for their two minutes to end.
+    with pytest.raises(AssertionError, match="the run did not end within 3 s"):
+        check_ctrl_c(tmp_path, "asyncio", "computes", within=1)
+
+
+def test_ctrl_c_fails_a_run_with_fewer_processes_than_it_should_have(tmp_path: Path) -> None:
+    with pytest.raises(AssertionError, match="only 1 processes"):
+        check_ctrl_c(tmp_path, "asyncio", "waits", processes=2)

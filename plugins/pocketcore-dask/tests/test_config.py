@@ -61,7 +61,7 @@ def test_the_environment_variable(monkeypatch: pytest.MonkeyPatch, cluster: Loca
     monkeypatch.setenv("POCKETCORE_DASK_ADDRESS", f"  {cluster.scheduler_address}  ")
     settings = DaskExecutor().settings()
     assert settings.address == cluster.scheduler_address
-    assert settings.source == "environment variable POCKETCORE_DASK_ADDRESS"
+    assert settings.sources["address"] == "environment variable POCKETCORE_DASK_ADDRESS"
     assert squares() == [1, 4, 9]
 
 
@@ -75,7 +75,8 @@ def test_the_pyproject_table(clean: Path, cluster: LocalCluster) -> None:
         f'[tool.pocketcore.dask]\naddress = "{cluster.scheduler_address}"\n'
     )
     settings = DaskExecutor().settings()
-    assert settings.source == "key 'address' in [tool.pocketcore.dask] in pyproject.toml"
+    where = "key 'address' in [tool.pocketcore.dask] in pyproject.toml"
+    assert settings.sources["address"] == where
     assert squares() == [1, 4, 9]
 
 
@@ -98,7 +99,7 @@ def test_arguments_beat_the_environment_which_beats_the_file(
     assert DaskExecutor().settings().address == "tcp://env:1"
     settings = DaskExecutor("tcp://arg:1", n_workers=5).settings()
     assert (settings.address, settings.n_workers) == ("tcp://arg:1", 5)
-    assert settings.source == "argument address= of DaskExecutor()"
+    assert settings.sources["address"] == "argument address= of DaskExecutor()"
 
 
 @pytest.mark.parametrize(
@@ -160,26 +161,37 @@ def test_bad_arguments(kwargs: dict[str, Any], message: str) -> None:
     assert message in config_error(**kwargs)
 
 
-def test_a_malformed_address_names_its_source(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("POCKETCORE_DASK_ADDRESS", "foo://scheduler:8786")
+@pytest.mark.parametrize(
+    ("where", "message"),
+    [
+        (
+            "environment",
+            "bad dask scheduler address 'foo://scheduler:8786' (from environment variable "
+            "POCKETCORE_DASK_ADDRESS): unknown address scheme 'foo' (known schemes: "
+            "['inproc', 'tcp', 'tls', 'ucx', 'ws', 'wss'])",
+        ),
+        (
+            "file",
+            "cannot reach the dask scheduler at 'tcp://127.0.0.1:1' (from key 'address' in "
+            "[tool.pocketcore.dask] in pyproject.toml): Connection refused "
+            "(is a dask scheduler listening there?)",
+        ),
+    ],
+)
+def test_an_unusable_address_is_named_with_its_source(
+    where: str, message: str, clean: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A malformed address (set in the environment) or an unreachable one (in the file)."""
+    if where == "environment":
+        monkeypatch.setenv("POCKETCORE_DASK_ADDRESS", "foo://scheduler:8786")
+    else:
+        (clean / "pyproject.toml").write_text(
+            '[tool.pocketcore.dask]\naddress = "tcp://127.0.0.1:1"\n'
+        )
     with pytest.raises(pocketcore.ConfigError) as info:
         squares()
-    assert str(info.value) == (
-        "bad dask scheduler address 'foo://scheduler:8786' (from environment variable "
-        "POCKETCORE_DASK_ADDRESS): unknown address scheme 'foo' (known schemes: "
-        "['inproc', 'tcp', 'tls', 'ucx', 'ws', 'wss'])"
-    )
-
-
-def test_an_unreachable_scheduler_names_its_address_and_source(clean: Path) -> None:
-    (clean / "pyproject.toml").write_text('[tool.pocketcore.dask]\naddress = "tcp://127.0.0.1:1"\n')
-    with pytest.raises(pocketcore.ConfigError) as info:
-        squares()
-    assert str(info.value) == (
-        "cannot reach the dask scheduler at 'tcp://127.0.0.1:1' (from key 'address' in "
-        "[tool.pocketcore.dask] in pyproject.toml): Connection refused "
-        "(is a dask scheduler listening there?)"
-    )
+    assert str(info.value) == message
+    # One line: not chained to distributed's own error.
     assert info.value.__cause__ is None
     assert info.value.__suppress_context__
 

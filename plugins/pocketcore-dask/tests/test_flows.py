@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import multiprocessing
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,19 @@ import pocketcore_dask
 from pocketcore_dask import DaskExecutor
 
 pytestmark = pytest.mark.usefixtures("address")
+
+
+@pytest.fixture
+def local(address: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[Path]:
+    """No address (not even ``address``'s), in a folder of its own: runs start a ``LocalCluster``.
+
+    It is shut down afterwards, so that the next test without an address
+    starts one with its own settings (and a failed test leaves no workers).
+    """
+    monkeypatch.delenv("POCKETCORE_DASK_ADDRESS")
+    monkeypatch.chdir(tmp_path)
+    yield tmp_path
+    pocketcore_dask.shutdown()
 
 
 def test_the_plugin_registers_the_executor() -> None:
@@ -97,12 +111,8 @@ def test_a_batch_awaited_in_your_own_loop_connects_for_that_batch(
     assert [r["square"] for r in shared["results"]] == [25, 36]
 
 
-def test_without_an_address_runs_share_a_local_cluster_until_shutdown(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
-) -> None:
-    monkeypatch.delenv("POCKETCORE_DASK_ADDRESS")
-    monkeypatch.chdir(tmp_path)
-    (tmp_path / "pocketcore.toml").write_text("[dask]\nn_workers = 1\nthreads_per_worker = 3\n")
+def test_without_an_address_runs_share_a_local_cluster_until_shutdown(local: Path) -> None:
+    (local / "pocketcore.toml").write_text("[dask]\nn_workers = 1\nthreads_per_worker = 3\n")
     before = set(multiprocessing.active_children())
     workers = set()
     for _ in range(2):
@@ -167,15 +177,9 @@ def test_an_asynchronous_client_on_the_runs_loop_is_used_as_it_is(cluster: Any) 
     assert [r["square"] for r in shared["results"]] == [16, 25]
 
 
-def test_processes_false_runs_the_items_on_threads_of_this_process(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
-) -> None:
-    monkeypatch.delenv("POCKETCORE_DASK_ADDRESS")
-    monkeypatch.chdir(tmp_path)
+@pytest.mark.usefixtures("local")
+def test_processes_false_runs_the_items_on_threads_of_this_process() -> None:
     shared: dict[str, Any] = {"numbers": [1, 2, 3]}
-    try:
-        pocketcore.run(SyncSquare(), shared, executor=DaskExecutor(processes=False, n_workers=1))
-    finally:
-        pocketcore_dask.shutdown()
+    pocketcore.run(SyncSquare(), shared, executor=DaskExecutor(processes=False, n_workers=1))
     assert [r["square"] for r in shared["results"]] == [1, 4, 9]
     assert {r["pid"] for r in shared["results"]} == {os.getpid()}

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import os
+import subprocess
+import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -80,3 +82,26 @@ def settings(monkeypatch: pytest.MonkeyPatch) -> None:
 def executor() -> RayExecutor:
     """An executor of the session's instance."""
     return RayExecutor(num_cpus=CPUS)
+
+
+def script(tmp_path: Path, code: str, **env: str) -> list[str]:
+    """Run ``code`` as ``tmp_path / "main.py"`` in a process of its own; its output lines.
+
+    The process sees this folder's modules, none of the session's
+    ``POCKETCORE_RAY_*`` variables, and ``env``. It must exit with status 0
+    and write nothing to stderr (no line of Ray's own logging).
+    """
+    (tmp_path / "main.py").write_text(code)
+    path = os.pathsep.join([str(HERE), os.environ.get("PYTHONPATH", "")])
+    variables = {k: v for k, v in os.environ.items() if not k.startswith("POCKETCORE_RAY_")}
+    done = subprocess.run(
+        [sys.executable, "main.py"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**variables, "PYTHONPATH": path, **env},
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stderr == ""  # nothing of Ray's own
+    return done.stdout.splitlines()

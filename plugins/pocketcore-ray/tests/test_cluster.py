@@ -16,31 +16,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import HERE, executor
+from conftest import HERE, executor, script
 from ray_nodes import Spans
 
 import pocketcore
 from pocketcore_ray import RayExecutor
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="sends POSIX signals")
-
-
-def script(tmp_path: Path, code: str, **env: str) -> list[str]:
-    """Run ``code`` in a Python process of its own; its output lines (it must succeed)."""
-    (tmp_path / "main.py").write_text(code)
-    path = os.pathsep.join([str(HERE), os.environ.get("PYTHONPATH", "")])
-    variables = {k: v for k, v in os.environ.items() if not k.startswith("POCKETCORE_RAY_")}
-    done = subprocess.run(
-        [sys.executable, "main.py"],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env={**variables, "PYTHONPATH": path, **env},
-    )
-    assert done.returncode == 0, done.stderr
-    assert done.stderr == ""  # nothing of Ray's own
-    return done.stdout.splitlines()
 
 
 OWN = """

@@ -50,7 +50,7 @@ def test_defaults_without_configuration(here: Path) -> None:
     assert settings.num_cpus is None
     assert settings.runtime_env is None
     assert settings.log is False
-    assert settings.source == "no address configured: the process's local Ray instance"
+    assert settings.sources == {}  # nothing configured anywhere
 
 
 def test_arguments_beat_the_environment_which_beats_the_file(
@@ -63,16 +63,16 @@ def test_arguments_beat_the_environment_which_beats_the_file(
     settings = RayExecutor().settings()
     assert (settings.address, settings.num_cpus) == ("file:1", 2)
     assert settings.runtime_env == {"env_vars": {"A": "1"}}
-    assert settings.source == "key 'address' in [tool.pocketcore.ray] in pyproject.toml"
+    assert settings.sources["address"] == "key 'address' in [tool.pocketcore.ray] in pyproject.toml"
     monkeypatch.setenv("POCKETCORE_RAY_ADDRESS", " ray://env:10001 ")
     monkeypatch.setenv("POCKETCORE_RAY_RUNTIME_ENV", '{"env_vars": {"B": "2"}}')
     settings = RayExecutor().settings()
     assert settings.address == "ray://env:10001"
-    assert settings.source == "environment variable POCKETCORE_RAY_ADDRESS"
+    assert settings.sources["address"] == "environment variable POCKETCORE_RAY_ADDRESS"
     assert settings.runtime_env == {"env_vars": {"B": "2"}}
     settings = RayExecutor("auto", num_cpus=5, log=True).settings()
     assert (settings.address, settings.num_cpus, settings.log) == ("auto", 5, True)
-    assert settings.source == "argument address= of RayExecutor()"
+    assert settings.sources["address"] == "argument address= of RayExecutor()"
 
 
 def test_the_pocketcore_toml_table(here: Path) -> None:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
 import sys
 import threading
 import time
@@ -17,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import HERE, executor
+from conftest import executor, script
 from ray_nodes import Faults, SyncFaults, marks
 
 import pocketcore
@@ -126,20 +125,8 @@ if __name__ == "__main__":
 
 
 def test_ray_says_nothing_of_its_own(tmp_path: Path) -> None:
-    (tmp_path / "faults.py").write_text(SCRIPT)
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(HERE), os.environ["PYTHONPATH"]])}
-    env["POCKETCORE_RAY_NUM_CPUS"] = "1"
-    done = subprocess.run(
-        [sys.executable, "faults.py"],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=240,
-        env=env,
-    )
-    lines = done.stdout.splitlines()
-    assert len(lines) == 3, done.stdout
+    lines = script(tmp_path, SCRIPT, POCKETCORE_RAY_NUM_CPUS="1")
+    assert len(lines) == 3, lines
     assert lines[0].startswith("WorkerDied: the Ray worker process running item 1 of node Faults")
     assert lines[1].startswith("PocketcoreError: cannot send back the result of item 1 of node ")
     assert lines[2] == "SystemExit: 3"
-    assert done.stderr == ""

@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any
+from typing import Any, TypeVar
 
 import attrs
 
@@ -25,6 +25,8 @@ from pocketcore._runtime.config import Setting, plugin_settings
 from pocketcore._runtime.values import check_count, check_rate
 
 __all__ = ["PluginKey", "PluginSettings"]
+
+T = TypeVar("T")
 
 #: The words of a true and of a false flag, in an environment variable.
 _TRUE = ("1", "true", "yes", "on")
@@ -221,3 +223,24 @@ class PluginSettings:
             if name in given:
                 found[name] = Setting(given[name], self.argument(name))
         return found
+
+    def build(
+        self,
+        make: Callable[..., T],
+        arguments: Mapping[str, Any] | None = None,
+        *,
+        cwd: str | None = None,
+    ) -> T:
+        """What :meth:`resolve` finds, handed to ``make`` (a plugin's settings class).
+
+        ``make`` is called with each key that is set somewhere as a keyword,
+        with its value (a key set nowhere is left to ``make``'s default), and
+        with ``sources``: where each of those values came from, by key, for
+        the plugin's own messages.
+
+        Raises:
+            ConfigError: As :meth:`resolve` does.
+        """
+        found = self.resolve(arguments, cwd=cwd)
+        sources = {name: setting.source for name, setting in found.items()}
+        return make(**{name: setting.value for name, setting in found.items()}, sources=sources)

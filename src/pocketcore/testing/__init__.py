@@ -58,14 +58,16 @@ processes that import the test class by name (see its docstring).
 Beside the suites, checks that several executor plugins' own tests repeat:
 :func:`check_objects_per_item` (an asyncio-based executor keeps no more
 objects alive per item than a raw ``asyncio.gather``, counted with
-:func:`objects_per_item`) and :func:`stopped_after` (a time limit that
-stops even a loop that never yields).
+:func:`objects_per_item`), :func:`stopped_after` (a time limit that
+stops even a loop that never yields) and :func:`check_ctrl_c` (Ctrl-C during
+a batch ends the run at once and leaves none of its processes running).
 """
 
 from __future__ import annotations
 
 from ._checks import check_objects_per_item, objects_per_item, stopped_after
 from ._conformance import ExecutorConformance
+from ._interrupt import check_ctrl_c
 from ._probes import ItemFailure
 from ._recording import MapCall, RecordingExecutor
 from ._stores import StoreConformance
@@ -76,6 +78,7 @@ __all__ = [
     "MapCall",
     "RecordingExecutor",
     "StoreConformance",
+    "check_ctrl_c",
     "check_objects_per_item",
     "objects_per_item",
     "stopped_after",
@@ -90,6 +93,7 @@ for _public in (
     MapCall,
     RecordingExecutor,
     StoreConformance,
+    check_ctrl_c,
     check_objects_per_item,
     objects_per_item,
     stopped_after,

@@ -16,7 +16,7 @@ import anyio
 from pocketcore import BaseExecutor
 
 from . import _cluster
-from ._settings import Settings, check_arguments, resolve
+from ._settings import SETTINGS, Settings, check_arguments
 
 if TYPE_CHECKING:
     from distributed import Client, LocalCluster
@@ -216,7 +216,7 @@ async def _open(
         timeout = _connect_timeout(settings)[0]
         client = Client(address, asynchronous=True, set_as_default=False, timeout=timeout)  # type: ignore[no-untyped-call]
     else:
-        where = f"{settings.address!r} (from {settings.source})"
+        where = f"{settings.address!r} (from {settings.sources['address']})"
         timeout = _connect_timeout(settings)[0]
         refused = await anyio.to_thread.run_sync(_refused, settings.address, timeout)
         if refused is not None:
@@ -369,7 +369,7 @@ class DaskExecutor(BaseExecutor):
         Raises:
             ConfigError: A configured value is unusable; the message names its source.
         """
-        return resolve(self.arguments)
+        return SETTINGS.build(Settings, self.arguments)
 
     def run(self, fn: Callable[[], Awaitable[T]]) -> T:
         """Run ``fn()`` on a new asyncio loop; batches of the run share one cluster connection.

@@ -19,7 +19,6 @@ from __future__ import annotations
 import dataclasses
 import os
 from collections.abc import Mapping
-from typing import Any
 
 from pocketcore import PluginKey, PluginSettings
 
@@ -29,22 +28,29 @@ __all__ = [
     "Settings",
     "check_arguments",
     "default_workers",
-    "resolve",
 ]
 
 #: Seconds a batch waits for a worker, at a scheduler that has none, before saying so.
 NO_WORKERS_WARNING = 10.0
 
 
+def default_workers() -> int:
+    """One worker process per CPU this process may use (its affinity, when known)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not on Linux
+        return os.cpu_count() or 1
+
+
 @dataclasses.dataclass(frozen=True)
 class Settings:
-    """What one run connects to.
+    """What one run connects to, each value with where it came from (``SETTINGS.build(Settings)``).
 
     Attributes:
         address: The scheduler to connect to, or ``None`` to use the
             process's ``LocalCluster`` (started at first use).
-        source: Where ``address`` came from, for error messages.
-        n_workers: Workers of the ``LocalCluster`` (unused with an address).
+        n_workers: Workers of the ``LocalCluster`` (default: one per CPU it
+            may use; unused with an address).
         threads_per_worker: Threads of each of its workers (unused with an address).
         processes: Whether its workers are processes (the default) or
             threads of this process (unused with an address).
@@ -55,24 +61,18 @@ class Settings:
             batch waits, before it says so on stderr.
         log_failures: Keep dask's "Compute Failed" log, with the worker's
             traceback, of a failing item, in the ``LocalCluster``'s workers.
+        sources: Where each value that was set came from, by key (for
+            error messages: ``sources["address"]``).
     """
 
-    address: str | None
-    source: str
-    n_workers: int
-    threads_per_worker: int
+    address: str | None = None
+    n_workers: int = dataclasses.field(default_factory=default_workers)
+    threads_per_worker: int = 1
     processes: bool = True
     connect_timeout: float | None = None
     no_workers_warning: float = NO_WORKERS_WARNING
     log_failures: bool = False
-
-
-def default_workers() -> int:
-    """One worker process per CPU this process may use (its affinity, when known)."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # pragma: no cover - not on Linux
-        return os.cpu_count() or 1
+    sources: Mapping[str, str] = dataclasses.field(default_factory=dict)
 
 
 #: The plugin's keys: each also read from ``POCKETCORE_DASK_<KEY>``.
@@ -90,29 +90,3 @@ SETTINGS = PluginSettings(
     owner="DaskExecutor()",
 )
 check_arguments = SETTINGS.check_arguments
-
-
-def resolve(arguments: Mapping[str, Any]) -> Settings:
-    """The settings of one run: the arguments (checked already), the environment, the file.
-
-    Raises:
-        ConfigError: A value is unusable, or the table has an unknown key;
-            the message names the argument, the variable, or the file and the key.
-    """
-    chosen = SETTINGS.resolve(arguments)
-
-    def value(key: str, default: Any) -> Any:
-        return chosen[key].value if key in chosen else default
-
-    return Settings(
-        address=value("address", None),
-        source=chosen["address"].source
-        if "address" in chosen
-        else "no address configured: the process's LocalCluster",
-        n_workers=value("n_workers", None) or default_workers(),
-        threads_per_worker=value("threads_per_worker", 1),
-        processes=value("processes", True),
-        connect_timeout=value("connect_timeout", None),
-        no_workers_warning=value("no_workers_warning", NO_WORKERS_WARNING),
-        log_failures=value("log_failures", False),
-    )

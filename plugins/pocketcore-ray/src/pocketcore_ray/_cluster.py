@@ -163,7 +163,7 @@ def _busy(current: Instance, wanted: Settings) -> None:
 
 def _describe(settings: Settings) -> str:
     if settings.address is not None:
-        return f"the cluster at {settings.address!r} (from {settings.source})"
+        return f"the cluster at {settings.address!r} (from {settings.sources['address']})"
     cpus = settings.num_cpus
     where = settings.sources.get("num_cpus", "the default")
     return f"a local instance with num_cpus={cpus} (from {where})"
@@ -221,7 +221,7 @@ def _reachable(settings: Settings) -> None:
     split = urlsplit(address if "://" in address else f"tcp://{address}")
     from pocketcore import ConfigError
 
-    where = f"{address!r} (from {settings.source})"
+    where = f"{address!r} (from {settings.sources['address']})"
     try:
         host, port = split.hostname, split.port
     except ValueError:

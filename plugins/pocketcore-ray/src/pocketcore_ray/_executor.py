@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from pocketcore import BaseExecutor
 
 from . import _cluster, _worker
-from ._settings import Settings, check_arguments, resolve
+from ._settings import SETTINGS, Settings, check_arguments
 
 if TYPE_CHECKING:
     from pocketcore import Gate
@@ -124,7 +124,7 @@ class RayExecutor(BaseExecutor):
         Raises:
             ConfigError: A configured value is unusable; the message names its source.
         """
-        return resolve(self.arguments)
+        return SETTINGS.build(Settings, self.arguments)
 
     def run(self, fn: Callable[[], Awaitable[T]]) -> T:
         """Run ``fn()`` on a new asyncio loop; its batches use the settings resolved now.

@@ -23,22 +23,19 @@ import attrs
 
 from pocketcore import PluginKey, PluginSettings
 
-__all__ = ["CONNECT_TIMEOUT", "SETTINGS", "Settings", "check_arguments", "resolve"]
+__all__ = ["CONNECT_TIMEOUT", "SETTINGS", "Settings", "check_arguments"]
 
 #: Seconds to wait for the cluster at an address to answer (Ray's own default is a minute).
 CONNECT_TIMEOUT = 10.0
-#: Where a run without an address gets its cluster.
-LOCAL = "no address configured: the process's local Ray instance"
 
 
 @attrs.frozen
 class Settings:
-    """What one run connects to, each value with where it came from.
+    """What one run connects to, each value with where it came from (``SETTINGS.build(Settings)``).
 
     Attributes:
         address: The cluster to attach to (``"auto"``, ``"host:port"`` or
             ``"ray://host:port"``), or ``None`` for the process's local instance.
-        source: Where ``address`` came from, for error messages.
         num_cpus: CPUs of the local instance (default: Ray's, every CPU);
             unused with an address.
         runtime_env: The Ray runtime environment of the items' tasks
@@ -46,11 +43,11 @@ class Settings:
         connect_timeout: Seconds to wait for the cluster at ``address``.
         log: Keep Ray's own logging (its startup lines, the workers' output
             and their deaths, forwarded to this process); off by default.
-        sources: Where each value that was set came from, by key.
+        sources: Where each value that was set came from, by key (for
+            error messages: ``sources["address"]``).
     """
 
     address: str | None = None
-    source: str = LOCAL
     num_cpus: int | None = None
     runtime_env: Mapping[str, Any] | None = None
     connect_timeout: float = CONNECT_TIMEOUT
@@ -78,16 +75,3 @@ SETTINGS = PluginSettings(
     owner="RayExecutor()",
 )
 check_arguments = SETTINGS.check_arguments
-
-
-def resolve(arguments: Mapping[str, Any]) -> Settings:
-    """The settings of one run: the arguments (checked already), the environment, the file.
-
-    Raises:
-        ConfigError: A value is unusable, or the table has an unknown key;
-            the message names the argument, the variable, or the file and the key.
-    """
-    chosen = SETTINGS.resolve(arguments)
-    values = {key: setting.value for key, setting in chosen.items()}
-    sources = {key: setting.source for key, setting in chosen.items()}
-    return Settings(**values, source=sources.get("address", LOCAL), sources=sources)
