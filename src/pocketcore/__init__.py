@@ -40,6 +40,8 @@ from ._core.executor import (
     GatingExecutor,
     RemoteExecutor,
     ReportingExecutor,
+    TaskBatch,
+    TaskExecutor,
 )
 from ._core.plugin import PluginState, ReportsState
 from ._core.provider import ProviderSignal
@@ -128,6 +130,8 @@ __all__ = [
     "Store",
     "StoreInfo",
     "StoreOpener",
+    "TaskBatch",
+    "TaskExecutor",
     "Timeline",
     "attach_failures",
     "close_stores",

@@ -5,7 +5,7 @@ for them before raising the item's own exception, and ``limit`` bounds the
 tasks in flight: each task takes the next item from the input once its own
 is done.
 
-Each item is one task running ``pocketcore.BaseExecutor.pull`` (the items'
+Each item is one task running ``pocketcore.TaskExecutor.pull`` (the items'
 loop every task-based executor shares) around the item's call: it catches the
 item's exception (so the failing task cancels its siblings itself, before any
 of them starts), stores the result in its slot and counts the batch down; the
@@ -22,7 +22,7 @@ limiter) reach it as a gate (``pocketcore.GatingExecutor``) rather than as
 a wrapper coroutine around each call: the item's task enters the gate right
 before its call and leaves it when the call has ended.
 
-:class:`AsyncioExecutor` builds on ``pocketcore.BaseExecutor``, so it lives
+:class:`AsyncioExecutor` builds on ``pocketcore.TaskExecutor``, so it lives
 in a module of its own that imports pocketcore, loaded the first time the
 class is asked for (by the hook below, or an import of the name): loading
 the plugin, which every process that runs a flow does, does not import pocketcore.

@@ -1,19 +1,17 @@
-"""The ``asyncio`` executor itself (see the package docstring), on ``pocketcore.BaseExecutor``."""
+"""The ``asyncio`` executor itself (see the package docstring), on ``pocketcore.TaskExecutor``."""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable, Iterable, Iterator
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
-from pocketcore import BaseExecutor, attach_failures
+from pocketcore import TaskExecutor, attach_failures
 
 if TYPE_CHECKING:
     from pocketcore import Gate
 
 __all__ = ["AsyncioExecutor"]
-
-R = TypeVar("R")
 
 
 def _attach(first: BaseException, others: Iterable[BaseException]) -> None:
@@ -43,7 +41,7 @@ async def _wait_for_all(tasks: list[asyncio.Task[Any]]) -> asyncio.CancelledErro
 class _Batch:
     """One call of ``map``: its function, tasks, results and failures, and how it ends.
 
-    The items' loop is ``pocketcore.BaseExecutor``'s (``start`` and ``pull``);
+    The items' loop is ``pocketcore.TaskExecutor``'s (``start`` and ``pull``);
     this is the asyncio side of it. Every exception is caught inside the
     tasks: a ``KeyboardInterrupt`` or ``SystemExit`` escaping a task would
     leave the event loop itself rather than reach the caller of ``map``.
@@ -90,7 +88,7 @@ class _Batch:
         self.pending = 0
 
     def spawn(self, index: int, item: Any) -> None:
-        self.tasks.append(self.loop.create_task(BaseExecutor.pull(self, index, item)))
+        self.tasks.append(self.loop.create_task(TaskExecutor.pull(self, index, item)))
 
     def fail(self, exc: BaseException) -> None:
         self.failures.append(exc)
@@ -123,9 +121,14 @@ class _Batch:
             self.done.cancel()
 
     def start(self, items: Iterable[Any], limit: int | None) -> None:
-        """The first tasks (see ``BaseExecutor.start``), then what ``settle`` counts down."""
-        BaseExecutor.start(self, items, limit)
+        """The first tasks (see ``TaskExecutor.start``), then what ``settle`` counts down."""
+        TaskExecutor.start(self, items, limit)
         self.pending = len(self.tasks)
+
+    async def run(self, items: Iterable[Any], limit: int | None) -> None:
+        """Start the tasks, then wait for them (``pocketcore.TaskBatch.run``)."""
+        self.start(items, limit)
+        await self.settle()
 
     async def settle(self) -> None:
         """Return once no task of the batch runs any more, raising the caller's cancellation.
@@ -161,7 +164,7 @@ class _Batch:
             raise stopped
 
 
-class AsyncioExecutor(BaseExecutor):
+class AsyncioExecutor(TaskExecutor):
     """Runs items concurrently as asyncio tasks.
 
     With ``limit=None`` every item becomes a task at once. With ``limit=k``,
@@ -177,39 +180,10 @@ class AsyncioExecutor(BaseExecutor):
 
     name = "asyncio"
     backend: str | None = "asyncio"
-    #: ``map`` takes ``gate``: each item's own task enters it right before
-    #: the call (``pocketcore.GatingExecutor``), with no wrapper per item,
-    #: and enters again to call once more when the gate says so.
-    gates_items = True
-    gates_attempts = True
 
-    async def map(
-        self,
-        fn: Callable[[Any], Awaitable[R]],
-        items: Iterable[Any],
-        *,
-        limit: int | None,
-        gate: Gate | None = None,
-        on_result: Callable[[int, Any], None] | None = None,
-    ) -> list[R]:
-        """Await ``fn(item)`` for all items concurrently; results in input order.
-
-        With a ``gate`` (``pocketcore.Gate``), each item is pulled, then
-        waits to enter the gate in its task, and leaves it once its call has
-        ended; an item that was waiting when the batch stopped never starts.
-
-        Raises:
-            BaseException: The first exception an item (or the input) raised,
-                unwrapped; other failures are named in its notes.
-        """
-        loop = asyncio.get_running_loop()
-        batch = _Batch(fn, loop, gate)
-        batch.start(items, limit)
-        await batch.settle()
-        if batch.failures:
-            _attach(batch.failures[0], batch.failures[1:])
-            raise batch.failures[0]
-        return batch.results
+    def batch(self, fn: Callable[[Any], Awaitable[Any]], gate: Gate | None) -> _Batch:
+        """The tasks of one ``map`` call, on the running asyncio loop."""
+        return _Batch(fn, asyncio.get_running_loop(), gate)
 
 
 # Known by its public place: in tracebacks, in the docs, and to pickle.

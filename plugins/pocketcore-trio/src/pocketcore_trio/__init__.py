@@ -6,7 +6,7 @@ an anyio task group: on the trio backend an anyio task group is a thin layer
 over a nursery, and spawning through trio directly costs less per item (see
 docs/performance.md). Failures are caught inside each task, so ``map`` raises
 the first failure itself rather than an ``ExceptionGroup``; so does a Ctrl-C.
-It builds on ``pocketcore.BaseExecutor``.
+It builds on ``pocketcore.TaskExecutor``, which writes ``map`` and the items' loop.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import pluggy
 
-from pocketcore import BaseExecutor, attach_failures
+from pocketcore import TaskExecutor
 
 if sys.version_info < (3, 11):
     from exceptiongroup import BaseExceptionGroup
@@ -31,7 +31,6 @@ if TYPE_CHECKING:
 __all__ = ["TrioExecutor", "pocketcore_register_executors"]
 
 T = TypeVar("T")
-R = TypeVar("R")
 
 hookimpl = pluggy.HookimplMarker("pocketcore")
 
@@ -50,7 +49,7 @@ def _leaves(group: BaseExceptionGroup[BaseException]) -> list[BaseException]:
 class _Batch:
     """One call of ``map``: its function, nursery, results and failures.
 
-    The items' loop is ``pocketcore.BaseExecutor``'s (``start`` and ``pull``);
+    The items' loop is ``pocketcore.TaskExecutor``'s (``start`` and ``pull``);
     this is the trio side of it. Every exception but trio's own cancellation
     is caught inside the tasks, so that the nursery does not wrap it in an
     exception group.
@@ -86,7 +85,7 @@ class _Batch:
 
     def spawn(self, index: int, item: Any) -> None:
         # Not a checkpoint: the task runs once ``map`` waits for the nursery.
-        self.nursery.start_soon(BaseExecutor.pull, self, index, item)
+        self.nursery.start_soon(TaskExecutor.pull, self, index, item)
 
     def fail(self, exc: BaseException) -> None:
         self.failures.append(exc)
@@ -98,8 +97,25 @@ class _Batch:
     def ended(self) -> None:
         """Nothing to count: the nursery waits for every task."""
 
+    async def run(self, items: Iterable[Any], limit: int | None) -> None:
+        """Start the tasks in a nursery and wait for it (``pocketcore.TaskBatch.run``)."""
+        import trio
 
-class TrioExecutor(BaseExecutor):
+        try:
+            async with trio.open_nursery() as nursery:
+                self.nursery = nursery
+                TaskExecutor.start(self, items, limit)
+        except BaseExceptionGroup as group:
+            # Only what the tasks do not catch: trio's cancellation, and a
+            # KeyboardInterrupt trio delivers to this task (Ctrl-C while it
+            # waits for the nursery) or raises in the executor's own code.
+            _, rest = group.split(trio.Cancelled)
+            if rest is None:  # the caller's cancellation: the cancel scope wants the group
+                raise
+            self.failures[:0] = _leaves(rest)  # an interrupt comes before the items' failures
+
+
+class TrioExecutor(TaskExecutor):
     """Runs items concurrently in one trio nursery.
 
     With ``limit=None`` every item is started at once. With ``limit=k``, a
@@ -116,11 +132,6 @@ class TrioExecutor(BaseExecutor):
 
     name = "trio"
     backend: str | None = "trio"
-    #: ``map`` takes ``gate``: each item's own task enters it right before
-    #: the call (``pocketcore.GatingExecutor``), with no wrapper per item,
-    #: and enters again to call once more when the gate says so.
-    gates_items = True
-    gates_attempts = True
 
     def run(self, fn: Callable[[], Awaitable[T]]) -> T:
         """Run ``fn()`` on a new trio event loop, started through anyio.
@@ -146,44 +157,11 @@ class TrioExecutor(BaseExecutor):
             interrupt = leaves[0]
         raise interrupt
 
-    async def map(
-        self,
-        fn: Callable[[Any], Awaitable[R]],
-        items: Iterable[Any],
-        *,
-        limit: int | None,
-        gate: Gate | None = None,
-        on_result: Callable[[int, Any], None] | None = None,
-    ) -> list[R]:
-        """Await ``fn(item)`` for all items concurrently; results in input order.
-
-        With a ``gate`` (``pocketcore.Gate``), each item is pulled, then
-        waits to enter the gate in its task, and leaves it once its call has
-        ended; an item that was waiting when the batch stopped never starts.
-
-        Raises:
-            BaseException: The first exception an item (or the input) raised,
-                unwrapped; other failures are named in its notes.
-        """
+    def batch(self, fn: Callable[[Any], Awaitable[Any]], gate: Gate | None) -> _Batch:
+        """The tasks of one ``map`` call, in a nursery of their own."""
         import trio
 
-        batch = _Batch(fn, trio.Cancelled, gate)
-        try:
-            async with trio.open_nursery() as nursery:
-                batch.nursery = nursery
-                BaseExecutor.start(batch, items, limit)
-        except BaseExceptionGroup as group:
-            # Only what the tasks do not catch: trio's cancellation, and a
-            # KeyboardInterrupt trio delivers to this task (Ctrl-C while it
-            # waits for the nursery) or raises in the executor's own code.
-            _, rest = group.split(trio.Cancelled)
-            if rest is None:  # the caller's cancellation: the cancel scope wants the group
-                raise
-            batch.failures[:0] = _leaves(rest)  # an interrupt comes before the items' failures
-        if batch.failures:
-            attach_failures(batch.failures[0], batch.failures[1:])
-            raise batch.failures[0]
-        return batch.results
+        return _Batch(fn, trio.Cancelled, gate)
 
 
 @hookimpl

@@ -8,7 +8,7 @@ so a batch awaited inside an asyncio loop that is already running (uvloop's
 or the default one) is scheduled there exactly as by the ``asyncio`` executor.
 
 uvloop is imported only inside ``run``, and :class:`UvloopExecutor` (built,
-through the asyncio executor, on ``pocketcore.BaseExecutor``) only when it is
+through the asyncio executor, on ``pocketcore.TaskExecutor``) only when it is
 first asked for: loading the plugin, which every process that runs a flow
 does, stays as cheap as loading the asyncio one, and imports neither uvloop
 nor pocketcore.
