@@ -208,31 +208,35 @@ async def pull(batch: TaskBatch, index: int, item: Any) -> None:
     but the backend's cancellation is caught here and handed to
     ``batch.fail``, so that ``map`` raises it itself, unwrapped.
     """
-    if batch.stopped():
+    stopped = batch.stopped
+    if stopped():
         return
-    results, fn, gate = batch.results, batch.fn, batch.gate
+    results, fn, gate, source = batch.results, batch.fn, batch.gate, batch.source
+    since: float | None = None  # when the item's run of refusals began
     try:
-        while item is not _END:
+        while True:
             if gate is None:
                 results[index] = await fn(item)
             else:
-                since: float | None = None  # when the item's run of refusals began
-                while True:
-                    if not gate.try_enter() and not await _waited(batch, gate):
-                        return
-                    try:
-                        results[index] = await fn(item)
-                    except Exception as exc:
-                        since = gate.again(exc, since)  # before the entry is left
-                        if since is None:
-                            raise
-                        continue  # the same item, entering again
-                    finally:
-                        gate.leave()
-                    gate.passed()
-                    break
-            item = _next_item(batch)
-            index = len(results) - 1  # the slot of the item pulled, if any
+                if not gate.try_enter() and not await _waited(batch, gate):
+                    return
+                try:
+                    results[index] = await fn(item)
+                except Exception as exc:
+                    since = gate.again(exc, since)  # before the entry is left
+                    if since is None:
+                        raise
+                    continue  # the same item, entering again
+                finally:
+                    gate.leave()
+                gate.passed()
+                since = None
+            # A task per item has nothing to pull; a stopping batch takes nothing.
+            item = _END if source is None or stopped() else next(source, _END)
+            if item is _END:
+                break
+            index = len(results)
+            results.append(None)
     except batch.cancellation:
         batch.cancelled()
         raise
@@ -240,20 +244,6 @@ async def pull(batch: TaskBatch, index: int, item: Any) -> None:
         batch.fail(exc)
         return
     batch.ended()
-
-
-def _next_item(batch: TaskBatch) -> Any:
-    """The item a task takes once its call is done (its slot appended), or ``_END``.
-
-    A task per item has nothing to pull; a stopping batch takes nothing.
-    """
-    source = batch.source
-    if source is None or batch.stopped():
-        return _END
-    item = next(source, _END)
-    if item is not _END:
-        batch.results.append(None)
-    return item
 
 
 async def _waited(batch: TaskBatch, gate: Gate) -> bool:
