@@ -9,7 +9,8 @@ From the outside in (a layer the plan does not need is not there)::
     collected   a failure kept as a Failed          (collect.py)
     retried     attempts, waits, fallback           (attempts.py)
     governed    each further attempt's limiters     (govern.py; on its thread, if blocking;
-                                                     each attempt's, with no gate, if unticketed)
+                                                     each attempt's, with no gate, if unticketed;
+                                                     the executor's loop's, if loop_gated)
     attempt     each attempt's start and end        (report.py)
     timed       each attempt's timeout              (attempts.py)
     exec        the node's exec / exec_async
