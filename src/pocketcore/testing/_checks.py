@@ -34,8 +34,9 @@ def objects_per_item(
     waits in an ``asyncio.sleep(0)``; when the last one starts, the objects
     alive are counted, and compared with the count before the batch. The
     batch runs in a new loop started by ``run`` (``asyncio.run``, or
-    ``uvloop.run``), with the garbage collector off: the counts are exact,
-    the same on a loaded machine as on an idle one.
+    ``uvloop.run``), with the garbage collector off: the counts do not
+    depend on the machine's load, only on what the process allocates
+    meanwhile (another thread's objects count too).
     """
     counts: list[int] = []
 
@@ -71,7 +72,7 @@ def check_objects_per_item(
     calls escapes, and which costs more than scheduling the batch. So an
     asyncio-based executor's ``map(fn, items, limit=None)`` is held to what
     ``asyncio.gather`` keeps alive, both counted by :func:`objects_per_item`
-    on the loop ``run`` starts.
+    on the loop ``run`` starts (the fewest of three counts, each).
 
     Raises:
         AssertionError: The executor keeps more than a hundredth of an object
@@ -84,8 +85,10 @@ def check_objects_per_item(
     async def executor_map(fn: ItemFn) -> None:
         await executor.map(fn, range(items), limit=None)
 
-    raw = objects_per_item(raw_gather, items=items, run=run)
-    mine = objects_per_item(executor_map, items=items, run=run)
+    # The fewest of three counts each: another thread of the process (a test
+    # runner's own, say) may allocate while one is taken, never free ours.
+    raw = min(objects_per_item(raw_gather, items=items, run=run) for _ in range(3))
+    mine = min(objects_per_item(executor_map, items=items, run=run) for _ in range(3))
     assert mine <= raw + 0.01, f"{mine:.2f} objects alive per item; a raw gather: {raw:.2f}"
 
 
