@@ -518,6 +518,7 @@ class ItemStarts:
     collect=st.booleans(),
     paced=st.booleans(),
     heard=st.booleans(),
+    retries=st.sampled_from([1, 2]),
 )
 def test_a_refusal_stops_every_start_until_its_reset_and_nothing_stays_reserved(
     scripts: list[list[str]],
@@ -526,18 +527,20 @@ def test_a_refusal_stops_every_start_until_its_reset_and_nothing_stays_reserved(
     collect: bool,
     paced: bool,
     heard: bool,
+    retries: int,
 ) -> None:
     # Each refusal asks for 0.2 s: no attempt of the batch may start in that
     # time (bar one already on its way when the refusal came, within 50 ms);
     # and once the batch has ended, however it ended, the limiter is idle.
     # Whether a budget prices each attempt and whether someone hears items
-    # start decide how the limiter is entered (with a ticket, or by each
-    # attempt alone): the same holds either way.
+    # start decide how the limiter is entered (with a ticket, by each
+    # attempt alone, or, with one attempt per item, by the executor's loop):
+    # the same holds every way.
     log: list[tuple[float, str]] = []
     # An item refused at every attempt gives up after a second of patience.
     limiter = Limiter(limit, max_per_second=50 if paced else None, patience=1.0)
     node = KINDS[kind](
-        log, limiter=limiter, max_retries=2, on_error="collect" if collect else "raise"
+        log, limiter=limiter, max_retries=retries, on_error="collect" if collect else "raise"
     )
     node.set_params({"retry_after": 0.2})
     items = [(f"i{n}", outcomes) for n, outcomes in enumerate(scripts)]

@@ -179,8 +179,10 @@ class GatingExecutor(Executor, Protocol):
     entered call fails, its loop asks ``gate.again`` and, if that says so,
     leaves, enters again and calls again; after a call returns, it calls
     ``gate.passed``. The kernel then hands it the gate of a batch whose
-    items make one attempt each (a provider's refusal aside) instead of
-    wrapping each one. :meth:`BaseExecutor.pull` and
+    items run here and need nothing else between the gate and the call (one
+    attempt each with the default fallback, not collected, not cached,
+    limiters with no rate or budget, nobody hearing single items) instead
+    of wrapping each one. :meth:`BaseExecutor.pull` and
     :meth:`BaseExecutor.gated` do both.
     """
 
@@ -340,8 +342,9 @@ class TaskExecutor(BaseExecutor):
         the first ``k`` do, and each task, once its item is done, takes the
         next item from the input. With a ``gate`` (:class:`Gate`), each item
         is pulled, then waits to enter the gate in its task, and leaves it
-        once its call has ended; an item that was waiting when the batch
-        stopped never starts.
+        once its call has ended; a call the gate says to make again
+        (:meth:`Gate.again`) enters again; an item that was waiting when the
+        batch stopped never starts.
 
         Raises:
             BaseException: The first exception an item (or the input) raised,
@@ -351,7 +354,9 @@ class TaskExecutor(BaseExecutor):
         await batch.run(items, limit)
         failures = batch.failures
         if failures:
-            attach_failures(failures[0], failures[1:])
+            # A cancellation is no failure of an item's: not named on the first.
+            others = (e for e in failures[1:] if not isinstance(e, batch.cancellation))
+            attach_failures(failures[0], others)
             raise failures[0]
         return batch.results
 

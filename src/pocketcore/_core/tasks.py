@@ -35,8 +35,12 @@ class Gate(Protocol):
     Each entry is left exactly once, when its item has ended: returned,
     failed, been cancelled, or was never started because the batch stopped
     meanwhile. An entry that is never left holds a slot of a shared limiter
-    for the rest of the run. All three are called from the event loop that
-    runs ``map``.
+    for the rest of the run. An executor that gates attempts
+    (``gates_attempts``) enters once per call instead, asks :meth:`again`
+    after a call failed and tells :meth:`passed` after one returned (see
+    :func:`gated`). Every method is called from the event loop that runs
+    ``map``. The kernel makes every gate; one written for a test must have
+    all five methods, as :func:`gated` and :func:`pull` call all five.
     """
 
     def try_enter(self) -> bool:
@@ -57,20 +61,22 @@ class Gate(Protocol):
     def again(self, exc: Exception, since: float | None) -> float | None:
         """After an entered call failed with ``exc``: whether to call it again (before ``leave``).
 
-        Asked only by an executor that declares ``gates_attempts`` (see
-        :class:`GatingExecutor`). A provider's refusal (a 429) pauses the
-        gate and, while its patience lasts, returns when the item's run of
-        refusals began: leave, enter again, call again, and hand that value
-        back as ``since`` should the call fail again. ``None``: the failure
-        is the item's own, to raise (or the patience has run out). The gate
-        of items that run elsewhere always returns ``None``.
+        Asked by :func:`gated` and :func:`pull` (an executor that declares
+        ``gates_attempts`` asks it; see :class:`GatingExecutor`). A
+        provider's refusal (a 429) pauses the gate and, while its patience
+        lasts, returns when the item's run of refusals began: leave, enter
+        again, call again, and hand that value back as ``since`` should the
+        call fail again. ``None``: the failure is the item's own, to raise
+        (or the patience has run out). The gate of items that run elsewhere
+        always returns ``None``.
         """
         ...
 
     def passed(self) -> None:
         """An entered call returned (once its entry is left): the gate may ease off.
 
-        Called only by an executor that declares ``gates_attempts``.
+        Told by :func:`gated` and :func:`pull`, as an executor that declares
+        ``gates_attempts`` does.
         """
         ...
 
@@ -218,7 +224,9 @@ async def pull(batch: TaskBatch, index: int, item: Any) -> None:
             if gate is None:
                 results[index] = await fn(item)
             else:
-                if not gate.try_enter() and not await _waited(batch, gate):
+                # A refused call enters again the waiting way, which looks
+                # at the batch once it has entered (it may have stopped).
+                if not (since is None and gate.try_enter()) and not await _waited(batch, gate):
                     return
                 try:
                     results[index] = await fn(item)

@@ -119,19 +119,23 @@ class Plan:
     def loop_gated(self) -> bool:
         """The executor's own loop passes each attempt through the limiters, as a gate.
 
-        For governed items that carry no ticket, when the executor declares
-        ``gates_attempts`` and nothing sits between the gate and the call
-        that must not hold a slot or would hide a refusal: each item makes
-        one attempt (no retry waits while holding a slot) and its failures
-        are not collected (the gate must see a refusal to try it again).
-        The gate is then what :func:`~pocketcore._dispatch.govern.gated`
-        would do around each item, with no coroutine of its own.
+        For governed items that carry no ticket (async items nobody hears
+        start, limiters with no rate or budget), when the executor declares
+        ``gates_attempts`` and nothing would sit between the gate and the
+        call that must not hold a slot or would hide a refusal: each item
+        makes one attempt with the default fallback (no retry waits while
+        holding a slot), its failures are not collected (the gate must see
+        a refusal to try it again) and no cache writes its result (the
+        write happens once the slot is given back). The gate is then what
+        :func:`~pocketcore._dispatch.govern.gated` would do around each
+        item, with no coroutine of its own.
         """
         return (
             self.governed
             and self.caps.gates_attempts
             and self.single
             and not self.collect
+            and self.cache is None
             and not self.ticketed
         )
 

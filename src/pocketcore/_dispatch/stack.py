@@ -2,15 +2,15 @@
 
 From the outside in (a layer the plan does not need is not there)::
 
-    gate        its limiters, before it starts      (govern.py; the executor's, if remote)
+    gate        its limiters, before it starts      (govern.py; the executor's, if remote;
+                                                     for each attempt, if loop_gated)
     report      its start and end, its fallback     (report.py)
     counted     its own cur_retry and outcome       (attempts.py)
     stored      the cache's write, if exec returned (cached.py; marked on a worker)
     collected   a failure kept as a Failed          (collect.py)
     retried     attempts, waits, fallback           (attempts.py)
     governed    each further attempt's limiters     (govern.py; on its thread, if blocking;
-                                                     each attempt's, with no gate, if unticketed;
-                                                     the executor's loop's, if loop_gated)
+                                                     each attempt's, with no gate, if unticketed)
     attempt     each attempt's start and end        (report.py)
     timed       each attempt's timeout              (attempts.py)
     exec        the node's exec / exec_async

@@ -45,6 +45,20 @@ class Gating(Failures):
         run: Callable[..., Awaitable[list[Any]]] = self.executor.map
         return await run(fn, items, limit=limit, gate=gate)
 
+    @staticmethod
+    def _check_refusals(gate: ProbeGate, refusals: list[int]) -> None:
+        """Each item's refusals: asked about on its entry, its run handed back to it."""
+        began: dict[int, float] = {}  # when each item's run of refusals began
+        counted: dict[int, int] = {}
+        for index, since, returned, open_entries in gate.refusals:
+            assert open_entries >= 1, f"item {index}'s entry was left before the gate was asked"
+            assert since == began.get(index), (
+                f"item {index} was refused with since={since}; its run began at {began.get(index)}"
+            )
+            began.setdefault(index, returned)
+            counted[index] = counted.get(index, 0) + 1
+        assert counted == {i: n for i, n in enumerate(refusals) if n}
+
     def _check_gate(self, log: Log, capacity: int | None) -> None:
         problem = Seen(log.timeline()).gate_problem(capacity)
         assert problem is None, problem
@@ -196,10 +210,7 @@ class Gating(Failures):
             assert result == [i * 2 for i in range(count)]
             assert sorted(made) == sorted(i for i in range(count) for _ in range(refusals[i] + 1))
             assert gate.passes == count, f"passed told {gate.passes} times for {count} items"
-            firsts = sum(1 for n in refusals if n)
-            assert gate.sinces.count(None) == firsts, (
-                "an item's run of refusals was not handed back"
-            )
+            self._check_refusals(gate, refusals)
             self._check_gate(log, capacity)
 
         self._each_backend(body)

@@ -285,8 +285,10 @@ class ProbeGate:
         self.log, self.capacity, self.eager = log, capacity, eager
         self.held = self.entries = self.leaves = self.passes = 0
         self.waiters: deque[anyio.Event] = deque()
-        #: What ``again`` returned for each refusal (a :class:`ProbeRefusal`), in order.
-        self.sinces: list[float | None] = []
+        #: Each refusal (a :class:`ProbeRefusal`) ``again`` was asked about, in
+        #: order: the item's index, the ``since`` it came with, what was returned,
+        #: and how many entries were not left yet (its own must be one of them).
+        self.refusals: list[tuple[int, float | None, float, int]] = []
 
     def _room(self) -> bool:
         return not self.waiters and (self.capacity is None or self.held < self.capacity)
@@ -329,8 +331,9 @@ class ProbeGate:
         """A :class:`ProbeRefusal` is to be called again (its run began at its first); else not."""
         if not isinstance(exc, ProbeRefusal):
             return None
-        self.sinces.append(since)
-        return float(len(self.sinces)) if since is None else since
+        began = float(len(self.refusals) + 1) if since is None else since
+        self.refusals.append((exc.args[0], since, began, self.entries - self.leaves))
+        return began
 
     def passed(self) -> None:
         self.passes += 1

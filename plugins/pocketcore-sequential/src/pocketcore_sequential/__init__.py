@@ -49,7 +49,8 @@ class SequentialExecutor(BaseExecutor):
         """Return ``[await fn(item) for item in items]``.
 
         With a ``gate`` (``pocketcore.Gate``), each item, once pulled,
-        enters it before its call and leaves it when the call has ended.
+        enters it before its call and leaves it when the call has ended; a
+        call the gate says to make again enters again (``BaseExecutor.gated``).
         """
         if gate is None:
             return [await fn(item) for item in items]
